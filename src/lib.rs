@@ -1,0 +1,12 @@
+//! Lifeboat: cross-region disaster recovery for databases that live in
+//! object storage. See DESIGN.md (shared) and ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod error;
+pub mod gui;
+pub mod logging;
+pub mod region;
+pub mod storage;
+pub mod workload;
+
+pub use error::{Error, Result};

@@ -1,0 +1,371 @@
+//! SlateDB knowledge: where a database's branches live in a region, the
+//! settings that work on every kind of store, and how to open, describe and
+//! delete them.
+//!
+//! A database `orders` is a tree of branches; each branch is one SlateDB
+//! database at `dbs/orders/<branch>/` in a region's store. A new database
+//! has one branch, `main`.
+//!
+//! Invariant kept here: every SlateDB client this crate opens has bounded
+//! object-store retries, so an unreachable region fails an operation
+//! instead of hanging it (SlateDB retries forever by default).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use serde::Serialize;
+use slatedb::config::{CompactorOptions, DbReaderOptions, GarbageCollectorOptions, Settings};
+use slatedb::{Db, DbReader, DbReaderMode};
+
+use crate::error::{Error, Result};
+use crate::region::{Region, RegionUrl, validate_name};
+
+/// The branch a new database starts with.
+pub const MAIN_BRANCH: &str = "main";
+
+/// The prefix under which databases live in a region's store.
+pub const DBS_PREFIX: &str = "dbs";
+
+/// Retries SlateDB makes on one object-store call before it gives up.
+pub const SLATEDB_MAX_RETRIES: u32 = 3;
+
+/// Bound on a SlateDB admin call, which has no retry limit of its own.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bound on opening a database (a writer or a reader).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One SlateDB database in one store: a branch of a database in a region,
+/// or a copy at any URL. `label` names the place in messages.
+#[derive(Debug, Clone)]
+pub struct DbLocation {
+    /// The region name, or the URL for a copy outside any region.
+    pub label: String,
+    /// The database name (for messages and for matching workload logs).
+    pub db: String,
+    /// The branch name.
+    pub branch: String,
+    /// The store that holds it.
+    pub store: Arc<dyn ObjectStore>,
+    /// The database's path in that store.
+    pub path: Path,
+    /// Whether the store supports If-Match updates (GC boundary files).
+    pub if_match: bool,
+}
+
+impl DbLocation {
+    /// The `main` branch of database `db` in `region`.
+    pub fn in_region(region: &Region, db: &str) -> Result<DbLocation> {
+        Self::branch_in_region(region, db, MAIN_BRANCH)
+    }
+
+    /// Branch `branch` of database `db` in `region`.
+    pub fn branch_in_region(region: &Region, db: &str, branch: &str) -> Result<DbLocation> {
+        validate_name("database", db)?;
+        validate_name("branch", branch)?;
+        Ok(DbLocation {
+            label: region.name().to_string(),
+            db: db.to_string(),
+            branch: branch.to_string(),
+            store: region.store(),
+            path: branch_path(db, branch),
+            if_match: region.location().supports_if_match(),
+        })
+    }
+
+    /// A database whose files (`manifest/`, `wal/`, ...) sit directly under
+    /// the store of `region` (a copy opened by URL).
+    pub fn at_root(region: &Region, db: &str) -> DbLocation {
+        DbLocation {
+            label: region.spec().url.clone(),
+            db: db.to_string(),
+            branch: MAIN_BRANCH.to_string(),
+            store: region.store(),
+            path: Path::from(""),
+            if_match: region.location().supports_if_match(),
+        }
+    }
+
+    fn sub(&self, dir: &str) -> Path {
+        if self.path.as_ref().is_empty() {
+            Path::from(dir)
+        } else {
+            self.path.clone().join(dir)
+        }
+    }
+
+    fn db_error(&self, op: &str, err: &slatedb::Error) -> Error {
+        Error::database(&self.label, &self.db, op, err)
+    }
+
+    fn store_error(&self, op: &str, err: &object_store::Error) -> Error {
+        Error::store(&self.label, op, err)
+    }
+
+    /// Runs a SlateDB call with a time bound, naming the operation on failure.
+    async fn bounded<T>(
+        &self,
+        op: &str,
+        limit: Duration,
+        call: impl Future<Output = std::result::Result<T, slatedb::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(self.db_error(op, &err)),
+            Err(_) => Err(Error::Database {
+                region: self.label.clone(),
+                db: self.db.clone(),
+                op: op.to_string(),
+                detail: format!(
+                    "no answer within {}s; check that the region is reachable",
+                    limit.as_secs()
+                ),
+            }),
+        }
+    }
+
+    /// Ids of the objects in `dir` named `{id:020}.{ext}`, ascending.
+    pub async fn list_ids(&self, dir: &str, ext: &str) -> Result<Vec<(u64, u64)>> {
+        let prefix = self.sub(dir);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error(&format!("listing {prefix}"), &e))?;
+        let mut ids: Vec<(u64, u64)> = metas
+            .iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?;
+                let id = name.strip_suffix(ext)?.strip_suffix('.')?;
+                Some((id.parse::<u64>().ok()?, m.size))
+            })
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Whether a database exists here (it has at least one manifest).
+    pub async fn exists(&self) -> Result<bool> {
+        Ok(!self.list_ids("manifest", "manifest").await?.is_empty())
+    }
+
+    /// Fails with a "does not exist" error unless the database exists.
+    pub async fn require(&self) -> Result<()> {
+        if self.exists().await? {
+            Ok(())
+        } else {
+            Err(Error::DatabaseNotFound {
+                db: self.db.clone(),
+                region: self.label.clone(),
+            })
+        }
+    }
+
+    /// SlateDB settings for a writer here.
+    pub fn settings(&self) -> Settings {
+        db_settings(self.if_match)
+    }
+
+    /// Opens the one writer of this database (creating it when `create`).
+    /// Opening fences any earlier writer of the same branch.
+    pub async fn open_writer(&self, create: bool) -> Result<Db> {
+        if !create {
+            self.require().await?;
+        }
+        let build = Db::builder(self.path.clone(), Arc::clone(&self.store))
+            .with_settings(self.settings())
+            .build();
+        self.bounded("open writer", OPEN_TIMEOUT, build).await
+    }
+
+    /// Opens a read-only reader that follows the newest manifest and WAL and
+    /// never writes (safe on a replica).
+    pub async fn open_reader(&self) -> Result<DbReader> {
+        self.require().await?;
+        let build = DbReader::builder(self.path.clone(), Arc::clone(&self.store))
+            .with_reader_mode(DbReaderMode::FollowLatest)
+            .with_options(reader_options())
+            .build();
+        self.bounded("open reader", OPEN_TIMEOUT, build).await
+    }
+
+    /// Creates the database: fails if one is already here.
+    pub async fn create(&self) -> Result<BranchInfo> {
+        if self.exists().await? {
+            return Err(Error::DatabaseExists {
+                db: self.db.clone(),
+                region: self.label.clone(),
+            });
+        }
+        let db = self.open_writer(true).await?;
+        self.bounded("close", ADMIN_TIMEOUT, db.close()).await?;
+        self.describe().await
+    }
+
+    /// Size, newest manifest, WAL range and writer epoch.
+    pub async fn describe(&self) -> Result<BranchInfo> {
+        let manifests = self.list_ids("manifest", "manifest").await?;
+        let Some(&(newest_manifest_id, _)) = manifests.last() else {
+            return Err(Error::DatabaseNotFound {
+                db: self.db.clone(),
+                region: self.label.clone(),
+            });
+        };
+        let wals = self.list_ids("wal", "sst").await?;
+        let (size_bytes, object_count) = self.size().await?;
+        let admin =
+            slatedb::admin::AdminBuilder::new(self.path.clone(), Arc::clone(&self.store)).build();
+        let manifest = self
+            .bounded(
+                "read manifest",
+                ADMIN_TIMEOUT,
+                admin.read_manifest(Some(newest_manifest_id)),
+            )
+            .await?
+            .ok_or_else(|| Error::Database {
+                region: self.label.clone(),
+                db: self.db.clone(),
+                op: "read manifest".into(),
+                detail: format!("manifest {newest_manifest_id} vanished while being read; retry"),
+            })?;
+        Ok(BranchInfo {
+            region: self.label.clone(),
+            db: self.db.clone(),
+            branch: self.branch.clone(),
+            size_bytes,
+            object_count,
+            newest_manifest_id,
+            manifest_count: manifests.len() as u64,
+            oldest_wal_id: wals.first().map(|w| w.0),
+            newest_wal_id: wals.last().map(|w| w.0),
+            replay_after_wal_id: manifest.replay_after_wal_id(),
+            next_wal_id: manifest.next_wal_sst_id(),
+            writer_epoch: manifest.writer_epoch(),
+            checkpoints: manifest.checkpoints().len() as u64,
+        })
+    }
+
+    /// Total bytes and objects under the database's path.
+    pub async fn size(&self) -> Result<(u64, u64)> {
+        let prefix = (!self.path.as_ref().is_empty()).then_some(&self.path);
+        self.store
+            .list(prefix)
+            .map_err(|e| self.store_error("listing the database", &e))
+            .try_fold((0u64, 0u64), |(bytes, count), meta| async move {
+                Ok((bytes + meta.size, count + 1))
+            })
+            .await
+    }
+
+    /// Deletes every object of the database. Returns how many were deleted.
+    pub async fn delete(&self) -> Result<u64> {
+        self.require().await?;
+        let admin =
+            slatedb::admin::AdminBuilder::new(self.path.clone(), Arc::clone(&self.store)).build();
+        let deleted = self
+            .bounded("delete", ADMIN_TIMEOUT * 4, admin.delete_db(true))
+            .await?;
+        Ok(deleted.len() as u64)
+    }
+}
+
+/// `dbs/<db>/<branch>`.
+pub fn branch_path(db: &str, branch: &str) -> Path {
+    Path::from(DBS_PREFIX).join(db).join(branch)
+}
+
+/// SlateDB settings that work on local folders and on object stores:
+/// bounded retries everywhere, and GC boundary files only where the store
+/// has If-Match updates.
+pub fn db_settings(if_match: bool) -> Settings {
+    let gc = GarbageCollectorOptions {
+        boundary_files_enabled: if_match,
+        object_store_max_retries: Some(SLATEDB_MAX_RETRIES),
+        ..GarbageCollectorOptions::default()
+    };
+    let compactor = CompactorOptions {
+        object_store_max_retries: Some(SLATEDB_MAX_RETRIES),
+        ..CompactorOptions::default()
+    };
+    Settings {
+        object_store_max_retries: Some(SLATEDB_MAX_RETRIES),
+        garbage_collector_options: Some(gc),
+        compactor_options: Some(compactor),
+        ..Settings::default()
+    }
+}
+
+/// Reader options with bounded retries and a short poll interval.
+pub fn reader_options() -> DbReaderOptions {
+    DbReaderOptions {
+        manifest_poll_interval: Duration::from_millis(500),
+        object_store_max_retries: Some(SLATEDB_MAX_RETRIES),
+        ..DbReaderOptions::default()
+    }
+}
+
+/// What `describe` reports about one branch.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BranchInfo {
+    pub region: String,
+    pub db: String,
+    pub branch: String,
+    pub size_bytes: u64,
+    pub object_count: u64,
+    pub newest_manifest_id: u64,
+    pub manifest_count: u64,
+    pub oldest_wal_id: Option<u64>,
+    pub newest_wal_id: Option<u64>,
+    /// WAL files at or below this id are already in L0/compacted SSTs.
+    pub replay_after_wal_id: u64,
+    pub next_wal_id: u64,
+    pub writer_epoch: u64,
+    pub checkpoints: u64,
+}
+
+/// The databases in a region, by name, with their branches.
+pub async fn list_databases(region: &Region) -> Result<Vec<(String, Vec<String>)>> {
+    let store = region.store();
+    let top = store
+        .list_with_delimiter(Some(&Path::from(DBS_PREFIX)))
+        .await
+        .map_err(|e| Error::store(region.name(), "listing databases", &e))?;
+    let mut out = Vec::new();
+    let names: BTreeSet<String> = top
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_string))
+        .collect();
+    for name in names {
+        let listed = store
+            .list_with_delimiter(Some(&Path::from(DBS_PREFIX).join(name.as_str())))
+            .await
+            .map_err(|e| Error::store(region.name(), "listing branches", &e))?;
+        let branches: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        if !branches.is_empty() {
+            out.push((name, branches));
+        }
+    }
+    Ok(out)
+}
+
+/// Where a region keeps its files, for messages (`/path` or `s3://b/p`).
+pub fn describe_location(location: &RegionUrl) -> String {
+    match location {
+        RegionUrl::File(p) => p.display().to_string(),
+        RegionUrl::Memory(n) => format!("memory://{n}"),
+        RegionUrl::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        RegionUrl::Gcs { bucket, prefix } => format!("gs://{bucket}/{prefix}"),
+        RegionUrl::Azure { container, prefix } => format!("az://{container}/{prefix}"),
+    }
+}

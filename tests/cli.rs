@@ -1,0 +1,264 @@
+//! The real binary: each bad input gives one clear error line and its exit
+//! code; the workload and verify work end to end on the embedded default.
+
+mod common;
+
+use common::{assert_one_error_line, lifeboat, run, stdout};
+use lifeboat::config::file_url;
+
+#[test]
+fn an_unknown_url_scheme_is_refused_with_the_schemes_that_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        lifeboat(dir.path()),
+        &["region", "add", "ap-south-1", "ftp://host/x"],
+    );
+    assert_one_error_line(
+        &out,
+        2,
+        &[
+            "region `ap-south-1`",
+            "unsupported URL scheme `ftp`",
+            "s3://bucket/prefix",
+        ],
+    );
+    assert!(!dir.path().join("regions.ron").exists(), "nothing saved");
+}
+
+#[test]
+fn a_missing_bucket_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(lifeboat(dir.path()), &["region", "add", "west", "s3://"]);
+    assert_one_error_line(
+        &out,
+        2,
+        &["region `west`", "names no bucket", "s3://BUCKET"],
+    );
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_without_printing_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = lifeboat(dir.path());
+    cmd.env("LB_TEST_KEY", "AKIDSHOULDNOTPRINT")
+        .env("LB_TEST_SECRET", "verysecretvaluethatmustnotprint");
+    let out = run(
+        cmd,
+        &[
+            "region",
+            "add",
+            "west",
+            "s3://bucket/prefix",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--access-key-env",
+            "LB_TEST_KEY",
+            "--secret-key-env",
+            "LB_TEST_SECRET",
+        ],
+    );
+    assert_one_error_line(&out, 1, &["region `west`", "unreachable"]);
+    let all = format!("{}{}", stdout(&out), common::stderr(&out));
+    assert!(
+        !all.contains("verysecretvalue") && !all.contains("AKIDSHOULD"),
+        "{all}"
+    );
+    assert!(
+        !dir.path().join("regions.ron").exists(),
+        "a failed probe saves nothing"
+    );
+}
+
+#[test]
+fn a_missing_database_says_how_to_create_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        lifeboat(dir.path()),
+        &["db", "describe", "nope", "--region", "eu-west-1"],
+    );
+    assert_one_error_line(
+        &out,
+        3,
+        &[
+            "database `nope` does not exist in region `eu-west-1`",
+            "lifeboat db create nope",
+        ],
+    );
+    let out = run(
+        lifeboat(dir.path()),
+        &["workload", "--db", "nope", "--records", "10"],
+    );
+    assert_one_error_line(
+        &out,
+        3,
+        &["database `nope` does not exist in region `us-east-1`"],
+    );
+}
+
+#[test]
+fn a_rate_of_zero_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        lifeboat(dir.path()),
+        &["workload", "--db", "orders", "--rate", "0"],
+    );
+    assert_one_error_line(&out, 2, &["--rate 0", "at least 1"]);
+}
+
+#[test]
+fn an_unknown_region_lists_the_known_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(lifeboat(dir.path()), &["db", "list", "--region", "mars-1"]);
+    assert_one_error_line(
+        &out,
+        3,
+        &["region `mars-1` is not configured", "us-east-1, eu-west-1"],
+    );
+}
+
+#[test]
+fn an_outage_injected_from_the_command_line_names_the_region() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "--fault",
+            "eu-west-1:outage",
+            "db",
+            "create",
+            "orders",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    assert_one_error_line(
+        &out,
+        1,
+        &["region `eu-west-1` is unreachable (injected outage)"],
+    );
+}
+
+#[test]
+fn regions_are_added_listed_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = file_url(&dir.path().join("extra"));
+    let out = run(
+        lifeboat(dir.path()),
+        &["region", "add", "ap-south-1", &extra],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = run(lifeboat(dir.path()), &["--json", "region", "list"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let names: Vec<&str> = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["us-east-1", "eu-west-1", "ap-south-1"]);
+    let out = run(lifeboat(dir.path()), &["region", "check"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = run(lifeboat(dir.path()), &["region", "remove", "ap-south-1"]);
+    assert!(out.status.success());
+    let out = run(lifeboat(dir.path()), &["region", "remove", "ap-south-1"]);
+    assert_one_error_line(&out, 3, &["region `ap-south-1` is not configured"]);
+}
+
+#[test]
+fn workload_then_verify_on_the_embedded_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(lifeboat(dir.path()), &["db", "create", "orders"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "--json",
+            "workload",
+            "--db",
+            "orders",
+            "--records",
+            "20000",
+            "--rate",
+            "max",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["records_acked"], 20_000);
+    assert_eq!(report["last_acked_seq"], 20_000);
+
+    let out = run(
+        lifeboat(dir.path()),
+        &["--json", "verify", "--db", "orders"],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let verified: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(verified["records"], 20_000);
+    assert_eq!(verified["highest_gap_free_seq"], 20_000);
+    assert_eq!(verified["consistent"], true);
+    assert_eq!(verified["acks"]["missing_acked"], 0);
+
+    let out = run(lifeboat(dir.path()), &["--json", "db", "list"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed[0]["db"], "orders");
+    assert_eq!(listed[0]["region"], "us-east-1");
+
+    let out = run(lifeboat(dir.path()), &["db", "delete", "orders"]);
+    assert_one_error_line(&out, 2, &["--yes"]);
+    let out = run(lifeboat(dir.path()), &["db", "delete", "orders", "--yes"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = run(lifeboat(dir.path()), &["verify", "--db", "orders"]);
+    assert_one_error_line(&out, 3, &["does not exist"]);
+}
+
+#[test]
+fn verify_of_a_copy_with_a_missing_wal_file_exits_with_a_hole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(
+        run(lifeboat(dir.path()), &["db", "create", "orders"])
+            .status
+            .success()
+    );
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "workload",
+            "--db",
+            "orders",
+            "--rate",
+            "1000",
+            "--duration",
+            "1500ms",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let copy = dir.path().join("copy");
+    common::copy_tree(&dir.path().join("regions/us-east-1/dbs/orders/main"), &copy);
+    let url = file_url(&copy);
+    let out = run(
+        lifeboat(dir.path()),
+        &["verify", "--url", &url, "--db", "orders"],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    let out = run(
+        lifeboat(dir.path()),
+        &["--json", "db", "describe", "orders"],
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let victim = info["replay_after_wal_id"].as_u64().expect("replay point") + 2;
+    std::fs::remove_file(copy.join(format!("wal/{victim:020}.sst"))).expect("delete a WAL file");
+
+    let out = run(
+        lifeboat(dir.path()),
+        &["verify", "--url", &url, "--db", "orders"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("HOLE") && text.contains(&victim.to_string()),
+        "{text}"
+    );
+    assert!(text.contains("lacks"), "{text}");
+}
