@@ -14,6 +14,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// An operation failed for a reason outside the input; the message says why.
+    #[error("{0}")]
+    Failed(String),
+
     /// A region name that is not configured.
     #[error(
         "region `{name}` is not configured (known: {known}); add it with `lifeboat region add {name} URL`"
@@ -92,7 +96,8 @@ impl Error {
         match self {
             Error::Invalid(_) => exit_code::USAGE,
             Error::RegionNotFound { .. } | Error::DatabaseNotFound { .. } => exit_code::NOT_FOUND,
-            Error::DatabaseExists { .. }
+            Error::Failed(_)
+            | Error::DatabaseExists { .. }
             | Error::Store { .. }
             | Error::Database { .. }
             | Error::File { .. } => exit_code::FAILED,

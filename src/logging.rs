@@ -24,7 +24,7 @@ pub fn init(log_dir: &Path) -> LogGuard {
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_filter(filter("warn"));
+        .with_filter(filter("warn,winit=error"));
     let (file_layer, guard) = match std::fs::create_dir_all(log_dir) {
         Ok(()) => {
             let appender = tracing_appender::rolling::daily(log_dir, "lifeboat.log");

@@ -281,7 +281,7 @@ impl Ctx {
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {
     if json {
         let out = serde_json::to_string_pretty(value)
-            .map_err(|e| Error::invalid(format!("cannot encode the result as JSON: {e}")))?;
+            .map_err(|e| Error::Failed(format!("cannot encode the result as JSON: {e}")))?;
         println!("{out}");
     } else {
         println!("{}", text());
@@ -654,7 +654,7 @@ fn open_gui(ctx: &Ctx) -> Result<i32> {
         ctx.home.data_dir.display().to_string(),
     )
     .map_err(|e| {
-        Error::invalid(format!(
+        Error::Failed(format!(
             "cannot open the window ({e}); on a machine without a display use the subcommands (lifeboat --help)"
         ))
     })?;
@@ -671,7 +671,7 @@ fn run(cli: Cli) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::invalid(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
         match command {
             Command::Region(c) => region_command(&mut ctx, json, c).await,

@@ -183,3 +183,43 @@ async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
     assert!(ack_check.missing_acked > 0, "{}", holed.summary());
     assert!(holed.records < whole.records);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
+    for kind in LOCAL_KINDS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let region = region(kind, "us-east-1", dir.path());
+        let orders = DbLocation::in_region(&region, "orders").expect("names");
+        orders.create().await.expect("create");
+        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+        let spec = WorkloadSpec {
+            rate: Rate::PerSecond(2_000),
+            duration: Some(Duration::from_secs(30)),
+            records: None,
+            value_bytes: 100,
+        };
+        let faults = std::sync::Arc::clone(region.faults());
+        let cut = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            faults.set_outage(true);
+        });
+        let report = workload::run(&orders, &spec, &acks, std::future::pending())
+            .await
+            .expect("the run reports");
+        cut.await.expect("cut");
+        let error = report.error.clone().expect("the outage stops the run");
+        assert!(error.contains("us-east-1"), "{error}");
+        assert!(report.records_acked > 0, "{report:?}");
+        assert!(
+            report.elapsed_s < 20.0,
+            "stops well before its 30 s: {report:?}"
+        );
+
+        region.faults().clear();
+        let verified = verify::verify(&orders, Some(&acks)).await.expect("verify");
+        assert!(verified.consistent, "{}", verified.summary());
+        let ack_check = verified.acks.as_ref().expect("acks");
+        assert_eq!(ack_check.acked_records, report.records_acked);
+        assert_eq!(ack_check.missing_acked, 0, "{}", verified.summary());
+    }
+}

@@ -6,6 +6,7 @@
 //! through, so drills and tests can cut a region off at run time.
 
 pub mod faults;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -450,19 +451,14 @@ impl Region {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        self.store
-            .put_opts(&path, "probe".into(), create.clone())
+        retry::retrying(|| self.store.put_opts(&path, "probe".into(), create.clone()))
             .await
             .map_err(|e| Error::store(name, "probe put", &e))?;
         let again = self.store.put_opts(&path, "probe".into(), create).await;
         let conditional_put = matches!(again, Err(object_store::Error::AlreadyExists { .. }));
-        let read = self.store.get(&path).await;
-        let deleted = self.store.delete(&path).await;
-        let body = read
-            .map_err(|e| Error::store(name, "probe get", &e))?
-            .bytes()
-            .await
-            .map_err(|e| Error::store(name, "probe get", &e))?;
+        let read = retry::retrying(|| async { self.store.get(&path).await?.bytes().await }).await;
+        let deleted = retry::retrying(|| self.store.delete(&path)).await;
+        let body = read.map_err(|e| Error::store(name, "probe get", &e))?;
         deleted.map_err(|e| Error::store(name, "probe delete", &e))?;
         if body.as_ref() != b"probe" {
             return Err(Error::Store {

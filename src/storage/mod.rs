@@ -23,6 +23,7 @@ use slatedb::config::{CompactorOptions, DbReaderOptions, GarbageCollectorOptions
 use slatedb::{Db, DbReader, DbReaderMode};
 
 use crate::error::{Error, Result};
+use crate::region::retry::retrying;
 use crate::region::{Region, RegionUrl, validate_name};
 
 /// The branch a new database starts with.
@@ -132,10 +133,7 @@ impl DbLocation {
     /// Ids of the objects in `dir` named `{id:020}.{ext}`, ascending.
     pub async fn list_ids(&self, dir: &str, ext: &str) -> Result<Vec<(u64, u64)>> {
         let prefix = self.sub(dir);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
+        let metas: Vec<_> = retrying(|| self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
             .await
             .map_err(|e| self.store_error(&format!("listing {prefix}"), &e))?;
         let mut ids: Vec<(u64, u64)> = metas
@@ -254,13 +252,15 @@ impl DbLocation {
     /// Total bytes and objects under the database's path.
     pub async fn size(&self) -> Result<(u64, u64)> {
         let prefix = (!self.path.as_ref().is_empty()).then_some(&self.path);
-        self.store
-            .list(prefix)
-            .map_err(|e| self.store_error("listing the database", &e))
-            .try_fold((0u64, 0u64), |(bytes, count), meta| async move {
-                Ok((bytes + meta.size, count + 1))
-            })
-            .await
+        retrying(|| {
+            self.store
+                .list(prefix)
+                .try_fold((0u64, 0u64), |(bytes, count), meta| async move {
+                    Ok((bytes + meta.size, count + 1))
+                })
+        })
+        .await
+        .map_err(|e| self.store_error("listing the database", &e))
     }
 
     /// Deletes every object of the database. Returns how many were deleted.
@@ -332,8 +332,8 @@ pub struct BranchInfo {
 /// The databases in a region, by name, with their branches.
 pub async fn list_databases(region: &Region) -> Result<Vec<(String, Vec<String>)>> {
     let store = region.store();
-    let top = store
-        .list_with_delimiter(Some(&Path::from(DBS_PREFIX)))
+    let dbs = Path::from(DBS_PREFIX);
+    let top = retrying(|| store.list_with_delimiter(Some(&dbs)))
         .await
         .map_err(|e| Error::store(region.name(), "listing databases", &e))?;
     let mut out = Vec::new();
@@ -343,8 +343,8 @@ pub async fn list_databases(region: &Region) -> Result<Vec<(String, Vec<String>)
         .filter_map(|p| p.filename().map(str::to_string))
         .collect();
     for name in names {
-        let listed = store
-            .list_with_delimiter(Some(&Path::from(DBS_PREFIX).join(name.as_str())))
+        let db_path = Path::from(DBS_PREFIX).join(name.as_str());
+        let listed = retrying(|| store.list_with_delimiter(Some(&db_path)))
             .await
             .map_err(|e| Error::store(region.name(), "listing branches", &e))?;
         let branches: Vec<String> = listed

@@ -351,7 +351,7 @@ pub async fn run(
     let close_error = match tokio::time::timeout(ADMIN_TIMEOUT, close).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(Error::database(&location.label, &location.db, "close", &e)),
-        Err(_) => Some(Error::invalid(format!(
+        Err(_) => Some(Error::Failed(format!(
             "database `{}` in region `{}`: close did not finish within {}s",
             location.db,
             location.label,
