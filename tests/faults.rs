@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use common::{LOCAL_KINDS, region};
 use futures::TryStreamExt;
 use lifeboat::region::faults::FaultPlan;
-use lifeboat::storage::DbLocation;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -56,10 +55,8 @@ async fn an_outage_fails_every_call_fast_and_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_cannot_open_during_an_outage_and_opens_after() {
     for kind in LOCAL_KINDS {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let region = region(kind, "eu-west-1", dir.path());
-        let orders = DbLocation::in_region(&region, "orders").expect("names");
-        orders.create().await.expect("create");
+        let common::OrdersFixture { region, orders, .. } =
+            common::orders_fixture(kind, "eu-west-1").await;
 
         region.faults().set_outage(true);
         let Err(err) = orders.open_writer(false).await else {

@@ -5,9 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Kind, LOCAL_KINDS, region};
+use common::{Kind, LOCAL_KINDS, OrdersFixture, orders_fixture, region};
 use lifeboat::storage::{self, DbLocation};
-use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec, verify};
 
 async fn create_write_read_delete(kind: Kind) {
@@ -94,11 +93,7 @@ async fn opening_a_missing_database_says_how_to_create_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_records_are_all_acknowledged_and_verified() {
     for kind in LOCAL_KINDS {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let region = region(kind, "us-east-1", dir.path());
-        let orders = DbLocation::in_region(&region, "orders").expect("names");
-        orders.create().await.expect("create");
-        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+        let OrdersFixture { orders, acks, .. } = orders_fixture(kind, "us-east-1").await;
         let spec = WorkloadSpec {
             rate: Rate::Max,
             duration: None,
@@ -133,11 +128,9 @@ async fn workload_records_are_all_acknowledged_and_verified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let region = region(Kind::File, "us-east-1", dir.path());
-    let orders = DbLocation::in_region(&region, "orders").expect("names");
-    orders.create().await.expect("create");
-    let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+    let OrdersFixture {
+        dir, orders, acks, ..
+    } = orders_fixture(Kind::File, "us-east-1").await;
     // A paced run spreads the records over many WAL flushes (100 ms each).
     let spec = WorkloadSpec {
         rate: Rate::PerSecond(1_000),
@@ -187,11 +180,12 @@ async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
     for kind in LOCAL_KINDS {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let region = region(kind, "us-east-1", dir.path());
-        let orders = DbLocation::in_region(&region, "orders").expect("names");
-        orders.create().await.expect("create");
-        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+        let OrdersFixture {
+            region,
+            orders,
+            acks,
+            ..
+        } = orders_fixture(kind, "us-east-1").await;
         let spec = WorkloadSpec {
             rate: Rate::PerSecond(2_000),
             duration: Some(Duration::from_secs(30)),

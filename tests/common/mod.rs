@@ -73,3 +73,27 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A region holding a freshly created database `orders`, with an
+/// acknowledgement log beside it; the folder lives as long as the fixture.
+pub struct OrdersFixture {
+    pub dir: tempfile::TempDir,
+    pub region: Region,
+    pub orders: lifeboat::storage::DbLocation,
+    pub acks: lifeboat::workload::acks::AckLog,
+}
+
+/// Creates `orders` in a new region `name` of `kind`.
+pub async fn orders_fixture(kind: Kind, name: &str) -> OrdersFixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let region = region(kind, name, dir.path());
+    let orders = lifeboat::storage::DbLocation::in_region(&region, "orders").expect("names");
+    orders.create().await.expect("create");
+    let acks = lifeboat::workload::acks::AckLog::for_db(&dir.path().join("acks"), "orders");
+    OrdersFixture {
+        dir,
+        region,
+        orders,
+        acks,
+    }
+}
