@@ -55,8 +55,8 @@ async fn an_outage_fails_every_call_fast_and_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_cannot_open_during_an_outage_and_opens_after() {
     for kind in LOCAL_KINDS {
-        let common::OrdersFixture { region, orders, .. } =
-            common::orders_fixture(kind, "eu-west-1").await;
+        let fx = common::orders_fixture(kind, "eu-west-1").await;
+        let (region, orders) = (&fx.region, &fx.orders);
 
         region.faults().set_outage(true);
         let Err(err) = orders.open_writer(false).await else {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Kind, LOCAL_KINDS, OrdersFixture, orders_fixture, region};
+use common::{Kind, LOCAL_KINDS, orders_fixture, region};
 use lifeboat::storage::{self, DbLocation};
 use lifeboat::workload::{self, Rate, WorkloadSpec, verify};
 
@@ -93,7 +93,8 @@ async fn opening_a_missing_database_says_how_to_create_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_records_are_all_acknowledged_and_verified() {
     for kind in LOCAL_KINDS {
-        let OrdersFixture { orders, acks, .. } = orders_fixture(kind, "us-east-1").await;
+        let fx = orders_fixture(kind, "us-east-1").await;
+        let (orders, acks) = (&fx.orders, &fx.acks);
         let spec = WorkloadSpec {
             rate: Rate::Max,
             duration: None,
@@ -128,9 +129,8 @@ async fn workload_records_are_all_acknowledged_and_verified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
-    let OrdersFixture {
-        dir, orders, acks, ..
-    } = orders_fixture(Kind::File, "us-east-1").await;
+    let fx = orders_fixture(Kind::File, "us-east-1").await;
+    let (dir, orders, acks) = (&fx.dir, &fx.orders, &fx.acks);
     // A paced run spreads the records over many WAL flushes (100 ms each).
     let spec = WorkloadSpec {
         rate: Rate::PerSecond(1_000),
@@ -180,12 +180,8 @@ async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
     for kind in LOCAL_KINDS {
-        let OrdersFixture {
-            region,
-            orders,
-            acks,
-            ..
-        } = orders_fixture(kind, "us-east-1").await;
+        let fx = orders_fixture(kind, "us-east-1").await;
+        let (region, orders, acks) = (&fx.region, &fx.orders, &fx.acks);
         let spec = WorkloadSpec {
             rate: Rate::PerSecond(2_000),
             duration: Some(Duration::from_secs(30)),

@@ -75,7 +75,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// A region holding a freshly created database `orders`, with an
-/// acknowledgement log beside it; the folder lives as long as the fixture.
+/// acknowledgement log beside it; the folder is deleted when the fixture drops.
 pub struct OrdersFixture {
     pub dir: tempfile::TempDir,
     pub region: Region,
