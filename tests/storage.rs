@@ -101,7 +101,7 @@ async fn workload_records_are_all_acknowledged_and_verified() {
             records: Some(3_000),
             value_bytes: 100,
         };
-        let first = workload::run(&orders, &spec, &acks, std::future::pending())
+        let first = workload::run(orders, &spec, acks, std::future::pending())
             .await
             .expect("workload");
         assert_eq!(first.error, None);
@@ -109,12 +109,12 @@ async fn workload_records_are_all_acknowledged_and_verified() {
         assert_eq!(first.records_acked, 3_000);
 
         // A second run continues the sequence where the first ended.
-        let second = workload::run(&orders, &spec, &acks, std::future::pending())
+        let second = workload::run(orders, &spec, acks, std::future::pending())
             .await
             .expect("second workload");
         assert_eq!((second.first_seq, second.last_acked_seq), (3_001, 6_000));
 
-        let report = verify::verify(&orders, Some(&acks)).await.expect("verify");
+        let report = verify::verify(orders, Some(acks)).await.expect("verify");
         assert!(report.consistent, "{}", report.summary());
         assert_eq!(report.records, 6_000);
         assert_eq!(report.highest_gap_free_seq, 6_000);
@@ -138,7 +138,7 @@ async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
         records: None,
         value_bytes: 100,
     };
-    let run = workload::run(&orders, &spec, &acks, std::future::pending())
+    let run = workload::run(orders, &spec, acks, std::future::pending())
         .await
         .expect("workload");
     assert_eq!(run.error, None);
@@ -151,7 +151,7 @@ async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
     ))
     .expect("copy region");
     let copy = DbLocation::at_root(&copy_region, "orders");
-    let whole = verify::verify(&copy, Some(&acks))
+    let whole = verify::verify(&copy, Some(acks))
         .await
         .expect("verify copy");
     assert!(whole.consistent, "{}", whole.summary());
@@ -167,7 +167,7 @@ async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
     std::fs::remove_file(copy_dir.join(format!("wal/{victim:020}.sst")))
         .expect("delete a WAL file");
 
-    let holed = verify::verify(&copy, Some(&acks))
+    let holed = verify::verify(&copy, Some(acks))
         .await
         .expect("verify holed copy");
     assert!(!holed.consistent, "{}", holed.summary());
@@ -193,7 +193,7 @@ async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
             tokio::time::sleep(Duration::from_millis(800)).await;
             faults.set_outage(true);
         });
-        let report = workload::run(&orders, &spec, &acks, std::future::pending())
+        let report = workload::run(orders, &spec, acks, std::future::pending())
             .await
             .expect("the run reports");
         cut.await.expect("cut");
@@ -206,7 +206,7 @@ async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
         );
 
         region.faults().clear();
-        let verified = verify::verify(&orders, Some(&acks)).await.expect("verify");
+        let verified = verify::verify(orders, Some(acks)).await.expect("verify");
         assert!(verified.consistent, "{}", verified.summary());
         let ack_check = verified.acks.as_ref().expect("acks");
         assert_eq!(ack_check.acked_records, report.records_acked);
