@@ -228,8 +228,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn load(cli: &Cli) -> Result<Ctx> {
-        let home = Home::resolve(cli.data_dir.clone(), cli.config_dir.clone())?;
+    fn load(cli: &Cli, home: Home) -> Result<Ctx> {
         let regions = home.load_regions()?;
         let mut faults = HashMap::new();
         for text in &cli.fault {
@@ -661,8 +660,8 @@ fn open_gui(ctx: &Ctx) -> Result<i32> {
     Ok(exit_code::OK)
 }
 
-fn run(cli: Cli) -> Result<i32> {
-    let mut ctx = Ctx::load(&cli)?;
+fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
+    let mut ctx = Ctx::load(&cli, home?)?;
     let json = cli.json;
     let command = match cli.command {
         None | Some(Command::Gui) => return open_gui(&ctx),
@@ -715,10 +714,12 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let json = cli.json;
-    let _log = Home::resolve(cli.data_dir.clone(), cli.config_dir.clone())
+    let home = Home::resolve(cli.data_dir.clone(), cli.config_dir.clone());
+    let _log = home
+        .as_ref()
         .ok()
         .map(|home| lifeboat::logging::init(&home.log_dir()));
-    let code = match run(cli) {
+    let code = match run(cli, home) {
         Ok(code) => code,
         Err(err) => {
             let line = lifeboat::error::one_line(&err.to_string());

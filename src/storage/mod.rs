@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use object_store::ObjectStore;
 use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
 use serde::Serialize;
 use slatedb::config::{CompactorOptions, DbReaderOptions, GarbageCollectorOptions, Settings};
 use slatedb::{Db, DbReader, DbReaderMode};
@@ -130,22 +130,45 @@ impl DbLocation {
         }
     }
 
-    /// Ids of the objects in `dir` named `{id:020}.{ext}`, ascending.
-    pub async fn list_ids(&self, dir: &str, ext: &str) -> Result<Vec<(u64, u64)>> {
-        let prefix = self.sub(dir);
-        let metas: Vec<_> = retrying(|| self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
+    /// Every object under the database's path, or under its folder `dir`.
+    async fn list(&self, dir: Option<&str>) -> Result<Vec<ObjectMeta>> {
+        let prefix = match dir {
+            Some(dir) => Some(self.sub(dir)),
+            None => (!self.path.as_ref().is_empty()).then(|| self.path.clone()),
+        };
+        retrying(|| self.store.list(prefix.as_ref()).try_collect::<Vec<_>>())
             .await
-            .map_err(|e| self.store_error(&format!("listing {prefix}"), &e))?;
-        let mut ids: Vec<(u64, u64)> = metas
+            .map_err(|e| {
+                let what = prefix
+                    .as_ref()
+                    .map_or("the store root".into(), Path::to_string);
+                self.store_error(&format!("listing {what}"), &e)
+            })
+    }
+
+    /// `(id, size)` of the objects in `listing` named `{id:020}.{ext}`
+    /// directly in the folder `dir`, ascending by id.
+    fn numbered(&self, listing: &[ObjectMeta], dir: &str, ext: &str) -> Vec<(u64, u64)> {
+        let folder = self.sub(dir);
+        let mut ids: Vec<(u64, u64)> = listing
             .iter()
             .filter_map(|m| {
-                let name = m.location.filename()?;
-                let id = name.strip_suffix(ext)?.strip_suffix('.')?;
+                let mut parts = m.location.prefix_match(&folder)?;
+                let name = parts.next()?;
+                if parts.next().is_some() {
+                    return None;
+                }
+                let id = name.as_ref().strip_suffix(ext)?.strip_suffix('.')?;
                 Some((id.parse::<u64>().ok()?, m.size))
             })
             .collect();
         ids.sort_unstable();
-        Ok(ids)
+        ids
+    }
+
+    /// Ids and sizes of the objects in `dir` named `{id:020}.{ext}`, ascending.
+    pub async fn list_ids(&self, dir: &str, ext: &str) -> Result<Vec<(u64, u64)>> {
+        Ok(self.numbered(&self.list(Some(dir)).await?, dir, ext))
     }
 
     /// Whether a database exists here (it has at least one manifest).
@@ -208,15 +231,18 @@ impl DbLocation {
 
     /// Size, newest manifest, WAL range and writer epoch.
     pub async fn describe(&self) -> Result<BranchInfo> {
-        let manifests = self.list_ids("manifest", "manifest").await?;
+        // One listing gives the size, the manifests and the WAL files.
+        let listing = self.list(None).await?;
+        let manifests = self.numbered(&listing, "manifest", "manifest");
         let Some(&(newest_manifest_id, _)) = manifests.last() else {
             return Err(Error::DatabaseNotFound {
                 db: self.db.clone(),
                 region: self.label.clone(),
             });
         };
-        let wals = self.list_ids("wal", "sst").await?;
-        let (size_bytes, object_count) = self.size().await?;
+        let wals = self.numbered(&listing, "wal", "sst");
+        let size_bytes = listing.iter().map(|m| m.size).sum();
+        let object_count = listing.len() as u64;
         let admin =
             slatedb::admin::AdminBuilder::new(self.path.clone(), Arc::clone(&self.store)).build();
         let manifest = self
@@ -247,20 +273,6 @@ impl DbLocation {
             writer_epoch: manifest.writer_epoch(),
             checkpoints: manifest.checkpoints().len() as u64,
         })
-    }
-
-    /// Total bytes and objects under the database's path.
-    pub async fn size(&self) -> Result<(u64, u64)> {
-        let prefix = (!self.path.as_ref().is_empty()).then_some(&self.path);
-        retrying(|| {
-            self.store
-                .list(prefix)
-                .try_fold((0u64, 0u64), |(bytes, count), meta| async move {
-                    Ok((bytes + meta.size, count + 1))
-                })
-        })
-        .await
-        .map_err(|e| self.store_error("listing the database", &e))
     }
 
     /// Deletes every object of the database. Returns how many were deleted.
