@@ -109,7 +109,7 @@ impl DbLocation {
     }
 
     /// Runs a SlateDB call with a time bound, naming the operation on failure.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         op: &str,
         limit: Duration,
@@ -268,6 +268,7 @@ impl DbLocation {
             manifest_count: manifests.len() as u64,
             oldest_wal_id: wals.first().map(|w| w.0),
             newest_wal_id: wals.last().map(|w| w.0),
+            wal_gaps: wal_gaps(&wals, manifest.replay_after_wal_id()),
             replay_after_wal_id: manifest.replay_after_wal_id(),
             next_wal_id: manifest.next_wal_sst_id(),
             writer_epoch: manifest.writer_epoch(),
@@ -336,9 +337,23 @@ pub struct BranchInfo {
     pub newest_wal_id: Option<u64>,
     /// WAL files at or below this id are already in L0/compacted SSTs.
     pub replay_after_wal_id: u64,
+    /// WAL ids missing between the replay point and the newest WAL file:
+    /// readers stop silently at the first, so what follows is invisible.
+    pub wal_gaps: Vec<u64>,
     pub next_wal_id: u64,
     pub writer_epoch: u64,
     pub checkpoints: u64,
+}
+
+/// The ids missing from `wals` (ascending `(id, size)`) after `replay_after`.
+fn wal_gaps(wals: &[(u64, u64)], replay_after: u64) -> Vec<u64> {
+    let mut gaps = Vec::new();
+    let mut expected = replay_after + 1;
+    for &(id, _) in wals.iter().filter(|(id, _)| *id > replay_after) {
+        gaps.extend(expected..id);
+        expected = id + 1;
+    }
+    gaps
 }
 
 /// The databases in a region, by name, with their branches.

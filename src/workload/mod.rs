@@ -348,16 +348,7 @@ pub async fn run(
     // running application leaves them; nothing acknowledged depends on it.
     let close =
         db.close_with_options(CloseOptions::default().with_flush_type(Some(FlushType::Wal)));
-    let close_error = match tokio::time::timeout(ADMIN_TIMEOUT, close).await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(Error::database(&location.label, &location.db, "close", &e)),
-        Err(_) => Some(Error::Failed(format!(
-            "database `{}` in region `{}`: close did not finish within {}s",
-            location.db,
-            location.label,
-            ADMIN_TIMEOUT.as_secs()
-        ))),
-    };
+    let close_error = location.bounded("close", ADMIN_TIMEOUT, close).await.err();
     let error = write_error.or(outcome.error).or(close_error);
     let records_acked = outcome.acked;
     Ok(WorkloadReport {

@@ -125,23 +125,7 @@ impl VerifyReport {
 /// (it never writes, so it is safe on a replica) and checks it against
 /// `ack_log` when that log exists.
 pub async fn verify(location: &DbLocation, ack_log: Option<&AckLog>) -> Result<VerifyReport> {
-    let info = location.describe().await?;
-    let wal_ids: Vec<u64> = location
-        .list_ids("wal", "sst")
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
-        .filter(|&id| id > info.replay_after_wal_id)
-        .collect();
-    let mut wal_gaps = Vec::new();
-    let mut expected = info.replay_after_wal_id + 1;
-    for id in wal_ids {
-        while expected < id {
-            wal_gaps.push(expected);
-            expected += 1;
-        }
-        expected = id + 1;
-    }
+    let wal_gaps = location.describe().await?.wal_gaps;
 
     let reader = location.open_reader().await?;
     let read_error = |e: slatedb::Error| Error::database(&location.label, &location.db, "read", &e);
