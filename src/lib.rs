@@ -6,6 +6,7 @@ pub mod error;
 pub mod gui;
 pub mod logging;
 pub mod region;
+pub mod replication;
 pub mod storage;
 pub mod workload;
 

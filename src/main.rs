@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod cli;
+
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
@@ -13,6 +15,7 @@ use lifeboat::config::{Home, Regions};
 use lifeboat::error::{Error, Result, exit_code};
 use lifeboat::region::faults::FaultPlan;
 use lifeboat::region::{Region, RegionSpec};
+use lifeboat::replication::status::human_bytes;
 use lifeboat::storage::{self, DbLocation};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec, verify};
@@ -23,7 +26,7 @@ Exit codes:
   1  an operation failed (a region unreachable, a store or database error)
   2  bad command line or configuration
   3  a region or database named does not exist
-  4  verify found a hole: the copy is not a gap-free prefix";
+  4  verify or check found a hole: the copy is not a gap-free prefix";
 
 /// Cross-region disaster recovery for databases in object storage.
 ///
@@ -69,6 +72,16 @@ enum Command {
     /// Check that a database, or a copy of one at any URL, holds a gap-free
     /// prefix of the workload's records and which acknowledged ones it lacks.
     Verify(VerifyArgs),
+    /// Copy every branch from its home region to the other regions, in an
+    /// order that keeps each replica readable at every instant.
+    Replicate(cli::replication::ReplicateArgs),
+    /// Each replica's state, lag, pending copies and last sync.
+    Status(cli::replication::StatusArgs),
+    /// Prove a replica is a gap-free prefix of its home, and show its lag.
+    Check(cli::replication::CheckArgs),
+    /// Benchmarks that print JSON figures.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
     /// Open the desktop app (the same as giving no command).
     Gui,
 }
@@ -194,6 +207,10 @@ struct WorkloadArgs {
     /// Append acknowledgements here instead of <data-dir>/acks/<db>.jsonl.
     #[arg(long, value_name = "FILE")]
     acks: Option<PathBuf>,
+    /// Compact and collect garbage every fraction of a second, so files
+    /// appear and vanish fast (to test a replicator, not for real data).
+    #[arg(long)]
+    churn: bool,
 }
 
 #[derive(Args, Debug)]
@@ -286,21 +303,6 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> R
         println!("{}", text());
     }
     Ok(())
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[derive(Serialize)]
@@ -575,6 +577,7 @@ async fn workload_command(ctx: &Ctx, json: bool, args: WorkloadArgs) -> Result<i
         duration: args.duration,
         records: args.records,
         value_bytes: args.value_size,
+        churn: args.churn,
     };
     spec.validate()?;
     let log = match args.acks {
@@ -677,6 +680,10 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Db(c) => db_command(&ctx, json, c).await,
             Command::Workload(a) => workload_command(&ctx, json, a).await,
             Command::Verify(a) => verify_command(&ctx, json, a).await,
+            Command::Replicate(a) => cli::replication::replicate(&ctx, json, a).await,
+            Command::Status(a) => cli::replication::status(&ctx, json, a).await,
+            Command::Check(a) => cli::replication::check(&ctx, json, a).await,
+            Command::Bench(c) => cli::bench::run(&ctx, c).await,
             Command::Gui => open_gui(&ctx),
         }
     })

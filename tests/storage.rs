@@ -100,6 +100,7 @@ async fn workload_records_are_all_acknowledged_and_verified() {
             duration: None,
             records: Some(3_000),
             value_bytes: 100,
+            churn: false,
         };
         let first = workload::run(orders, &spec, acks, std::future::pending())
             .await
@@ -137,6 +138,7 @@ async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
         duration: Some(Duration::from_millis(1_500)),
         records: None,
         value_bytes: 100,
+        churn: false,
     };
     let run = workload::run(orders, &spec, acks, std::future::pending())
         .await
@@ -187,6 +189,7 @@ async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
             duration: Some(Duration::from_secs(30)),
             records: None,
             value_bytes: 100,
+            churn: false,
         };
         let faults = std::sync::Arc::clone(region.faults());
         let cut = tokio::spawn(async move {

@@ -19,7 +19,10 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 use serde::Serialize;
-use slatedb::config::{CompactorOptions, DbReaderOptions, GarbageCollectorOptions, Settings};
+use slatedb::config::{
+    CompactorOptions, DbReaderOptions, GarbageCollectorDirectoryOptions, GarbageCollectorOptions,
+    Settings,
+};
 use slatedb::{Db, DbReader, DbReaderMode};
 
 use crate::error::{Error, Result};
@@ -195,12 +198,21 @@ impl DbLocation {
 
     /// Opens the one writer of this database (creating it when `create`).
     /// Opening fences any earlier writer of the same branch.
+    /// Refuses a branch that is a replica here (invariants 1 and 4): a
+    /// replica is written by the replicator alone.
     pub async fn open_writer(&self, create: bool) -> Result<Db> {
+        self.open_writer_with(create, self.settings()).await
+    }
+
+    /// Opens the writer with `settings` (which should come from
+    /// [`db_settings`] or [`churn_settings`]: both bound retries).
+    pub async fn open_writer_with(&self, create: bool, settings: Settings) -> Result<Db> {
         if !create {
             self.require().await?;
         }
+        self.require_home().await?;
         let build = Db::builder(self.path.clone(), Arc::clone(&self.store))
-            .with_settings(self.settings())
+            .with_settings(settings)
             .build();
         self.bounded("open writer", OPEN_TIMEOUT, build).await
     }
@@ -214,6 +226,20 @@ impl DbLocation {
             .with_options(reader_options())
             .build();
         self.bounded("open reader", OPEN_TIMEOUT, build).await
+    }
+
+    /// Fails when a replication cursor marks this branch as a replica here.
+    pub async fn require_home(&self) -> Result<()> {
+        let found =
+            crate::replication::cursor::load(&self.store, &self.label, &self.db, &self.branch)
+                .await?;
+        match found {
+            Some(cursor) => Err(Error::Invalid(format!(
+                "{}/{} in region `{}` is a replica of region `{}`; write at its home (--region {})",
+                self.db, self.branch, self.label, cursor.home, cursor.home
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Creates the database: fails if one is already here.
@@ -312,6 +338,37 @@ pub fn db_settings(if_match: bool) -> Settings {
         compactor_options: Some(compactor),
         ..Settings::default()
     }
+}
+
+/// Settings that make a writer churn its files: small L0 SSTs, a compactor
+/// polling every 100 ms, garbage collection every 200 ms of anything a
+/// second old, short-lived compactor checkpoints. Every kind of file is
+/// created and deleted within seconds, as a replicator must survive.
+pub fn churn_settings(if_match: bool) -> Settings {
+    let mut settings = db_settings(if_match);
+    settings.l0_sst_size_bytes = 64 * 1024;
+    let often = GarbageCollectorDirectoryOptions {
+        interval: Some(Duration::from_millis(200)),
+        min_age: Duration::from_secs(1),
+        dry_run: false,
+    };
+    if let Some(gc) = settings.garbage_collector_options.as_mut() {
+        gc.manifest_options = Some(often);
+        gc.wal_options = Some(often);
+        gc.wal_fence_options = Some(often);
+        gc.compacted_options = Some(often);
+        gc.compactions_options = Some(often);
+    }
+    if let Some(compactor) = settings.compactor_options.as_mut() {
+        compactor.poll_interval = Duration::from_millis(100);
+        compactor.checkpoint_lifetime = Duration::from_secs(2);
+        if let Some(worker) = compactor.worker.as_mut() {
+            worker.compactions_poll_interval = Duration::from_millis(100);
+            worker.max_sst_size = 1024 * 1024;
+            worker.object_store_max_retries = Some(SLATEDB_MAX_RETRIES);
+        }
+    }
+    settings
 }
 
 /// Reader options with bounded retries and a short poll interval.

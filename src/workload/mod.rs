@@ -73,6 +73,10 @@ pub struct WorkloadSpec {
     pub records: Option<u64>,
     /// Bytes per value, padding included.
     pub value_bytes: usize,
+    /// Flush, compact and collect garbage far more often than SlateDB's
+    /// defaults (see `storage::churn_settings`): the hardest case for a
+    /// replicator, used by tests, soaks and benchmarks.
+    pub churn: bool,
 }
 
 impl WorkloadSpec {
@@ -273,7 +277,12 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<WorkloadReport> {
     spec.validate()?;
-    let db = location.open_writer(false).await?;
+    let settings = if spec.churn {
+        crate::storage::churn_settings(location.if_match)
+    } else {
+        location.settings()
+    };
+    let db = location.open_writer_with(false, settings).await?;
     let start_seq = highest_seq(&db)
         .await
         .map_err(|e| Error::database(&location.label, &location.db, "find the highest record", &e))?

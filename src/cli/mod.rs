@@ -1,0 +1,4 @@
+//! Subcommands that live in their own files (one per area).
+
+pub mod bench;
+pub mod replication;

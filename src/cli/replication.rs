@@ -1,0 +1,269 @@
+//! `lifeboat replicate`, `status` and `check`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use lifeboat::error::{Error, Result, exit_code};
+use lifeboat::region::Region;
+use lifeboat::replication::copier::BranchCopier;
+use lifeboat::replication::pins::NoPins;
+use lifeboat::replication::{
+    self, Flow, FlowStatus, ReplicationOptions, Replicator, check, replicator,
+};
+use lifeboat::workload::acks::AckLog;
+use lifeboat::workload::verify::format_us;
+
+use crate::{Ctx, emit, parse_duration};
+
+#[derive(Args, Debug)]
+pub struct ReplicateArgs {
+    /// Copy only branches whose home is this region (default: every region).
+    #[arg(long, value_name = "REGION")]
+    from: Option<String>,
+    /// Copy only into this region (default: every other region).
+    #[arg(long, value_name = "REGION")]
+    to: Option<String>,
+    /// Copy only this database.
+    #[arg(long)]
+    db: Option<String>,
+    /// Copy until every replica holds its home's state as of now, then exit.
+    #[arg(long, conflicts_with = "follow")]
+    once: bool,
+    /// Keep copying as the homes change, until Ctrl-C (the default).
+    #[arg(long)]
+    follow: bool,
+    /// Copies in flight at once, across all branches.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel: u16,
+    /// The longest wait between two looks at an idle branch.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    max_poll: Duration,
+    /// While following, print every replica's status this often.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    report_every: Duration,
+    /// Stop following after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Only this database.
+    #[arg(long)]
+    db: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The database to check.
+    #[arg(long)]
+    db: String,
+    /// Only the replica in this region (default: every replica).
+    #[arg(long, value_name = "REGION")]
+    replica: Option<String>,
+    /// The acknowledgement log to count acknowledged writes the replica
+    /// lacks (default: <data-dir>/acks/<db>.jsonl when it exists).
+    #[arg(long, value_name = "FILE")]
+    acks: Option<PathBuf>,
+}
+
+/// Every configured region, opened with this run's faults.
+fn open_all(ctx: &Ctx) -> Result<Vec<Region>> {
+    ctx.regions
+        .specs()
+        .iter()
+        .map(|spec| ctx.open_spec(spec))
+        .collect()
+}
+
+fn check_region_arg(ctx: &Ctx, name: &Option<String>) -> Result<()> {
+    if let Some(name) = name {
+        ctx.regions.get(name)?;
+    }
+    Ok(())
+}
+
+fn nothing_to_replicate(db: &Option<String>) -> Error {
+    match db {
+        Some(db) => Error::Failed(format!("database `{db}` has no home among the regions chosen")),
+        None => Error::Failed(
+            "nothing to replicate: no database has its home in the regions chosen; create one with `lifeboat db create NAME`"
+                .into(),
+        ),
+    }
+}
+
+pub async fn replicate(ctx: &Ctx, json: bool, args: ReplicateArgs) -> Result<i32> {
+    check_region_arg(ctx, &args.from)?;
+    check_region_arg(ctx, &args.to)?;
+    if args.from.is_some() && args.from == args.to {
+        return Err(Error::invalid(
+            "--from and --to name the same region; a replica lives in another region",
+        ));
+    }
+    let regions = open_all(ctx)?;
+    if regions.len() < 2 {
+        return Err(Error::invalid(
+            "replication needs two regions; add another with `lifeboat region add NAME URL`",
+        ));
+    }
+    let flows = replication::discover(
+        &regions,
+        args.from.as_deref(),
+        args.to.as_deref(),
+        args.db.as_deref(),
+    )
+    .await?;
+    if flows.is_empty() {
+        return Err(nothing_to_replicate(&args.db));
+    }
+    let opts = ReplicationOptions {
+        copies_in_flight: usize::from(args.parallel),
+        max_poll: args.max_poll,
+        ..ReplicationOptions::default()
+    };
+    if args.once {
+        return replicate_once(json, flows, opts).await;
+    }
+    let replicator = Replicator::start(flows, opts, Arc::new(NoPins));
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut report = tokio::time::interval(args.report_every);
+    report.tick().await;
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = until_deadline => break,
+            _ = report.tick() => print_statuses(json, &replicator.statuses())?,
+        }
+    }
+    let statuses = replicator.stop().await;
+    print_statuses(json, &statuses)?;
+    Ok(exit_code::OK)
+}
+
+async fn replicate_once(json: bool, flows: Vec<Flow>, opts: ReplicationOptions) -> Result<i32> {
+    let results = replicator::once(flows, opts, Arc::new(NoPins)).await;
+    let mut statuses = Vec::new();
+    let mut first_error = None;
+    for (flow, result) in results {
+        match result {
+            Ok(status) => statuses.push(status),
+            Err(err) => {
+                if !json {
+                    eprintln!("error: {}: {err}", flow.label());
+                }
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    print_statuses(json, &statuses)?;
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(exit_code::OK),
+    }
+}
+
+fn print_statuses(json: bool, statuses: &[FlowStatus]) -> Result<()> {
+    if json {
+        let line = serde_json::to_string(statuses)
+            .map_err(|e| Error::Failed(format!("cannot encode the status as JSON: {e}")))?;
+        println!("{line}");
+    } else {
+        for status in statuses {
+            println!("{}", status.line());
+        }
+    }
+    Ok(())
+}
+
+pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
+    let regions = open_all(ctx)?;
+    let flows = replication::discover(&regions, None, None, args.db.as_deref()).await?;
+    let opts = ReplicationOptions::default();
+    let mut statuses = Vec::new();
+    for flow in flows {
+        let mut copier = BranchCopier::standalone(flow, opts.clone(), Arc::new(NoPins));
+        statuses.push(copier.inspect().await?);
+    }
+    emit(json, &statuses, || {
+        if statuses.is_empty() {
+            return "no databases yet; create one with `lifeboat db create NAME`".into();
+        }
+        let mut lines = vec![format!(
+            "{:<24} {:<24} {:<9} {:>9} {:>16} {:<26} {:>7}",
+            "DATABASE", "HOME → REPLICA", "STATE", "LAG", "PENDING", "LAST SYNC", "REQ/MIN"
+        )];
+        for s in &statuses {
+            lines.push(format!(
+                "{:<24} {:<24} {:<9} {:>9} {:>16} {:<26} {:>7}",
+                format!("{}/{}", s.db, s.branch),
+                format!("{} → {}", s.home, s.replica),
+                s.state.label(),
+                s.lag_s.map_or("-".into(), |l| format!("{l:.2} s")),
+                format!(
+                    "{} ({})",
+                    s.objects_pending,
+                    replication::status::human_bytes(s.bytes_pending)
+                ),
+                s.last_sync_us.map_or("never".into(), format_us),
+                s.requests_per_min
+            ));
+            if let Some(detail) = &s.detail {
+                lines.push(format!("    {detail}"));
+            }
+        }
+        lines.join("\n")
+    })?;
+    Ok(exit_code::OK)
+}
+
+pub async fn check(ctx: &Ctx, json: bool, args: CheckArgs) -> Result<i32> {
+    check_region_arg(ctx, &args.replica)?;
+    let regions = open_all(ctx)?;
+    let flows =
+        replication::discover(&regions, None, args.replica.as_deref(), Some(&args.db)).await?;
+    let acks = match &args.acks {
+        Some(path) if !path.exists() => {
+            return Err(Error::file(path, "no such acknowledgement log"));
+        }
+        Some(path) => Some(AckLog::at(path.clone())),
+        None => Some(AckLog::for_db(&ctx.home.acks_dir(), &args.db)),
+    };
+    let mut reports = Vec::new();
+    for flow in &flows {
+        let replica =
+            lifeboat::storage::DbLocation::branch_in_region(&flow.replica, &flow.db, &flow.branch)?;
+        if !replica.exists().await? {
+            return Err(Error::Failed(format!(
+                "{} has no replica in region `{}` yet; run `lifeboat replicate --db {}`",
+                flow.db,
+                flow.replica.name(),
+                flow.db
+            )));
+        }
+        reports.push(check::check(flow, acks.as_ref()).await?);
+    }
+    emit(json, &reports, || {
+        reports
+            .iter()
+            .map(check::CheckReport::summary)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    Ok(if reports.iter().all(|r| r.prefix) {
+        exit_code::OK
+    } else {
+        exit_code::HOLE
+    })
+}

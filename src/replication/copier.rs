@@ -1,0 +1,910 @@
+//! The per-branch ordered copier: brings one branch's replica forward from
+//! its home, one pass at a time.
+//!
+//! Invariant kept here (DESIGN.md, invariant 2): at every instant, even if
+//! a pass is cut off between any two requests, the replica opens and reads
+//! as a state its home had. A pass therefore
+//! 1. notes the home's manifests before it lists the data they need;
+//! 2. copies SSTs, compactions files and the WAL files no reader of the
+//!    replica can reach (at or below its manifest's replay point) in
+//!    parallel;
+//! 3. copies the WAL files readers do reach one at a time, in ascending id,
+//!    never past a missing one, so a reader never meets a gap;
+//! 4. copies manifests in ascending id, each only once every SST it lists
+//!    is at the replica with the home's size, and skips one whose SSTs the
+//!    home has already garbage-collected (it is not a state worth keeping);
+//! 5. never copies `gc/` boundary files;
+//! 6. deletes a replica file only after a full listing shows the home
+//!    deleted it, and only when neither the replica's newest manifest, a
+//!    checkpoint in it, nor a pin needs it (invariant 3), and it has not
+//!    been needed for a grace period (a reader of an older manifest may
+//!    still be reading it).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::{Semaphore, watch};
+
+use super::cursor::{self, ReplicaCursor};
+use super::cut::{CutReport, ManifestView, contiguous_wal_end};
+use super::files::{
+    BranchFiles, CopyError, Dir, FileMeta, FileRef, RequestCounter, Side, copy_file,
+};
+use super::pins::Pins;
+use super::status::{FlowState, FlowStatus};
+use super::{Flow, ReplicationOptions};
+use crate::error::{Error, Result};
+use crate::storage::branch_path;
+use crate::workload::now_us;
+
+/// Most per-WAL delay samples kept between two drains.
+const MAX_DELAY_SAMPLES: usize = 100_000;
+
+/// Per-WAL replication delays (home write to replica write), in milliseconds.
+pub type DelaySamples = Arc<Mutex<Vec<u32>>>;
+
+/// One branch, one replica: the state a pass works from.
+pub struct BranchCopier {
+    flow: Flow,
+    opts: ReplicationOptions,
+    pins: Arc<dyn Pins>,
+    permits: Arc<Semaphore>,
+    home: Side,
+    replica: Side,
+    /// What the home holds, as far as the listings so far show.
+    home_files: BranchFiles,
+    /// What the replica holds, as far as listings and copies show.
+    replica_files: BranchFiles,
+    /// The replica's newest manifest, decoded.
+    replica_manifest: Option<ManifestView>,
+    cursor: ReplicaCursor,
+    cursor_dirty: bool,
+    cursor_saved: Instant,
+    loaded: bool,
+    /// When the last full list-diff ran.
+    healed: Option<Instant>,
+    scrubbed: Option<Instant>,
+    /// Where the next scrub starts in the rotation of needed files.
+    scrub_after: Option<FileRef>,
+    idle_ticks: u32,
+    damaged: Option<String>,
+    /// Names copied by this copier, to catch a second copy of one.
+    copied: HashSet<FileRef>,
+    /// Replica files nothing needs any more, and since when.
+    unneeded_since: HashMap<FileRef, Instant>,
+    status: FlowStatus,
+    publish: watch::Sender<FlowStatus>,
+    delays_ms: DelaySamples,
+    /// Stop after this many successful copies (tests cut passes anywhere).
+    copy_budget: Option<u64>,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Something was listed or copied: poll again soon.
+    Active,
+    /// Nothing new at the home.
+    Idle,
+}
+
+impl BranchCopier {
+    /// A copier for `flow`; nothing is read until the first tick.
+    pub fn new(
+        flow: Flow,
+        opts: ReplicationOptions,
+        pins: Arc<dyn Pins>,
+        permits: Arc<Semaphore>,
+        publish: watch::Sender<FlowStatus>,
+        delays_ms: DelaySamples,
+    ) -> BranchCopier {
+        let base = branch_path(&flow.db, &flow.branch);
+        let home = Side {
+            region: flow.home.name().to_string(),
+            store: flow.home.store(),
+            base: base.clone(),
+            requests: Arc::new(RequestCounter::default()),
+        };
+        let replica = Side {
+            region: flow.replica.name().to_string(),
+            store: flow.replica.store(),
+            base,
+            requests: Arc::new(RequestCounter::default()),
+        };
+        let status = FlowStatus::new(&flow.db, &flow.branch, &home.region, &replica.region);
+        let cursor = ReplicaCursor::new(&home.region, &flow.db, &flow.branch);
+        BranchCopier {
+            flow,
+            opts,
+            pins,
+            permits,
+            home,
+            replica,
+            home_files: BranchFiles::default(),
+            replica_files: BranchFiles::default(),
+            replica_manifest: None,
+            cursor,
+            cursor_dirty: false,
+            cursor_saved: Instant::now(),
+            loaded: false,
+            healed: None,
+            scrubbed: None,
+            scrub_after: None,
+            idle_ticks: 0,
+            damaged: None,
+            copied: HashSet::new(),
+            unneeded_since: HashMap::new(),
+            status,
+            publish,
+            delays_ms,
+            copy_budget: None,
+        }
+    }
+
+    /// A copier with its own copy limit and status channel (for one-off
+    /// runs: `status`, tests).
+    pub fn standalone(flow: Flow, opts: ReplicationOptions, pins: Arc<dyn Pins>) -> BranchCopier {
+        let (tx, _rx) = watch::channel(FlowStatus::new(
+            &flow.db,
+            &flow.branch,
+            flow.home.name(),
+            flow.replica.name(),
+        ));
+        let permits = super::permits(&opts);
+        BranchCopier::new(flow, opts, pins, permits, tx, DelaySamples::default())
+    }
+
+    /// Makes every pass stop after `copies` successful copies in total (a
+    /// test's way to cut the sequence at an exact point).
+    pub fn stop_after_copies(&mut self, copies: u64) {
+        self.copy_budget = Some(copies);
+    }
+
+    pub fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    /// The last status published.
+    pub fn status(&self) -> &FlowStatus {
+        &self.status
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{}/{} {} → {}",
+            self.flow.db, self.flow.branch, self.home.region, self.replica.region
+        )
+    }
+
+    /// One step of the follow loop: a pass (a full list-diff when one is
+    /// due), then a scrub when one is due.
+    pub async fn tick(&mut self) -> Result<Tick> {
+        let tick = self.pass().await?;
+        let scrub_due = self
+            .scrubbed
+            .is_none_or(|at| at.elapsed() >= self.opts.scrub_every);
+        if scrub_due && self.replica_manifest.is_some() {
+            self.scrub().await?;
+            self.scrubbed = Some(Instant::now());
+        }
+        Ok(tick)
+    }
+
+    /// Records that a region could not be reached: the state shows it and
+    /// the lag keeps growing until a pass succeeds again.
+    pub fn paused(&mut self, err: &Error) {
+        // What the home listing showed before the failure still counts:
+        // writes the replica lacks keep the lag growing.
+        self.refresh_status(false);
+        self.status.state = FlowState::Paused;
+        self.status.detail = Some(err.to_string());
+        self.status.unreachable = match err {
+            Error::Store { region, .. } | Error::Database { region, .. } => Some(region.clone()),
+            _ => None,
+        };
+        self.status.observed_us = now_us();
+        self.status.lag_s = self.status.lag_s_at(self.status.observed_us);
+        self.publish.send_replace(self.status.clone());
+    }
+
+    /// Copies until the replica holds the home's newest manifest and WAL
+    /// file as of the first listing (what `replicate --once` promises).
+    pub async fn run_once(&mut self) -> Result<FlowStatus> {
+        self.pass().await?;
+        let target_manifest = self.home_files.manifests.keys().next_back().copied();
+        let target_wal = self.home_files.wals.keys().next_back().copied();
+        for _ in 0..100 {
+            let manifest_done = match (target_manifest, &self.replica_manifest) {
+                (None, _) => true,
+                (Some(want), Some(have)) => have.id >= want,
+                (Some(_), None) => false,
+            };
+            let wal_done = match (target_wal, &self.replica_manifest) {
+                (None, _) => true,
+                (Some(want), Some(m)) => contiguous_wal_end(m, &self.replica_files) >= want,
+                (Some(_), None) => false,
+            };
+            if manifest_done && wal_done {
+                self.save_cursor().await?;
+                return Ok(self.status.clone());
+            }
+            if self.copy_budget == Some(0) {
+                break;
+            }
+            self.pass().await?;
+        }
+        self.save_cursor().await?;
+        Err(Error::Failed(format!(
+            "{}: the replica did not catch up with the home's state as of the start; run again",
+            self.label()
+        )))
+    }
+
+    /// The status from a full listing of both sides, copying nothing and
+    /// writing nothing (what `lifeboat status` shows when no replicator runs
+    /// in this process). Requests per minute are the engine's last figure.
+    pub async fn inspect(&mut self) -> Result<FlowStatus> {
+        let found = cursor::load(
+            &self.replica.store,
+            &self.replica.region,
+            &self.flow.db,
+            &self.flow.branch,
+        )
+        .await?;
+        self.list_everything().await?;
+        self.refresh_status(true);
+        let status = &mut self.status;
+        match &found {
+            Some(found) => {
+                status.requests_per_min = found.requests_per_min;
+                if status.last_sync_us.is_none() {
+                    status.last_sync_us = found.synced_us;
+                }
+            }
+            None => {
+                status.detail = Some("not replicated yet; run `lifeboat replicate`".into());
+                status.requests_per_min = 0;
+            }
+        }
+        Ok(status.clone())
+    }
+
+    /// One pass: list what is new, copy it in order, publish the status.
+    pub async fn pass(&mut self) -> Result<Tick> {
+        if !self.loaded {
+            self.load().await?;
+        }
+        let heal_due = self
+            .healed
+            .is_none_or(|at| at.elapsed() >= self.opts.heal_every);
+        let tick = if heal_due {
+            self.list_everything().await?;
+            self.healed = Some(Instant::now());
+            Tick::Active
+        } else {
+            self.list_new().await?
+        };
+        if tick == Tick::Active {
+            self.copy_in_order().await?;
+            if heal_due {
+                self.delete_unneeded().await?;
+            }
+        }
+        self.status.passes += 1;
+        self.refresh_status(true);
+        self.maybe_save_cursor().await?;
+        Ok(tick)
+    }
+
+    /// Reads the cursor (writing a fresh one first, which marks the branch
+    /// as a replica here before any file lands) and the replica's newest
+    /// manifest, then lists only what lies past them.
+    async fn load(&mut self) -> Result<()> {
+        let found = cursor::load(
+            &self.replica.store,
+            &self.replica.region,
+            &self.flow.db,
+            &self.flow.branch,
+        )
+        .await?;
+        match found {
+            Some(found) if found.home != self.home.region => {
+                return Err(Error::Failed(format!(
+                    "{}/{} in region `{}` is a replica of region `{}`, not of `{}`; replicate it from its home",
+                    self.flow.db,
+                    self.flow.branch,
+                    self.replica.region,
+                    found.home,
+                    self.home.region
+                )));
+            }
+            Some(found) => {
+                self.cursor = found;
+                if self.cursor.manifest_id > 0 {
+                    self.replica_manifest =
+                        self.read_replica_manifest(self.cursor.manifest_id).await?;
+                }
+                // A cheap restart: the replica's SSTs, and the manifests,
+                // WAL and compactions from where the cursor vouches for.
+                let floor = self
+                    .replica_manifest
+                    .as_ref()
+                    .map(|m| m.replay_after_wal_id);
+                let wal_after = floor.filter(|f| *f > 0).map(FileRef::Wal);
+                let manifest_after = Some(self.cursor.manifest_id)
+                    .filter(|id| *id > 1)
+                    .map(|id| FileRef::Manifest(id - 1));
+                let compactions_after = Some(self.cursor.compactions_id)
+                    .filter(|id| *id > 0)
+                    .map(FileRef::Compactions);
+                let sides = [self.replica.clone(), self.home.clone()];
+                let mut listed = Vec::with_capacity(2);
+                for side in &sides {
+                    let mut files = BranchFiles::default();
+                    files.replace_dir(
+                        Dir::Manifest,
+                        side.list(Dir::Manifest, manifest_after.as_ref()).await?,
+                    );
+                    files.replace_dir(Dir::Wal, side.list(Dir::Wal, wal_after.as_ref()).await?);
+                    files.replace_dir(Dir::Compacted, side.list(Dir::Compacted, None).await?);
+                    files.replace_dir(
+                        Dir::Compactions,
+                        side.list(Dir::Compactions, compactions_after.as_ref())
+                            .await?,
+                    );
+                    listed.push(files);
+                }
+                self.home_files = listed.pop().unwrap_or_default();
+                self.replica_files = listed.pop().unwrap_or_default();
+                // The cursor stands in for a list-diff until the next one is due.
+                self.healed = Some(Instant::now());
+            }
+            None => {
+                cursor::save(&self.replica.store, &self.replica.region, &self.cursor).await?;
+                self.cursor_saved = Instant::now();
+            }
+        }
+        // Files are re-read on the schedule, not all at once on start.
+        self.scrubbed = Some(Instant::now());
+        self.loaded = true;
+        Ok(())
+    }
+
+    async fn read_replica_manifest(&self, id: u64) -> Result<Option<ManifestView>> {
+        let Some(bytes) = self.replica.read(&FileRef::Manifest(id)).await? else {
+            return Ok(None);
+        };
+        ManifestView::parse(id, bytes).await.map(Some).map_err(|e| {
+            Error::Failed(format!(
+                "{}: the replica's manifest {id} is damaged ({e}); it will be copied again",
+                self.label()
+            ))
+        })
+    }
+
+    /// The full list-diff: every folder on both sides.
+    async fn list_everything(&mut self) -> Result<()> {
+        for dir in Dir::ALL {
+            // Manifests are listed (noted) before the data they need.
+            let home = self.home.list(dir, None).await?;
+            self.home_files.replace_dir(dir, home);
+        }
+        for dir in Dir::ALL {
+            let replica = self.replica.list(dir, None).await?;
+            self.replica_files.replace_dir(dir, replica);
+        }
+        // The replica's newest manifest may have changed under us (a restart
+        // from another machine, a scrub finding damage): decode it afresh.
+        let newest = self.replica_files.manifests.keys().next_back().copied();
+        self.replica_manifest = match newest {
+            Some(id) => match self.read_replica_manifest(id).await {
+                Ok(view) => view,
+                Err(err) => {
+                    // A damaged manifest is removed from what the replica
+                    // holds, so it is copied again; the previous one stays.
+                    self.damaged = Some(err.to_string());
+                    self.replica_files.remove(&FileRef::Manifest(id));
+                    None
+                }
+            },
+            None => None,
+        };
+        self.idle_ticks = 0;
+        Ok(())
+    }
+
+    /// The short listings of a follow tick. When idle, only the WAL folder
+    /// is listed (one request), and the manifests every few ticks.
+    async fn list_new(&mut self) -> Result<Tick> {
+        let every = self.opts.manifest_poll_every.max(1);
+        let quick = self.idle_ticks > 0 && !self.idle_ticks.is_multiple_of(every);
+        if quick {
+            let after = self.home_files.newest(Dir::Wal);
+            let wals = self.home.list(Dir::Wal, after.as_ref()).await?;
+            if wals.is_empty() {
+                self.idle_ticks += 1;
+                return Ok(Tick::Idle);
+            }
+        }
+        // Manifests first: everything a manifest needs was written before it.
+        let manifest_after = self
+            .home_files
+            .newest(Dir::Manifest)
+            .or(Some(FileRef::Manifest(self.cursor.manifest_id))
+                .filter(|_| self.cursor.manifest_id > 0));
+        let manifests = self
+            .home
+            .list(Dir::Manifest, manifest_after.as_ref())
+            .await?;
+        let wal_after = self.home_files.newest(Dir::Wal);
+        let wals = self.home.list(Dir::Wal, wal_after.as_ref()).await?;
+        let new_manifest = !manifests.is_empty();
+        let new_data = new_manifest || !wals.is_empty();
+        for (file, meta) in manifests.into_iter().chain(wals) {
+            self.home_files.insert(file, meta);
+        }
+        if new_manifest {
+            let ssts = self.home.list(Dir::Compacted, None).await?;
+            self.home_files.replace_dir(Dir::Compacted, ssts);
+            let after = self.home_files.newest(Dir::Compactions);
+            for (file, meta) in self.home.list(Dir::Compactions, after.as_ref()).await? {
+                self.home_files.insert(file, meta);
+            }
+        }
+        let pending = self.pending().0 > 0;
+        if new_data || pending {
+            self.idle_ticks = 0;
+            Ok(Tick::Active)
+        } else {
+            self.idle_ticks += 1;
+            Ok(Tick::Idle)
+        }
+    }
+
+    /// The WAL id at or below which no reader of the replica replays:
+    /// `None` when the replica has no manifest yet (then no file is visible).
+    fn visible_floor(&self) -> Option<u64> {
+        self.replica_manifest
+            .as_ref()
+            .map(|m| m.replay_after_wal_id)
+    }
+
+    /// Whether the replica lacks `file` or holds it at another size.
+    fn lacks(&self, file: &FileRef, meta: &FileMeta) -> bool {
+        match self.replica_files.get(file) {
+            None => true,
+            Some(have) => have.size != meta.size,
+        }
+    }
+
+    /// Steps 2 to 4 of the module doc, then the WAL that became invisible
+    /// and the tail past the new replay point.
+    async fn copy_in_order(&mut self) -> Result<()> {
+        self.copy_unseen_data().await?;
+        self.copy_wal_tail().await?;
+        self.copy_manifests().await?;
+        self.copy_unseen_data().await?;
+        self.copy_wal_tail().await
+    }
+
+    /// SSTs, compactions files and the WAL files no reader can reach, in
+    /// parallel.
+    async fn copy_unseen_data(&mut self) -> Result<()> {
+        let floor = self.visible_floor();
+        let jobs: Vec<(FileRef, FileMeta)> = self
+            .home_files
+            .iter()
+            .filter(|(file, meta)| match file {
+                FileRef::Manifest(_) => false,
+                FileRef::Wal(id) => floor.is_none_or(|f| *id <= f) && self.lacks(file, meta),
+                _ => self.lacks(file, meta),
+            })
+            .collect();
+        self.copy_parallel(jobs).await
+    }
+
+    /// Copies `jobs` with the configured number in flight, recording each
+    /// success as it lands; stops at the first failure.
+    async fn copy_parallel(&mut self, jobs: Vec<(FileRef, FileMeta)>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let limit = self.copy_budget.map_or(jobs.len(), |b| b as usize);
+        let jobs: Vec<_> = jobs.into_iter().take(limit).collect();
+        let home = self.home.clone();
+        let replica = self.replica.clone();
+        let permits = Arc::clone(&self.permits);
+        let mut copies = futures::stream::iter(jobs)
+            .map(move |(file, meta)| {
+                let home = home.clone();
+                let replica = replica.clone();
+                let permits = Arc::clone(&permits);
+                async move {
+                    let _permit = permits.acquire_owned().await;
+                    let copied = copy_file(&home, &replica, &file, meta.size).await;
+                    (file, meta, copied)
+                }
+            })
+            .buffer_unordered(self.opts.copies_in_flight.max(1));
+        while let Some((file, meta, copied)) = copies.next().await {
+            match copied {
+                Ok(bytes) => self.record_copy(file, meta, bytes),
+                Err(CopyError::Vanished) => self.home_files.remove(&file),
+                Err(CopyError::Failed(err)) => return Err(err),
+            }
+        }
+        self.check_budget()
+    }
+
+    fn check_budget(&self) -> Result<()> {
+        match self.copy_budget {
+            Some(0) => Err(Error::Failed("copy budget spent".into())),
+            _ => Ok(()),
+        }
+    }
+
+    fn record_copy(&mut self, file: FileRef, meta: FileMeta, bytes: u64) {
+        let now = now_us();
+        if let FileRef::Wal(_) = file {
+            let delay_ms = now.saturating_sub(meta.modified_us) / 1000;
+            let mut delays = self.delays_ms.lock().unwrap_or_else(|p| p.into_inner());
+            if delays.len() < MAX_DELAY_SAMPLES {
+                delays.push(delay_ms.min(u32::MAX as u64) as u32);
+            }
+        }
+        if let FileRef::Compactions(id) = file {
+            self.cursor.compactions_id = self.cursor.compactions_id.max(id);
+        }
+        if !self.copied.insert(file.clone()) {
+            self.status.duplicate_copies += 1;
+        }
+        self.status.bytes_copied += bytes;
+        self.status.objects_copied += 1;
+        self.replica_files.insert(
+            file,
+            FileMeta {
+                size: bytes,
+                modified_us: now,
+            },
+        );
+        self.cursor_dirty = true;
+        if let Some(budget) = self.copy_budget.as_mut() {
+            *budget = budget.saturating_sub(1);
+        }
+    }
+
+    /// The WAL files readers of the replica reach, one at a time from the
+    /// end of what they reach now, stopping at the first the home lacks.
+    async fn copy_wal_tail(&mut self) -> Result<()> {
+        let Some(manifest) = &self.replica_manifest else {
+            return Ok(());
+        };
+        let mut next = contiguous_wal_end(manifest, &self.replica_files) + 1;
+        while let Some(meta) = self.home_files.wals.get(&next).copied() {
+            self.check_budget()?;
+            let file = FileRef::Wal(next);
+            let _permit = Arc::clone(&self.permits).acquire_owned().await;
+            match copy_file(&self.home, &self.replica, &file, meta.size).await {
+                Ok(bytes) => self.record_copy(file, meta, bytes),
+                Err(CopyError::Vanished) => {
+                    self.home_files.remove(&file);
+                    break;
+                }
+                Err(CopyError::Failed(err)) => return Err(err),
+            }
+            next += 1;
+        }
+        self.cursor.wal_id = self.cursor.wal_id.max(next - 1);
+        Ok(())
+    }
+
+    /// Manifests newer than the replica's, ascending, each once its SSTs
+    /// are all at the replica.
+    async fn copy_manifests(&mut self) -> Result<()> {
+        let from = self.replica_manifest.as_ref().map_or(0, |m| m.id);
+        let candidates: Vec<(u64, FileMeta)> = self
+            .home_files
+            .manifests
+            .range(from + 1..)
+            .map(|(id, meta)| (*id, *meta))
+            .collect();
+        let mut refreshed_ssts = false;
+        for (id, meta) in candidates {
+            self.check_budget()?;
+            let file = FileRef::Manifest(id);
+            let Some(bytes) = self.home.read(&file).await? else {
+                self.home_files.remove(&file);
+                continue;
+            };
+            let view = ManifestView::parse(id, bytes.clone())
+                .await
+                .map_err(|e| Error::Failed(format!("{}: the home's {e}", self.label())))?;
+            let mut missing = view.missing_ssts(&self.replica_files, &self.home_files);
+            if missing
+                .iter()
+                .any(|u| !self.home_files.ssts.contains_key(u))
+                && !refreshed_ssts
+            {
+                // Written after our listing of compacted/: look once more.
+                let ssts = self.home.list(Dir::Compacted, None).await?;
+                self.home_files.replace_dir(Dir::Compacted, ssts);
+                refreshed_ssts = true;
+            }
+            if !missing.is_empty() {
+                let jobs = missing
+                    .iter()
+                    .filter_map(|u| {
+                        let sst = FileRef::Sst(u.clone());
+                        self.home_files.get(&sst).map(|m| (sst, m))
+                    })
+                    .collect();
+                self.copy_parallel(jobs).await?;
+                missing = view.missing_ssts(&self.replica_files, &self.home_files);
+            }
+            if !missing.is_empty() {
+                // The home garbage-collected what this manifest lists: it is
+                // no longer a state anyone can read, so it is not copied.
+                tracing::debug!(
+                    flow = %self.label(),
+                    manifest = id,
+                    missing = missing.len(),
+                    "skipping a manifest whose SSTs the home deleted"
+                );
+                continue;
+            }
+            let _permit = Arc::clone(&self.permits).acquire_owned().await;
+            self.replica.write(&file, bytes.clone()).await?;
+            self.record_copy(file, meta, bytes.len() as u64);
+            self.cursor.manifest_id = id;
+            self.replica_manifest = Some(view);
+            // A new replica manifest is worth saving at once: a restart
+            // starts from it.
+            self.cursor_saved = Instant::now() - self.opts.cursor_save_every;
+        }
+        Ok(())
+    }
+
+    /// After a full listing: removes replica files the home deleted that
+    /// nothing in the replica's region needs any more.
+    async fn delete_unneeded(&mut self) -> Result<()> {
+        let Some(newest) = self.replica_manifest.clone() else {
+            return Ok(());
+        };
+        let mut keep_manifests: BTreeSet<u64> = BTreeSet::from([newest.id]);
+        let mut keep_ssts = newest.ssts.clone();
+        let mut keep_wal: Vec<(u64, u64)> = vec![(newest.replay_after_wal_id + 1, u64::MAX)];
+        for &id in &newest.checkpoint_manifest_ids {
+            keep_manifests.insert(id);
+            if id == newest.id {
+                continue;
+            }
+            match self.read_replica_manifest(id).await? {
+                Some(view) => {
+                    keep_ssts.extend(view.ssts.iter().cloned());
+                    keep_wal.push((view.replay_after_wal_id + 1, view.next_wal_id));
+                }
+                // A checkpoint whose manifest never reached the replica: keep
+                // every WAL file, since its range is unknown.
+                None => keep_wal.push((0, u64::MAX)),
+            }
+        }
+        let doomed: Vec<FileRef> = self
+            .replica_files
+            .iter()
+            .map(|(file, _)| file)
+            .filter(|file| self.home_files.get(file).is_none())
+            .filter(|file| match file {
+                FileRef::Manifest(id) => !keep_manifests.contains(id),
+                FileRef::Wal(id) => !keep_wal.iter().any(|(lo, hi)| (*lo..*hi).contains(id)),
+                FileRef::Sst(ulid) => !keep_ssts.contains(ulid),
+                FileRef::Compactions(_) => true,
+            })
+            .filter(|file| {
+                !self
+                    .pins
+                    .holds(&self.replica.region, &self.flow.db, &self.flow.branch, file)
+            })
+            .collect();
+        let now = Instant::now();
+        let doomed: HashSet<FileRef> = doomed.into_iter().collect();
+        self.unneeded_since.retain(|file, _| doomed.contains(file));
+        let mut due = Vec::new();
+        for file in doomed {
+            let since = *self.unneeded_since.entry(file.clone()).or_insert(now);
+            if now.duration_since(since) >= self.opts.delete_grace {
+                due.push(file);
+            }
+        }
+        due.sort();
+        for file in due {
+            self.unneeded_since.remove(&file);
+            self.replica.delete(&file).await?;
+            self.replica_files.remove(&file);
+            self.copied.remove(&file);
+            self.status.objects_deleted += 1;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the files the replica's newest state needs, up to the
+    /// configured bytes per scrub, rotating through them, and compares each
+    /// with the home's copy. Anything missing or different is forgotten, so
+    /// the next pass copies it again, and the state shows Damaged until then.
+    async fn scrub(&mut self) -> Result<()> {
+        let Some(manifest) = self.replica_manifest.clone() else {
+            return Ok(());
+        };
+        let wal_end = contiguous_wal_end(&manifest, &self.replica_files);
+        let mut needed: Vec<FileRef> = vec![FileRef::Manifest(manifest.id)];
+        needed.extend(manifest.ssts.iter().cloned().map(FileRef::Sst));
+        needed.extend((manifest.replay_after_wal_id + 1..=wal_end).map(FileRef::Wal));
+        let start = self
+            .scrub_after
+            .as_ref()
+            .and_then(|after| needed.iter().position(|f| f == after))
+            .map_or(0, |i| i + 1);
+        let mut budget = self.opts.scrub_bytes;
+        let mut checked = 0;
+        for file in needed.iter().cycle().skip(start).take(needed.len()) {
+            if budget == 0 {
+                break;
+            }
+            let replica = self.replica.read(file).await?;
+            let home = match self.home_files.get(file) {
+                Some(_) => self.home.read(file).await?,
+                None => None,
+            };
+            let problem = match (&replica, &home) {
+                (None, _) => Some("is missing"),
+                (Some(r), Some(h)) if r != h => Some("differs from the home's copy"),
+                (Some(r), None) => self
+                    .replica_files
+                    .get(file)
+                    .filter(|m| m.size != 0 && m.size != r.len() as u64)
+                    .map(|_| "has the wrong size"),
+                _ => None,
+            };
+            budget = budget.saturating_sub(replica.as_ref().map_or(0, |b| b.len() as u64));
+            checked += 1;
+            self.scrub_after = Some(file.clone());
+            if let Some(problem) = problem {
+                let message = format!("scrub: {} {problem}; copying it again", file.rel());
+                tracing::warn!(flow = %self.label(), "{message}");
+                self.replica_files.remove(file);
+                self.copied.remove(file);
+                self.damaged = Some(message);
+            }
+        }
+        tracing::debug!(flow = %self.label(), checked, "scrub done");
+        self.status.scrubs += 1;
+        self.refresh_status(true);
+        Ok(())
+    }
+
+    /// Home files the replica lacks: `(objects, bytes)`. Manifests older
+    /// than the replica's newest are not wanted.
+    fn pending(&self) -> (u64, u64) {
+        let newest = self.replica_manifest.as_ref().map_or(0, |m| m.id);
+        self.home_files
+            .iter()
+            .filter(|(file, meta)| match file {
+                FileRef::Manifest(id) => *id > newest,
+                _ => self.lacks(file, meta),
+            })
+            .fold((0, 0), |(n, b), (_, meta)| (n + 1, b + meta.size))
+    }
+
+    /// Recomputes the status from what is known and publishes it.
+    /// `verified`: the pass behind it succeeded, so a replica that holds
+    /// everything listed counts as synced now.
+    fn refresh_status(&mut self, verified: bool) {
+        let now = now_us();
+        let (objects_pending, bytes_pending) = self.pending();
+        let status = &mut self.status;
+        status.observed_us = now;
+        status.home_manifest_id = self.home_files.manifests.keys().next_back().copied();
+        status.home_wal_id = self.home_files.wals.keys().next_back().copied();
+        status.objects_pending = objects_pending;
+        status.bytes_pending = bytes_pending;
+        status.requests_total = self.home.requests.total() + self.replica.requests.total();
+        status.requests_per_min =
+            self.home.requests.last_minute() + self.replica.requests.last_minute();
+        let Some(manifest) = &self.replica_manifest else {
+            status.state = FlowState::Seeding;
+            status.detail = None;
+            status.replica_manifest_id = None;
+            status.replica_wal_id = None;
+            status.lag_s = None;
+            self.publish.send_replace(status.clone());
+            return;
+        };
+        let cut = CutReport::of(manifest, &self.replica_files, &self.home_files);
+        status.replica_manifest_id = Some(manifest.id);
+        status.replica_wal_id = Some(cut.wal_end);
+        // The home's commit time of the replica's newest state, and of the
+        // oldest write beyond it.
+        status.consistent_commit_us = self
+            .home_files
+            .wals
+            .get(&cut.wal_end)
+            .map(|m| m.modified_us)
+            .or(status.consistent_commit_us);
+        status.uncovered_since_us = self
+            .home_files
+            .wals
+            .range(cut.wal_end + 1..)
+            .next()
+            .map(|(_, m)| m.modified_us);
+        if cut.readable() && self.damaged.is_some() {
+            // Whatever the scrub or list-diff found has been copied again.
+            self.damaged = None;
+        }
+        status.lag_s = status.lag_s_at(now);
+        status.unreachable = None;
+        if verified && status.uncovered_since_us.is_none() && objects_pending == 0 {
+            status.last_sync_us = Some(now);
+            self.cursor.synced_us = Some(now);
+        }
+        (status.state, status.detail) = if let Some(damage) = &self.damaged {
+            (FlowState::Damaged, Some(damage.clone()))
+        } else if !cut.readable() {
+            let detail = if cut.missing_ssts.is_empty() {
+                format!(
+                    "{} WAL file(s) beyond a gap after WAL {}",
+                    cut.wal_beyond_gap, cut.wal_end
+                )
+            } else {
+                format!(
+                    "{} SST(s) of manifest {} missing",
+                    cut.missing_ssts.len(),
+                    cut.manifest_id
+                )
+            };
+            (FlowState::Damaged, Some(detail))
+        } else if status
+            .lag_s
+            .is_some_and(|l| l > self.opts.in_sync_lag.as_secs_f64())
+        {
+            (FlowState::Lagging, None)
+        } else {
+            (FlowState::InSync, None)
+        };
+        self.publish.send_replace(status.clone());
+    }
+
+    async fn maybe_save_cursor(&mut self) -> Result<()> {
+        if self.cursor_dirty && self.cursor_saved.elapsed() >= self.opts.cursor_save_every {
+            self.save_cursor().await?;
+        }
+        Ok(())
+    }
+
+    /// Saves the cursor now (when stopping, and when a manifest lands).
+    pub async fn save_cursor(&mut self) -> Result<()> {
+        if !self.loaded || !self.cursor_dirty {
+            return Ok(());
+        }
+        self.cursor.requests_per_min = self.status.requests_per_min;
+        self.cursor.saved_us = now_us();
+        self.replica.requests.record();
+        cursor::save(&self.replica.store, &self.replica.region, &self.cursor).await?;
+        self.cursor_dirty = false;
+        self.cursor_saved = Instant::now();
+        Ok(())
+    }
+
+    /// The longest wait between attempts while a region is unreachable.
+    pub fn max_backoff(&self) -> Duration {
+        self.opts.max_backoff
+    }
+
+    /// How long to wait before the next tick after `tick`, given the last wait.
+    pub fn next_wait(&self, tick: Tick, last: Duration) -> Duration {
+        match tick {
+            Tick::Active => self.opts.min_poll,
+            Tick::Idle => (last * 2).clamp(self.opts.min_poll, self.opts.max_poll),
+        }
+    }
+}

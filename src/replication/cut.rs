@@ -1,0 +1,210 @@
+//! Consistent cuts: what a manifest needs so that a reader of it sees a state
+//! its home had, and whether a replica holds all of it.
+//!
+//! A reader of manifest k reads the SSTs k lists and replays WAL files from
+//! `replay_after_wal_id + 1` upward, stopping silently at the first missing
+//! id. So a replica is readable at a consistent state when every SST of its
+//! newest manifest is present and its WAL above the replay point has no gap;
+//! it is *complete* when that WAL also reaches the home's newest WAL file.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::files::{BranchFiles, FileRef};
+
+/// What one manifest says about the files it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestView {
+    pub id: u64,
+    /// WAL files at or below this id are already in SSTs.
+    pub replay_after_wal_id: u64,
+    /// The WAL id the writer will use next, as of this manifest.
+    pub next_wal_id: u64,
+    pub writer_epoch: u64,
+    /// The branch's own compacted SSTs this manifest reads, by ULID.
+    pub ssts: BTreeSet<String>,
+    /// SSTs read from other databases (a clone's parent); not this branch's files.
+    pub external_ssts: usize,
+    /// Manifests that checkpoints in this one keep alive.
+    pub checkpoint_manifest_ids: Vec<u64>,
+}
+
+impl ManifestView {
+    /// Decodes a manifest file with SlateDB's own decoder (through a
+    /// throw-away in-memory store, so no network and no retries are involved).
+    pub async fn parse(id: u64, bytes: Bytes) -> Result<ManifestView, String> {
+        let store = Arc::new(InMemory::new());
+        let root = Path::from("m");
+        let file = FileRef::Manifest(id).path(&root);
+        store
+            .put(&file, PutPayload::from(bytes))
+            .await
+            .map_err(|e| e.to_string())?;
+        let store: Arc<dyn ObjectStore> = store;
+        let admin = slatedb::admin::AdminBuilder::new(root, store).build();
+        let manifest = admin
+            .read_manifest(Some(id))
+            .await
+            .map_err(|e| format!("manifest {id} does not decode: {e}"))?
+            .ok_or_else(|| format!("manifest {id} vanished while decoding"))?;
+        let external: BTreeSet<_> = manifest
+            .external_dbs()
+            .iter()
+            .flat_map(|db| db.sst_ids.iter().copied())
+            .collect();
+        let mut ssts = BTreeSet::new();
+        let mut external_ssts = 0;
+        for view in manifest.all_sst_views() {
+            if external.contains(&view.sst.id) {
+                external_ssts += 1;
+            } else {
+                ssts.insert(view.sst.id.value().to_string());
+            }
+        }
+        let mut checkpoint_manifest_ids: Vec<u64> = manifest
+            .checkpoints()
+            .iter()
+            .map(|c| c.manifest_id)
+            .collect();
+        checkpoint_manifest_ids.sort_unstable();
+        checkpoint_manifest_ids.dedup();
+        Ok(ManifestView {
+            id,
+            replay_after_wal_id: manifest.replay_after_wal_id(),
+            next_wal_id: manifest.next_wal_sst_id(),
+            writer_epoch: manifest.writer_epoch(),
+            ssts,
+            external_ssts,
+            checkpoint_manifest_ids,
+        })
+    }
+
+    /// The SSTs this manifest needs that `files` lacks, or holds at a size
+    /// other than `expected` says (when `expected` knows the file).
+    pub fn missing_ssts(&self, files: &BranchFiles, expected: &BranchFiles) -> Vec<String> {
+        self.ssts
+            .iter()
+            .filter(|ulid| {
+                let file = FileRef::Sst((*ulid).clone());
+                match (files.get(&file), expected.get(&file)) {
+                    (None, _) => true,
+                    (Some(have), Some(want)) => have.size != want.size,
+                    (Some(_), None) => false,
+                }
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// The newest WAL id a reader of `manifest` reaches in `files`: the end of
+/// the run of consecutive ids after the replay point (the replay point
+/// itself when the next id is absent).
+pub fn contiguous_wal_end(manifest: &ManifestView, files: &BranchFiles) -> u64 {
+    let mut end = manifest.replay_after_wal_id;
+    for &id in files
+        .wals
+        .range(manifest.replay_after_wal_id + 1..)
+        .map(|(id, _)| id)
+    {
+        if id != end + 1 {
+            break;
+        }
+        end = id;
+    }
+    end
+}
+
+/// The replica's consistent cut, judged against what the home holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutReport {
+    /// The replica's newest manifest.
+    pub manifest_id: u64,
+    /// The newest WAL id a reader reaches.
+    pub wal_end: u64,
+    /// SSTs the manifest needs that are absent or the wrong size.
+    pub missing_ssts: Vec<String>,
+    /// WAL files above the reader's end that exist at the replica: a gap
+    /// hides them from readers until it is filled.
+    pub wal_beyond_gap: usize,
+}
+
+impl CutReport {
+    pub fn of(manifest: &ManifestView, replica: &BranchFiles, home: &BranchFiles) -> CutReport {
+        let wal_end = contiguous_wal_end(manifest, replica);
+        CutReport {
+            manifest_id: manifest.id,
+            wal_end,
+            missing_ssts: manifest.missing_ssts(replica, home),
+            wal_beyond_gap: replica.wals.range(wal_end + 1..).count(),
+        }
+    }
+
+    /// Every file the newest manifest and its WAL range need is present.
+    pub fn readable(&self) -> bool {
+        self.missing_ssts.is_empty() && self.wal_beyond_gap == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::files::FileMeta;
+
+    fn view(replay_after: u64) -> ManifestView {
+        ManifestView {
+            id: 3,
+            replay_after_wal_id: replay_after,
+            next_wal_id: replay_after + 1,
+            writer_epoch: 1,
+            ssts: ["A".repeat(26)].into_iter().collect(),
+            external_ssts: 0,
+            checkpoint_manifest_ids: vec![],
+        }
+    }
+
+    fn files(wals: &[u64], sst_size: Option<u64>) -> BranchFiles {
+        let mut f = BranchFiles::default();
+        let meta = |size| FileMeta {
+            size,
+            modified_us: 0,
+        };
+        for id in wals {
+            f.insert(FileRef::Wal(*id), meta(10));
+        }
+        if let Some(size) = sst_size {
+            f.insert(FileRef::Sst("A".repeat(26)), meta(size));
+        }
+        f
+    }
+
+    #[test]
+    fn a_wal_gap_ends_what_readers_see() {
+        let replica = files(&[4, 5, 6, 8, 9], Some(100));
+        let home = files(&[4, 5, 6, 7, 8, 9], Some(100));
+        let cut = CutReport::of(&view(4), &replica, &home);
+        assert_eq!(cut.wal_end, 6);
+        assert_eq!(cut.wal_beyond_gap, 2);
+        assert!(!cut.readable());
+        let cut = CutReport::of(&view(4), &home, &home);
+        assert_eq!(cut.wal_end, 9);
+        assert!(cut.readable());
+    }
+
+    #[test]
+    fn an_sst_of_the_wrong_size_is_missing() {
+        let home = files(&[], Some(100));
+        assert_eq!(view(0).missing_ssts(&files(&[], Some(99)), &home).len(), 1);
+        assert_eq!(view(0).missing_ssts(&files(&[], None), &home).len(), 1);
+        assert!(
+            view(0)
+                .missing_ssts(&files(&[], Some(100)), &home)
+                .is_empty()
+        );
+    }
+}

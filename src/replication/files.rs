@@ -1,0 +1,454 @@
+//! The files of one branch as the replicator sees them: four folders of
+//! immutable, numbered or ULID-named objects, and the calls that list, read,
+//! write and delete them on one side (home or replica), each one counted.
+//!
+//! `gc/` boundary files and SlateDB's `.deleting` marker are never listed,
+//! so they are never copied: a replica runs no garbage collector, and a
+//! boundary file copied ahead of its manifests would hang every open.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+use crate::error::{Error, Result};
+use crate::region::retry::retrying;
+
+/// Files up to this size are copied in one put; larger ones stream in parts,
+/// so memory per copy in flight stays bounded.
+pub const SINGLE_PUT_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Part size of a streamed copy.
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Parts of one streamed copy in flight at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// A branch folder the replicator copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Manifest,
+    Wal,
+    Compacted,
+    Compactions,
+}
+
+impl Dir {
+    pub const ALL: [Dir; 4] = [Dir::Manifest, Dir::Wal, Dir::Compacted, Dir::Compactions];
+
+    fn name(self) -> &'static str {
+        match self {
+            Dir::Manifest => "manifest",
+            Dir::Wal => "wal",
+            Dir::Compacted => "compacted",
+            Dir::Compactions => "compactions",
+        }
+    }
+
+    fn ext(self) -> &'static str {
+        match self {
+            Dir::Manifest => "manifest",
+            Dir::Wal | Dir::Compacted => "sst",
+            Dir::Compactions => "compactions",
+        }
+    }
+}
+
+/// One file of a branch, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileRef {
+    Manifest(u64),
+    Wal(u64),
+    /// A compacted SST (L0 or sorted run), by its ULID.
+    Sst(String),
+    Compactions(u64),
+}
+
+impl FileRef {
+    pub fn dir(&self) -> Dir {
+        match self {
+            FileRef::Manifest(_) => Dir::Manifest,
+            FileRef::Wal(_) => Dir::Wal,
+            FileRef::Sst(_) => Dir::Compacted,
+            FileRef::Compactions(_) => Dir::Compactions,
+        }
+    }
+
+    /// The file name inside its folder.
+    pub fn name(&self) -> String {
+        let ext = self.dir().ext();
+        match self {
+            FileRef::Manifest(id) | FileRef::Wal(id) | FileRef::Compactions(id) => {
+                format!("{id:020}.{ext}")
+            }
+            FileRef::Sst(ulid) => format!("{ulid}.{ext}"),
+        }
+    }
+
+    /// `manifest/00000000000000000001.manifest` and so on.
+    pub fn rel(&self) -> String {
+        format!("{}/{}", self.dir().name(), self.name())
+    }
+
+    /// The object's path under the branch path `base`.
+    pub fn path(&self, base: &Path) -> Path {
+        base.clone().join(self.dir().name()).join(self.name())
+    }
+
+    /// The file named `name` in `dir`, if it is one of SlateDB's.
+    pub fn parse(dir: Dir, name: &str) -> Option<FileRef> {
+        let stem = name.strip_suffix(dir.ext())?.strip_suffix('.')?;
+        match dir {
+            Dir::Compacted => (stem.len() == 26 && stem.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .then(|| FileRef::Sst(stem.to_string())),
+            _ => {
+                if stem.len() != 20 {
+                    return None;
+                }
+                let id = stem.parse::<u64>().ok()?;
+                Some(match dir {
+                    Dir::Manifest => FileRef::Manifest(id),
+                    Dir::Wal => FileRef::Wal(id),
+                    _ => FileRef::Compactions(id),
+                })
+            }
+        }
+    }
+}
+
+/// Size and modification time of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    pub size: u64,
+    /// When the object was written, microseconds since the Unix epoch.
+    pub modified_us: u64,
+}
+
+impl FileMeta {
+    fn of(meta: &ObjectMeta) -> FileMeta {
+        FileMeta {
+            size: meta.size,
+            modified_us: meta.last_modified.timestamp_micros().max(0) as u64,
+        }
+    }
+}
+
+/// What is known to be in one side's branch folders.
+#[derive(Debug, Clone, Default)]
+pub struct BranchFiles {
+    pub manifests: BTreeMap<u64, FileMeta>,
+    pub wals: BTreeMap<u64, FileMeta>,
+    pub ssts: BTreeMap<String, FileMeta>,
+    pub compactions: BTreeMap<u64, FileMeta>,
+}
+
+impl BranchFiles {
+    pub fn insert(&mut self, file: FileRef, meta: FileMeta) {
+        match file {
+            FileRef::Manifest(id) => self.manifests.insert(id, meta),
+            FileRef::Wal(id) => self.wals.insert(id, meta),
+            FileRef::Sst(ulid) => self.ssts.insert(ulid, meta),
+            FileRef::Compactions(id) => self.compactions.insert(id, meta),
+        };
+    }
+
+    pub fn get(&self, file: &FileRef) -> Option<FileMeta> {
+        match file {
+            FileRef::Manifest(id) => self.manifests.get(id),
+            FileRef::Wal(id) => self.wals.get(id),
+            FileRef::Sst(ulid) => self.ssts.get(ulid),
+            FileRef::Compactions(id) => self.compactions.get(id),
+        }
+        .copied()
+    }
+
+    pub fn remove(&mut self, file: &FileRef) {
+        match file {
+            FileRef::Manifest(id) => self.manifests.remove(id),
+            FileRef::Wal(id) => self.wals.remove(id),
+            FileRef::Sst(ulid) => self.ssts.remove(ulid),
+            FileRef::Compactions(id) => self.compactions.remove(id),
+        };
+    }
+
+    /// Replaces what is known of `dir` with a full listing of it.
+    pub fn replace_dir(&mut self, dir: Dir, listing: Vec<(FileRef, FileMeta)>) {
+        match dir {
+            Dir::Manifest => self.manifests.clear(),
+            Dir::Wal => self.wals.clear(),
+            Dir::Compacted => self.ssts.clear(),
+            Dir::Compactions => self.compactions.clear(),
+        }
+        for (file, meta) in listing {
+            self.insert(file, meta);
+        }
+    }
+
+    /// Every file, with its metadata.
+    pub fn iter(&self) -> impl Iterator<Item = (FileRef, FileMeta)> + '_ {
+        let m = self
+            .manifests
+            .iter()
+            .map(|(id, m)| (FileRef::Manifest(*id), *m));
+        let w = self.wals.iter().map(|(id, m)| (FileRef::Wal(*id), *m));
+        let s = self.ssts.iter().map(|(u, m)| (FileRef::Sst(u.clone()), *m));
+        let c = self
+            .compactions
+            .iter()
+            .map(|(id, m)| (FileRef::Compactions(*id), *m));
+        m.chain(w).chain(s).chain(c)
+    }
+
+    /// The highest id present in a numbered folder.
+    pub fn newest(&self, dir: Dir) -> Option<FileRef> {
+        match dir {
+            Dir::Manifest => self
+                .manifests
+                .keys()
+                .next_back()
+                .map(|id| FileRef::Manifest(*id)),
+            Dir::Wal => self.wals.keys().next_back().map(|id| FileRef::Wal(*id)),
+            Dir::Compactions => self
+                .compactions
+                .keys()
+                .next_back()
+                .map(|id| FileRef::Compactions(*id)),
+            Dir::Compacted => self
+                .ssts
+                .keys()
+                .next_back()
+                .map(|u| FileRef::Sst(u.clone())),
+        }
+    }
+}
+
+/// Requests made to one side, total and over the last minute.
+#[derive(Debug, Default)]
+pub struct RequestCounter {
+    total: AtomicU64,
+    /// `(second since the epoch, requests in it)`, oldest first, at most 60.
+    recent: Mutex<VecDeque<(u64, u64)>>,
+}
+
+impl RequestCounter {
+    pub fn record(&self) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let now_s = epoch_s();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        match recent.back_mut() {
+            Some((s, n)) if *s == now_s => *n += 1,
+            _ => recent.push_back((now_s, 1)),
+        }
+        while recent.front().is_some_and(|(s, _)| *s + 60 <= now_s) {
+            recent.pop_front();
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Requests in the last 60 seconds.
+    pub fn last_minute(&self) -> u64 {
+        let now_s = epoch_s();
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .iter()
+            .filter(|(s, _)| *s + 60 > now_s)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+fn epoch_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One side of a flow: a branch's folder in one region's store. Every call
+/// is retried by the one retry policy and counted.
+#[derive(Clone)]
+pub struct Side {
+    pub region: String,
+    pub store: Arc<dyn ObjectStore>,
+    pub base: Path,
+    pub requests: Arc<RequestCounter>,
+}
+
+impl Side {
+    fn err(&self, op: String, err: &object_store::Error) -> Error {
+        Error::store(&self.region, &op, err)
+    }
+
+    /// The files of `dir`, or only those named after `after`.
+    pub async fn list(
+        &self,
+        dir: Dir,
+        after: Option<&FileRef>,
+    ) -> Result<Vec<(FileRef, FileMeta)>> {
+        let prefix = self.base.clone().join(dir.name());
+        let offset = after.map(|f| f.path(&self.base));
+        let listing = retrying(|| {
+            self.requests.record();
+            match &offset {
+                Some(offset) => self.store.list_with_offset(Some(&prefix), offset),
+                None => self.store.list(Some(&prefix)),
+            }
+            .try_collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| self.err(format!("listing {prefix}"), &e))?;
+        let mut files: Vec<(FileRef, FileMeta)> = listing
+            .iter()
+            .filter_map(|meta| {
+                let mut parts = meta.location.prefix_match(&prefix)?;
+                let name = parts.next()?;
+                if parts.next().is_some() {
+                    return None;
+                }
+                Some((FileRef::parse(dir, name.as_ref())?, FileMeta::of(meta)))
+            })
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(files)
+    }
+
+    /// The whole file, or `None` if it is not there (garbage-collected).
+    pub async fn read(&self, file: &FileRef) -> Result<Option<Bytes>> {
+        let path = file.path(&self.base);
+        let got = retrying(|| async {
+            self.requests.record();
+            match self.store.get(&path).await {
+                Ok(got) => got.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(err) => Err(err),
+            }
+        })
+        .await;
+        got.map_err(|e| self.err(format!("reading {path}"), &e))
+    }
+
+    /// Writes a whole file (the replica side only).
+    pub async fn write(&self, file: &FileRef, bytes: Bytes) -> Result<()> {
+        let path = file.path(&self.base);
+        retrying(|| {
+            self.requests.record();
+            self.store.put(&path, PutPayload::from(bytes.clone()))
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| self.err(format!("writing {path}"), &e))
+    }
+
+    pub async fn delete(&self, file: &FileRef) -> Result<()> {
+        let path = file.path(&self.base);
+        retrying(|| async {
+            self.requests.record();
+            match self.store.delete(&path).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                other => other,
+            }
+        })
+        .await
+        .map_err(|e| self.err(format!("deleting {path}"), &e))
+    }
+}
+
+/// Why a copy did not happen.
+#[derive(Debug)]
+pub enum CopyError {
+    /// The file is gone from the source (its garbage collector deleted it).
+    Vanished,
+    Failed(Error),
+}
+
+/// Copies one file from `from` to `to` and returns the bytes copied. Large
+/// files stream through in parts; small ones in one put.
+pub async fn copy_file(
+    from: &Side,
+    to: &Side,
+    file: &FileRef,
+    size: u64,
+) -> std::result::Result<u64, CopyError> {
+    if size <= SINGLE_PUT_MAX_BYTES {
+        let bytes = from.read(file).await.map_err(CopyError::Failed)?;
+        let bytes = bytes.ok_or(CopyError::Vanished)?;
+        let len = bytes.len() as u64;
+        to.write(file, bytes).await.map_err(CopyError::Failed)?;
+        return Ok(len);
+    }
+    let src = file.path(&from.base);
+    let dst = file.path(&to.base);
+    let streamed = retrying(|| async {
+        from.requests.record();
+        let got = match from.store.get(&src).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        to.requests.record();
+        let mut upload =
+            WriteMultipart::new_with_chunk_size(to.store.put_multipart(&dst).await?, PART_BYTES);
+        let mut stream = got.into_stream();
+        let mut len = 0u64;
+        let streamed: object_store::Result<()> = async {
+            while let Some(chunk) = stream.try_next().await? {
+                upload.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                len += chunk.len() as u64;
+                upload.write(&chunk);
+            }
+            Ok(())
+        }
+        .await;
+        match streamed {
+            Ok(()) => {
+                upload.finish().await?;
+                Ok(Some(len))
+            }
+            Err(err) => {
+                let _ = upload.abort().await;
+                Err(err)
+            }
+        }
+    })
+    .await
+    .map_err(|e| {
+        CopyError::Failed(to.err(format!("copying {src} to region `{}`", to.region), &e))
+    })?;
+    streamed.ok_or(CopyError::Vanished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for file in [
+            FileRef::Manifest(7),
+            FileRef::Wal(123),
+            FileRef::Sst("01HZX3V4K9Q8W7E6R5T4Y3U2I1".replace('I', "J")),
+            FileRef::Compactions(2),
+        ] {
+            let name = file.name();
+            assert_eq!(
+                FileRef::parse(file.dir(), &name),
+                Some(file.clone()),
+                "{name}"
+            );
+        }
+        assert_eq!(FileRef::Wal(5).rel(), "wal/00000000000000000005.sst");
+        assert_eq!(
+            FileRef::parse(Dir::Wal, "00000000000000000005.sst#tmp"),
+            None
+        );
+        assert_eq!(FileRef::parse(Dir::Manifest, "5.manifest"), None);
+    }
+}

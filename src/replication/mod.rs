@@ -1,0 +1,208 @@
+//! Replication: every branch flows from its home region to every other
+//! region, continuously, incrementally and in an order that keeps each
+//! replica readable at a state its home had (DESIGN.md, invariants 1 to 3).
+//!
+//! - [`files`]: a branch's files on one side, and the counted calls on them.
+//! - [`cut`]: what a manifest needs; whether a replica's cut is complete.
+//! - [`copier`]: the per-branch ordered copier (one pass at a time).
+//! - [`cursor`]: the per-replica cursor kept in the replica's region.
+//! - [`replicator`]: runs many copiers at once, both directions, with
+//!   adaptive polling, back-off through outages and published statuses.
+//! - [`check`]: proves a replica is a gap-free prefix of its home.
+//! - [`pins`]: what else in a region keeps a replica file from deletion.
+//!
+//! Invariant kept here: a replica is written by the replicator alone. The
+//! cursor marks a branch as a replica before the first file lands, and
+//! `DbLocation::open_writer` refuses to open where a cursor exists.
+
+pub mod check;
+pub mod copier;
+pub mod cursor;
+pub mod cut;
+pub mod files;
+pub mod pins;
+pub mod replicator;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::storage::list_databases;
+
+pub use replicator::Replicator;
+pub use status::{FlowState, FlowStatus};
+
+/// How the replicator behaves; every limit has a default that suits a
+/// laptop and a small server alike.
+#[derive(Debug, Clone)]
+pub struct ReplicationOptions {
+    /// Copies in flight at once, across every branch of one replicator.
+    pub copies_in_flight: usize,
+    /// The wait between ticks while a branch is busy.
+    pub min_poll: Duration,
+    /// The longest wait between ticks while a branch is idle; the wait
+    /// doubles from `min_poll` up to this.
+    pub max_poll: Duration,
+    /// While idle, the manifests are listed every this many ticks (the WAL
+    /// folder every tick).
+    pub manifest_poll_every: u32,
+    /// How often a full list-diff of both sides runs (heals what a cursor
+    /// missed; deletes what the home deleted).
+    pub heal_every: Duration,
+    /// How often a scrub re-reads the replica's needed files.
+    pub scrub_every: Duration,
+    /// Bytes a scrub reads at most (it resumes where the last one stopped).
+    pub scrub_bytes: u64,
+    /// The longest a changed cursor waits before it is saved.
+    pub cursor_save_every: Duration,
+    /// A replica whose lag is at most this is In sync; above it, Lagging.
+    pub in_sync_lag: Duration,
+    /// The longest wait between attempts while a region is unreachable.
+    pub max_backoff: Duration,
+    /// How long a replica file stays after it stopped being needed: a
+    /// reader that opened an older manifest may still be reading it.
+    pub delete_grace: Duration,
+}
+
+impl Default for ReplicationOptions {
+    fn default() -> Self {
+        ReplicationOptions {
+            copies_in_flight: 16,
+            min_poll: Duration::from_millis(20),
+            max_poll: Duration::from_secs(1),
+            manifest_poll_every: 5,
+            heal_every: Duration::from_secs(300),
+            scrub_every: Duration::from_secs(600),
+            scrub_bytes: 256 * 1024 * 1024,
+            cursor_save_every: Duration::from_secs(5),
+            in_sync_lag: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(15),
+            delete_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One branch flowing from its home region to one replica region.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub db: String,
+    pub branch: String,
+    pub home: Region,
+    pub replica: Region,
+}
+
+impl Flow {
+    pub fn new(db: &str, branch: &str, home: &Region, replica: &Region) -> Flow {
+        Flow {
+            db: db.to_string(),
+            branch: branch.to_string(),
+            home: home.clone(),
+            replica: replica.clone(),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "{}/{} {} → {}",
+            self.db,
+            self.branch,
+            self.home.name(),
+            self.replica.name()
+        )
+    }
+}
+
+/// Which flows exist among `regions`: every branch goes from the region
+/// that is its home (it holds the branch and no cursor for it) to every
+/// other region (or only to `to`), optionally only from `from` and only
+/// for database `db`.
+pub async fn discover(
+    regions: &[Region],
+    from: Option<&str>,
+    to: Option<&str>,
+    db: Option<&str>,
+) -> Result<Vec<Flow>> {
+    let mut held = Vec::with_capacity(regions.len());
+    for region in regions {
+        held.push(list_databases(region).await?);
+    }
+    let mut flows = Vec::new();
+    for (home_index, home) in regions.iter().enumerate() {
+        if from.is_some_and(|f| f != home.name()) {
+            continue;
+        }
+        for (name, branches) in &held[home_index] {
+            if db.is_some_and(|d| d != name) {
+                continue;
+            }
+            for branch in branches {
+                let store = home.store();
+                if cursor::load(&store, home.name(), name, branch)
+                    .await?
+                    .is_some()
+                {
+                    continue; // a replica here, not a home
+                }
+                for (replica_index, replica) in regions.iter().enumerate() {
+                    if replica_index == home_index || to.is_some_and(|t| t != replica.name()) {
+                        continue;
+                    }
+                    check_not_two_homes(home, replica, name, branch, &held[replica_index]).await?;
+                    flows.push(Flow::new(name, branch, home, replica));
+                }
+            }
+        }
+    }
+    if let Some(db) = db
+        && flows.is_empty()
+    {
+        let from = from.or(regions.first().map(Region::name)).unwrap_or("?");
+        return Err(Error::DatabaseNotFound {
+            db: db.to_string(),
+            region: from.to_string(),
+        });
+    }
+    Ok(flows)
+}
+
+/// Refuses a flow into a region that holds the same branch as a home of its
+/// own: copying would mix two histories.
+async fn check_not_two_homes(
+    home: &Region,
+    replica: &Region,
+    db: &str,
+    branch: &str,
+    replica_dbs: &[(String, Vec<String>)],
+) -> Result<()> {
+    let store = replica.store();
+    match cursor::load(&store, replica.name(), db, branch).await? {
+        Some(found) if found.home == home.name() => Ok(()),
+        Some(found) => Err(Error::Failed(format!(
+            "{db}/{branch} in region `{}` follows region `{}`, yet region `{}` also holds it as a home; delete one of them before replicating",
+            replica.name(),
+            found.home,
+            home.name()
+        ))),
+        None => {
+            let present = replica_dbs
+                .iter()
+                .any(|(d, branches)| d == db && branches.iter().any(|b| b == branch));
+            if present {
+                Err(Error::Failed(format!(
+                    "{db}/{branch} exists in both `{}` and `{}` and neither is a replica; delete one copy (`lifeboat db delete {db} --region ...`) before replicating",
+                    home.name(),
+                    replica.name()
+                )))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The replicator's shared copy limit.
+pub(crate) fn permits(opts: &ReplicationOptions) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(opts.copies_in_flight.max(1)))
+}

@@ -1,0 +1,183 @@
+//! What the replicator reports per branch and replica: state, progress,
+//! the replica's newest consistent state, and the true RPO lag.
+
+use serde::Serialize;
+
+use crate::workload::now_us;
+
+/// The state a user sees for one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FlowState {
+    /// Not looked at yet.
+    Starting,
+    /// The replica has no manifest yet: the first copy is under way.
+    Seeding,
+    /// The replica's consistent cut is complete and its lag is under the
+    /// in-sync threshold.
+    InSync,
+    /// The cut is readable but behind the home by more than the threshold.
+    Lagging,
+    /// A region is unreachable; the replicator retries by itself.
+    Paused,
+    /// A file the replica's newest manifest needs is missing or the wrong
+    /// size (found by a scrub or a list-diff); it is being copied again.
+    Damaged,
+}
+
+impl FlowState {
+    pub fn label(self) -> &'static str {
+        match self {
+            FlowState::Starting => "starting",
+            FlowState::Seeding => "seeding",
+            FlowState::InSync => "in sync",
+            FlowState::Lagging => "lagging",
+            FlowState::Paused => "paused",
+            FlowState::Damaged => "damaged",
+        }
+    }
+}
+
+/// One branch flowing from its home to one replica region.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowStatus {
+    pub db: String,
+    pub branch: String,
+    pub home: String,
+    pub replica: String,
+    pub state: FlowState,
+    /// Why the state is what it is, when that is not obvious (an error, a gap).
+    pub detail: Option<String>,
+    /// The region that could not be reached, while Paused.
+    pub unreachable: Option<String>,
+    pub home_manifest_id: Option<u64>,
+    pub home_wal_id: Option<u64>,
+    /// The replica's newest consistent state: its newest manifest...
+    pub replica_manifest_id: Option<u64>,
+    /// ...and the newest WAL file a reader of it reaches.
+    pub replica_wal_id: Option<u64>,
+    /// When the home committed the replica's newest state (µs since epoch).
+    pub consistent_commit_us: Option<u64>,
+    /// When the home committed the oldest write the replica lacks; `None`
+    /// when the replica holds everything the home had at the last look.
+    pub uncovered_since_us: Option<u64>,
+    /// The true RPO: seconds since `uncovered_since_us`, 0 when caught up.
+    pub lag_s: Option<f64>,
+    pub bytes_copied: u64,
+    pub objects_copied: u64,
+    pub bytes_pending: u64,
+    pub objects_pending: u64,
+    pub objects_deleted: u64,
+    /// Copies of a name the replica already held (should stay 0).
+    pub duplicate_copies: u64,
+    /// When the replica last held everything the home had (µs since epoch).
+    pub last_sync_us: Option<u64>,
+    pub requests_total: u64,
+    pub requests_per_min: u64,
+    pub passes: u64,
+    pub scrubs: u64,
+    /// When this status was taken (µs since epoch).
+    pub observed_us: u64,
+}
+
+impl FlowStatus {
+    pub fn new(db: &str, branch: &str, home: &str, replica: &str) -> FlowStatus {
+        FlowStatus {
+            db: db.to_string(),
+            branch: branch.to_string(),
+            home: home.to_string(),
+            replica: replica.to_string(),
+            state: FlowState::Starting,
+            detail: None,
+            unreachable: None,
+            home_manifest_id: None,
+            home_wal_id: None,
+            replica_manifest_id: None,
+            replica_wal_id: None,
+            consistent_commit_us: None,
+            uncovered_since_us: None,
+            lag_s: None,
+            bytes_copied: 0,
+            objects_copied: 0,
+            bytes_pending: 0,
+            objects_pending: 0,
+            objects_deleted: 0,
+            duplicate_copies: 0,
+            last_sync_us: None,
+            requests_total: 0,
+            requests_per_min: 0,
+            passes: 0,
+            scrubs: 0,
+            observed_us: now_us(),
+        }
+    }
+
+    /// The lag as of `now_us`: it keeps growing while the replicator cannot
+    /// copy, even when no new status has been published.
+    ///
+    /// While the replica's region is unreachable the home keeps taking
+    /// writes nobody can see being shipped, so the lag counts from the last
+    /// moment the replica was known to hold everything. (While the home's
+    /// region is unreachable, it takes no writes either.)
+    pub fn lag_s_at(&self, now_us: u64) -> Option<f64> {
+        self.replica_manifest_id?;
+        let mut since = self.uncovered_since_us;
+        if self.state == FlowState::Paused && self.unreachable.as_deref() == Some(&self.replica) {
+            since = since.into_iter().chain(self.last_sync_us).min();
+        }
+        Some(since.map_or(0.0, |since| now_us.saturating_sub(since) as f64 / 1e6))
+    }
+
+    /// The lag now, with the state recomputed from it.
+    pub fn refreshed(&self, in_sync_lag_s: f64) -> FlowStatus {
+        let mut status = self.clone();
+        let now = now_us();
+        status.lag_s = status.lag_s_at(now);
+        if matches!(status.state, FlowState::InSync | FlowState::Lagging) {
+            status.state = match status.lag_s {
+                Some(lag) if lag > in_sync_lag_s => FlowState::Lagging,
+                _ => FlowState::InSync,
+            };
+        }
+        status
+    }
+
+    /// One line for people: `orders/main us-east-1 → eu-west-1: in sync, lag 0.1 s, ...`.
+    pub fn line(&self) -> String {
+        let lag = self
+            .lag_s
+            .map_or("lag unknown".to_string(), |l| format!("lag {l:.2} s"));
+        let mut line = format!(
+            "{}/{} {} → {}: {}, {lag}, pending {} objects ({}), copied {} objects ({}), {} requests/min",
+            self.db,
+            self.branch,
+            self.home,
+            self.replica,
+            self.state.label(),
+            self.objects_pending,
+            human_bytes(self.bytes_pending),
+            self.objects_copied,
+            human_bytes(self.bytes_copied),
+            self.requests_per_min
+        );
+        if let Some(detail) = &self.detail {
+            line.push_str(&format!(" ({detail})"));
+        }
+        line
+    }
+}
+
+/// `1.5 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,171 @@
+//! `replicate`, `status` and `check` through the real binary on the
+//! embedded default (two local regions).
+
+mod common;
+
+use common::{assert_one_error_line, lifeboat, run, stderr, stdout};
+
+/// A data dir with `orders` created in us-east-1 and 3000 records written.
+fn written_orders() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(lifeboat(dir.path()), &["db", "create", "orders"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "workload",
+            "--db",
+            "orders",
+            "--records",
+            "3000",
+            "--rate",
+            "max",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    dir
+}
+
+#[test]
+fn replicate_once_then_check_proves_a_complete_prefix() {
+    let dir = written_orders();
+    let out = run(lifeboat(dir.path()), &["replicate", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("orders/main us-east-1 → eu-west-1: in sync"),
+        "{text}"
+    );
+
+    let out = run(lifeboat(dir.path()), &["check", "--db", "orders"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("replica holds records 1..=3000 of the home's 3000; lag 0 records"),
+        "{text}"
+    );
+    assert!(
+        text.contains("acknowledged records the replica lacks: 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("consistent: the replica is a gap-free prefix"),
+        "{text}"
+    );
+
+    let out = run(lifeboat(dir.path()), &["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let statuses: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let first = &statuses[0];
+    assert_eq!(first["db"], "orders");
+    assert_eq!(first["home"], "us-east-1");
+    assert_eq!(first["replica"], "eu-west-1");
+    assert_eq!(first["state"], "InSync");
+    assert_eq!(first["lag_s"], 0.0);
+    assert_eq!(first["objects_pending"], 0);
+    assert!(first["last_sync_us"].as_u64().is_some(), "{first}");
+}
+
+#[test]
+fn status_before_any_replication_says_how_to_start() {
+    let dir = written_orders();
+    let out = run(lifeboat(dir.path()), &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("seeding"), "{text}");
+    assert!(text.contains("run `lifeboat replicate`"), "{text}");
+}
+
+#[test]
+fn a_writer_is_refused_on_a_replica() {
+    let dir = written_orders();
+    let out = run(
+        lifeboat(dir.path()),
+        &["replicate", "--once", "--db", "orders"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "workload",
+            "--db",
+            "orders",
+            "--region",
+            "eu-west-1",
+            "--records",
+            "10",
+        ],
+    );
+    assert_one_error_line(
+        &out,
+        2,
+        &[
+            "orders/main in region `eu-west-1` is a replica of region `us-east-1`",
+            "--region us-east-1",
+        ],
+    );
+}
+
+#[test]
+fn follow_prints_statuses_until_its_duration_ends() {
+    let dir = written_orders();
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "--json",
+            "replicate",
+            "--follow",
+            "--duration",
+            "2s",
+            "--report-every",
+            "500ms",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let last = text.lines().last().expect("a status line");
+    let statuses: serde_json::Value = serde_json::from_str(last).expect("JSON line");
+    assert_eq!(statuses[0]["state"], "InSync", "{text}");
+    assert!(text.lines().count() >= 3, "{text}");
+}
+
+#[test]
+fn bad_replication_arguments_get_one_line() {
+    let dir = written_orders();
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "replicate",
+            "--from",
+            "us-east-1",
+            "--to",
+            "us-east-1",
+            "--once",
+        ],
+    );
+    assert_one_error_line(&out, 2, &["--from and --to name the same region"]);
+    let out = run(
+        lifeboat(dir.path()),
+        &["replicate", "--to", "mars-1", "--once"],
+    );
+    assert_one_error_line(&out, 3, &["region `mars-1` is not configured"]);
+    let out = run(
+        lifeboat(dir.path()),
+        &["replicate", "--db", "nosuch", "--once"],
+    );
+    assert_one_error_line(&out, 3, &["database `nosuch` does not exist"]);
+    let out = run(lifeboat(dir.path()), &["check", "--db", "orders"]);
+    assert_one_error_line(
+        &out,
+        1,
+        &[
+            "no replica in region `eu-west-1` yet",
+            "lifeboat replicate --db orders",
+        ],
+    );
+    let out = run(
+        lifeboat(dir.path()),
+        &["replicate", "--once", "--parallel", "0"],
+    );
+    assert_one_error_line(&out, 2, &["--parallel"]);
+}

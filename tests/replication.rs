@@ -1,0 +1,510 @@
+//! The replication engine against real regions (local folders and
+//! in-memory stores): crash consistency, outages, garbage collection at
+//! home, idle cost, both directions at once, and a slow link.
+//!
+//! Every check *reads* the replica through a fresh read-only reader: a
+//! broken SlateDB copy usually opens fine and fails only when read.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Kind, LOCAL_KINDS};
+use lifeboat::region::Region;
+use lifeboat::region::faults::FaultPlan;
+use lifeboat::replication::copier::BranchCopier;
+use lifeboat::replication::cut::ManifestView;
+use lifeboat::replication::files::{Dir, FileRef, RequestCounter, Side};
+use lifeboat::replication::pins::NoPins;
+use lifeboat::replication::{Flow, FlowState, ReplicationOptions, Replicator, check, discover};
+use lifeboat::storage::{DbLocation, branch_path};
+use lifeboat::workload::acks::AckLog;
+use lifeboat::workload::verify::{VerifyReport, verify};
+use lifeboat::workload::{self, Rate, WorkloadReport, WorkloadSpec};
+use tokio::task::JoinHandle;
+
+/// Two regions of `kind` in a temp folder that lives as long as the value.
+struct Pair {
+    dir: tempfile::TempDir,
+    a: Region,
+    b: Region,
+}
+
+fn pair(kind: Kind) -> Pair {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = common::region(kind, "us-east-1", dir.path());
+    let b = common::region(kind, "eu-west-1", dir.path());
+    Pair { dir, a, b }
+}
+
+impl Pair {
+    async fn create(&self, region: &Region, db: &str) -> DbLocation {
+        let loc = DbLocation::in_region(region, db).expect("names");
+        loc.create().await.expect("create");
+        loc
+    }
+
+    fn acks(&self, db: &str) -> AckLog {
+        AckLog::for_db(&self.dir.path().join("acks"), db)
+    }
+}
+
+/// Polls fast and heals, scrubs and saves cursors often, so that seconds of
+/// test cover what minutes do in production.
+fn fast() -> ReplicationOptions {
+    ReplicationOptions {
+        copies_in_flight: 8,
+        min_poll: Duration::from_millis(5),
+        max_poll: Duration::from_millis(50),
+        heal_every: Duration::from_millis(700),
+        scrub_every: Duration::from_millis(900),
+        cursor_save_every: Duration::from_millis(200),
+        max_backoff: Duration::from_millis(300),
+        delete_grace: Duration::from_secs(3),
+        ..ReplicationOptions::default()
+    }
+}
+
+/// Writes at `rate` for `secs` in the background.
+fn writing(
+    loc: &DbLocation,
+    acks: AckLog,
+    rate: u64,
+    secs: u64,
+    churn: bool,
+    value_bytes: usize,
+) -> JoinHandle<WorkloadReport> {
+    let loc = loc.clone();
+    tokio::spawn(async move {
+        let spec = WorkloadSpec {
+            rate: Rate::PerSecond(rate),
+            duration: Some(Duration::from_secs(secs)),
+            records: None,
+            value_bytes,
+            churn,
+        };
+        let report = workload::run(&loc, &spec, &acks, std::future::pending())
+            .await
+            .expect("workload runs");
+        assert!(report.error.is_none(), "workload: {:?}", report.error);
+        report
+    })
+}
+
+/// Reads the whole replica and asserts it is a gap-free prefix: no record
+/// hole, no WAL gap, nothing corrupt. `None` while it has no manifest yet.
+async fn assert_readable_prefix(replica: &DbLocation, context: &str) -> Option<VerifyReport> {
+    if !replica.exists().await.expect("list replica") {
+        return None;
+    }
+    let report = verify(replica, None)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: reading the replica failed: {e}"));
+    assert!(report.consistent, "{context}: {}", report.summary());
+    assert_eq!(
+        report.records,
+        report.highest_gap_free_seq,
+        "{context}: {}",
+        report.summary()
+    );
+    Some(report)
+}
+
+/// Waits until every flow is In sync with nothing pending, as seen by a
+/// pass that began after this call (so it saw every write made before).
+async fn converge(replicator: &Replicator, timeout: Duration) {
+    let passes: Vec<u64> = replicator.statuses().iter().map(|s| s.passes).collect();
+    let ok = replicator
+        .wait_until(timeout, |s| {
+            let flow = replicator
+                .statuses()
+                .iter()
+                .position(|t| t.db == s.db && t.replica == s.replica);
+            let fresh = flow.is_some_and(|i| s.passes >= passes[i] + 2);
+            fresh
+                && s.state == FlowState::InSync
+                && s.objects_pending == 0
+                && s.uncovered_since_us.is_none()
+        })
+        .await;
+    assert!(
+        ok,
+        "replicas did not converge: {:#?}",
+        replicator.statuses()
+    );
+}
+
+/// Asserts the replica holds every acknowledged record, as a prefix.
+async fn assert_has_everything(replica: &DbLocation, acks: &AckLog, context: &str) {
+    let report = verify(replica, Some(acks)).await.expect("verify replica");
+    assert!(report.consistent, "{context}: {}", report.summary());
+    let ack = report.acks.as_ref().expect("an ack log");
+    assert!(ack.acked_records > 0, "{context}: nothing was acknowledged");
+    assert_eq!(ack.missing_acked, 0, "{context}: {}", report.summary());
+}
+
+/// Test 1: cut the replicator off at many points (after an exact number of
+/// copies, which lands between data files and manifests and inside WAL
+/// runs; and by aborting its task at random instants, mid-copy) while the
+/// home is written; the replica always reads as a gap-free prefix, and
+/// once resumed holds everything acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_is_a_prefix_wherever_the_replicator_stops() {
+    for kind in LOCAL_KINDS {
+        let p = pair(kind);
+        let home = p.create(&p.a, "orders").await;
+        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
+        let acks = p.acks("orders");
+        let writer = writing(&home, acks.clone(), 1500, 6, true, 300);
+        let flow = Flow::new("orders", "main", &p.a, &p.b);
+        let mut seen_prefixes = 0;
+        let mut cut = 0;
+        while !writer.is_finished() {
+            cut += 1;
+            if cut % 2 == 0 {
+                // Cut after an exact number of successful copies.
+                let mut copier = BranchCopier::standalone(flow.clone(), fast(), Arc::new(NoPins));
+                copier.stop_after_copies(fastrand::u64(1..40));
+                for _ in 0..3 {
+                    if copier.pass().await.is_err() {
+                        break;
+                    }
+                }
+            } else {
+                // Kill the task mid-flight, as a crash would.
+                let replicator = Replicator::start(vec![flow.clone()], fast(), Arc::new(NoPins));
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(5..200))).await;
+                replicator.abort();
+            }
+            let context = format!("{kind:?}, cut {cut}");
+            if assert_readable_prefix(&replica, &context).await.is_some() {
+                seen_prefixes += 1;
+            }
+        }
+        writer.await.expect("writer");
+        assert!(
+            cut >= 6 && seen_prefixes >= 3,
+            "{kind:?}: only {cut} cuts, {seen_prefixes} readable"
+        );
+        let replicator = Replicator::start(vec![flow], fast(), Arc::new(NoPins));
+        converge(&replicator, Duration::from_secs(60)).await;
+        replicator.stop().await;
+        assert_has_everything(&replica, &acks, &format!("{kind:?} after resuming")).await;
+    }
+}
+
+/// Test 2: each region in turn goes dark while the home is written; the
+/// flow shows Paused, resumes by itself, copies nothing twice and ends In
+/// sync with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_of_either_region_pause_and_resume_losing_nothing() {
+    for kind in LOCAL_KINDS {
+        let p = pair(kind);
+        let home = p.create(&p.a, "orders").await;
+        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
+        let acks = p.acks("orders");
+        let replicator = Replicator::start(
+            vec![Flow::new("orders", "main", &p.a, &p.b)],
+            fast(),
+            Arc::new(NoPins),
+        );
+        converge(&replicator, Duration::from_secs(20)).await;
+        // The replica region goes dark first (the home keeps taking writes),
+        // then comes back; then the home region goes dark after the writes.
+        let writer = writing(&home, acks.clone(), 1500, 4, false, 100);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        p.b.faults().set_outage(true);
+        let paused = replicator
+            .wait_until(Duration::from_secs(10), |s| s.state == FlowState::Paused)
+            .await;
+        assert!(
+            paused,
+            "{kind:?}: no Paused while the replica was dark: {:#?}",
+            replicator.statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let dark = replicator.statuses().remove(0);
+        if !dark.lag_s.is_some_and(|l| l >= 0.5) {
+            let home_now = home.describe().await.expect("describe");
+            panic!(
+                "{kind:?}: the lag did not grow in the outage: {dark:#?}\nhome now: {home_now:#?}\nwriter finished: {}",
+                writer.is_finished()
+            );
+        }
+        p.b.faults().set_outage(false);
+        writer.await.expect("writer");
+        converge(&replicator, Duration::from_secs(30)).await;
+
+        let writer = writing(&home, acks.clone(), 1500, 2, false, 100);
+        writer.await.expect("writer");
+        p.a.faults().set_outage(true);
+        let paused = replicator
+            .wait_until(Duration::from_secs(10), |s| s.state == FlowState::Paused)
+            .await;
+        assert!(paused, "{kind:?}: no Paused while the home was dark");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        p.a.faults().set_outage(false);
+        converge(&replicator, Duration::from_secs(30)).await;
+
+        let status = replicator.statuses().remove(0);
+        assert_eq!(status.duplicate_copies, 0, "{kind:?}: {status:#?}");
+        assert!(
+            status.lag_s.is_some_and(|l| l < 1.0),
+            "{kind:?}: {status:#?}"
+        );
+        replicator.stop().await;
+        assert_has_everything(&replica, &acks, &format!("{kind:?} after outages")).await;
+    }
+}
+
+/// The replica's newest manifest and whether every SST it lists is
+/// present, from one consistent look (`None`: it moved while we looked).
+async fn replica_cut_complete(replica: &Region, db: &str) -> Option<(u64, Vec<String>)> {
+    let side = Side {
+        region: replica.name().to_string(),
+        store: replica.store(),
+        base: branch_path(db, "main"),
+        requests: Arc::new(RequestCounter::default()),
+    };
+    let manifests = side
+        .list(Dir::Manifest, None)
+        .await
+        .expect("list manifests");
+    let (FileRef::Manifest(newest), _) = manifests.last()?.clone() else {
+        return None;
+    };
+    let bytes = side
+        .read(&FileRef::Manifest(newest))
+        .await
+        .expect("read manifest")?;
+    let view = ManifestView::parse(newest, bytes)
+        .await
+        .expect("manifest decodes");
+    let ssts = side.list(Dir::Compacted, None).await.expect("list ssts");
+    let again = side
+        .list(Dir::Manifest, None)
+        .await
+        .expect("list manifests");
+    if again.last().map(|(f, _)| f.clone()) != Some(FileRef::Manifest(newest)) {
+        return None;
+    }
+    let present: std::collections::BTreeSet<String> = ssts
+        .into_iter()
+        .filter_map(|(f, _)| match f {
+            FileRef::Sst(u) => Some(u),
+            _ => None,
+        })
+        .collect();
+    let missing = view
+        .ssts
+        .iter()
+        .filter(|u| !present.contains(*u))
+        .cloned()
+        .collect();
+    Some((newest, missing))
+}
+
+/// Test 3: the home compacts and garbage-collects every fraction of a
+/// second while the replicator follows; at every look, every SST the
+/// replica's newest manifest needs is there, and the replica reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
+    for kind in LOCAL_KINDS {
+        let p = pair(kind);
+        let home = p.create(&p.a, "orders").await;
+        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
+        let acks = p.acks("orders");
+        let replicator = Replicator::start(
+            vec![Flow::new("orders", "main", &p.a, &p.b)],
+            fast(),
+            Arc::new(NoPins),
+        );
+        let writer = writing(&home, acks.clone(), 3000, 8, true, 400);
+        let mut looks = 0;
+        while !writer.is_finished() {
+            if let Some((manifest, missing)) = replica_cut_complete(&p.b, "orders").await {
+                assert!(
+                    missing.is_empty(),
+                    "{kind:?}: manifest {manifest} lacks SSTs {missing:?}"
+                );
+                looks += 1;
+            }
+            if looks % 5 == 0 {
+                assert_readable_prefix(&replica, &format!("{kind:?} look {looks}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        writer.await.expect("writer");
+        converge(&replicator, Duration::from_secs(60)).await;
+        // Let list-diffs run past the grace period, so the replica drops
+        // what the home deleted.
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let status = replicator.stop().await.remove(0);
+        assert!(looks >= 10, "{kind:?}: only {looks} looks");
+        let home_info = home.describe().await.expect("describe home");
+        assert!(
+            home_info.manifest_count < home_info.newest_manifest_id,
+            "{kind:?}: the home's GC deleted no manifest ({home_info:?}); the test proves nothing"
+        );
+        assert!(
+            status.objects_deleted > 0,
+            "{kind:?}: the replica deleted nothing: {status:#?}"
+        );
+        assert_has_everything(&replica, &acks, &format!("{kind:?} after GC")).await;
+    }
+}
+
+/// Test 4: a branch with no writes costs about one listing per poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_branch_costs_a_bounded_number_of_requests() {
+    for kind in LOCAL_KINDS {
+        let p = pair(kind);
+        let home = p.create(&p.a, "orders").await;
+        let report = writing(&home, p.acks("orders"), 1000, 1, false, 100)
+            .await
+            .expect("writer");
+        assert!(report.records_acked > 0);
+        let opts = ReplicationOptions {
+            max_poll: Duration::from_millis(50),
+            heal_every: Duration::from_secs(3600),
+            scrub_every: Duration::from_secs(3600),
+            ..fast()
+        };
+        let replicator = Replicator::start(
+            vec![Flow::new("orders", "main", &p.a, &p.b)],
+            opts,
+            Arc::new(NoPins),
+        );
+        converge(&replicator, Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = replicator.statuses()[0].requests_total;
+        let window = Duration::from_secs(3);
+        tokio::time::sleep(window).await;
+        let requests = replicator.statuses()[0].requests_total - before;
+        replicator.stop().await;
+        // One WAL listing per 50 ms poll, plus the manifests every 5th:
+        // 60 polls make 72 requests; allow for timer slack, not for more.
+        let polls = window.as_millis() as u64 / 50;
+        assert!(
+            requests >= polls / 2,
+            "{kind:?}: {requests} requests: is it polling at all?"
+        );
+        assert!(
+            requests <= polls * 6 / 5 + 6,
+            "{kind:?}: {requests} requests in {window:?} idle (over {} allowed)",
+            polls * 6 / 5 + 6
+        );
+    }
+}
+
+/// Test 5: two databases with homes in opposite regions replicate at once
+/// through one replicator, and both replicas check clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branches_with_opposite_homes_replicate_both_ways_at_once() {
+    for kind in LOCAL_KINDS {
+        let p = pair(kind);
+        let orders = p.create(&p.a, "orders").await;
+        let invoices = p.create(&p.b, "invoices").await;
+        let flows = discover(&[p.a.clone(), p.b.clone()], None, None, None)
+            .await
+            .expect("discover");
+        let mut directions: Vec<String> = flows.iter().map(Flow::label).collect();
+        directions.sort();
+        assert_eq!(
+            directions,
+            [
+                "invoices/main eu-west-1 → us-east-1",
+                "orders/main us-east-1 → eu-west-1"
+            ],
+            "{kind:?}"
+        );
+        let replicator = Replicator::start(flows.clone(), fast(), Arc::new(NoPins));
+        let w1 = writing(&orders, p.acks("orders"), 1000, 3, false, 100);
+        let w2 = writing(&invoices, p.acks("invoices"), 1000, 3, false, 100);
+        w1.await.expect("orders writer");
+        w2.await.expect("invoices writer");
+        converge(&replicator, Duration::from_secs(30)).await;
+        replicator.stop().await;
+        // Once replicated, each region is a replica of the other's branch,
+        // and discovery keeps the directions.
+        let again = discover(&[p.a.clone(), p.b.clone()], None, None, None)
+            .await
+            .expect("discover");
+        assert_eq!(again.len(), 2, "{kind:?}");
+        for flow in &flows {
+            let db = flow.db.clone();
+            let report = check::check(flow, Some(&p.acks(&db))).await.expect("check");
+            assert!(report.prefix, "{kind:?}: {}", report.summary());
+            assert_eq!(report.lag_records, 0, "{kind:?}: {}", report.summary());
+            let acks = report.replica_report.acks.as_ref().expect("acks");
+            assert_eq!(acks.missing_acked, 0, "{kind:?}: {}", report.summary());
+        }
+        // A writer refuses a replica.
+        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
+        let err = replica
+            .open_writer(false)
+            .await
+            .err()
+            .expect("a writer on a replica is refused");
+        assert!(
+            err.to_string()
+                .contains("is a replica of region `us-east-1`"),
+            "{err}"
+        );
+    }
+}
+
+/// Test 6: the replica's region behind a slow link while the home writes,
+/// compacts and collects garbage hard: every state the replica shows reads
+/// back completely, and it catches up once the home quiets down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_slow_link_every_replica_state_reads_back() {
+    for kind in LOCAL_KINDS {
+        let p = pair(kind);
+        let home = p.create(&p.a, "orders").await;
+        // The slow link is between the regions: readers inside the replica's
+        // region open it without the fault.
+        let local_b = Region::open(p.b.spec()).expect("region");
+        let replica = DbLocation::in_region(&local_b, "orders").expect("names");
+        let acks = p.acks("orders");
+        p.b.faults().set(&FaultPlan {
+            bandwidth_bytes_per_s: Some(2 * 1024 * 1024),
+            ..FaultPlan::default()
+        });
+        let replicator = Replicator::start(
+            vec![Flow::new("orders", "main", &p.a, &p.b)],
+            fast(),
+            Arc::new(NoPins),
+        );
+        let writer = writing(&home, acks.clone(), 2000, 10, true, 1000);
+        let started = Instant::now();
+        let mut reads = 0;
+        let mut lagged = false;
+        while !writer.is_finished() {
+            if let Some(report) =
+                assert_readable_prefix(&replica, &format!("{kind:?} read {reads}")).await
+            {
+                reads += 1;
+                let _ = report;
+            }
+            let status = replicator.statuses().remove(0);
+            lagged |= status.objects_pending > 0;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        writer.await.expect("writer");
+        assert!(
+            reads >= 5,
+            "{kind:?}: only {reads} reads in {:?}",
+            started.elapsed()
+        );
+        assert!(
+            lagged,
+            "{kind:?}: the slow link never held the replica back"
+        );
+        converge(&replicator, Duration::from_secs(90)).await;
+        replicator.stop().await;
+        p.b.faults().clear();
+        assert_has_everything(&replica, &acks, &format!("{kind:?} over a slow link")).await;
+    }
+}
