@@ -308,6 +308,9 @@ async fn replica_cut_complete(replica: &Region, db: &str) -> Option<(u64, Vec<St
 /// Test 3: the home compacts and garbage-collects every fraction of a
 /// second while the replicator follows; at every look, every SST the
 /// replica's newest manifest needs is there, and the replica reads back.
+/// Then the replicator stops while the home churns on, so the home deletes
+/// files the replica's newest manifest still needs; a list-diff must not
+/// delete them at the replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
     for kind in LOCAL_KINDS {
@@ -315,12 +318,9 @@ async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
         let home = p.create(&p.a, "orders").await;
         let replica = DbLocation::in_region(&p.b, "orders").expect("names");
         let acks = p.acks("orders");
-        let replicator = Replicator::start(
-            vec![Flow::new("orders", "main", &p.a, &p.b)],
-            fast(),
-            Arc::new(NoPins),
-        );
-        let writer = writing(&home, acks.clone(), 3000, 8, true, 400);
+        let flow = Flow::new("orders", "main", &p.a, &p.b);
+        let replicator = Replicator::start(vec![flow.clone()], fast(), Arc::new(NoPins));
+        let writer = writing(&home, acks.clone(), 3000, 6, true, 400);
         let mut looks = 0;
         while !writer.is_finished() {
             if let Some((manifest, missing)) = replica_cut_complete(&p.b, "orders").await {
@@ -351,8 +351,83 @@ async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
             status.objects_deleted > 0,
             "{kind:?}: the replica deleted nothing: {status:#?}"
         );
+
+        // The replica falls behind while the home's GC deletes what the
+        // replica's newest manifest lists.
+        let (manifest, _) = replica_cut_complete(&p.b, "orders")
+            .await
+            .expect("a replica cut");
+        writing(&home, acks.clone(), 3000, 4, true, 400)
+            .await
+            .expect("writer");
+        let gone_at_home = needed_ssts_missing_from(&p.b, &p.a, "orders").await;
+        assert!(
+            !gone_at_home.is_empty(),
+            "{kind:?}: the home kept every SST of replica manifest {manifest}; the test proves nothing"
+        );
+        let mut copier = BranchCopier::standalone(
+            flow.clone(),
+            ReplicationOptions {
+                delete_grace: Duration::ZERO,
+                ..fast()
+            },
+            Arc::new(NoPins),
+        );
+        let deleted = copier.prune().await.expect("prune");
+        assert!(
+            deleted > 0,
+            "{kind:?}: the list-diff deleted nothing the home deleted"
+        );
+        let (_, missing) = replica_cut_complete(&p.b, "orders")
+            .await
+            .expect("a replica cut");
+        assert!(
+            missing.is_empty(),
+            "{kind:?}: the list-diff deleted needed SSTs {missing:?}"
+        );
+        assert_readable_prefix(&replica, &format!("{kind:?} after the list-diff")).await;
+
+        let replicator = Replicator::start(vec![flow], fast(), Arc::new(NoPins));
+        converge(&replicator, Duration::from_secs(60)).await;
+        replicator.stop().await;
         assert_has_everything(&replica, &acks, &format!("{kind:?} after GC")).await;
     }
+}
+
+/// SSTs the newest manifest in `replica` lists that `home` no longer has.
+async fn needed_ssts_missing_from(replica: &Region, home: &Region, db: &str) -> Vec<String> {
+    let (_, _) = replica_cut_complete(replica, db)
+        .await
+        .expect("a replica cut");
+    let side = |region: &Region| Side {
+        region: region.name().to_string(),
+        store: region.store(),
+        base: branch_path(db, "main"),
+        requests: Arc::new(RequestCounter::default()),
+    };
+    let r = side(replica);
+    let manifests = r.list(Dir::Manifest, None).await.expect("list");
+    let Some((FileRef::Manifest(newest), _)) = manifests.last().cloned() else {
+        return vec![];
+    };
+    let bytes = r
+        .read(&FileRef::Manifest(newest))
+        .await
+        .expect("read")
+        .expect("manifest");
+    let view = ManifestView::parse(newest, bytes).await.expect("decodes");
+    let at_home: std::collections::BTreeSet<FileRef> = side(home)
+        .list(Dir::Compacted, None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    view.ssts
+        .iter()
+        .filter(|u| !at_home.contains(&FileRef::Sst((*u).clone())))
+        .cloned()
+        .collect()
 }
 
 /// Test 4: a branch with no writes costs about one listing per poll.

@@ -666,6 +666,20 @@ impl BranchCopier {
         Ok(())
     }
 
+    /// The delete half of a list-diff alone: lists both sides in full and
+    /// removes what the home deleted and nothing here needs, copying
+    /// nothing. Returns how many files were deleted.
+    pub async fn prune(&mut self) -> Result<u64> {
+        if !self.loaded {
+            self.load().await?;
+        }
+        let before = self.status.objects_deleted;
+        self.list_everything().await?;
+        self.delete_unneeded().await?;
+        self.refresh_status(true);
+        Ok(self.status.objects_deleted - before)
+    }
+
     /// After a full listing: removes replica files the home deleted that
     /// nothing in the replica's region needs any more.
     async fn delete_unneeded(&mut self) -> Result<()> {
