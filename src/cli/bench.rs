@@ -2,6 +2,7 @@
 //! fresh local-folder regions in a scratch folder, next to `rclone` in the
 //! same run. Prints JSON.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use serde::Serialize;
 use lifeboat::config::file_url;
 use lifeboat::error::{Error, Result, exit_code};
 use lifeboat::region::{Region, RegionSpec};
+use lifeboat::replication::files::{Dir, FileRef, Side};
 use lifeboat::replication::pins::NoPins;
 use lifeboat::replication::{Flow, ReplicationOptions, Replicator, replicator};
-use lifeboat::storage::DbLocation;
+use lifeboat::storage::{DbLocation, branch_path};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
@@ -89,7 +91,9 @@ struct LagFigures {
     wal_delay_p50_ms: f64,
     wal_delay_p99_ms: f64,
     wal_delay_max_ms: f64,
-    /// The RPO lag as the replicator reports it, sampled every 100 ms.
+    /// The true RPO seen from outside the replicator, every 100 ms: now
+    /// minus the write time of the oldest home WAL file the replica lacks
+    /// (0 when it lacks none), from listings of both regions.
     rpo_samples: usize,
     rpo_p50_ms: f64,
     rpo_p99_ms: f64,
@@ -347,6 +351,7 @@ async fn lag(
     // The first seconds seed an empty database: they are not steady state.
     let warm_until = Instant::now() + Duration::from_secs(2);
     let mut every = tokio::time::interval(Duration::from_millis(100));
+    let observer = RpoObserver::new(a, b, "lag");
     let mut rpo = Vec::new();
     let report = loop {
         tokio::select! {
@@ -356,7 +361,7 @@ async fn lag(
                     replicator.drain_wal_delays_ms();
                     continue;
                 }
-                rpo.extend(replicator.statuses().iter().filter_map(|s| s.lag_s).map(|l| l * 1000.0));
+                rpo.push(observer.rpo_ms().await?);
             }
         }
     };
@@ -382,6 +387,48 @@ async fn lag(
         rpo_p99_ms: quantile_ms(&rpo, 0.99),
         rpo_max_ms: rpo.last().copied().unwrap_or(0.0),
     })
+}
+
+/// Lists both regions' WAL folders of one branch to measure the RPO from
+/// outside the replicator (which cannot see writes it has not listed yet).
+struct RpoObserver {
+    home: Side,
+    replica: Side,
+}
+
+impl RpoObserver {
+    fn new(home: &Region, replica: &Region, db: &str) -> RpoObserver {
+        let side = |region: &Region| Side {
+            region: region.name().to_string(),
+            store: region.store(),
+            base: branch_path(db, "main"),
+            requests: Default::default(),
+        };
+        RpoObserver {
+            home: side(home),
+            replica: side(replica),
+        }
+    }
+
+    async fn rpo_ms(&self) -> Result<f64> {
+        let now = workload::now_us();
+        // The replica first: a file it gets after this listing only makes
+        // the measured RPO larger, never smaller.
+        let replica: HashSet<FileRef> = self
+            .replica
+            .list(Dir::Wal, None)
+            .await?
+            .into_iter()
+            .map(|(file, _)| file)
+            .collect();
+        let home = self.home.list(Dir::Wal, None).await?;
+        let oldest_missing = home
+            .iter()
+            .filter(|(file, _)| !replica.contains(file))
+            .map(|(_, meta)| meta.modified_us)
+            .min();
+        Ok(oldest_missing.map_or(0.0, |since| now.saturating_sub(since) as f64 / 1000.0))
+    }
 }
 
 async fn idle(

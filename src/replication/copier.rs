@@ -246,13 +246,7 @@ impl BranchCopier {
     /// writing nothing (what `lifeboat status` shows when no replicator runs
     /// in this process). Requests per minute are the engine's last figure.
     pub async fn inspect(&mut self) -> Result<FlowStatus> {
-        let found = cursor::load(
-            &self.replica.store,
-            &self.replica.region,
-            &self.flow.db,
-            &self.flow.branch,
-        )
-        .await?;
+        let found = self.load_cursor().await?;
         self.list_everything().await?;
         self.refresh_status(true);
         let status = &mut self.status;
@@ -298,17 +292,16 @@ impl BranchCopier {
         Ok(tick)
     }
 
+    async fn load_cursor(&self) -> Result<Option<ReplicaCursor>> {
+        let (store, region) = (&self.replica.store, &self.replica.region);
+        cursor::load(store, region, &self.flow.db, &self.flow.branch).await
+    }
+
     /// Reads the cursor (writing a fresh one first, which marks the branch
     /// as a replica here before any file lands) and the replica's newest
     /// manifest, then lists only what lies past them.
     async fn load(&mut self) -> Result<()> {
-        let found = cursor::load(
-            &self.replica.store,
-            &self.replica.region,
-            &self.flow.db,
-            &self.flow.branch,
-        )
-        .await?;
+        let found = self.load_cursor().await?;
         match found {
             Some(found) if found.home != self.home.region => {
                 return Err(Error::Failed(format!(
@@ -391,9 +384,32 @@ impl BranchCopier {
             let home = self.home.list(dir, None).await?;
             self.home_files.replace_dir(dir, home);
         }
+        let mut listed = BranchFiles::default();
         for dir in Dir::ALL {
-            let replica = self.replica.list(dir, None).await?;
-            self.replica_files.replace_dir(dir, replica);
+            listed.replace_dir(dir, self.replica.list(dir, None).await?);
+        }
+        // Files copied earlier that are gone or changed size since: lost
+        // at the replica after the fact. They are copied again below.
+        let lost: Vec<FileRef> = self
+            .replica_files
+            .iter()
+            .filter(|(file, meta)| listed.get(file).is_none_or(|now| now.size != meta.size))
+            .map(|(file, _)| file)
+            .collect();
+        self.replica_files = listed;
+        if let Some(first) = lost.first() {
+            let message = format!(
+                "list-diff: {} replica file(s) missing or resized since copied ({}); copying them again",
+                lost.len(),
+                first.rel()
+            );
+            tracing::warn!(flow = %self.label(), "{message}");
+            for file in &lost {
+                self.copied.remove(file);
+            }
+            self.status.repairs += lost.len() as u64;
+            self.damaged = Some(message);
+            self.refresh_status(false);
         }
         // The replica's newest manifest may have changed under us (a restart
         // from another machine, a scrub finding damage): decode it afresh.
@@ -788,6 +804,7 @@ impl BranchCopier {
                 tracing::warn!(flow = %self.label(), "{message}");
                 self.replica_files.remove(file);
                 self.copied.remove(file);
+                self.status.repairs += 1;
                 self.damaged = Some(message);
             }
         }

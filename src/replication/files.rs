@@ -19,6 +19,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMul
 
 use crate::error::{Error, Result};
 use crate::region::retry::retrying;
+use crate::storage::name_in;
 
 /// Files up to this size are copied in one put; larger ones stream in parts,
 /// so memory per copy in flight stays bounded.
@@ -308,12 +309,8 @@ impl Side {
         let mut files: Vec<(FileRef, FileMeta)> = listing
             .iter()
             .filter_map(|meta| {
-                let mut parts = meta.location.prefix_match(&prefix)?;
-                let name = parts.next()?;
-                if parts.next().is_some() {
-                    return None;
-                }
-                Some((FileRef::parse(dir, name.as_ref())?, FileMeta::of(meta)))
+                let name = name_in(&prefix, &meta.location)?;
+                Some((FileRef::parse(dir, &name)?, FileMeta::of(meta)))
             })
             .collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));

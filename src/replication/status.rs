@@ -69,6 +69,9 @@ pub struct FlowStatus {
     pub objects_deleted: u64,
     /// Copies of a name the replica already held (should stay 0).
     pub duplicate_copies: u64,
+    /// Replica files found missing or altered after they were copied (by a
+    /// list-diff or a scrub), and so copied again.
+    pub repairs: u64,
     /// When the replica last held everything the home had (µs since epoch).
     pub last_sync_us: Option<u64>,
     pub requests_total: u64,
@@ -102,6 +105,7 @@ impl FlowStatus {
             objects_pending: 0,
             objects_deleted: 0,
             duplicate_copies: 0,
+            repairs: 0,
             last_sync_us: None,
             requests_total: 0,
             requests_per_min: 0,

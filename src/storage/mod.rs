@@ -156,12 +156,8 @@ impl DbLocation {
         let mut ids: Vec<(u64, u64)> = listing
             .iter()
             .filter_map(|m| {
-                let mut parts = m.location.prefix_match(&folder)?;
-                let name = parts.next()?;
-                if parts.next().is_some() {
-                    return None;
-                }
-                let id = name.as_ref().strip_suffix(ext)?.strip_suffix('.')?;
+                let name = name_in(&folder, &m.location)?;
+                let id = name.strip_suffix(ext)?.strip_suffix('.')?;
                 Some((id.parse::<u64>().ok()?, m.size))
             })
             .collect();
@@ -312,6 +308,13 @@ impl DbLocation {
             .await?;
         Ok(deleted.len() as u64)
     }
+}
+
+/// The name of `location` when it lies directly in `folder`.
+pub(crate) fn name_in(folder: &Path, location: &Path) -> Option<String> {
+    let mut parts = location.prefix_match(folder)?;
+    let name = parts.next()?;
+    parts.next().is_none().then(|| name.as_ref().to_string())
 }
 
 /// `dbs/<db>/<branch>`.
