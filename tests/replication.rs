@@ -665,13 +665,68 @@ async fn a_lost_or_altered_replica_file_is_found_and_copied_again() {
                     .bytes()
                     .await
                     .expect("bytes");
-            assert_eq!(
-                restored, at_home,
+            assert!(
+                restored == at_home,
                 "{kind:?} {damage}: the copy differs from the home's"
             );
         }
         let status = replicator.stop().await.remove(0);
         assert!(status.scrubs > 0, "{kind:?}: {status:#?}");
         assert_has_everything(&replica, &acks, &format!("{kind:?} after repairs")).await;
+    }
+}
+
+/// A restarted replicator reads the cursor in the replica's region and
+/// lists only what lies past it: a few requests however long the history,
+/// and not one file copied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_from_the_cursor_with_a_few_requests() {
+    for kind in LOCAL_KINDS {
+        let p = pair(kind);
+        let home = p.create(&p.a, "orders").await;
+        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
+        let acks = p.acks("orders");
+        let flow = Flow::new("orders", "main", &p.a, &p.b);
+        writing(&home, acks.clone(), 3000, 3, false, 100)
+            .await
+            .expect("writer");
+        let first =
+            lifeboat::replication::replicator::once(vec![flow.clone()], fast(), Arc::new(NoPins))
+                .await;
+        let seeded = first.into_iter().next().expect("a flow").1.expect("seeded");
+        assert!(seeded.objects_copied > 10, "{kind:?}: {seeded:#?}");
+
+        writing(&home, acks.clone(), 3000, 1, false, 100)
+            .await
+            .expect("writer");
+        let before = home.describe().await.expect("describe");
+        let at_replica = replica.describe().await.expect("describe");
+        let mut copier = BranchCopier::standalone(flow.clone(), fast(), Arc::new(NoPins));
+        copier.pass().await.expect("a pass");
+        let status = copier.status().clone();
+        // On load: the cursor, the replica's manifest, four listings a side.
+        // The pass: four listings of the home; a get and a put per new
+        // file; the cursor saved.
+        let listings_and_reads = 1 + 1 + 8 + 4 + 1;
+        let copies = status.objects_copied;
+        assert!(
+            status.requests_total <= listings_and_reads + 2 * copies + 2,
+            "{kind:?}: {} requests for {copies} copies: {status:#?}",
+            status.requests_total
+        );
+        let new_files = before.object_count.saturating_sub(at_replica.object_count);
+        assert!(
+            copies > 0 && copies <= new_files + 2,
+            "{kind:?}: copied {copies}, {new_files} new: {status:#?}"
+        );
+        assert_eq!(status.duplicate_copies, 0);
+        // The history before the cursor is not listed again.
+        let everything = before.object_count + at_replica.object_count;
+        assert!(
+            status.objects_listed * 2 < everything,
+            "{kind:?}: listed {} entries of {everything}: {status:#?}",
+            status.objects_listed
+        );
+        assert_has_everything(&replica, &acks, &format!("{kind:?} after a restart")).await;
     }
 }

@@ -72,6 +72,12 @@ pub struct BranchCopier {
     damaged: Option<String>,
     /// Names copied by this copier, to catch a second copy of one.
     copied: HashSet<FileRef>,
+    /// WAL ids the cursor vouches are at the replica, contiguous from its
+    /// manifest's replay point, without listing them (0 after a list-diff).
+    vouched_wal: u64,
+    /// Replica files a scrub found different from the home's: copied again
+    /// whatever a listing says.
+    suspect: HashSet<FileRef>,
     /// Replica files nothing needs any more, and since when.
     unneeded_since: HashMap<FileRef, Instant>,
     status: FlowStatus,
@@ -136,6 +142,8 @@ impl BranchCopier {
             damaged: None,
             copied: HashSet::new(),
             unneeded_since: HashMap::new(),
+            suspect: HashSet::new(),
+            vouched_wal: 0,
             status,
             publish,
             delays_ms,
@@ -223,7 +231,7 @@ impl BranchCopier {
             };
             let wal_done = match (target_wal, &self.replica_manifest) {
                 (None, _) => true,
-                (Some(want), Some(m)) => contiguous_wal_end(m, &self.replica_files) >= want,
+                (Some(want), Some(m)) => self.wal_end(m) >= want,
                 (Some(_), None) => false,
             };
             if manifest_done && wal_done {
@@ -324,8 +332,11 @@ impl BranchCopier {
                 let floor = self
                     .replica_manifest
                     .as_ref()
-                    .map(|m| m.replay_after_wal_id);
-                let wal_after = floor.filter(|f| *f > 0).map(FileRef::Wal);
+                    .map_or(0, |m| m.replay_after_wal_id);
+                self.vouched_wal = self.cursor.wal_id;
+                let wal_after = Some(floor.max(self.cursor.wal_id))
+                    .filter(|id| *id > 0)
+                    .map(FileRef::Wal);
                 let manifest_after = Some(self.cursor.manifest_id)
                     .filter(|id| *id > 1)
                     .map(|id| FileRef::Manifest(id - 1));
@@ -411,6 +422,7 @@ impl BranchCopier {
             self.damaged = Some(message);
             self.refresh_status(false);
         }
+        self.vouched_wal = 0;
         // The replica's newest manifest may have changed under us (a restart
         // from another machine, a scrub finding damage): decode it afresh.
         let newest = self.replica_files.manifests.keys().next_back().copied();
@@ -479,6 +491,11 @@ impl BranchCopier {
         }
     }
 
+    /// The newest WAL id a reader of `manifest` at the replica reaches.
+    fn wal_end(&self, manifest: &ManifestView) -> u64 {
+        contiguous_wal_end(manifest, &self.replica_files, self.vouched_wal)
+    }
+
     /// The WAL id at or below which no reader of the replica replays:
     /// `None` when the replica has no manifest yet (then no file is visible).
     fn visible_floor(&self) -> Option<u64> {
@@ -489,6 +506,9 @@ impl BranchCopier {
 
     /// Whether the replica lacks `file` or holds it at another size.
     fn lacks(&self, file: &FileRef, meta: &FileMeta) -> bool {
+        if self.suspect.contains(file) {
+            return true;
+        }
         match self.replica_files.get(file) {
             None => true,
             Some(have) => have.size != meta.size,
@@ -514,7 +534,11 @@ impl BranchCopier {
             .iter()
             .filter(|(file, meta)| match file {
                 FileRef::Manifest(_) => false,
-                FileRef::Wal(id) => floor.is_none_or(|f| *id <= f) && self.lacks(file, meta),
+                // A suspect WAL file is rewritten in place wherever it is.
+                FileRef::Wal(id) => {
+                    (floor.is_none_or(|f| *id <= f) || self.suspect.contains(file))
+                        && self.lacks(file, meta)
+                }
                 _ => self.lacks(file, meta),
             })
             .collect();
@@ -573,7 +597,7 @@ impl BranchCopier {
         if let FileRef::Compactions(id) = file {
             self.cursor.compactions_id = self.cursor.compactions_id.max(id);
         }
-        if !self.copied.insert(file.clone()) {
+        if !self.suspect.remove(&file) && !self.copied.insert(file.clone()) {
             self.status.duplicate_copies += 1;
         }
         self.status.bytes_copied += bytes;
@@ -597,7 +621,7 @@ impl BranchCopier {
         let Some(manifest) = &self.replica_manifest else {
             return Ok(());
         };
-        let mut next = contiguous_wal_end(manifest, &self.replica_files) + 1;
+        let mut next = self.wal_end(manifest) + 1;
         while let Some(meta) = self.home_files.wals.get(&next).copied() {
             self.check_budget()?;
             let file = FileRef::Wal(next);
@@ -766,7 +790,7 @@ impl BranchCopier {
         let Some(manifest) = self.replica_manifest.clone() else {
             return Ok(());
         };
-        let wal_end = contiguous_wal_end(&manifest, &self.replica_files);
+        let wal_end = self.wal_end(&manifest);
         let mut needed: Vec<FileRef> = vec![FileRef::Manifest(manifest.id)];
         needed.extend(manifest.ssts.iter().cloned().map(FileRef::Sst));
         needed.extend((manifest.replay_after_wal_id + 1..=wal_end).map(FileRef::Wal));
@@ -804,8 +828,11 @@ impl BranchCopier {
                 tracing::warn!(flow = %self.label(), "{message}");
                 self.replica_files.remove(file);
                 self.copied.remove(file);
+                self.suspect.insert(file.clone());
                 self.status.repairs += 1;
                 self.damaged = Some(message);
+                // What the cursor vouched for is in doubt: list everything.
+                self.healed = None;
             }
         }
         tracing::debug!(flow = %self.label(), checked, "scrub done");
@@ -840,6 +867,7 @@ impl BranchCopier {
         status.objects_pending = objects_pending;
         status.bytes_pending = bytes_pending;
         status.requests_total = self.home.requests.total() + self.replica.requests.total();
+        status.objects_listed = self.home.requests.listed() + self.replica.requests.listed();
         status.requests_per_min =
             self.home.requests.last_minute() + self.replica.requests.last_minute();
         let Some(manifest) = &self.replica_manifest else {
@@ -851,7 +879,12 @@ impl BranchCopier {
             self.publish.send_replace(status.clone());
             return;
         };
-        let cut = CutReport::of(manifest, &self.replica_files, &self.home_files);
+        let cut = CutReport::of(
+            manifest,
+            &self.replica_files,
+            &self.home_files,
+            self.vouched_wal,
+        );
         status.replica_manifest_id = Some(manifest.id);
         status.replica_wal_id = Some(cut.wal_end);
         // The home's commit time of the replica's newest state, and of the

@@ -104,14 +104,11 @@ impl ManifestView {
 
 /// The newest WAL id a reader of `manifest` reaches in `files`: the end of
 /// the run of consecutive ids after the replay point (the replay point
-/// itself when the next id is absent).
-pub fn contiguous_wal_end(manifest: &ManifestView, files: &BranchFiles) -> u64 {
-    let mut end = manifest.replay_after_wal_id;
-    for &id in files
-        .wals
-        .range(manifest.replay_after_wal_id + 1..)
-        .map(|(id, _)| id)
-    {
+/// itself when the next id is absent). Ids up to `vouched` count as present
+/// without being in `files` (a cursor vouches for them; 0 vouches for none).
+pub fn contiguous_wal_end(manifest: &ManifestView, files: &BranchFiles, vouched: u64) -> u64 {
+    let mut end = manifest.replay_after_wal_id.max(vouched);
+    for &id in files.wals.range(end + 1..).map(|(id, _)| id) {
         if id != end + 1 {
             break;
         }
@@ -135,8 +132,13 @@ pub struct CutReport {
 }
 
 impl CutReport {
-    pub fn of(manifest: &ManifestView, replica: &BranchFiles, home: &BranchFiles) -> CutReport {
-        let wal_end = contiguous_wal_end(manifest, replica);
+    pub fn of(
+        manifest: &ManifestView,
+        replica: &BranchFiles,
+        home: &BranchFiles,
+        vouched: u64,
+    ) -> CutReport {
+        let wal_end = contiguous_wal_end(manifest, replica, vouched);
         CutReport {
             manifest_id: manifest.id,
             wal_end,
@@ -187,13 +189,16 @@ mod tests {
     fn a_wal_gap_ends_what_readers_see() {
         let replica = files(&[4, 5, 6, 8, 9], Some(100));
         let home = files(&[4, 5, 6, 7, 8, 9], Some(100));
-        let cut = CutReport::of(&view(4), &replica, &home);
+        let cut = CutReport::of(&view(4), &replica, &home, 0);
         assert_eq!(cut.wal_end, 6);
         assert_eq!(cut.wal_beyond_gap, 2);
         assert!(!cut.readable());
-        let cut = CutReport::of(&view(4), &home, &home);
+        let cut = CutReport::of(&view(4), &home, &home, 0);
         assert_eq!(cut.wal_end, 9);
         assert!(cut.readable());
+        // A cursor vouching for 7 bridges the unlisted id.
+        let cut = CutReport::of(&view(4), &replica, &home, 7);
+        assert_eq!(cut.wal_end, 9);
     }
 
     #[test]

@@ -233,6 +233,7 @@ impl BranchFiles {
 #[derive(Debug, Default)]
 pub struct RequestCounter {
     total: AtomicU64,
+    listed: AtomicU64,
     /// `(second since the epoch, requests in it)`, oldest first, at most 60.
     recent: Mutex<VecDeque<(u64, u64)>>,
 }
@@ -253,6 +254,16 @@ impl RequestCounter {
 
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// Counts `entries` returned by a listing.
+    pub fn record_listed(&self, entries: usize) {
+        self.listed.fetch_add(entries as u64, Ordering::Relaxed);
+    }
+
+    /// Entries returned by listings so far.
+    pub fn listed(&self) -> u64 {
+        self.listed.load(Ordering::Relaxed)
     }
 
     /// Requests in the last 60 seconds.
@@ -306,6 +317,7 @@ impl Side {
         })
         .await
         .map_err(|e| self.err(format!("listing {prefix}"), &e))?;
+        self.requests.record_listed(listing.len());
         let mut files: Vec<(FileRef, FileMeta)> = listing
             .iter()
             .filter_map(|meta| {

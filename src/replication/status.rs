@@ -75,6 +75,8 @@ pub struct FlowStatus {
     /// When the replica last held everything the home had (µs since epoch).
     pub last_sync_us: Option<u64>,
     pub requests_total: u64,
+    /// Entries all listings returned (what a restart from the cursor saves).
+    pub objects_listed: u64,
     pub requests_per_min: u64,
     pub passes: u64,
     pub scrubs: u64,
@@ -108,6 +110,7 @@ impl FlowStatus {
             repairs: 0,
             last_sync_us: None,
             requests_total: 0,
+            objects_listed: 0,
             requests_per_min: 0,
             passes: 0,
             scrubs: 0,
