@@ -446,30 +446,33 @@ async fn an_idle_branch_costs_a_bounded_number_of_requests() {
             scrub_every: Duration::from_secs(3600),
             ..fast()
         };
-        let replicator = Replicator::start(
-            vec![Flow::new("orders", "main", &p.a, &p.b)],
-            opts,
-            Arc::new(NoPins),
-        );
-        converge(&replicator, Duration::from_secs(20)).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = replicator.statuses()[0].requests_total;
-        let window = Duration::from_secs(3);
-        tokio::time::sleep(window).await;
-        let requests = replicator.statuses()[0].requests_total - before;
-        replicator.stop().await;
-        // One WAL listing per 50 ms poll, plus the manifests every 5th:
-        // 60 polls make 72 requests; allow for timer slack, not for more.
-        let polls = window.as_millis() as u64 / 50;
-        assert!(
-            requests >= polls / 2,
-            "{kind:?}: {requests} requests: is it polling at all?"
-        );
-        assert!(
-            requests <= polls * 6 / 5 + 6,
-            "{kind:?}: {requests} requests in {window:?} idle (over {} allowed)",
-            polls * 6 / 5 + 6
-        );
+        // Once from scratch, once restarted from the cursor it left.
+        for run in ["first start", "restart"] {
+            let replicator = Replicator::start(
+                vec![Flow::new("orders", "main", &p.a, &p.b)],
+                opts.clone(),
+                Arc::new(NoPins),
+            );
+            converge(&replicator, Duration::from_secs(20)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before = replicator.statuses()[0].requests_total;
+            let window = Duration::from_secs(3);
+            tokio::time::sleep(window).await;
+            let requests = replicator.statuses()[0].requests_total - before;
+            replicator.stop().await;
+            // One WAL listing per 50 ms poll, plus the manifests every 5th:
+            // 60 polls make 72 requests; allow for timer slack, not for more.
+            let polls = window.as_millis() as u64 / 50;
+            assert!(
+                requests >= polls / 2,
+                "{kind:?} {run}: {requests} requests: is it polling at all?"
+            );
+            assert!(
+                requests <= polls * 6 / 5 + 6,
+                "{kind:?} {run}: {requests} requests in {window:?} idle (over {} allowed)",
+                polls * 6 / 5 + 6
+            );
+        }
     }
 }
 

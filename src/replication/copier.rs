@@ -449,34 +449,33 @@ impl BranchCopier {
         let every = self.opts.manifest_poll_every.max(1);
         let quick = self.idle_ticks > 0 && !self.idle_ticks.is_multiple_of(every);
         if quick {
-            let after = self.home_files.newest(Dir::Wal);
-            let wals = self.home.list(Dir::Wal, after.as_ref()).await?;
-            if wals.is_empty() {
+            let wals = self
+                .home
+                .list(Dir::Wal, self.listed_after(Dir::Wal).as_ref())
+                .await?;
+            if !self.any_new(&wals) {
                 self.idle_ticks += 1;
                 return Ok(Tick::Idle);
             }
         }
         // Manifests first: everything a manifest needs was written before it.
-        let manifest_after = self
-            .home_files
-            .newest(Dir::Manifest)
-            .or(Some(FileRef::Manifest(self.cursor.manifest_id))
-                .filter(|_| self.cursor.manifest_id > 0));
         let manifests = self
             .home
-            .list(Dir::Manifest, manifest_after.as_ref())
+            .list(Dir::Manifest, self.listed_after(Dir::Manifest).as_ref())
             .await?;
-        let wal_after = self.home_files.newest(Dir::Wal);
-        let wals = self.home.list(Dir::Wal, wal_after.as_ref()).await?;
-        let new_manifest = !manifests.is_empty();
-        let new_data = new_manifest || !wals.is_empty();
+        let wals = self
+            .home
+            .list(Dir::Wal, self.listed_after(Dir::Wal).as_ref())
+            .await?;
+        let new_manifest = self.any_new(&manifests);
+        let new_data = new_manifest || self.any_new(&wals);
         for (file, meta) in manifests.into_iter().chain(wals) {
             self.home_files.insert(file, meta);
         }
         if new_manifest {
             let ssts = self.home.list(Dir::Compacted, None).await?;
             self.home_files.replace_dir(Dir::Compacted, ssts);
-            let after = self.home_files.newest(Dir::Compactions);
+            let after = self.listed_after(Dir::Compactions);
             for (file, meta) in self.home.list(Dir::Compactions, after.as_ref()).await? {
                 self.home_files.insert(file, meta);
             }
@@ -489,6 +488,32 @@ impl BranchCopier {
             self.idle_ticks += 1;
             Ok(Tick::Idle)
         }
+    }
+
+    /// Where a short listing of the home's `dir` starts: after the newest
+    /// file known there, or after what the cursor vouches for when nothing
+    /// past it has been listed yet (so an idle restart lists nothing old).
+    fn listed_after(&self, dir: Dir) -> Option<FileRef> {
+        let vouched = match dir {
+            Dir::Manifest => Some(FileRef::Manifest(self.cursor.manifest_id)),
+            Dir::Wal => Some(FileRef::Wal(self.vouched_wal.max(self.cursor.wal_id))),
+            Dir::Compactions => Some(FileRef::Compactions(self.cursor.compactions_id)),
+            Dir::Compacted => None,
+        };
+        let vouched = vouched.filter(|f| {
+            !matches!(
+                f,
+                FileRef::Manifest(0) | FileRef::Wal(0) | FileRef::Compactions(0)
+            )
+        });
+        self.home_files.newest(dir).max(vouched)
+    }
+
+    /// Whether a listing holds a file the home was not known to have.
+    fn any_new(&self, listed: &[(FileRef, FileMeta)]) -> bool {
+        listed
+            .iter()
+            .any(|(file, _)| self.home_files.get(file).is_none())
     }
 
     /// The newest WAL id a reader of `manifest` at the replica reaches.
