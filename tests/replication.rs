@@ -48,6 +48,24 @@ impl Pair {
     fn acks(&self, db: &str) -> AckLog {
         AckLog::for_db(&self.dir.path().join("acks"), db)
     }
+
+    /// `orders` created with its home in `a`; its replica's place in `b`.
+    async fn orders(&self) -> Orders {
+        Orders {
+            home: self.create(&self.a, "orders").await,
+            replica: DbLocation::in_region(&self.b, "orders").expect("names"),
+            acks: self.acks("orders"),
+            flow: Flow::new("orders", "main", &self.a, &self.b),
+        }
+    }
+}
+
+/// The database most tests replicate, seen from both sides.
+struct Orders {
+    home: DbLocation,
+    replica: DbLocation,
+    acks: AckLog,
+    flow: Flow,
 }
 
 /// Polls fast and heals, scrubs and saves cursors often, so that seconds of
@@ -153,11 +171,13 @@ async fn assert_has_everything(replica: &DbLocation, acks: &AckLog, context: &st
 async fn replica_is_a_prefix_wherever_the_replicator_stops() {
     for kind in LOCAL_KINDS {
         let p = pair(kind);
-        let home = p.create(&p.a, "orders").await;
-        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
-        let acks = p.acks("orders");
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
         let writer = writing(&home, acks.clone(), 1500, 6, true, 300);
-        let flow = Flow::new("orders", "main", &p.a, &p.b);
         let mut seen_prefixes = 0;
         let mut cut = 0;
         while !writer.is_finished() {
@@ -201,14 +221,13 @@ async fn replica_is_a_prefix_wherever_the_replicator_stops() {
 async fn outages_of_either_region_pause_and_resume_losing_nothing() {
     for kind in LOCAL_KINDS {
         let p = pair(kind);
-        let home = p.create(&p.a, "orders").await;
-        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
-        let acks = p.acks("orders");
-        let replicator = Replicator::start(
-            vec![Flow::new("orders", "main", &p.a, &p.b)],
-            fast(),
-            Arc::new(NoPins),
-        );
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
+        let replicator = Replicator::start(vec![flow], fast(), Arc::new(NoPins));
         converge(&replicator, Duration::from_secs(20)).await;
         // The replica region goes dark first (the home keeps taking writes),
         // then comes back; then the home region goes dark after the writes.
@@ -315,10 +334,12 @@ async fn replica_cut_complete(replica: &Region, db: &str) -> Option<(u64, Vec<St
 async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
     for kind in LOCAL_KINDS {
         let p = pair(kind);
-        let home = p.create(&p.a, "orders").await;
-        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
-        let acks = p.acks("orders");
-        let flow = Flow::new("orders", "main", &p.a, &p.b);
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
         let replicator = Replicator::start(vec![flow.clone()], fast(), Arc::new(NoPins));
         let writer = writing(&home, acks.clone(), 3000, 6, true, 400);
         let mut looks = 0;
@@ -596,17 +617,16 @@ async fn a_lost_or_altered_replica_file_is_found_and_copied_again() {
     use object_store::ObjectStoreExt;
     for kind in LOCAL_KINDS {
         let p = pair(kind);
-        let home = p.create(&p.a, "orders").await;
-        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
-        let acks = p.acks("orders");
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
         writing(&home, acks.clone(), 3000, 2, true, 400)
             .await
             .expect("writer");
-        let replicator = Replicator::start(
-            vec![Flow::new("orders", "main", &p.a, &p.b)],
-            fast(),
-            Arc::new(NoPins),
-        );
+        let replicator = Replicator::start(vec![flow], fast(), Arc::new(NoPins));
         converge(&replicator, Duration::from_secs(30)).await;
 
         for damage in ["delete", "alter"] {
@@ -686,10 +706,12 @@ async fn a_lost_or_altered_replica_file_is_found_and_copied_again() {
 async fn a_restart_resumes_from_the_cursor_with_a_few_requests() {
     for kind in LOCAL_KINDS {
         let p = pair(kind);
-        let home = p.create(&p.a, "orders").await;
-        let replica = DbLocation::in_region(&p.b, "orders").expect("names");
-        let acks = p.acks("orders");
-        let flow = Flow::new("orders", "main", &p.a, &p.b);
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
         writing(&home, acks.clone(), 3000, 3, false, 100)
             .await
             .expect("writer");
