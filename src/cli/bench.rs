@@ -290,10 +290,18 @@ fn rclone_copy(from: &Path, to: &Path, transfers: usize) -> Result<(f64, String)
     };
     if version().is_none() {
         eprintln!("bench: installing rclone (apt-get install rclone)");
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "rclone"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        // A fresh machine may have no package lists yet.
+        if !apt(&["install", "-y", "-q", "rclone"]) {
+            apt(&["update", "-q"]);
+            apt(&["install", "-y", "-q", "rclone"]);
+        }
     }
     let version = version().ok_or_else(|| {
         Error::Failed(
