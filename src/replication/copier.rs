@@ -119,7 +119,7 @@ impl BranchCopier {
             base,
             requests: Arc::new(RequestCounter::default()),
         };
-        let status = FlowStatus::new(&flow.db, &flow.branch, &home.region, &replica.region);
+        let status = FlowStatus::of(&flow);
         let cursor = ReplicaCursor::new(&home.region, &flow.db, &flow.branch);
         BranchCopier {
             flow,
@@ -154,13 +154,19 @@ impl BranchCopier {
     /// A copier with its own copy limit and status channel (for one-off
     /// runs: `status`, tests).
     pub fn standalone(flow: Flow, opts: ReplicationOptions, pins: Arc<dyn Pins>) -> BranchCopier {
-        let (tx, _rx) = watch::channel(FlowStatus::new(
-            &flow.db,
-            &flow.branch,
-            flow.home.name(),
-            flow.replica.name(),
-        ));
         let permits = super::permits(&opts);
+        BranchCopier::sharing(flow, opts, pins, permits)
+    }
+
+    /// A copier that shares the copy limit `permits` and publishes its
+    /// status nowhere (for runs that only want the result).
+    pub fn sharing(
+        flow: Flow,
+        opts: ReplicationOptions,
+        pins: Arc<dyn Pins>,
+        permits: Arc<Semaphore>,
+    ) -> BranchCopier {
+        let (tx, _rx) = watch::channel(FlowStatus::of(&flow));
         BranchCopier::new(flow, opts, pins, permits, tx, DelaySamples::default())
     }
 
@@ -459,6 +465,8 @@ impl BranchCopier {
             }
         }
         // Manifests first: everything a manifest needs was written before it.
+        // (So after a quick look found new WAL, the WAL folder is listed
+        // again, after the manifests.)
         let manifests = self
             .home
             .list(Dir::Manifest, self.listed_after(Dir::Manifest).as_ref())
@@ -496,7 +504,7 @@ impl BranchCopier {
     fn listed_after(&self, dir: Dir) -> Option<FileRef> {
         let vouched = match dir {
             Dir::Manifest => Some(FileRef::Manifest(self.cursor.manifest_id)),
-            Dir::Wal => Some(FileRef::Wal(self.vouched_wal.max(self.cursor.wal_id))),
+            Dir::Wal => Some(FileRef::Wal(self.cursor.wal_id)),
             Dir::Compactions => Some(FileRef::Compactions(self.cursor.compactions_id)),
             Dir::Compacted => None,
         };

@@ -13,6 +13,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use super::files::get_if_present;
 use crate::error::{Error, Result};
 use crate::region::retry::retrying;
 
@@ -75,15 +76,9 @@ pub async fn load(
     branch: &str,
 ) -> Result<Option<ReplicaCursor>> {
     let path = cursor_path(db, branch);
-    let got = retrying(|| async {
-        match store.get(&path).await {
-            Ok(got) => got.bytes().await.map(Some),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(err) => Err(err),
-        }
-    })
-    .await
-    .map_err(|e| Error::store(region, &format!("reading {path}"), &e))?;
+    let got = retrying(|| get_if_present(store.as_ref(), &path))
+        .await
+        .map_err(|e| Error::store(region, &format!("reading {path}"), &e))?;
     let Some(bytes) = got else {
         return Ok(None);
     };
@@ -113,22 +108,4 @@ pub async fn save(
         .await
         .map(|_| ())
         .map_err(|e| Error::store(region, &format!("writing {path}"), &e))
-}
-
-/// Removes the cursor (the replica was deleted).
-pub async fn remove(
-    store: &Arc<dyn ObjectStore>,
-    region: &str,
-    db: &str,
-    branch: &str,
-) -> Result<()> {
-    let path = cursor_path(db, branch);
-    retrying(|| async {
-        match store.delete(&path).await {
-            Err(object_store::Error::NotFound { .. }) => Ok(()),
-            other => other,
-        }
-    })
-    .await
-    .map_err(|e| Error::store(region, &format!("deleting {path}"), &e))
 }

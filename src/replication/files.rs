@@ -332,16 +332,12 @@ impl Side {
     /// The whole file, or `None` if it is not there (garbage-collected).
     pub async fn read(&self, file: &FileRef) -> Result<Option<Bytes>> {
         let path = file.path(&self.base);
-        let got = retrying(|| async {
+        retrying(|| {
             self.requests.record();
-            match self.store.get(&path).await {
-                Ok(got) => got.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(err) => Err(err),
-            }
+            get_if_present(self.store.as_ref(), &path)
         })
-        .await;
-        got.map_err(|e| self.err(format!("reading {path}"), &e))
+        .await
+        .map_err(|e| self.err(format!("reading {path}"), &e))
     }
 
     /// Writes a whole file (the replica side only).
@@ -358,15 +354,32 @@ impl Side {
 
     pub async fn delete(&self, file: &FileRef) -> Result<()> {
         let path = file.path(&self.base);
-        retrying(|| async {
+        retrying(|| {
             self.requests.record();
-            match self.store.delete(&path).await {
-                Err(object_store::Error::NotFound { .. }) => Ok(()),
-                other => other,
-            }
+            delete_if_present(self.store.as_ref(), &path)
         })
         .await
         .map_err(|e| self.err(format!("deleting {path}"), &e))
+    }
+}
+
+/// One attempt at reading a whole object; `None` when it is not there.
+pub(crate) async fn get_if_present(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> object_store::Result<Option<Bytes>> {
+    match store.get(path).await {
+        Ok(got) => got.bytes().await.map(Some),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// One attempt at deleting an object; one already gone counts as deleted.
+async fn delete_if_present(store: &dyn ObjectStore, path: &Path) -> object_store::Result<()> {
+    match store.delete(path).await {
+        Err(object_store::Error::NotFound { .. }) => Ok(()),
+        other => other,
     }
 }
 

@@ -7,7 +7,7 @@
 //! retries with exponential back-off, resuming where it stopped (every
 //! successful copy is recorded as it lands, so none is repeated).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -41,13 +41,8 @@ impl Replicator {
         let running = flows
             .into_iter()
             .map(|flow| {
-                let (tx, rx) = watch::channel(FlowStatus::new(
-                    &flow.db,
-                    &flow.branch,
-                    flow.home.name(),
-                    flow.replica.name(),
-                ));
-                let delays_ms: DelaySamples = Arc::new(Mutex::new(Vec::new()));
+                let (tx, rx) = watch::channel(FlowStatus::of(&flow));
+                let delays_ms = DelaySamples::default();
                 let copier = BranchCopier::new(
                     flow,
                     opts.clone(),
@@ -167,19 +162,11 @@ pub async fn once(
 ) -> Vec<(Flow, Result<FlowStatus>)> {
     let permits = permits(&opts);
     let runs = flows.into_iter().map(|flow| {
-        let (tx, _rx) = watch::channel(FlowStatus::new(
-            &flow.db,
-            &flow.branch,
-            flow.home.name(),
-            flow.replica.name(),
-        ));
-        let mut copier = BranchCopier::new(
+        let mut copier = BranchCopier::sharing(
             flow.clone(),
             opts.clone(),
             Arc::clone(&pins),
             Arc::clone(&permits),
-            tx,
-            Arc::new(Mutex::new(Vec::new())),
         );
         async move {
             let result = copier.run_once().await;

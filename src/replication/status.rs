@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::Flow;
 use crate::workload::now_us;
 
 /// The state a user sees for one replica.
@@ -116,6 +117,16 @@ impl FlowStatus {
             scrubs: 0,
             observed_us: now_us(),
         }
+    }
+
+    /// The status of `flow` before anything is known.
+    pub fn of(flow: &Flow) -> FlowStatus {
+        FlowStatus::new(
+            &flow.db,
+            &flow.branch,
+            flow.home.name(),
+            flow.replica.name(),
+        )
     }
 
     /// The lag as of `now_us`: it keeps growing while the replicator cannot
