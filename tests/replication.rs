@@ -755,3 +755,49 @@ async fn a_restart_resumes_from_the_cursor_with_a_few_requests() {
         assert_has_everything(&replica, &acks, &format!("{kind:?} after a restart")).await;
     }
 }
+
+/// A replica whose files were deleted behind the replicator's back (the
+/// cursor left in place) is seeded again in full: the cursor vouches for
+/// nothing once the manifest it names is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_wiped_under_its_cursor_is_seeded_again() {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    for kind in LOCAL_KINDS {
+        let p = pair(kind);
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
+        writing(&home, acks.clone(), 3000, 2, false, 100)
+            .await
+            .expect("writer");
+        let seeded =
+            lifeboat::replication::replicator::once(vec![flow.clone()], fast(), Arc::new(NoPins))
+                .await;
+        seeded
+            .into_iter()
+            .next()
+            .expect("a flow")
+            .1
+            .expect("seeded");
+        let store = p.b.store();
+        let branch = branch_path("orders", "main");
+        let files: Vec<_> = store.list(Some(&branch)).try_collect().await.expect("list");
+        assert!(!files.is_empty());
+        for meta in files {
+            store.delete(&meta.location).await.expect("delete");
+        }
+        // No list-diff is due for an hour: only the cursor check saves it.
+        let opts = ReplicationOptions {
+            heal_every: Duration::from_secs(3600),
+            ..fast()
+        };
+        let replicator = Replicator::start(vec![flow], opts, Arc::new(NoPins));
+        converge(&replicator, Duration::from_secs(30)).await;
+        replicator.stop().await;
+        assert_has_everything(&replica, &acks, &format!("{kind:?} after a wipe")).await;
+    }
+}

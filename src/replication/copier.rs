@@ -333,43 +333,16 @@ impl BranchCopier {
                     self.replica_manifest =
                         self.read_replica_manifest(self.cursor.manifest_id).await?;
                 }
-                // A cheap restart: the replica's SSTs, and the manifests,
-                // WAL and compactions from where the cursor vouches for.
-                let floor = self
-                    .replica_manifest
-                    .as_ref()
-                    .map_or(0, |m| m.replay_after_wal_id);
-                self.vouched_wal = self.cursor.wal_id;
-                let wal_after = Some(floor.max(self.cursor.wal_id))
-                    .filter(|id| *id > 0)
-                    .map(FileRef::Wal);
-                let manifest_after = Some(self.cursor.manifest_id)
-                    .filter(|id| *id > 1)
-                    .map(|id| FileRef::Manifest(id - 1));
-                let compactions_after = Some(self.cursor.compactions_id)
-                    .filter(|id| *id > 0)
-                    .map(FileRef::Compactions);
-                let sides = [self.replica.clone(), self.home.clone()];
-                let mut listed = Vec::with_capacity(2);
-                for side in &sides {
-                    let mut files = BranchFiles::default();
-                    files.replace_dir(
-                        Dir::Manifest,
-                        side.list(Dir::Manifest, manifest_after.as_ref()).await?,
-                    );
-                    files.replace_dir(Dir::Wal, side.list(Dir::Wal, wal_after.as_ref()).await?);
-                    files.replace_dir(Dir::Compacted, side.list(Dir::Compacted, None).await?);
-                    files.replace_dir(
-                        Dir::Compactions,
-                        side.list(Dir::Compactions, compactions_after.as_ref())
-                            .await?,
-                    );
-                    listed.push(files);
+                if self.cursor.manifest_id > 0 && self.replica_manifest.is_none() {
+                    // The replica lost the manifest the cursor names (deleted
+                    // by hand, or by `db delete`): the cursor vouches for
+                    // nothing, and the first pass is a full list-diff.
+                    self.cursor =
+                        ReplicaCursor::new(&self.home.region, &self.flow.db, &self.flow.branch);
+                    self.cursor_dirty = true;
+                } else {
+                    self.list_from_cursor().await?;
                 }
-                self.home_files = listed.pop().unwrap_or_default();
-                self.replica_files = listed.pop().unwrap_or_default();
-                // The cursor stands in for a list-diff until the next one is due.
-                self.healed = Some(Instant::now());
             }
             None => {
                 cursor::save(&self.replica.store, &self.replica.region, &self.cursor).await?;
@@ -379,6 +352,47 @@ impl BranchCopier {
         // Files are re-read on the schedule, not all at once on start.
         self.scrubbed = Some(Instant::now());
         self.loaded = true;
+        Ok(())
+    }
+
+    /// A cheap restart: the replica's SSTs, and the manifests, WAL and
+    /// compactions from where the cursor vouches for, on both sides.
+    async fn list_from_cursor(&mut self) -> Result<()> {
+        let floor = self
+            .replica_manifest
+            .as_ref()
+            .map_or(0, |m| m.replay_after_wal_id);
+        self.vouched_wal = self.cursor.wal_id;
+        let wal_after = Some(floor.max(self.cursor.wal_id))
+            .filter(|id| *id > 0)
+            .map(FileRef::Wal);
+        let manifest_after = Some(self.cursor.manifest_id)
+            .filter(|id| *id > 1)
+            .map(|id| FileRef::Manifest(id - 1));
+        let compactions_after = Some(self.cursor.compactions_id)
+            .filter(|id| *id > 0)
+            .map(FileRef::Compactions);
+        let sides = [self.replica.clone(), self.home.clone()];
+        let mut listed = Vec::with_capacity(2);
+        for side in &sides {
+            let mut files = BranchFiles::default();
+            files.replace_dir(
+                Dir::Manifest,
+                side.list(Dir::Manifest, manifest_after.as_ref()).await?,
+            );
+            files.replace_dir(Dir::Wal, side.list(Dir::Wal, wal_after.as_ref()).await?);
+            files.replace_dir(Dir::Compacted, side.list(Dir::Compacted, None).await?);
+            files.replace_dir(
+                Dir::Compactions,
+                side.list(Dir::Compactions, compactions_after.as_ref())
+                    .await?,
+            );
+            listed.push(files);
+        }
+        self.home_files = listed.pop().unwrap_or_default();
+        self.replica_files = listed.pop().unwrap_or_default();
+        // The cursor stands in for a list-diff until the next one is due.
+        self.healed = Some(Instant::now());
         Ok(())
     }
 
