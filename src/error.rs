@@ -119,6 +119,14 @@ pub mod exit_code {
     pub const HOLE: i32 = 4;
 }
 
+/// The text of the first `<tag>...</tag>` in `text`.
+fn xml_field<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find(&format!("</{tag}>"))?;
+    Some(text[start..start + len].trim())
+}
+
 /// Turns an object-store error into one line a user can act on, without
 /// credentials (object_store never puts secrets in its messages; we also
 /// drop the debug chains that carry request headers).
@@ -129,7 +137,17 @@ pub fn explain_store_error(err: &object_store::Error) -> String {
         object_store::Error::Generic { source, .. } => one_line(&error_chain(source.as_ref())),
         other => one_line(&error_chain(other)),
     };
+    // An S3-style reply says what went wrong in its <Code> and <Message>;
+    // the request line around it only adds noise.
+    let text = match (xml_field(&text, "Code"), xml_field(&text, "Message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => text,
+    };
     let lower = text.to_lowercase();
+    if lower.contains("169.254.169.254") {
+        return "no credentials found: the region names no key env vars, AWS_ACCESS_KEY_ID is not set and no cloud instance metadata answers; give --access-key-env and --secret-key-env".into();
+    }
     if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
         return format!("the bucket does not exist; create it or fix the URL ({text})");
     }

@@ -7,6 +7,7 @@ pub mod gui;
 pub mod logging;
 pub mod region;
 pub mod replication;
+pub mod soak;
 pub mod storage;
 pub mod workload;
 

@@ -1,6 +1,8 @@
 //! Logging: tracing to stderr and to a daily rolling file in the data dir.
-//! `RUST_LOG` sets both filters; without it stderr shows warnings only (so
-//! command output stays readable) and the file keeps `info`.
+//! `RUST_LOG` sets both filters; without it stderr shows Lifeboat's warnings
+//! only (so command output stays readable; SlateDB's own reports of a failed
+//! background task go to the file, since the error that reaches the user
+//! already carries them) and the file keeps `info`.
 
 use std::path::Path;
 
@@ -24,7 +26,7 @@ pub fn init(log_dir: &Path) -> LogGuard {
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_filter(filter("warn,winit=error"));
+        .with_filter(filter("warn,winit=error,slatedb=off"));
     let (file_layer, guard) = match std::fs::create_dir_all(log_dir) {
         Ok(()) => {
             let appender = tracing_appender::rolling::daily(log_dir, "lifeboat.log");

@@ -79,6 +79,9 @@ enum Command {
     Status(cli::replication::StatusArgs),
     /// Prove a replica is a gap-free prefix of its home, and show its lag.
     Check(cli::replication::CheckArgs),
+    /// Write to a database homed in each of two regions, replicate both
+    /// ways and take each region down in turn, checking after every step.
+    Soak(cli::soak::SoakArgs),
     /// Benchmarks that print JSON figures.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -363,6 +366,9 @@ async fn region_command(ctx: &mut Ctx, json: bool, command: RegionCommand) -> Re
             };
             ctx.home.save_regions(&regions)?;
             ctx.regions = regions;
+            if let Some(warning) = probe.as_ref().and_then(|p| p.clock_warning()) {
+                eprintln!("warning: {warning}");
+            }
             #[derive(Serialize)]
             struct Added {
                 added: RegionSpec,
@@ -408,28 +414,39 @@ async fn region_command(ctx: &mut Ctx, json: bool, command: RegionCommand) -> Re
                 region: String,
                 ok: bool,
                 latency_ms: Option<u64>,
+                clock_skew_ms: Option<i64>,
                 error: Option<String>,
             }
             let mut rows = Vec::new();
+            let mut reports = Vec::new();
             for name in names {
                 let result = match ctx.open(&Some(name.clone())) {
                     Ok(region) => region.probe().await,
                     Err(e) => Err(e),
                 };
                 rows.push(match result {
-                    Ok(p) => Checked {
-                        region: name,
-                        ok: true,
-                        latency_ms: Some(p.latency_ms),
-                        error: None,
-                    },
+                    Ok(p) => {
+                        let row = Checked {
+                            region: name,
+                            ok: true,
+                            latency_ms: Some(p.latency_ms),
+                            clock_skew_ms: Some(p.clock_skew_ms),
+                            error: None,
+                        };
+                        reports.push(p);
+                        row
+                    }
                     Err(e) => Checked {
                         region: name,
                         ok: false,
                         latency_ms: None,
+                        clock_skew_ms: None,
                         error: Some(e.to_string()),
                     },
                 });
+            }
+            for warning in lifeboat::region::clock_warnings(&reports) {
+                eprintln!("warning: {warning}");
             }
             let failed = rows.iter().any(|r| !r.ok);
             emit(json, &rows, || {
@@ -683,7 +700,8 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Replicate(a) => cli::replication::replicate(&ctx, json, a).await,
             Command::Status(a) => cli::replication::status(&ctx, json, a).await,
             Command::Check(a) => cli::replication::check(&ctx, json, a).await,
-            Command::Bench(c) => cli::bench::run(&ctx, c).await,
+            Command::Soak(a) => cli::soak::soak(&ctx, json, a).await,
+            Command::Bench(c) => cli::bench::run(&ctx, json, c).await,
             Command::Gui => open_gui(&ctx),
         }
     })

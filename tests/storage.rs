@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Kind, LOCAL_KINDS, orders_fixture, region};
+use common::{Kind, orders_fixture, region};
 use lifeboat::storage::{self, DbLocation};
 use lifeboat::workload::{self, Rate, WorkloadSpec, verify};
 
@@ -69,14 +69,14 @@ async fn create_write_read_delete(kind: Kind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_write_read_delete_on_every_local_kind() {
-    for kind in LOCAL_KINDS {
+    for kind in common::kinds() {
         create_write_read_delete(kind).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_a_missing_database_says_how_to_create_it() {
-    for kind in LOCAL_KINDS {
+    for kind in common::kinds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let region = region(kind, "eu-west-1", dir.path());
         let missing = DbLocation::in_region(&region, "nope").expect("names");
@@ -92,7 +92,7 @@ async fn opening_a_missing_database_says_how_to_create_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_records_are_all_acknowledged_and_verified() {
-    for kind in LOCAL_KINDS {
+    for kind in common::kinds() {
         let fx = orders_fixture(kind, "us-east-1").await;
         let (orders, acks) = (&fx.orders, &fx.acks);
         let spec = WorkloadSpec {
@@ -181,7 +181,7 @@ async fn verify_finds_a_hole_after_a_wal_file_of_a_copy_is_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
-    for kind in LOCAL_KINDS {
+    for kind in common::kinds() {
         let fx = orders_fixture(kind, "us-east-1").await;
         let (region, orders, acks) = (&fx.region, &fx.orders, &fx.acks);
         let spec = WorkloadSpec {

@@ -1,6 +1,10 @@
 //! `lifeboat bench replicate`: the replication figures, measured on two
 //! fresh local-folder regions in a scratch folder, next to `rclone` in the
 //! same run. Prints JSON.
+//!
+//! `lifeboat bench all`: every benchmark, on local folders and on S3 (the
+//! two SeaweedFS servers of `scripts/s3-servers`), as one table and one
+//! JSON file.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,31 @@ use crate::{Ctx, parse_duration};
 pub enum BenchCommand {
     /// Seed speed against rclone, lag under a steady workload, idle requests.
     Replicate(ReplicateBench),
+    /// Every benchmark on local folders and on S3 regions; prints a table.
+    /// `lifeboat bench all --json FILE` also writes the figures to FILE.
+    All(AllBench),
+}
+
+#[derive(Args, Debug)]
+pub struct AllBench {
+    /// Where to write the JSON figures (with the global --json).
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// How much data to seed on each kind of region.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    size: u64,
+    /// How long the steady workload runs while lag is sampled.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    lag_for: Duration,
+    /// Writes per second during the lag measurement.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// How long requests are counted on an idle branch.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_for: Duration,
+    /// Copies in flight (Lifeboat) and transfers (rclone).
+    #[arg(long, default_value_t = 16)]
+    parallel: usize,
 }
 
 #[derive(Args, Debug)]
@@ -119,9 +148,10 @@ struct ReplicateFigures {
     idle: IdleFigures,
 }
 
-pub async fn run(ctx: &Ctx, command: BenchCommand) -> Result<i32> {
+pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
     match command {
         BenchCommand::Replicate(args) => replicate(ctx, args).await,
+        BenchCommand::All(args) => all(ctx, json, args).await,
     }
 }
 
@@ -138,8 +168,76 @@ fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values
 }
 
-fn region_at(dir: &Path, name: &str) -> Result<Region> {
-    Region::open(&RegionSpec::new(name, &file_url(&dir.join(name))))
+/// Two fresh regions to measure on, and how rclone reaches the same files.
+struct BenchPair {
+    /// What the regions are, for the table (`local folders`, `S3 (SeaweedFS)`).
+    kind: &'static str,
+    a: Region,
+    b: Region,
+    /// rclone's names for the roots of `a` and `b`.
+    rclone_a: String,
+    rclone_b: String,
+    /// rclone's remote definitions (credentials stay in the environment).
+    rclone_env: Vec<(String, String)>,
+}
+
+impl BenchPair {
+    /// Two local-folder regions under `scratch`.
+    fn local(scratch: &Path) -> Result<BenchPair> {
+        let region =
+            |name: &str| Region::open(&RegionSpec::new(name, &file_url(&scratch.join(name))));
+        Ok(BenchPair {
+            kind: "local folders",
+            a: region("bench-a")?,
+            b: region("bench-b")?,
+            rclone_a: scratch.join("bench-a").display().to_string(),
+            rclone_b: scratch.join("bench-b").display().to_string(),
+            rclone_env: Vec::new(),
+        })
+    }
+
+    /// Two S3 regions, one on each SeaweedFS server of `scripts/s3-servers`
+    /// (found through the environment it writes), under fresh prefixes.
+    fn s3_from_env(run: &str) -> Option<Result<BenchPair>> {
+        let var = |name: &str| std::env::var(name).ok();
+        let (a, b) = (var("LIFEBOAT_S3_A")?, var("LIFEBOAT_S3_B")?);
+        let bucket = var("LIFEBOAT_S3_BUCKET")?;
+        let (key, secret) = (var("LIFEBOAT_S3_KEY")?, var("LIFEBOAT_S3_SECRET")?);
+        let open = |name: &str, endpoint: &str| -> Result<(Region, String)> {
+            let prefix = format!("{run}-{name}");
+            let mut spec = RegionSpec::new(name, &format!("s3://{bucket}/{prefix}"));
+            spec.endpoint = Some(endpoint.to_string());
+            spec.access_key_env = Some("LIFEBOAT_S3_KEY".into());
+            spec.secret_key_env = Some("LIFEBOAT_S3_SECRET".into());
+            Ok((Region::open(&spec)?, prefix))
+        };
+        let pair = (|| {
+            let (region_a, prefix_a) = open("bench-a", &a)?;
+            let (region_b, prefix_b) = open("bench-b", &b)?;
+            let mut env = Vec::new();
+            for (remote, endpoint) in [("LBA", &a), ("LBB", &b)] {
+                for (field, value) in [
+                    ("TYPE", "s3"),
+                    ("PROVIDER", "SeaweedFS"),
+                    ("ENDPOINT", endpoint.as_str()),
+                    ("ACCESS_KEY_ID", key.as_str()),
+                    ("SECRET_ACCESS_KEY", secret.as_str()),
+                    ("REGION", "us-east-1"),
+                ] {
+                    env.push((format!("RCLONE_CONFIG_{remote}_{field}"), value.to_string()));
+                }
+            }
+            Ok(BenchPair {
+                kind: "S3 (two SeaweedFS servers)",
+                a: region_a,
+                b: region_b,
+                rclone_a: format!("lba:{bucket}/{prefix_a}"),
+                rclone_b: format!("lbb:{bucket}/{prefix_b}"),
+                rclone_env: env,
+            })
+        })();
+        Some(pair)
+    }
 }
 
 async fn replicate(ctx: &Ctx, args: ReplicateBench) -> Result<i32> {
@@ -149,7 +247,10 @@ async fn replicate(ctx: &Ctx, args: ReplicateBench) -> Result<i32> {
         .join("bench")
         .join(format!("replicate-{}", workload::now_us()));
     std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
-    let result = replicate_in(&scratch, &args).await;
+    let result = match BenchPair::local(&scratch) {
+        Ok(pair) => replicate_on(&pair, &scratch, &args).await,
+        Err(e) => Err(e),
+    };
     if !args.keep {
         let _ = std::fs::remove_dir_all(&scratch);
     }
@@ -163,28 +264,152 @@ async fn replicate(ctx: &Ctx, args: ReplicateBench) -> Result<i32> {
     Ok(exit_code::OK)
 }
 
-async fn replicate_in(scratch: &Path, args: &ReplicateBench) -> Result<ReplicateFigures> {
-    let a = region_at(scratch, "bench-a")?;
-    let b = region_at(scratch, "bench-b")?;
+#[derive(Serialize)]
+struct AllFigures {
+    bench: &'static str,
+    machine: Machine,
+    replicate: Vec<ReplicateFigures>,
+    /// Kinds of region left out, with why.
+    skipped: Vec<String>,
+}
+
+fn machine() -> Machine {
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        os: std::env::consts::OS.to_string(),
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+    }
+}
+
+async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
+    let run = format!("bench-{}", workload::now_us());
+    let scratch = ctx.home.data_dir.join("bench").join(&run);
+    std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
+    let replicate_args = ReplicateBench {
+        size: args.size,
+        lag_for: args.lag_for,
+        rate: args.rate,
+        idle_for: args.idle_for,
+        parallel: args.parallel,
+        json_out: None,
+        keep: false,
+    };
+    let result = all_in(&scratch, &run, &replicate_args).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let figures = result?;
+    let text = serde_json::to_string_pretty(&figures)
+        .map_err(|e| Error::Failed(format!("cannot encode the figures: {e}")))?;
+    if let Some(path) = &args.file {
+        std::fs::write(path, &text).map_err(|e| Error::file(path, e))?;
+    }
+    if json && args.file.is_none() {
+        println!("{text}");
+    } else {
+        println!("{}", table(&figures));
+    }
+    Ok(exit_code::OK)
+}
+
+async fn all_in(scratch: &Path, run: &str, args: &ReplicateBench) -> Result<AllFigures> {
+    let mut replicate = Vec::new();
+    let mut skipped = Vec::new();
+    let local = scratch.join("local");
+    replicate.push(replicate_on(&BenchPair::local(&local)?, &local, args).await?);
+    match BenchPair::s3_from_env(run) {
+        None => skipped.push(
+            "S3: no servers given; ./scripts/bench starts them (or source the file `scripts/s3-servers env` names)"
+                .into(),
+        ),
+        Some(pair) => {
+            let pair = pair?;
+            let figures = replicate_on(&pair, &scratch.join("s3"), args).await;
+            for region in [&pair.a, &pair.b] {
+                if let Err(e) = wipe(region).await {
+                    eprintln!("bench: could not clean up {}: {e}", region.name());
+                }
+            }
+            replicate.push(figures?);
+        }
+    }
+    Ok(AllFigures {
+        bench: "all",
+        machine: machine(),
+        replicate,
+        skipped,
+    })
+}
+
+/// Deletes everything under a scratch region's prefix.
+async fn wipe(region: &Region) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    let store = region.store();
+    let paths = store.list(None).map_ok(|meta| meta.location).boxed();
+    store
+        .delete_stream(paths)
+        .try_collect::<Vec<_>>()
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::store(region.name(), "cleaning up", &e))
+}
+
+/// The figures as a Markdown table, one row per kind of region.
+fn table(figures: &AllFigures) -> String {
+    let m = &figures.machine;
+    let mut lines = vec![
+        format!(
+            "Lifeboat bench all — {} cores, {}, {} build",
+            m.cores, m.os, m.build
+        ),
+        String::new(),
+        "| regions | seed | Lifeboat MB/s | rclone MB/s | ratio | lag p50 / p99 (ms) | RPO p99 (ms) | idle requests/min |".into(),
+        "|---|---|---|---|---|---|---|---|".into(),
+    ];
+    for r in &figures.replicate {
+        let or_dash = |v: Option<f64>, digits: usize| {
+            v.map_or("—".to_string(), |v| format!("{v:.digits$}"))
+        };
+        lines.push(format!(
+            "| {} | {} in {} objects | {:.0} | {} | {}× | {:.0} / {:.0} | {:.0} | {:.0} |",
+            r.regions,
+            lifeboat::replication::status::human_bytes(r.seed.bytes),
+            r.seed.objects,
+            r.seed.lifeboat_mb_s,
+            or_dash(r.seed.rclone_mb_s, 0),
+            or_dash(r.seed.ratio_vs_rclone, 2),
+            r.lag.wal_delay_p50_ms,
+            r.lag.wal_delay_p99_ms,
+            r.lag.rpo_p99_ms,
+            r.idle.requests_per_min
+        ));
+    }
+    for skipped in &figures.skipped {
+        lines.push(format!("\nnot run: {skipped}"));
+    }
+    lines.join("\n")
+}
+
+async fn replicate_on(
+    pair: &BenchPair,
+    scratch: &Path,
+    args: &ReplicateBench,
+) -> Result<ReplicateFigures> {
+    let (a, b) = (&pair.a, &pair.b);
     let opts = ReplicationOptions {
         copies_in_flight: args.parallel,
         ..ReplicationOptions::default()
     };
-    let seed = seed(scratch, &a, &b, args, &opts).await?;
-    let lag = lag(scratch, &a, &b, args, &opts).await?;
-    let idle = idle(&a, &b, args, &opts).await?;
+    eprintln!("bench: replicate on {}", pair.kind);
+    let seed = seed(scratch, pair, args, &opts).await?;
+    let lag = lag(scratch, a, b, args, &opts).await?;
+    let idle = idle(a, b, args, &opts).await?;
     Ok(ReplicateFigures {
         bench: "replicate",
-        machine: Machine {
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            os: std::env::consts::OS.to_string(),
-            build: if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "release"
-            },
-        },
-        regions: "two local folders on one disk",
+        machine: machine(),
+        regions: pair.kind,
         parallel: args.parallel,
         seed,
         lag,
@@ -211,11 +436,11 @@ async fn fill(location: &DbLocation, scratch: &Path, bytes: u64, rate: Rate) -> 
 
 async fn seed(
     scratch: &Path,
-    a: &Region,
-    b: &Region,
+    pair: &BenchPair,
     args: &ReplicateBench,
     opts: &ReplicationOptions,
 ) -> Result<SeedFigures> {
+    let (a, b) = (&pair.a, &pair.b);
     let home = DbLocation::in_region(a, "seed")?;
     home.create().await?;
     eprintln!("bench: writing {} MiB into bench-a/seed", args.size >> 20);
@@ -244,8 +469,9 @@ async fn seed(
     );
 
     let rclone = rclone_copy(
-        &scratch.join("bench-a").join("dbs").join("seed"),
-        &scratch.join("rclone-copy"),
+        &format!("{}/dbs/seed", pair.rclone_a),
+        &format!("{}/rclone-copy", pair.rclone_b),
+        &pair.rclone_env,
         args.parallel,
     );
     let (rclone_s, rclone_version) = match rclone {
@@ -273,7 +499,12 @@ async fn seed(
 
 /// Installs rclone when it is missing and this user may (root), then times
 /// `rclone copy` of `from` into `to`.
-fn rclone_copy(from: &Path, to: &Path, transfers: usize) -> Result<(f64, String)> {
+fn rclone_copy(
+    from: &str,
+    to: &str,
+    env: &[(String, String)],
+    transfers: usize,
+) -> Result<(f64, String)> {
     let version = || {
         Command::new("rclone")
             .arg("version")
@@ -313,6 +544,7 @@ fn rclone_copy(from: &Path, to: &Path, transfers: usize) -> Result<(f64, String)
         .arg("copy")
         .arg(from)
         .arg(to)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args([
             "--transfers",
             &transfers.to_string(),

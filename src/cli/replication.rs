@@ -120,6 +120,18 @@ pub async fn replicate(ctx: &Ctx, json: bool, args: ReplicateArgs) -> Result<i32
     if flows.is_empty() {
         return Err(nothing_to_replicate(&args.db));
     }
+    let involved: Vec<Region> = regions
+        .iter()
+        .filter(|r| {
+            flows
+                .iter()
+                .any(|f| f.home.name() == r.name() || f.replica.name() == r.name())
+        })
+        .cloned()
+        .collect();
+    for warning in lifeboat::region::preflight(&involved).await? {
+        eprintln!("warning: {warning}");
+    }
     let opts = ReplicationOptions {
         copies_in_flight: usize::from(args.parallel),
         max_poll: args.max_poll,

@@ -219,6 +219,17 @@ impl Faults {
     /// Runs before every call: fails on an outage or a drawn error, then waits
     /// out the added latency.
     async fn before(&self, op: &'static str) -> object_store::Result<()> {
+        self.admit(op)
+            .await
+            .map_err(|fault| object_store::Error::Generic {
+                store: "lifeboat-fault-injector",
+                source: Box::new(fault),
+            })
+    }
+
+    /// Decides the fate of one call: the fault it meets, if any (counted),
+    /// after waiting out the added latency.
+    pub(crate) async fn admit(&self, op: &'static str) -> Result<(), InjectedFault> {
         if self.outage.load(Ordering::SeqCst) {
             return Err(self.injected(op, FaultKind::Outage));
         }
@@ -239,7 +250,7 @@ impl Faults {
 
     /// Holds `bytes` on the simulated link: transfers share the bandwidth and
     /// queue behind each other, as on a real slow link.
-    async fn transfer(&self, bytes: u64) {
+    pub(crate) async fn transfer(&self, bytes: u64) {
         let bw = self.bandwidth_bytes_per_s.load(Ordering::SeqCst);
         if bw == 0 || bytes == 0 {
             return;
@@ -261,21 +272,18 @@ impl Faults {
         self.bandwidth_bytes_per_s.load(Ordering::SeqCst) > 0
     }
 
-    fn injected(&self, op: &'static str, kind: FaultKind) -> object_store::Error {
+    fn injected(&self, op: &'static str, kind: FaultKind) -> InjectedFault {
         self.injected_total.fetch_add(1, Ordering::Relaxed);
-        object_store::Error::Generic {
-            store: "lifeboat-fault-injector",
-            source: Box::new(InjectedFault {
-                region: self.region.to_string(),
-                op,
-                kind,
-            }),
+        InjectedFault {
+            region: self.region.to_string(),
+            op,
+            kind,
         }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FaultKind {
+pub(crate) enum FaultKind {
     Outage,
     Error,
 }
@@ -285,7 +293,7 @@ enum FaultKind {
 pub struct InjectedFault {
     region: String,
     op: &'static str,
-    kind: FaultKind,
+    pub(crate) kind: FaultKind,
 }
 
 impl fmt::Display for InjectedFault {

@@ -1,11 +1,15 @@
 //! Regions: a name plus a URL, turned into an object store.
 //!
-//! This is the one place that builds stores. A region's store is a stack of
-//! wrappers: the backend (local folder, memory, S3, GCS, Azure), then the
-//! region's prefix, then the [`faults::FaultyStore`] every caller goes
-//! through, so drills and tests can cut a region off at run time.
+//! This is the one place that builds stores. A region's store is the backend
+//! (local folder, memory, S3, GCS, Azure) under the region's prefix, with
+//! the region's fault switch in the path of every call, so drills, tests and
+//! the soak can cut a region off at run time: cloud clients meet their
+//! faults at the HTTP layer ([`http_faults::FaultyConnector`], so their own
+//! retries and timeouts take part), local stores through a
+//! [`faults::FaultyStore`] wrapper.
 
 pub mod faults;
+pub mod http_faults;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -27,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use faults::{Faults, FaultyStore};
+use http_faults::FaultyConnector;
 
 /// How many times the S3/GCS/Azure clients retry one request, and for how long.
 const CLOUD_MAX_RETRIES: usize = 3;
@@ -137,9 +142,9 @@ fn check_endpoint(region: &str, endpoint: &str) -> Result<()> {
     })?;
     match url.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback(&url) => Ok(()),
+        "http" if is_local(&url) => Ok(()),
         "http" => Err(Error::invalid(format!(
-            "region `{region}`: plain http is allowed only for loopback endpoints; use https for `{endpoint}`"
+            "region `{region}`: plain http is allowed only for loopback and private-network addresses; use https for `{endpoint}`"
         ))),
         other => Err(Error::invalid(format!(
             "region `{region}`: endpoint scheme `{other}` is not http or https"
@@ -147,11 +152,13 @@ fn check_endpoint(region: &str, endpoint: &str) -> Result<()> {
     }
 }
 
-fn is_loopback(url: &url::Url) -> bool {
+/// Loopback, or an address of a private network (an S3 server on the
+/// same LAN or in a network namespace): plain http stays off the internet.
+fn is_local(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unique_local(),
         None => false,
     }
 }
@@ -248,6 +255,12 @@ impl RegionUrl {
         }
     }
 
+    /// Whether the region lives in a cloud object store reached over HTTP
+    /// (its faults are injected at the HTTP layer).
+    pub fn is_cloud(&self) -> bool {
+        !matches!(self, RegionUrl::File(_) | RegionUrl::Memory(_))
+    }
+
     /// Whether the store supports conditional overwrites (If-Match), which
     /// SlateDB's GC boundary files need. A local folder does not.
     pub fn supports_if_match(&self) -> bool {
@@ -298,8 +311,13 @@ fn env_var(region: &str, var: &str, what: &str) -> Result<String> {
     })
 }
 
-/// Builds the backend store of a region, without its fault wrapper.
-fn backend(spec: &RegionSpec, location: &RegionUrl) -> Result<Arc<dyn ObjectStore>> {
+/// Builds the backend store of a region. Cloud clients send their requests
+/// through `faults` at the HTTP layer; local stores are wrapped by the caller.
+fn backend(
+    spec: &RegionSpec,
+    location: &RegionUrl,
+    faults: &Arc<Faults>,
+) -> Result<Arc<dyn ObjectStore>> {
     let name = spec.name.as_str();
     let build_err = |e: object_store::Error| {
         Error::invalid(format!(
@@ -331,6 +349,7 @@ fn backend(spec: &RegionSpec, location: &RegionUrl) -> Result<Arc<dyn ObjectStor
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_conditional_put(S3ConditionalPut::ETagMatch)
+                .with_http_connector(FaultyConnector::new(Arc::clone(faults)))
                 .with_retry(cloud_retry());
             let mut allow_http = false;
             if let Some(endpoint) = &spec.endpoint {
@@ -354,6 +373,7 @@ fn backend(spec: &RegionSpec, location: &RegionUrl) -> Result<Arc<dyn ObjectStor
         RegionUrl::Gcs { bucket, prefix } => {
             let store = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
+                .with_http_connector(FaultyConnector::new(Arc::clone(faults)))
                 .with_retry(cloud_retry())
                 .with_client_options(cloud_client_options(false))
                 .build()
@@ -363,6 +383,7 @@ fn backend(spec: &RegionSpec, location: &RegionUrl) -> Result<Arc<dyn ObjectStor
         RegionUrl::Azure { container, prefix } => {
             let store = MicrosoftAzureBuilder::from_env()
                 .with_container_name(container)
+                .with_http_connector(FaultyConnector::new(Arc::clone(faults)))
                 .with_retry(cloud_retry())
                 .with_client_options(cloud_client_options(false))
                 .build()
@@ -392,6 +413,101 @@ pub struct ProbeReport {
     /// Whether a second create-only put of the same name was refused, as
     /// SlateDB needs.
     pub conditional_put: bool,
+    /// How far the store's clock (the time it stamps on objects) is ahead
+    /// of this machine's, in milliseconds; negative when behind. Stores
+    /// stamp whole seconds, so anything within a second reads 0.
+    pub clock_skew_ms: i64,
+}
+
+/// Clock skew beyond which Lifeboat warns: lag and RPO are measured from
+/// the times the home region stamps on its files.
+pub const CLOCK_SKEW_WARN: Duration = Duration::from_secs(2);
+
+impl ProbeReport {
+    /// A warning when the region's clock is too far from this machine's.
+    pub fn clock_warning(&self) -> Option<String> {
+        let skew = self.clock_skew_ms.unsigned_abs();
+        (skew > CLOCK_SKEW_WARN.as_millis() as u64).then(|| {
+            let side = if self.clock_skew_ms > 0 { "ahead of" } else { "behind" };
+            format!(
+                "region `{}`: its clock is {:.1} s {side} this machine's; lag and RPO are measured from the times the home region stamps on files, so they will be off by as much; fix the server's time (NTP)",
+                self.region,
+                skew as f64 / 1000.0
+            )
+        })
+    }
+}
+
+/// Probes every region before replication starts: a region that ignores
+/// conditional puts is refused; one that does not answer now only earns a
+/// warning (replication waits for it); clocks that disagree earn warnings.
+pub async fn preflight(regions: &[Region]) -> Result<Vec<String>> {
+    let probes = futures::future::join_all(regions.iter().map(Region::measure)).await;
+    let mut reports = Vec::new();
+    let mut warnings = Vec::new();
+    for probe in probes {
+        match probe {
+            Ok(report) if !report.conditional_put => {
+                return Err(ignores_conditional_puts(&report.region));
+            }
+            Ok(report) => reports.push(report),
+            Err(e) => warnings.push(format!("{e}; replication will retry until it answers")),
+        }
+    }
+    warnings.extend(clock_warnings(&reports));
+    Ok(warnings)
+}
+
+fn ignores_conditional_puts(region: &str) -> Error {
+    Error::Store {
+        region: region.to_string(),
+        op: "probe".into(),
+        detail: "the server accepted a second create-only put of the same object, so it ignores conditional puts, which SlateDB needs (without them two writers corrupt a database silently); use a server that honours If-None-Match and If-Match (AWS S3, SeaweedFS, moto)".into(),
+    }
+}
+
+/// Warnings for clocks that disagree: each region against this machine, and
+/// each pair of regions (neither already warned about) against each other.
+pub fn clock_warnings(reports: &[ProbeReport]) -> Vec<String> {
+    let mut warnings: Vec<String> = reports.iter().filter_map(|r| r.clock_warning()).collect();
+    let fine: Vec<&ProbeReport> = reports
+        .iter()
+        .filter(|r| r.clock_warning().is_none())
+        .collect();
+    for (i, a) in fine.iter().enumerate() {
+        for b in &fine[i + 1..] {
+            let apart = a.clock_skew_ms.abs_diff(b.clock_skew_ms);
+            if apart > CLOCK_SKEW_WARN.as_millis() as u64 {
+                warnings.push(format!(
+                    "regions `{}` and `{}`: their clocks are {:.1} s apart; replication lag between them will read off by as much; fix the servers' time (NTP)",
+                    a.region,
+                    b.region,
+                    apart as f64 / 1000.0
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// How far a stamp taken by the store lies outside the local interval in
+/// which the object was written, in milliseconds. Stamps are whole seconds
+/// (truncated), so the interval opens a second early.
+fn skew_ms(stamp_ms: i64, before_ms: i64, after_ms: i64) -> i64 {
+    if stamp_ms > after_ms {
+        stamp_ms - after_ms
+    } else if stamp_ms < before_ms - 1000 {
+        stamp_ms - (before_ms - 1000)
+    } else {
+        0
+    }
+}
+
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Region {
@@ -400,10 +516,12 @@ impl Region {
     pub fn open(spec: &RegionSpec) -> Result<Region> {
         let location = spec.validate()?;
         let faults = Arc::new(Faults::new(&spec.name));
-        let store = Arc::new(FaultyStore::new(
-            backend(spec, &location)?,
-            Arc::clone(&faults),
-        ));
+        let backend = backend(spec, &location, &faults)?;
+        let store: Arc<dyn ObjectStore> = if location.is_cloud() {
+            backend
+        } else {
+            Arc::new(FaultyStore::new(backend, Arc::clone(&faults)))
+        };
         Ok(Region {
             spec: spec.clone(),
             location,
@@ -438,8 +556,18 @@ impl Region {
     }
 
     /// Checks that the region answers and honours create-only puts: puts,
-    /// reads back and deletes a small object under `_lifeboat/probe/`.
+    /// reads back and deletes a small object under `_lifeboat/probe/`. A
+    /// region that ignores conditional puts is refused.
     pub async fn probe(&self) -> Result<ProbeReport> {
+        let report = self.measure().await?;
+        if !report.conditional_put {
+            return Err(ignores_conditional_puts(self.name()));
+        }
+        Ok(report)
+    }
+
+    /// What [`Region::probe`] measures, without refusing anything.
+    pub async fn measure(&self) -> Result<ProbeReport> {
         let name = self.name();
         let path = Path::from(format!(
             "_lifeboat/probe/{}-{:016x}",
@@ -451,14 +579,23 @@ impl Region {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
+        let before_ms = unix_ms_now();
         retry::retrying(|| self.store.put_opts(&path, "probe".into(), create.clone()))
             .await
             .map_err(|e| Error::store(name, "probe put", &e))?;
+        let after_ms = unix_ms_now();
         let again = self.store.put_opts(&path, "probe".into(), create).await;
         let conditional_put = matches!(again, Err(object_store::Error::AlreadyExists { .. }));
-        let read = retry::retrying(|| async { self.store.get(&path).await?.bytes().await }).await;
+        let read = retry::retrying(|| async { self.store.get(&path).await }).await;
+        let read = match read {
+            Ok(got) => {
+                let stamp_ms = got.meta.last_modified.timestamp_millis();
+                got.bytes().await.map(|body| (body, stamp_ms))
+            }
+            Err(e) => Err(e),
+        };
         let deleted = retry::retrying(|| self.store.delete(&path)).await;
-        let body = read.map_err(|e| Error::store(name, "probe get", &e))?;
+        let (body, stamp_ms) = read.map_err(|e| Error::store(name, "probe get", &e))?;
         deleted.map_err(|e| Error::store(name, "probe delete", &e))?;
         if body.as_ref() != b"probe" {
             return Err(Error::Store {
@@ -467,17 +604,11 @@ impl Region {
                 detail: "read back different bytes than were written".into(),
             });
         }
-        if !conditional_put {
-            return Err(Error::Store {
-                region: name.to_string(),
-                op: "probe".into(),
-                detail: "the store ignores create-only puts, which SlateDB needs for safety; use a server that honours If-None-Match (SeaweedFS, moto, AWS S3)".into(),
-            });
-        }
         Ok(ProbeReport {
             region: name.to_string(),
             latency_ms: started.elapsed().as_millis() as u64,
             conditional_put,
+            clock_skew_ms: skew_ms(stamp_ms, before_ms, after_ms),
         })
     }
 }
@@ -523,11 +654,42 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_only_to_loopback() {
+    fn skew_allows_for_whole_second_stamps() {
+        assert_eq!(skew_ms(10_000, 10_500, 10_700), 0);
+        assert_eq!(skew_ms(9_600, 10_500, 10_700), 0);
+        assert_eq!(skew_ms(40_000, 10_500, 10_700), 29_300);
+        assert_eq!(skew_ms(1_000, 10_500, 10_700), -8_500);
+        let report = |region: &str, clock_skew_ms| ProbeReport {
+            region: region.into(),
+            latency_ms: 1,
+            conditional_put: true,
+            clock_skew_ms,
+        };
+        let warnings = clock_warnings(&[
+            report("a", 0),
+            report("b", 1500),
+            report("c", 30_000),
+            report("d", -1500),
+        ]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("region `c`") && warnings[0].contains("30.0 s ahead"));
+        assert!(warnings[1].contains("`b` and `d`") && warnings[1].contains("3.0 s apart"));
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_private_networks() {
         let mut spec = RegionSpec::new("r", "s3://b");
-        spec.endpoint = Some("http://127.0.0.1:9000".into());
-        assert!(spec.validate().is_ok());
-        spec.endpoint = Some("http://10.1.2.3:9000".into());
-        assert!(spec.validate().is_err());
+        for ok in [
+            "http://127.0.0.1:9000",
+            "http://10.1.2.3:9000",
+            "http://[fd00::1]:9000",
+        ] {
+            spec.endpoint = Some(ok.into());
+            assert!(spec.validate().is_ok(), "{ok}");
+        }
+        for public in ["http://8.8.8.8:9000", "http://s3.example.com"] {
+            spec.endpoint = Some(public.into());
+            assert!(spec.validate().is_err(), "{public}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::files::get_if_present;
+use super::files::{delete_if_present, get_if_present};
 use crate::error::{Error, Result};
 use crate::region::retry::retrying;
 
@@ -92,6 +92,16 @@ pub async fn load(
         )));
     }
     Ok(Some(cursor))
+}
+
+/// Deletes the cursor of `db`/`branch` from `region`, once its replica is
+/// gone (the cursor also marks the branch there as a replica).
+pub async fn forget(region: &crate::region::Region, db: &str, branch: &str) -> Result<()> {
+    let path = cursor_path(db, branch);
+    let store = region.store();
+    retrying(|| delete_if_present(store.as_ref(), &path))
+        .await
+        .map_err(|e| Error::store(region.name(), &format!("deleting {path}"), &e))
 }
 
 /// Saves `cursor` (one put).

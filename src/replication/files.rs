@@ -376,7 +376,10 @@ pub(crate) async fn get_if_present(
 }
 
 /// One attempt at deleting an object; one already gone counts as deleted.
-async fn delete_if_present(store: &dyn ObjectStore, path: &Path) -> object_store::Result<()> {
+pub(crate) async fn delete_if_present(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> object_store::Result<()> {
     match store.delete(path).await {
         Err(object_store::Error::NotFound { .. }) => Ok(()),
         other => other,

@@ -38,6 +38,11 @@ impl FlowState {
     }
 }
 
+/// How long a flow may go without a fresh status before its lag counts from
+/// the last sync: well above the longest idle poll, well below a request
+/// timeout.
+pub const STALE_STATUS: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One branch flowing from its home to one replica region.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowStatus {
@@ -136,13 +141,24 @@ impl FlowStatus {
     /// writes nobody can see being shipped, so the lag counts from the last
     /// moment the replica was known to hold everything. (While the home's
     /// region is unreachable, it takes no writes either.)
+    ///
+    /// A status nobody has refreshed for [`STALE_STATUS`] means a look at
+    /// the regions hangs (a partition drops packets: requests wait for their
+    /// timeouts); then too nothing can be known past the last sync.
     pub fn lag_s_at(&self, now_us: u64) -> Option<f64> {
         self.replica_manifest_id?;
         let mut since = self.uncovered_since_us;
-        if self.state == FlowState::Paused && self.unreachable.as_deref() == Some(&self.replica) {
+        let replica_unreachable =
+            self.state == FlowState::Paused && self.unreachable.as_deref() == Some(&self.replica);
+        if replica_unreachable || self.is_stale(now_us) {
             since = since.into_iter().chain(self.last_sync_us).min();
         }
         Some(since.map_or(0.0, |since| now_us.saturating_sub(since) as f64 / 1e6))
+    }
+
+    /// Whether this status is older than [`STALE_STATUS`] at `now_us`.
+    pub fn is_stale(&self, now_us: u64) -> bool {
+        now_us.saturating_sub(self.observed_us) > STALE_STATUS.as_micros() as u64
     }
 
     /// The lag now, with the state recomputed from it.
@@ -155,6 +171,12 @@ impl FlowStatus {
                 Some(lag) if lag > in_sync_lag_s => FlowState::Lagging,
                 _ => FlowState::InSync,
             };
+            if status.is_stale(now) {
+                status.detail = Some(format!(
+                    "no answer from the regions for {} s",
+                    now.saturating_sub(status.observed_us) / 1_000_000
+                ));
+            }
         }
         status
     }

@@ -224,6 +224,27 @@ impl DbLocation {
         self.bounded("open reader", OPEN_TIMEOUT, build).await
     }
 
+    /// Opens a reader of a live home for one long read (a verification):
+    /// it holds a checkpoint on the manifest it opened and does not move
+    /// on, so the home's garbage collector cannot delete an SST under a
+    /// scan however long it takes (a following reader moves its checkpoint
+    /// every poll, and a scan still on the old state then loses files). It
+    /// writes the home's manifest: never use it on a replica or a copy.
+    pub async fn open_home_reader(&self) -> Result<DbReader> {
+        self.require().await?;
+        self.require_home().await?;
+        let options = DbReaderOptions {
+            manifest_poll_interval: HOME_READ_HOLD,
+            checkpoint_lifetime: HOME_READ_HOLD * 5 / 2,
+            ..reader_options()
+        };
+        let build = DbReader::builder(self.path.clone(), Arc::clone(&self.store))
+            .with_reader_mode(DbReaderMode::ManagedCheckpoint)
+            .with_options(options)
+            .build();
+        self.bounded("open reader", OPEN_TIMEOUT, build).await
+    }
+
     /// Fails when a replication cursor marks this branch as a replica here.
     pub async fn require_home(&self) -> Result<()> {
         let found =
@@ -373,6 +394,11 @@ pub fn churn_settings(if_match: bool) -> Settings {
     }
     settings
 }
+
+/// How long a home reader of [`DbLocation::open_home_reader`] stays on the
+/// manifest it opened; its checkpoint outlives it by a margin, and expires
+/// on its own if the process dies.
+const HOME_READ_HOLD: Duration = Duration::from_secs(600);
 
 /// Reader options with bounded retries and a short poll interval.
 pub fn reader_options() -> DbReaderOptions {

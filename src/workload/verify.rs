@@ -126,8 +126,25 @@ impl VerifyReport {
 /// `ack_log` when that log exists.
 pub async fn verify(location: &DbLocation, ack_log: Option<&AckLog>) -> Result<VerifyReport> {
     let wal_gaps = location.describe().await?.wal_gaps;
-
     let reader = location.open_reader().await?;
+    verify_with(location, reader, wal_gaps, ack_log).await
+}
+
+/// Like [`verify`], for a live home: the reader holds a checkpoint at the
+/// home while it reads, so the home's garbage collector cannot delete
+/// what it reads, however long the scan takes.
+pub async fn verify_home(location: &DbLocation, ack_log: Option<&AckLog>) -> Result<VerifyReport> {
+    let wal_gaps = location.describe().await?.wal_gaps;
+    let reader = location.open_home_reader().await?;
+    verify_with(location, reader, wal_gaps, ack_log).await
+}
+
+async fn verify_with(
+    location: &DbLocation,
+    reader: slatedb::DbReader,
+    wal_gaps: Vec<u64>,
+    ack_log: Option<&AckLog>,
+) -> Result<VerifyReport> {
     let read_error = |e: slatedb::Error| Error::database(&location.label, &location.db, "read", &e);
     let mut iter = reader.scan(record::key_range()).await.map_err(read_error)?;
     let mut present = SeqRanges::default();

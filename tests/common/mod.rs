@@ -1,28 +1,97 @@
 //! Shared test fixtures: regions of every local kind, the real binary.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use lifeboat::config::file_url;
 use lifeboat::region::{Region, RegionSpec};
 
-/// The kinds of region every storage test runs on.
-#[derive(Debug, Clone, Copy)]
+/// The kinds of region every engine test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A local folder.
     File,
+    /// The in-memory store.
     Memory,
+    /// SeaweedFS, one instance per region (`eu-west-1` on the second).
+    S3,
+    /// moto, a second S3 implementation.
+    Moto,
 }
 
+impl Kind {
+    /// Whether regions of this kind are reached over HTTP (faults are then
+    /// injected at the HTTP layer, under the client's own retries).
+    pub fn is_cloud(self) -> bool {
+        matches!(self, Kind::S3 | Kind::Moto)
+    }
+}
+
+/// The kinds that need no server.
 pub const LOCAL_KINDS: [Kind; 2] = [Kind::File, Kind::Memory];
+
+/// Every kind this run can use: the local ones, and the S3 servers when
+/// `scripts/test` started them (it exports their endpoints). Under CI the
+/// S3 servers are required, so a broken start cannot pass silently.
+pub fn kinds() -> Vec<Kind> {
+    let mut kinds = LOCAL_KINDS.to_vec();
+    if s3_available() {
+        kinds.extend([Kind::S3, Kind::Moto]);
+    }
+    kinds
+}
+
+/// Whether the S3 servers of `scripts/s3-servers` are up for this run.
+pub fn s3_available() -> bool {
+    let up = std::env::var_os("LIFEBOAT_S3_A").is_some();
+    if !up {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs need the S3 servers: run the tests through ./scripts/test"
+        );
+        eprintln!("note: S3 regions skipped; ./scripts/test starts the S3 servers");
+    }
+    up
+}
+
+fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by scripts/s3-servers"))
+}
+
+/// A spec for region `name` on an S3 server of `kind`, under a fresh prefix
+/// of the shared test bucket.
+pub fn s3_spec(kind: Kind, name: &str) -> RegionSpec {
+    let endpoint = match kind {
+        Kind::S3 if name == "eu-west-1" => env("LIFEBOAT_S3_B"),
+        Kind::S3 => env("LIFEBOAT_S3_A"),
+        Kind::Moto => env("LIFEBOAT_S3_MOTO"),
+        Kind::File | Kind::Memory => panic!("{kind:?} is not an S3 kind"),
+    };
+    let url = format!(
+        "s3://{}/{name}-{:016x}",
+        env("LIFEBOAT_S3_BUCKET"),
+        fastrand::u64(..)
+    );
+    let mut spec = RegionSpec::new(name, &url);
+    spec.endpoint = Some(endpoint);
+    spec.access_key_env = Some("LIFEBOAT_S3_KEY".into());
+    spec.secret_key_env = Some("LIFEBOAT_S3_SECRET".into());
+    spec
+}
 
 /// A fresh region of `kind`; a file region lives under `dir`.
 pub fn region(kind: Kind, name: &str, dir: &Path) -> Region {
-    let url = match kind {
-        Kind::File => file_url(&dir.join(name)),
-        Kind::Memory => format!("memory://{name}-{:016x}", fastrand::u64(..)),
+    let spec = match kind {
+        Kind::File => RegionSpec::new(name, &file_url(&dir.join(name))),
+        Kind::Memory => {
+            RegionSpec::new(name, &format!("memory://{name}-{:016x}", fastrand::u64(..)))
+        }
+        Kind::S3 | Kind::Moto => s3_spec(kind, name),
     };
-    Region::open(&RegionSpec::new(name, &url)).expect("region opens")
+    Region::open(&spec).expect("region opens")
 }
 
 /// The `lifeboat` binary with its own data dir.

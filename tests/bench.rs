@@ -1,0 +1,57 @@
+//! `lifeboat bench all`, small: every benchmark runs on local folders and on
+//! S3, and the table and the JSON file agree.
+
+mod common;
+
+use common::{lifeboat, run, stderr, stdout};
+
+#[test]
+fn bench_all_runs_on_local_and_s3_regions() {
+    let s3 = common::s3_available();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("figures.json");
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "--json",
+            "bench",
+            "all",
+            file.to_str().expect("utf-8 path"),
+            "--size",
+            "8MiB",
+            "--lag-for",
+            "3s",
+            "--rate",
+            "300",
+            "--idle-for",
+            "3s",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("| local folders |"), "{table}");
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("figures file")).expect("json");
+    let runs = figures["replicate"].as_array().expect("runs");
+    assert_eq!(runs.len(), if s3 { 2 } else { 1 }, "{figures:#}");
+    if s3 {
+        assert!(table.contains("| S3 (two SeaweedFS servers) |"), "{table}");
+    }
+    for r in runs {
+        assert!(
+            r["seed"]["bytes"].as_u64().expect("bytes") >= 8 << 20,
+            "{r:#}"
+        );
+        assert!(
+            r["seed"]["replica_check"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("consistent true")),
+            "{r:#}"
+        );
+        assert!(
+            r["lag"]["wal_files"].as_u64().expect("wal files") > 0,
+            "{r:#}"
+        );
+        assert!(r["idle"]["requests_per_min"].as_f64().is_some(), "{r:#}");
+    }
+}

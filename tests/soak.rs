@@ -1,0 +1,75 @@
+//! The soak on S3 regions (the two SeaweedFS servers), for two minutes:
+//! writing to a database homed in each, replicating both ways, an outage of
+//! each region in turn; every step checked.
+
+mod common;
+
+use common::{lifeboat, run, stderr, stdout};
+
+#[test]
+fn a_two_minute_soak_on_s3_regions_passes() {
+    if !common::s3_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, server) in [("east", "LIFEBOAT_S3_A"), ("west", "LIFEBOAT_S3_B")] {
+        let endpoint = std::env::var(server).expect("endpoint");
+        let url = format!("s3://lifeboat-test/soak-{name}-{:08x}", fastrand::u32(..));
+        let added = run(
+            lifeboat(dir.path()),
+            &[
+                "region",
+                "add",
+                name,
+                &url,
+                "--endpoint",
+                &endpoint,
+                "--access-key-env",
+                "LIFEBOAT_S3_KEY",
+                "--secret-key-env",
+                "LIFEBOAT_S3_SECRET",
+            ],
+        );
+        assert!(added.status.success(), "{}", stderr(&added));
+    }
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "--json",
+            "soak",
+            "--minutes",
+            "2",
+            "--regions",
+            "east,west",
+            "--step-every",
+            "30s",
+            "--outage-for",
+            "8s",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("soak JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"].as_str().expect("name"))
+        .collect();
+    assert!(
+        steps.contains(&"outage of east") && steps.contains(&"outage of west"),
+        "{steps:?}"
+    );
+    assert_eq!(steps.last(), Some(&"settle"), "{steps:?}");
+    for step in report["steps"].as_array().expect("steps") {
+        for check in step["checks"].as_array().expect("checks") {
+            assert_eq!(check["prefix"], true, "{step:#}");
+            assert_eq!(check["lost_at_home"], 0, "{step:#}");
+        }
+    }
+    assert!(
+        report["records_acked"].as_u64().expect("acked") > 10_000,
+        "{report:#}"
+    );
+}
