@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::region::Region;
+use crate::replication::check::CheckReport;
 use crate::replication::pins::NoPins;
 use crate::replication::{self, Flow, FlowState, ReplicationOptions, Replicator};
 use crate::storage::DbLocation;
@@ -88,6 +89,22 @@ pub struct DbCheck {
 }
 
 impl DbCheck {
+    /// The check of `flow` from its consistency report, with what the soak
+    /// found beyond it.
+    fn of(flow: &Flow, report: CheckReport, lost_at_home: u64, problem: Option<String>) -> DbCheck {
+        let mut problems = report.problems;
+        problems.extend(problem);
+        DbCheck {
+            db: flow.db.clone(),
+            home: flow.home.name().to_string(),
+            replica: flow.replica.name().to_string(),
+            prefix: report.prefix,
+            lost_at_home,
+            lag_records: report.lag_records,
+            problems,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.prefix && self.lost_at_home == 0
     }
@@ -347,21 +364,10 @@ impl Soak {
             } else {
                 acked_max
             };
-            let mut problems = report.problems.clone();
-            if lost_at_home > 0 {
-                problems.push(format!(
-                    "the home lacks {lost_at_home} acknowledged record(s) up to {acked_max}"
-                ));
-            }
-            checks.push(DbCheck {
-                db: db.flow.db.clone(),
-                home: db.flow.home.name().to_string(),
-                replica: db.flow.replica.name().to_string(),
-                prefix: report.prefix,
-                lost_at_home,
-                lag_records: report.lag_records,
-                problems,
+            let problem = (lost_at_home > 0).then(|| {
+                format!("the home lacks {lost_at_home} acknowledged record(s) up to {acked_max}")
             });
+            checks.push(DbCheck::of(&db.flow, report, lost_at_home, problem));
         }
         Ok(checks)
     }
@@ -401,21 +407,9 @@ impl Soak {
                     .as_ref()
                     .map_or(0, |a| a.missing_acked);
                 all_in &= missing == 0 && report.lag_records == 0;
-                let mut problems = report.problems.clone();
-                if missing > 0 {
-                    problems.push(format!(
-                        "the replica lacks {missing} acknowledged record(s)"
-                    ));
-                }
-                checks.push(DbCheck {
-                    db: db.flow.db.clone(),
-                    home: db.flow.home.name().to_string(),
-                    replica: db.flow.replica.name().to_string(),
-                    prefix: report.prefix,
-                    lost_at_home: 0,
-                    lag_records: report.lag_records,
-                    problems,
-                });
+                let problem = (missing > 0)
+                    .then(|| format!("the replica lacks {missing} acknowledged record(s)"));
+                checks.push(DbCheck::of(&db.flow, report, 0, problem));
             }
             let prefixes = checks.iter().all(|c| c.prefix);
             if (all_in && prefixes) || !prefixes || Instant::now() >= deadline {

@@ -112,15 +112,17 @@ async fn s3_clients_retry_injected_server_errors() {
     for kind in common::kinds().into_iter().filter(|k| k.is_cloud()) {
         let region = region(kind, "r", dir.path());
         let store = region.store();
-        region.faults().set(&"errors=0.2".parse().expect("plan"));
-        let mut failed = 0;
+        region.faults().set(&"errors=0.15".parse().expect("plan"));
+        let mut failed = Vec::new();
         for i in 0..40 {
             let put = store.put(&Path::from(format!("k{i}")), "v".into()).await;
-            failed += usize::from(put.is_err());
+            if let Err(e) = put {
+                failed.push(format!("put {i}: {e}"));
+            }
         }
-        // About 8 of the 40 first attempts meet a 503; a call fails only if
-        // all four of its attempts do (0.2^4), so one failure is already rare.
-        assert!(failed <= 1, "{kind:?}: {failed} of 40 puts failed");
+        // About 6 of the 40 first attempts meet a 503; a call fails only if
+        // all four of its attempts do (0.15^4), so one failure is already rare.
+        assert!(failed.len() <= 1, "{kind:?}: {failed:#?}");
         assert!(region.faults().injected_total() > 0, "{kind:?}");
     }
 }

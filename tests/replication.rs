@@ -598,7 +598,9 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
                 let _ = report;
             }
             let status = replicator.statuses().remove(0);
-            lagged |= status.objects_pending > 0 || status.bytes_pending > 0;
+            lagged |= status.objects_pending > 0
+                || status.bytes_pending > 0
+                || status.state == FlowState::Lagging;
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         writer.await.expect("writer");

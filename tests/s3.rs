@@ -8,35 +8,13 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_one_error_line, lifeboat, run, stderr, stdout};
+use common::{TEST_KEYS, add_s3_region, assert_one_error_line, lifeboat, run, stderr, stdout};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// `lifeboat region add NAME s3://BUCKET/PREFIX` against `endpoint`, with
-/// the key env vars named.
-fn add_s3(
-    data: &std::path::Path,
-    name: &str,
-    bucket: &str,
-    endpoint: &str,
-    keys: [&str; 2],
-) -> Output {
-    let url = format!("s3://{bucket}/{name}-{:08x}", fastrand::u32(..));
-    run(
-        lifeboat(data),
-        &[
-            "region",
-            "add",
-            name,
-            &url,
-            "--endpoint",
-            endpoint,
-            "--access-key-env",
-            keys[0],
-            "--secret-key-env",
-            keys[1],
-        ],
-    )
+/// `region add` of an S3 region on `endpoint` with the test keys.
+fn add_s3(data: &std::path::Path, name: &str, bucket: &str, endpoint: &str) -> Output {
+    add_s3_region(lifeboat(data), name, bucket, endpoint, TEST_KEYS, &[])
 }
 
 fn regions_file(data: &std::path::Path) -> String {
@@ -53,23 +31,9 @@ fn wrong_credentials_are_refused_without_printing_the_secret() {
     let mut cmd = lifeboat(dir.path());
     cmd.env("WRONG_KEY", "lifeboat-nobody")
         .env("WRONG_SECRET", secret);
-    let url = "s3://lifeboat-test/creds";
     let endpoint = std::env::var("LIFEBOAT_S3_A").expect("endpoint");
-    let out = run(
-        cmd,
-        &[
-            "region",
-            "add",
-            "west",
-            url,
-            "--endpoint",
-            &endpoint,
-            "--access-key-env",
-            "WRONG_KEY",
-            "--secret-key-env",
-            "WRONG_SECRET",
-        ],
-    );
+    let keys = ["WRONG_KEY", "WRONG_SECRET"];
+    let out = add_s3_region(cmd, "west", "lifeboat-test", &endpoint, keys, &[]);
     assert_one_error_line(
         &out,
         1,
@@ -86,13 +50,7 @@ fn a_missing_bucket_says_to_create_it() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let endpoint = std::env::var("LIFEBOAT_S3_MOTO").expect("endpoint");
-    let out = add_s3(
-        dir.path(),
-        "west",
-        "no-such-bucket-here",
-        &endpoint,
-        ["LIFEBOAT_S3_KEY", "LIFEBOAT_S3_SECRET"],
-    );
+    let out = add_s3(dir.path(), "west", "no-such-bucket-here", &endpoint);
     assert_one_error_line(
         &out,
         1,
@@ -200,17 +158,10 @@ async fn a_server_that_ignores_conditional_puts_is_refused() {
     let endpoint = format!("http://{proxy}");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        add_s3(
-            &data,
-            "west",
-            "lifeboat-test",
-            &endpoint,
-            ["LIFEBOAT_S3_KEY", "LIFEBOAT_S3_SECRET"],
-        )
-    })
-    .await
-    .expect("join");
+    let out =
+        tokio::task::spawn_blocking(move || add_s3(&data, "west", "lifeboat-test", &endpoint))
+            .await
+            .expect("join");
     assert_one_error_line(
         &out,
         1,
@@ -223,22 +174,13 @@ async fn a_server_that_ignores_conditional_puts_is_refused() {
     let data = dir.path().to_path_buf();
     let endpoint = format!("http://{proxy}");
     let (check, replicate) = tokio::task::spawn_blocking(move || {
-        let url = "s3://lifeboat-test/unchecked";
-        let added = run(
+        let added = add_s3_region(
             lifeboat(&data),
-            &[
-                "region",
-                "add",
-                "west",
-                url,
-                "--endpoint",
-                &endpoint,
-                "--access-key-env",
-                "LIFEBOAT_S3_KEY",
-                "--secret-key-env",
-                "LIFEBOAT_S3_SECRET",
-                "--no-check",
-            ],
+            "west",
+            "lifeboat-test",
+            &endpoint,
+            TEST_KEYS,
+            &["--no-check"],
         );
         assert!(added.status.success(), "{}", stderr(&added));
         let created = run(
@@ -345,13 +287,7 @@ fn a_region_whose_clock_is_off_gets_a_warning() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = add_s3(
-        dir.path(),
-        "skewed",
-        "lifeboat-test",
-        &server.endpoint,
-        ["LIFEBOAT_S3_KEY", "LIFEBOAT_S3_SECRET"],
-    );
+    let out = add_s3(dir.path(), "skewed", "lifeboat-test", &server.endpoint);
     assert!(out.status.success(), "{}", stderr(&out));
     let warning = stderr(&out);
     assert!(

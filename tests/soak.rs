@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{lifeboat, run, stderr, stdout};
+use common::{TEST_KEYS, add_s3_region, lifeboat, run, stderr, stdout};
 
 #[test]
 fn a_two_minute_soak_on_s3_regions_passes() {
@@ -14,21 +14,13 @@ fn a_two_minute_soak_on_s3_regions_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, server) in [("east", "LIFEBOAT_S3_A"), ("west", "LIFEBOAT_S3_B")] {
         let endpoint = std::env::var(server).expect("endpoint");
-        let url = format!("s3://lifeboat-test/soak-{name}-{:08x}", fastrand::u32(..));
-        let added = run(
+        let added = add_s3_region(
             lifeboat(dir.path()),
-            &[
-                "region",
-                "add",
-                name,
-                &url,
-                "--endpoint",
-                &endpoint,
-                "--access-key-env",
-                "LIFEBOAT_S3_KEY",
-                "--secret-key-env",
-                "LIFEBOAT_S3_SECRET",
-            ],
+            name,
+            "lifeboat-test",
+            &endpoint,
+            TEST_KEYS,
+            &[],
         );
         assert!(added.status.success(), "{}", stderr(&added));
     }

@@ -41,7 +41,14 @@ pub struct AllBench {
     /// Where to write the JSON figures (with the global --json).
     #[arg(value_name = "FILE")]
     file: Option<PathBuf>,
-    /// How much data to seed on each kind of region.
+    #[command(flatten)]
+    knobs: ReplicateKnobs,
+}
+
+/// What the replication benchmark measures, and how hard.
+#[derive(Args, Debug)]
+pub struct ReplicateKnobs {
+    /// How much data to seed (1GiB, 200MiB).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     size: u64,
     /// How long the steady workload runs while lag is sampled.
@@ -60,21 +67,8 @@ pub struct AllBench {
 
 #[derive(Args, Debug)]
 pub struct ReplicateBench {
-    /// How much data to seed (1GiB, 200MiB).
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-    size: u64,
-    /// How long the steady workload runs while lag is sampled.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    lag_for: Duration,
-    /// Writes per second during the lag measurement.
-    #[arg(long, default_value_t = 2000)]
-    rate: u64,
-    /// How long requests are counted on an idle branch.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    idle_for: Duration,
-    /// Copies in flight (Lifeboat) and transfers (rclone).
-    #[arg(long, default_value_t = 16)]
-    parallel: usize,
+    #[command(flatten)]
+    knobs: ReplicateKnobs,
     /// Also write the JSON here.
     #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
@@ -248,7 +242,7 @@ async fn replicate(ctx: &Ctx, args: ReplicateBench) -> Result<i32> {
         .join(format!("replicate-{}", workload::now_us()));
     std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
     let result = match BenchPair::local(&scratch) {
-        Ok(pair) => replicate_on(&pair, &scratch, &args).await,
+        Ok(pair) => replicate_on(&pair, &scratch, &args.knobs).await,
         Err(e) => Err(e),
     };
     if !args.keep {
@@ -289,16 +283,7 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
     let run = format!("bench-{}", workload::now_us());
     let scratch = ctx.home.data_dir.join("bench").join(&run);
     std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
-    let replicate_args = ReplicateBench {
-        size: args.size,
-        lag_for: args.lag_for,
-        rate: args.rate,
-        idle_for: args.idle_for,
-        parallel: args.parallel,
-        json_out: None,
-        keep: false,
-    };
-    let result = all_in(&scratch, &run, &replicate_args).await;
+    let result = all_in(&scratch, &run, &args.knobs).await;
     let _ = std::fs::remove_dir_all(&scratch);
     let figures = result?;
     let text = serde_json::to_string_pretty(&figures)
@@ -314,7 +299,7 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
     Ok(exit_code::OK)
 }
 
-async fn all_in(scratch: &Path, run: &str, args: &ReplicateBench) -> Result<AllFigures> {
+async fn all_in(scratch: &Path, run: &str, args: &ReplicateKnobs) -> Result<AllFigures> {
     let mut replicate = Vec::new();
     let mut skipped = Vec::new();
     let local = scratch.join("local");
@@ -395,7 +380,7 @@ fn table(figures: &AllFigures) -> String {
 async fn replicate_on(
     pair: &BenchPair,
     scratch: &Path,
-    args: &ReplicateBench,
+    args: &ReplicateKnobs,
 ) -> Result<ReplicateFigures> {
     let (a, b) = (&pair.a, &pair.b);
     let opts = ReplicationOptions {
@@ -437,7 +422,7 @@ async fn fill(location: &DbLocation, scratch: &Path, bytes: u64, rate: Rate) -> 
 async fn seed(
     scratch: &Path,
     pair: &BenchPair,
-    args: &ReplicateBench,
+    args: &ReplicateKnobs,
     opts: &ReplicationOptions,
 ) -> Result<SeedFigures> {
     let (a, b) = (&pair.a, &pair.b);
@@ -563,7 +548,7 @@ async fn lag(
     scratch: &Path,
     a: &Region,
     b: &Region,
-    args: &ReplicateBench,
+    args: &ReplicateKnobs,
     opts: &ReplicationOptions,
 ) -> Result<LagFigures> {
     let home = DbLocation::in_region(a, "lag")?;
@@ -674,7 +659,7 @@ impl RpoObserver {
 async fn idle(
     a: &Region,
     b: &Region,
-    args: &ReplicateBench,
+    args: &ReplicateKnobs,
     opts: &ReplicationOptions,
 ) -> Result<IdleFigures> {
     let replicator = Replicator::start(

@@ -103,6 +103,36 @@ pub fn lifeboat(data_dir: &Path) -> Command {
     cmd
 }
 
+/// The test servers' key env vars, as `region add` names them.
+pub const TEST_KEYS: [&str; 2] = ["LIFEBOAT_S3_KEY", "LIFEBOAT_S3_SECRET"];
+
+/// `lifeboat region add NAME s3://BUCKET/PREFIX --endpoint ENDPOINT` with
+/// the key env vars `keys` named, and any `extra` flags.
+pub fn add_s3_region(
+    cmd: Command,
+    name: &str,
+    bucket: &str,
+    endpoint: &str,
+    keys: [&str; 2],
+    extra: &[&str],
+) -> Output {
+    let url = format!("s3://{bucket}/{name}-{:08x}", fastrand::u32(..));
+    let mut args = vec![
+        "region",
+        "add",
+        name,
+        &url,
+        "--endpoint",
+        endpoint,
+        "--access-key-env",
+        keys[0],
+        "--secret-key-env",
+        keys[1],
+    ];
+    args.extend_from_slice(extra);
+    run(cmd, &args)
+}
+
 /// Runs `cmd` with `args` and returns its output.
 pub fn run(mut cmd: Command, args: &[&str]) -> Output {
     cmd.args(args).output().expect("lifeboat runs")
