@@ -303,7 +303,7 @@ impl Soak {
         let mut restarted = 0;
         loop {
             let mut all_writing = true;
-            for i in 0..self.dbs.len() {
+            for (i, acked_before) in before.iter().enumerate() {
                 let finished = self.dbs[i]
                     .writer
                     .as_ref()
@@ -313,7 +313,7 @@ impl Soak {
                     self.start_writer(i);
                     restarted += 1;
                 }
-                all_writing &= acked_max(&self.dbs[i].acks)? > before[i];
+                all_writing &= acked_max(&self.dbs[i].acks)? > *acked_before;
             }
             if all_writing {
                 break;
@@ -412,7 +412,9 @@ impl Soak {
                 checks.push(DbCheck::of(&db.flow, report, 0, problem));
             }
             let prefixes = checks.iter().all(|c| c.prefix);
-            if (all_in && prefixes) || !prefixes || Instant::now() >= deadline {
+            // Done when every replica holds everything, at the first broken
+            // prefix (waiting cannot mend it), or at the deadline.
+            if all_in || !prefixes || Instant::now() >= deadline {
                 let ok = all_in && prefixes;
                 let detail = if ok {
                     format!(
