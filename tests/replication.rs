@@ -346,7 +346,10 @@ async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
         let replicator = Replicator::start(vec![flow.clone()], fast(), Arc::new(NoPins));
         let writer = writing(&home, acks.clone(), 3000, 6, true, 400);
         let mut looks = 0;
-        while !writer.is_finished() {
+        // At least ten looks, even where a slow server (moto) allows fewer
+        // while the writer runs; the home's GC goes on after it stops.
+        let enough_by = Instant::now() + Duration::from_secs(90);
+        while !writer.is_finished() || (looks < 10 && Instant::now() < enough_by) {
             if let Some((manifest, missing)) = replica_cut_complete(&p.b, "orders").await {
                 assert!(
                     missing.is_empty(),
@@ -590,7 +593,10 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
         let started = Instant::now();
         let mut reads = 0;
         let mut lagged = false;
-        while !writer.is_finished() {
+        // At least five reads, even where a slow server (moto) allows fewer
+        // while the writer runs; the link stays slow after it stops.
+        let enough_by = started + Duration::from_secs(90);
+        while !writer.is_finished() || (reads < 5 && Instant::now() < enough_by) {
             if let Some(report) =
                 assert_readable_prefix(&replica, &format!("{kind:?} read {reads}")).await
             {
