@@ -490,8 +490,14 @@ async fn an_idle_branch_costs_a_bounded_number_of_requests() {
             // One WAL listing per 50 ms poll, plus the manifests every 5th:
             // 60 polls make 72 requests; allow for timer slack, not for more.
             let polls = window.as_millis() as u64 / 50;
+            // moto takes ~100 ms to answer a listing, so it polls less often.
+            let floor = if kind == Kind::Moto {
+                polls / 6
+            } else {
+                polls / 2
+            };
             assert!(
-                requests >= polls / 2,
+                requests >= floor,
                 "{kind:?} {run}: {requests} requests: is it polling at all?"
             );
             assert!(

@@ -449,13 +449,18 @@ impl BranchCopier {
         self.replica_manifest = match newest {
             Some(id) => match self.read_replica_manifest(id).await {
                 Ok(view) => view,
-                Err(err) => {
-                    // A damaged manifest is removed from what the replica
-                    // holds, so it is copied again; the previous one stays.
+                // A damaged manifest (it does not decode) is removed from
+                // what the replica holds, so it is copied again; the
+                // previous one stays.
+                Err(err @ Error::Failed(_)) => {
                     self.damaged = Some(err.to_string());
                     self.replica_files.remove(&FileRef::Manifest(id));
                     None
                 }
+                // A region that stopped answering between the listing and
+                // the read is an outage, not damage: what the replica holds
+                // is still known.
+                Err(unreachable) => return Err(unreachable),
             },
             None => None,
         };
