@@ -581,10 +581,10 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
         let acks = p.acks("orders");
         // A slower server (moto) takes writes more slowly: a narrower link
         // still holds its replica back.
-        let link = if kind == Kind::Moto {
-            512 << 10
-        } else {
-            2 << 20
+        let link = match kind {
+            Kind::Moto => 512 << 10,
+            Kind::S3 => 1 << 20,
+            Kind::File | Kind::Memory => 2 << 20,
         };
         p.b.faults().set(&FaultPlan {
             bandwidth_bytes_per_s: Some(link),
@@ -612,7 +612,8 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
             let status = replicator.statuses().remove(0);
             lagged |= status.objects_pending > 0
                 || status.bytes_pending > 0
-                || status.state == FlowState::Lagging;
+                || status.state == FlowState::Lagging
+                || status.lag_s.is_some_and(|l| l > 0.5);
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         writer.await.expect("writer");
@@ -625,7 +626,7 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
             lagged,
             "{kind:?}: the slow link never held the replica back"
         );
-        converge(&replicator, Duration::from_secs(90)).await;
+        converge(&replicator, Duration::from_secs(150)).await;
         replicator.stop().await;
         p.b.faults().clear();
         assert_has_everything(&replica, &acks, &format!("{kind:?} over a slow link")).await;
