@@ -43,6 +43,11 @@ pub async fn soak(ctx: &Ctx, json: bool, args: SoakArgs) -> Result<i32> {
             "a soak needs two different regions; give --regions A,B or configure two",
         ));
     }
+    if args.outage_for >= args.step_every {
+        return Err(Error::invalid(
+            "--outage-for must be shorter than --step-every: the system needs time to run between outages",
+        ));
+    }
     let regions = names
         .iter()
         .map(|name| ctx.open(&Some(name.clone())))
@@ -51,11 +56,6 @@ pub async fn soak(ctx: &Ctx, json: bool, args: SoakArgs) -> Result<i32> {
         eprintln!("warning: {warning}");
     }
     let duration = Duration::from_secs(args.minutes * 60);
-    if args.outage_for >= args.step_every {
-        return Err(Error::invalid(
-            "--outage-for must be shorter than --step-every: the system needs time to run between outages",
-        ));
-    }
     let opts = SoakOptions {
         duration,
         step_every: args.step_every,

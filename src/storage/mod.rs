@@ -217,11 +217,8 @@ impl DbLocation {
     /// never writes (safe on a replica).
     pub async fn open_reader(&self) -> Result<DbReader> {
         self.require().await?;
-        let build = DbReader::builder(self.path.clone(), Arc::clone(&self.store))
-            .with_reader_mode(DbReaderMode::FollowLatest)
-            .with_options(reader_options())
-            .build();
-        self.bounded("open reader", OPEN_TIMEOUT, build).await
+        self.open_reader_as(DbReaderMode::FollowLatest, reader_options())
+            .await
     }
 
     /// Opens a reader of a live home for one long read (a verification):
@@ -238,8 +235,17 @@ impl DbLocation {
             checkpoint_lifetime: HOME_READ_HOLD * 5 / 2,
             ..reader_options()
         };
+        self.open_reader_as(DbReaderMode::ManagedCheckpoint, options)
+            .await
+    }
+
+    async fn open_reader_as(
+        &self,
+        mode: DbReaderMode,
+        options: DbReaderOptions,
+    ) -> Result<DbReader> {
         let build = DbReader::builder(self.path.clone(), Arc::clone(&self.store))
-            .with_reader_mode(DbReaderMode::ManagedCheckpoint)
+            .with_reader_mode(mode)
             .with_options(options)
             .build();
         self.bounded("open reader", OPEN_TIMEOUT, build).await
