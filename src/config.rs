@@ -200,6 +200,29 @@ impl Regions {
         Ok(())
     }
 
+    /// Replaces the region named `old` by `spec`, in the same place; the
+    /// new name must not belong to another region.
+    pub fn replace(&mut self, old: &str, spec: RegionSpec) -> Result<()> {
+        spec.validate()?;
+        let index = self
+            .specs
+            .iter()
+            .position(|s| s.name == old)
+            .ok_or_else(|| Error::RegionNotFound {
+                name: old.to_string(),
+                known: self.names().join(", "),
+            })?;
+        if spec.name != old && self.specs.iter().any(|s| s.name == spec.name) {
+            return Err(Error::invalid(format!(
+                "region `{}` already exists; pick another name",
+                spec.name
+            )));
+        }
+        self.specs[index] = spec;
+        self.embedded_default = false;
+        Ok(())
+    }
+
     /// Removes the region named `name` (its data is left alone).
     pub fn remove(&mut self, name: &str) -> Result<RegionSpec> {
         let index = self

@@ -2,6 +2,7 @@
 //! object storage. See DESIGN.md (shared) and ARCHITECTURE.md for the map.
 
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod gui;
 pub mod logging;

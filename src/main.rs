@@ -86,7 +86,22 @@ enum Command {
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
     /// Open the desktop app (the same as giving no command).
-    Gui,
+    Gui(GuiArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct GuiArgs {
+    /// Create demo databases in the primary, write to them and replicate
+    /// them (kept for the next run; stop the writers in the status bar).
+    #[arg(long)]
+    demo: bool,
+    /// Open on this tab: replication, databases, dashboard, activity, settings.
+    #[arg(long, value_parser = parse_tab)]
+    tab: Option<lifeboat::gui::Tab>,
+}
+
+fn parse_tab(text: &str) -> std::result::Result<lifeboat::gui::Tab, String> {
+    text.parse()
 }
 
 #[derive(Subcommand, Debug)]
@@ -667,12 +682,16 @@ async fn verify_command(ctx: &Ctx, json: bool, args: VerifyArgs) -> Result<i32> 
     })
 }
 
-fn open_gui(ctx: &Ctx) -> Result<i32> {
-    lifeboat::gui::run(
-        ctx.regions.specs().to_vec(),
-        ctx.home.data_dir.display().to_string(),
-    )
-    .map_err(|e| {
+fn open_gui(ctx: &Ctx, args: GuiArgs) -> Result<i32> {
+    let start = lifeboat::gui::StartOptions {
+        tab: args.tab,
+        folders: (
+            ctx.home.data_dir.display().to_string(),
+            ctx.home.config_dir.display().to_string(),
+        ),
+        export_path: ctx.home.data_dir.join("activity.csv"),
+    };
+    lifeboat::gui::run(ctx.home.clone(), ctx.regions.clone(), start, args.demo).map_err(|e| {
         Error::Failed(format!(
             "cannot open the window ({e}); on a machine without a display use the subcommands (lifeboat --help)"
         ))
@@ -684,7 +703,8 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
     let mut ctx = Ctx::load(&cli, home?)?;
     let json = cli.json;
     let command = match cli.command {
-        None | Some(Command::Gui) => return open_gui(&ctx),
+        None => return open_gui(&ctx, GuiArgs::default()),
+        Some(Command::Gui(args)) => return open_gui(&ctx, args),
         Some(command) => command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -702,7 +722,7 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Check(a) => cli::replication::check(&ctx, json, a).await,
             Command::Soak(a) => cli::soak::soak(&ctx, json, a).await,
             Command::Bench(c) => cli::bench::run(&ctx, json, c).await,
-            Command::Gui => open_gui(&ctx),
+            Command::Gui(args) => open_gui(&ctx, args),
         }
     })
 }

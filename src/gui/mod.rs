@@ -1,98 +1,313 @@
-//! The desktop app. For now one window that says what Lifeboat is, which
-//! regions it will use, and what the app will hold; the headless CLI does
-//! the work meanwhile. Nothing here touches a store (invariant 6): the
-//! region list is read before the window opens.
+//! The desktop app: tabs Replication, Databases, Dashboard, Activity and
+//! Settings over the engine facade, with a status bar of region health.
+//!
+//! Invariant kept here (DESIGN.md 6): the UI thread never waits on I/O. It
+//! sends `engine::Command`s, which never block, and renders the newest
+//! `engine::Snapshot`; file dialogs run on the engine's runtime and answer
+//! through a channel polled once per frame.
 
-use eframe::egui;
+mod activity;
+mod dashboard;
+mod databases;
+mod replication;
+mod settings;
+pub mod widgets;
 
-use crate::region::RegionSpec;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eframe::egui::{self, RichText};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Home, Regions};
+use crate::engine::{Command, Engine, EngineOptions, Snapshot};
 
 /// The app id: the `.desktop` file name, the Wayland app id and eframe's
 /// persistence key.
 pub const APP_ID: &str = "io.lifeboat.Lifeboat";
 
-/// The window's contents.
-pub struct LifeboatApp {
-    regions: Vec<RegionSpec>,
-    data_dir: String,
+/// The window's tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tab {
+    Replication,
+    Databases,
+    Dashboard,
+    Activity,
+    Settings,
 }
 
-impl LifeboatApp {
-    /// The app, showing `regions` and the data dir.
-    pub fn new(regions: Vec<RegionSpec>, data_dir: String) -> Self {
-        LifeboatApp { regions, data_dir }
+impl Tab {
+    pub const ALL: [Tab; 5] = [
+        Tab::Replication,
+        Tab::Databases,
+        Tab::Dashboard,
+        Tab::Activity,
+        Tab::Settings,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Tab::Replication => "Replication",
+            Tab::Databases => "Databases",
+            Tab::Dashboard => "Dashboard",
+            Tab::Activity => "Activity",
+            Tab::Settings => "Settings",
+        }
     }
 }
 
-const COMING: [(&str, &str); 5] = [
-    (
-        "Replication",
-        "configure a primary and a secondary region and watch every database seed and stay in sync",
-    ),
-    (
-        "Databases",
-        "the databases and branches in each region, with size, newest manifest and writer epoch",
-    ),
-    (
-        "Dashboard",
-        "replication lag (RPO) over time against its target, throughput, requests per minute",
-    ),
-    ("Activity", "every operation with its measured RPO and RTO"),
-    (
-        "Settings",
-        "add, check and remove regions: local folders, S3, GCS, Azure",
-    ),
-];
+impl std::str::FromStr for Tab {
+    type Err = String;
 
-impl eframe::App for LifeboatApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::CentralPanel::default().show(ui, |ui| {
-            ui.heading("Lifeboat");
-            ui.label("Cross-region disaster recovery for databases that live in object storage.");
+    fn from_str(text: &str) -> Result<Tab, String> {
+        Tab::ALL
+            .into_iter()
+            .find(|t| t.label().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                format!(
+                    "no tab `{text}`; choose one of replication, databases, dashboard, activity, settings"
+                )
+            })
+    }
+}
+
+/// What persists between runs (window size and position are eframe's).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Prefs {
+    tab: Tab,
+    dark: bool,
+}
+
+impl Default for Prefs {
+    fn default() -> Self {
+        Prefs {
+            tab: Tab::Replication,
+            dark: true,
+        }
+    }
+}
+
+const PREFS_KEY: &str = "lifeboat-prefs";
+
+/// How the window starts.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Open on this tab instead of the one used last.
+    pub tab: Option<Tab>,
+    /// The data and config folders, shown in Settings.
+    pub folders: (String, String),
+    /// Where the activity CSV goes by default.
+    pub export_path: std::path::PathBuf,
+}
+
+/// The window's contents.
+pub struct LifeboatApp {
+    engine: Engine,
+    snapshot: Arc<Snapshot>,
+    prefs: Prefs,
+    folders: (String, String),
+    replication: replication::ReplicationTab,
+    databases: databases::DatabasesTab,
+    dashboard: dashboard::DashboardTab,
+    activity: activity::ActivityTab,
+    settings: settings::SettingsTab,
+}
+
+impl LifeboatApp {
+    /// The app over `engine`; repaints whenever the engine publishes.
+    pub fn new(cc: &eframe::CreationContext<'_>, engine: Engine, start: StartOptions) -> Self {
+        let mut prefs: Prefs = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, PREFS_KEY))
+            .unwrap_or_default();
+        if let Some(tab) = start.tab {
+            prefs.tab = tab;
+        }
+        let ctx = cc.egui_ctx.clone();
+        engine.on_publish(move || ctx.request_repaint());
+        LifeboatApp {
+            snapshot: engine.snapshot(),
+            engine,
+            prefs,
+            folders: start.folders,
+            replication: Default::default(),
+            databases: Default::default(),
+            dashboard: Default::default(),
+            activity: activity::ActivityTab::new(start.export_path),
+            settings: Default::default(),
+        }
+    }
+
+    /// The snapshot being shown.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The tab being shown.
+    pub fn tab(&self) -> Tab {
+        self.prefs.tab
+    }
+
+    /// The engine behind the window.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        let keys = [
+            egui::Key::Num1,
+            egui::Key::Num2,
+            egui::Key::Num3,
+            egui::Key::Num4,
+            egui::Key::Num5,
+        ];
+        for (key, tab) in keys.into_iter().zip(Tab::ALL) {
+            if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, key)) {
+                self.prefs.tab = tab;
+            }
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Lifeboat").heading().strong());
             ui.add_space(12.0);
-            ui.strong("Regions");
-            egui::Grid::new("regions").striped(true).show(ui, |ui| {
-                for spec in &self.regions {
-                    ui.label(&spec.name);
-                    ui.monospace(&spec.url);
-                    ui.end_row();
+            for (index, tab) in Tab::ALL.into_iter().enumerate() {
+                ui.selectable_value(&mut self.prefs.tab, tab, tab.label())
+                    .on_hover_text(format!("Ctrl+{}", index + 1));
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let text = if self.prefs.dark {
+                    "Light theme"
+                } else {
+                    "Dark theme"
+                };
+                if ui.button(text).clicked() {
+                    self.prefs.dark = !self.prefs.dark;
                 }
             });
-            ui.label(format!("Data folder: {}", self.data_dir));
-            ui.add_space(12.0);
-            ui.strong("Coming to this window");
-            for (tab, what) in COMING {
-                ui.horizontal_wrapped(|ui| {
-                    ui.label(egui::RichText::new(tab).strong());
-                    ui.label(what);
-                });
+        });
+    }
+
+    fn status_bar(&self, ui: &mut egui::Ui) {
+        let snapshot = &self.snapshot;
+        ui.horizontal_wrapped(|ui| {
+            let engine = snapshot.engine;
+            let colour = match engine {
+                crate::engine::EngineState::Replicating => widgets::good(ui),
+                _ => widgets::muted(ui),
+            };
+            widgets::badge(ui, colour, format!("engine {}", engine.label()));
+            ui.separator();
+            for region in &snapshot.regions {
+                let name = &region.spec.name;
+                match &region.health {
+                    None => {
+                        widgets::badge(ui, widgets::muted(ui), format!("{name} checking…"));
+                    }
+                    Some(h) if h.reachable => {
+                        let colour = if h.last_error.is_some() {
+                            widgets::warn(ui)
+                        } else {
+                            widgets::good(ui)
+                        };
+                        let badge = widgets::badge(
+                            ui,
+                            colour,
+                            format!("{name} {} ms", h.latency_ms.unwrap_or(0)),
+                        );
+                        let hover = h.last_error.clone().unwrap_or_else(|| {
+                            format!("reachable; checked {}", widgets::ago(h.checked_us))
+                        });
+                        badge.on_hover_text(hover);
+                    }
+                    Some(h) => {
+                        widgets::badge(ui, widgets::bad(ui), format!("{name} unreachable"))
+                            .on_hover_text(h.last_error.clone().unwrap_or_default());
+                    }
+                }
             }
-            ui.add_space(12.0);
-            ui.strong("Until then, the command line does it all");
-            for line in [
-                "lifeboat db create orders --region us-east-1",
-                "lifeboat workload --region us-east-1 --db orders --rate 2000 --duration 30s",
-                "lifeboat verify --region us-east-1 --db orders",
-                "lifeboat --help",
-            ] {
-                ui.monospace(line);
+            if !snapshot.demo_workloads.is_empty() {
+                ui.separator();
+                ui.label(format!(
+                    "demo writing to {} database(s)",
+                    snapshot.demo_workloads.len()
+                ));
+                if ui.button("Stop the demo").clicked() {
+                    self.engine.send(Command::StopDemo);
+                }
             }
         });
     }
 }
 
-/// Opens the window and runs until it is closed.
-pub fn run(regions: Vec<RegionSpec>, data_dir: String) -> eframe::Result {
+impl eframe::App for LifeboatApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.snapshot = self.engine.snapshot();
+        self.shortcuts(ctx);
+        let theme = if self.prefs.dark {
+            egui::Theme::Dark
+        } else {
+            egui::Theme::Light
+        };
+        if ctx.theme() != theme {
+            ctx.set_theme(theme);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::Panel::top("tabs").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        let snapshot = Arc::clone(&self.snapshot);
+        egui::CentralPanel::default().show(ui, |ui| match self.prefs.tab {
+            Tab::Replication => self.replication.ui(ui, &self.engine, &snapshot),
+            Tab::Databases => self.databases.ui(ui, &self.engine, &snapshot),
+            Tab::Dashboard => self.dashboard.ui(ui, &snapshot),
+            Tab::Activity => self.activity.ui(ui, &self.engine, &snapshot),
+            Tab::Settings => {
+                let folders = (self.folders.0.as_str(), self.folders.1.as_str());
+                self.settings.ui(ui, &self.engine, &snapshot, folders)
+            }
+        });
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, PREFS_KEY, &self.prefs);
+    }
+}
+
+/// Starts the engine, opens the window and runs until it is closed; then
+/// stops the engine (flows finish their current copy, cursors are saved).
+pub fn run(home: Home, regions: Regions, start: StartOptions, demo: bool) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let engine = Engine::start(runtime.handle(), home, regions, EngineOptions::default());
+    if demo {
+        engine.send(Command::StartDemo);
+    }
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Lifeboat")
             .with_app_id(APP_ID)
-            .with_inner_size([860.0, 560.0]),
+            .with_inner_size([1180.0, 760.0])
+            .with_min_inner_size([720.0, 480.0]),
         ..Default::default()
     };
-    eframe::run_native(
+    let app_engine = engine.clone();
+    let result = eframe::run_native(
         "Lifeboat",
         options,
-        Box::new(move |_cc| Ok(Box::new(LifeboatApp::new(regions, data_dir)))),
-    )
+        Box::new(move |cc| Ok(Box::new(LifeboatApp::new(cc, app_engine, start)))),
+    );
+    runtime.block_on(async {
+        if tokio::time::timeout(Duration::from_secs(15), engine.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the engine did not stop within 15 s");
+        }
+    });
+    result.map_err(|e| e.to_string())
 }

@@ -223,6 +223,16 @@ impl BranchCopier {
         self.publish.send_replace(self.status.clone());
     }
 
+    /// Records that a person paused this flow: nothing is copied, and the
+    /// lag counts from the last sync while the home keeps writing.
+    pub fn held(&mut self) {
+        self.status.state = FlowState::Held;
+        self.status.detail = Some("paused by the user; resume to copy again".into());
+        self.status.observed_us = now_us();
+        self.status.lag_s = self.status.lag_s_at(self.status.observed_us);
+        self.publish.send_replace(self.status.clone());
+    }
+
     /// Copies until the replica holds the home's newest manifest and WAL
     /// file as of the first listing (what `replicate --once` promises).
     pub async fn run_once(&mut self) -> Result<FlowStatus> {

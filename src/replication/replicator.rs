@@ -21,48 +21,112 @@ use crate::error::Result;
 
 /// One running flow.
 struct Running {
+    flow: Flow,
     status: watch::Receiver<FlowStatus>,
     delays_ms: DelaySamples,
+    /// Set to stop this flow's loop (after its current copy).
+    stop: watch::Sender<bool>,
+    /// Set while a person has paused this flow.
+    hold: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-/// Many flows replicating at once until stopped.
+/// Many flows replicating at once until stopped; flows can be added,
+/// paused, resumed and removed while the others run.
 pub struct Replicator {
     opts: ReplicationOptions,
+    pins: Arc<dyn Pins>,
+    permits: Arc<tokio::sync::Semaphore>,
     running: Vec<Running>,
-    stop: watch::Sender<bool>,
 }
 
 impl Replicator {
     /// Starts a follow loop for every flow.
     pub fn start(flows: Vec<Flow>, opts: ReplicationOptions, pins: Arc<dyn Pins>) -> Replicator {
-        let (stop, stop_rx) = watch::channel(false);
         let permits = permits(&opts);
-        let running = flows
-            .into_iter()
-            .map(|flow| {
-                let (tx, rx) = watch::channel(FlowStatus::of(&flow));
-                let delays_ms = DelaySamples::default();
-                let copier = BranchCopier::new(
-                    flow,
-                    opts.clone(),
-                    Arc::clone(&pins),
-                    Arc::clone(&permits),
-                    tx,
-                    Arc::clone(&delays_ms),
-                );
-                let task = tokio::spawn(follow(copier, stop_rx.clone()));
-                Running {
-                    status: rx,
-                    delays_ms,
-                    task,
-                }
-            })
-            .collect();
-        Replicator {
+        let mut replicator = Replicator {
             opts,
-            running,
+            pins,
+            permits,
+            running: Vec::new(),
+        };
+        for flow in flows {
+            replicator.add(flow);
+        }
+        replicator
+    }
+
+    /// Starts a follow loop for `flow`, unless one runs already; returns
+    /// whether it was added.
+    pub fn add(&mut self, flow: Flow) -> bool {
+        if self.position(&flow).is_some() {
+            return false;
+        }
+        let (tx, rx) = watch::channel(FlowStatus::of(&flow));
+        let (stop, stop_rx) = watch::channel(false);
+        let (hold, hold_rx) = watch::channel(false);
+        let delays_ms = DelaySamples::default();
+        let copier = BranchCopier::new(
+            flow.clone(),
+            self.opts.clone(),
+            Arc::clone(&self.pins),
+            Arc::clone(&self.permits),
+            tx,
+            Arc::clone(&delays_ms),
+        );
+        let task = tokio::spawn(follow(copier, stop_rx, hold_rx));
+        self.running.push(Running {
+            flow,
+            status: rx,
+            delays_ms,
             stop,
+            hold,
+            task,
+        });
+        true
+    }
+
+    fn position(&self, flow: &Flow) -> Option<usize> {
+        self.running.iter().position(|r| {
+            r.flow.db == flow.db
+                && r.flow.branch == flow.branch
+                && r.flow.home.name() == flow.home.name()
+                && r.flow.replica.name() == flow.replica.name()
+        })
+    }
+
+    /// The flows running, in the order they were added.
+    pub fn flows(&self) -> impl Iterator<Item = &Flow> {
+        self.running.iter().map(|r| &r.flow)
+    }
+
+    /// Pauses (`held`) or resumes every flow of database `db`; returns how
+    /// many flows it touched.
+    pub fn hold(&self, db: &str, held: bool) -> usize {
+        let mut touched = 0;
+        for running in self.running.iter().filter(|r| r.flow.db == db) {
+            running.hold.send_replace(held);
+            touched += 1;
+        }
+        touched
+    }
+
+    /// Whether database `db` has a flow that a person paused.
+    pub fn is_held(&self, db: &str) -> bool {
+        self.running
+            .iter()
+            .any(|r| r.flow.db == db && *r.hold.borrow())
+    }
+
+    /// Stops and forgets every flow of database `db` (its cursor is saved).
+    pub async fn remove(&mut self, db: &str) {
+        let (gone, kept): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|r| r.flow.db == db);
+        self.running = kept;
+        for running in gone {
+            running.stop.send_replace(true);
+            let _ = running.task.await;
         }
     }
 
@@ -102,7 +166,9 @@ impl Replicator {
 
     /// Stops every loop after its current copy and saves the cursors.
     pub async fn stop(self) -> Vec<FlowStatus> {
-        self.stop.send_replace(true);
+        for running in &self.running {
+            running.stop.send_replace(true);
+        }
         let statuses = self.statuses();
         for running in self.running {
             let _ = running.task.await;
@@ -119,11 +185,25 @@ impl Replicator {
 }
 
 /// One flow's loop: tick, wait (shorter when busy, longer when idle, with
-/// back-off while a region is down), until stopped.
-async fn follow(mut copier: BranchCopier, mut stop: watch::Receiver<bool>) {
+/// back-off while a region is down), until stopped. While held, it only
+/// waits to be resumed or stopped.
+async fn follow(
+    mut copier: BranchCopier,
+    mut stop: watch::Receiver<bool>,
+    mut hold: watch::Receiver<bool>,
+) {
     let mut wait = Duration::ZERO;
     let mut backoff = Duration::from_millis(250);
     loop {
+        if *hold.borrow_and_update() {
+            copier.held();
+            tokio::select! {
+                changed = hold.changed() => if changed.is_err() { break },
+                _ = stop.changed() => break,
+            }
+            wait = Duration::ZERO;
+            continue;
+        }
         let ticked = tokio::select! {
             ticked = copier.tick() => ticked,
             _ = stop.changed() => break,
@@ -146,6 +226,7 @@ async fn follow(mut copier: BranchCopier, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => break,
+            _ = hold.changed() => {}
         }
     }
     if let Err(err) = copier.save_cursor().await {

@@ -23,6 +23,8 @@ pub enum FlowState {
     /// A file the replica's newest manifest needs is missing or the wrong
     /// size (found by a scrub or a list-diff); it is being copied again.
     Damaged,
+    /// A person paused it; nothing is copied until they resume it.
+    Held,
 }
 
 impl FlowState {
@@ -34,6 +36,7 @@ impl FlowState {
             FlowState::Lagging => "lagging",
             FlowState::Paused => "paused",
             FlowState::Damaged => "damaged",
+            FlowState::Held => "held",
         }
     }
 }
@@ -150,7 +153,7 @@ impl FlowStatus {
         let mut since = self.uncovered_since_us;
         let replica_unreachable =
             self.state == FlowState::Paused && self.unreachable.as_deref() == Some(&self.replica);
-        if replica_unreachable || self.is_stale(now_us) {
+        if replica_unreachable || self.state == FlowState::Held || self.is_stale(now_us) {
             since = since.into_iter().chain(self.last_sync_us).min();
         }
         Some(since.map_or(0.0, |since| now_us.saturating_sub(since) as f64 / 1e6))

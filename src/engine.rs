@@ -1,0 +1,1351 @@
+//! The engine facade: commands in, snapshots out, on a tokio runtime.
+//!
+//! The GUI (and later the CLI's long-running commands) sends a [`Command`]
+//! through [`Engine::send`], which never blocks, and renders the newest
+//! [`Snapshot`] from a watch channel. The engine task is the only owner of
+//! regions, the replicator, workloads and the files it keeps; the caller
+//! holds none of them (DESIGN.md invariant 6: the UI thread never waits on
+//! I/O). Every command is an entry in the activity log, with its outcome.
+//!
+//! The loop itself never awaits a store: work that touches one runs as a
+//! spawned task that reports back on an internal channel, so a slow region
+//! delays only its own answer, never the snapshots.
+
+pub mod activity;
+pub mod group;
+pub mod history;
+pub mod snapshot;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Home, Regions};
+use crate::error::{Error, Result};
+use crate::region::{self, ProbeReport, Region, RegionSpec};
+use crate::replication::pins::NoPins;
+use crate::replication::{self, Flow, ReplicationOptions, Replicator, cursor};
+use crate::storage::{self, DbLocation};
+use crate::workload::acks::AckLog;
+use crate::workload::{self, Rate, WorkloadSpec, now_us};
+
+use activity::{ActivityLog, Outcome};
+use group::{GroupConfig, ReplicationKind, Selection};
+use history::History;
+pub use snapshot::{
+    BranchRow, EngineState, FlowView, RegionDatabases, RegionHealth, RegionView, Snapshot,
+};
+
+/// Names a command, so its outcome can be found in the activity log.
+pub type RequestId = u64;
+
+/// What the GUI or CLI asks the engine to do. Each ends as an activity
+/// entry (`Done` or `Failed` with one line that says why).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Replicate from the primary (the first configured region) to
+    /// `secondary`; replaces any group configured before.
+    ConfigureReplication {
+        secondary: String,
+        databases: Selection,
+        kind: ReplicationKind,
+        /// Lag above this counts as an RPO breach (seconds).
+        rpo_target_s: f64,
+    },
+    /// Stop every flow and forget the group (replicas stay where they are).
+    StopReplication,
+    /// Stop copying database `db` until resumed.
+    Pause { db: String },
+    /// Copy database `db` again.
+    Resume { db: String },
+    /// Lag above `seconds` counts as an RPO breach.
+    SetRpoTarget { seconds: f64 },
+    /// Create an empty database at `region` (its home).
+    CreateDatabase { region: String, name: String },
+    /// Delete a database's files in `region`; `typed_name` must equal
+    /// `name`, which is what the user typed to confirm.
+    DeleteDatabase {
+        region: String,
+        name: String,
+        typed_name: String,
+    },
+    /// Add a region (`replacing: None`) or change one; it is probed before
+    /// it is saved.
+    SaveRegion {
+        replacing: Option<String>,
+        spec: RegionSpec,
+    },
+    /// Forget a region (its data is left alone).
+    RemoveRegion { name: String },
+    /// Health-check every region now.
+    CheckRegions,
+    /// List the databases of every region now.
+    RefreshDatabases,
+    /// Create demo databases in the primary, write to them continuously and
+    /// replicate them (a first look at the product).
+    StartDemo,
+    /// Stop the demo's writers (the databases stay).
+    StopDemo,
+    /// Write the activity log as CSV to `path`.
+    ExportActivity { path: PathBuf },
+    /// Stop everything (cursors saved) and end the engine.
+    Shutdown,
+}
+
+impl Command {
+    /// The command in words, for the activity log.
+    pub fn describe(&self) -> String {
+        match self {
+            Command::ConfigureReplication {
+                secondary,
+                databases,
+                ..
+            } => match databases {
+                Selection::All => format!("configure replication of all databases to {secondary}"),
+                Selection::Only(dbs) => format!(
+                    "configure replication of {} to {secondary}",
+                    dbs.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            },
+            Command::StopReplication => "stop replication".into(),
+            Command::Pause { db } => format!("pause replication of {db}"),
+            Command::Resume { db } => format!("resume replication of {db}"),
+            Command::SetRpoTarget { seconds } => format!("set the RPO target to {seconds} s"),
+            Command::CreateDatabase { region, name } => {
+                format!("create database {name} in {region}")
+            }
+            Command::DeleteDatabase { region, name, .. } => {
+                format!("delete database {name} in {region}")
+            }
+            Command::SaveRegion {
+                replacing: None,
+                spec,
+            } => format!("add region {} ({})", spec.name, spec.url),
+            Command::SaveRegion {
+                replacing: Some(old),
+                spec,
+            } => format!("change region {old} to {} ({})", spec.name, spec.url),
+            Command::RemoveRegion { name } => format!("remove region {name}"),
+            Command::CheckRegions => "check every region".into(),
+            Command::RefreshDatabases => "list the databases".into(),
+            Command::StartDemo => "start the demo".into(),
+            Command::StopDemo => "stop the demo writers".into(),
+            Command::ExportActivity { path } => {
+                format!("export the activity log to {}", path.display())
+            }
+            Command::Shutdown => "stop the engine".into(),
+        }
+    }
+}
+
+/// The demo's databases.
+pub const DEMO_DATABASES: [&str; 3] = ["demo-orders", "demo-carts", "demo-events"];
+/// Records per second each demo writer takes.
+const DEMO_RATE: u64 = 20;
+
+/// How often the engine does each of its chores.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub replication: ReplicationOptions,
+    /// How often a snapshot is published (and the GUI repainted).
+    pub publish_every: Duration,
+    /// How often the Dashboard's history takes a sample.
+    pub sample_every: Duration,
+    /// How often every region's databases are listed.
+    pub list_every: Duration,
+    /// How often every region is health-checked.
+    pub health_every: Duration,
+    /// How often new databases in the primary are looked for.
+    pub discover_every: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            replication: ReplicationOptions::default(),
+            publish_every: Duration::from_millis(250),
+            sample_every: Duration::from_secs(1),
+            list_every: Duration::from_secs(10),
+            health_every: Duration::from_secs(15),
+            discover_every: Duration::from_secs(5),
+        }
+    }
+}
+
+type Repaint = Arc<dyn Fn() + Send + Sync>;
+
+/// The handle the GUI holds: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Engine {
+    commands: mpsc::UnboundedSender<(RequestId, Command)>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    next_request: Arc<AtomicU64>,
+    repaint: Arc<Mutex<Option<Repaint>>>,
+    runtime: Handle,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Engine {
+    /// Starts the engine on `runtime` with the configured `regions`.
+    pub fn start(runtime: &Handle, home: Home, regions: Regions, opts: EngineOptions) -> Engine {
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        let repaint: Arc<Mutex<Option<Repaint>>> = Arc::default();
+        let core = Core::new(home, regions, opts, snapshot_tx, Arc::clone(&repaint));
+        let task = runtime.spawn(core.run(commands_rx));
+        Engine {
+            commands,
+            snapshots,
+            next_request: Arc::new(AtomicU64::new(1)),
+            repaint,
+            runtime: runtime.clone(),
+            task: Arc::new(Mutex::new(Some(task))),
+        }
+    }
+
+    /// Sends `command`; its outcome appears in the activity log under the
+    /// returned id. Never blocks.
+    pub fn send(&self, command: Command) -> RequestId {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        if self.commands.send((id, command)).is_err() {
+            tracing::warn!("the engine has stopped; command {id} dropped");
+        }
+        id
+    }
+
+    /// The newest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshots.borrow())
+    }
+
+    /// A receiver that wakes on every published snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.clone()
+    }
+
+    /// Calls `repaint` after every published snapshot (the GUI passes
+    /// `ctx.request_repaint`).
+    pub fn on_publish(&self, repaint: impl Fn() + Send + Sync + 'static) {
+        *self.repaint.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(repaint));
+    }
+
+    /// The runtime the engine runs on (for the GUI's file dialogs).
+    pub fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
+    /// Waits until a snapshot satisfies `ready`, or `timeout`; returns the
+    /// last snapshot seen and whether it did.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&Snapshot) -> bool,
+    ) -> (Arc<Snapshot>, bool) {
+        let mut rx = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let snapshot = Arc::clone(&rx.borrow_and_update());
+            if ready(&snapshot) {
+                return (snapshot, true);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return (self.snapshot(), false),
+            }
+        }
+    }
+
+    /// Stops the engine (flows stop after their current copy, cursors are
+    /// saved) and waits for it.
+    pub async fn shutdown(&self) {
+        self.send(Command::Shutdown);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::warn!("the engine ended badly: {e}");
+        }
+    }
+}
+
+/// What spawned work reports back to the loop.
+enum Internal {
+    Listed(Vec<RegionDatabases>),
+    Health(Vec<(String, RegionHealth)>, Vec<String>),
+    Configured {
+        request: RequestId,
+        group: GroupConfig,
+        result: Result<(Vec<Flow>, Vec<String>)>,
+    },
+    Discovered(Result<Vec<Flow>>),
+    RegionProbed {
+        request: RequestId,
+        replacing: Option<String>,
+        spec: RegionSpec,
+        result: Result<ProbeReport>,
+    },
+    DemoReady {
+        request: RequestId,
+        result: Result<Vec<String>>,
+    },
+    DemoWriterEnded {
+        db: String,
+        outcome: Outcome,
+    },
+    Finished {
+        request: RequestId,
+        outcome: Outcome,
+        relist: bool,
+    },
+}
+
+/// The engine's state; owned by its task alone.
+struct Core {
+    home: Home,
+    regions: Regions,
+    opened: BTreeMap<String, Region>,
+    opts: EngineOptions,
+    group: Option<GroupConfig>,
+    replicator: Option<Replicator>,
+    health: BTreeMap<String, RegionHealth>,
+    clock_warnings: Vec<String>,
+    databases: Vec<RegionDatabases>,
+    listed_us: Option<u64>,
+    history: Arc<History>,
+    activity: ActivityLog,
+    activity_view: Arc<Vec<activity::ActivityEntry>>,
+    demo: BTreeMap<String, (watch::Sender<bool>, JoinHandle<()>)>,
+    state: EngineState,
+    seq: u64,
+    last_copied: Option<(Instant, u64)>,
+    listing: bool,
+    checking: bool,
+    discovering: bool,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    repaint: Arc<Mutex<Option<Repaint>>>,
+    who: String,
+}
+
+impl Core {
+    fn new(
+        home: Home,
+        regions: Regions,
+        opts: EngineOptions,
+        snapshot_tx: watch::Sender<Arc<Snapshot>>,
+        repaint: Arc<Mutex<Option<Repaint>>>,
+    ) -> Core {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let activity = ActivityLog::load(home.data_dir.join("activity.jsonl"));
+        let activity_view = Arc::new(activity.entries());
+        Core {
+            home,
+            regions,
+            opened: BTreeMap::new(),
+            opts,
+            group: None,
+            replicator: None,
+            health: BTreeMap::new(),
+            clock_warnings: Vec::new(),
+            databases: Vec::new(),
+            listed_us: None,
+            history: Arc::default(),
+            activity,
+            activity_view,
+            demo: BTreeMap::new(),
+            state: EngineState::Starting,
+            seq: 0,
+            last_copied: None,
+            listing: false,
+            checking: false,
+            discovering: false,
+            internal_tx,
+            internal_rx,
+            snapshot_tx,
+            repaint,
+            who: activity::local_user(),
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<(RequestId, Command)>) {
+        self.open_regions();
+        self.resume_group();
+        self.state = EngineState::Idle;
+        self.publish();
+        let mut publish = tokio::time::interval(self.opts.publish_every);
+        let mut sample = tokio::time::interval(self.opts.sample_every);
+        let mut list = tokio::time::interval(self.opts.list_every);
+        let mut health = tokio::time::interval(self.opts.health_every);
+        let mut discover = tokio::time::interval(self.opts.discover_every);
+        for timer in [
+            &mut publish,
+            &mut sample,
+            &mut list,
+            &mut health,
+            &mut discover,
+        ] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some((_, Command::Shutdown)) | None => break,
+                    Some((request, command)) => {
+                        self.activity.begin(request, &self.who, command.describe());
+                        self.activity_changed();
+                        self.handle(request, command).await;
+                        self.publish();
+                    }
+                },
+                Some(internal) = self.internal_rx.recv() => {
+                    self.absorb(internal).await;
+                    self.publish();
+                }
+                _ = publish.tick() => self.publish(),
+                _ = sample.tick() => self.sample(),
+                _ = list.tick() => self.list_databases(),
+                _ = health.tick() => self.check_regions(),
+                _ = discover.tick() => self.discover(),
+            }
+        }
+        self.state = EngineState::Stopping;
+        self.publish();
+        for (_, (stop, task)) in std::mem::take(&mut self.demo) {
+            stop.send_replace(true);
+            let _ = task.await;
+        }
+        if let Some(replicator) = self.replicator.take() {
+            replicator.stop().await;
+        }
+        self.publish();
+    }
+
+    /// Opens every configured region (no I/O but a local folder's mkdir).
+    fn open_regions(&mut self) {
+        self.opened.clear();
+        for spec in self.regions.specs().to_vec() {
+            match Region::open(&spec) {
+                Ok(region) => {
+                    self.opened.insert(spec.name.clone(), region);
+                }
+                Err(e) => {
+                    self.health
+                        .insert(spec.name.clone(), unreachable(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Starts the group saved by an earlier run.
+    fn resume_group(&mut self) {
+        match group::load(&self.home.config_dir) {
+            Ok(Some(group)) => {
+                let what = format!(
+                    "resume replication from {} to {}",
+                    group.primary, group.secondary
+                );
+                self.activity.begin(0, "engine", what);
+                self.activity_changed();
+                self.spawn_configure(0, group);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.activity
+                    .note("resume replication".into(), Outcome::Failed(e.to_string()));
+                self.activity_changed();
+            }
+        }
+    }
+
+    fn primary(&self) -> Option<String> {
+        self.regions.names().into_iter().next()
+    }
+
+    fn region(&self, name: &str) -> Result<Region> {
+        self.regions.get(name)?;
+        self.opened.get(name).cloned().ok_or_else(|| {
+            Error::invalid(format!(
+                "region `{name}` could not be opened; fix it in Settings"
+            ))
+        })
+    }
+
+    fn finish(&mut self, request: RequestId, outcome: Outcome) {
+        if let Outcome::Failed(message) = &outcome {
+            tracing::warn!("request {request} failed: {message}");
+        }
+        self.activity.finish(request, outcome);
+        self.activity_changed();
+    }
+
+    fn fail(&mut self, request: RequestId, err: impl std::fmt::Display) {
+        self.finish(
+            request,
+            Outcome::Failed(crate::error::one_line(&err.to_string())),
+        );
+    }
+
+    fn activity_changed(&mut self) {
+        self.activity_view = Arc::new(self.activity.entries());
+    }
+
+    /// Spawns work that reports back with an `Internal`.
+    fn spawn(&self, work: impl std::future::Future<Output = Internal> + Send + 'static) {
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(work.await);
+        });
+    }
+
+    async fn handle(&mut self, request: RequestId, command: Command) {
+        match command {
+            Command::ConfigureReplication {
+                secondary,
+                databases,
+                kind,
+                rpo_target_s,
+            } => self.configure(request, secondary, databases, kind, rpo_target_s),
+            Command::StopReplication => {
+                let Some(replicator) = self.replicator.take() else {
+                    return self.fail(request, "replication is not configured");
+                };
+                replicator.stop().await;
+                self.group = None;
+                match group::save(&self.home.config_dir, None) {
+                    Ok(()) => self.finish(
+                        request,
+                        Outcome::Done("replication stopped; the replicas stay readable".into()),
+                    ),
+                    Err(e) => self.fail(request, e),
+                }
+            }
+            Command::Pause { db } => self.hold(request, &db, true),
+            Command::Resume { db } => self.hold(request, &db, false),
+            Command::SetRpoTarget { seconds } => {
+                if !(seconds.is_finite() && seconds > 0.0) {
+                    return self.fail(
+                        request,
+                        format!("an RPO target of {seconds} s makes no sense; give a number of seconds above 0"),
+                    );
+                }
+                let Some(group) = self.group.as_mut() else {
+                    return self.fail(request, "configure replication first");
+                };
+                group.rpo_target_s = seconds;
+                self.save_group(request, format!("RPO target is {seconds} s"));
+            }
+            Command::CreateDatabase { region, name } => {
+                if let Err(e) = region::validate_name("database", &name) {
+                    return self.fail(request, e);
+                }
+                let region = match self.region(&region) {
+                    Ok(r) => r,
+                    Err(e) => return self.fail(request, e),
+                };
+                self.spawn(async move {
+                    let result = async {
+                        let info = DbLocation::in_region(&region, &name)?.create().await?;
+                        Ok::<_, Error>(format!(
+                            "created {name} in {} (writer epoch {})",
+                            region.name(),
+                            info.writer_epoch
+                        ))
+                    }
+                    .await;
+                    Internal::Finished {
+                        request,
+                        outcome: outcome(result),
+                        relist: true,
+                    }
+                });
+                self.discover();
+            }
+            Command::DeleteDatabase {
+                region,
+                name,
+                typed_name,
+            } => {
+                self.delete_database(request, region, name, typed_name)
+                    .await
+            }
+            Command::SaveRegion { replacing, spec } => self.save_region(request, replacing, spec),
+            Command::RemoveRegion { name } => self.remove_region(request, &name),
+            Command::CheckRegions => {
+                self.check_regions();
+                self.finish(request, Outcome::Done("health check started".into()));
+            }
+            Command::RefreshDatabases => {
+                self.list_databases();
+                self.finish(request, Outcome::Done("listing started".into()));
+            }
+            Command::StartDemo => self.start_demo(request),
+            Command::StopDemo => {
+                let writers = std::mem::take(&mut self.demo);
+                let count = writers.len();
+                for (_, (stop, task)) in writers {
+                    stop.send_replace(true);
+                    let _ = task.await;
+                }
+                self.finish(
+                    request,
+                    Outcome::Done(format!("{count} demo writer(s) stopped")),
+                );
+            }
+            Command::ExportActivity { path } => {
+                let entries = self.activity.entries();
+                self.spawn(async move {
+                    let result = tokio::task::spawn_blocking(move || {
+                        activity::export_csv(&entries, &path)
+                            .map(|n| format!("{n} entries written to {}", path.display()))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(Error::Failed(format!("the export stopped: {e}"))));
+                    Internal::Finished {
+                        request,
+                        outcome: outcome(result),
+                        relist: false,
+                    }
+                });
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn configure(
+        &mut self,
+        request: RequestId,
+        secondary: String,
+        databases: Selection,
+        kind: ReplicationKind,
+        rpo_target_s: f64,
+    ) {
+        if !(rpo_target_s.is_finite() && rpo_target_s > 0.0) {
+            return self.fail(
+                request,
+                format!("an RPO target of {rpo_target_s} s makes no sense; give a number of seconds above 0"),
+            );
+        }
+        let Some(primary) = self.primary() else {
+            return self.fail(request, "no region is configured; add two in Settings");
+        };
+        if kind == ReplicationKind::PreProvisioned {
+            return self.fail(
+                request,
+                "Storage + pre-provisioned arrives with failover; choose Storage only for now",
+            );
+        }
+        if secondary == primary {
+            return self.fail(
+                request,
+                format!("{primary} is the primary; choose another region as the secondary"),
+            );
+        }
+        if let Err(e) = self.regions.get(&secondary) {
+            return self.fail(request, e);
+        }
+        if matches!(&databases, Selection::Only(dbs) if dbs.is_empty()) {
+            return self.fail(
+                request,
+                "choose at least one database, or all current and future databases",
+            );
+        }
+        let held = self
+            .group
+            .as_ref()
+            .map(|g| g.held.clone())
+            .unwrap_or_default();
+        let group = GroupConfig {
+            primary,
+            secondary,
+            databases,
+            kind,
+            rpo_target_s,
+            held,
+        };
+        self.spawn_configure(request, group);
+    }
+
+    /// Probes the group's regions and finds its flows, in a task.
+    fn spawn_configure(&mut self, request: RequestId, group: GroupConfig) {
+        let regions = (self.region(&group.primary), self.region(&group.secondary));
+        self.spawn(async move {
+            let result = async {
+                let (primary, secondary) = (regions.0?, regions.1?);
+                let pair = [primary.clone(), secondary.clone()];
+                let warnings = region::preflight(&pair).await?;
+                let flows = discover_flows(&pair, &group).await?;
+                if let Selection::Only(dbs) = &group.databases {
+                    for db in dbs {
+                        if !flows.iter().any(|f| &f.db == db) {
+                            return Err(Error::Failed(format!(
+                                "database `{db}` has no home in {}; create it there or leave it out",
+                                primary.name()
+                            )));
+                        }
+                    }
+                }
+                Ok((flows, warnings))
+            }
+            .await;
+            Internal::Configured {
+                request,
+                group,
+                result,
+            }
+        });
+    }
+
+    async fn configured(
+        &mut self,
+        request: RequestId,
+        group: GroupConfig,
+        result: Result<(Vec<Flow>, Vec<String>)>,
+    ) {
+        let (flows, warnings) = match result {
+            Ok(found) => found,
+            Err(e) => return self.fail(request, e),
+        };
+        let same_pair = self
+            .group
+            .as_ref()
+            .is_some_and(|g| g.primary == group.primary && g.secondary == group.secondary);
+        if !same_pair && let Some(old) = self.replicator.take() {
+            old.stop().await;
+        }
+        let replicator = self.replicator.get_or_insert_with(|| {
+            Replicator::start(Vec::new(), self.opts.replication.clone(), Arc::new(NoPins))
+        });
+        // Flows of databases no longer selected stop.
+        let dropped: BTreeSet<String> = replicator
+            .flows()
+            .filter(|f| !group.databases.includes(&f.db))
+            .map(|f| f.db.clone())
+            .collect();
+        for db in &dropped {
+            replicator.remove(db).await;
+        }
+        let count = flows.len();
+        for flow in flows {
+            let db = flow.db.clone();
+            replicator.add(flow);
+            if group.held.contains(&db) {
+                replicator.hold(&db, true);
+            }
+        }
+        let mut message = format!(
+            "replicating {count} database(s) from {} to {}",
+            group.primary, group.secondary
+        );
+        for warning in warnings {
+            message.push_str(&format!("; warning: {warning}"));
+        }
+        self.group = Some(group);
+        self.save_group(request, message);
+    }
+
+    fn save_group(&mut self, request: RequestId, message: String) {
+        match group::save(&self.home.config_dir, self.group.as_ref()) {
+            Ok(()) => self.finish(request, Outcome::Done(message)),
+            Err(e) => self.fail(request, e),
+        }
+    }
+
+    fn hold(&mut self, request: RequestId, db: &str, held: bool) {
+        let (Some(group), Some(replicator)) = (self.group.as_mut(), self.replicator.as_ref())
+        else {
+            return self.fail(request, "replication is not configured");
+        };
+        if replicator.hold(db, held) == 0 {
+            return self.fail(request, format!("database `{db}` is not replicating"));
+        }
+        if held {
+            group.held.insert(db.to_string());
+        } else {
+            group.held.remove(db);
+        }
+        let verb = if held { "paused" } else { "resumed" };
+        self.save_group(request, format!("{db} {verb}"));
+    }
+
+    async fn delete_database(
+        &mut self,
+        request: RequestId,
+        region: String,
+        name: String,
+        typed_name: String,
+    ) {
+        if typed_name != name {
+            return self.fail(
+                request,
+                format!("type the database's name, `{name}`, to confirm the delete"),
+            );
+        }
+        let region = match self.region(&region) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        if let Some((stop, task)) = self.demo.remove(&name) {
+            stop.send_replace(true);
+            let _ = task.await;
+        }
+        let replicated = self.group.as_ref().is_some_and(|g| {
+            (g.primary == region.name() || g.secondary == region.name())
+                && g.databases.includes(&name)
+        });
+        if replicated && let Some(replicator) = self.replicator.as_mut() {
+            replicator.remove(&name).await;
+        }
+        Arc::make_mut(&mut self.history).forget(&name);
+        self.spawn(async move {
+            let result = async {
+                let location = DbLocation::in_region(&region, &name)?;
+                location.require().await?;
+                let objects = location.delete().await?;
+                Ok::<_, Error>(format!(
+                    "deleted {name} in {} ({objects} objects)",
+                    region.name()
+                ))
+            }
+            .await;
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: true,
+            }
+        });
+    }
+
+    fn in_group(&self, name: &str) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|g| g.primary == name || g.secondary == name)
+    }
+
+    fn save_region(&mut self, request: RequestId, replacing: Option<String>, spec: RegionSpec) {
+        if let Err(e) = spec.validate() {
+            return self.fail(request, e);
+        }
+        match &replacing {
+            None if self.regions.get(&spec.name).is_ok() => {
+                return self.fail(
+                    request,
+                    format!(
+                        "region `{}` already exists; pick another name or edit it",
+                        spec.name
+                    ),
+                );
+            }
+            Some(old) if self.in_group(old) => {
+                return self.fail(
+                    request,
+                    format!("region `{old}` is in the replication group; stop replication before changing it"),
+                );
+            }
+            _ => {}
+        }
+        self.spawn(async move {
+            let result = async { Region::open(&spec)?.probe().await }.await;
+            Internal::RegionProbed {
+                request,
+                replacing,
+                spec,
+                result,
+            }
+        });
+    }
+
+    fn region_probed(
+        &mut self,
+        request: RequestId,
+        replacing: Option<String>,
+        spec: RegionSpec,
+        result: Result<ProbeReport>,
+    ) {
+        let report = match result {
+            Ok(report) => report,
+            Err(e) => {
+                return self.fail(
+                    request,
+                    format!("not saved: {}", crate::error::one_line(&e.to_string())),
+                );
+            }
+        };
+        let mut regions = self.regions.clone();
+        let changed = match &replacing {
+            Some(old) => regions.replace(old, spec.clone()),
+            None => regions.add(spec.clone()),
+        };
+        if let Err(e) = changed.and_then(|()| self.home.save_regions(&regions)) {
+            return self.fail(request, e);
+        }
+        self.regions = regions;
+        if let Some(old) = &replacing {
+            self.health.remove(old);
+        }
+        self.open_regions();
+        self.health
+            .insert(spec.name.clone(), health_of(&Ok(report.clone())));
+        let mut message = format!(
+            "saved region {}: reachable in {} ms, conditional puts honoured",
+            spec.name, report.latency_ms
+        );
+        if let Some(warning) = report.clock_warning() {
+            message.push_str(&format!("; warning: {warning}"));
+        }
+        self.finish(request, Outcome::Done(message));
+        self.list_databases();
+    }
+
+    fn remove_region(&mut self, request: RequestId, name: &str) {
+        if self.in_group(name) {
+            return self.fail(
+                request,
+                format!("region `{name}` is in the replication group; stop replication before removing it"),
+            );
+        }
+        let mut regions = self.regions.clone();
+        if let Err(e) = regions
+            .remove(name)
+            .and_then(|_| self.home.save_regions(&regions))
+        {
+            return self.fail(request, e);
+        }
+        self.regions = regions;
+        self.health.remove(name);
+        self.databases.retain(|d| d.region != name);
+        self.open_regions();
+        self.finish(
+            request,
+            Outcome::Done(format!(
+                "region {name} removed from the configuration; its data is left alone"
+            )),
+        );
+    }
+
+    fn start_demo(&mut self, request: RequestId) {
+        let Some(primary) = self.primary() else {
+            return self.fail(request, "no region is configured; add two in Settings");
+        };
+        let region = match self.region(&primary) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        self.spawn(async move {
+            let result = async {
+                let mut created = Vec::new();
+                for db in DEMO_DATABASES {
+                    let location = DbLocation::in_region(&region, db)?;
+                    if !location.exists().await? {
+                        location.create().await?;
+                        created.push(db.to_string());
+                    }
+                }
+                Ok(created)
+            }
+            .await;
+            Internal::DemoReady { request, result }
+        });
+    }
+
+    fn demo_ready(&mut self, request: RequestId, result: Result<Vec<String>>) {
+        let created = match result {
+            Ok(created) => created,
+            Err(e) => return self.fail(request, e),
+        };
+        let Some(primary) = self.primary() else {
+            return self.fail(request, "no region is configured");
+        };
+        let region = match self.region(&primary) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        for db in DEMO_DATABASES {
+            if self.demo.contains_key(db) {
+                continue;
+            }
+            let location = match DbLocation::in_region(&region, db) {
+                Ok(l) => l,
+                Err(e) => return self.fail(request, e),
+            };
+            let log = AckLog::for_db(&self.home.acks_dir(), db);
+            let (stop, mut stop_rx) = watch::channel(false);
+            let tx = self.internal_tx.clone();
+            let name = db.to_string();
+            let task = tokio::spawn(async move {
+                let spec = WorkloadSpec {
+                    rate: Rate::PerSecond(DEMO_RATE),
+                    duration: None,
+                    records: None,
+                    value_bytes: 512,
+                    churn: false,
+                };
+                let stopped = async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                };
+                let outcome = match workload::run(&location, &spec, &log, stopped).await {
+                    Ok(report) => match report.error {
+                        Some(e) => {
+                            Outcome::Failed(format!("after {} records: {e}", report.records_acked))
+                        }
+                        None => Outcome::Done(format!(
+                            "{} records written and acknowledged",
+                            report.records_acked
+                        )),
+                    },
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                let _ = tx.send(Internal::DemoWriterEnded { db: name, outcome });
+            });
+            self.demo.insert(db.to_string(), (stop, task));
+        }
+        let mut message = format!(
+            "demo databases {} written at {DEMO_RATE} records/s each",
+            DEMO_DATABASES.join(", ")
+        );
+        if !created.is_empty() {
+            message.push_str(&format!(" ({} created)", created.join(", ")));
+        }
+        self.finish(request, Outcome::Done(message));
+        self.list_databases();
+        if self.group.is_none() {
+            let secondary = self.regions.names().into_iter().nth(1);
+            if let Some(secondary) = secondary {
+                let group = GroupConfig {
+                    primary,
+                    secondary,
+                    databases: Selection::All,
+                    kind: ReplicationKind::StorageOnly,
+                    rpo_target_s: group::DEFAULT_RPO_TARGET_S,
+                    held: BTreeSet::new(),
+                };
+                let describe = Command::ConfigureReplication {
+                    secondary: group.secondary.clone(),
+                    databases: Selection::All,
+                    kind: group.kind,
+                    rpo_target_s: group.rpo_target_s,
+                }
+                .describe();
+                self.activity.begin(0, "engine", describe);
+                self.spawn_configure(0, group);
+            }
+        } else {
+            self.discover();
+        }
+    }
+
+    async fn absorb(&mut self, internal: Internal) {
+        match internal {
+            Internal::Listed(databases) => {
+                self.listing = false;
+                self.databases = databases;
+                self.listed_us = Some(now_us());
+            }
+            Internal::Health(health, warnings) => {
+                self.checking = false;
+                for (name, h) in health {
+                    self.health.insert(name, h);
+                }
+                self.clock_warnings = warnings;
+            }
+            Internal::Configured {
+                request,
+                group,
+                result,
+            } => {
+                // Awaiting a stop of the old flows is short (each stops after
+                // its current copy), and only on a change of regions.
+                self.configured(request, group, result).await;
+            }
+            Internal::Discovered(result) => {
+                self.discovering = false;
+                match result {
+                    Ok(flows) => self.add_flows(flows),
+                    Err(e) => tracing::warn!("looking for new databases failed: {e}"),
+                }
+            }
+            Internal::RegionProbed {
+                request,
+                replacing,
+                spec,
+                result,
+            } => self.region_probed(request, replacing, spec, result),
+            Internal::DemoReady { request, result } => self.demo_ready(request, result),
+            Internal::DemoWriterEnded { db, outcome } => {
+                self.demo.remove(&db);
+                if let Outcome::Failed(_) = outcome {
+                    self.activity.note(format!("demo writer of {db}"), outcome);
+                    self.activity_changed();
+                }
+            }
+            Internal::Finished {
+                request,
+                outcome,
+                relist,
+            } => {
+                self.finish(request, outcome);
+                if relist {
+                    self.list_databases();
+                }
+            }
+        }
+    }
+
+    fn add_flows(&mut self, flows: Vec<Flow>) {
+        let (Some(group), Some(replicator)) = (self.group.as_ref(), self.replicator.as_mut())
+        else {
+            return;
+        };
+        for flow in flows {
+            if !group.databases.includes(&flow.db) {
+                continue;
+            }
+            let db = flow.db.clone();
+            if replicator.add(flow) {
+                tracing::info!("replicating new database {db}");
+                if group.held.contains(&db) {
+                    replicator.hold(&db, true);
+                }
+            }
+        }
+    }
+
+    /// Looks for databases created in the primary since the group started.
+    fn discover(&mut self) {
+        let Some(group) = self.group.clone() else {
+            return;
+        };
+        if self.discovering || self.replicator.is_none() {
+            return;
+        }
+        let (Ok(primary), Ok(secondary)) =
+            (self.region(&group.primary), self.region(&group.secondary))
+        else {
+            return;
+        };
+        self.discovering = true;
+        self.spawn(async move {
+            Internal::Discovered(discover_flows(&[primary, secondary], &group).await)
+        });
+    }
+
+    fn list_databases(&mut self) {
+        if self.listing {
+            return;
+        }
+        self.listing = true;
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let order = self.regions.names();
+        self.spawn(async move {
+            let mut listed = futures::future::join_all(regions.iter().map(list_region)).await;
+            listed.sort_by_key(|l| order.iter().position(|n| n == &l.region));
+            Internal::Listed(listed)
+        });
+    }
+
+    fn check_regions(&mut self) {
+        if self.checking {
+            return;
+        }
+        self.checking = true;
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        self.spawn(async move {
+            let probes = futures::future::join_all(regions.iter().map(|r| async move {
+                let probe = tokio::time::timeout(Duration::from_secs(20), r.measure())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Failed(format!(
+                            "region `{}` did not answer within 20 s",
+                            r.name()
+                        )))
+                    });
+                (r.name().to_string(), probe)
+            }))
+            .await;
+            let reports: Vec<ProbeReport> = probes
+                .iter()
+                .filter_map(|(_, p)| p.as_ref().ok().cloned())
+                .collect();
+            let warnings = region::clock_warnings(&reports);
+            let health = probes
+                .into_iter()
+                .map(|(name, probe)| (name, health_of(&probe)))
+                .collect();
+            Internal::Health(health, warnings)
+        });
+    }
+
+    /// One sample a second for the Dashboard.
+    fn sample(&mut self) {
+        let Some(replicator) = &self.replicator else {
+            return;
+        };
+        let statuses = replicator.statuses();
+        let mut lags: BTreeMap<String, f64> = BTreeMap::new();
+        for status in &statuses {
+            if let Some(lag) = status.lag_s {
+                let worst = lags.entry(status.db.clone()).or_insert(0.0);
+                *worst = worst.max(lag);
+            }
+        }
+        let copied: u64 = statuses.iter().map(|s| s.bytes_copied).sum();
+        let requests: u64 = statuses.iter().map(|s| s.requests_per_min).sum();
+        let now = Instant::now();
+        let rate = match self.last_copied {
+            Some((at, before)) => {
+                let secs = now.duration_since(at).as_secs_f64().max(1e-3);
+                copied.saturating_sub(before) as f64 / secs
+            }
+            None => 0.0,
+        };
+        self.last_copied = Some((now, copied));
+        let t_s = now_us() as f64 / 1e6;
+        Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64);
+    }
+
+    fn publish(&mut self) {
+        self.seq += 1;
+        let flows: Vec<FlowView> = self
+            .replicator
+            .as_ref()
+            .map(|r| r.statuses().into_iter().map(FlowView::of).collect())
+            .unwrap_or_default();
+        let state = match self.state {
+            EngineState::Idle | EngineState::Replicating if !flows.is_empty() => {
+                EngineState::Replicating
+            }
+            EngineState::Replicating => EngineState::Idle,
+            other => other,
+        };
+        self.state = state;
+        let regions = self
+            .regions
+            .specs()
+            .iter()
+            .map(|spec| RegionView {
+                spec: spec.clone(),
+                kind: spec.validate().map(|l| l.kind()).unwrap_or("invalid"),
+                health: self.health.get(&spec.name).cloned(),
+            })
+            .collect();
+        let snapshot = Snapshot {
+            seq: self.seq,
+            engine: state,
+            regions,
+            embedded_default: self.regions.embedded_default,
+            clock_warnings: self.clock_warnings.clone(),
+            group: self.group.clone(),
+            flows,
+            databases: self.databases.clone(),
+            databases_listed_us: self.listed_us,
+            history: Arc::clone(&self.history),
+            activity: Arc::clone(&self.activity_view),
+            demo_workloads: self.demo.keys().cloned().collect(),
+        };
+        self.snapshot_tx.send_replace(Arc::new(snapshot));
+        let repaint = self
+            .repaint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(repaint) = repaint {
+            repaint();
+        }
+    }
+}
+
+fn outcome(result: Result<String>) -> Outcome {
+    match result {
+        Ok(message) => Outcome::Done(message),
+        Err(e) => Outcome::Failed(crate::error::one_line(&e.to_string())),
+    }
+}
+
+fn unreachable(error: String) -> RegionHealth {
+    RegionHealth {
+        checked_us: now_us(),
+        reachable: false,
+        latency_ms: None,
+        conditional_put: None,
+        clock_skew_ms: None,
+        last_error: Some(error),
+    }
+}
+
+fn health_of(probe: &Result<ProbeReport>) -> RegionHealth {
+    match probe {
+        Ok(report) => RegionHealth {
+            checked_us: now_us(),
+            reachable: true,
+            latency_ms: Some(report.latency_ms),
+            conditional_put: Some(report.conditional_put),
+            clock_skew_ms: Some(report.clock_skew_ms),
+            last_error: if report.conditional_put {
+                report.clock_warning()
+            } else {
+                Some("ignores conditional puts; SlateDB needs them".into())
+            },
+        },
+        Err(e) => unreachable(crate::error::one_line(&e.to_string())),
+    }
+}
+
+/// The group's flows: branches homed in its primary, to its secondary.
+async fn discover_flows(pair: &[Region; 2], group: &GroupConfig) -> Result<Vec<Flow>> {
+    let flows =
+        replication::discover(pair, Some(&group.primary), Some(&group.secondary), None).await?;
+    Ok(flows
+        .into_iter()
+        .filter(|f| group.databases.includes(&f.db))
+        .collect())
+}
+
+/// A region's databases and branches, each described.
+async fn list_region(region: &Region) -> RegionDatabases {
+    let mut out = RegionDatabases {
+        region: region.name().to_string(),
+        error: None,
+        branches: Vec::new(),
+    };
+    let listed = match storage::list_databases(region).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            out.error = Some(crate::error::one_line(&e.to_string()));
+            return out;
+        }
+    };
+    let store = region.store();
+    for (db, branches) in listed {
+        for branch in branches {
+            let Ok(location) = DbLocation::branch_in_region(region, &db, &branch) else {
+                continue;
+            };
+            let replica_of = match cursor::load(&store, region.name(), &db, &branch).await {
+                Ok(found) => found.map(|c| c.home),
+                Err(_) => None,
+            };
+            let (info, error) = match location.describe().await {
+                Ok(info) => (Some(info), None),
+                // A deleted branch's empty folder, or a replica whose first
+                // manifest has not landed yet.
+                Err(Error::DatabaseNotFound { .. }) if replica_of.is_none() => continue,
+                Err(Error::DatabaseNotFound { .. }) => (None, Some("seeding".into())),
+                Err(e) => (None, Some(crate::error::one_line(&e.to_string()))),
+            };
+            out.branches.push(BranchRow {
+                db: db.clone(),
+                branch,
+                info,
+                replica_of,
+                error,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,117 @@
+//! The replication group: primary, secondary, which databases, which kind
+//! of replication, the RPO target and what a person paused. Kept as RON in
+//! the config dir today; it moves into the control log with that issue.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::write_atomically;
+use crate::error::{Error, Result};
+
+/// Which databases a group replicates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Selection {
+    /// Every database homed in the primary, including those created later.
+    All,
+    /// These databases only.
+    Only(BTreeSet<String>),
+}
+
+impl Selection {
+    pub fn includes(&self, db: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Only(dbs) => dbs.contains(db),
+        }
+    }
+}
+
+/// What stands ready in the secondary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicationKind {
+    /// Only the files are copied; compute is made at failover.
+    StorageOnly,
+    /// Files, plus a standing read-only workspace (arrives with failover).
+    PreProvisioned,
+}
+
+/// One replication group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupConfig {
+    pub primary: String,
+    pub secondary: String,
+    pub databases: Selection,
+    pub kind: ReplicationKind,
+    /// Lag above this is an RPO breach (seconds).
+    pub rpo_target_s: f64,
+    /// Databases a person paused.
+    #[serde(default)]
+    pub held: BTreeSet<String>,
+}
+
+/// The default RPO target: one second.
+pub const DEFAULT_RPO_TARGET_S: f64 = 1.0;
+
+const GROUP_FILE: &str = "replication.ron";
+
+/// The group file in `config_dir`.
+pub fn group_file(config_dir: &Path) -> std::path::PathBuf {
+    config_dir.join(GROUP_FILE)
+}
+
+/// Loads the group saved in `config_dir`, if any.
+pub fn load(config_dir: &Path) -> Result<Option<GroupConfig>> {
+    let path = group_file(config_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => ron::from_str(&text).map(Some).map_err(|e| {
+            Error::file(
+                &path,
+                format!("not a valid replication group ({e}); fix it or delete it and configure replication again"),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::file(&path, format!("cannot read: {e}"))),
+    }
+}
+
+/// Saves `group` in `config_dir` (or removes the file for `None`).
+pub fn save(config_dir: &Path, group: Option<&GroupConfig>) -> Result<()> {
+    let path = group_file(config_dir);
+    let Some(group) = group else {
+        return match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::file(&path, format!("cannot remove: {e}"))),
+        };
+    };
+    std::fs::create_dir_all(config_dir)
+        .map_err(|e| Error::file(config_dir, format!("cannot create: {e}")))?;
+    let text = ron::ser::to_string_pretty(group, ron::ser::PrettyConfig::default())
+        .map_err(|e| Error::file(&path, format!("cannot encode: {e}")))?;
+    write_atomically(&path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_group_loads_back_and_removing_it_leaves_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(load(dir.path()).expect("load"), None);
+        let group = GroupConfig {
+            primary: "us-east-1".into(),
+            secondary: "eu-west-1".into(),
+            databases: Selection::Only(["orders".to_string()].into()),
+            kind: ReplicationKind::StorageOnly,
+            rpo_target_s: 2.5,
+            held: ["orders".to_string()].into(),
+        };
+        save(dir.path(), Some(&group)).expect("save");
+        assert_eq!(load(dir.path()).expect("load"), Some(group));
+        save(dir.path(), None).expect("remove");
+        assert_eq!(load(dir.path()).expect("load"), None);
+    }
+}

@@ -1,0 +1,79 @@
+//! Samples over time for the Dashboard: each database's lag (its RPO),
+//! bytes copied per second and requests per minute. Bounded: one sample
+//! per second per series, the last hour.
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// Samples kept per series (an hour at one a second).
+pub const HISTORY_SAMPLES: usize = 3600;
+
+/// One series of `[unix seconds, value]` points, oldest first.
+pub type Series = VecDeque<[f64; 2]>;
+
+/// Every series the Dashboard plots.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Lag in seconds per database (the worst of its replicas).
+    pub lag_s: BTreeMap<String, Series>,
+    /// Bytes copied per second, all flows together.
+    pub copied_bytes_per_s: Series,
+    /// Requests per minute to the regions, all flows together.
+    pub requests_per_min: Series,
+}
+
+fn push(series: &mut Series, t_s: f64, value: f64) {
+    series.push_back([t_s, value]);
+    while series.len() > HISTORY_SAMPLES {
+        series.pop_front();
+    }
+}
+
+impl History {
+    /// Adds one second's samples.
+    pub fn record(
+        &mut self,
+        t_s: f64,
+        lags: &BTreeMap<String, f64>,
+        copied_bytes_per_s: f64,
+        requests_per_min: f64,
+    ) {
+        for (db, lag) in lags {
+            push(self.lag_s.entry(db.clone()).or_default(), t_s, *lag);
+        }
+        push(&mut self.copied_bytes_per_s, t_s, copied_bytes_per_s);
+        push(&mut self.requests_per_min, t_s, requests_per_min);
+    }
+
+    /// Forgets a database's series (it was deleted).
+    pub fn forget(&mut self, db: &str) {
+        self.lag_s.remove(db);
+    }
+
+    /// The samples of `db` above `target_s`: the RPO breaches.
+    pub fn breaches(&self, db: &str, target_s: f64) -> Vec<[f64; 2]> {
+        self.lag_s
+            .get(db)
+            .map(|s| s.iter().filter(|p| p[1] > target_s).copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_bounded_and_breaches_are_the_samples_above_the_target() {
+        let mut history = History::default();
+        for t in 0..(HISTORY_SAMPLES + 10) {
+            let lag = if t % 100 == 0 { 5.0 } else { 0.1 };
+            let lags = BTreeMap::from([("orders".to_string(), lag)]);
+            history.record(t as f64, &lags, 10.0, 60.0);
+        }
+        assert_eq!(history.lag_s["orders"].len(), HISTORY_SAMPLES);
+        assert_eq!(history.requests_per_min.len(), HISTORY_SAMPLES);
+        let breaches = history.breaches("orders", 1.0);
+        assert_eq!(breaches.len(), 36);
+        assert!(breaches.iter().all(|p| p[1] == 5.0));
+    }
+}

@@ -1,0 +1,187 @@
+//! The Dashboard: replication lag (the RPO) over time per database against
+//! the RPO target with breaches marked, bytes copied per second and
+//! requests per minute. Later issues add RTO per failover and drill.
+
+use eframe::egui::{self, RichText};
+use egui_plot::{HLine, Legend, Line, MarkerShape, Plot, Points};
+
+use super::widgets::{self, human_bytes};
+use crate::engine::Snapshot;
+use crate::engine::history::Series;
+
+/// How far back the plots look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    FiveMinutes,
+    FifteenMinutes,
+    Hour,
+}
+
+impl Window {
+    fn seconds(self) -> f64 {
+        match self {
+            Window::FiveMinutes => 300.0,
+            Window::FifteenMinutes => 900.0,
+            Window::Hour => 3600.0,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Window::FiveMinutes => "5 min",
+            Window::FifteenMinutes => "15 min",
+            Window::Hour => "1 hour",
+        }
+    }
+}
+
+/// The tab's own state.
+pub struct DashboardTab {
+    window: Window,
+}
+
+impl Default for DashboardTab {
+    fn default() -> Self {
+        DashboardTab {
+            window: Window::FiveMinutes,
+        }
+    }
+}
+
+/// The points of `series` within the window, as seconds before `now_s`.
+fn recent(series: &Series, now_s: f64, window_s: f64) -> Vec<[f64; 2]> {
+    let from = now_s - window_s;
+    let start = series.partition_point(|p| p[0] < from);
+    series
+        .range(start..)
+        .map(|p| [p[0] - now_s, p[1]])
+        .collect()
+}
+
+impl DashboardTab {
+    pub fn ui(&mut self, ui: &mut egui::Ui, snapshot: &Snapshot) {
+        widgets::section(
+            ui,
+            "Dashboard",
+            "RPO is how far each replica trails its home: the seconds of acknowledged writes a failover now would lose.",
+        );
+        let target = snapshot.group.as_ref().map_or(1.0, |g| g.rpo_target_s);
+        let now_s = crate::workload::now_us() as f64 / 1e6;
+        let window_s = self.window.seconds();
+        let history = &snapshot.history;
+        let worst = snapshot
+            .flows
+            .iter()
+            .filter_map(|f| f.status.lag_s)
+            .fold(None, |w: Option<f64>, l| Some(w.map_or(l, |w| w.max(l))));
+        let breaches: usize = history
+            .lag_s
+            .values()
+            .map(|s| {
+                recent(s, now_s, window_s)
+                    .iter()
+                    .filter(|p| p[1] > target)
+                    .count()
+            })
+            .sum();
+        let in_sync = snapshot
+            .flows
+            .iter()
+            .filter(|f| f.state_label() == "In sync")
+            .count();
+        ui.horizontal_wrapped(|ui| {
+            stat(ui, "Worst lag now", &widgets::lag(worst));
+            stat(ui, "RPO target", &format!("{target} s"));
+            stat(
+                ui,
+                &format!("Breaches, last {}", self.window.label()),
+                &format!("{breaches} s"),
+            );
+            stat(
+                ui,
+                "In sync",
+                &format!("{in_sync} of {}", snapshot.flows.len()),
+            );
+            let rate = history.copied_bytes_per_s.back().map_or(0.0, |p| p[1]);
+            stat(ui, "Copying", &format!("{}/s", human_bytes(rate as u64)));
+            let rpm = history.requests_per_min.back().map_or(0.0, |p| p[1]);
+            stat(ui, "Requests/min", &format!("{rpm:.0}"));
+        });
+        ui.horizontal(|ui| {
+            ui.label("Show the last");
+            for window in [Window::FiveMinutes, Window::FifteenMinutes, Window::Hour] {
+                ui.selectable_value(&mut self.window, window, window.label());
+            }
+        });
+        if snapshot.group.is_none() {
+            ui.label("Configure replication (Replication tab) to see lag here.");
+        }
+        let height = ((ui.available_height() - 40.0) / 2.0).max(120.0);
+        ui.label(RichText::new("Replication lag (RPO) per database, seconds").strong());
+        let bad = widgets::bad(ui);
+        Plot::new("lag")
+            .height(height)
+            .legend(Legend::default())
+            .include_y(0.0)
+            .include_y(target * 1.5)
+            .include_x(-window_s)
+            .include_x(0.0)
+            .x_axis_label("seconds ago")
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                for (db, series) in &history.lag_s {
+                    let points = recent(series, now_s, window_s);
+                    let marks: Vec<[f64; 2]> =
+                        points.iter().filter(|p| p[1] > target).copied().collect();
+                    plot.line(Line::new(db.clone(), points));
+                    if !marks.is_empty() {
+                        plot.points(
+                            Points::new(format!("{db} breaches"), marks)
+                                .shape(MarkerShape::Circle)
+                                .radius(3.0)
+                                .color(bad),
+                        );
+                    }
+                }
+                plot.hline(HLine::new("RPO target", target).color(bad));
+            });
+        ui.columns(2, |columns| {
+            columns[0].label(RichText::new("Bytes copied per second").strong());
+            Plot::new("throughput")
+                .height(height * 0.8)
+                .include_y(0.0)
+                .include_x(-window_s)
+                .include_x(0.0)
+                .allow_scroll(false)
+                .y_axis_formatter(|mark, _| human_bytes(mark.value.max(0.0) as u64))
+                .show(&mut columns[0], |plot| {
+                    plot.line(Line::new(
+                        "copied",
+                        recent(&history.copied_bytes_per_s, now_s, window_s),
+                    ));
+                });
+            columns[1].label(RichText::new("Requests per minute to the regions").strong());
+            Plot::new("requests")
+                .height(height * 0.8)
+                .include_y(0.0)
+                .include_x(-window_s)
+                .include_x(0.0)
+                .allow_scroll(false)
+                .show(&mut columns[1], |plot| {
+                    plot.line(Line::new(
+                        "requests/min",
+                        recent(&history.requests_per_min, now_s, window_s),
+                    ));
+                });
+        });
+    }
+}
+
+fn stat(ui: &mut egui::Ui, title: &str, value: &str) {
+    ui.group(|ui| {
+        ui.vertical(|ui| {
+            ui.label(RichText::new(title).small().color(widgets::muted(ui)));
+            ui.label(RichText::new(value).heading());
+        });
+    });
+}

@@ -1,0 +1,350 @@
+//! The Replication tab: the "Configure replication" wizard, one row per
+//! replicated database (seed progress, state, lag, last sync, pause and
+//! resume), and the group's failover buttons.
+
+use std::collections::BTreeSet;
+
+use eframe::egui::{self, RichText};
+
+use super::widgets::{self, button_unless, feedback, human_bytes};
+use crate::engine::group::{ReplicationKind, Selection};
+use crate::engine::{Command, Engine, RequestId, Snapshot};
+
+const FAILOVER_LATER: &str = "Failover arrives with the failover issue: it forks a live branch from each replica in the secondary and serves it from a workspace there";
+const DRILL_LATER: &str = "Test failover (drills on copy-on-write branches that never touch production) arrives with the failover issue";
+const PREPROVISION_LATER: &str = "Pre-provisioning needs workspaces (a standing read-only workspace in the secondary); it arrives with the workspace and failover issues";
+const FAILBACK_LATER: &str =
+    "Failback arrives with the stranded-write recovery issue, after a failover";
+
+/// What the wizard holds while it is open.
+#[derive(Debug, Clone)]
+struct Wizard {
+    secondary: Option<String>,
+    all: bool,
+    chosen: BTreeSet<String>,
+    kind: ReplicationKind,
+    rpo_target_s: f64,
+    pending: Option<RequestId>,
+}
+
+/// The tab's own state: the wizard, what was asked last.
+#[derive(Default)]
+pub struct ReplicationTab {
+    wizard: Option<Wizard>,
+    pending: Option<RequestId>,
+    confirm_stop: bool,
+}
+
+impl ReplicationTab {
+    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        let primary = snapshot.regions.first().map(|r| r.spec.name.clone());
+        widgets::section(
+            ui,
+            "Replication",
+            "Every database homed in the primary is copied to the secondary continuously, in an order that keeps the replica readable at every instant.",
+        );
+        if let Some(wizard) = &mut self.wizard {
+            let close = wizard_ui(ui, engine, snapshot, primary.as_deref(), wizard);
+            if close {
+                self.wizard = None;
+            }
+            ui.separator();
+        }
+        match &snapshot.group {
+            None => self.unconfigured(ui, engine, snapshot, primary.as_deref()),
+            Some(group) => {
+                ui.horizontal_wrapped(|ui| {
+                    ui.label(
+                        RichText::new(format!("{} to {}", group.primary, group.secondary)).strong(),
+                    );
+                    ui.label(match group.kind {
+                        ReplicationKind::StorageOnly => "· storage only",
+                        ReplicationKind::PreProvisioned => "· storage + pre-provisioned",
+                    });
+                    ui.label(match &group.databases {
+                        Selection::All => "· all current and future databases".to_string(),
+                        Selection::Only(dbs) => format!("· {} database(s)", dbs.len()),
+                    });
+                    ui.label(format!("· RPO target {} s", group.rpo_target_s));
+                });
+                ui.horizontal_wrapped(|ui| {
+                    let busy = self.wizard.is_some().then_some("the wizard is open above");
+                    if button_unless(ui, "Edit replication", busy).clicked() {
+                        self.wizard = Some(Wizard {
+                            secondary: Some(group.secondary.clone()),
+                            all: group.databases == Selection::All,
+                            chosen: match &group.databases {
+                                Selection::All => BTreeSet::new(),
+                                Selection::Only(dbs) => dbs.clone(),
+                            },
+                            kind: group.kind,
+                            rpo_target_s: group.rpo_target_s,
+                            pending: None,
+                        });
+                    }
+                    if self.confirm_stop {
+                        ui.label("Stop copying? The replicas stay, but fall behind.");
+                        if ui.button("Yes, stop replication").clicked() {
+                            self.pending = Some(engine.send(Command::StopReplication));
+                            self.confirm_stop = false;
+                        }
+                        if ui.button("Keep replicating").clicked() {
+                            self.confirm_stop = false;
+                        }
+                    } else if ui.button("Stop replication").clicked() {
+                        self.confirm_stop = true;
+                    }
+                    ui.separator();
+                    button_unless(ui, "Failover", Some(FAILOVER_LATER));
+                    button_unless(ui, "Test failover", Some(DRILL_LATER));
+                    button_unless(ui, "Start pre-provisioning", Some(PREPROVISION_LATER));
+                    button_unless(ui, "Failback", Some(FAILBACK_LATER));
+                });
+                feedback(ui, snapshot, self.pending);
+                ui.add_space(8.0);
+                self.rows(ui, engine, snapshot);
+            }
+        }
+    }
+
+    fn unconfigured(
+        &mut self,
+        ui: &mut egui::Ui,
+        engine: &Engine,
+        snapshot: &Snapshot,
+        primary: Option<&str>,
+    ) {
+        ui.label("Replication is not configured yet.");
+        if snapshot.regions.len() < 2 {
+            ui.label("Replication needs two regions: add one in Settings.");
+        }
+        ui.horizontal(|ui| {
+            let reason = if snapshot.regions.len() < 2 {
+                Some("add a second region in Settings first")
+            } else if self.wizard.is_some() {
+                Some("the wizard is open above")
+            } else {
+                None
+            };
+            if button_unless(ui, "Configure replication", reason).clicked() {
+                self.wizard = Some(Wizard {
+                    secondary: snapshot
+                        .regions
+                        .iter()
+                        .map(|r| r.spec.name.clone())
+                        .find(|n| Some(n.as_str()) != primary),
+                    all: true,
+                    chosen: BTreeSet::new(),
+                    kind: ReplicationKind::StorageOnly,
+                    rpo_target_s: crate::engine::group::DEFAULT_RPO_TARGET_S,
+                    pending: None,
+                });
+            }
+            let demo_reason = (snapshot.regions.len() < 2).then_some("the demo needs two regions");
+            if button_unless(ui, "Start the demo", demo_reason)
+                .on_hover_text("creates three demo databases in the primary, writes to them and replicates them")
+                .clicked()
+            {
+                self.pending = Some(engine.send(Command::StartDemo));
+            }
+        });
+        feedback(ui, snapshot, self.pending);
+    }
+
+    fn rows(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        if snapshot.flows.is_empty() {
+            ui.label("No database is replicating yet: create one in the primary (Databases tab) or start the demo.");
+            if snapshot.demo_workloads.is_empty() && ui.button("Start the demo").clicked() {
+                self.pending = Some(engine.send(Command::StartDemo));
+            }
+            return;
+        }
+        let target = snapshot.group.as_ref().map_or(1.0, |g| g.rpo_target_s);
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                egui::Grid::new("flows")
+                    .striped(true)
+                    .num_columns(6)
+                    .spacing([16.0, 6.0])
+                    .show(ui, |ui| {
+                        for title in ["Database", "Initial seed", "State", "Lag", "Last sync", ""] {
+                            ui.label(RichText::new(title).strong());
+                        }
+                        ui.end_row();
+                        for flow in &snapshot.flows {
+                            let status = &flow.status;
+                            ui.label(format!("{}/{}", status.db, status.branch));
+                            let percent = (flow.seed_progress * 100.0).floor();
+                            ui.add(
+                                egui::ProgressBar::new(flow.seed_progress)
+                                    .desired_width(200.0)
+                                    .text(format!(
+                                        "{percent:.0}% · {} of {}",
+                                        human_bytes(flow.seed_bytes_done),
+                                        human_bytes(flow.seed_bytes_total)
+                                    )),
+                            );
+                            let state = flow.state_label();
+                            let colour = widgets::state_colour(ui, state);
+                            let badge = widgets::badge(ui, colour, state);
+                            if let Some(error) = flow.error() {
+                                badge.on_hover_text(error);
+                            } else if let Some(detail) = &status.detail {
+                                badge.on_hover_text(detail);
+                            }
+                            let lag_text = RichText::new(widgets::lag(status.lag_s));
+                            let lag_text = if status.lag_s.is_some_and(|l| l > target) {
+                                lag_text.color(widgets::bad(ui))
+                            } else {
+                                lag_text
+                            };
+                            ui.label(lag_text);
+                            ui.label(status.last_sync_us.map_or("never".into(), widgets::ago));
+                            let held = status.state == crate::replication::FlowState::Held;
+                            let (text, command) = if held {
+                                (
+                                    "Resume",
+                                    Command::Resume {
+                                        db: status.db.clone(),
+                                    },
+                                )
+                            } else {
+                                (
+                                    "Pause",
+                                    Command::Pause {
+                                        db: status.db.clone(),
+                                    },
+                                )
+                            };
+                            if ui
+                                .button(text)
+                                .accessible_name(format!("{text} {}", status.db))
+                                .clicked()
+                            {
+                                self.pending = Some(engine.send(command));
+                            }
+                            ui.end_row();
+                            if let Some(error) = flow.error() {
+                                ui.label("");
+                                ui.label(RichText::new(error).color(widgets::bad(ui)).small());
+                                ui.end_row();
+                            }
+                        }
+                    });
+            });
+    }
+}
+
+/// The wizard; returns true when it should close.
+fn wizard_ui(
+    ui: &mut egui::Ui,
+    engine: &Engine,
+    snapshot: &Snapshot,
+    primary: Option<&str>,
+    wizard: &mut Wizard,
+) -> bool {
+    let mut close = false;
+    ui.group(|ui| {
+        ui.heading("Configure replication");
+        let Some(primary) = primary else {
+            ui.label("Add regions in Settings first.");
+            return;
+        };
+        egui::Grid::new("wizard").num_columns(2).spacing([16.0, 8.0]).show(ui, |ui| {
+            ui.label("Primary region");
+            ui.add_enabled(false, egui::Button::new(primary))
+                .on_disabled_hover_text("The primary is the first region in Settings: where the databases are written");
+            ui.end_row();
+
+            ui.label("Secondary region");
+            ui.horizontal_wrapped(|ui| {
+                for region in snapshot.regions.iter().filter(|r| r.spec.name != primary) {
+                    let name = region.spec.name.clone();
+                    ui.radio_value(&mut wizard.secondary, Some(name.clone()), name);
+                }
+            });
+            ui.end_row();
+
+            ui.label("Databases");
+            ui.vertical(|ui| {
+                ui.checkbox(&mut wizard.all, "All current and future databases");
+                let homed: Vec<String> = snapshot
+                    .databases
+                    .iter()
+                    .filter(|d| d.region == primary)
+                    .flat_map(|d| d.branches.iter())
+                    .filter(|b| b.replica_of.is_none())
+                    .map(|b| b.db.clone())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if homed.is_empty() {
+                    ui.label(RichText::new("no database in the primary yet").color(widgets::muted(ui)));
+                }
+                ui.add_enabled_ui(!wizard.all, |ui| {
+                    for db in homed {
+                        let mut on = wizard.all || wizard.chosen.contains(&db);
+                        if ui.checkbox(&mut on, &db).changed() {
+                            if on {
+                                wizard.chosen.insert(db);
+                            } else {
+                                wizard.chosen.remove(&db);
+                            }
+                        }
+                    }
+                });
+            });
+            ui.end_row();
+
+            ui.label("Replication type");
+            ui.vertical(|ui| {
+                ui.radio_value(&mut wizard.kind, ReplicationKind::StorageOnly, "Storage only");
+                ui.add_enabled(false, egui::RadioButton::new(false, "Storage + pre-provisioned"))
+                    .on_disabled_hover_text(PREPROVISION_LATER);
+            });
+            ui.end_row();
+
+            ui.label("RPO target");
+            ui.add(
+                egui::DragValue::new(&mut wizard.rpo_target_s)
+                    .range(0.1..=3600.0)
+                    .speed(0.1)
+                    .suffix(" s"),
+            )
+            .accessible_name("RPO target in seconds");
+            ui.end_row();
+        });
+        ui.horizontal(|ui| {
+            let reason = if wizard.secondary.is_none() {
+                Some("choose a secondary region")
+            } else if !wizard.all && wizard.chosen.is_empty() {
+                Some("choose at least one database")
+            } else {
+                None
+            };
+            if button_unless(ui, "Submit", reason).clicked()
+                && let Some(secondary) = wizard.secondary.clone()
+            {
+                let databases = if wizard.all {
+                    Selection::All
+                } else {
+                    Selection::Only(wizard.chosen.clone())
+                };
+                wizard.pending = Some(engine.send(Command::ConfigureReplication {
+                    secondary,
+                    databases,
+                    kind: wizard.kind,
+                    rpo_target_s: wizard.rpo_target_s,
+                }));
+            }
+            if ui.button("Cancel").clicked() {
+                close = true;
+            }
+        });
+        if let Some(crate::engine::activity::Outcome::Done(_)) = feedback(ui, snapshot, wizard.pending) {
+            close = true;
+        }
+    });
+    close
+}

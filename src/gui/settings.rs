@@ -1,0 +1,440 @@
+//! The Settings tab: add, edit and remove regions (a local folder through
+//! the folder picker; S3 endpoint, bucket, signing region and the names of
+//! the environment variables that hold the keys, never the keys), each
+//! probed before it is saved; the regions' health and clock warnings.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use eframe::egui::{self, RichText};
+
+use super::widgets::{self, button_unless, feedback, text_field};
+use crate::config::file_url;
+use crate::engine::activity::Outcome;
+use crate::engine::{Command, Engine, RegionView, RequestId, Snapshot};
+use crate::region::{RegionSpec, RegionUrl};
+
+/// Which kind of store the form describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Folder,
+    S3,
+    Gcs,
+    Azure,
+    Url,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Folder => "Local folder",
+            Kind::S3 => "S3-compatible",
+            Kind::Gcs => "Google Cloud Storage",
+            Kind::Azure => "Azure Blob Storage",
+            Kind::Url => "Any URL",
+        }
+    }
+}
+
+/// The region form.
+#[derive(Debug, Clone)]
+struct Form {
+    replacing: Option<String>,
+    name: String,
+    kind: Kind,
+    folder: String,
+    bucket: String,
+    prefix: String,
+    endpoint: String,
+    s3_region: String,
+    access_key_env: String,
+    secret_key_env: String,
+    url: String,
+}
+
+impl Form {
+    fn empty() -> Form {
+        Form {
+            replacing: None,
+            name: String::new(),
+            kind: Kind::Folder,
+            folder: String::new(),
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: String::new(),
+            s3_region: String::new(),
+            access_key_env: String::new(),
+            secret_key_env: String::new(),
+            url: String::new(),
+        }
+    }
+
+    /// The form filled from a saved region.
+    fn of(spec: &RegionSpec) -> Form {
+        let mut form = Form::empty();
+        form.replacing = Some(spec.name.clone());
+        form.name = spec.name.clone();
+        form.url = spec.url.clone();
+        let text = |o: &Option<String>| o.clone().unwrap_or_default();
+        form.endpoint = text(&spec.endpoint);
+        form.s3_region = text(&spec.s3_region);
+        form.access_key_env = text(&spec.access_key_env);
+        form.secret_key_env = text(&spec.secret_key_env);
+        match RegionUrl::parse(&spec.name, &spec.url) {
+            Ok(RegionUrl::File(path)) => {
+                form.kind = Kind::Folder;
+                form.folder = path.display().to_string();
+            }
+            Ok(RegionUrl::S3 { bucket, prefix }) => {
+                form.kind = Kind::S3;
+                form.bucket = bucket;
+                form.prefix = prefix;
+            }
+            Ok(RegionUrl::Gcs { bucket, prefix }) => {
+                form.kind = Kind::Gcs;
+                form.bucket = bucket;
+                form.prefix = prefix;
+            }
+            Ok(RegionUrl::Azure { container, prefix }) => {
+                form.kind = Kind::Azure;
+                form.bucket = container;
+                form.prefix = prefix;
+            }
+            _ => form.kind = Kind::Url,
+        }
+        form
+    }
+
+    /// The spec the form describes (checked by the engine, not here).
+    fn spec(&self) -> RegionSpec {
+        let some = |s: &str| {
+            let s = s.trim();
+            (!s.is_empty()).then(|| s.to_string())
+        };
+        let under = |scheme: &str| {
+            let prefix = self.prefix.trim().trim_matches('/');
+            if prefix.is_empty() {
+                format!("{scheme}://{}", self.bucket.trim())
+            } else {
+                format!("{scheme}://{}/{prefix}", self.bucket.trim())
+            }
+        };
+        let url = match self.kind {
+            Kind::Folder => {
+                let path = PathBuf::from(self.folder.trim());
+                if path.is_absolute() {
+                    file_url(&path)
+                } else {
+                    // Not absolute: the engine's check explains the fix.
+                    format!("file://{}", self.folder.trim())
+                }
+            }
+            Kind::S3 => under("s3"),
+            Kind::Gcs => under("gs"),
+            Kind::Azure => under("az"),
+            Kind::Url => self.url.trim().to_string(),
+        };
+        let mut spec = RegionSpec::new(self.name.trim(), &url);
+        if self.kind == Kind::S3 {
+            spec.endpoint = some(&self.endpoint);
+            spec.s3_region = some(&self.s3_region);
+            spec.access_key_env = some(&self.access_key_env);
+            spec.secret_key_env = some(&self.secret_key_env);
+        }
+        spec
+    }
+}
+
+/// The tab's own state.
+#[derive(Default)]
+pub struct SettingsTab {
+    form: Option<Form>,
+    pending: Option<RequestId>,
+    picker: Option<mpsc::Receiver<Option<PathBuf>>>,
+    note: Option<String>,
+    confirm_remove: Option<String>,
+}
+
+impl SettingsTab {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        engine: &Engine,
+        snapshot: &Snapshot,
+        folders: (&str, &str),
+    ) {
+        widgets::section(
+            ui,
+            "Settings",
+            "Regions are object stores: local folders, S3-compatible servers, Google Cloud Storage, Azure. Keys stay in environment variables; only their names are saved.",
+        );
+        self.poll_picker();
+        egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+            if snapshot.embedded_default {
+                ui.label(
+                    RichText::new("Using the embedded default: two local regions under the data folder. Add or change a region to save your own list.")
+                        .color(widgets::muted(ui)),
+                );
+            }
+            for warning in &snapshot.clock_warnings {
+                ui.label(RichText::new(format!("Warning: {warning}")).color(widgets::warn(ui)));
+            }
+            self.regions_table(ui, engine, snapshot);
+            ui.horizontal(|ui| {
+                let open = self.form.is_some().then_some("the region form is open below");
+                if button_unless(ui, "Add region", open).clicked() {
+                    self.form = Some(Form::empty());
+                    self.pending = None;
+                }
+                if ui.button("Check regions now").clicked() {
+                    engine.send(Command::CheckRegions);
+                }
+            });
+            // The form's Save is the only request made while it is open.
+            if let Some(Outcome::Done(_)) = feedback(ui, snapshot, self.pending) {
+                self.form = None;
+            }
+            if self.form.is_some() {
+                self.form_ui(ui, engine);
+            }
+            ui.add_space(12.0);
+            ui.label(RichText::new("Folders").strong());
+            ui.label(format!("Data: {}", folders.0));
+            ui.label(format!("Configuration: {}", folders.1));
+        });
+    }
+
+    fn regions_table(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        let in_group = |name: &str| {
+            snapshot
+                .group
+                .as_ref()
+                .is_some_and(|g| g.primary == name || g.secondary == name)
+        };
+        egui::Grid::new("regions")
+            .striped(true)
+            .num_columns(5)
+            .spacing([14.0, 6.0])
+            .show(ui, |ui| {
+                for title in ["Region", "Kind", "Where", "Health", ""] {
+                    ui.label(RichText::new(title).strong());
+                }
+                ui.end_row();
+                for (index, region) in snapshot.regions.iter().enumerate() {
+                    let name = &region.spec.name;
+                    let title = if index == 0 {
+                        format!("{name} (primary)")
+                    } else {
+                        name.clone()
+                    };
+                    ui.label(RichText::new(title).strong());
+                    ui.label(region.kind);
+                    let mut place = region.spec.url.clone();
+                    if let Some(endpoint) = &region.spec.endpoint {
+                        place.push_str(&format!(" at {endpoint}"));
+                    }
+                    ui.monospace(place);
+                    health_ui(ui, region);
+                    ui.horizontal(|ui| {
+                        let busy = if in_group(name) {
+                            Some("in the replication group: stop replication first")
+                        } else if self.form.is_some() {
+                            Some("the region form is open below")
+                        } else {
+                            None
+                        };
+                        if button_unless(ui, "Edit", busy)
+                            .accessible_name(format!("Edit {name}"))
+                            .clicked()
+                        {
+                            self.form = Some(Form::of(&region.spec));
+                            self.pending = None;
+                        }
+                        if self.confirm_remove.as_deref() == Some(name) {
+                            if ui
+                                .button("Yes, remove")
+                                .accessible_name(format!("Yes, remove {name}"))
+                                .clicked()
+                            {
+                                self.pending =
+                                    Some(engine.send(Command::RemoveRegion { name: name.clone() }));
+                                self.confirm_remove = None;
+                            }
+                            if ui.button("Keep").clicked() {
+                                self.confirm_remove = None;
+                            }
+                        } else if button_unless(ui, "Remove", busy)
+                            .accessible_name(format!("Remove {name}"))
+                            .clicked()
+                        {
+                            self.confirm_remove = Some(name.clone());
+                        }
+                    });
+                    ui.end_row();
+                }
+            });
+    }
+
+    fn form_ui(&mut self, ui: &mut egui::Ui, engine: &Engine) {
+        let Some(form) = &mut self.form else {
+            return;
+        };
+        let mut close = false;
+        let mut pick = false;
+        ui.group(|ui| {
+            ui.heading(match &form.replacing {
+                Some(old) => format!("Edit region {old}"),
+                None => "Add a region".to_string(),
+            });
+            egui::Grid::new("region-form").num_columns(2).spacing([12.0, 6.0]).show(ui, |ui| {
+                text_field(ui, "Region name", &mut form.name, "ap-south-1");
+                ui.end_row();
+                ui.label("Kind");
+                ui.horizontal_wrapped(|ui| {
+                    for kind in [Kind::Folder, Kind::S3, Kind::Gcs, Kind::Azure, Kind::Url] {
+                        ui.radio_value(&mut form.kind, kind, kind.label());
+                    }
+                });
+                ui.end_row();
+                match form.kind {
+                    Kind::Folder => {
+                        ui.label("Folder");
+                        ui.horizontal(|ui| {
+                            ui.add(
+                                egui::TextEdit::singleline(&mut form.folder)
+                                    .hint_text("/srv/lifeboat/ap-south-1")
+                                    .desired_width(320.0),
+                            )
+                            .accessible_name("Folder");
+                            if ui.button("Choose folder…").clicked() {
+                                pick = true;
+                            }
+                        });
+                        ui.end_row();
+                    }
+                    Kind::S3 => {
+                        text_field(ui, "Bucket", &mut form.bucket, "my-bucket");
+                        ui.end_row();
+                        text_field(ui, "Prefix", &mut form.prefix, "lifeboat (optional)");
+                        ui.end_row();
+                        text_field(ui, "Endpoint", &mut form.endpoint, "https://s3.example.com (empty for AWS)");
+                        ui.end_row();
+                        text_field(ui, "Signing region", &mut form.s3_region, "us-east-1");
+                        ui.end_row();
+                        text_field(ui, "Access key variable", &mut form.access_key_env, "AWS_ACCESS_KEY_ID");
+                        ui.end_row();
+                        text_field(ui, "Secret key variable", &mut form.secret_key_env, "AWS_SECRET_ACCESS_KEY");
+                        ui.end_row();
+                    }
+                    Kind::Gcs | Kind::Azure => {
+                        let what = if form.kind == Kind::Gcs { "Bucket" } else { "Container" };
+                        text_field(ui, what, &mut form.bucket, "my-bucket");
+                        ui.end_row();
+                        text_field(ui, "Prefix", &mut form.prefix, "lifeboat (optional)");
+                        ui.end_row();
+                    }
+                    Kind::Url => {
+                        text_field(ui, "URL", &mut form.url, "s3://bucket/prefix");
+                        ui.end_row();
+                    }
+                }
+            });
+            if form.kind == Kind::S3 {
+                ui.label(
+                    RichText::new("Give the NAMES of the environment variables that hold the keys; leave both empty to use the AWS_* variables. Keys are never saved.")
+                        .small()
+                        .color(widgets::muted(ui)),
+                );
+            }
+            ui.monospace(format!("URL: {}", form.spec().url));
+            ui.horizontal(|ui| {
+                let reason = form.name.trim().is_empty().then_some("type a region name first");
+                if button_unless(ui, "Save region", reason)
+                    .on_hover_text("probes the region (a small put, read and delete) and saves it only if it answers")
+                    .clicked()
+                {
+                    self.pending = Some(engine.send(Command::SaveRegion {
+                        replacing: form.replacing.clone(),
+                        spec: form.spec(),
+                    }));
+                }
+                if ui.button("Cancel").clicked() {
+                    close = true;
+                }
+            });
+            if let Some(note) = &self.note {
+                ui.label(RichText::new(note).color(widgets::muted(ui)));
+            }
+        });
+        if pick && self.picker.is_none() {
+            let (tx, rx) = mpsc::channel();
+            let ctx = ui.ctx().clone();
+            let dialog = rfd::AsyncFileDialog::new().set_title("Choose the region's folder");
+            engine.runtime().spawn(async move {
+                let chosen = dialog.pick_folder().await.map(|f| f.path().to_path_buf());
+                let _ = tx.send(chosen);
+                ctx.request_repaint();
+            });
+            self.picker = Some(rx);
+            self.note = None;
+        }
+        if close {
+            self.form = None;
+            self.pending = None;
+        }
+    }
+
+    fn poll_picker(&mut self) {
+        let Some(rx) = &self.picker else {
+            return;
+        };
+        match rx.try_recv() {
+            Ok(Some(path)) => {
+                if let Some(form) = &mut self.form {
+                    form.folder = path.display().to_string();
+                }
+                self.picker = None;
+            }
+            Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
+                self.note = Some(
+                    "No folder chosen. If no dialog appeared, this system has no file dialog service: type the folder's absolute path.".into(),
+                );
+                self.picker = None;
+            }
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+    }
+}
+
+/// A region's health: reachable with latency, or the last error.
+fn health_ui(ui: &mut egui::Ui, region: &RegionView) {
+    match &region.health {
+        None => {
+            widgets::badge(ui, widgets::muted(ui), "checking…");
+        }
+        Some(h) if h.reachable => {
+            let text = format!(
+                "reachable, {} ms{}",
+                h.latency_ms.unwrap_or(0),
+                match h.clock_skew_ms {
+                    Some(skew) if skew != 0 => format!(", clock {:+.1} s", skew as f64 / 1000.0),
+                    _ => String::new(),
+                }
+            );
+            let colour = if h.last_error.is_some() {
+                widgets::warn(ui)
+            } else {
+                widgets::good(ui)
+            };
+            let badge = widgets::badge(ui, colour, text);
+            if let Some(error) = &h.last_error {
+                badge.on_hover_text(error);
+            }
+        }
+        Some(h) => {
+            let error = h.last_error.clone().unwrap_or_else(|| "unreachable".into());
+            widgets::badge(ui, widgets::bad(ui), "unreachable").on_hover_text(&error);
+            ui.label(RichText::new(error).small().color(widgets::bad(ui)));
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The desktop app, driven headless through egui_kittest by its accessible
+//! labels, over a real engine on temporary local regions (the embedded
+//! default of a fresh data folder). Nothing is mocked: the clicks go
+//! through the engine to the stores, and the assertions read the stores.
+
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
+
+use lifeboat::config::Home;
+use lifeboat::engine::{Engine, EngineOptions};
+use lifeboat::gui::{LifeboatApp, StartOptions};
+use lifeboat::storage::DbLocation;
+use lifeboat::workload::acks::AckLog;
+use lifeboat::workload::{self, Rate, WorkloadSpec};
+
+/// A window over a fresh engine, with its runtime and folders.
+struct App {
+    harness: Harness<'static, LifeboatApp>,
+    runtime: tokio::runtime::Runtime,
+    home: Home,
+    _dir: tempfile::TempDir,
+}
+
+fn quick_engine() -> EngineOptions {
+    EngineOptions {
+        list_every: Duration::from_millis(500),
+        health_every: Duration::from_secs(2),
+        discover_every: Duration::from_millis(500),
+        ..EngineOptions::default()
+    }
+}
+
+impl App {
+    /// Opens the app; `before` runs first on the runtime against the home
+    /// region (us-east-1), to put databases there.
+    fn open(dbs: &[(&str, u64)]) -> App {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let home = Home::resolve(
+            Some(dir.path().join("data")),
+            Some(dir.path().join("config")),
+        )
+        .expect("home");
+        let regions = home.load_regions().expect("regions");
+        assert!(
+            regions.embedded_default,
+            "a fresh folder uses the embedded default"
+        );
+        let us = regions.open("us-east-1").expect("open us-east-1");
+        for (db, records) in dbs {
+            runtime.block_on(write(&home, &us, db, *records));
+        }
+        let engine = Engine::start(runtime.handle(), home.clone(), regions, quick_engine());
+        let harness = Harness::builder()
+            .with_size([1200.0, 800.0])
+            .with_max_steps(10)
+            .build_eframe(move |cc| LifeboatApp::new(cc, engine, StartOptions::default()));
+        App {
+            harness,
+            runtime,
+            home,
+            _dir: dir,
+        }
+    }
+
+    /// Steps frames until `ready` holds, failing after `timeout`.
+    fn until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&Harness<'static, LifeboatApp>) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.harness.step();
+            if ready(&self.harness) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let snapshot = self.harness.state().snapshot();
+                panic!(
+                    "timed out waiting for {what}; flows: {:#?}; activity: {:#?}",
+                    snapshot.flows, snapshot.activity
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Clicks the widget labelled `label` once the layout has settled.
+    fn click(&mut self, label: &str) {
+        self.settle();
+        self.harness.get_by_label(label).click();
+        self.settle();
+    }
+
+    fn click_role(&mut self, role: Role, label: &str) {
+        self.settle();
+        self.harness.get_by_role_and_label(role, label).click();
+        self.settle();
+    }
+
+    /// A few frames, so that what appeared last frame has its final place.
+    fn settle(&mut self) {
+        for _ in 0..3 {
+            self.harness.step();
+        }
+    }
+
+    /// Types `text` into the text field named `label`.
+    fn type_into(&mut self, label: &str, text: &str) {
+        self.harness
+            .get_by_role_and_label(Role::TextInput, label)
+            .click();
+        self.harness.step();
+        self.harness
+            .get_by_role_and_label(Role::TextInput, label)
+            .type_text(text);
+        self.harness.step();
+        self.harness.step();
+    }
+
+    fn region(&self, name: &str) -> lifeboat::region::Region {
+        self.home
+            .load_regions()
+            .expect("regions")
+            .open(name)
+            .expect("open region")
+    }
+}
+
+/// Writes `records` acknowledged records to `db` (created when missing).
+async fn write(home: &Home, region: &lifeboat::region::Region, db: &str, records: u64) {
+    let location = DbLocation::in_region(region, db).expect("location");
+    if !location.exists().await.expect("exists") {
+        location.create().await.expect("create");
+    }
+    if records == 0 {
+        return;
+    }
+    let spec = WorkloadSpec {
+        rate: Rate::Max,
+        duration: None,
+        records: Some(records),
+        value_bytes: 1024,
+        churn: false,
+    };
+    let log = AckLog::for_db(&home.acks_dir(), db);
+    let report = workload::run(&location, &spec, &log, std::future::pending())
+        .await
+        .expect("workload");
+    assert_eq!(report.records_acked, records, "{report:?}");
+}
+
+fn count_label(harness: &Harness<'static, LifeboatApp>, label: &str) -> usize {
+    harness.query_all_by_label(label).count()
+}
+
+fn progress_labels(harness: &Harness<'static, LifeboatApp>) -> Vec<String> {
+    harness
+        .get_all_by_role(Role::ProgressIndicator)
+        .filter_map(|n| n.accesskit_node().label())
+        .collect()
+}
+
+#[test]
+fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
+    let mut app = App::open(&[("orders", 2000), ("carts", 500)]);
+    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
+        h.query_by_label("Configure replication").is_some()
+    });
+    app.click("Configure replication");
+    // The primary is locked; the secondary is preselected; pick it anyway.
+    let primary = app.harness.get_by_role_and_label(Role::Button, "us-east-1");
+    assert!(
+        primary.accesskit_node().is_disabled(),
+        "the primary is locked"
+    );
+    app.click_role(Role::RadioButton, "eu-west-1");
+    let pre = app
+        .harness
+        .get_by_role_and_label(Role::RadioButton, "Storage + pre-provisioned");
+    assert!(
+        pre.accesskit_node().is_disabled(),
+        "pre-provisioned waits for failover"
+    );
+    app.click("Submit");
+    app.until(
+        "two rows at 100% and In sync",
+        Duration::from_secs(90),
+        |h| {
+            let bars = progress_labels(h);
+            bars.len() == 2
+                && bars.iter().all(|l| l.starts_with("100%"))
+                && count_label(h, "In sync") == 2
+        },
+    );
+    let snapshot = app.harness.state().snapshot();
+    let group = snapshot.group.clone().expect("a group");
+    assert_eq!(
+        (group.primary.as_str(), group.secondary.as_str()),
+        ("us-east-1", "eu-west-1")
+    );
+    assert!(
+        snapshot
+            .flows
+            .iter()
+            .all(|f| f.status.bytes_copied > 0 && f.status.objects_pending == 0),
+        "{:#?}",
+        snapshot.flows
+    );
+    // The replicas hold every acknowledged record, and the group was saved.
+    let eu = app.region("eu-west-1");
+    for db in ["orders", "carts"] {
+        let replica = DbLocation::in_region(&eu, db).expect("replica");
+        let log = AckLog::for_db(&app.home.acks_dir(), db);
+        let report = app
+            .runtime
+            .block_on(lifeboat::workload::verify::verify(&replica, Some(&log)))
+            .expect("verify");
+        assert!(report.consistent, "{report:?}");
+        let acks = report.acks.as_ref().expect("an acknowledgement check");
+        assert!(acks.acked_records > 0, "{report:?}");
+        assert_eq!(acks.missing_acked, 0, "{report:?}");
+    }
+    assert!(lifeboat::engine::group::group_file(&app.home.config_dir).exists());
+}
+
+#[test]
+fn pause_stops_copying_and_resume_catches_up() {
+    let mut app = App::open(&[("orders", 300)]);
+    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
+        h.query_by_label("Configure replication").is_some()
+    });
+    app.click("Configure replication");
+    app.click("Submit");
+    app.until("orders in sync", Duration::from_secs(60), |h| {
+        count_label(h, "In sync") == 1
+    });
+
+    app.click("Pause orders");
+    app.until("orders paused", Duration::from_secs(10), |h| {
+        count_label(h, "Paused") == 1 && h.query_by_label("Resume orders").is_some()
+    });
+    let replica_wal = |app: &App| {
+        app.harness.state().snapshot().flows[0]
+            .status
+            .replica_wal_id
+    };
+    let before = replica_wal(&app);
+    let us = app.region("us-east-1");
+    app.runtime.block_on(write(&app.home, &us, "orders", 300));
+    for _ in 0..40 {
+        app.harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(replica_wal(&app), before, "nothing is copied while paused");
+    assert_eq!(count_label(&app.harness, "Paused"), 1);
+
+    app.click("Resume orders");
+    app.until(
+        "orders in sync again, past the writes",
+        Duration::from_secs(60),
+        |h| {
+            let snapshot = h.state().snapshot();
+            count_label(h, "In sync") == 1 && snapshot.flows[0].status.replica_wal_id > before
+        },
+    );
+    let activity: Vec<String> = app
+        .harness
+        .state()
+        .snapshot()
+        .activity
+        .iter()
+        .map(|e| format!("{} -> {:?}", e.what, e.outcome))
+        .collect();
+    assert!(
+        activity
+            .iter()
+            .any(|a| a.starts_with("pause replication of orders -> Done")),
+        "{activity:#?}"
+    );
+    assert!(
+        activity
+            .iter()
+            .any(|a| a.starts_with("resume replication of orders -> Done")),
+        "{activity:#?}"
+    );
+}
+
+#[test]
+fn settings_rejects_an_invalid_url_with_its_message_and_saves_a_probed_folder() {
+    let mut app = App::open(&[]);
+    app.click("Settings");
+    app.click("Add region");
+    app.type_into("Region name", "ap-south-1");
+    app.click_role(Role::RadioButton, "Any URL");
+    app.type_into("URL", "ftp://example.com/data");
+    app.click("Save region");
+    app.until("the URL refused", Duration::from_secs(10), |h| {
+        h.query_by_label_contains("unsupported URL scheme `ftp`")
+            .is_some()
+    });
+    let saved = std::fs::read_to_string(app.home.regions_file()).unwrap_or_default();
+    assert!(!saved.contains("ap-south-1"), "nothing saved: {saved}");
+
+    let folder = app.home.data_dir.join("far").join("ap-south-1");
+    app.click_role(Role::RadioButton, "Local folder");
+    app.type_into("Folder", &folder.display().to_string());
+    app.click("Save region");
+    app.until("the region listed", Duration::from_secs(20), |h| {
+        h.query_by_label("Edit ap-south-1").is_some()
+    });
+    let saved = std::fs::read_to_string(app.home.regions_file()).expect("regions file");
+    assert!(saved.contains("ap-south-1"), "{saved}");
+    assert!(folder.is_dir(), "the probe made the folder");
+}
+
+#[test]
+fn a_database_is_deleted_only_after_its_name_is_typed() {
+    let mut app = App::open(&[("orders", 50)]);
+    app.click("Databases");
+    app.until("orders listed", Duration::from_secs(20), |h| {
+        h.query_by_label("Delete orders in us-east-1").is_some()
+    });
+    app.click("Delete orders in us-east-1");
+    let delete = |app: &App| {
+        app.harness
+            .get_by_role_and_label(Role::Button, "Delete forever")
+            .accesskit_node()
+            .is_disabled()
+    };
+    assert!(delete(&app), "disabled before the name is typed");
+    app.type_into("Type the database name to confirm", "order");
+    assert!(delete(&app), "disabled while the name is incomplete");
+    app.type_into("Type the database name to confirm", "s");
+    assert!(!delete(&app), "enabled once the name matches");
+    let us = app.region("us-east-1");
+    let location = DbLocation::in_region(&us, "orders").expect("location");
+    assert!(app.runtime.block_on(location.exists()).expect("exists"));
+    app.click("Delete forever");
+    app.until("orders gone from the list", Duration::from_secs(20), |h| {
+        h.query_by_label("Delete orders in us-east-1").is_none()
+            && h.query_by_label_contains("deleted orders in us-east-1")
+                .is_some()
+    });
+    assert!(!app.runtime.block_on(location.exists()).expect("exists"));
+}
