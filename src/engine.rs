@@ -321,6 +321,8 @@ struct Core {
     activity: ActivityLog,
     activity_view: Arc<Vec<activity::ActivityEntry>>,
     demo: BTreeMap<String, (watch::Sender<bool>, JoinHandle<()>)>,
+    /// Databases whose delete is under way: no flow may start for them.
+    deleting: BTreeMap<RequestId, String>,
     state: EngineState,
     seq: u64,
     last_copied: Option<(Instant, u64)>,
@@ -360,6 +362,7 @@ impl Core {
             activity,
             activity_view,
             demo: BTreeMap::new(),
+            deleting: BTreeMap::new(),
             state: EngineState::Starting,
             seq: 0,
             last_copied: None,
@@ -791,17 +794,31 @@ impl Core {
             Ok(r) => r,
             Err(e) => return self.fail(request, e),
         };
+        let Some(group) = self.group.as_ref() else {
+            return self.spawn_delete(request, region, name).await;
+        };
+        if group.secondary == region.name() && group.databases.includes(&name) {
+            return self.fail(
+                request,
+                format!(
+                    "{name} in {} is the replica that replication keeps up to date; take {name} out of the replication group first (Edit replication)",
+                    region.name()
+                ),
+            );
+        }
+        self.spawn_delete(request, region, name).await;
+    }
+
+    /// Stops what writes or copies `name`, then deletes it in `region`.
+    async fn spawn_delete(&mut self, request: RequestId, region: Region, name: String) {
         if let Some((stop, task)) = self.demo.remove(&name) {
             stop.send_replace(true);
             let _ = task.await;
         }
-        let replicated = self.group.as_ref().is_some_and(|g| {
-            (g.primary == region.name() || g.secondary == region.name())
-                && g.databases.includes(&name)
-        });
-        if replicated && let Some(replicator) = self.replicator.as_mut() {
+        if let Some(replicator) = self.replicator.as_mut() {
             replicator.remove(&name).await;
         }
+        self.deleting.insert(request, name.clone());
         Arc::make_mut(&mut self.history).forget(&name);
         self.spawn(async move {
             let result = async {
@@ -1089,6 +1106,7 @@ impl Core {
                 outcome,
                 relist,
             } => {
+                self.deleting.remove(&request);
                 self.finish(request, outcome);
                 if relist {
                     self.list_databases();
@@ -1103,7 +1121,8 @@ impl Core {
             return;
         };
         for flow in flows {
-            if !group.databases.includes(&flow.db) {
+            if !group.databases.includes(&flow.db) || self.deleting.values().any(|d| *d == flow.db)
+            {
                 continue;
             }
             let db = flow.db.clone();

@@ -354,3 +354,52 @@ fn a_database_is_deleted_only_after_its_name_is_typed() {
     });
     assert!(!app.runtime.block_on(location.exists()).expect("exists"));
 }
+
+#[test]
+fn every_tab_and_form_names_every_control() {
+    let mut app = App::open(&[("orders", 100)]);
+    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
+        h.query_by_label("Configure replication").is_some()
+    });
+    app.click("Configure replication");
+    app.harness.check_accessibility();
+    app.click("Submit");
+    app.until("orders in sync", Duration::from_secs(60), |h| {
+        count_label(h, "In sync") == 1
+    });
+    app.harness.check_accessibility();
+    for tab in ["Databases", "Dashboard", "Activity", "Settings"] {
+        app.click(tab);
+        for _ in 0..10 {
+            app.harness.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        app.harness.check_accessibility();
+    }
+    // The forms, with every kind of region.
+    app.click("Add region");
+    for kind in [
+        "S3-compatible",
+        "Google Cloud Storage",
+        "Azure Blob Storage",
+        "Any URL",
+        "Local folder",
+    ] {
+        app.click_role(Role::RadioButton, kind);
+        app.harness.check_accessibility();
+    }
+    app.click("Databases");
+    app.until("orders listed", Duration::from_secs(20), |h| {
+        h.query_by_label("Delete orders in us-east-1").is_some()
+    });
+    app.click("Delete orders in us-east-1");
+    app.harness.check_accessibility();
+    // The theme switches and the tab is remembered by the app.
+    app.click("Light theme");
+    assert_eq!(
+        app.harness.ctx.theme(),
+        egui::Theme::Light,
+        "light theme applied"
+    );
+    assert_eq!(app.harness.state().tab(), lifeboat::gui::Tab::Databases);
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs the real app under Xvfb (eframe's glow renderer on Mesa's software GL)
+# with a seeded demo (three databases written to and replicated between the
+# two local regions of the embedded default) and writes a PNG of each tab.
+#
+#   scripts/screenshot.sh [OUT_DIR]        (default: docs/screenshots)
+#
+# Environment: LIFEBOAT_BIN (default: builds target/debug/lifeboat),
+# DEMO_SECONDS (how long the demo runs before the first picture, default 30).
+# Installs what it needs with apt-get on a fresh Debian/Ubuntu machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-docs/screenshots}
+demo_seconds=${DEMO_SECONDS:-30}
+
+need=()
+command -v Xvfb >/dev/null || need+=(xvfb)
+command -v xwd >/dev/null || need+=(x11-apps)
+command -v convert >/dev/null || need+=(imagemagick)
+command -v xdotool >/dev/null || need+=(xdotool)
+# Mesa's software GL and the libraries winit and glow load at run time.
+for lib in libGL.so.1 libEGL.so.1 libxkbcommon-x11.so.0 libXcursor.so.1 libXi.so.6 libXrandr.so.2; do
+    ldconfig -p | grep -q "$lib" || need+=(libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
+done
+if ((${#need[@]})); then
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    echo "installing: ${need[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+bin=${LIFEBOAT_BIN:-}
+if [[ -z $bin ]]; then
+    cargo build --locked --quiet
+    bin=target/debug/lifeboat
+fi
+
+# A display nobody uses.
+display=99
+while [[ -e /tmp/.X$display-lock ]]; do display=$((display + 1)); done
+work=$(mktemp -d)
+app_pid=""
+xvfb_pid=""
+cleanup() {
+    [[ -n $app_pid ]] && kill "$app_pid" 2>/dev/null || true
+    [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+Xvfb ":$display" -screen 0 1280x800x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+xvfb_pid=$!
+export DISPLAY=":$display" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+for _ in $(seq 50); do
+    xdpyinfo >/dev/null 2>&1 && break
+    [[ -e /tmp/.X11-unix/X$display ]] && break
+    sleep 0.1
+done
+
+"$bin" --data-dir "$work/data" gui --demo --tab replication >"$work/app.log" 2>&1 &
+app_pid=$!
+window=""
+for _ in $(seq 100); do
+    window=$(xdotool search --name '^Lifeboat$' 2>/dev/null | head -1 || true)
+    [[ -n $window ]] && break
+    if ! kill -0 "$app_pid" 2>/dev/null; then
+        echo "error: the app exited before its window opened; its log:" >&2
+        cat "$work/app.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+if [[ -z $window ]]; then
+    echo "error: no Lifeboat window appeared within 20 s; the app's log:" >&2
+    cat "$work/app.log" >&2
+    exit 1
+fi
+echo "the demo runs for ${demo_seconds}s before the pictures" >&2
+sleep "$demo_seconds"
+
+mkdir -p "$out"
+tabs=(replication databases dashboard activity settings)
+for i in "${!tabs[@]}"; do
+    xdotool windowfocus --sync "$window"
+    xdotool key "ctrl+$((i + 1))"
+    sleep 1.5
+    xwd -id "$window" -silent | convert xwd:- "$out/${tabs[$i]}.png"
+    echo "$out/${tabs[$i]}.png"
+done
+rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$app_pid/status")
+echo "{\"app_rss_mib\": $((rss_kib / 1024)), \"demo_seconds\": $demo_seconds}"

@@ -1,0 +1,178 @@
+//! The engine facade without a window: commands in, snapshots out, against
+//! real local regions.
+
+use std::time::Duration;
+
+use lifeboat::config::Home;
+use lifeboat::engine::activity::Outcome;
+use lifeboat::engine::group::{ReplicationKind, Selection};
+use lifeboat::engine::{Command, Engine, EngineOptions, RequestId, Snapshot};
+
+fn quick() -> EngineOptions {
+    EngineOptions {
+        list_every: Duration::from_millis(500),
+        discover_every: Duration::from_millis(300),
+        ..EngineOptions::default()
+    }
+}
+
+fn outcome(snapshot: &Snapshot, id: RequestId) -> Option<Outcome> {
+    snapshot
+        .activity
+        .iter()
+        .find(|e| e.request == id && e.outcome != Outcome::Running)
+        .map(|e| e.outcome.clone())
+}
+
+async fn done(engine: &Engine, id: RequestId) -> Outcome {
+    let (snapshot, ok) = engine
+        .wait_for(Duration::from_secs(30), |s| outcome(s, id).is_some())
+        .await;
+    assert!(ok, "request {id} never finished: {:#?}", snapshot.activity);
+    outcome(&snapshot, id).expect("an outcome")
+}
+
+fn in_sync(snapshot: &Snapshot, dbs: &[&str]) -> bool {
+    dbs.iter().all(|db| {
+        snapshot
+            .flows
+            .iter()
+            .any(|f| f.status.db == *db && f.state_label() == "In sync")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_current_and_future_databases_includes_one_created_later_and_the_group_resumes_after_a_restart()
+ {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = Home::resolve(Some(dir.path().to_path_buf()), None).expect("home");
+    let regions = home.load_regions().expect("regions");
+    let engine = Engine::start(
+        &tokio::runtime::Handle::current(),
+        home.clone(),
+        regions.clone(),
+        quick(),
+    );
+    let id = engine.send(Command::CreateDatabase {
+        region: "us-east-1".into(),
+        name: "orders".into(),
+    });
+    assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
+    let id = engine.send(Command::ConfigureReplication {
+        secondary: "eu-west-1".into(),
+        databases: Selection::All,
+        kind: ReplicationKind::StorageOnly,
+        rpo_target_s: 2.0,
+    });
+    assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
+    let (snapshot, ok) = engine
+        .wait_for(Duration::from_secs(30), |s| in_sync(s, &["orders"]))
+        .await;
+    assert!(ok, "{:#?}", snapshot.flows);
+
+    // Created after the group: picked up without another command.
+    let id = engine.send(Command::CreateDatabase {
+        region: "us-east-1".into(),
+        name: "carts".into(),
+    });
+    assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
+    let (snapshot, ok) = engine
+        .wait_for(Duration::from_secs(30), |s| {
+            in_sync(s, &["orders", "carts"])
+        })
+        .await;
+    assert!(ok, "{:#?}", snapshot.flows);
+    assert_eq!(snapshot.group.as_ref().map(|g| g.rpo_target_s), Some(2.0));
+
+    // Paused, then the engine stops; a new one resumes the group, still paused.
+    let id = engine.send(Command::Pause { db: "carts".into() });
+    assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
+    engine.shutdown().await;
+    let engine = Engine::start(&tokio::runtime::Handle::current(), home, regions, quick());
+    let (snapshot, ok) = engine
+        .wait_for(Duration::from_secs(30), |s| {
+            in_sync(s, &["orders"])
+                && s.flows
+                    .iter()
+                    .any(|f| f.status.db == "carts" && f.state_label() == "Paused")
+        })
+        .await;
+    assert!(ok, "{:#?} {:#?}", snapshot.flows, snapshot.activity);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = Home::resolve(Some(dir.path().to_path_buf()), None).expect("home");
+    let regions = home.load_regions().expect("regions");
+    let engine = Engine::start(&tokio::runtime::Handle::current(), home, regions, quick());
+    let cases = [
+        (
+            Command::ConfigureReplication {
+                secondary: "us-east-1".into(),
+                databases: Selection::All,
+                kind: ReplicationKind::StorageOnly,
+                rpo_target_s: 1.0,
+            },
+            "is the primary; choose another region",
+        ),
+        (
+            Command::ConfigureReplication {
+                secondary: "eu-west-1".into(),
+                databases: Selection::All,
+                kind: ReplicationKind::PreProvisioned,
+                rpo_target_s: 1.0,
+            },
+            "arrives with failover",
+        ),
+        (
+            Command::ConfigureReplication {
+                secondary: "eu-west-1".into(),
+                databases: Selection::Only(["nope".to_string()].into()),
+                kind: ReplicationKind::StorageOnly,
+                rpo_target_s: 1.0,
+            },
+            "database `nope` has no home in us-east-1",
+        ),
+        (
+            Command::CreateDatabase {
+                region: "us-east-1".into(),
+                name: "Bad Name!".into(),
+            },
+            "database",
+        ),
+        (
+            Command::DeleteDatabase {
+                region: "us-east-1".into(),
+                name: "orders".into(),
+                typed_name: "order".into(),
+            },
+            "type the database's name, `orders`, to confirm",
+        ),
+        (
+            Command::Pause {
+                db: "orders".into(),
+            },
+            "replication is not configured",
+        ),
+        (
+            Command::RemoveRegion {
+                name: "mars".into(),
+            },
+            "mars",
+        ),
+    ];
+    for (command, expected) in cases {
+        let what = command.describe();
+        let id = engine.send(command);
+        match done(&engine, id).await {
+            Outcome::Failed(message) => {
+                assert!(message.contains(expected), "{what}: {message}");
+                assert!(!message.contains('\n'), "{what}: one line: {message}");
+            }
+            other => panic!("{what} should fail, got {other:?}"),
+        }
+    }
+    engine.shutdown().await;
+}
