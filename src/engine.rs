@@ -202,7 +202,8 @@ impl Engine {
         Engine {
             commands,
             snapshots,
-            next_request: Arc::new(AtomicU64::new(1)),
+            // Ids stay unique across runs: the activity log outlives the engine.
+            next_request: Arc::new(AtomicU64::new(now_us().max(1))),
             repaint,
             runtime: runtime.clone(),
             task: Arc::new(Mutex::new(Some(task))),
@@ -482,7 +483,8 @@ impl Core {
 
     fn finish(&mut self, request: RequestId, outcome: Outcome) {
         if let Outcome::Failed(message) = &outcome {
-            tracing::warn!("request {request} failed: {message}");
+            // The caller shows it; the log file keeps it.
+            tracing::info!("request {request} failed: {message}");
         }
         self.activity.finish(request, outcome);
         self.activity_changed();

@@ -79,6 +79,13 @@ enum Command {
     Status(cli::replication::StatusArgs),
     /// Prove a replica is a gap-free prefix of its home, and show its lag.
     Check(cli::replication::CheckArgs),
+    /// The replication group the app and `serve` run: show, configure,
+    /// pause, resume, stop.
+    #[command(subcommand)]
+    Group(cli::group::GroupCommand),
+    /// Run the engine headless: replicate the saved group until Ctrl-C,
+    /// printing every replica's status.
+    Serve(cli::group::ServeArgs),
     /// Write to a database homed in each of two regions, replicate both
     /// ways and take each region down in turn, checking after every step.
     Soak(cli::soak::SoakArgs),
@@ -721,6 +728,8 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Status(a) => cli::replication::status(&ctx, json, a).await,
             Command::Check(a) => cli::replication::check(&ctx, json, a).await,
             Command::Soak(a) => cli::soak::soak(&ctx, json, a).await,
+            Command::Group(c) => cli::group::group(&ctx, json, c).await,
+            Command::Serve(a) => cli::group::serve(&ctx, json, a).await,
             Command::Bench(c) => cli::bench::run(&ctx, json, c).await,
             Command::Gui(args) => open_gui(&ctx, args),
         }

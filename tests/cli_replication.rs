@@ -169,3 +169,75 @@ fn bad_replication_arguments_get_one_line() {
     );
     assert_one_error_line(&out, 2, &["--parallel"]);
 }
+
+#[test]
+fn a_group_configured_from_the_cli_is_served_headless_by_the_same_engine() {
+    let dir = written_orders();
+    let out = run(lifeboat(dir.path()), &["group", "show"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no replication group"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(lifeboat(dir.path()), &["serve", "--duration", "1s"]);
+    assert_one_error_line(&out, 2, &["lifeboat group configure --secondary REGION"]);
+
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "group",
+            "configure",
+            "--secondary",
+            "eu-west-1",
+            "--rpo-target",
+            "2s",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("replicating 1 database(s) from us-east-1 to eu-west-1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "--json",
+            "serve",
+            "--duration",
+            "4s",
+            "--report-every",
+            "1s",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let last = text.lines().last().expect("a status line");
+    let statuses: serde_json::Value = serde_json::from_str(last).expect("JSON line");
+    assert_eq!(statuses[0]["db"], "orders", "{text}");
+    assert_eq!(statuses[0]["state"], "InSync", "{text}");
+    let out = run(lifeboat(dir.path()), &["check", "--db", "orders"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    let out = run(lifeboat(dir.path()), &["group", "pause", "orders"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(lifeboat(dir.path()), &["group", "show"]);
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("us-east-1 → eu-west-1")
+            && shown.contains("RPO target 2 s")
+            && shown.contains("paused: orders"),
+        "{shown}"
+    );
+    let out = run(lifeboat(dir.path()), &["group", "pause", "nope"]);
+    assert_one_error_line(&out, 1, &["database `nope` is not replicating"]);
+    let out = run(lifeboat(dir.path()), &["group", "stop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(lifeboat(dir.path()), &["group", "show"]);
+    assert!(
+        stdout(&out).contains("no replication group"),
+        "{}",
+        stdout(&out)
+    );
+}

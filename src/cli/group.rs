@@ -1,0 +1,227 @@
+//! `lifeboat group ...` and `lifeboat serve`: the replication group and the
+//! engine, headless, through the same facade as the desktop app.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use lifeboat::engine::activity::Outcome;
+use lifeboat::engine::group::{self, ReplicationKind, Selection};
+use lifeboat::engine::{Command, Engine, EngineOptions, Snapshot};
+use lifeboat::error::{Error, Result, exit_code};
+
+use crate::{Ctx, emit, parse_duration};
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Show the replication group saved on this machine.
+    Show,
+    /// Replicate from the primary (the first configured region) to
+    /// SECONDARY: every current and future database, or those named.
+    Configure {
+        /// The region that holds the replicas.
+        #[arg(long)]
+        secondary: String,
+        /// Only this database (repeatable; default: all current and future).
+        #[arg(long = "db", value_name = "NAME")]
+        dbs: Vec<String>,
+        /// Lag above this counts as an RPO breach.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        rpo_target: Duration,
+    },
+    /// Stop copying a database until resumed.
+    Pause {
+        /// The database.
+        db: String,
+    },
+    /// Copy a paused database again.
+    Resume {
+        /// The database.
+        db: String,
+    },
+    /// Stop replicating and forget the group (the replicas stay).
+    Stop,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Print every replica's status this often.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    report_every: Duration,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+}
+
+/// How long a command may take before the CLI gives up on it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An engine over this machine's configuration, with its saved group
+/// loaded (or none saved).
+async fn engine(ctx: &Ctx) -> Result<Engine> {
+    let saved = group::load(&ctx.home.config_dir)?.is_some();
+    let engine = Engine::start(
+        &tokio::runtime::Handle::current(),
+        ctx.home.clone(),
+        ctx.regions.clone(),
+        EngineOptions::default(),
+    );
+    let (snapshot, ready) = engine
+        .wait_for(COMMAND_TIMEOUT, |s| {
+            s.seq > 0 && (!saved || s.group.is_some() || resume_failed(s).is_some())
+        })
+        .await;
+    if let Some(message) = resume_failed(&snapshot) {
+        engine.shutdown().await;
+        return Err(Error::Failed(format!(
+            "the saved replication group could not start: {message}"
+        )));
+    }
+    if !ready {
+        engine.shutdown().await;
+        return Err(Error::Failed(
+            "the engine did not load the saved replication group within 2 minutes".into(),
+        ));
+    }
+    Ok(engine)
+}
+
+fn resume_failed(snapshot: &Snapshot) -> Option<String> {
+    snapshot
+        .activity
+        .iter()
+        .rev()
+        .find_map(|e| match &e.outcome {
+            Outcome::Failed(m) if e.request == 0 && e.what.starts_with("resume replication") => {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+}
+
+/// Sends `command` and waits for its outcome.
+async fn ask(engine: &Engine, command: Command) -> Result<String> {
+    let id = engine.send(command);
+    let (snapshot, _) = engine
+        .wait_for(COMMAND_TIMEOUT, |s| {
+            s.activity
+                .iter()
+                .any(|e| e.request == id && e.outcome != Outcome::Running)
+        })
+        .await;
+    let outcome = snapshot
+        .activity
+        .iter()
+        .find(|e| e.request == id)
+        .map(|e| e.outcome.clone());
+    match outcome {
+        Some(Outcome::Done(message)) => Ok(message),
+        Some(Outcome::Failed(message)) => Err(Error::Failed(message)),
+        _ => Err(Error::Failed(
+            "the engine did not answer within 2 minutes".into(),
+        )),
+    }
+}
+
+pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> {
+    let command = match command {
+        GroupCommand::Show => {
+            let saved = group::load(&ctx.home.config_dir)?;
+            emit(json, &saved, || {
+                match &saved {
+                None => "no replication group; configure one with `lifeboat group configure --secondary REGION`".into(),
+                Some(g) => {
+                    let dbs = match &g.databases {
+                        Selection::All => "all current and future databases".to_string(),
+                        Selection::Only(dbs) => dbs.iter().cloned().collect::<Vec<_>>().join(", "),
+                    };
+                    let mut text = format!(
+                        "{} → {}: {dbs}; storage only; RPO target {} s",
+                        g.primary, g.secondary, g.rpo_target_s
+                    );
+                    if !g.held.is_empty() {
+                        let held: Vec<_> = g.held.iter().cloned().collect();
+                        text.push_str(&format!("; paused: {}", held.join(", ")));
+                    }
+                    text
+                }
+            }
+            })?;
+            return Ok(exit_code::OK);
+        }
+        GroupCommand::Configure {
+            secondary,
+            dbs,
+            rpo_target,
+        } => {
+            ctx.regions.get(&secondary)?;
+            let databases = if dbs.is_empty() {
+                Selection::All
+            } else {
+                Selection::Only(dbs.into_iter().collect::<BTreeSet<_>>())
+            };
+            Command::ConfigureReplication {
+                secondary,
+                databases,
+                kind: ReplicationKind::StorageOnly,
+                rpo_target_s: rpo_target.as_secs_f64(),
+            }
+        }
+        GroupCommand::Pause { db } => Command::Pause { db },
+        GroupCommand::Resume { db } => Command::Resume { db },
+        GroupCommand::Stop => Command::StopReplication,
+    };
+    let engine = engine(ctx).await?;
+    let result = ask(&engine, command).await;
+    engine.shutdown().await;
+    let message = result?;
+    emit(json, &serde_json::json!({ "done": message }), || {
+        message.clone()
+    })?;
+    Ok(exit_code::OK)
+}
+
+pub async fn serve(ctx: &Ctx, json: bool, args: ServeArgs) -> Result<i32> {
+    if group::load(&ctx.home.config_dir)?.is_none() {
+        return Err(Error::invalid(
+            "no replication group to serve; configure one with `lifeboat group configure --secondary REGION`",
+        ));
+    }
+    let engine = engine(ctx).await?;
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut report = tokio::time::interval(args.report_every);
+    report.tick().await;
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = until_deadline => break,
+            _ = report.tick() => print(json, &engine.snapshot())?,
+        }
+    }
+    print(json, &engine.snapshot())?;
+    engine.shutdown().await;
+    Ok(exit_code::OK)
+}
+
+fn print(json: bool, snapshot: &Snapshot) -> Result<()> {
+    if json {
+        let statuses: Vec<_> = snapshot.flows.iter().map(|f| &f.status).collect();
+        let line = serde_json::to_string(&statuses)
+            .map_err(|e| Error::Failed(format!("cannot encode the status as JSON: {e}")))?;
+        println!("{line}");
+    } else {
+        for flow in &snapshot.flows {
+            println!("{}", flow.status.line());
+        }
+    }
+    Ok(())
+}
