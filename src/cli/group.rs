@@ -189,24 +189,10 @@ pub async fn serve(ctx: &Ctx, json: bool, args: ServeArgs) -> Result<i32> {
         ));
     }
     let engine = engine(ctx).await?;
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut report = tokio::time::interval(args.report_every);
-    report.tick().await;
-    loop {
-        let until_deadline = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = &mut ctrl_c => break,
-            _ = until_deadline => break,
-            _ = report.tick() => print(json, &engine.snapshot())?,
-        }
-    }
+    super::report_until_stopped(args.duration, args.report_every, || {
+        print(json, &engine.snapshot())
+    })
+    .await?;
     print(json, &engine.snapshot())?;
     engine.shutdown().await;
     Ok(exit_code::OK)

@@ -4,3 +4,34 @@ pub mod bench;
 pub mod group;
 pub mod replication;
 pub mod soak;
+
+use std::time::Duration;
+
+use lifeboat::error::Result;
+
+/// Calls `report` every `every` until Ctrl-C or until `duration` has passed
+/// (when given): the loop of every command that follows something.
+pub async fn report_until_stopped(
+    duration: Option<Duration>,
+    every: Duration,
+    mut report: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            _ = until_deadline => return Ok(()),
+            _ = ticks.tick() => report()?,
+        }
+    }
+}

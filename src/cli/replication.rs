@@ -141,24 +141,10 @@ pub async fn replicate(ctx: &Ctx, json: bool, args: ReplicateArgs) -> Result<i32
         return replicate_once(json, flows, opts).await;
     }
     let replicator = Replicator::start(flows, opts, Arc::new(NoPins));
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut report = tokio::time::interval(args.report_every);
-    report.tick().await;
-    loop {
-        let until_deadline = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = &mut ctrl_c => break,
-            _ = until_deadline => break,
-            _ = report.tick() => print_statuses(json, &replicator.statuses())?,
-        }
-    }
+    super::report_until_stopped(args.duration, args.report_every, || {
+        print_statuses(json, &replicator.statuses())
+    })
+    .await?;
     let statuses = replicator.stop().await;
     print_statuses(json, &statuses)?;
     Ok(exit_code::OK)

@@ -2,7 +2,6 @@
 //! newest first; exported to CSV through a save dialog or to a typed path.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
 
 use eframe::egui::{self, RichText};
 
@@ -15,7 +14,7 @@ pub struct ActivityTab {
     filter: String,
     path: String,
     pending: Option<RequestId>,
-    dialog: Option<mpsc::Receiver<Option<PathBuf>>>,
+    dialog: widgets::PathDialog,
     note: Option<String>,
 }
 
@@ -25,7 +24,7 @@ impl ActivityTab {
             filter: String::new(),
             path: default_export.display().to_string(),
             pending: None,
-            dialog: None,
+            dialog: widgets::PathDialog::default(),
             note: None,
         }
     }
@@ -38,7 +37,7 @@ impl ActivityTab {
         );
         self.poll_dialog(engine);
         ui.horizontal_wrapped(|ui| {
-            let dialog_open = self.dialog.is_some().then_some("a save dialog is open");
+            let dialog_open = self.dialog.is_open().then_some("a save dialog is open");
             if widgets::button_unless(ui, "Export CSV…", dialog_open).clicked() {
                 self.open_dialog(ui.ctx(), engine);
             }
@@ -112,38 +111,27 @@ impl ActivityTab {
     }
 
     fn open_dialog(&mut self, ctx: &egui::Context, engine: &Engine) {
-        let (tx, rx) = mpsc::channel();
-        let ctx = ctx.clone();
         let dialog = rfd::AsyncFileDialog::new()
             .set_title("Export the activity log")
             .add_filter("CSV", &["csv"])
-            .set_file_name("lifeboat-activity.csv");
-        engine.runtime().spawn(async move {
-            let chosen = dialog.save_file().await.map(|f| f.path().to_path_buf());
-            let _ = tx.send(chosen);
-            ctx.request_repaint();
-        });
-        self.dialog = Some(rx);
+            .set_file_name("lifeboat-activity.csv")
+            .save_file();
+        self.dialog.open(ctx, engine.runtime(), dialog);
         self.note = None;
     }
 
     fn poll_dialog(&mut self, engine: &Engine) {
-        let Some(rx) = &self.dialog else {
-            return;
-        };
-        match rx.try_recv() {
-            Ok(Some(path)) => {
+        match self.dialog.poll() {
+            Some(Some(path)) => {
                 self.path = path.display().to_string();
                 self.pending = Some(engine.send(Command::ExportActivity { path }));
-                self.dialog = None;
             }
-            Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
+            Some(None) => {
                 self.note = Some(
                     "No file chosen. If no dialog appeared, this system has no file dialog service: type a path and use Export to this path.".into(),
                 );
-                self.dialog = None;
             }
-            Err(mpsc::TryRecvError::Empty) => {}
+            None => {}
         }
     }
 }

@@ -200,7 +200,12 @@ impl ReplicationTab {
                                 lag_text
                             };
                             ui.label(lag_text);
-                            ui.label(status.last_sync_us.map_or("never".into(), widgets::ago));
+                            match status.last_sync_us {
+                                Some(at) => {
+                                    ui.label(widgets::ago(at)).on_hover_text(widgets::clock(at))
+                                }
+                                None => ui.label("never"),
+                            };
                             let held = status.state == crate::replication::FlowState::Held;
                             let (text, command) = if held {
                                 (

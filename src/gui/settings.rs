@@ -4,7 +4,6 @@
 //! probed before it is saved; the regions' health and clock warnings.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
 
 use eframe::egui::{self, RichText};
 
@@ -150,7 +149,7 @@ impl Form {
 pub struct SettingsTab {
     form: Option<Form>,
     pending: Option<RequestId>,
-    picker: Option<mpsc::Receiver<Option<PathBuf>>>,
+    picker: widgets::PathDialog,
     note: Option<String>,
     confirm_remove: Option<String>,
 }
@@ -366,16 +365,11 @@ impl SettingsTab {
                 ui.label(RichText::new(note).color(widgets::muted(ui)));
             }
         });
-        if pick && self.picker.is_none() {
-            let (tx, rx) = mpsc::channel();
-            let ctx = ui.ctx().clone();
-            let dialog = rfd::AsyncFileDialog::new().set_title("Choose the region's folder");
-            engine.runtime().spawn(async move {
-                let chosen = dialog.pick_folder().await.map(|f| f.path().to_path_buf());
-                let _ = tx.send(chosen);
-                ctx.request_repaint();
-            });
-            self.picker = Some(rx);
+        if pick && !self.picker.is_open() {
+            let dialog = rfd::AsyncFileDialog::new()
+                .set_title("Choose the region's folder")
+                .pick_folder();
+            self.picker.open(ui.ctx(), engine.runtime(), dialog);
             self.note = None;
         }
         if close {
@@ -385,23 +379,18 @@ impl SettingsTab {
     }
 
     fn poll_picker(&mut self) {
-        let Some(rx) = &self.picker else {
-            return;
-        };
-        match rx.try_recv() {
-            Ok(Some(path)) => {
+        match self.picker.poll() {
+            Some(Some(path)) => {
                 if let Some(form) = &mut self.form {
                     form.folder = path.display().to_string();
                 }
-                self.picker = None;
             }
-            Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
+            Some(None) => {
                 self.note = Some(
                     "No folder chosen. If no dialog appeared, this system has no file dialog service: type the folder's absolute path.".into(),
                 );
-                self.picker = None;
             }
-            Err(mpsc::TryRecvError::Empty) => {}
+            None => {}
         }
     }
 }

@@ -81,10 +81,10 @@ pub fn ago(us: u64) -> String {
     }
 }
 
-/// `2026-11-26 07:12:03` in UTC, from µs since epoch.
+/// `2026-11-26 07:12:03 UTC`, from µs since epoch.
 pub fn clock(us: u64) -> String {
     let text = crate::workload::verify::format_us(us);
-    text.get(..19).unwrap_or(&text).replace('T', " ")
+    format!("{} UTC", text.get(..19).unwrap_or(&text).replace('T', " "))
 }
 
 /// A lag for people: `0.12 s`, `4.0 s`, `3 min`.
@@ -155,4 +155,47 @@ pub fn section(ui: &mut egui::Ui, title: &str, explanation: &str) {
     ui.heading(title);
     ui.label(RichText::new(explanation).color(muted(ui)));
     ui.add_space(6.0);
+}
+
+/// A file dialog running on the engine's runtime (never on the UI thread),
+/// polled once per frame.
+#[derive(Default)]
+pub struct PathDialog {
+    answer: Option<std::sync::mpsc::Receiver<Option<std::path::PathBuf>>>,
+}
+
+impl PathDialog {
+    /// Whether a dialog is open.
+    pub fn is_open(&self) -> bool {
+        self.answer.is_some()
+    }
+
+    /// Runs `dialog` (an rfd future) on `runtime`; `ctx` repaints when it
+    /// answers.
+    pub fn open<F>(&mut self, ctx: &egui::Context, runtime: &tokio::runtime::Handle, dialog: F)
+    where
+        F: std::future::Future<Output = Option<rfd::FileHandle>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        runtime.spawn(async move {
+            let chosen = dialog.await.map(|f| f.path().to_path_buf());
+            let _ = tx.send(chosen);
+            ctx.request_repaint();
+        });
+        self.answer = Some(rx);
+    }
+
+    /// `Some(Some(path))` once a path was chosen, `Some(None)` once the
+    /// dialog closed without one (or no dialog service exists), `None`
+    /// while it is open or when none was opened.
+    pub fn poll(&mut self) -> Option<Option<std::path::PathBuf>> {
+        let answer = match self.answer.as_ref()?.try_recv() {
+            Ok(chosen) => chosen,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+        };
+        self.answer = None;
+        Some(answer)
+    }
 }
