@@ -3,6 +3,8 @@
 //! default of a fresh data folder). Nothing is mocked: the clicks go
 //! through the engine to the stores, and the assertions read the stores.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use eframe::egui;
@@ -402,4 +404,53 @@ fn every_tab_and_form_names_every_control() {
         "light theme applied"
     );
     assert_eq!(app.harness.state().tab(), lifeboat::gui::Tab::Databases);
+}
+
+#[test]
+fn settings_adds_an_s3_region_by_key_variable_names_and_refuses_unset_ones() {
+    if !common::s3_available() {
+        return;
+    }
+    let spec = common::s3_spec(common::Kind::S3, "ap-south-1");
+    let (bucket, prefix) = spec
+        .url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("s3://bucket/prefix");
+    let endpoint = spec.endpoint.clone().expect("an endpoint");
+    let fill = |app: &mut App, access_key_env: &str| {
+        app.click("Add region");
+        app.type_into("Region name", "ap-south-1");
+        app.click_role(Role::RadioButton, "S3-compatible");
+        app.type_into("Bucket", bucket);
+        app.type_into("Prefix", prefix);
+        app.type_into("Endpoint", &endpoint);
+        app.type_into("Access key variable", access_key_env);
+        app.type_into("Secret key variable", "LIFEBOAT_S3_SECRET");
+    };
+    let mut app = App::open(&[]);
+    app.click("Settings");
+    fill(&mut app, "LIFEBOAT_NO_SUCH_KEY");
+    app.click("Save region");
+    app.until("the unset variable named", Duration::from_secs(20), |h| {
+        h.query_by_label_contains("environment variable `LIFEBOAT_NO_SUCH_KEY`")
+            .is_some()
+    });
+    let saved = std::fs::read_to_string(app.home.regions_file()).unwrap_or_default();
+    assert!(!saved.contains("ap-south-1"), "nothing saved: {saved}");
+
+    // The right variable: probed on the server, then saved without a secret.
+    app.click("Cancel");
+    fill(&mut app, "LIFEBOAT_S3_KEY");
+    app.click("Save region");
+    app.until("the S3 region listed", Duration::from_secs(30), |h| {
+        h.query_by_label("Edit ap-south-1").is_some()
+    });
+    let saved = std::fs::read_to_string(app.home.regions_file()).expect("regions file");
+    assert!(
+        saved.contains(&endpoint) && saved.contains("LIFEBOAT_S3_KEY"),
+        "{saved}"
+    );
+    let secret = std::env::var("LIFEBOAT_S3_SECRET").expect("the secret's variable");
+    assert!(!saved.contains(&secret), "no secret in the regions file");
 }
