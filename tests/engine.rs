@@ -174,5 +174,25 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
             other => panic!("{what} should fail, got {other:?}"),
         }
     }
+    // The activity log, as CSV: a header, then one row per action.
+    let csv = dir.path().join("activity.csv");
+    let id = engine.send(Command::ExportActivity { path: csv.clone() });
+    let Outcome::Done(message) = done(&engine, id).await else {
+        panic!("the export failed");
+    };
+    assert!(message.contains("entries written"), "{message}");
+    let text = std::fs::read_to_string(&csv).expect("the CSV");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("when,who,what,outcome,message,duration_ms")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() >= 7, "{text}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("delete database orders in us-east-1,failed")),
+        "{text}"
+    );
     engine.shutdown().await;
 }
