@@ -18,10 +18,12 @@ command -v Xvfb >/dev/null || need+=(xvfb)
 command -v xwd >/dev/null || need+=(x11-apps)
 command -v convert >/dev/null || need+=(imagemagick)
 command -v xdotool >/dev/null || need+=(xdotool)
-# Mesa's software GL and the libraries winit and glow load at run time.
+# Mesa's software GL and the libraries winit and glow load at run time
+# (grep without -q: under pipefail an early exit would fail the pipe).
 for lib in libGL.so.1 libEGL.so.1 libxkbcommon-x11.so.0 libXcursor.so.1 libXi.so.6 libXrandr.so.2; do
-    ldconfig -p | grep -q "$lib" || need+=(libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
+    ldconfig -p | grep "$lib" >/dev/null || need+=(libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
 done
+compgen -G '/usr/lib/*/dri/swrast_dri.so' >/dev/null || need+=(libgl1-mesa-dri)
 if ((${#need[@]})); then
     sudo=""
     [[ $(id -u) -eq 0 ]] || sudo="sudo"
