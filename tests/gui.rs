@@ -177,7 +177,8 @@ fn progress_labels(harness: &Harness<'static, LifeboatApp>) -> Vec<String> {
 fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
     let mut app = App::open(&[("orders", 2000), ("carts", 500)]);
     app.until("the unconfigured tab", Duration::from_secs(20), |h| {
-        h.query_by_label("Configure replication").is_some()
+        h.query_by_label("Configure replication")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
     });
     app.click("Configure replication");
     // The primary is locked; the secondary is preselected; pick it anyway.
@@ -240,7 +241,8 @@ fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
 fn pause_stops_copying_and_resume_catches_up() {
     let mut app = App::open(&[("orders", 300)]);
     app.until("the unconfigured tab", Duration::from_secs(20), |h| {
-        h.query_by_label("Configure replication").is_some()
+        h.query_by_label("Configure replication")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
     });
     app.click("Configure replication");
     app.click("Submit");
@@ -361,7 +363,8 @@ fn a_database_is_deleted_only_after_its_name_is_typed() {
 fn every_tab_and_form_names_every_control() {
     let mut app = App::open(&[("orders", 100)]);
     app.until("the unconfigured tab", Duration::from_secs(20), |h| {
-        h.query_by_label("Configure replication").is_some()
+        h.query_by_label("Configure replication")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
     });
     app.click("Configure replication");
     app.harness.check_accessibility();

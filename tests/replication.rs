@@ -120,7 +120,22 @@ async fn assert_readable_prefix(replica: &DbLocation, context: &str) -> Option<V
     let report = verify(replica, None)
         .await
         .unwrap_or_else(|e| panic!("{context}: reading the replica failed: {e}"));
-    assert!(report.consistent, "{context}: {}", report.summary());
+    if !report.consistent {
+        // What the replica held, for whoever chases this.
+        let ids = |dir: &'static str, ext: &'static str| async move {
+            replica
+                .list_ids(dir, ext)
+                .await
+                .map(|v| v.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        };
+        panic!(
+            "{context}: {}\nreplica manifests: {:?}\nreplica WAL files: {:?}\nreplica branch: {:#?}",
+            report.summary(),
+            ids("manifest", "manifest").await,
+            ids("wal", "sst").await,
+            replica.describe().await
+        );
+    }
     assert_eq!(
         report.records,
         report.highest_gap_free_seq,

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -220,6 +221,11 @@ struct SkewedServer {
 
 impl Drop for SkewedServer {
     fn drop(&mut self) {
+        // `faketime` runs moto as its child: end the whole process group,
+        // or moto outlives the test.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -240,6 +246,7 @@ fn skewed_moto(offset: &str) -> Option<SkewedServer> {
         .expect("free port")
         .port();
     let child = Command::new("faketime")
+        .process_group(0)
         .args([
             "-f",
             offset,

@@ -43,6 +43,13 @@ impl ReplicationTab {
             "Replication",
             "Every database homed in the primary is copied to the secondary continuously, in an order that keeps the replica readable at every instant.",
         );
+        if snapshot.seq == 0 {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Starting the engine…");
+            });
+            return;
+        }
         if let Some(wizard) = &mut self.wizard {
             let close = wizard_ui(ui, engine, snapshot, primary.as_deref(), wizard);
             if close {

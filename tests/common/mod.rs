@@ -41,6 +41,14 @@ pub fn kinds() -> Vec<Kind> {
     if s3_available() {
         kinds.extend([Kind::S3, Kind::Moto]);
     }
+    // LIFEBOAT_TEST_KINDS=moto,s3 narrows a run down while chasing a failure.
+    if let Ok(only) = std::env::var("LIFEBOAT_TEST_KINDS") {
+        let only = only.to_lowercase();
+        kinds.retain(|k| {
+            only.split(',')
+                .any(|o| o.trim() == format!("{k:?}").to_lowercase())
+        });
+    }
     kinds
 }
 
