@@ -895,3 +895,73 @@ async fn a_network_partition_of_the_replica_region_heals_losing_nothing() {
     assert_eq!(status.state, FlowState::InSync, "{status:#?}");
     assert_has_everything(&replica, &acks, "after the partition healed").await;
 }
+
+/// The WAL ids present at `loc`, ascending.
+async fn wal_ids(loc: &DbLocation) -> Vec<u64> {
+    loc.list_ids("wal", "sst")
+        .await
+        .expect("list WAL")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// A crash between copying manifests and saving the cursor leaves a cursor
+/// that names no manifest while the replica holds one. The next copier must
+/// start from the manifest readers open: copying reachable WAL files as if
+/// none were visible (in parallel, out of order) would put files past one
+/// the home lacks, and readers would stop at the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_behind_the_replicas_manifest_never_lets_wal_files_pass_a_gap() {
+    for kind in common::kinds() {
+        let p = pair(kind);
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
+        // The writer stays open: no flush moves the manifest's replay point.
+        let writer = writing(&home, acks.clone(), 300, 30, false, 100);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while wal_ids(&home).await.len() < 4 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut copier = BranchCopier::standalone(flow.clone(), fast(), Arc::new(NoPins));
+        copier.run_once().await.expect("first copy");
+        let replica_end = *wal_ids(&replica).await.last().expect("WAL at the replica");
+        // The crash: a cursor that vouches for nothing.
+        let fresh = lifeboat::replication::cursor::ReplicaCursor::new(p.a.name(), "orders", "main");
+        lifeboat::replication::cursor::save(&p.b.store(), p.b.name(), &fresh)
+            .await
+            .expect("reset the cursor");
+        while wal_ids(&home)
+            .await
+            .last()
+            .is_none_or(|id| *id < replica_end + 5)
+            && Instant::now() < deadline + Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The home lacks the WAL file right after the next one.
+        let gap = replica_end + 2;
+        let gap_path = home.path.clone().join("wal").join(format!("{gap:020}.sst"));
+        object_store::ObjectStoreExt::delete(home.store.as_ref(), &gap_path)
+            .await
+            .expect("delete a home WAL file");
+
+        let mut copier = BranchCopier::standalone(flow.clone(), fast(), Arc::new(NoPins));
+        copier.pass().await.expect("a pass");
+        writer.abort();
+        let after = wal_ids(&replica).await;
+        assert!(
+            after.iter().all(|id| *id < gap),
+            "{kind:?}: WAL files past the gap at {gap} reached the replica: {after:?}"
+        );
+        assert!(
+            after.contains(&(gap - 1)),
+            "{kind:?}: the tail up to the gap: {after:?}"
+        );
+        assert_readable_prefix(&replica, &format!("{kind:?}")).await;
+    }
+}

@@ -401,6 +401,16 @@ impl BranchCopier {
         }
         self.home_files = listed.pop().unwrap_or_default();
         self.replica_files = listed.pop().unwrap_or_default();
+        if self.replica_manifest.is_none() {
+            // Manifests can land after the cursor was last saved (a crash
+            // between a copy and the save): readers open the newest, so
+            // the copy order must start from it, not from "no manifest".
+            self.replica_manifest = self.newest_replica_manifest().await?;
+            if let Some(view) = &self.replica_manifest {
+                self.cursor.manifest_id = view.id;
+                self.cursor_dirty = true;
+            }
+        }
         // The cursor stands in for a list-diff until the next one is due.
         self.healed = Some(Instant::now());
         Ok(())
@@ -455,27 +465,37 @@ impl BranchCopier {
         self.vouched_wal = 0;
         // The replica's newest manifest may have changed under us (a restart
         // from another machine, a scrub finding damage): decode it afresh.
-        let newest = self.replica_files.manifests.keys().next_back().copied();
-        self.replica_manifest = match newest {
-            Some(id) => match self.read_replica_manifest(id).await {
-                Ok(view) => view,
-                // A damaged manifest (it does not decode) is removed from
-                // what the replica holds, so it is copied again; the
-                // previous one stays.
+        self.replica_manifest = self.newest_replica_manifest().await?;
+        self.idle_ticks = 0;
+        Ok(())
+    }
+
+    /// The newest manifest listed at the replica that decodes: what a
+    /// reader there opens. A damaged one (it does not decode) is removed
+    /// from what the replica holds, so it is copied again, and the one
+    /// before it counts. `None` only when the replica holds no manifest:
+    /// the copy order treats every WAL file as invisible then, so it must
+    /// never be `None` while a reader can open one.
+    async fn newest_replica_manifest(&mut self) -> Result<Option<ManifestView>> {
+        let ids: Vec<u64> = self.replica_files.manifests.keys().rev().copied().collect();
+        for id in ids {
+            match self.read_replica_manifest(id).await {
+                Ok(Some(view)) => return Ok(Some(view)),
+                // Deleted since the listing.
+                Ok(None) => {
+                    self.replica_files.remove(&FileRef::Manifest(id));
+                }
                 Err(err @ Error::Failed(_)) => {
                     self.damaged = Some(err.to_string());
                     self.replica_files.remove(&FileRef::Manifest(id));
-                    None
                 }
                 // A region that stopped answering between the listing and
                 // the read is an outage, not damage: what the replica holds
                 // is still known.
                 Err(unreachable) => return Err(unreachable),
-            },
-            None => None,
-        };
-        self.idle_ticks = 0;
-        Ok(())
+            }
+        }
+        Ok(None)
     }
 
     /// The short listings of a follow tick. When idle, only the WAL folder
