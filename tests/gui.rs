@@ -168,7 +168,7 @@ fn count_label(harness: &Harness<'static, LifeboatApp>, label: &str) -> usize {
 
 fn progress_labels(harness: &Harness<'static, LifeboatApp>) -> Vec<String> {
     harness
-        .get_all_by_role(Role::ProgressIndicator)
+        .query_all_by_role(Role::ProgressIndicator)
         .filter_map(|n| n.accesskit_node().label())
         .collect()
 }
