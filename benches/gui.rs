@@ -20,7 +20,7 @@ use lifeboat::engine::{Command, Engine, EngineOptions};
 use lifeboat::gui::{LifeboatApp, StartOptions, Tab};
 use lifeboat::storage::DbLocation;
 use lifeboat::workload::acks::AckLog;
-use lifeboat::workload::{self, Rate, WorkloadSpec};
+use lifeboat::workload::{BackgroundRun, Rate, WorkloadSpec};
 
 const DATABASES: usize = 50;
 const WRITING: usize = 10;
@@ -86,25 +86,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let setup_s = setup.elapsed().as_secs_f64();
     // Writers on ten databases keep the lag, history and activity moving.
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut writers = Vec::new();
     for name in names.iter().take(WRITING) {
+        let spec = WorkloadSpec {
+            rate: Rate::PerSecond(50),
+            duration: None,
+            records: None,
+            value_bytes: 512,
+            churn: false,
+        };
         let location = DbLocation::in_region(&us, name)?;
         let log = AckLog::for_db(&home.acks_dir(), name);
-        let mut stop_rx = stop_rx.clone();
-        writers.push(runtime.spawn(async move {
-            let spec = WorkloadSpec {
-                rate: Rate::PerSecond(50),
-                duration: None,
-                records: None,
-                value_bytes: 512,
-                churn: false,
-            };
-            let stopped = async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            };
-            workload::run(&location, &spec, &log, stopped).await
-        }));
+        let _entered = runtime.enter();
+        writers.push(BackgroundRun::start(location, spec, log));
     }
     let mut results = serde_json::Map::new();
     let mut all = Vec::new();
@@ -147,9 +141,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .filter(|f| f.state_label() == "In sync" || f.state_label() == "Lagging")
         .count();
-    stop.send_replace(true);
     for writer in writers {
-        let _ = runtime.block_on(writer);
+        let _ = runtime.block_on(writer.stop());
     }
     let rss_mib = rss_kib("VmRSS:") as f64 / 1024.0;
     let peak_mib = rss_kib("VmHWM:") as f64 / 1024.0;

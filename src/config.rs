@@ -167,9 +167,14 @@ impl Regions {
 
     /// The spec named `name`.
     pub fn get(&self, name: &str) -> Result<&RegionSpec> {
+        Ok(&self.specs[self.index_of(name)?])
+    }
+
+    /// Where the region named `name` stands in the list.
+    fn index_of(&self, name: &str) -> Result<usize> {
         self.specs
             .iter()
-            .find(|s| s.name == name)
+            .position(|s| s.name == name)
             .ok_or_else(|| Error::RegionNotFound {
                 name: name.to_string(),
                 known: self.names().join(", "),
@@ -204,14 +209,7 @@ impl Regions {
     /// new name must not belong to another region.
     pub fn replace(&mut self, old: &str, spec: RegionSpec) -> Result<()> {
         spec.validate()?;
-        let index = self
-            .specs
-            .iter()
-            .position(|s| s.name == old)
-            .ok_or_else(|| Error::RegionNotFound {
-                name: old.to_string(),
-                known: self.names().join(", "),
-            })?;
+        let index = self.index_of(old)?;
         if spec.name != old && self.specs.iter().any(|s| s.name == spec.name) {
             return Err(Error::invalid(format!(
                 "region `{}` already exists; pick another name",
@@ -225,14 +223,7 @@ impl Regions {
 
     /// Removes the region named `name` (its data is left alone).
     pub fn remove(&mut self, name: &str) -> Result<RegionSpec> {
-        let index = self
-            .specs
-            .iter()
-            .position(|s| s.name == name)
-            .ok_or_else(|| Error::RegionNotFound {
-                name: name.to_string(),
-                known: self.names().join(", "),
-            })?;
+        let index = self.index_of(name)?;
         self.embedded_default = false;
         Ok(self.specs.remove(index))
     }

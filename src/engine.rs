@@ -33,7 +33,7 @@ use crate::replication::pins::NoPins;
 use crate::replication::{self, Flow, ReplicationOptions, Replicator, cursor};
 use crate::storage::{self, DbLocation};
 use crate::workload::acks::AckLog;
-use crate::workload::{self, Rate, WorkloadSpec, now_us};
+use crate::workload::{BackgroundRun, Rate, WorkloadSpec, now_us};
 
 use activity::{ActivityLog, Outcome};
 use group::{GroupConfig, ReplicationKind, Selection};
@@ -295,10 +295,6 @@ enum Internal {
         request: RequestId,
         result: Result<Vec<String>>,
     },
-    DemoWriterEnded {
-        db: String,
-        outcome: Outcome,
-    },
     Finished {
         request: RequestId,
         outcome: Outcome,
@@ -321,7 +317,7 @@ struct Core {
     history: Arc<History>,
     activity: ActivityLog,
     activity_view: Arc<Vec<activity::ActivityEntry>>,
-    demo: BTreeMap<String, (watch::Sender<bool>, JoinHandle<()>)>,
+    demo: BTreeMap<String, BackgroundRun>,
     /// Databases whose delete is under way: no flow may start for them.
     deleting: BTreeMap<RequestId, String>,
     state: EngineState,
@@ -413,7 +409,10 @@ impl Core {
                     self.publish();
                 }
                 _ = publish.tick() => self.publish(),
-                _ = sample.tick() => self.sample(),
+                _ = sample.tick() => {
+                    self.sample();
+                    self.reap_demo().await;
+                }
                 _ = list.tick() => self.list_databases(),
                 _ = health.tick() => self.check_regions(),
                 _ = discover.tick() => self.discover(),
@@ -421,10 +420,7 @@ impl Core {
         }
         self.state = EngineState::Stopping;
         self.publish();
-        for (_, (stop, task)) in std::mem::take(&mut self.demo) {
-            stop.send_replace(true);
-            let _ = task.await;
-        }
+        self.stop_demo(None).await;
         if let Some(replicator) = self.replicator.take() {
             replicator.stop().await;
         }
@@ -570,7 +566,6 @@ impl Core {
                         relist: true,
                     }
                 });
-                self.discover();
             }
             Command::DeleteDatabase {
                 region,
@@ -592,12 +587,7 @@ impl Core {
             }
             Command::StartDemo => self.start_demo(request),
             Command::StopDemo => {
-                let writers = std::mem::take(&mut self.demo);
-                let count = writers.len();
-                for (_, (stop, task)) in writers {
-                    stop.send_replace(true);
-                    let _ = task.await;
-                }
+                let count = self.stop_demo(None).await;
                 self.finish(
                     request,
                     Outcome::Done(format!("{count} demo writer(s) stopped")),
@@ -813,10 +803,7 @@ impl Core {
 
     /// Stops what writes or copies `name`, then deletes it in `region`.
     async fn spawn_delete(&mut self, request: RequestId, region: Region, name: String) {
-        if let Some((stop, task)) = self.demo.remove(&name) {
-            stop.send_replace(true);
-            let _ = task.await;
-        }
+        self.stop_demo(Some(&name)).await;
         if let Some(replicator) = self.replicator.as_mut() {
             replicator.remove(&name).await;
         }
@@ -994,35 +981,15 @@ impl Core {
                 Err(e) => return self.fail(request, e),
             };
             let log = AckLog::for_db(&self.home.acks_dir(), db);
-            let (stop, mut stop_rx) = watch::channel(false);
-            let tx = self.internal_tx.clone();
-            let name = db.to_string();
-            let task = tokio::spawn(async move {
-                let spec = WorkloadSpec {
-                    rate: Rate::PerSecond(DEMO_RATE),
-                    duration: None,
-                    records: None,
-                    value_bytes: 512,
-                    churn: false,
-                };
-                let stopped = async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                };
-                let outcome = match workload::run(&location, &spec, &log, stopped).await {
-                    Ok(report) => match report.error {
-                        Some(e) => {
-                            Outcome::Failed(format!("after {} records: {e}", report.records_acked))
-                        }
-                        None => Outcome::Done(format!(
-                            "{} records written and acknowledged",
-                            report.records_acked
-                        )),
-                    },
-                    Err(e) => Outcome::Failed(e.to_string()),
-                };
-                let _ = tx.send(Internal::DemoWriterEnded { db: name, outcome });
-            });
-            self.demo.insert(db.to_string(), (stop, task));
+            let spec = WorkloadSpec {
+                rate: Rate::PerSecond(DEMO_RATE),
+                duration: None,
+                records: None,
+                value_bytes: 512,
+                churn: false,
+            };
+            self.demo
+                .insert(db.to_string(), BackgroundRun::start(location, spec, log));
         }
         let mut message = format!(
             "demo databases {} written at {DEMO_RATE} records/s each",
@@ -1096,13 +1063,6 @@ impl Core {
                 result,
             } => self.region_probed(request, replacing, spec, result),
             Internal::DemoReady { request, result } => self.demo_ready(request, result),
-            Internal::DemoWriterEnded { db, outcome } => {
-                self.demo.remove(&db);
-                if let Outcome::Failed(_) = outcome {
-                    self.activity.note(format!("demo writer of {db}"), outcome);
-                    self.activity_changed();
-                }
-            }
             Internal::Finished {
                 request,
                 outcome,
@@ -1111,8 +1071,54 @@ impl Core {
                 self.deleting.remove(&request);
                 self.finish(request, outcome);
                 if relist {
+                    // A database created or deleted: the listing changed, and
+                    // under "all databases" a new one starts replicating.
                     self.list_databases();
+                    self.discover();
                 }
+            }
+        }
+    }
+
+    /// Stops the demo writer of `only`, or every one; returns how many.
+    async fn stop_demo(&mut self, only: Option<&str>) -> usize {
+        let stopping: Vec<String> = self
+            .demo
+            .keys()
+            .filter(|db| only.is_none_or(|o| o == db.as_str()))
+            .cloned()
+            .collect();
+        for db in &stopping {
+            if let Some(run) = self.demo.remove(db) {
+                let _ = run.stop().await;
+            }
+        }
+        stopping.len()
+    }
+
+    /// Forgets demo writers that ended by themselves, noting why in the
+    /// activity log when it was a failure.
+    async fn reap_demo(&mut self) {
+        let ended: Vec<String> = self
+            .demo
+            .iter()
+            .filter(|(_, run)| run.is_finished())
+            .map(|(db, _)| db.clone())
+            .collect();
+        for db in ended {
+            let Some(run) = self.demo.remove(&db) else {
+                continue;
+            };
+            let failure = match run.stop().await {
+                Ok(Ok(report)) => report
+                    .error
+                    .map(|e| format!("after {} records: {e}", report.records_acked)),
+                Ok(Err(e)) | Err(e) => Some(e.to_string()),
+            };
+            if let Some(message) = failure {
+                self.activity
+                    .note(format!("demo writer of {db}"), Outcome::Failed(message));
+                self.activity_changed();
             }
         }
     }

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::region::Region;
@@ -24,7 +22,7 @@ use crate::replication::pins::NoPins;
 use crate::replication::{self, Flow, FlowState, ReplicationOptions, Replicator};
 use crate::storage::DbLocation;
 use crate::workload::acks::AckLog;
-use crate::workload::{self, Rate, WorkloadReport, WorkloadSpec};
+use crate::workload::{BackgroundRun, Rate, WorkloadReport, WorkloadSpec};
 
 /// How long a soak runs and how hard it pushes.
 #[derive(Debug, Clone)]
@@ -63,14 +61,9 @@ pub struct SoakDb {
     pub flow: Flow,
     pub home: DbLocation,
     pub acks: AckLog,
-    writer: Option<Writer>,
+    writer: Option<BackgroundRun>,
     /// Writer runs that ended, with why.
     pub runs: Vec<WorkloadReport>,
-}
-
-struct Writer {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<WorkloadReport>>,
 }
 
 /// What one check found for one database.
@@ -277,17 +270,9 @@ impl Soak {
     }
 
     fn start_writer(&mut self, i: usize) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let home = self.dbs[i].home.clone();
-        let acks = self.dbs[i].acks.clone();
-        let spec = self.spec();
-        let task = tokio::spawn(async move {
-            workload::run(&home, &spec, &acks, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        self.dbs[i].writer = Some(Writer { stop, task });
+        let db = &self.dbs[i];
+        let writer = BackgroundRun::start(db.home.clone(), self.spec(), db.acks.clone());
+        self.dbs[i].writer = Some(writer);
     }
 
     /// Waits until every database is acknowledging writes again,
@@ -307,7 +292,7 @@ impl Soak {
                 let finished = self.dbs[i]
                     .writer
                     .as_ref()
-                    .is_none_or(|w| w.task.is_finished());
+                    .is_none_or(BackgroundRun::is_finished);
                 if finished {
                     self.finish_writer(i).await?;
                     self.start_writer(i);
@@ -336,12 +321,7 @@ impl Soak {
         let Some(writer) = self.dbs[i].writer.take() else {
             return Ok(());
         };
-        let _ = writer.stop.send(());
-        let report = writer
-            .task
-            .await
-            .map_err(|e| Error::Failed(format!("a soak writer panicked: {e}")))?;
-        match report {
+        match writer.stop().await? {
             Ok(report) => self.dbs[i].runs.push(report),
             // It could not even open (the region was still down): nothing written.
             Err(e) => tracing::info!("soak writer of {} ended: {e}", self.dbs[i].flow.db),

@@ -74,16 +74,18 @@ impl DashboardTab {
             .iter()
             .filter_map(|f| f.status.lag_s)
             .fold(None, |w: Option<f64>, l| Some(w.map_or(l, |w| w.max(l))));
-        let breaches: usize = history
+        // Each database's lag within the window, and its breaches, once a frame.
+        let lags: Vec<_> = history
             .lag_s
-            .values()
-            .map(|s| {
-                recent(s, now_s, window_s)
-                    .iter()
-                    .filter(|p| p[1] > target)
-                    .count()
+            .iter()
+            .map(|(db, series)| {
+                let points = recent(series, now_s, window_s);
+                let marks: Vec<[f64; 2]> =
+                    points.iter().filter(|p| p[1] > target).copied().collect();
+                (db, points, marks)
             })
-            .sum();
+            .collect();
+        let breaches: usize = lags.iter().map(|(_, _, marks)| marks.len()).sum();
         let in_sync = snapshot
             .flows
             .iter()
@@ -129,10 +131,7 @@ impl DashboardTab {
             .x_axis_label("seconds ago")
             .allow_scroll(false)
             .show(ui, |plot| {
-                for (db, series) in &history.lag_s {
-                    let points = recent(series, now_s, window_s);
-                    let marks: Vec<[f64; 2]> =
-                        points.iter().filter(|p| p[1] > target).copied().collect();
+                for (db, points, marks) in lags {
                     plot.line(Line::new(db.clone(), points));
                     if !marks.is_empty() {
                         plot.points(

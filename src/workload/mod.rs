@@ -268,6 +268,41 @@ async fn acknowledge(
     outcome
 }
 
+/// A workload running on the runtime until it is stopped or ends by itself
+/// (a fault, or its duration or count reached).
+pub struct BackgroundRun {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<WorkloadReport>>,
+}
+
+impl BackgroundRun {
+    /// Starts [`run`] on `location` in a task of its own.
+    pub fn start(location: DbLocation, spec: WorkloadSpec, ack_log: AckLog) -> BackgroundRun {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            run(&location, &spec, &ack_log, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        BackgroundRun { stop, task }
+    }
+
+    /// Whether the run has ended by itself.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the run (the writer closes, flushing what it holds). The outer
+    /// error is a task that panicked; the inner result is the run's own.
+    pub async fn stop(self) -> Result<Result<WorkloadReport>> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .map_err(|e| Error::Failed(format!("a workload task panicked: {e}")))
+    }
+}
+
 /// Runs the workload against the existing database at `location` until the
 /// spec's limits or `stop` resolves, whichever comes first.
 pub async fn run(
