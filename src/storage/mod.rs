@@ -44,6 +44,10 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on opening a database (a writer or a reader).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Looks `describe` takes at most before it reports a WAL gap that keeps
+/// moving (a replicator in full flow).
+const DESCRIBE_LOOKS: usize = 5;
+
 /// One SlateDB database in one store: a branch of a database in a region,
 /// or a copy at any URL. `label` names the place in messages.
 #[derive(Debug, Clone)]
@@ -279,7 +283,31 @@ impl DbLocation {
     }
 
     /// Size, newest manifest, WAL range and writer epoch.
+    ///
+    /// A WAL gap is reported only when two looks in a row agree on it. One
+    /// listing is not a snapshot: it reads `manifest/` before `wal/`, so a
+    /// replicator that meanwhile copies a newer manifest and then the WAL
+    /// past it (skipping WAL the home already collected, which the new
+    /// manifest covers) shows an old manifest with a gap above it. A reader
+    /// caught the same way stops at the gap and sees an older state, never
+    /// a wrong one; a real hole stays put and is seen twice.
     pub async fn describe(&self) -> Result<BranchInfo> {
+        let mut previous: Option<BranchInfo> = None;
+        for _ in 0..DESCRIBE_LOOKS {
+            let info = self.describe_once().await?;
+            let settled = previous.as_ref().is_some_and(|p| {
+                p.newest_manifest_id == info.newest_manifest_id && p.wal_gaps == info.wal_gaps
+            });
+            if info.wal_gaps.is_empty() || settled {
+                return Ok(info);
+            }
+            previous = Some(info);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        previous.ok_or_else(|| Error::Failed("describe made no look".into()))
+    }
+
+    async fn describe_once(&self) -> Result<BranchInfo> {
         // One listing gives the size, the manifests and the WAL files.
         let listing = self.list(None).await?;
         let manifests = self.numbered(&listing, "manifest", "manifest");
