@@ -2,6 +2,7 @@
 //! object storage. See DESIGN.md (shared) and ARCHITECTURE.md for the map.
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod gui;
@@ -11,5 +12,6 @@ pub mod replication;
 pub mod soak;
 pub mod storage;
 pub mod workload;
+pub mod workspace;
 
 pub use error::{Error, Result};

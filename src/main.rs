@@ -89,6 +89,13 @@ enum Command {
     /// Write to a database homed in each of two regions, replicate both
     /// ways and take each region down in turn, checking after every step.
     Soak(cli::soak::SoakArgs),
+    /// Workspaces: serve databases over the Redis protocol, with users,
+    /// firewall rules and pipelines from the control log.
+    #[command(subcommand)]
+    Workspace(cli::workspace::WorkspaceCommand),
+    /// The control log every region holds: sync it, read it.
+    #[command(subcommand)]
+    Control(cli::workspace::ControlCommand),
     /// Benchmarks that print JSON figures.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -730,6 +737,8 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Soak(a) => cli::soak::soak(&ctx, json, a).await,
             Command::Group(c) => cli::group::group(&ctx, json, c).await,
             Command::Serve(a) => cli::group::serve(&ctx, json, a).await,
+            Command::Workspace(c) => cli::workspace::workspace(&ctx, json, c).await,
+            Command::Control(c) => cli::workspace::control_command(&ctx, json, c).await,
             Command::Bench(c) => cli::bench::run(&ctx, json, c).await,
             Command::Gui(args) => open_gui(&ctx, args),
         }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod group;
 pub mod replication;
 pub mod soak;
+pub mod workspace;
 
 use std::time::Duration;
 

@@ -1,0 +1,738 @@
+//! `lifeboat workspace ...` and `lifeboat control ...`: workspaces, their
+//! users, firewall rules and pipelines, recorded in the control log of every
+//! region; and a workspace served in the foreground.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use lifeboat::control::event::{Attachment, Databases, Event, Role};
+use lifeboat::control::state::{ControlState, WorkspaceConfig};
+use lifeboat::control::{self, Appended};
+use lifeboat::engine::activity::local_user;
+use lifeboat::error::{Error, Result, exit_code};
+use lifeboat::region::{Region, validate_name};
+use lifeboat::workspace::{
+    self, StartOptions, Workspace, WorkspaceStatus, auth, firewall, pipeline,
+};
+
+use crate::{Ctx, emit, parse_duration};
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCommand {
+    /// Define a workspace (or change its databases and endpoint).
+    Create(CreateArgs),
+    /// List the workspaces the control log defines.
+    List,
+    /// Serve a workspace from a region until Ctrl-C or `workspace stop`:
+    /// databases homed there are written, replicas are followed read-only.
+    Start(StartArgs),
+    /// Ask the process serving a workspace to stop.
+    Stop {
+        /// The workspace.
+        name: String,
+    },
+    /// A workspace's configuration, whether it answers, and its pipelines.
+    Status {
+        /// The workspace.
+        name: String,
+        /// The region whose copy of the log and databases to read.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Forget a workspace (its databases stay).
+    Remove {
+        /// The workspace.
+        name: String,
+    },
+    /// Add, remove users or change a password.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Allow or stop allowing client addresses (CIDR).
+    #[command(subcommand)]
+    Firewall(FirewallCommand),
+    /// Load NDJSON files from an object-store folder into a database.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The workspace's name.
+    name: String,
+    /// A database to serve, as NAME or NAME=INDEX (`SELECT INDEX`);
+    /// repeatable. Indexes default to 0, 1, 2… in order.
+    #[arg(long = "db", value_name = "NAME[=INDEX]", required = true)]
+    dbs: Vec<String>,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// The port to listen on.
+    #[arg(long, default_value_t = workspace::DEFAULT_PORT)]
+    port: u16,
+    /// Serve without AUTH (only on a trusted network).
+    #[arg(long)]
+    open: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// The workspace.
+    name: String,
+    /// The region to serve from (default: the first configured).
+    #[arg(long)]
+    region: Option<String>,
+    /// Listen on this address instead of the configured one.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Listen on this port instead of the configured one.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Stop after this long (default: until Ctrl-C or `workspace stop`).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Print the status this often.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    report_every: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct PasswordArg {
+    /// Read the password from this environment variable (default: the
+    /// first line of standard input). Never on the command line.
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user, or replace one.
+    Add {
+        workspace: String,
+        user: String,
+        /// admin, readwrite or readonly.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// A database the user may use (repeatable; default: all).
+        #[arg(long = "db", value_name = "NAME")]
+        dbs: Vec<String>,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// Remove a user.
+    Remove { workspace: String, user: String },
+    /// Change a user's password.
+    Password {
+        workspace: String,
+        user: String,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FirewallCommand {
+    /// Allow clients from CIDR (the list is empty: everyone who can reach
+    /// the address may connect).
+    Allow { workspace: String, cidr: String },
+    /// Stop allowing CIDR.
+    Revoke { workspace: String, cidr: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PipelineCommand {
+    /// Define a pipeline (it starts at once where its database is served).
+    Create {
+        workspace: String,
+        pipeline: String,
+        /// The database to load into.
+        #[arg(long)]
+        db: String,
+        /// The folder of NDJSON files: file:///dir, s3://bucket/prefix, ...
+        #[arg(long)]
+        source: String,
+        /// The JSON field that names each record's key.
+        #[arg(long, default_value = "id")]
+        key_field: String,
+        /// Put before every key (default: PIPELINE:).
+        #[arg(long)]
+        key_prefix: Option<String>,
+    },
+    /// Stop loading until resumed.
+    Pause { workspace: String, pipeline: String },
+    /// Load again from where the pipeline stopped.
+    Resume { workspace: String, pipeline: String },
+    /// Forget a pipeline (what it loaded stays).
+    Remove { workspace: String, pipeline: String },
+    /// Each pipeline's position as its database holds it.
+    Status {
+        workspace: String,
+        /// The region whose databases to read.
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ControlCommand {
+    /// Copy every control-log event a region lacks from the regions that
+    /// have it.
+    Sync,
+    /// Every event, oldest first: when, who, what.
+    Log,
+}
+
+fn parse_role(text: &str) -> std::result::Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("`{text}`: use admin, readwrite or readonly"))
+}
+
+/// Every configured region, with this run's faults.
+fn regions(ctx: &Ctx) -> Result<Vec<Region>> {
+    ctx.regions
+        .specs()
+        .iter()
+        .map(|spec| ctx.open_spec(spec))
+        .collect()
+}
+
+async fn state(regions: &[Region]) -> Result<ControlState> {
+    control::load_all(regions).await
+}
+
+fn workspace_of<'a>(state: &'a ControlState, name: &str) -> Result<&'a WorkspaceConfig> {
+    state.workspaces.get(name).ok_or_else(|| {
+        let known: Vec<&str> = state.workspaces.keys().map(String::as_str).collect();
+        Error::invalid(format!(
+            "workspace `{name}` is not defined (known: {}); create it with `lifeboat workspace create {name} --db NAME`",
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        ))
+    })
+}
+
+async fn record(ctx: &Ctx, json: bool, regions: &[Region], event: Event) -> Result<i32> {
+    let what = event.describe();
+    let engine = control::engine_id(&ctx.home.data_dir)?;
+    let appended: Appended = control::append(regions, &engine, &local_user(), event).await?;
+    let summary = appended.summary();
+    emit(
+        json,
+        &serde_json::json!({
+            "done": what,
+            "written": appended.written,
+            "missed": appended.missed,
+        }),
+        || format!("{what}: {summary}"),
+    )?;
+    Ok(exit_code::OK)
+}
+
+fn read_password(arg: &PasswordArg) -> Result<String> {
+    let password = match &arg.password_env {
+        Some(var) => std::env::var(var).map_err(|_| {
+            Error::invalid(format!(
+                "--password-env {var}: the variable is not set; export it first"
+            ))
+        })?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| Error::invalid(format!("cannot read the password from stdin: {e}")))?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if password.is_empty() {
+        return Err(Error::invalid(
+            "no password given; pipe it on stdin or name a variable with --password-env",
+        ));
+    }
+    Ok(password)
+}
+
+fn attachments(dbs: &[String]) -> Result<Vec<Attachment>> {
+    let mut out: Vec<Attachment> = Vec::new();
+    for (i, text) in dbs.iter().enumerate() {
+        let (db, index) = match text.split_once('=') {
+            Some((db, index)) => {
+                let index = index.parse::<u32>().map_err(|_| {
+                    Error::invalid(format!(
+                        "--db {text}: the index must be a number, like orders=0"
+                    ))
+                })?;
+                (db, index)
+            }
+            None => (text.as_str(), i as u32),
+        };
+        validate_name("database", db)?;
+        if out.iter().any(|a| a.index == index) {
+            return Err(Error::invalid(format!(
+                "--db {text}: index {index} is used twice; give each database its own"
+            )));
+        }
+        out.push(Attachment {
+            index,
+            db: db.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+pub async fn workspace(ctx: &Ctx, json: bool, command: WorkspaceCommand) -> Result<i32> {
+    let regions = regions(ctx)?;
+    match command {
+        WorkspaceCommand::Create(args) => {
+            validate_name("workspace", &args.name)?;
+            let databases = attachments(&args.dbs)?;
+            if args.bind.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::invalid(format!(
+                    "--bind {}: not an IP address; use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+                    args.bind
+                )));
+            }
+            let event = Event::WorkspaceSet {
+                name: args.name,
+                databases,
+                bind: args.bind,
+                port: args.port,
+                open: args.open,
+            };
+            record(ctx, json, &regions, event).await
+        }
+        WorkspaceCommand::List => {
+            let state = state(&regions).await?;
+            let rows: Vec<&WorkspaceConfig> = state.workspaces.values().collect();
+            emit(json, &rows, || {
+                if rows.is_empty() {
+                    return "no workspace; define one with `lifeboat workspace create NAME --db DB`".into();
+                }
+                rows.iter()
+                    .map(|w| describe(w))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+            Ok(exit_code::OK)
+        }
+        WorkspaceCommand::Start(args) => start(ctx, json, &regions, args).await,
+        WorkspaceCommand::Stop { name } => {
+            workspace_of(&state(&regions).await?, &name)?;
+            record(ctx, json, &regions, Event::WorkspaceStop { name }).await
+        }
+        WorkspaceCommand::Remove { name } => {
+            workspace_of(&state(&regions).await?, &name)?;
+            record(ctx, json, &regions, Event::WorkspaceRemoved { name }).await
+        }
+        WorkspaceCommand::Status { name, region } => status(ctx, json, &name, &region).await,
+        WorkspaceCommand::User(command) => user(ctx, json, &regions, command).await,
+        WorkspaceCommand::Firewall(command) => {
+            let (workspace, cidr, allow) = match command {
+                FirewallCommand::Allow { workspace, cidr } => (workspace, cidr, true),
+                FirewallCommand::Revoke { workspace, cidr } => (workspace, cidr, false),
+            };
+            let ws = workspace_of(&state(&regions).await?, &workspace)?.clone();
+            let cidr = firewall::parse_rule(&cidr)?.to_string();
+            let event = if allow {
+                Event::FirewallAllowed { workspace, cidr }
+            } else {
+                if !ws.firewall.contains(&cidr) {
+                    return Err(Error::invalid(format!(
+                        "{cidr} is not in workspace `{}`'s allow-list (it has: {})",
+                        ws.name,
+                        ws.firewall.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                Event::FirewallRevoked { workspace, cidr }
+            };
+            record(ctx, json, &regions, event).await
+        }
+        WorkspaceCommand::Pipeline(command) => pipeline_command(ctx, json, &regions, command).await,
+    }
+}
+
+fn describe(w: &WorkspaceConfig) -> String {
+    let dbs: Vec<String> = w
+        .databases
+        .iter()
+        .map(|a| format!("{}={}", a.db, a.index))
+        .collect();
+    let firewall = if w.firewall.is_empty() {
+        "anyone who reaches the address".to_string()
+    } else {
+        w.firewall.iter().cloned().collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "{}: {}:{} serving {}; {}; users: {}; allowed: {firewall}; pipelines: {}",
+        w.name,
+        w.bind,
+        w.port,
+        dbs.join(", "),
+        if w.open {
+            "open (no AUTH)"
+        } else {
+            "AUTH required"
+        },
+        if w.users.is_empty() {
+            "none".to_string()
+        } else {
+            w.users
+                .iter()
+                .map(|(n, u)| format!("{n} ({})", u.role.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        if w.pipelines.is_empty() {
+            "none".to_string()
+        } else {
+            w.pipelines.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    )
+}
+
+async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Result<i32> {
+    let region_name = ctx.region_name(&args.region)?;
+    let region = regions
+        .iter()
+        .find(|r| r.name() == region_name)
+        .cloned()
+        .ok_or_else(|| Error::invalid(format!("region `{region_name}` is not configured")))?;
+    // The region's own copy of the log: a workspace starts from it alone.
+    let state = control::load(&region).await?;
+    let config = workspace_of(&state, &args.name)?;
+    let options = StartOptions {
+        bind: args.bind,
+        port: args.port,
+    };
+    let ws = Workspace::start(region, config, options).await?;
+    print_status(json, &ws.status())?;
+    let stopped = async {
+        tokio::select! {
+            result = super::report_until_stopped(args.duration, args.report_every, || print_status(json, &ws.status())) => result,
+            _ = ws.stopped() => Ok(()),
+        }
+    };
+    let result = stopped.await;
+    let last = ws.status();
+    ws.stop().await?;
+    result?;
+    if !json {
+        println!(
+            "workspace {} stopped after {} s, {} commands",
+            last.name, last.uptime_s, last.commands
+        );
+    }
+    Ok(exit_code::OK)
+}
+
+fn print_status(json: bool, status: &WorkspaceStatus) -> Result<()> {
+    if json {
+        let line = serde_json::to_string(status)
+            .map_err(|e| Error::Failed(format!("cannot encode the status as JSON: {e}")))?;
+        println!("{line}");
+        return Ok(());
+    }
+    println!(
+        "workspace {} in {} at {}: {} clients, {} commands, {} refused by the firewall, {} failed AUTH",
+        status.name,
+        status.region,
+        status.addr,
+        status.connected,
+        status.commands,
+        status.denied,
+        status.auth_failures
+    );
+    for e in &status.endpoints {
+        let lag = e.lag_s.map_or(String::new(), |l| format!(", lag {l:.1} s"));
+        println!("  {} ({}, {}{lag})", e.url, e.db, e.mode);
+    }
+    for p in &status.pipelines {
+        println!(
+            "  pipeline {} → {}: {}; {} lines, {} files done, {} pending, {} bad lines",
+            p.name,
+            p.db,
+            p.state,
+            p.position.lines_loaded,
+            p.position.files_done,
+            p.files_pending,
+            p.position.bad_lines
+        );
+    }
+    Ok(())
+}
+
+/// What `workspace status` reports for a workspace that may run elsewhere.
+#[derive(serde::Serialize)]
+struct StatusReport {
+    config: WorkspaceConfig,
+    endpoints: Vec<String>,
+    answering: bool,
+    pipelines: Vec<(String, std::result::Result<pipeline::Position, String>)>,
+}
+
+async fn status(ctx: &Ctx, json: bool, name: &str, region: &Option<String>) -> Result<i32> {
+    let region = ctx.open(region)?;
+    let state = control::load(&region).await?;
+    let config = workspace_of(&state, name)?.clone();
+    let answering = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect((config.bind.as_str(), config.port)),
+    )
+    .await
+    .is_ok_and(|c| c.is_ok());
+    let mut pipelines = Vec::new();
+    for (p, cfg) in &config.pipelines {
+        let position = pipeline::stored_position(&region, &cfg.db, p)
+            .await
+            .map_err(|e| e.to_string());
+        pipelines.push((p.clone(), position));
+    }
+    let user = if config.open { "default" } else { "USER" };
+    let endpoints: Vec<String> = config
+        .databases
+        .iter()
+        .map(|a| format!("redis://{user}@{}:{}/{}", config.bind, config.port, a.index))
+        .collect();
+    let report = StatusReport {
+        config,
+        endpoints,
+        answering,
+        pipelines,
+    };
+    emit(json, &report, || {
+        let mut lines = vec![describe(&report.config)];
+        lines.push(format!(
+            "  {}",
+            if report.answering {
+                "answering at its address"
+            } else {
+                "not answering (start it with `lifeboat workspace start NAME --region REGION`)"
+            }
+        ));
+        for url in &report.endpoints {
+            lines.push(format!("  {url}"));
+        }
+        for (p, position) in &report.pipelines {
+            lines.push(match position {
+                Ok(at) => format!(
+                    "  pipeline {p}: {} lines, {} files done, at {}:{}{}",
+                    at.lines_loaded,
+                    at.files_done,
+                    if at.file.is_empty() { "-" } else { &at.file },
+                    at.offset,
+                    if at.bad_lines > 0 {
+                        format!(", {} bad lines skipped", at.bad_lines)
+                    } else {
+                        String::new()
+                    }
+                ),
+                Err(e) => format!("  pipeline {p}: position unknown ({e})"),
+            });
+        }
+        lines.join("\n")
+    })?;
+    Ok(exit_code::OK)
+}
+
+async fn user(ctx: &Ctx, json: bool, regions: &[Region], command: UserCommand) -> Result<i32> {
+    let state = state(regions).await?;
+    let event = match command {
+        UserCommand::Add {
+            workspace,
+            user,
+            role,
+            dbs,
+            password,
+        } => {
+            workspace_of(&state, &workspace)?;
+            validate_name("user", &user)?;
+            let password = auth::hash_password(&read_password(&password)?)?;
+            let databases = if dbs.is_empty() {
+                Databases::All
+            } else {
+                Databases::Only(dbs)
+            };
+            Event::UserSet {
+                workspace,
+                user,
+                role,
+                databases,
+                password,
+            }
+        }
+        UserCommand::Remove { workspace, user } => {
+            known_user(&state, &workspace, &user)?;
+            Event::UserRemoved { workspace, user }
+        }
+        UserCommand::Password {
+            workspace,
+            user,
+            password,
+        } => {
+            known_user(&state, &workspace, &user)?;
+            let password = auth::hash_password(&read_password(&password)?)?;
+            Event::PasswordChanged {
+                workspace,
+                user,
+                password,
+            }
+        }
+    };
+    record(ctx, json, regions, event).await
+}
+
+fn known_user(state: &ControlState, workspace: &str, user: &str) -> Result<()> {
+    let ws = workspace_of(state, workspace)?;
+    if !ws.users.contains_key(user) {
+        return Err(Error::invalid(format!(
+            "workspace `{workspace}` has no user `{user}` (it has: {})",
+            ws.users.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
+}
+
+async fn pipeline_command(
+    ctx: &Ctx,
+    json: bool,
+    regions: &[Region],
+    command: PipelineCommand,
+) -> Result<i32> {
+    let state = state(regions).await?;
+    let known = |workspace: &str, pipeline: &str| -> Result<()> {
+        let ws = workspace_of(&state, workspace)?;
+        if !ws.pipelines.contains_key(pipeline) {
+            return Err(Error::invalid(format!(
+                "workspace `{workspace}` has no pipeline `{pipeline}`"
+            )));
+        }
+        Ok(())
+    };
+    let event = match command {
+        PipelineCommand::Create {
+            workspace,
+            pipeline,
+            db,
+            source,
+            key_field,
+            key_prefix,
+        } => {
+            let ws = workspace_of(&state, &workspace)?;
+            validate_name("pipeline", &pipeline)?;
+            if !ws.databases.iter().any(|a| a.db == db) {
+                return Err(Error::invalid(format!(
+                    "workspace `{workspace}` does not serve database `{db}`; add it with `lifeboat workspace create {workspace} --db {db} ...`"
+                )));
+            }
+            pipeline::open_source(&source)?;
+            let key_prefix = key_prefix.unwrap_or_else(|| format!("{pipeline}:"));
+            Event::PipelineSet {
+                workspace,
+                pipeline,
+                db,
+                source,
+                key_field,
+                key_prefix,
+            }
+        }
+        PipelineCommand::Pause {
+            workspace,
+            pipeline,
+        } => {
+            known(&workspace, &pipeline)?;
+            Event::PipelineRunning {
+                workspace,
+                pipeline,
+                running: false,
+            }
+        }
+        PipelineCommand::Resume {
+            workspace,
+            pipeline,
+        } => {
+            known(&workspace, &pipeline)?;
+            Event::PipelineRunning {
+                workspace,
+                pipeline,
+                running: true,
+            }
+        }
+        PipelineCommand::Remove {
+            workspace,
+            pipeline,
+        } => {
+            known(&workspace, &pipeline)?;
+            Event::PipelineRemoved {
+                workspace,
+                pipeline,
+            }
+        }
+        PipelineCommand::Status { workspace, region } => {
+            return status(ctx, json, &workspace, &region).await;
+        }
+    };
+    record(ctx, json, regions, event).await
+}
+
+pub async fn control_command(ctx: &Ctx, json: bool, command: ControlCommand) -> Result<i32> {
+    let regions = regions(ctx)?;
+    match command {
+        ControlCommand::Sync => {
+            let report = control::sync(&regions).await?;
+            emit(json, &report, || {
+                let mut line = format!("{} events in the log", report.events);
+                for (region, n) in &report.copied {
+                    line.push_str(&format!("; copied {n} to {region}"));
+                }
+                for (region, e) in &report.unreachable {
+                    line.push_str(&format!("; {region} unreachable ({e})"));
+                }
+                line
+            })?;
+            Ok(if report.unreachable.is_empty() {
+                exit_code::OK
+            } else {
+                exit_code::FAILED
+            })
+        }
+        ControlCommand::Log => {
+            let (events, _) = control::read_all(&regions).await?;
+            let mut events: Vec<_> = events.into_values().collect();
+            events.sort_by(|a, b| a.order().cmp(&b.order()));
+            #[derive(serde::Serialize)]
+            struct Row {
+                at_ms: u64,
+                engine: String,
+                seq: u64,
+                who: String,
+                what: String,
+            }
+            let rows: Vec<Row> = events
+                .iter()
+                .map(|e| Row {
+                    at_ms: e.hlc.ms,
+                    engine: e.engine.clone(),
+                    seq: e.seq,
+                    who: e.who.clone(),
+                    what: e.event.describe(),
+                })
+                .collect();
+            emit(json, &rows, || {
+                rows.iter()
+                    .map(|r| {
+                        let at = std::time::UNIX_EPOCH + Duration::from_millis(r.at_ms);
+                        format!(
+                            "{} {} {}#{}: {}",
+                            humantime::format_rfc3339_millis(at),
+                            r.who,
+                            r.engine,
+                            r.seq,
+                            r.what
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+            Ok(exit_code::OK)
+        }
+    }
+}

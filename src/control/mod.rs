@@ -1,0 +1,364 @@
+//! The control log (docs/control-log.md): the control plane's state as
+//! append-only events in every region, written with create-only puts,
+//! copied between regions like data, folded in one deterministic order.
+//!
+//! Invariant kept here: an event object, once written, is never changed or
+//! deleted, and its name is unique (engine id, sequence, nonce), so copying
+//! it anywhere can never conflict with another event.
+
+pub mod event;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::region::retry::retrying;
+use crate::replication::files::get_if_present;
+use crate::workload::now_us;
+use event::{EVENT_FORMAT, Envelope, Event, Hlc};
+use state::ControlState;
+
+/// Where the log lives in every region.
+pub const LOG_PREFIX: &str = "_lifeboat/log";
+
+/// Reads of event objects in flight at once.
+const READS_IN_FLIGHT: usize = 16;
+
+/// Tries at a fresh sequence number when another command of this machine
+/// took the one we chose.
+const APPEND_TRIES: usize = 5;
+
+/// This data folder's engine id: made once, then read.
+pub fn engine_id(data_dir: &FsPath) -> Result<String> {
+    let path = data_dir.join("engine-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if is_engine_id(text.trim()) => return Ok(text.trim().to_string()),
+        Ok(_) => {
+            return Err(Error::file(
+                &path,
+                "is not an engine id (16 hex digits); delete it to make a new one",
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::file(&path, e)),
+    }
+    let id = format!("{:016x}", fastrand::u64(..));
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::file(data_dir, e))?;
+    crate::config::write_atomically(&path, id.as_bytes())?;
+    Ok(id)
+}
+
+fn is_engine_id(text: &str) -> bool {
+    text.len() == 16 && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// One event object's name: `<engine>/<seq>-<nonce>.ron` under the log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventName {
+    pub engine: String,
+    pub seq: u64,
+    pub nonce: String,
+}
+
+impl EventName {
+    fn path(&self) -> Path {
+        Path::from(LOG_PREFIX)
+            .join(self.engine.as_str())
+            .join(format!("{:020}-{}.ron", self.seq, self.nonce))
+    }
+
+    fn parse(path: &Path) -> Option<EventName> {
+        let mut parts = path.prefix_match(&Path::from(LOG_PREFIX))?;
+        let engine = parts.next()?.as_ref().to_string();
+        let file = parts.next()?.as_ref().to_string();
+        if parts.next().is_some() || !is_engine_id(&engine) {
+            return None;
+        }
+        let (seq, nonce) = file.strip_suffix(".ron")?.split_once('-')?;
+        Some(EventName {
+            engine,
+            seq: seq.parse().ok()?,
+            nonce: nonce.to_string(),
+        })
+    }
+}
+
+/// The log as one region holds it: every event, by name.
+pub async fn read(region: &Region) -> Result<BTreeMap<EventName, Envelope>> {
+    let store = region.store();
+    let names = list(region).await?;
+    let reads = names.into_iter().map(|name| {
+        let store = Arc::clone(&store);
+        async move {
+            let path = name.path();
+            let bytes = retrying(|| get_if_present(store.as_ref(), &path))
+                .await
+                .map_err(|e| Error::store(region.name(), &format!("reading {path}"), &e))?;
+            let Some(bytes) = bytes else {
+                return Ok(None);
+            };
+            let envelope = decode(&bytes).map_err(|e| {
+                Error::Failed(format!(
+                    "region `{}`: control log event {path} is damaged ({e}); copy it from another region with `lifeboat control sync`",
+                    region.name()
+                ))
+            })?;
+            Ok(Some((name, envelope)))
+        }
+    });
+    let found: Vec<Option<(EventName, Envelope)>> = futures::stream::iter(reads)
+        .buffer_unordered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+fn decode(bytes: &[u8]) -> std::result::Result<Envelope, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    let envelope: Envelope = ron::from_str(text).map_err(|e| e.to_string())?;
+    if envelope.format != EVENT_FORMAT {
+        return Err(format!(
+            "format {} (this build reads {EVENT_FORMAT}; upgrade lifeboat)",
+            envelope.format
+        ));
+    }
+    Ok(envelope)
+}
+
+async fn list(region: &Region) -> Result<Vec<EventName>> {
+    let store = region.store();
+    let prefix = Path::from(LOG_PREFIX);
+    let listed = retrying(|| store.list(Some(&prefix)).try_collect::<Vec<_>>())
+        .await
+        .map_err(|e| Error::store(region.name(), "listing the control log", &e))?;
+    Ok(listed
+        .iter()
+        .filter_map(|m| EventName::parse(&m.location))
+        .collect())
+}
+
+/// The state as `region`'s copy of the log says.
+pub async fn load(region: &Region) -> Result<ControlState> {
+    Ok(ControlState::fold(
+        read(region).await?.into_values().collect(),
+    ))
+}
+
+/// Every event any of `regions` holds (the union), and the regions that
+/// could not be read with why. Fails only when none could be read.
+pub async fn read_all(
+    regions: &[Region],
+) -> Result<(BTreeMap<EventName, Envelope>, Vec<(String, Error)>)> {
+    let mut events = BTreeMap::new();
+    let mut unreachable = Vec::new();
+    let reads = futures::future::join_all(regions.iter().map(read)).await;
+    for (region, result) in regions.iter().zip(reads) {
+        match result {
+            Ok(found) => events.extend(found),
+            Err(e) => unreachable.push((region.name().to_string(), e)),
+        }
+    }
+    if unreachable.len() == regions.len() {
+        let (_, first) = unreachable.swap_remove(0);
+        return Err(first);
+    }
+    Ok((events, unreachable))
+}
+
+/// The state as the union of every reachable region's log says.
+pub async fn load_all(regions: &[Region]) -> Result<ControlState> {
+    let (events, _) = read_all(regions).await?;
+    Ok(ControlState::fold(events.into_values().collect()))
+}
+
+/// What an append did.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub name: EventName,
+    pub hlc: Hlc,
+    /// Regions that hold the event now.
+    pub written: Vec<String>,
+    /// Regions that could not be reached, with why; `sync` copies the
+    /// event there once they are back.
+    pub missed: Vec<(String, String)>,
+}
+
+impl Appended {
+    /// One line for a person.
+    pub fn summary(&self) -> String {
+        let mut line = format!("recorded in {}", self.written.join(", "));
+        if !self.missed.is_empty() {
+            let missed: Vec<&str> = self.missed.iter().map(|(r, _)| r.as_str()).collect();
+            line.push_str(&format!(
+                "; {} unreachable, copied there by the next `lifeboat control sync` or running engine",
+                missed.join(", ")
+            ));
+        }
+        line
+    }
+}
+
+/// Appends `event` to the log of every reachable region, as engine
+/// `engine` on behalf of `who`. Fails when no region took it.
+pub async fn append(regions: &[Region], engine: &str, who: &str, event: Event) -> Result<Appended> {
+    let (events, _) = read_all(regions).await?;
+    let newest = events.values().map(|e| e.hlc).max();
+    let last_seq = events
+        .keys()
+        .filter(|n| n.engine == engine)
+        .map(|n| n.seq)
+        .max()
+        .unwrap_or(0);
+    let now_ms = now_us() / 1000;
+    for attempt in 0..APPEND_TRIES {
+        let name = EventName {
+            engine: engine.to_string(),
+            seq: last_seq + 1 + attempt as u64,
+            nonce: format!("{:08x}", fastrand::u32(..)),
+        };
+        let hlc = Hlc::after(newest, now_ms);
+        let envelope = Envelope {
+            format: EVENT_FORMAT,
+            engine: engine.to_string(),
+            seq: name.seq,
+            hlc,
+            who: who.to_string(),
+            event: event.clone(),
+        };
+        let text = ron::ser::to_string_pretty(&envelope, ron::ser::PrettyConfig::default())
+            .map_err(|e| Error::Failed(format!("cannot encode a control log event: {e}")))?;
+        let mut written = Vec::new();
+        let mut missed = Vec::new();
+        let mut taken = false;
+        for region in regions {
+            match put_new(region, &name.path(), text.clone().into_bytes()).await {
+                Ok(true) => written.push(region.name().to_string()),
+                Ok(false) => taken = true,
+                Err(e) => missed.push((region.name().to_string(), e.to_string())),
+            }
+        }
+        if !written.is_empty() {
+            return Ok(Appended {
+                name,
+                hlc,
+                written,
+                missed,
+            });
+        }
+        if !taken {
+            let detail = missed
+                .iter()
+                .map(|(r, e)| format!("{r}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::Failed(format!(
+                "no region could record the change ({detail}); nothing was changed"
+            )));
+        }
+    }
+    Err(Error::Failed(
+        "the control log kept changing under this command; try again".into(),
+    ))
+}
+
+/// A create-only put: `false` when the name is taken.
+async fn put_new(region: &Region, path: &Path, bytes: Vec<u8>) -> Result<bool> {
+    let store = region.store();
+    let payload = PutPayload::from(bytes);
+    let put = retrying(|| {
+        store.put_opts(
+            path,
+            payload.clone(),
+            PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            },
+        )
+    })
+    .await;
+    match put {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(Error::store(region.name(), &format!("writing {path}"), &e)),
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SyncReport {
+    /// Events copied, per region that received them.
+    pub copied: BTreeMap<String, usize>,
+    /// Regions that could not be read or written, with why.
+    pub unreachable: Vec<(String, String)>,
+    /// Events in the union of the reachable regions.
+    pub events: usize,
+}
+
+/// Copies every log object one reachable region lacks from one that has it.
+pub async fn sync(regions: &[Region]) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    let mut held: Vec<(&Region, BTreeSet<EventName>)> = Vec::new();
+    for region in regions {
+        match list(region).await {
+            Ok(names) => held.push((region, names.into_iter().collect())),
+            Err(e) => report
+                .unreachable
+                .push((region.name().to_string(), e.to_string())),
+        }
+    }
+    let union: BTreeSet<&EventName> = held.iter().flat_map(|(_, names)| names).collect();
+    report.events = union.len();
+    for (region, names) in &held {
+        let mut copied = 0;
+        for name in union.iter().filter(|n| !names.contains(n)) {
+            let Some((source, _)) = held.iter().find(|(_, n)| n.contains(name)) else {
+                continue;
+            };
+            let path = name.path();
+            let store = source.store();
+            let bytes = retrying(|| get_if_present(store.as_ref(), &path))
+                .await
+                .map_err(|e| Error::store(source.name(), &format!("reading {path}"), &e))?;
+            let Some(bytes) = bytes else { continue };
+            match put_new(region, &path, bytes.to_vec()).await {
+                Ok(_) => copied += 1,
+                Err(e) => {
+                    report
+                        .unreachable
+                        .push((region.name().to_string(), e.to_string()));
+                    break;
+                }
+            }
+        }
+        if copied > 0 {
+            report.copied.insert(region.name().to_string(), copied);
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_round_trip() {
+        let name = EventName {
+            engine: "0123456789abcdef".into(),
+            seq: 42,
+            nonce: "00ff00ff".into(),
+        };
+        assert_eq!(EventName::parse(&name.path()), Some(name));
+        assert_eq!(
+            EventName::parse(&Path::from("_lifeboat/log/x/1-a.ron")),
+            None
+        );
+    }
+}

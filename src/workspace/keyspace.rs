@@ -1,0 +1,336 @@
+//! A database a workspace serves: the home's writer, or a read-only
+//! follower of a replica. Keys and values are the client's bytes; the keys
+//! under [`RESERVED_PREFIX`] belong to Lifeboat (pipeline offsets) and are
+//! hidden from clients.
+//!
+//! Writes that read first (INCR, SET NX, DEL's count) hold the database's
+//! write lock only while they read and submit; durability is awaited after
+//! the lock is released (its handle goes back to the connection), so a
+//! slow WAL flush never serialises clients.
+
+use std::ops::Bound;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use slatedb::config::{PutOptions, Ttl};
+use slatedb::{Db, DbReader, WriteBatch, WriteHandle};
+
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::replication::cursor;
+use crate::storage::DbLocation;
+use crate::workload::now_us;
+
+/// Keys that start with these bytes are Lifeboat's, not the client's.
+pub const RESERVED_PREFIX: &[u8] = b"\xff\xfelifeboat/";
+
+/// How often a workspace's writer makes its WAL durable: a write waits for
+/// at most this long before it is acknowledged, and a replica can lag by
+/// about this much plus one copy.
+pub const WAL_FLUSH: Duration = Duration::from_millis(20);
+
+/// Most keys one SCAN call looks at.
+pub const MAX_SCAN_COUNT: usize = 10_000;
+
+/// The two ways a workspace serves a database.
+pub enum Handle {
+    Writer(Db),
+    Follower(Box<DbReader>),
+}
+
+/// One database served at one index.
+pub struct AttachedDb {
+    pub index: u32,
+    pub name: String,
+    pub location: DbLocation,
+    pub region: String,
+    handle: Handle,
+    write_lock: tokio::sync::Mutex<()>,
+    /// When a follower's replica last held everything its home had (µs).
+    synced_us: Mutex<Option<u64>>,
+}
+
+/// A condition on SET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetIf {
+    Always,
+    /// NX: only when the key is absent.
+    Absent,
+    /// XX: only when the key exists.
+    Present,
+}
+
+/// A failure a client sees as one error line.
+pub type OpResult<T> = std::result::Result<T, String>;
+
+impl AttachedDb {
+    /// Attaches database `name` of `region` at `index`: as its writer when
+    /// the region is its home, as a read-only follower when it holds a
+    /// replica (a writer never opens on a replica: DESIGN.md invariant 4).
+    pub async fn attach(region: &Region, index: u32, name: &str) -> Result<AttachedDb> {
+        let location = DbLocation::in_region(region, name)?;
+        location.require().await?;
+        let replica_of =
+            cursor::load(&region.store(), region.name(), name, &location.branch).await?;
+        let handle = match &replica_of {
+            Some(_) => Handle::Follower(Box::new(location.open_reader().await?)),
+            None => {
+                let mut settings = location.settings();
+                settings.flush_interval = Some(WAL_FLUSH);
+                Handle::Writer(location.open_writer_with(false, settings).await?)
+            }
+        };
+        Ok(AttachedDb {
+            index,
+            name: name.to_string(),
+            region: region.name().to_string(),
+            synced_us: Mutex::new(replica_of.and_then(|c| c.synced_us)),
+            location,
+            handle,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn is_follower(&self) -> bool {
+        matches!(self.handle, Handle::Follower(_))
+    }
+
+    /// The writer, or the error a client gets for a write on a follower.
+    fn writer(&self) -> OpResult<&Db> {
+        match &self.handle {
+            Handle::Writer(db) => Ok(db),
+            Handle::Follower(_) => Err(format!(
+                "READONLY database `{}` is a read-only replica in region `{}`; write through a workspace in its home region",
+                self.name, self.region
+            )),
+        }
+    }
+
+    /// The writer's own handle, for the pipelines (`None` on a follower).
+    pub fn db(&self) -> Option<&Db> {
+        match &self.handle {
+            Handle::Writer(db) => Some(db),
+            Handle::Follower(_) => None,
+        }
+    }
+
+    fn fail(&self, op: &str, err: slatedb::Error) -> String {
+        format!(
+            "ERR database `{}` in region `{}`: {op} failed: {}",
+            self.name,
+            self.region,
+            crate::error::one_line(&err.to_string())
+        )
+    }
+
+    pub async fn get(&self, key: &[u8]) -> OpResult<Option<Bytes>> {
+        if key.starts_with(RESERVED_PREFIX) {
+            return Ok(None);
+        }
+        match &self.handle {
+            Handle::Writer(db) => db.get(key).await,
+            Handle::Follower(reader) => reader.get(key).await,
+        }
+        .map_err(|e| self.fail("get", e))
+    }
+
+    /// SET with its options; returns whether it wrote, the old value when
+    /// `want_old`, and the write to await.
+    pub async fn set(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        ttl_ms: Option<u64>,
+        cond: SetIf,
+        want_old: bool,
+    ) -> OpResult<(bool, Option<Bytes>, Option<WriteHandle>)> {
+        let db = self.writer()?;
+        reserved(&key)?;
+        let options = PutOptions {
+            ttl: ttl_ms.map_or(Ttl::NoExpiry, Ttl::ExpireAfterMillis),
+        };
+        let _lock = self.write_lock.lock().await;
+        let old = if cond != SetIf::Always || want_old {
+            db.get(&key).await.map_err(|e| self.fail("get", e))?
+        } else {
+            None
+        };
+        let allowed = match cond {
+            SetIf::Always => true,
+            SetIf::Absent => old.is_none(),
+            SetIf::Present => old.is_some(),
+        };
+        if !allowed {
+            return Ok((false, old, None));
+        }
+        let handle = db
+            .put_with_options(&key, &value, &options, &Default::default())
+            .await
+            .map_err(|e| self.fail("put", e))?;
+        Ok((true, old, Some(handle)))
+    }
+
+    /// Writes every pair at once.
+    pub async fn mset(&self, pairs: Vec<(Bytes, Bytes)>) -> OpResult<WriteHandle> {
+        let db = self.writer()?;
+        let mut batch = WriteBatch::new();
+        for (key, value) in &pairs {
+            reserved(key)?;
+            batch.put_with_options(key, value, &PutOptions { ttl: Ttl::NoExpiry });
+        }
+        let _lock = self.write_lock.lock().await;
+        db.write(batch).await.map_err(|e| self.fail("write", e))
+    }
+
+    /// Deletes the keys that exist; returns how many did.
+    pub async fn del(&self, keys: &[Bytes]) -> OpResult<(i64, Option<WriteHandle>)> {
+        let db = self.writer()?;
+        let _lock = self.write_lock.lock().await;
+        let mut batch = WriteBatch::new();
+        let mut count = 0;
+        for key in keys {
+            if key.starts_with(RESERVED_PREFIX) {
+                continue;
+            }
+            if db
+                .get(key)
+                .await
+                .map_err(|e| self.fail("get", e))?
+                .is_some()
+            {
+                batch.delete(key);
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return Ok((0, None));
+        }
+        let handle = db.write(batch).await.map_err(|e| self.fail("write", e))?;
+        Ok((count, Some(handle)))
+    }
+
+    /// Adds `delta` to the integer at `key` (0 when absent).
+    pub async fn incr_by(&self, key: Bytes, delta: i64) -> OpResult<(i64, WriteHandle)> {
+        let db = self.writer()?;
+        reserved(&key)?;
+        let _lock = self.write_lock.lock().await;
+        let old = db.get(&key).await.map_err(|e| self.fail("get", e))?;
+        let current = match &old {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or("ERR value is not an integer or out of range")?,
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or("ERR increment or decrement would overflow")?;
+        let handle = db
+            .put_with_options(
+                &key,
+                next.to_string().as_bytes(),
+                &PutOptions { ttl: Ttl::NoExpiry },
+                &Default::default(),
+            )
+            .await
+            .map_err(|e| self.fail("put", e))?;
+        Ok((next, handle))
+    }
+
+    /// Up to `count` keys after `after` (from the start when `None`) that
+    /// match `pattern`, and the key to continue after (`None` at the end).
+    pub async fn scan(
+        &self,
+        after: Option<Bytes>,
+        count: usize,
+        pattern: Option<&[u8]>,
+    ) -> OpResult<(Vec<Bytes>, Option<Bytes>)> {
+        let start = match after {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Unbounded,
+        };
+        let range = (start, Bound::<Bytes>::Unbounded);
+        let mut iter = match &self.handle {
+            Handle::Writer(db) => db.scan(range).await,
+            Handle::Follower(reader) => reader.scan(range).await,
+        }
+        .map_err(|e| self.fail("scan", e))?;
+        let mut keys = Vec::new();
+        let mut looked = 0;
+        let mut last = None;
+        while looked < count.clamp(1, MAX_SCAN_COUNT) {
+            let Some(kv) = iter.next().await.map_err(|e| self.fail("scan", e))? else {
+                return Ok((keys, None));
+            };
+            looked += 1;
+            last = Some(kv.key.clone());
+            if kv.key.starts_with(RESERVED_PREFIX) {
+                continue;
+            }
+            if pattern.is_none_or(|p| super::glob::matches(p, &kv.key)) {
+                keys.push(kv.key);
+            }
+        }
+        Ok((keys, last))
+    }
+
+    /// How many client keys the database holds (a full scan).
+    pub async fn dbsize(&self) -> OpResult<i64> {
+        let range = (Bound::<Bytes>::Unbounded, Bound::<Bytes>::Unbounded);
+        let mut iter = match &self.handle {
+            Handle::Writer(db) => db.scan(range).await,
+            Handle::Follower(reader) => reader.scan(range).await,
+        }
+        .map_err(|e| self.fail("scan", e))?;
+        let mut count = 0;
+        while let Some(kv) = iter.next().await.map_err(|e| self.fail("scan", e))? {
+            if !kv.key.starts_with(RESERVED_PREFIX) {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// A follower's lag: now minus when its replica last held everything
+    /// its home had (`None` for a writer, or before the first sync).
+    pub fn lag_s(&self) -> Option<f64> {
+        if !self.is_follower() {
+            return None;
+        }
+        let synced = *self.synced_us.lock().unwrap_or_else(|p| p.into_inner());
+        synced.map(|s| now_us().saturating_sub(s) as f64 / 1e6)
+    }
+
+    /// Reads the replica's cursor again (a follower's lag source).
+    pub async fn refresh_lag(&self, region: &Region) -> Result<()> {
+        if !self.is_follower() {
+            return Ok(());
+        }
+        let found = cursor::load(
+            &region.store(),
+            region.name(),
+            &self.name,
+            &self.location.branch,
+        )
+        .await?;
+        *self.synced_us.lock().unwrap_or_else(|p| p.into_inner()) = found.and_then(|c| c.synced_us);
+        Ok(())
+    }
+
+    /// Flushes and closes the writer or the reader.
+    pub async fn close(&self) -> Result<()> {
+        let closed = match &self.handle {
+            Handle::Writer(db) => db.close().await,
+            Handle::Follower(reader) => reader.close().await,
+        };
+        closed.map_err(|e| Error::database(&self.region, &self.name, "close", &e))
+    }
+}
+
+fn reserved(key: &[u8]) -> OpResult<()> {
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err("ERR keys that start with \\xff\\xfelifeboat/ are reserved".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! Workspaces: compute in a region that serves database branches from that
+//! region's store over the Redis protocol (RESP2 and RESP3), with users,
+//! roles, a firewall and pipelines, all configured from the control log.
+//!
+//! Invariants kept here: a write is acknowledged only once SlateDB reports
+//! it durable (`session.rs`); a workspace opens a writer only on a branch
+//! whose home is its region, and follows replicas read-only (`keyspace.rs`);
+//! a client the firewall does not admit is disconnected before it can send
+//! a byte that is read.
+
+pub mod auth;
+pub mod commands;
+pub mod firewall;
+pub mod glob;
+pub mod keyspace;
+pub mod pipeline;
+pub mod protocol;
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::control::event::Hlc;
+use crate::control::state::{User, WorkspaceConfig};
+use crate::error::{Error, Result};
+use crate::region::Region;
+use firewall::Firewall;
+use keyspace::AttachedDb;
+use pipeline::{PipelineStatus, Pipelines};
+use session::Session;
+
+/// The Redis version a workspace reports (the commands it answers behave
+/// as in this version).
+pub const REDIS_VERSION: &str = "7.2.0";
+
+/// The port a new workspace listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 16379;
+
+/// Clients connected at once, at most; more are refused with an error.
+pub const MAX_CONNECTIONS: u64 = 10_000;
+
+/// How often a running workspace reads its configuration again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+/// A hash nobody's password matches, checked when AUTH names an unknown
+/// user so that the answer takes as long as for a known one.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| auth::hash_password("lifeboat-no-such-user").unwrap_or_default())
+}
+
+/// Who may connect and what they may do: the part of the configuration a
+/// running workspace picks up without a restart.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub open: bool,
+    pub users: BTreeMap<String, User>,
+    pub firewall: Firewall,
+}
+
+impl Access {
+    fn of(config: &WorkspaceConfig) -> Result<Access> {
+        Ok(Access {
+            open: config.open,
+            users: config.users.clone(),
+            firewall: Firewall::new(&config.firewall)?,
+        })
+    }
+}
+
+/// Counters a workspace reports.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub accepted: AtomicU64,
+    pub connected: AtomicU64,
+    pub denied: AtomicU64,
+    pub commands: AtomicU64,
+    pub auth_failures: AtomicU64,
+}
+
+/// What every connection of one workspace shares.
+pub struct Shared {
+    pub name: String,
+    pub region: Region,
+    pub addr: SocketAddr,
+    pub dbs: BTreeMap<u32, Arc<AttachedDb>>,
+    access: RwLock<Arc<Access>>,
+    pub brake: auth::Brake,
+    pub stats: Stats,
+    pub started: Instant,
+    pub stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn access(&self) -> Arc<Access> {
+        Arc::clone(&self.access.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn set_access(&self, access: Access) {
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(access);
+    }
+
+    /// Whether every database is a read-only follower.
+    pub fn all_followers(&self) -> bool {
+        self.dbs.values().all(|d| d.is_follower())
+    }
+}
+
+/// Where a started workspace listens, overriding its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// One database's endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub index: u32,
+    pub db: String,
+    /// `writer` or `follower`.
+    pub mode: String,
+    /// `redis://<user>@host:port/index`.
+    pub url: String,
+    pub lag_s: Option<f64>,
+}
+
+/// A running workspace's state, for the CLI and the GUI.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceStatus {
+    pub name: String,
+    pub region: String,
+    pub addr: String,
+    pub endpoints: Vec<Endpoint>,
+    pub users: Vec<String>,
+    pub firewall: Vec<String>,
+    pub open: bool,
+    pub connected: u64,
+    pub accepted: u64,
+    pub denied: u64,
+    pub commands: u64,
+    pub auth_failures: u64,
+    pub pipelines: Vec<PipelineStatus>,
+    pub uptime_s: u64,
+}
+
+/// A workspace serving clients.
+pub struct Workspace {
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+    refresh: JoinHandle<()>,
+    pipelines: Arc<Pipelines>,
+}
+
+impl Workspace {
+    /// Attaches `config`'s databases from `region` and starts listening.
+    pub async fn start(
+        region: Region,
+        config: &WorkspaceConfig,
+        options: StartOptions,
+    ) -> Result<Workspace> {
+        if config.databases.is_empty() {
+            return Err(Error::invalid(format!(
+                "workspace `{}` serves no database; add one with `lifeboat workspace create {} --db NAME`",
+                config.name, config.name
+            )));
+        }
+        let access = Access::of(config)?;
+        let bind = options.bind.unwrap_or_else(|| config.bind.clone());
+        let port = options.port.unwrap_or(config.port);
+        let listener = TcpListener::bind((bind.as_str(), port)).await.map_err(|e| {
+            Error::Failed(format!(
+                "workspace `{}` cannot listen on {bind}:{port} ({e}); pick another with --port or --bind",
+                config.name
+            ))
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Failed(format!("no local address: {e}")))?;
+        let mut dbs = BTreeMap::new();
+        for attachment in &config.databases {
+            match AttachedDb::attach(&region, attachment.index, &attachment.db).await {
+                Ok(db) => {
+                    dbs.insert(attachment.index, Arc::new(db));
+                }
+                Err(e) => {
+                    for db in dbs.values() {
+                        let _ = AttachedDb::close(db).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let started_at = crate::control::load(&region)
+            .await
+            .ok()
+            .and_then(|s| s.newest);
+        let (stop, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            name: config.name.clone(),
+            region: region.clone(),
+            addr,
+            dbs,
+            access: RwLock::new(Arc::new(access)),
+            brake: auth::Brake::default(),
+            stats: Stats::default(),
+            started: Instant::now(),
+            stop,
+        });
+        let pipelines = Arc::new(Pipelines::default());
+        pipelines.reconcile(&shared, config);
+        let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener));
+        let refresh = tokio::spawn(refresh_loop(
+            Arc::clone(&shared),
+            Arc::clone(&pipelines),
+            started_at,
+        ));
+        tracing::info!(workspace = %config.name, region = %region.name(), %addr, "workspace started");
+        Ok(Workspace {
+            shared,
+            accept,
+            refresh,
+            pipelines,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Resolves when the workspace was asked to stop (through the control
+    /// log, or because it was removed there).
+    pub async fn stopped(&self) {
+        let mut stop = self.shared.stop.subscribe();
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub fn status(&self) -> WorkspaceStatus {
+        let shared = &self.shared;
+        let access = shared.access();
+        let relaxed = Ordering::Relaxed;
+        let user = if access.open { "default" } else { "USER" };
+        WorkspaceStatus {
+            name: shared.name.clone(),
+            region: shared.region.name().to_string(),
+            addr: shared.addr.to_string(),
+            endpoints: shared
+                .dbs
+                .values()
+                .map(|db| Endpoint {
+                    index: db.index,
+                    db: db.name.clone(),
+                    mode: if db.is_follower() {
+                        "follower"
+                    } else {
+                        "writer"
+                    }
+                    .into(),
+                    url: connection_string(user, shared.addr, db.index),
+                    lag_s: db.lag_s(),
+                })
+                .collect(),
+            users: access.users.keys().cloned().collect(),
+            firewall: access.firewall.rules(),
+            open: access.open,
+            connected: shared.stats.connected.load(relaxed),
+            accepted: shared.stats.accepted.load(relaxed),
+            denied: shared.stats.denied.load(relaxed),
+            commands: shared.stats.commands.load(relaxed),
+            auth_failures: shared.stats.auth_failures.load(relaxed),
+            pipelines: self.pipelines.statuses(),
+            uptime_s: shared.started.elapsed().as_secs(),
+        }
+    }
+
+    /// Stops listening, disconnects every client, stops the pipelines and
+    /// closes the databases (flushing the writers).
+    pub async fn stop(self) -> Result<()> {
+        self.shared.stop.send_replace(true);
+        self.accept.abort();
+        self.refresh.abort();
+        self.pipelines.stop_all().await;
+        let mut first_error = None;
+        for db in self.shared.dbs.values() {
+            if let Err(e) = db.close().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        tracing::info!(workspace = %self.shared.name, "workspace stopped");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// `redis://<user>@<host>:<port>/<index>`.
+pub fn connection_string(user: &str, addr: SocketAddr, index: u32) -> String {
+    format!("redis://{user}@{addr}/{index}")
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let mut stop = shared.stop.subscribe();
+    let mut next_id = 1u64;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(workspace = %shared.name, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        if !shared.access().firewall.admits(peer.ip()) {
+            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(workspace = %shared.name, client = %peer, "connection refused by the firewall");
+            tokio::spawn(refuse(
+                stream,
+                format!(
+                    "-ERR connection refused: {} is not in workspace `{}`'s firewall allow-list\r\n",
+                    peer.ip(),
+                    shared.name
+                ),
+            ));
+            continue;
+        }
+        if shared.stats.connected.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(refuse(
+                stream,
+                "-ERR max number of clients reached\r\n".to_string(),
+            ));
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let default_db = shared.dbs.keys().next().copied().unwrap_or(0);
+        let session = Session::new(next_id, peer, default_db);
+        next_id += 1;
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            shared.stats.connected.fetch_add(1, Ordering::Relaxed);
+            session::serve(Arc::clone(&shared), stream, session).await;
+            shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Tells a refused client why, then hangs up.
+async fn refuse(mut stream: TcpStream, line: String) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(line.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Reads the configuration again on a schedule: users, rules and pipelines
+/// change without a restart; a stop request or the workspace's removal
+/// stops it; followers' lag is refreshed.
+async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at: Option<Hlc>) {
+    let mut ticks = tokio::time::interval(REFRESH_EVERY);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        for db in shared.dbs.values() {
+            if let Err(e) = db.refresh_lag(&shared.region).await {
+                tracing::debug!(workspace = %shared.name, "follower lag: {e}");
+            }
+        }
+        let state = match crate::control::load(&shared.region).await {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(workspace = %shared.name, "cannot read the control log: {e}");
+                continue;
+            }
+        };
+        let Some(config) = state.workspaces.get(&shared.name) else {
+            tracing::warn!(workspace = %shared.name, "the workspace was removed from the control log; stopping");
+            shared.stop.send_replace(true);
+            return;
+        };
+        if config
+            .stop_requested
+            .is_some_and(|at| Some(at) > started_at)
+        {
+            tracing::info!(workspace = %shared.name, "stop requested through the control log");
+            shared.stop.send_replace(true);
+            return;
+        }
+        match Access::of(config) {
+            Ok(access) => shared.set_access(access),
+            Err(e) => tracing::warn!(workspace = %shared.name, "ignoring a bad rule: {e}"),
+        }
+        pipelines.reconcile(&shared, config);
+    }
+}
