@@ -79,11 +79,21 @@ if [[ -z $window ]]; then
     cat "$work/app.log" >&2
     exit 1
 fi
+# A workspace over two demo databases, with a user and a rule, for the
+# Workspaces tab (the app reads the control log every few seconds).
+for _ in $(seq 50); do
+    "$bin" --data-dir "$work/data" db list --json 2>/dev/null | grep demo-carts >/dev/null && break
+    sleep 0.2
+done
+"$bin" --data-dir "$work/data" workspace create shop --db demo-orders --db demo-carts --port 16390 >/dev/null
+LIFEBOAT_DEMO_PASSWORD="demo-password" "$bin" --data-dir "$work/data" workspace user add shop app \
+    --role readwrite --password-env LIFEBOAT_DEMO_PASSWORD >/dev/null
+"$bin" --data-dir "$work/data" workspace firewall allow shop 127.0.0.1 >/dev/null
 echo "the demo runs for ${demo_seconds}s before the pictures" >&2
 sleep "$demo_seconds"
 
 mkdir -p "$out"
-tabs=(replication databases dashboard activity settings)
+tabs=(replication databases workspaces dashboard activity settings)
 for i in "${!tabs[@]}"; do
     xdotool windowfocus --sync "$window"
     xdotool key "ctrl+$((i + 1))"

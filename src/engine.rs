@@ -15,6 +15,7 @@ pub mod activity;
 pub mod group;
 pub mod history;
 pub mod snapshot;
+pub mod workspaces;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Home, Regions};
+use crate::control::{self, state::ControlState};
 use crate::error::{Error, Result};
 use crate::region::{self, ProbeReport, Region, RegionSpec};
 use crate::replication::pins::NoPins;
@@ -41,6 +43,7 @@ use history::History;
 pub use snapshot::{
     BranchRow, EngineState, FlowView, RegionDatabases, RegionHealth, RegionView, Snapshot,
 };
+use workspaces::{ControlChange, ControlView};
 
 /// Names a command, so its outcome can be found in the activity log.
 pub type RequestId = u64;
@@ -94,6 +97,13 @@ pub enum Command {
     StopDemo,
     /// Write the activity log as CSV to `path`.
     ExportActivity { path: PathBuf },
+    /// Record a change to workspaces, users, firewall rules or pipelines in
+    /// every region's control log.
+    Control { change: ControlChange },
+    /// Serve workspace `name` from `region` in this engine.
+    StartWorkspace { name: String, region: String },
+    /// Stop serving workspace `name` here.
+    StopWorkspace { name: String },
     /// Stop everything (cursors saved) and end the engine.
     Shutdown,
 }
@@ -139,6 +149,11 @@ impl Command {
             Command::ExportActivity { path } => {
                 format!("export the activity log to {}", path.display())
             }
+            Command::Control { change } => change.describe(),
+            Command::StartWorkspace { name, region } => {
+                format!("start workspace {name} in {region}")
+            }
+            Command::StopWorkspace { name } => format!("stop workspace {name} here"),
             Command::Shutdown => "stop the engine".into(),
         }
     }
@@ -163,6 +178,8 @@ pub struct EngineOptions {
     pub health_every: Duration,
     /// How often new databases in the primary are looked for.
     pub discover_every: Duration,
+    /// How often the control log is synced between regions and read.
+    pub control_every: Duration,
 }
 
 impl Default for EngineOptions {
@@ -174,6 +191,7 @@ impl Default for EngineOptions {
             list_every: Duration::from_secs(10),
             health_every: Duration::from_secs(15),
             discover_every: Duration::from_secs(5),
+            control_every: Duration::from_secs(5),
         }
     }
 }
@@ -300,6 +318,16 @@ enum Internal {
         outcome: Outcome,
         relist: bool,
     },
+    ControlRead(Result<ControlState>),
+    ControlRecorded {
+        request: RequestId,
+        result: Result<String>,
+    },
+    WorkspaceStarted {
+        request: RequestId,
+        name: String,
+        result: Result<crate::workspace::Workspace>,
+    },
 }
 
 /// The engine's state; owned by its task alone.
@@ -326,6 +354,14 @@ struct Core {
     listing: bool,
     checking: bool,
     discovering: bool,
+    control_state: ControlState,
+    control_read_us: Option<u64>,
+    control_error: Option<String>,
+    control_reading: bool,
+    /// Workspaces this engine serves, by name.
+    workspaces: BTreeMap<String, crate::workspace::Workspace>,
+    /// Workspaces starting or stopping here, with what is happening.
+    workspace_busy: BTreeMap<String, String>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -366,6 +402,12 @@ impl Core {
             listing: false,
             checking: false,
             discovering: false,
+            control_state: ControlState::default(),
+            control_read_us: None,
+            control_error: None,
+            control_reading: false,
+            workspaces: BTreeMap::new(),
+            workspace_busy: BTreeMap::new(),
             internal_tx,
             internal_rx,
             snapshot_tx,
@@ -384,12 +426,14 @@ impl Core {
         let mut list = tokio::time::interval(self.opts.list_every);
         let mut health = tokio::time::interval(self.opts.health_every);
         let mut discover = tokio::time::interval(self.opts.discover_every);
+        let mut control = tokio::time::interval(self.opts.control_every);
         for timer in [
             &mut publish,
             &mut sample,
             &mut list,
             &mut health,
             &mut discover,
+            &mut control,
         ] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
@@ -412,7 +456,9 @@ impl Core {
                 _ = sample.tick() => {
                     self.sample();
                     self.reap_demo().await;
+                    self.reap_workspaces().await;
                 }
+                _ = control.tick() => self.read_control(),
                 _ = list.tick() => self.list_databases(),
                 _ = health.tick() => self.check_regions(),
                 _ = discover.tick() => self.discover(),
@@ -421,6 +467,11 @@ impl Core {
         self.state = EngineState::Stopping;
         self.publish();
         self.stop_demo(None).await;
+        for (name, ws) in std::mem::take(&mut self.workspaces) {
+            if let Err(e) = ws.stop().await {
+                tracing::warn!(workspace = %name, "stopping: {e}");
+            }
+        }
         if let Some(replicator) = self.replicator.take() {
             replicator.stop().await;
         }
@@ -609,6 +660,9 @@ impl Core {
                     }
                 });
             }
+            Command::Control { change } => self.record_control(request, change),
+            Command::StartWorkspace { name, region } => self.start_workspace(request, name, region),
+            Command::StopWorkspace { name } => self.stop_workspace(request, &name),
             Command::Shutdown => {}
         }
     }
@@ -1077,6 +1131,39 @@ impl Core {
                     self.discover();
                 }
             }
+            Internal::ControlRead(result) => {
+                self.control_reading = false;
+                match result {
+                    Ok(state) => {
+                        self.control_state = state;
+                        self.control_read_us = Some(now_us());
+                        self.control_error = None;
+                    }
+                    Err(e) => self.control_error = Some(e.to_string()),
+                }
+            }
+            Internal::ControlRecorded { request, result } => {
+                self.finish(request, outcome(result));
+                self.read_control();
+            }
+            Internal::WorkspaceStarted {
+                request,
+                name,
+                result,
+            } => {
+                self.workspace_busy.remove(&name);
+                match result {
+                    Ok(ws) => {
+                        let addr = ws.addr();
+                        self.workspaces.insert(name.clone(), ws);
+                        self.finish(
+                            request,
+                            Outcome::Done(format!("workspace {name} serves at {addr}")),
+                        );
+                    }
+                    Err(e) => self.fail(request, e),
+                }
+            }
         }
     }
 
@@ -1236,6 +1323,120 @@ impl Core {
         Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64);
     }
 
+    /// Syncs the control log between the regions and reads it, unless a
+    /// read is under way.
+    fn read_control(&mut self) {
+        if self.control_reading {
+            return;
+        }
+        self.control_reading = true;
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        self.spawn(async move {
+            let result = async {
+                let report = control::sync(&regions).await?;
+                for (region, e) in &report.unreachable {
+                    tracing::debug!(region = %region, "control log sync: {e}");
+                }
+                control::load_all(&regions).await
+            }
+            .await;
+            Internal::ControlRead(result)
+        });
+    }
+
+    /// Checks a control-plane change against the log's state, hashes any
+    /// password off the loop, and records it in every region.
+    fn record_control(&mut self, request: RequestId, change: ControlChange) {
+        let state = self.control_state.clone();
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let who = self.who.clone();
+        let data_dir = self.home.data_dir.clone();
+        self.spawn(async move {
+            let result = async {
+                let event = tokio::task::spawn_blocking(move || change.into_event())
+                    .await
+                    .map_err(|e| Error::Failed(format!("hashing stopped: {e}")))??;
+                let event = state.check(event)?;
+                let what = event.describe();
+                let engine = control::engine_id(&data_dir)?;
+                let appended = control::append(&regions, &engine, &who, event).await?;
+                Ok(format!("{what}: {}", appended.summary()))
+            }
+            .await;
+            Internal::ControlRecorded { request, result }
+        });
+    }
+
+    fn start_workspace(&mut self, request: RequestId, name: String, region_name: String) {
+        if self.workspaces.contains_key(&name) || self.workspace_busy.contains_key(&name) {
+            return self.fail(
+                request,
+                format!("workspace {name} already runs here; stop it first"),
+            );
+        }
+        let region = match self.region(&region_name) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        self.workspace_busy
+            .insert(name.clone(), format!("starting in {region_name}"));
+        self.spawn(async move {
+            let result = async {
+                // The region's own copy of the log, as anywhere else.
+                let state = control::load(&region).await?;
+                let config = state.require(&name)?;
+                crate::workspace::Workspace::start(region.clone(), config, Default::default()).await
+            }
+            .await;
+            Internal::WorkspaceStarted {
+                request,
+                name,
+                result,
+            }
+        });
+    }
+
+    fn stop_workspace(&mut self, request: RequestId, name: &str) {
+        let Some(ws) = self.workspaces.remove(name) else {
+            return self.fail(request, format!("workspace {name} does not run here"));
+        };
+        let name = name.to_string();
+        self.spawn(async move {
+            let result = ws
+                .stop()
+                .await
+                .map(|()| format!("workspace {name} stopped"));
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: false,
+            }
+        });
+    }
+
+    /// Stops workspaces that were asked to stop through the control log.
+    async fn reap_workspaces(&mut self) {
+        let stopped: Vec<String> = self
+            .workspaces
+            .iter()
+            .filter(|(_, ws)| ws.is_stopped())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stopped {
+            if let Some(ws) = self.workspaces.remove(&name) {
+                let result = ws.stop().await;
+                let what = format!("workspace {name} stopped (asked through the control log)");
+                let outcome = match result {
+                    Ok(()) => Outcome::Done(what),
+                    Err(e) => Outcome::Failed(format!("{what}: {e}")),
+                };
+                self.activity
+                    .note(format!("stop workspace {name}"), outcome);
+                self.activity_changed();
+            }
+        }
+    }
+
     fn publish(&mut self) {
         self.seq += 1;
         let flows: Vec<FlowView> = self
@@ -1274,6 +1475,16 @@ impl Core {
             history: Arc::clone(&self.history),
             activity: Arc::clone(&self.activity_view),
             demo_workloads: self.demo.keys().cloned().collect(),
+            control: Arc::new(ControlView {
+                workspaces: workspaces::view(
+                    &self.control_state,
+                    |name| self.workspaces.get(name).map(|w| w.status()),
+                    |name| self.workspace_busy.get(name).cloned(),
+                ),
+                events: self.control_state.events,
+                read_us: self.control_read_us,
+                error: self.control_error.clone(),
+            }),
         };
         self.snapshot_tx.send_replace(Arc::new(snapshot));
         let repaint = self

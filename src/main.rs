@@ -109,7 +109,8 @@ struct GuiArgs {
     /// them (kept for the next run; stop the writers in the status bar).
     #[arg(long)]
     demo: bool,
-    /// Open on this tab: replication, databases, dashboard, activity, settings.
+    /// Open on this tab: replication, databases, workspaces, dashboard,
+    /// activity, settings.
     #[arg(long, value_parser = parse_tab)]
     tab: Option<lifeboat::gui::Tab>,
 }

@@ -119,12 +119,14 @@ impl App {
 
     /// Types `text` into the text field named `label`.
     fn type_into(&mut self, label: &str, text: &str) {
-        self.harness
-            .get_by_role_and_label(Role::TextInput, label)
-            .click();
+        self.type_into_role(Role::TextInput, label, text);
+    }
+
+    fn type_into_role(&mut self, role: Role, label: &str, text: &str) {
+        self.harness.get_by_role_and_label(role, label).click();
         self.harness.step();
         self.harness
-            .get_by_role_and_label(Role::TextInput, label)
+            .get_by_role_and_label(role, label)
             .type_text(text);
         self.harness.step();
         self.harness.step();
@@ -373,7 +375,13 @@ fn every_tab_and_form_names_every_control() {
         count_label(h, "In sync") == 1
     });
     app.harness.check_accessibility();
-    for tab in ["Databases", "Dashboard", "Activity", "Settings"] {
+    for tab in [
+        "Databases",
+        "Workspaces",
+        "Dashboard",
+        "Activity",
+        "Settings",
+    ] {
         app.click(tab);
         for _ in 0..10 {
             app.harness.step();
@@ -456,4 +464,92 @@ fn settings_adds_an_s3_region_by_key_variable_names_and_refuses_unset_ones() {
     );
     let secret = std::env::var("LIFEBOAT_S3_SECRET").expect("the secret's variable");
     assert!(!saved.contains(&secret), "no secret in the regions file");
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn a_workspace_configured_in_the_app_serves_real_clients() {
+    let mut app = App::open(&[("orders", 10)]);
+    app.click("Workspaces");
+    app.until("orders offered", Duration::from_secs(20), |h| {
+        h.query_by_role_and_label(Role::CheckBox, "orders")
+            .is_some()
+    });
+    let port = free_port();
+    app.type_into("Workspace name", "shop");
+    app.type_into("Port", &port.to_string());
+    app.click_role(Role::CheckBox, "orders");
+    app.click("Create workspace");
+    app.until("the workspace in the log", Duration::from_secs(30), |h| {
+        h.query_by_label("Start workspace")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.type_into("User name", "app");
+    app.type_into_role(
+        Role::PasswordInput,
+        "User password",
+        "correct horse battery",
+    );
+    app.click("Add user");
+    app.until("the user listed", Duration::from_secs(30), |h| {
+        h.query_by_label("Remove user app").is_some()
+    });
+    app.type_into("Allowed CIDR", "127.0.0.1");
+    app.click("Allow");
+    app.until("the rule listed", Duration::from_secs(30), |h| {
+        h.query_by_label("Revoke 127.0.0.1/32").is_some()
+    });
+    app.harness.check_accessibility();
+    app.click("Start workspace");
+    app.until("the workspace serving", Duration::from_secs(60), |h| {
+        h.query_by_label("Stop workspace").is_some()
+    });
+    app.harness.check_accessibility();
+    let snapshot = app.harness.state().snapshot().clone();
+    let served = snapshot
+        .control
+        .workspace("shop")
+        .and_then(|w| w.running.clone())
+        .expect("served here");
+    assert_eq!(served.addr, format!("127.0.0.1:{port}"));
+    assert_eq!(
+        served.endpoints[0].url,
+        format!("redis://USER@127.0.0.1:{port}/0")
+    );
+    assert!(
+        app.harness
+            .query_by_label("Copy orders connection string")
+            .is_some()
+    );
+
+    // A real client, through the workspace the clicks made.
+    let redis = |args: &[&str]| {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "-e", "--user", "app"])
+            .args(["--pass", "correct horse battery", "--no-auth-warning"])
+            .args(args)
+            .output()
+    };
+    match redis(&["set", "greeting", "hello"]) {
+        Ok(out) => {
+            assert!(out.status.success(), "{out:?}");
+            let got = redis(&["get", "greeting"]).expect("redis-cli");
+            assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "hello");
+        }
+        Err(e) => assert!(std::env::var("CI").is_err(), "redis-cli under CI: {e}"),
+    }
+
+    app.click("Stop workspace");
+    app.until("the workspace stopped", Duration::from_secs(30), |h| {
+        h.query_by_label("Start workspace").is_some()
+    });
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }

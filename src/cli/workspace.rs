@@ -12,10 +12,8 @@ use lifeboat::control::state::{ControlState, WorkspaceConfig};
 use lifeboat::control::{self, Appended};
 use lifeboat::engine::activity::local_user;
 use lifeboat::error::{Error, Result, exit_code};
-use lifeboat::region::{Region, validate_name};
-use lifeboat::workspace::{
-    self, StartOptions, Workspace, WorkspaceStatus, auth, firewall, pipeline,
-};
+use lifeboat::region::Region;
+use lifeboat::workspace::{self, StartOptions, Workspace, WorkspaceStatus, auth, pipeline};
 
 use crate::{Ctx, emit, parse_duration};
 
@@ -200,17 +198,8 @@ async fn state(regions: &[Region]) -> Result<ControlState> {
     control::load_all(regions).await
 }
 
-fn workspace_of<'a>(state: &'a ControlState, name: &str) -> Result<&'a WorkspaceConfig> {
-    state.workspaces.get(name).ok_or_else(|| {
-        let known: Vec<&str> = state.workspaces.keys().map(String::as_str).collect();
-        Error::invalid(format!(
-            "workspace `{name}` is not defined (known: {}); create it with `lifeboat workspace create {name} --db NAME`",
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        ))
-    })
-}
-
 async fn record(ctx: &Ctx, json: bool, regions: &[Region], event: Event) -> Result<i32> {
+    let event = state(regions).await?.check(event)?;
     let what = event.describe();
     let engine = control::engine_id(&ctx.home.data_dir)?;
     let appended: Appended = control::append(regions, &engine, &local_user(), event).await?;
@@ -265,12 +254,6 @@ fn attachments(dbs: &[String]) -> Result<Vec<Attachment>> {
             }
             None => (text.as_str(), i as u32),
         };
-        validate_name("database", db)?;
-        if out.iter().any(|a| a.index == index) {
-            return Err(Error::invalid(format!(
-                "--db {text}: index {index} is used twice; give each database its own"
-            )));
-        }
         out.push(Attachment {
             index,
             db: db.to_string(),
@@ -283,14 +266,7 @@ pub async fn workspace(ctx: &Ctx, json: bool, command: WorkspaceCommand) -> Resu
     let regions = regions(ctx)?;
     match command {
         WorkspaceCommand::Create(args) => {
-            validate_name("workspace", &args.name)?;
             let databases = attachments(&args.dbs)?;
-            if args.bind.parse::<std::net::IpAddr>().is_err() {
-                return Err(Error::invalid(format!(
-                    "--bind {}: not an IP address; use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
-                    args.bind
-                )));
-            }
             let event = Event::WorkspaceSet {
                 name: args.name,
                 databases,
@@ -316,33 +292,21 @@ pub async fn workspace(ctx: &Ctx, json: bool, command: WorkspaceCommand) -> Resu
         }
         WorkspaceCommand::Start(args) => start(ctx, json, &regions, args).await,
         WorkspaceCommand::Stop { name } => {
-            workspace_of(&state(&regions).await?, &name)?;
             record(ctx, json, &regions, Event::WorkspaceStop { name }).await
         }
         WorkspaceCommand::Remove { name } => {
-            workspace_of(&state(&regions).await?, &name)?;
             record(ctx, json, &regions, Event::WorkspaceRemoved { name }).await
         }
         WorkspaceCommand::Status { name, region } => status(ctx, json, &name, &region).await,
         WorkspaceCommand::User(command) => user(ctx, json, &regions, command).await,
         WorkspaceCommand::Firewall(command) => {
-            let (workspace, cidr, allow) = match command {
-                FirewallCommand::Allow { workspace, cidr } => (workspace, cidr, true),
-                FirewallCommand::Revoke { workspace, cidr } => (workspace, cidr, false),
-            };
-            let ws = workspace_of(&state(&regions).await?, &workspace)?.clone();
-            let cidr = firewall::parse_rule(&cidr)?.to_string();
-            let event = if allow {
-                Event::FirewallAllowed { workspace, cidr }
-            } else {
-                if !ws.firewall.contains(&cidr) {
-                    return Err(Error::invalid(format!(
-                        "{cidr} is not in workspace `{}`'s allow-list (it has: {})",
-                        ws.name,
-                        ws.firewall.iter().cloned().collect::<Vec<_>>().join(", ")
-                    )));
+            let event = match command {
+                FirewallCommand::Allow { workspace, cidr } => {
+                    Event::FirewallAllowed { workspace, cidr }
                 }
-                Event::FirewallRevoked { workspace, cidr }
+                FirewallCommand::Revoke { workspace, cidr } => {
+                    Event::FirewallRevoked { workspace, cidr }
+                }
             };
             record(ctx, json, &regions, event).await
         }
@@ -398,7 +362,7 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
         .ok_or_else(|| Error::invalid(format!("region `{region_name}` is not configured")))?;
     // The region's own copy of the log: a workspace starts from it alone.
     let state = control::load(&region).await?;
-    let config = workspace_of(&state, &args.name)?;
+    let config = state.require(&args.name)?;
     let options = StartOptions {
         bind: args.bind,
         port: args.port,
@@ -472,7 +436,7 @@ struct StatusReport {
 async fn status(ctx: &Ctx, json: bool, name: &str, region: &Option<String>) -> Result<i32> {
     let region = ctx.open(region)?;
     let state = control::load(&region).await?;
-    let config = workspace_of(&state, name)?.clone();
+    let config = state.require(name)?.clone();
     let answering = tokio::time::timeout(
         Duration::from_secs(2),
         tokio::net::TcpStream::connect((config.bind.as_str(), config.port)),
@@ -543,8 +507,7 @@ async fn user(ctx: &Ctx, json: bool, regions: &[Region], command: UserCommand) -
             dbs,
             password,
         } => {
-            workspace_of(&state, &workspace)?;
-            validate_name("user", &user)?;
+            state.require(&workspace)?;
             let password = auth::hash_password(&read_password(&password)?)?;
             let databases = if dbs.is_empty() {
                 Databases::All
@@ -559,16 +522,17 @@ async fn user(ctx: &Ctx, json: bool, regions: &[Region], command: UserCommand) -
                 password,
             }
         }
-        UserCommand::Remove { workspace, user } => {
-            known_user(&state, &workspace, &user)?;
-            Event::UserRemoved { workspace, user }
-        }
+        UserCommand::Remove { workspace, user } => Event::UserRemoved { workspace, user },
         UserCommand::Password {
             workspace,
             user,
             password,
         } => {
-            known_user(&state, &workspace, &user)?;
+            // Checked before the password is asked for.
+            state.check(Event::UserRemoved {
+                workspace: workspace.clone(),
+                user: user.clone(),
+            })?;
             let password = auth::hash_password(&read_password(&password)?)?;
             Event::PasswordChanged {
                 workspace,
@@ -580,33 +544,12 @@ async fn user(ctx: &Ctx, json: bool, regions: &[Region], command: UserCommand) -
     record(ctx, json, regions, event).await
 }
 
-fn known_user(state: &ControlState, workspace: &str, user: &str) -> Result<()> {
-    let ws = workspace_of(state, workspace)?;
-    if !ws.users.contains_key(user) {
-        return Err(Error::invalid(format!(
-            "workspace `{workspace}` has no user `{user}` (it has: {})",
-            ws.users.keys().cloned().collect::<Vec<_>>().join(", ")
-        )));
-    }
-    Ok(())
-}
-
 async fn pipeline_command(
     ctx: &Ctx,
     json: bool,
     regions: &[Region],
     command: PipelineCommand,
 ) -> Result<i32> {
-    let state = state(regions).await?;
-    let known = |workspace: &str, pipeline: &str| -> Result<()> {
-        let ws = workspace_of(&state, workspace)?;
-        if !ws.pipelines.contains_key(pipeline) {
-            return Err(Error::invalid(format!(
-                "workspace `{workspace}` has no pipeline `{pipeline}`"
-            )));
-        }
-        Ok(())
-    };
     let event = match command {
         PipelineCommand::Create {
             workspace,
@@ -616,14 +559,6 @@ async fn pipeline_command(
             key_field,
             key_prefix,
         } => {
-            let ws = workspace_of(&state, &workspace)?;
-            validate_name("pipeline", &pipeline)?;
-            if !ws.databases.iter().any(|a| a.db == db) {
-                return Err(Error::invalid(format!(
-                    "workspace `{workspace}` does not serve database `{db}`; add it with `lifeboat workspace create {workspace} --db {db} ...`"
-                )));
-            }
-            pipeline::open_source(&source)?;
             let key_prefix = key_prefix.unwrap_or_else(|| format!("{pipeline}:"));
             Event::PipelineSet {
                 workspace,
@@ -637,35 +572,26 @@ async fn pipeline_command(
         PipelineCommand::Pause {
             workspace,
             pipeline,
-        } => {
-            known(&workspace, &pipeline)?;
-            Event::PipelineRunning {
-                workspace,
-                pipeline,
-                running: false,
-            }
-        }
+        } => Event::PipelineRunning {
+            workspace,
+            pipeline,
+            running: false,
+        },
         PipelineCommand::Resume {
             workspace,
             pipeline,
-        } => {
-            known(&workspace, &pipeline)?;
-            Event::PipelineRunning {
-                workspace,
-                pipeline,
-                running: true,
-            }
-        }
+        } => Event::PipelineRunning {
+            workspace,
+            pipeline,
+            running: true,
+        },
         PipelineCommand::Remove {
             workspace,
             pipeline,
-        } => {
-            known(&workspace, &pipeline)?;
-            Event::PipelineRemoved {
-                workspace,
-                pipeline,
-            }
-        }
+        } => Event::PipelineRemoved {
+            workspace,
+            pipeline,
+        },
         PipelineCommand::Status { workspace, region } => {
             return status(ctx, json, &workspace, &region).await;
         }

@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::event::{Attachment, Databases, Envelope, Event, Hlc, Role};
+use crate::error::{Error, Result};
+use crate::region::validate_name;
+use crate::workspace::firewall::parse_rule;
 
 /// A user of a workspace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -177,6 +180,145 @@ impl ControlState {
                 ws.pipelines.remove(pipeline);
             }
         }
+    }
+}
+
+impl ControlState {
+    fn workspace(&self, name: &str) -> Result<&WorkspaceConfig> {
+        self.workspaces.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.workspaces.keys().map(String::as_str).collect();
+            Error::invalid(format!(
+                "workspace `{name}` is not defined (known: {}); create it with `lifeboat workspace create {name} --db NAME`",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// The workspace named `name`, or an error that lists the known ones.
+    pub fn require(&self, name: &str) -> Result<&WorkspaceConfig> {
+        self.workspace(name)
+    }
+
+    /// Checks `event` against the state it would change and returns it
+    /// normalised (a CIDR in its canonical form): the one place the CLI and
+    /// the app validate control-plane changes.
+    pub fn check(&self, event: Event) -> Result<Event> {
+        match &event {
+            Event::WorkspaceSet {
+                name,
+                databases,
+                bind,
+                ..
+            } => {
+                validate_name("workspace", name)?;
+                if databases.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "workspace `{name}` must serve at least one database"
+                    )));
+                }
+                let mut indexes = BTreeSet::new();
+                for a in databases {
+                    validate_name("database", &a.db)?;
+                    if !indexes.insert(a.index) {
+                        return Err(Error::invalid(format!(
+                            "index {} is used twice; give each database its own",
+                            a.index
+                        )));
+                    }
+                }
+                if bind.parse::<std::net::IpAddr>().is_err() {
+                    return Err(Error::invalid(format!(
+                        "bind address `{bind}` is not an IP address; use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+                    )));
+                }
+            }
+            Event::WorkspaceRemoved { name } | Event::WorkspaceStop { name } => {
+                self.workspace(name)?;
+            }
+            Event::UserSet {
+                workspace, user, ..
+            } => {
+                self.workspace(workspace)?;
+                validate_name("user", user)?;
+            }
+            Event::PasswordChanged {
+                workspace, user, ..
+            }
+            | Event::UserRemoved { workspace, user } => {
+                let ws = self.workspace(workspace)?;
+                if !ws.users.contains_key(user) {
+                    return Err(Error::invalid(format!(
+                        "workspace `{workspace}` has no user `{user}` (it has: {})",
+                        ws.users.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+            Event::FirewallAllowed { workspace, cidr } => {
+                self.workspace(workspace)?;
+                let cidr = parse_rule(cidr)?.to_string();
+                return Ok(Event::FirewallAllowed {
+                    workspace: workspace.clone(),
+                    cidr,
+                });
+            }
+            Event::FirewallRevoked { workspace, cidr } => {
+                let ws = self.workspace(workspace)?;
+                let cidr = parse_rule(cidr)?.to_string();
+                if !ws.firewall.contains(&cidr) {
+                    return Err(Error::invalid(format!(
+                        "{cidr} is not in workspace `{workspace}`'s allow-list (it has: {})",
+                        ws.firewall.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                return Ok(Event::FirewallRevoked {
+                    workspace: workspace.clone(),
+                    cidr,
+                });
+            }
+            Event::PipelineSet {
+                workspace,
+                pipeline,
+                db,
+                source,
+                key_field,
+                ..
+            } => {
+                let ws = self.workspace(workspace)?;
+                validate_name("pipeline", pipeline)?;
+                if !ws.databases.iter().any(|a| &a.db == db) {
+                    return Err(Error::invalid(format!(
+                        "workspace `{workspace}` does not serve database `{db}`; serve it first"
+                    )));
+                }
+                if key_field.is_empty() {
+                    return Err(Error::invalid(
+                        "the key field is empty; name the JSON field that holds each record's key",
+                    ));
+                }
+                crate::workspace::pipeline::open_source(source)?;
+            }
+            Event::PipelineRunning {
+                workspace,
+                pipeline,
+                ..
+            }
+            | Event::PipelineRemoved {
+                workspace,
+                pipeline,
+            } => {
+                let ws = self.workspace(workspace)?;
+                if !ws.pipelines.contains_key(pipeline) {
+                    return Err(Error::invalid(format!(
+                        "workspace `{workspace}` has no pipeline `{pipeline}`"
+                    )));
+                }
+            }
+        }
+        Ok(event)
     }
 }
 

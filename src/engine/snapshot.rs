@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub activity: Arc<Vec<ActivityEntry>>,
     /// Demo workloads running, by database.
     pub demo_workloads: Vec<String>,
+    /// Workspaces from the control log, and those this engine serves.
+    pub control: Arc<super::workspaces::ControlView>,
 }
 
 /// What the engine is doing, for the status bar.

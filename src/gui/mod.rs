@@ -1,5 +1,5 @@
-//! The desktop app: tabs Replication, Databases, Dashboard, Activity and
-//! Settings over the engine facade, with a status bar of region health.
+//! The desktop app: tabs Replication, Databases, Workspaces, Dashboard,
+//! Activity and Settings over the engine facade, with a status bar of region health.
 //!
 //! Invariant kept here (DESIGN.md 6): the UI thread never waits on I/O. It
 //! sends `engine::Command`s, which never block, and renders the newest
@@ -12,6 +12,7 @@ mod databases;
 mod replication;
 mod settings;
 pub mod widgets;
+mod workspaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,15 +32,17 @@ pub const APP_ID: &str = "io.lifeboat.Lifeboat";
 pub enum Tab {
     Replication,
     Databases,
+    Workspaces,
     Dashboard,
     Activity,
     Settings,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Replication,
         Tab::Databases,
+        Tab::Workspaces,
         Tab::Dashboard,
         Tab::Activity,
         Tab::Settings,
@@ -49,6 +52,7 @@ impl Tab {
         match self {
             Tab::Replication => "Replication",
             Tab::Databases => "Databases",
+            Tab::Workspaces => "Workspaces",
             Tab::Dashboard => "Dashboard",
             Tab::Activity => "Activity",
             Tab::Settings => "Settings",
@@ -65,7 +69,7 @@ impl std::str::FromStr for Tab {
             .find(|t| t.label().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
                 format!(
-                    "no tab `{text}`; choose one of replication, databases, dashboard, activity, settings"
+                    "no tab `{text}`; choose one of replication, databases, workspaces, dashboard, activity, settings"
                 )
             })
     }
@@ -108,6 +112,7 @@ pub struct LifeboatApp {
     folders: (String, String),
     replication: replication::ReplicationTab,
     databases: databases::DatabasesTab,
+    workspaces: workspaces::WorkspacesTab,
     dashboard: dashboard::DashboardTab,
     activity: activity::ActivityTab,
     settings: settings::SettingsTab,
@@ -132,6 +137,7 @@ impl LifeboatApp {
             folders: start.folders,
             replication: Default::default(),
             databases: Default::default(),
+            workspaces: Default::default(),
             dashboard: Default::default(),
             activity: activity::ActivityTab::new(start.export_path),
             settings: Default::default(),
@@ -160,6 +166,7 @@ impl LifeboatApp {
             egui::Key::Num3,
             egui::Key::Num4,
             egui::Key::Num5,
+            egui::Key::Num6,
         ];
         for (key, tab) in keys.into_iter().zip(Tab::ALL) {
             if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, key)) {
@@ -262,6 +269,7 @@ impl eframe::App for LifeboatApp {
         egui::CentralPanel::default().show(ui, |ui| match self.prefs.tab {
             Tab::Replication => self.replication.ui(ui, &self.engine, &snapshot),
             Tab::Databases => self.databases.ui(ui, &self.engine, &snapshot),
+            Tab::Workspaces => self.workspaces.ui(ui, &self.engine, &snapshot),
             Tab::Dashboard => self.dashboard.ui(ui, &snapshot),
             Tab::Activity => self.activity.ui(ui, &self.engine, &snapshot),
             Tab::Settings => {

@@ -252,6 +252,11 @@ impl Workspace {
         }
     }
 
+    /// Whether the workspace was asked to stop (it serves no one now).
+    pub fn is_stopped(&self) -> bool {
+        *self.shared.stop.borrow()
+    }
+
     pub fn status(&self) -> WorkspaceStatus {
         let shared = &self.shared;
         let access = shared.access();
