@@ -25,6 +25,7 @@ use lifeboat::storage::{DbLocation, branch_path};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
+use super::bench_workspace::{self, WorkspaceFigures, WorkspaceKnobs};
 use crate::{Ctx, parse_duration};
 
 #[derive(Subcommand, Debug)]
@@ -34,6 +35,15 @@ pub enum BenchCommand {
     /// Every benchmark on local folders and on S3 regions; prints a table.
     /// `lifeboat bench all --json FILE` also writes the figures to FILE.
     All(AllBench),
+    /// `redis-benchmark -t set,get` against a workspace and against
+    /// redis-server on this machine, with the ratio.
+    Workspace(WorkspaceBench),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkspaceBench {
+    #[command(flatten)]
+    knobs: WorkspaceKnobs,
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +53,8 @@ pub struct AllBench {
     file: Option<PathBuf>,
     #[command(flatten)]
     knobs: ReplicateKnobs,
+    #[command(flatten)]
+    workspace: WorkspaceKnobs,
 }
 
 /// What the replication benchmark measures, and how hard.
@@ -153,6 +165,18 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
     match command {
         BenchCommand::Replicate(args) => replicate(ctx, args).await,
         BenchCommand::All(args) => all(ctx, json, args).await,
+        BenchCommand::Workspace(args) => {
+            let scratch = ctx
+                .home
+                .data_dir
+                .join("bench")
+                .join(format!("workspace-{}", workload::now_us()));
+            let result = bench_workspace::measure(&scratch, &args.knobs).await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            let figures = result?;
+            crate::emit(json, &figures, || bench_workspace::table(&figures))?;
+            Ok(exit_code::OK)
+        }
     }
 }
 
@@ -277,6 +301,8 @@ struct AllFigures {
     bench: &'static str,
     machine: Machine,
     replicate: Vec<ReplicateFigures>,
+    /// redis-benchmark against a workspace and redis-server.
+    workspace: Option<WorkspaceFigures>,
     /// Kinds of region left out, with why.
     skipped: Vec<String>,
 }
@@ -297,7 +323,7 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
     let run = format!("bench-{}", workload::now_us());
     let scratch = ctx.home.data_dir.join("bench").join(&run);
     std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
-    let result = all_in(&scratch, &run, &args.knobs).await;
+    let result = all_in(&scratch, &run, &args.knobs, &args.workspace).await;
     let _ = std::fs::remove_dir_all(&scratch);
     let figures = result?;
     let text = serde_json::to_string_pretty(&figures)
@@ -313,7 +339,12 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
     Ok(exit_code::OK)
 }
 
-async fn all_in(scratch: &Path, run: &str, args: &ReplicateKnobs) -> Result<AllFigures> {
+async fn all_in(
+    scratch: &Path,
+    run: &str,
+    args: &ReplicateKnobs,
+    workspace_knobs: &WorkspaceKnobs,
+) -> Result<AllFigures> {
     let mut replicate = Vec::new();
     let mut skipped = Vec::new();
     let local = scratch.join("local");
@@ -334,10 +365,18 @@ async fn all_in(scratch: &Path, run: &str, args: &ReplicateKnobs) -> Result<AllF
             replicate.push(figures?);
         }
     }
+    let workspace = match bench_workspace::tools_missing() {
+        Some(missing) => {
+            skipped.push(format!("workspace: {missing}"));
+            None
+        }
+        None => Some(bench_workspace::measure(&scratch.join("workspace"), workspace_knobs).await?),
+    };
     Ok(AllFigures {
         bench: "all",
         machine: machine(),
         replicate,
+        workspace,
         skipped,
     })
 }
@@ -387,6 +426,9 @@ fn table(figures: &AllFigures) -> String {
             r.lag.rpo_seen_p99_ms,
             r.idle.requests_per_min
         ));
+    }
+    if let Some(workspace) = &figures.workspace {
+        lines.push(bench_workspace::table(workspace));
     }
     for skipped in &figures.skipped {
         lines.push(format!("\nnot run: {skipped}"));

@@ -46,6 +46,69 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     })
 }
 
+/// Passwords already checked once, as keyed digests: a client that opens
+/// many connections (a pool, `redis-benchmark -c 50`) pays for argon2 once,
+/// not per connection. The key is random per process, so the digests are
+/// worthless outside it; a changed hash (a new password) misses the cache.
+#[derive(Debug)]
+pub struct Verified {
+    key: [u8; 32],
+    seen: Mutex<HashMap<(String, String), [u8; 64]>>,
+}
+
+/// Checked passwords remembered at most.
+const MAX_VERIFIED: usize = 10_000;
+
+impl Default for Verified {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        for chunk in key.chunks_mut(8) {
+            chunk.copy_from_slice(&fastrand::u64(..).to_le_bytes());
+        }
+        // fastrand is not a CSPRNG: mix in the OS's randomness too.
+        use argon2::password_hash::rand_core::RngCore;
+        let mut os = [0u8; 32];
+        OsRng.fill_bytes(&mut os);
+        for (k, o) in key.iter_mut().zip(os) {
+            *k ^= o;
+        }
+        Verified {
+            key,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Verified {
+    fn digest(&self, password: &str) -> [u8; 64] {
+        use blake2::Digest;
+        let mut hasher = blake2::Blake2b512::new();
+        hasher.update(self.key);
+        hasher.update(password.as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// Whether `user` proved `password` against `hash` before.
+    pub fn knows(&self, user: &str, hash: &str, password: &str) -> bool {
+        let digest = self.digest(password);
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(user.to_string(), hash.to_string()))
+            .is_some_and(|d| *d == digest)
+    }
+
+    /// Remembers that `password` matched `hash` for `user`.
+    pub fn remember(&self, user: &str, hash: &str, password: &str) {
+        let digest = self.digest(password);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_VERIFIED {
+            seen.clear();
+        }
+        seen.insert((user.to_string(), hash.to_string()), digest);
+    }
+}
+
 /// Failed AUTHs per client address: each one past the first few waits
 /// twice as long as the one before, up to [`MAX_DELAY`].
 #[derive(Debug, Default)]
@@ -102,6 +165,16 @@ mod tests {
         assert!(!verify_password(&hash, "correct horsf"));
         assert!(!verify_password("not a hash", "correct horse"));
         assert!(hash_password("short").is_err());
+    }
+
+    #[test]
+    fn a_remembered_password_matches_only_itself_and_its_hash() {
+        let verified = Verified::default();
+        verified.remember("app", "$hash1", "correct horse");
+        assert!(verified.knows("app", "$hash1", "correct horse"));
+        assert!(!verified.knows("app", "$hash1", "correct horsf"));
+        assert!(!verified.knows("app", "$hash2", "correct horse"));
+        assert!(!verified.knows("other", "$hash1", "correct horse"));
     }
 
     #[test]

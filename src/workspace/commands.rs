@@ -294,11 +294,16 @@ async fn auth_command(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes
 async fn login(shared: &Arc<Shared>, session: &mut Session, user: &str, password: &str) -> Reply {
     let hash = shared.access().users.get(user).map(|u| u.password.clone());
     let ok = match hash {
+        Some(hash) if shared.verified.knows(user, &hash, password) => true,
         Some(hash) => {
-            let password = password.to_string();
-            tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+            let (checked, pw) = (hash.clone(), password.to_string());
+            let ok = tokio::task::spawn_blocking(move || auth::verify_password(&checked, &pw))
                 .await
-                .unwrap_or(false)
+                .unwrap_or(false);
+            if ok {
+                shared.verified.remember(user, &hash, password);
+            }
+            ok
         }
         None => {
             // The same work for an unknown user, so timing does not tell.
