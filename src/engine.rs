@@ -358,6 +358,9 @@ struct Core {
     control_read_us: Option<u64>,
     control_error: Option<String>,
     control_reading: bool,
+    /// Events already read (one listing per region and look, then only
+    /// new events are read).
+    control_cache: Arc<tokio::sync::Mutex<control::LogCache>>,
     /// Workspaces this engine serves, by name.
     workspaces: BTreeMap<String, crate::workspace::Workspace>,
     /// Workspaces starting or stopping here, with what is happening.
@@ -406,6 +409,7 @@ impl Core {
             control_read_us: None,
             control_error: None,
             control_reading: false,
+            control_cache: Arc::default(),
             workspaces: BTreeMap::new(),
             workspace_busy: BTreeMap::new(),
             internal_tx,
@@ -1331,13 +1335,14 @@ impl Core {
         }
         self.control_reading = true;
         let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let cache = Arc::clone(&self.control_cache);
         self.spawn(async move {
             let result = async {
                 let report = control::sync(&regions).await?;
                 for (region, e) in &report.unreachable {
                     tracing::debug!(region = %region, "control log sync: {e}");
                 }
-                control::load_all(&regions).await
+                cache.lock().await.load_all(&regions).await
             }
             .await;
             Internal::ControlRead(result)

@@ -13,8 +13,8 @@ use clap::Args;
 use serde::Serialize;
 
 use lifeboat::config::file_url;
-use lifeboat::control::event::{Attachment, Databases, Role};
-use lifeboat::control::state::{User, WorkspaceConfig};
+use lifeboat::control;
+use lifeboat::control::event::{Attachment, Databases, Event, Role};
 use lifeboat::error::{Error, Result};
 use lifeboat::region::{Region, RegionSpec};
 use lifeboat::storage::DbLocation;
@@ -98,9 +98,16 @@ impl RedisServer {
         let port = free_port()?;
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .arg("--dir")
-            .arg(dir);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(dir);
         if fsync_always {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -115,7 +122,9 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
-                return Err(Error::Failed("redis-server did not start within 10 s".into()));
+                return Err(Error::Failed(
+                    "redis-server did not start within 10 s".into(),
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -137,8 +146,21 @@ async fn redis_benchmark(
     knobs: &WorkspaceKnobs,
 ) -> Result<(TestFigures, TestFigures)> {
     let mut cmd = tokio::process::Command::new("redis-benchmark");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "set,get", "--csv"])
-        .args(["-n", &knobs.requests.to_string(), "-c", &knobs.clients.to_string()]);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        "set,get",
+        "--csv",
+    ])
+    .args([
+        "-n",
+        &knobs.requests.to_string(),
+        "-c",
+        &knobs.clients.to_string(),
+    ]);
     if let Some((user, password)) = auth {
         cmd.args(["--user", user, "-a", password]);
     }
@@ -189,31 +211,35 @@ pub async fn measure(scratch: &Path, knobs: &WorkspaceKnobs) -> Result<Workspace
         &file_url(&scratch.join("region")),
     ))?;
     DbLocation::in_region(&region, "bench")?.create().await?;
+    // The workspace is configured as any other: through the region's
+    // control log, which it then follows.
     let password = "bench-password";
-    let mut users = std::collections::BTreeMap::new();
-    users.insert(
-        "bench".to_string(),
-        User {
+    let events = [
+        Event::WorkspaceSet {
+            name: "bench".into(),
+            databases: vec![Attachment {
+                index: 0,
+                db: "bench".into(),
+            }],
+            bind: "127.0.0.1".into(),
+            port: 0,
+            open: false,
+        },
+        Event::UserSet {
+            workspace: "bench".into(),
+            user: "bench".into(),
             role: Role::ReadWrite,
             databases: Databases::All,
             password: auth::hash_password(password)?,
         },
-    );
-    let config = WorkspaceConfig {
-        name: "bench".into(),
-        databases: vec![Attachment {
-            index: 0,
-            db: "bench".into(),
-        }],
-        bind: "127.0.0.1".into(),
-        port: 0,
-        open: false,
-        users,
-        firewall: Default::default(),
-        pipelines: Default::default(),
-        stop_requested: None,
-    };
-    let ws = Workspace::start(region, &config, StartOptions::default()).await?;
+    ];
+    let engine = format!("{:016x}", fastrand::u64(..));
+    for event in events {
+        control::append(std::slice::from_ref(&region), &engine, "bench", event).await?;
+    }
+    let state = control::load(&region).await?;
+    let config = state.require("bench")?;
+    let ws = Workspace::start(region.clone(), config, StartOptions::default()).await?;
     let port = ws.addr().port();
     let measured = redis_benchmark(port, Some(("bench", password)), knobs).await;
     ws.stop().await?;

@@ -92,8 +92,73 @@ impl EventName {
 
 /// The log as one region holds it: every event, by name.
 pub async fn read(region: &Region) -> Result<BTreeMap<EventName, Envelope>> {
+    let mut cache = LogCache::default();
+    cache.read_new(region).await?;
+    Ok(cache.events)
+}
+
+/// Events already read, so that following the log costs one listing per
+/// look plus one read per new event (names are immutable: a name read once
+/// never needs reading again).
+#[derive(Debug, Default)]
+pub struct LogCache {
+    events: BTreeMap<EventName, Envelope>,
+}
+
+impl LogCache {
+    /// Reads the events of `region` not read before.
+    pub async fn read_new(&mut self, region: &Region) -> Result<()> {
+        let names: Vec<EventName> = list(region)
+            .await?
+            .into_iter()
+            .filter(|n| !self.events.contains_key(n))
+            .collect();
+        self.events.extend(fetch(region, names).await?);
+        Ok(())
+    }
+
+    /// The state `region`'s copy of the log folds to (what a workspace
+    /// there starts from).
+    pub async fn load(&mut self, region: &Region) -> Result<ControlState> {
+        let names: BTreeSet<EventName> = list(region).await?.into_iter().collect();
+        let new: Vec<EventName> = names
+            .iter()
+            .filter(|n| !self.events.contains_key(n))
+            .cloned()
+            .collect();
+        self.events.extend(fetch(region, new).await?);
+        let events = self
+            .events
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, e)| e.clone())
+            .collect();
+        Ok(ControlState::fold(events))
+    }
+
+    /// The state the union of every reachable region folds to; fails only
+    /// when no region could be read.
+    pub async fn load_all(&mut self, regions: &[Region]) -> Result<ControlState> {
+        let mut first_error = None;
+        let mut read_any = false;
+        for region in regions {
+            match self.read_new(region).await {
+                Ok(()) => read_any = true,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (read_any, first_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(ControlState::fold(self.events.values().cloned().collect())),
+        }
+    }
+}
+
+/// Reads the events `names` from `region`.
+async fn fetch(region: &Region, names: Vec<EventName>) -> Result<Vec<(EventName, Envelope)>> {
     let store = region.store();
-    let names = list(region).await?;
     let reads = names.into_iter().map(|name| {
         let store = Arc::clone(&store);
         async move {

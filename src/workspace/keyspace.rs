@@ -7,14 +7,23 @@
 //! write lock only while they read and submit; durability is awaited after
 //! the lock is released (its handle goes back to the connection), so a
 //! slow WAL flush never serialises clients.
+//!
+//! Group commit: every write wakes the database's flusher, which makes the
+//! WAL durable at once, or as soon as the flush under way ends (at most one
+//! every [`MIN_FLUSH_GAP`]). A lone write waits for one object-store put;
+//! many at once share each put, and the number of WAL files (which the
+//! replicator copies one by one) stays bounded.
 
 use std::ops::Bound;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use slatedb::config::{PutOptions, Ttl};
+use slatedb::config::{FlushOptions, FlushType, PutOptions, Ttl};
 use slatedb::{Db, DbReader, WriteBatch, WriteHandle};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::region::Region;
@@ -25,10 +34,13 @@ use crate::workload::now_us;
 /// Keys that start with these bytes are Lifeboat's, not the client's.
 pub const RESERVED_PREFIX: &[u8] = b"\xff\xfelifeboat/";
 
-/// How often a workspace's writer makes its WAL durable: a write waits for
-/// at most this long before it is acknowledged, and a replica can lag by
-/// about this much plus one copy.
-pub const WAL_FLUSH: Duration = Duration::from_millis(20);
+/// The shortest time between two WAL flushes the flusher asks for: bounds
+/// the WAL files a busy workspace writes (and the replicator copies) to
+/// 200 a second.
+pub const MIN_FLUSH_GAP: Duration = Duration::from_millis(5);
+
+/// SlateDB's own flush timer, a backstop behind the flusher.
+pub const WAL_FLUSH: Duration = Duration::from_millis(100);
 
 /// Most keys one SCAN call looks at.
 pub const MAX_SCAN_COUNT: usize = 10_000;
@@ -47,6 +59,9 @@ pub struct AttachedDb {
     pub region: String,
     handle: Handle,
     write_lock: tokio::sync::Mutex<()>,
+    /// Wakes the flusher (writers only).
+    flush_wanted: Arc<Notify>,
+    flusher: Option<JoinHandle<()>>,
     /// When a follower's replica last held everything its home had (µs).
     synced_us: Mutex<Option<u64>>,
 }
@@ -73,12 +88,18 @@ impl AttachedDb {
         location.require().await?;
         let replica_of =
             cursor::load(&region.store(), region.name(), name, &location.branch).await?;
-        let handle = match &replica_of {
-            Some(_) => Handle::Follower(Box::new(location.open_reader().await?)),
+        let flush_wanted = Arc::new(Notify::new());
+        let (handle, flusher) = match &replica_of {
+            Some(_) => (
+                Handle::Follower(Box::new(location.open_reader().await?)),
+                None,
+            ),
             None => {
                 let mut settings = location.settings();
                 settings.flush_interval = Some(WAL_FLUSH);
-                Handle::Writer(location.open_writer_with(false, settings).await?)
+                let db = location.open_writer_with(false, settings).await?;
+                let flusher = tokio::spawn(flush_on_demand(db.clone(), Arc::clone(&flush_wanted)));
+                (Handle::Writer(db), Some(flusher))
             }
         };
         Ok(AttachedDb {
@@ -89,6 +110,8 @@ impl AttachedDb {
             location,
             handle,
             write_lock: tokio::sync::Mutex::new(()),
+            flush_wanted,
+            flusher,
         })
     }
 
@@ -168,6 +191,7 @@ impl AttachedDb {
             .put_with_options(&key, &value, &options, &Default::default())
             .await
             .map_err(|e| self.fail("put", e))?;
+        self.flush_wanted.notify_one();
         Ok((true, old, Some(handle)))
     }
 
@@ -180,7 +204,9 @@ impl AttachedDb {
             batch.put_with_options(key, value, &PutOptions { ttl: Ttl::NoExpiry });
         }
         let _lock = self.write_lock.lock().await;
-        db.write(batch).await.map_err(|e| self.fail("write", e))
+        let handle = db.write(batch).await.map_err(|e| self.fail("write", e))?;
+        self.flush_wanted.notify_one();
+        Ok(handle)
     }
 
     /// Deletes the keys that exist; returns how many did.
@@ -207,6 +233,7 @@ impl AttachedDb {
             return Ok((0, None));
         }
         let handle = db.write(batch).await.map_err(|e| self.fail("write", e))?;
+        self.flush_wanted.notify_one();
         Ok((count, Some(handle)))
     }
 
@@ -235,6 +262,7 @@ impl AttachedDb {
             )
             .await
             .map_err(|e| self.fail("put", e))?;
+        self.flush_wanted.notify_one();
         Ok((next, handle))
     }
 
@@ -318,13 +346,41 @@ impl AttachedDb {
         Ok(())
     }
 
+    /// Asks for the WAL to be made durable soon (after a write submitted
+    /// outside the methods above, such as a pipeline's batch).
+    pub fn want_flush(&self) {
+        self.flush_wanted.notify_one();
+    }
+
     /// Flushes and closes the writer or the reader.
     pub async fn close(&self) -> Result<()> {
+        if let Some(flusher) = &self.flusher {
+            flusher.abort();
+        }
         let closed = match &self.handle {
             Handle::Writer(db) => db.close().await,
             Handle::Follower(reader) => reader.close().await,
         };
         closed.map_err(|e| Error::database(&self.region, &self.name, "close", &e))
+    }
+}
+
+/// The flusher: one WAL flush per wake-up, no two closer than
+/// [`MIN_FLUSH_GAP`]; wake-ups during a flush fold into the next one.
+async fn flush_on_demand(db: Db, wanted: Arc<Notify>) {
+    let options = FlushOptions {
+        flush_type: FlushType::Wal,
+    };
+    loop {
+        wanted.notified().await;
+        let started = tokio::time::Instant::now();
+        if let Err(e) = db.flush_with_options(options.clone()).await {
+            if matches!(e.kind(), slatedb::ErrorKind::Closed(_)) {
+                return;
+            }
+            tracing::warn!("WAL flush failed: {e}");
+        }
+        tokio::time::sleep_until(started + MIN_FLUSH_GAP).await;
     }
 }
 

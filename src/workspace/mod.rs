@@ -386,6 +386,7 @@ async fn refuse(mut stream: TcpStream, line: String) {
 async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at: Option<Hlc>) {
     let mut ticks = tokio::time::interval(REFRESH_EVERY);
     ticks.tick().await;
+    let mut log = crate::control::LogCache::default();
     loop {
         ticks.tick().await;
         for db in shared.dbs.values() {
@@ -393,7 +394,7 @@ async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at
                 tracing::debug!(workspace = %shared.name, "follower lag: {e}");
             }
         }
-        let state = match crate::control::load(&shared.region).await {
+        let state = match log.load(&shared.region).await {
             Ok(state) => state,
             Err(e) => {
                 tracing::warn!(workspace = %shared.name, "cannot read the control log: {e}");

@@ -418,6 +418,7 @@ async fn commit(db: &AttachedDb, name: &str, batch: &mut WriteBatch, at: &Positi
     let fail =
         |e: slatedb::Error| Error::database(&db.region, &db.name, "load a pipeline batch", &e);
     let written = handle.write(full).await.map_err(fail)?;
+    db.want_flush();
     written.await_durable().await.map_err(fail)
 }
 
