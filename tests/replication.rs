@@ -196,9 +196,10 @@ async fn replica_is_a_prefix_wherever_the_replicator_stops() {
         let writer = writing(&home, acks.clone(), 1500, 6, true, 300);
         let mut seen_prefixes = 0;
         let mut cut = 0;
-        // At least six cuts, even where a slow server lets few happen while
-        // the writer runs.
-        while !writer.is_finished() || cut < 6 {
+        // At least six cuts and three readable states, even where a slow
+        // server (moto on a busy machine) lets few copies happen per cut:
+        // every cut resumes where the last stopped, so manifests land.
+        while (!writer.is_finished() || cut < 6 || seen_prefixes < 3) && cut < 60 {
             cut += 1;
             if cut % 2 == 0 {
                 // Cut after an exact number of successful copies.
