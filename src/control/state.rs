@@ -186,14 +186,9 @@ impl ControlState {
 impl ControlState {
     fn workspace(&self, name: &str) -> Result<&WorkspaceConfig> {
         self.workspaces.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.workspaces.keys().map(String::as_str).collect();
             Error::invalid(format!(
                 "workspace `{name}` is not defined (known: {}); create it with `lifeboat workspace create {name} --db NAME`",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
+                listed(self.workspaces.keys())
             ))
         })
     }
@@ -253,7 +248,7 @@ impl ControlState {
                 if !ws.users.contains_key(user) {
                     return Err(Error::invalid(format!(
                         "workspace `{workspace}` has no user `{user}` (it has: {})",
-                        ws.users.keys().cloned().collect::<Vec<_>>().join(", ")
+                        listed(ws.users.keys())
                     )));
                 }
             }
@@ -271,7 +266,7 @@ impl ControlState {
                 if !ws.firewall.contains(&cidr) {
                     return Err(Error::invalid(format!(
                         "{cidr} is not in workspace `{workspace}`'s allow-list (it has: {})",
-                        ws.firewall.iter().cloned().collect::<Vec<_>>().join(", ")
+                        listed(ws.firewall.iter())
                     )));
                 }
                 return Ok(Event::FirewallRevoked {
@@ -313,12 +308,23 @@ impl ControlState {
                 let ws = self.workspace(workspace)?;
                 if !ws.pipelines.contains_key(pipeline) {
                     return Err(Error::invalid(format!(
-                        "workspace `{workspace}` has no pipeline `{pipeline}`"
+                        "workspace `{workspace}` has no pipeline `{pipeline}` (it has: {})",
+                        listed(ws.pipelines.keys())
                     )));
                 }
             }
         }
         Ok(event)
+    }
+}
+
+/// Names joined for a message, or `none`.
+fn listed<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
     }
 }
 
