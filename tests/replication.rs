@@ -632,16 +632,23 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
                 || status.lag_s.is_some_and(|l| l > 0.5);
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        writer.await.expect("writer");
+        let report = writer.await.expect("writer");
         assert!(
             reads >= 5,
             "{kind:?}: only {reads} reads in {:?}",
             started.elapsed()
         );
-        assert!(
-            lagged,
-            "{kind:?}: the slow link never held the replica back"
-        );
+        // The link must have held the replica back whenever the home took
+        // more bytes a second than it carries (the replica's traffic is
+        // larger still: WAL, then SSTs). A server too slow to take that many
+        // writes (moto on a busy machine) never fills the link.
+        let offered_bytes_per_s = report.records_acked * 1000 / 10;
+        if offered_bytes_per_s > link {
+            assert!(
+                lagged,
+                "{kind:?}: the slow link never held the replica back ({offered_bytes_per_s} B/s offered, {link} B/s link)"
+            );
+        }
         converge(&replicator, Duration::from_secs(150)).await;
         replicator.stop().await;
         p.b.faults().clear();
