@@ -1389,8 +1389,13 @@ impl Core {
             let result = async {
                 // The region's own copy of the log, as anywhere else.
                 let state = control::load(&region).await?;
-                let config = state.require(&name)?;
-                crate::workspace::Workspace::start(region.clone(), config, Default::default()).await
+                crate::workspace::Workspace::start(
+                    region.clone(),
+                    &state,
+                    &name,
+                    Default::default(),
+                )
+                .await
             }
             .await;
             Internal::WorkspaceStarted {

@@ -238,8 +238,7 @@ pub async fn measure(scratch: &Path, knobs: &WorkspaceKnobs) -> Result<Workspace
         control::append(std::slice::from_ref(&region), &engine, "bench", event).await?;
     }
     let state = control::load(&region).await?;
-    let config = state.require("bench")?;
-    let ws = Workspace::start(region.clone(), config, StartOptions::default()).await?;
+    let ws = Workspace::start(region.clone(), &state, "bench", StartOptions::default()).await?;
     let port = ws.addr().port();
     let measured = redis_benchmark(port, Some(("bench", password)), knobs).await;
     ws.stop().await?;

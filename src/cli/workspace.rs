@@ -362,12 +362,11 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
         .ok_or_else(|| Error::invalid(format!("region `{region_name}` is not configured")))?;
     // The region's own copy of the log: a workspace starts from it alone.
     let state = control::load(&region).await?;
-    let config = state.require(&args.name)?;
     let options = StartOptions {
         bind: args.bind,
         port: args.port,
     };
-    let ws = Workspace::start(region, config, options).await?;
+    let ws = Workspace::start(region, &state, &args.name, options).await?;
     print_status(json, &ws.status())?;
     let stopped = async {
         tokio::select! {

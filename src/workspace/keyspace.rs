@@ -120,7 +120,7 @@ impl AttachedDb {
     }
 
     /// The writer, or the error a client gets for a write on a follower.
-    fn writer(&self) -> OpResult<&Db> {
+    pub fn writer(&self) -> OpResult<&Db> {
         match &self.handle {
             Handle::Writer(db) => Ok(db),
             Handle::Follower(_) => Err(format!(

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::control::event::Hlc;
-use crate::control::state::{User, WorkspaceConfig};
+use crate::control::state::{ControlState, User, WorkspaceConfig};
 use crate::error::{Error, Result};
 use crate::region::Region;
 use firewall::Firewall;
@@ -163,12 +163,16 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Attaches `config`'s databases from `region` and starts listening.
+    /// Attaches the databases of workspace `name`, as `state` (the log of
+    /// `region`) defines it, from `region` and starts listening. Stop
+    /// requests older than `state`'s newest event are history, not for it.
     pub async fn start(
         region: Region,
-        config: &WorkspaceConfig,
+        state: &ControlState,
+        name: &str,
         options: StartOptions,
     ) -> Result<Workspace> {
+        let config = state.require(name)?;
         if config.databases.is_empty() {
             return Err(Error::invalid(format!(
                 "workspace `{}` serves no database; add one with `lifeboat workspace create {} --db NAME`",
@@ -201,10 +205,7 @@ impl Workspace {
                 }
             }
         }
-        let started_at = crate::control::load(&region)
-            .await
-            .ok()
-            .and_then(|s| s.newest);
+        let started_at = state.newest;
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             name: config.name.clone(),

@@ -108,13 +108,7 @@ impl Session {
                 command.to_ascii_lowercase()
             )));
         }
-        if db.is_follower() {
-            return Err(Reply::err(format!(
-                "READONLY database `{}` is a read-only replica in region `{}`; write through a workspace in its home region",
-                db.name, db.region
-            )));
-        }
-        Ok(())
+        db.writer().map(|_| ()).map_err(Reply::Error)
     }
 
     /// The selected database, if the user may use it.
