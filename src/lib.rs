@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod gui;
 pub mod logging;
+pub mod orchestrator;
 pub mod region;
 pub mod replication;
 pub mod soak;

@@ -93,6 +93,14 @@ enum Command {
     /// firewall rules and pipelines from the control log.
     #[command(subcommand)]
     Workspace(cli::workspace::WorkspaceCommand),
+    /// Fail the group's databases over to the secondary: show first what
+    /// would be lost; with --yes fork new live branches off the replicas,
+    /// record the new epoch, serve them and measure RPO and RTO.
+    Failover(cli::failover::FailoverArgs),
+    /// Forked branches: list, fork (at a replica without writing into it,
+    /// or at the home), delete.
+    #[command(subcommand)]
+    Branch(cli::failover::BranchCommand),
     /// The control log every region holds: sync it, read it.
     #[command(subcommand)]
     Control(cli::workspace::ControlCommand),
@@ -740,6 +748,8 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Serve(a) => cli::group::serve(&ctx, json, a).await,
             Command::Workspace(c) => cli::workspace::workspace(&ctx, json, c).await,
             Command::Control(c) => cli::workspace::control_command(&ctx, json, c).await,
+            Command::Failover(a) => cli::failover::failover_command(&ctx, json, a).await,
+            Command::Branch(c) => cli::failover::branch_command(&ctx, json, c).await,
             Command::Bench(c) => cli::bench::run(&ctx, json, c).await,
             Command::Gui(args) => open_gui(&ctx, args),
         }

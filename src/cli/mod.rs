@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_workspace;
+pub mod failover;
 pub mod group;
 pub mod replication;
 pub mod soak;

@@ -186,7 +186,7 @@ fn parse_role(text: &str) -> std::result::Result<Role, String> {
 }
 
 /// Every configured region, with this run's faults.
-fn regions(ctx: &Ctx) -> Result<Vec<Region>> {
+pub(crate) fn regions(ctx: &Ctx) -> Result<Vec<Region>> {
     ctx.regions
         .specs()
         .iter()
@@ -365,6 +365,7 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
     let options = StartOptions {
         bind: args.bind,
         port: args.port,
+        probe_token: None,
     };
     let ws = Workspace::start(region, &state, &args.name, options).await?;
     print_status(json, &ws.status())?;

@@ -1,5 +1,7 @@
 //! The control log's events: one RON object each (docs/control-log.md).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The format this build writes and reads.
@@ -98,6 +100,141 @@ pub struct Attachment {
     pub db: String,
 }
 
+/// Why a branch exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BranchReason {
+    /// The live branch a failover made.
+    Failover,
+    /// A test failover's branch, torn down at its time to live.
+    Drill,
+    /// A point-in-time restore, or writes recovered from a returning region.
+    Recovery,
+    /// Made by hand.
+    Manual,
+}
+
+impl BranchReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            BranchReason::Failover => "failover",
+            BranchReason::Drill => "drill",
+            BranchReason::Recovery => "recovery",
+            BranchReason::Manual => "manual",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<BranchReason> {
+        match text.to_ascii_lowercase().as_str() {
+            "failover" => Some(BranchReason::Failover),
+            "drill" => Some(BranchReason::Drill),
+            "recovery" => Some(BranchReason::Recovery),
+            "manual" => Some(BranchReason::Manual),
+            _ => None,
+        }
+    }
+}
+
+/// A branch made by forking another (docs/control-log.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchForked {
+    pub db: String,
+    pub branch: String,
+    /// The branch it was forked from.
+    pub source: String,
+    /// Where it was made: its home, the one region its writer may run in.
+    pub region: String,
+    pub reason: BranchReason,
+    /// The source's manifest the fork starts from.
+    pub manifest_id: u64,
+    /// The source's newest WAL file the fork holds.
+    pub wal_end: u64,
+    /// The shadow parent's path, for a fork made at a replica.
+    pub shadow: Option<String>,
+    /// Compacted SSTs the fork reads in place, by the branch they belong
+    /// to: kept in every region while the fork exists (invariant 3).
+    pub pinned: BTreeMap<String, Vec<String>>,
+    /// When the branch is to be deleted (Unix milliseconds), if ever.
+    pub expires_ms: Option<u64>,
+}
+
+/// A database's live branch after a failover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveBranch {
+    pub db: String,
+    pub branch: String,
+    /// The branch's home.
+    pub region: String,
+}
+
+/// What kind of operation a record measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperationKind {
+    Failover,
+    Drill,
+}
+
+impl OperationKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OperationKind::Failover => "failover",
+            OperationKind::Drill => "drill",
+        }
+    }
+}
+
+/// One step of an operation and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    pub ms: u64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What one database lost in an operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbRpo {
+    pub db: String,
+    /// The branch made from the replica.
+    pub branch: String,
+    /// The replica's lag at the fork (now minus its last full sync), when known.
+    pub lag_ms: Option<u64>,
+    /// Acknowledged records the new branch lacks, when the workload's
+    /// acknowledgement log was available.
+    pub missing_records: Option<u64>,
+    /// Acknowledged records at the fork, from the same log.
+    pub acknowledged: Option<u64>,
+    /// How long before the fork the oldest missing record was acknowledged.
+    pub missing_span_ms: Option<u64>,
+    /// The instant the counts are taken at (Unix milliseconds): records
+    /// acknowledged by then count.
+    pub measured_at_ms: u64,
+}
+
+/// A failover or drill with its measured RPO and RTO.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationRecord {
+    /// `failover-<epoch>` or `drill-<ms>`.
+    pub id: String,
+    pub kind: OperationKind,
+    pub from: String,
+    pub to: String,
+    /// When it was asked for (Unix milliseconds).
+    pub started_ms: u64,
+    /// From the ask to the first write acknowledged through the new
+    /// connection string (or, with no workspace, to the writer's open).
+    pub rto_ms: Option<u64>,
+    /// What RTO was measured to.
+    pub rto_to: String,
+    pub rpo: Vec<DbRpo>,
+    pub steps: Vec<Step>,
+    /// The connection strings published.
+    pub endpoints: Vec<String>,
+    /// The verification's verdict (drills), or the failover's outcome.
+    pub outcome: String,
+    pub ok: bool,
+}
+
 /// Everything the control log records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -167,12 +304,36 @@ pub enum Event {
         workspace: String,
         pipeline: String,
     },
+    /// A branch was forked.
+    BranchForked(BranchForked),
+    /// A branch was deleted (its files are gone or going).
+    BranchDeleted {
+        db: String,
+        branch: String,
+    },
+    /// A failover: epoch `epoch` begins, and these branches are live. A
+    /// failover whose epoch is not one above the log's is ignored (two
+    /// failovers at once: the first in the log's order wins).
+    FailedOver {
+        epoch: u64,
+        from: String,
+        to: String,
+        live: Vec<LiveBranch>,
+        /// The branches the failover forked (recorded with it, in one put).
+        forks: Vec<BranchForked>,
+    },
+    /// A failover or drill's measured RPO, RTO and steps.
+    OperationRecorded(Box<OperationRecord>),
 }
 
 impl Event {
-    /// The workspace the event concerns.
-    pub fn workspace(&self) -> &str {
-        match self {
+    /// The workspace the event concerns, if it concerns one.
+    pub fn workspace(&self) -> Option<&str> {
+        Some(match self {
+            Event::BranchForked(_)
+            | Event::BranchDeleted { .. }
+            | Event::FailedOver { .. }
+            | Event::OperationRecorded(_) => return None,
             Event::WorkspaceSet { name, .. }
             | Event::WorkspaceRemoved { name }
             | Event::WorkspaceStop { name } => name,
@@ -184,7 +345,7 @@ impl Event {
             | Event::PipelineSet { workspace, .. }
             | Event::PipelineRunning { workspace, .. }
             | Event::PipelineRemoved { workspace, .. } => workspace,
-        }
+        })
     }
 
     /// One line for an activity list (no secret: hashes are left out).
@@ -248,6 +409,42 @@ impl Event {
                 workspace,
                 pipeline,
             } => format!("remove pipeline {pipeline} from workspace {workspace}"),
+            Event::BranchForked(f) => format!(
+                "fork {}/{} off {} in {} ({}, manifest {}, WAL {})",
+                f.db,
+                f.branch,
+                f.source,
+                f.region,
+                f.reason.name(),
+                f.manifest_id,
+                f.wal_end
+            ),
+            Event::BranchDeleted { db, branch } => format!("delete branch {db}/{branch}"),
+            Event::FailedOver {
+                epoch,
+                from,
+                to,
+                live,
+                ..
+            } => {
+                let live: Vec<String> = live
+                    .iter()
+                    .map(|l| format!("{}/{}", l.db, l.branch))
+                    .collect();
+                format!(
+                    "failover {from} → {to} (epoch {epoch}): live {}",
+                    live.join(", ")
+                )
+            }
+            Event::OperationRecorded(r) => format!(
+                "{} {} → {}: RTO {}, {}",
+                r.kind.name(),
+                r.from,
+                r.to,
+                r.rto_ms
+                    .map_or("not measured".to_string(), |ms| format!("{ms} ms")),
+                r.outcome
+            ),
         }
     }
 }

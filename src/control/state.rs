@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::event::{Attachment, Databases, Envelope, Event, Hlc, Role};
+use super::event::{
+    Attachment, BranchForked, BranchReason, Databases, Envelope, Event, Hlc, LiveBranch,
+    OperationRecord, Role,
+};
 use crate::error::{Error, Result};
 use crate::region::validate_name;
 use crate::workspace::firewall::parse_rule;
@@ -57,10 +60,28 @@ impl WorkspaceConfig {
     }
 }
 
+/// A forked branch as the log knows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BranchRecord {
+    #[serde(flatten)]
+    pub fork: BranchForked,
+    /// When it was forked (the event's clock).
+    pub created: Hlc,
+}
+
 /// Everything the log says, as of its newest event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ControlState {
     pub workspaces: BTreeMap<String, WorkspaceConfig>,
+    /// Forked branches by database, then branch name.
+    pub branches: BTreeMap<String, BTreeMap<String, BranchRecord>>,
+    /// Each database's live branch where a failover moved it (elsewhere:
+    /// `main`, at the group's primary).
+    pub live: BTreeMap<String, LiveBranch>,
+    /// The newest failover's epoch (0: none yet).
+    pub epoch: u64,
+    /// Failovers and drills with their measured RPO and RTO, oldest first.
+    pub operations: Vec<OperationRecord>,
     /// The newest clock reading in the log.
     pub newest: Option<Hlc>,
     pub events: usize,
@@ -113,11 +134,52 @@ impl ControlState {
             self.workspaces.remove(name);
             return;
         }
-        let Some(ws) = self.workspaces.get_mut(event.workspace()) else {
+        match event {
+            Event::BranchForked(fork) => {
+                self.add_branch(fork, envelope.hlc);
+                return;
+            }
+            Event::BranchDeleted { db, branch } => {
+                if let Some(branches) = self.branches.get_mut(db) {
+                    branches.remove(branch);
+                    if branches.is_empty() {
+                        self.branches.remove(db);
+                    }
+                }
+                return;
+            }
+            Event::FailedOver {
+                epoch, live, forks, ..
+            } => {
+                // The branches exist whatever the outcome (their files do).
+                for fork in forks {
+                    self.add_branch(fork, envelope.hlc);
+                }
+                // Two failovers at once: the first in the log's order wins.
+                if *epoch == self.epoch + 1 {
+                    self.epoch = *epoch;
+                    for l in live {
+                        self.live.insert(l.db.clone(), l.clone());
+                    }
+                }
+                return;
+            }
+            Event::OperationRecorded(record) => {
+                self.operations.push((**record).clone());
+                return;
+            }
+            _ => {}
+        }
+        let Some(ws) = event.workspace().and_then(|w| self.workspaces.get_mut(w)) else {
             return;
         };
         match event {
-            Event::WorkspaceSet { .. } | Event::WorkspaceRemoved { .. } => {}
+            Event::WorkspaceSet { .. }
+            | Event::WorkspaceRemoved { .. }
+            | Event::BranchForked(_)
+            | Event::BranchDeleted { .. }
+            | Event::FailedOver { .. }
+            | Event::OperationRecorded(_) => {}
             Event::WorkspaceStop { .. } => ws.stop_requested = Some(envelope.hlc),
             Event::UserSet {
                 user,
@@ -193,6 +255,51 @@ impl ControlState {
         })
     }
 
+    fn add_branch(&mut self, fork: &BranchForked, created: Hlc) {
+        self.branches.entry(fork.db.clone()).or_default().insert(
+            fork.branch.clone(),
+            BranchRecord {
+                fork: fork.clone(),
+                created,
+            },
+        );
+    }
+
+    /// Forked branch `branch` of `db`.
+    pub fn branch(&self, db: &str, branch: &str) -> Option<&BranchRecord> {
+        self.branches.get(db)?.get(branch)
+    }
+
+    /// The live branch of `db`: where the newest failover put it, else `main`.
+    pub fn live_branch(&self, db: &str) -> &str {
+        self.live
+            .get(db)
+            .map_or(crate::storage::MAIN_BRANCH, |l| l.branch.as_str())
+    }
+
+    /// Every forked branch, oldest first.
+    pub fn all_branches(&self) -> Vec<&BranchRecord> {
+        let mut all: Vec<&BranchRecord> = self.branches.values().flat_map(|b| b.values()).collect();
+        all.sort_by_key(|b| b.created);
+        all
+    }
+
+    /// Branches whose time to live ran out at `now_ms` (never a live one).
+    pub fn expired(&self, now_ms: u64) -> Vec<&BranchRecord> {
+        self.all_branches()
+            .into_iter()
+            .filter(|b| b.fork.expires_ms.is_some_and(|t| t <= now_ms))
+            .filter(|b| self.live_branch(&b.fork.db) != b.fork.branch)
+            .collect()
+    }
+
+    /// Drill branches (for the reports and the tear-down).
+    pub fn drills(&self) -> impl Iterator<Item = &BranchRecord> {
+        self.all_branches()
+            .into_iter()
+            .filter(|b| b.fork.reason == BranchReason::Drill)
+    }
+
     /// The workspace named `name`, or an error that lists the known ones.
     pub fn require(&self, name: &str) -> Result<&WorkspaceConfig> {
         self.workspace(name)
@@ -203,6 +310,32 @@ impl ControlState {
     /// the app validate control-plane changes.
     pub fn check(&self, event: Event) -> Result<Event> {
         match &event {
+            Event::BranchForked(fork) => {
+                validate_name("database", &fork.db)?;
+                validate_name("branch", &fork.branch)?;
+                if self.branch(&fork.db, &fork.branch).is_some() {
+                    return Err(Error::invalid(format!(
+                        "branch `{}` of `{}` already exists; pick another name",
+                        fork.branch, fork.db
+                    )));
+                }
+            }
+            Event::BranchDeleted { db, branch } => {
+                if self.live_branch(db) == branch.as_str() {
+                    return Err(Error::invalid(format!(
+                        "`{db}/{branch}` is the live branch of `{db}`; fail over or fail back first"
+                    )));
+                }
+            }
+            Event::FailedOver { epoch, .. } => {
+                if *epoch != self.epoch + 1 {
+                    return Err(Error::invalid(format!(
+                        "another failover (epoch {}) happened meanwhile; look at the new state and try again",
+                        self.epoch
+                    )));
+                }
+            }
+            Event::OperationRecorded(_) => {}
             Event::WorkspaceSet {
                 name,
                 databases,

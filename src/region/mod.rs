@@ -11,6 +11,7 @@
 pub mod faults;
 pub mod http_faults;
 pub mod retry;
+pub mod shadow;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -394,7 +395,7 @@ fn backend(
 }
 
 /// An opened region: its spec, its store (already wrapped by its fault
-/// injector) and the fault switch.
+/// injector and by the redirects of shadow parents) and the fault switch.
 #[derive(Debug, Clone)]
 pub struct Region {
     spec: RegionSpec,
@@ -517,11 +518,13 @@ impl Region {
         let location = spec.validate()?;
         let faults = Arc::new(Faults::new(&spec.name));
         let backend = backend(spec, &location, &faults)?;
-        let store: Arc<dyn ObjectStore> = if location.is_cloud() {
+        let faulty: Arc<dyn ObjectStore> = if location.is_cloud() {
             backend
         } else {
             Arc::new(FaultyStore::new(backend, Arc::clone(&faults)))
         };
+        // Forks off replicas read their source through shadow parents.
+        let store: Arc<dyn ObjectStore> = Arc::new(shadow::ShadowStore::new(faulty));
         Ok(Region {
             spec: spec.clone(),
             location,

@@ -30,6 +30,8 @@ pub struct ManifestView {
     pub ssts: BTreeSet<String>,
     /// SSTs read from other databases (a clone's parent); not this branch's files.
     pub external_ssts: usize,
+    /// Those SSTs by the path of the database they lie in, by ULID.
+    pub external: std::collections::BTreeMap<String, BTreeSet<String>>,
     /// Manifests that checkpoints in this one keep alive.
     pub checkpoint_manifest_ids: Vec<u64>,
 }
@@ -57,6 +59,14 @@ impl ManifestView {
             .iter()
             .flat_map(|db| db.sst_ids.iter().copied())
             .collect();
+        let mut by_path: std::collections::BTreeMap<String, BTreeSet<String>> =
+            std::collections::BTreeMap::new();
+        for db in manifest.external_dbs() {
+            by_path
+                .entry(db.path.clone())
+                .or_default()
+                .extend(db.sst_ids.iter().map(|id| id.value().to_string()));
+        }
         let mut ssts = BTreeSet::new();
         let mut external_ssts = 0;
         for view in manifest.all_sst_views() {
@@ -80,6 +90,7 @@ impl ManifestView {
             writer_epoch: manifest.writer_epoch(),
             ssts,
             external_ssts,
+            external: by_path,
             checkpoint_manifest_ids,
         })
     }
@@ -166,6 +177,7 @@ mod tests {
             writer_epoch: 1,
             ssts: ["A".repeat(26)].into_iter().collect(),
             external_ssts: 0,
+            external: Default::default(),
             checkpoint_manifest_ids: vec![],
         }
     }

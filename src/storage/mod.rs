@@ -10,6 +10,8 @@
 //! object-store retries, so an unreachable region fails an operation
 //! instead of hanging it (SlateDB retries forever by default).
 
+pub mod fork;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;

@@ -48,6 +48,33 @@ fn int(arg: &Bytes) -> Option<i64> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
+/// The failover's RTO probe: `LIFEBOAT.PROBE <token> <index>` writes the
+/// reserved probe key of database `index` durably. Only the process that
+/// started the workspace knows the token (it is never stored); to anyone
+/// else the command does not exist.
+pub const PROBE_COMMAND: &str = "LIFEBOAT.PROBE";
+
+async fn probe(shared: &Arc<Shared>, args: &[Bytes]) -> Option<Outcome> {
+    let expected = shared.probe_token.as_deref()?;
+    let [token, index] = args else {
+        return None;
+    };
+    if token.as_ref() != expected.as_bytes() {
+        return None;
+    }
+    let db = match int(index).and_then(|i| shared.dbs.get(&u32::try_from(i).ok()?)) {
+        Some(db) => db,
+        None => return Some(done(Reply::err("ERR no such database index"))),
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Some(match db.probe(now_ms).await {
+        Ok(handle) => (Reply::ok(), Some(handle)),
+        Err(e) => done(Reply::err(e)),
+    })
+}
+
 /// Runs one request for `session`.
 pub async fn run(shared: &Arc<Shared>, session: &mut Session, words: Vec<Bytes>) -> Outcome {
     let Some(first) = words.first() else {
@@ -55,6 +82,11 @@ pub async fn run(shared: &Arc<Shared>, session: &mut Session, words: Vec<Bytes>)
     };
     let name = text(first).to_ascii_uppercase();
     let args = &words[1..];
+    if name == PROBE_COMMAND
+        && let Some(outcome) = probe(shared, args).await
+    {
+        return outcome;
+    }
     if !SUPPORTED.contains(&name.as_str()) {
         return done(Reply::err(format!(
             "ERR unknown command '{}'; this workspace supports {}",

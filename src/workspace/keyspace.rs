@@ -80,11 +80,17 @@ pub enum SetIf {
 pub type OpResult<T> = std::result::Result<T, String>;
 
 impl AttachedDb {
-    /// Attaches database `name` of `region` at `index`: as its writer when
-    /// the region is its home, as a read-only follower when it holds a
-    /// replica (a writer never opens on a replica: DESIGN.md invariant 4).
-    pub async fn attach(region: &Region, index: u32, name: &str) -> Result<AttachedDb> {
-        let location = DbLocation::in_region(region, name)?;
+    /// Attaches branch `branch` (the live one) of database `name` of
+    /// `region` at `index`: as its writer when the region is its home, as a
+    /// read-only follower when it holds a replica (a writer never opens on a
+    /// replica: DESIGN.md invariant 4).
+    pub async fn attach(
+        region: &Region,
+        index: u32,
+        name: &str,
+        branch: &str,
+    ) -> Result<AttachedDb> {
+        let location = DbLocation::branch_in_region(region, name, branch)?;
         location.require().await?;
         let replica_of =
             cursor::load(&region.store(), region.name(), name, &location.branch).await?;
@@ -193,6 +199,25 @@ impl AttachedDb {
             .map_err(|e| self.fail("put", e))?;
         self.flush_wanted.notify_one();
         Ok((true, old, Some(handle)))
+    }
+
+    /// Writes the reserved probe key (the time, in Unix milliseconds): the
+    /// write a failover's RTO is measured to.
+    pub async fn probe(&self, now_ms: u64) -> OpResult<WriteHandle> {
+        let db = self.writer()?;
+        let mut key = RESERVED_PREFIX.to_vec();
+        key.extend_from_slice(b"probe");
+        let handle = db
+            .put_with_options(
+                &key,
+                now_ms.to_string().as_bytes(),
+                &PutOptions { ttl: Ttl::NoExpiry },
+                &Default::default(),
+            )
+            .await
+            .map_err(|e| self.fail("put", e))?;
+        self.flush_wanted.notify_one();
+        Ok(handle)
     }
 
     /// Writes every pair at once.

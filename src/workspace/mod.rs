@@ -99,6 +99,8 @@ pub struct Shared {
     pub stats: Stats,
     pub started: Instant,
     pub stop: watch::Sender<bool>,
+    /// The token of the RTO probe (see `commands::PROBE_COMMAND`).
+    pub probe_token: Option<String>,
 }
 
 impl Shared {
@@ -121,6 +123,9 @@ impl Shared {
 pub struct StartOptions {
     pub bind: Option<String>,
     pub port: Option<u16>,
+    /// A one-time token that lets the starting process write the probe key
+    /// (a failover's RTO is measured to that write).
+    pub probe_token: Option<String>,
 }
 
 /// One database's endpoint.
@@ -128,6 +133,8 @@ pub struct StartOptions {
 pub struct Endpoint {
     pub index: u32,
     pub db: String,
+    /// The branch attached (the live one when the workspace started).
+    pub branch: String,
     /// `writer` or `follower`.
     pub mode: String,
     /// `redis://<user>@host:port/index`.
@@ -193,7 +200,8 @@ impl Workspace {
             .map_err(|e| Error::Failed(format!("no local address: {e}")))?;
         let mut dbs = BTreeMap::new();
         for attachment in &config.databases {
-            match AttachedDb::attach(&region, attachment.index, &attachment.db).await {
+            let branch = state.live_branch(&attachment.db);
+            match AttachedDb::attach(&region, attachment.index, &attachment.db, branch).await {
                 Ok(db) => {
                     dbs.insert(attachment.index, Arc::new(db));
                 }
@@ -218,6 +226,7 @@ impl Workspace {
             stats: Stats::default(),
             started: Instant::now(),
             stop,
+            probe_token: options.probe_token,
         });
         let pipelines = Arc::new(Pipelines::default());
         pipelines.reconcile(&shared, config);
@@ -275,6 +284,7 @@ impl Workspace {
                 .map(|db| Endpoint {
                     index: db.index,
                     db: db.name.clone(),
+                    branch: db.location.branch.clone(),
                     mode: if db.is_follower() {
                         "follower"
                     } else {

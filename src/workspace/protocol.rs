@@ -133,6 +133,44 @@ pub fn decode_request(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, String> 
     }
 }
 
+/// Sends one request over `stream` (RESP2) and reads its reply: what the
+/// orchestrator's probe speaks to a workspace. `Err` for an error reply or
+/// a broken connection, with the server's words.
+pub async fn call<S>(stream: &mut S, words: &[&[u8]]) -> Result<Reply, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = Frame2::Array(
+        words
+            .iter()
+            .map(|w| Frame2::BulkString(Bytes::copy_from_slice(w)))
+            .collect(),
+    );
+    let mut out = BytesMut::new();
+    redis_protocol::resp2::encode::extend_encode(&mut out, &request, false)
+        .map_err(|e| e.to_string())?;
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some((frame, _, _)) = redis_protocol::resp2::decode::decode_bytes_mut(&mut buf)
+            .map_err(|e| format!("Protocol error: {e}"))?
+        {
+            return match frame {
+                Frame2::Error(e) => Err(e.to_string()),
+                Frame2::SimpleString(s) => Ok(Reply::Simple(String::from_utf8_lossy(&s).into())),
+                Frame2::BulkString(b) => Ok(Reply::Bulk(b)),
+                Frame2::Integer(i) => Ok(Reply::Int(i)),
+                Frame2::Null => Ok(Reply::Nil),
+                Frame2::Array(_) => Ok(Reply::Array(Vec::new())),
+            };
+        }
+        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("the connection closed before a reply".into());
+        }
+    }
+}
+
 /// A bare line of words separated by spaces.
 fn decode_inline(buf: &mut BytesMut) -> Option<Vec<Bytes>> {
     let end = buf.iter().position(|b| *b == b'\n')?;

@@ -1,0 +1,376 @@
+//! `lifeboat failover` and `lifeboat branch ...`: fail the group's databases
+//! over to the secondary, and list, fork and delete branches.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use lifeboat::control::event::{BranchReason, Event, OperationRecord};
+use lifeboat::control::state::ControlState;
+use lifeboat::control::{self};
+use lifeboat::engine::activity::local_user;
+use lifeboat::engine::group;
+use lifeboat::error::{Error, Result, exit_code};
+use lifeboat::orchestrator::failover::{self, FailoverOptions, branch_event};
+use lifeboat::orchestrator::{now_ms, report};
+use lifeboat::region::Region;
+use lifeboat::storage::fork;
+use lifeboat::workload::acks::AckLog;
+
+use crate::{Ctx, emit, parse_duration};
+
+#[derive(Args, Debug)]
+pub struct FailoverArgs {
+    /// The region failing (default: the group's primary).
+    #[arg(long)]
+    from: Option<String>,
+    /// The region taking over (default: the group's secondary).
+    #[arg(long)]
+    to: Option<String>,
+    /// A database to fail over; repeatable (default: the group's).
+    #[arg(long = "db", value_name = "NAME")]
+    dbs: Vec<String>,
+    /// Fail over. Without it, only show what a failover would do and lose.
+    #[arg(long)]
+    yes: bool,
+    /// Write the failover report here (.json for JSON, else Markdown).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Listen on this port instead of each workspace's own (0: any free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Listen on this address instead of each workspace's own.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Fork and record only; start no workspace.
+    #[arg(long)]
+    no_serve: bool,
+    /// Serve this long, then stop (default: until Ctrl-C or `workspace stop`).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+}
+
+/// Which regions and databases a failover concerns: the flags, else the
+/// saved replication group.
+fn scope(
+    ctx: &Ctx,
+    regions: &[Region],
+    args: &FailoverArgs,
+) -> Result<(Region, Region, Vec<String>)> {
+    let group = group::load(&ctx.home.config_dir)?;
+    let from = args
+        .from
+        .clone()
+        .or_else(|| group.as_ref().map(|g| g.primary.clone()))
+        .ok_or_else(|| {
+            Error::invalid(
+                "no replication group is configured; name the regions with --from and --to",
+            )
+        })?;
+    let to = args
+        .to
+        .clone()
+        .or_else(|| group.as_ref().map(|g| g.secondary.clone()))
+        .ok_or_else(|| Error::invalid("name the region taking over with --to"))?;
+    let find = |name: &str| {
+        regions
+            .iter()
+            .find(|r| r.name() == name)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
+    };
+    let dbs = if args.dbs.is_empty() {
+        match group.as_ref().map(|g| &g.databases) {
+            Some(group::Selection::Only(dbs)) => dbs.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    } else {
+        args.dbs.clone()
+    };
+    Ok((find(&from)?, find(&to)?, dbs))
+}
+
+/// Databases replicated from `from` to `to`, when the group covers all.
+async fn replicated(from: &Region, to: &Region, state: &ControlState) -> Result<Vec<String>> {
+    let mut dbs = Vec::new();
+    for (db, _) in lifeboat::storage::list_databases(to).await? {
+        let branch = state.live_branch(&db);
+        let cursor =
+            lifeboat::replication::cursor::load(&to.store(), to.name(), &db, branch).await?;
+        if cursor.is_some_and(|c| c.home == from.name()) {
+            dbs.push(db);
+        }
+    }
+    Ok(dbs)
+}
+
+pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Result<i32> {
+    let regions = super::workspace::regions(ctx)?;
+    let (from, to, mut dbs) = scope(ctx, &regions, &args)?;
+    // The log as the new primary holds it (the old one may be gone).
+    let state = control::load(&to).await?;
+    if dbs.is_empty() {
+        dbs = replicated(&from, &to, &state).await?;
+    }
+    let preview = failover::preview(&from, &to, &state, &dbs).await?;
+    if !args.yes {
+        emit(json, &preview, || {
+            format!(
+                "{}\nNothing was changed; run again with --yes to fail over.",
+                preview.summary()
+            )
+        })?;
+        return Ok(exit_code::OK);
+    }
+    if !json {
+        println!("{}", preview.summary());
+    }
+    let engine = control::engine_id(&ctx.home.data_dir)?;
+    let acks: BTreeMap<String, AckLog> = dbs
+        .iter()
+        .map(|db| (db.clone(), AckLog::for_db(&ctx.home.acks_dir(), db)))
+        .collect();
+    let options = FailoverOptions {
+        bind: args.bind.clone(),
+        port: args.port,
+        serve: !args.no_serve,
+        acks,
+        pins: None,
+        on_step: (!json).then(|| {
+            Box::new(|s: &lifeboat::control::event::Step| {
+                println!(
+                    "  {} {} ({} ms): {}",
+                    if s.ok { "✓" } else { "✗" },
+                    s.name,
+                    s.ms,
+                    s.detail
+                );
+            }) as lifeboat::orchestrator::OnStep
+        }),
+    };
+    let outcome = failover::failover(&regions, &preview, &engine, &local_user(), options).await?;
+    if let Some(path) = &args.report {
+        report::write(path, &outcome.record)?;
+    }
+    print_record(json, &outcome.record)?;
+    if outcome.workspaces.is_empty() {
+        return Ok(if outcome.record.ok {
+            exit_code::OK
+        } else {
+            exit_code::FAILED
+        });
+    }
+    let workspaces = outcome.workspaces;
+    let stopped = futures::future::select_all(workspaces.iter().map(|w| Box::pin(w.stopped())));
+    tokio::select! {
+        _ = super::report_until_stopped(args.duration, Duration::from_secs(3600), || Ok(())) => {}
+        _ = stopped => {}
+    }
+    for ws in workspaces {
+        ws.stop().await?;
+    }
+    Ok(exit_code::OK)
+}
+
+fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
+    if json {
+        let line = serde_json::to_string(record)
+            .map_err(|e| Error::Failed(format!("cannot encode the record as JSON: {e}")))?;
+        println!("{line}");
+        return Ok(());
+    }
+    println!(
+        "{}: RTO {} (to {})",
+        record.outcome,
+        record
+            .rto_ms
+            .map_or("not measured".to_string(), |ms| format!("{ms} ms")),
+        record.rto_to
+    );
+    for d in &record.rpo {
+        let missing = match (d.missing_records, d.acknowledged) {
+            (Some(m), Some(a)) => format!(
+                "{m} of {a} acknowledged records missing (oldest {} ms before the fork)",
+                d.missing_span_ms.unwrap_or(0)
+            ),
+            _ => "no acknowledgement log to count against".to_string(),
+        };
+        let lag = d
+            .lag_ms
+            .map_or(String::new(), |ms| format!("; replica lag {ms} ms"));
+        println!("  RPO {}/{}: {missing}{lag}", d.db, d.branch);
+    }
+    for e in &record.endpoints {
+        println!("  serving {e}");
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BranchCommand {
+    /// Every forked branch the control log knows, with its parent, fork
+    /// point, home, reason and time to live.
+    List {
+        /// Only this database's.
+        #[arg(long)]
+        db: Option<String>,
+    },
+    /// Fork a branch off another, at its newest consistent state: at a
+    /// replica without writing into it, or at the home.
+    Fork(ForkArgs),
+    /// Delete a forked branch (never the live one).
+    Delete {
+        /// The database.
+        #[arg(long)]
+        db: String,
+        /// The branch.
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ForkArgs {
+    /// The database.
+    #[arg(long)]
+    db: String,
+    /// The branch to fork (default: the live one).
+    #[arg(long)]
+    from: Option<String>,
+    /// The new branch's name.
+    name: String,
+    /// The region to fork in (it becomes the branch's home).
+    #[arg(long)]
+    region: Option<String>,
+    /// Delete the branch after this long (e.g. 2h).
+    #[arg(long, value_parser = parse_duration)]
+    ttl: Option<Duration>,
+}
+
+pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Result<i32> {
+    let regions = super::workspace::regions(ctx)?;
+    let state = control::load_all(&regions).await?;
+    match command {
+        BranchCommand::List { db } => {
+            let branches: Vec<_> = state
+                .all_branches()
+                .into_iter()
+                .filter(|b| db.as_ref().is_none_or(|d| *d == b.fork.db))
+                .collect();
+            emit(json, &branches, || {
+                if branches.is_empty() {
+                    return "no forked branch".to_string();
+                }
+                branches
+                    .iter()
+                    .map(|b| {
+                        let f = &b.fork;
+                        let ttl = f.expires_ms.map_or(String::new(), |t| {
+                            format!(", expires in {} s", t.saturating_sub(now_ms()) / 1000)
+                        });
+                        let live = if state.live_branch(&f.db) == f.branch {
+                            " LIVE"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "{}/{}{live}: off {} at manifest {}, WAL {}, home {}, {}{ttl}",
+                            f.db,
+                            f.branch,
+                            f.source,
+                            f.manifest_id,
+                            f.wal_end,
+                            f.region,
+                            f.reason.name()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+            Ok(exit_code::OK)
+        }
+        BranchCommand::Fork(args) => {
+            let region = ctx.open(&args.region)?;
+            let source = args
+                .from
+                .clone()
+                .unwrap_or_else(|| state.live_branch(&args.db).to_string());
+            let expires_ms = args.ttl.map(|t| now_ms() + t.as_millis() as u64);
+            // Checked before the fork, so a bad name costs nothing.
+            let probe = fork::Forked {
+                region: region.name().to_string(),
+                db: args.db.clone(),
+                source: source.clone(),
+                branch: args.name.clone(),
+                at_replica: false,
+                shadow: None,
+                manifest_id: 0,
+                wal_end: 0,
+                wal_copied: 0,
+                pinned: BTreeMap::new(),
+                took_ms: 0,
+            };
+            state.check(Event::BranchForked(branch_event(
+                &probe,
+                BranchReason::Manual,
+                expires_ms,
+            )))?;
+            let forked = fork::fork(&region, &args.db, &source, &args.name).await?;
+            let event =
+                Event::BranchForked(branch_event(&forked, BranchReason::Manual, expires_ms));
+            let engine = control::engine_id(&ctx.home.data_dir)?;
+            let appended = control::append(&regions, &engine, &local_user(), event).await?;
+            emit(json, &forked, || {
+                format!(
+                    "forked {}/{} off {} in {} at manifest {}, WAL {} ({} WAL files copied, {} ms, {}): {}",
+                    forked.db,
+                    forked.branch,
+                    forked.source,
+                    forked.region,
+                    forked.manifest_id,
+                    forked.wal_end,
+                    forked.wal_copied,
+                    forked.took_ms,
+                    if forked.at_replica {
+                        "at the replica, which was not written"
+                    } else {
+                        "at the home"
+                    },
+                    appended.summary()
+                )
+            })?;
+            Ok(exit_code::OK)
+        }
+        BranchCommand::Delete { db, name } => {
+            let record = state.branch(&db, &name).ok_or_else(|| {
+                Error::invalid(format!(
+                    "`{db}/{name}` is not a forked branch the control log knows; see `lifeboat branch list`"
+                ))
+            })?;
+            let event = state.check(Event::BranchDeleted {
+                db: db.clone(),
+                branch: name.clone(),
+            })?;
+            let engine = control::engine_id(&ctx.home.data_dir)?;
+            let appended = control::append(&regions, &engine, &local_user(), event).await?;
+            let mut deleted = 0;
+            for region in &regions {
+                deleted += fork::delete_branch(region, &db, &name, Some(&record.fork.source))
+                    .await
+                    .unwrap_or(0);
+            }
+            emit(
+                json,
+                &serde_json::json!({"deleted_objects": deleted}),
+                || {
+                    format!(
+                        "deleted {db}/{name} ({deleted} objects): {}",
+                        appended.summary()
+                    )
+                },
+            )?;
+            Ok(exit_code::OK)
+        }
+    }
+}

@@ -1,0 +1,634 @@
+//! Unplanned failover: the secondary takes over from the replicas it holds.
+//!
+//! First [`preview`] shows what will be lost (each replica's newest state,
+//! its lag, and how far behind the home it is when the home still answers).
+//! Then [`failover`]: fence the old writers when their region answers
+//! (invariant 4), fork a new live branch off each replica at its newest
+//! consistent state (never writing into the replica: invariant 1), record
+//! the failover with a new epoch in the control log, start the workspaces
+//! that serve those databases in the secondary from the replicated
+//! configuration, and measure RTO to the first write acknowledged through a
+//! new connection string. RPO is measured exactly against the workload's
+//! acknowledgement log when there is one, else as the replica's lag.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{OnStep, Steps, now_ms};
+use crate::control::event::{
+    BranchForked, BranchReason, DbRpo, Event, LiveBranch, OperationKind, OperationRecord,
+};
+use crate::control::state::ControlState;
+use crate::control::{self};
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::replication::cursor;
+use crate::replication::pins::BranchPins;
+use crate::storage::DbLocation;
+use crate::storage::fork::{Forked, fork};
+use crate::workload::acks::AckLog;
+use crate::workload::verify::verify;
+use crate::workspace::{StartOptions, Workspace, connection_string};
+
+/// How long the old primary gets to answer before it counts as down.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long fencing an old writer may take.
+pub const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One database as a failover would find it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbPreview {
+    pub db: String,
+    /// The live branch now (at the old primary).
+    pub branch: String,
+    /// The replica's newest manifest and the last WAL file a reader of it
+    /// reaches: the newest consistent state, which the new branch will hold.
+    pub replica_manifest: u64,
+    pub replica_wal_end: u64,
+    /// Now minus the replica's last full sync, when it has one.
+    pub lag_ms: Option<u64>,
+    /// The home's newest WAL file, when the home answers.
+    pub home_wal_end: Option<u64>,
+}
+
+impl DbPreview {
+    /// WAL files the home holds that the replica lacks (about one flush
+    /// interval of writes each), when the home answers.
+    pub fn wal_files_behind(&self) -> Option<u64> {
+        self.home_wal_end
+            .map(|home| home.saturating_sub(self.replica_wal_end))
+    }
+}
+
+/// What a failover would do and lose.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    pub from: String,
+    pub to: String,
+    /// The epoch the failover will start.
+    pub epoch: u64,
+    pub primary_reachable: bool,
+    /// Why the old primary counts as down.
+    pub primary_error: Option<String>,
+    pub dbs: Vec<DbPreview>,
+    /// Workspaces that will be started in the secondary.
+    pub workspaces: Vec<String>,
+}
+
+impl Preview {
+    /// What a responder reads before confirming.
+    pub fn summary(&self) -> String {
+        let mut lines = vec![format!(
+            "Failover {} → {} (epoch {}). {}",
+            self.from,
+            self.to,
+            self.epoch,
+            if self.primary_reachable {
+                format!(
+                    "{} still answers: its writers will be fenced, and writes the replicas lack stay there for recovery.",
+                    self.from
+                )
+            } else {
+                format!(
+                    "{} does not answer ({}): writes the replicas lack stay there until it returns.",
+                    self.from,
+                    self.primary_error.as_deref().unwrap_or("no answer")
+                )
+            }
+        )];
+        for db in &self.dbs {
+            let lag = db
+                .lag_ms
+                .map_or("lag unknown".to_string(), |ms| format!("lag {ms} ms"));
+            let behind = match db.wal_files_behind() {
+                Some(0) => ", nothing behind the home".to_string(),
+                Some(n) => format!(", {n} WAL file(s) behind the home"),
+                None => String::new(),
+            };
+            lines.push(format!(
+                "  {}: from {}/{} at manifest {}, WAL {} ({lag}{behind})",
+                db.db, self.to, db.branch, db.replica_manifest, db.replica_wal_end
+            ));
+        }
+        if self.workspaces.is_empty() {
+            lines.push(
+                "  no workspace serves these databases: the branches are forked, nothing is served"
+                    .into(),
+            );
+        } else {
+            lines.push(format!(
+                "  workspaces started in {}: {}",
+                self.to,
+                self.workspaces.join(", ")
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+/// Looks at both regions: what a failover of `dbs` from `from` to `to`
+/// would do. Writes nothing but the reachability probe's small object.
+pub async fn preview(
+    from: &Region,
+    to: &Region,
+    state: &ControlState,
+    dbs: &[String],
+) -> Result<Preview> {
+    if from.name() == to.name() {
+        return Err(Error::invalid(format!(
+            "a failover moves to another region; `{}` is both",
+            to.name()
+        )));
+    }
+    if dbs.is_empty() {
+        return Err(Error::invalid(
+            "no database to fail over; name one with --db or configure replication first",
+        ));
+    }
+    let (primary_reachable, primary_error) =
+        match tokio::time::timeout(REACH_TIMEOUT, from.probe()).await {
+            Ok(Ok(_)) => (true, None),
+            Ok(Err(e)) => (false, Some(crate::error::one_line(&e.to_string()))),
+            Err(_) => (
+                false,
+                Some(format!("no answer within {} s", REACH_TIMEOUT.as_secs())),
+            ),
+        };
+    let mut out = Vec::new();
+    for db in dbs {
+        let branch = state.live_branch(db).to_string();
+        let replica = DbLocation::branch_in_region(to, db, &branch)?;
+        let cursor = cursor::load(&to.store(), to.name(), db, &branch).await?;
+        match &cursor {
+            Some(c) if c.home == from.name() => {}
+            Some(c) => {
+                return Err(Error::invalid(format!(
+                    "{db}/{branch} in `{}` replicates from `{}`, not `{}`; fail over from its home",
+                    to.name(),
+                    c.home,
+                    from.name()
+                )));
+            }
+            None => {
+                return Err(Error::invalid(format!(
+                    "`{}` holds no replica of {db}/{branch}; configure replication to it and wait for the seed, then fail over",
+                    to.name()
+                )));
+            }
+        }
+        let info = replica.describe().await?;
+        let replica_wal_end = info
+            .wal_gaps
+            .first()
+            .map_or(info.newest_wal_id.unwrap_or(0), |gap| gap - 1)
+            .max(info.replay_after_wal_id);
+        let lag_ms = cursor
+            .and_then(|c| c.synced_us)
+            .map(|synced| crate::workload::now_us().saturating_sub(synced) / 1000);
+        let home_wal_end = if primary_reachable {
+            DbLocation::branch_in_region(from, db, &branch)?
+                .list_ids("wal", "sst")
+                .await
+                .ok()
+                .and_then(|ids| ids.last().map(|(id, _)| *id))
+        } else {
+            None
+        };
+        out.push(DbPreview {
+            db: db.clone(),
+            branch,
+            replica_manifest: info.newest_manifest_id,
+            replica_wal_end,
+            lag_ms,
+            home_wal_end,
+        });
+    }
+    let workspaces = state
+        .workspaces
+        .values()
+        .filter(|ws| ws.databases.iter().any(|a| dbs.contains(&a.db)))
+        .map(|ws| ws.name.clone())
+        .collect();
+    Ok(Preview {
+        from: from.name().to_string(),
+        to: to.name().to_string(),
+        epoch: state.epoch + 1,
+        primary_reachable,
+        primary_error,
+        dbs: out,
+        workspaces,
+    })
+}
+
+/// How a failover runs.
+#[derive(Default)]
+pub struct FailoverOptions {
+    /// Overrides of the workspaces' configured address (tests use port 0).
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    /// Start the workspaces that serve the databases (the CLI and the
+    /// engine do; a bench that only forks does not).
+    pub serve: bool,
+    /// Per database, the workload's acknowledgement log, for an exact RPO.
+    pub acks: BTreeMap<String, AckLog>,
+    /// The replicator's pins, told at once about every fork.
+    pub pins: Option<Arc<BranchPins>>,
+    /// Called as each step ends.
+    pub on_step: Option<OnStep>,
+}
+
+/// What a failover did.
+pub struct FailoverOutcome {
+    pub record: OperationRecord,
+    pub live: Vec<LiveBranch>,
+    pub forks: Vec<Forked>,
+    /// The workspaces now serving in the new primary.
+    pub workspaces: Vec<Workspace>,
+}
+
+/// Fails the databases of `preview` over (see the module's doc). `regions`
+/// are every configured region (the log is recorded in those that answer).
+pub async fn failover(
+    regions: &[Region],
+    preview: &Preview,
+    engine: &str,
+    who: &str,
+    options: FailoverOptions,
+) -> Result<FailoverOutcome> {
+    let region = |name: &str| {
+        regions
+            .iter()
+            .find(|r| r.name() == name)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
+    };
+    let (from, to) = (region(&preview.from)?, region(&preview.to)?);
+    let mut steps = Steps::new(options.on_step);
+    let started_ms = now_ms();
+    let epoch = preview.epoch;
+    let name = format!("failover-{epoch}");
+
+    // Fence the old writers (when their region answers) while the forks
+    // are made: neither waits for the other.
+    let fence = async {
+        if !preview.primary_reachable {
+            return None;
+        }
+        let since = Instant::now();
+        let mut fenced = Vec::new();
+        let mut failed = Vec::new();
+        for db in &preview.dbs {
+            match fence_writer(&from, &db.db, &db.branch).await {
+                Ok(()) => fenced.push(format!("{}/{}", db.db, db.branch)),
+                Err(e) => failed.push(format!("{}/{}: {e}", db.db, db.branch)),
+            }
+        }
+        Some((since, fenced, failed))
+    };
+    let forks = async {
+        let since = Instant::now();
+        let made = futures::future::join_all(preview.dbs.iter().map(|db| {
+            let guard = options.pins.as_ref().map(|p| p.forking(&db.db, &db.branch));
+            let to = &to;
+            let name = &name;
+            async move {
+                let forked = fork(to, &db.db, &db.branch, name).await;
+                drop(guard);
+                forked
+            }
+        }))
+        .await;
+        (since, made)
+    };
+    let (fenced, (fork_since, made)) = tokio::join!(fence, forks);
+    let forked_ms = now_ms();
+    if let Some((since, fenced, failed)) = fenced {
+        let ok = failed.is_empty();
+        let detail = if ok {
+            format!("fenced {}", fenced.join(", "))
+        } else {
+            format!("could not fence {}", failed.join("; "))
+        };
+        steps.done(
+            format!("fence old writers in {}", from.name()),
+            since,
+            ok,
+            detail,
+        );
+    }
+    let mut forked = Vec::new();
+    let mut errors = Vec::new();
+    for result in made {
+        match result {
+            Ok(f) => forked.push(f),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let fork_detail = forked
+        .iter()
+        .map(|f| {
+            format!(
+                "{}/{} off {} (manifest {}, WAL {}, {} ms)",
+                f.db, f.branch, f.source, f.manifest_id, f.wal_end, f.took_ms
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    steps.done(
+        format!("fork live branches in {}", to.name()),
+        fork_since,
+        errors.is_empty(),
+        if errors.is_empty() {
+            fork_detail
+        } else {
+            errors.join("; ")
+        },
+    );
+    if !errors.is_empty() {
+        // Nothing is recorded as live: the forks that were made are deleted.
+        for f in &forked {
+            let _ =
+                crate::storage::fork::delete_branch(&to, &f.db, &f.branch, Some(&f.source)).await;
+        }
+        return Err(Error::Failed(format!(
+            "the failover stopped before anything changed: {}",
+            errors.join("; ")
+        )));
+    }
+    if let Some(pins) = &options.pins {
+        for f in &forked {
+            pins.add(&f.db, &f.pinned);
+        }
+    }
+
+    // Record it: from now on the new branches are live.
+    let since = Instant::now();
+    let live: Vec<LiveBranch> = forked
+        .iter()
+        .map(|f| LiveBranch {
+            db: f.db.clone(),
+            branch: f.branch.clone(),
+            region: to.name().to_string(),
+        })
+        .collect();
+    let event = Event::FailedOver {
+        epoch,
+        from: from.name().to_string(),
+        to: to.name().to_string(),
+        live: live.clone(),
+        forks: forked
+            .iter()
+            .map(|f| branch_event(f, BranchReason::Failover, None))
+            .collect(),
+    };
+    let log_regions = log_regions(&to, &from, preview.primary_reachable);
+    let appended = control::append(&log_regions, engine, who, event).await?;
+    steps.done(
+        format!("record epoch {epoch}"),
+        since,
+        true,
+        appended.summary(),
+    );
+
+    // Serve: the workspaces of these databases, from the log in `to`.
+    let mut workspaces = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut rto = None;
+    let mut rto_to = "the new branches forked (no workspace serves these databases)".to_string();
+    if options.serve && !preview.workspaces.is_empty() {
+        let state = control::load(&to).await?;
+        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        for ws_name in &preview.workspaces {
+            let since = Instant::now();
+            let start = StartOptions {
+                bind: options.bind.clone(),
+                port: options.port,
+                probe_token: Some(token.clone()),
+            };
+            match Workspace::start(to.clone(), &state, ws_name, start).await {
+                Ok(ws) => {
+                    let status = ws.status();
+                    endpoints.extend(status.endpoints.iter().map(|e| e.url.clone()));
+                    steps.done(
+                        format!("start workspace {ws_name} in {}", to.name()),
+                        since,
+                        true,
+                        format!("listening on {}", ws.addr()),
+                    );
+                    workspaces.push(ws);
+                }
+                Err(e) => steps.done(
+                    format!("start workspace {ws_name} in {}", to.name()),
+                    since,
+                    false,
+                    e.to_string(),
+                ),
+            }
+        }
+        // RTO ends at the first write acknowledged through a new endpoint.
+        let since = Instant::now();
+        let mut probe_errors = Vec::new();
+        'probe: for ws in &workspaces {
+            for endpoint in ws.status().endpoints {
+                match probe(ws.addr(), &token, endpoint.index).await {
+                    Ok(()) => {
+                        rto = Some(steps.elapsed_ms());
+                        rto_to = format!(
+                            "the first write acknowledged through {}",
+                            connection_string("…", ws.addr(), endpoint.index)
+                        );
+                        steps.done(
+                            "first write through the new endpoint",
+                            since,
+                            true,
+                            endpoint.url.clone(),
+                        );
+                        break 'probe;
+                    }
+                    Err(e) => probe_errors.push(format!("{}: {e}", endpoint.url)),
+                }
+            }
+        }
+        if rto.is_none() {
+            steps.done(
+                "first write through the new endpoint",
+                since,
+                false,
+                probe_errors.join("; "),
+            );
+        }
+    } else {
+        rto = Some(steps.elapsed_ms());
+    }
+
+    // RPO, after the fact (not part of RTO): exact where acks exist.
+    let mut rpo = Vec::new();
+    for (f, db) in forked.iter().zip(&preview.dbs) {
+        rpo.push(measure_rpo(&to, f, db, options.acks.get(&f.db), forked_ms).await);
+    }
+    let ok = steps.steps.iter().all(|s| s.ok);
+    let record = OperationRecord {
+        id: name.clone(),
+        kind: OperationKind::Failover,
+        from: from.name().to_string(),
+        to: to.name().to_string(),
+        started_ms,
+        rto_ms: rto,
+        rto_to,
+        rpo,
+        steps: steps.steps,
+        endpoints,
+        outcome: if ok {
+            format!("{} is live in {}", name, to.name())
+        } else {
+            format!(
+                "{} is live in {}, with failed steps (see them)",
+                name,
+                to.name()
+            )
+        },
+        ok,
+    };
+    // The record is not part of RTO; a failure to store it is reported,
+    // and the failover stands.
+    if let Err(e) = control::append(
+        &log_regions,
+        engine,
+        who,
+        Event::OperationRecorded(Box::new(record.clone())),
+    )
+    .await
+    {
+        tracing::warn!("the failover's record was not stored: {e}");
+    }
+    Ok(FailoverOutcome {
+        record,
+        live,
+        forks: forked,
+        workspaces,
+    })
+}
+
+/// The regions a failover records in: the new primary, and the old one
+/// when it answers (a sync carries the log there later otherwise).
+fn log_regions(to: &Region, from: &Region, from_answers: bool) -> Vec<Region> {
+    let mut regions = vec![to.clone()];
+    if from_answers {
+        regions.push(from.clone());
+    }
+    regions
+}
+
+/// The control-log event for a fork.
+pub fn branch_event(f: &Forked, reason: BranchReason, expires_ms: Option<u64>) -> BranchForked {
+    BranchForked {
+        db: f.db.clone(),
+        branch: f.branch.clone(),
+        source: f.source.clone(),
+        region: f.region.clone(),
+        reason,
+        manifest_id: f.manifest_id,
+        wal_end: f.wal_end,
+        shadow: f.shadow.clone(),
+        pinned: f.pinned.clone(),
+        expires_ms,
+    }
+}
+
+/// Opens (and closes) a writer of `db`/`branch` at its home: SlateDB bumps
+/// the writer epoch, so the old writer's next write fails as fenced.
+async fn fence_writer(home: &Region, db: &str, branch: &str) -> Result<()> {
+    let location = DbLocation::branch_in_region(home, db, branch)?;
+    let fenced = async {
+        let writer = location.open_writer(false).await?;
+        location
+            .bounded("close", FENCE_TIMEOUT, writer.close())
+            .await
+    };
+    tokio::time::timeout(FENCE_TIMEOUT, fenced)
+        .await
+        .map_err(|_| Error::Failed(format!("no answer within {} s", FENCE_TIMEOUT.as_secs())))?
+}
+
+/// One durable write through the workspace at `addr`, as a client makes it.
+async fn probe(addr: SocketAddr, token: &str, index: u32) -> std::result::Result<(), String> {
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(target),
+    )
+    .await
+    .map_err(|_| "no connection within 5 s".to_string())?
+    .map_err(|e| e.to_string())?;
+    let index = index.to_string();
+    let words: [&[u8]; 3] = [
+        crate::workspace::commands::PROBE_COMMAND.as_bytes(),
+        token.as_bytes(),
+        index.as_bytes(),
+    ];
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        crate::workspace::protocol::call(&mut stream, &words),
+    )
+    .await
+    .map_err(|_| "no reply within 10 s".to_string())?
+    .map(|_| ())
+}
+
+/// What `f` lacks: against the acknowledgement log when there is one
+/// (records acknowledged by the time the fork was made), else the
+/// replica's lag.
+async fn measure_rpo(
+    to: &Region,
+    f: &Forked,
+    db: &DbPreview,
+    acks: Option<&AckLog>,
+    forked_ms: u64,
+) -> DbRpo {
+    let mut rpo = DbRpo {
+        db: f.db.clone(),
+        branch: f.branch.clone(),
+        lag_ms: db.lag_ms,
+        missing_records: None,
+        acknowledged: None,
+        missing_span_ms: None,
+        measured_at_ms: forked_ms,
+    };
+    let Some(acks) = acks else {
+        return rpo;
+    };
+    let Ok(Some(batches)) = acks.read() else {
+        return rpo;
+    };
+    let Ok(location) = DbLocation::branch_in_region(to, &f.db, &f.branch) else {
+        return rpo;
+    };
+    let Ok(report) = verify(&location, None).await else {
+        return rpo;
+    };
+    let cut_us = forked_ms * 1000;
+    let held = report.highest_gap_free_seq;
+    let mut acknowledged = 0;
+    let mut missing = 0;
+    let mut oldest_missing_us = None::<u64>;
+    for b in batches.iter().filter(|b| b.acked_us <= cut_us) {
+        acknowledged += b.last - b.first + 1;
+        if b.last > held {
+            missing += b.last - b.first.max(held + 1) + 1;
+            oldest_missing_us = Some(oldest_missing_us.map_or(b.acked_us, |o| o.min(b.acked_us)));
+        }
+    }
+    rpo.acknowledged = Some(acknowledged);
+    rpo.missing_records = Some(missing);
+    rpo.missing_span_ms = Some(oldest_missing_us.map_or(0, |o| cut_us.saturating_sub(o) / 1000));
+    rpo
+}

@@ -1,0 +1,56 @@
+//! Operations that span regions: failover (and, in later issues, drills,
+//! switchover, failback, stranded writes). Each runs as timed steps and
+//! ends as an [`OperationRecord`](crate::control::event::OperationRecord)
+//! in the control log, with its measured RPO and RTO.
+
+pub mod failover;
+pub mod report;
+
+use std::time::Instant;
+
+use crate::control::event::Step;
+
+/// Called with each step as it ends (progress for the app and the CLI).
+pub type OnStep = Box<dyn Fn(&Step) + Send + Sync>;
+
+/// The steps of an operation as they run, each with its duration.
+pub struct Steps {
+    started: Instant,
+    pub steps: Vec<Step>,
+    /// Called with each step as it ends (progress for the app and the CLI).
+    on_step: Option<OnStep>,
+}
+
+impl Steps {
+    pub fn new(on_step: Option<OnStep>) -> Steps {
+        Steps {
+            started: Instant::now(),
+            steps: Vec::new(),
+            on_step,
+        }
+    }
+
+    /// Since the operation was asked for.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records a step that took `since.elapsed()`.
+    pub fn done(&mut self, name: impl Into<String>, since: Instant, ok: bool, detail: String) {
+        let step = Step {
+            name: name.into(),
+            ms: since.elapsed().as_millis() as u64,
+            ok,
+            detail,
+        };
+        if let Some(on_step) = &self.on_step {
+            on_step(&step);
+        }
+        self.steps.push(step);
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    crate::workload::now_us() / 1000
+}

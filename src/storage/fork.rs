@@ -1,0 +1,262 @@
+//! Forks: copy-on-write branches of a branch, at its home or at a replica.
+//!
+//! A fork is a SlateDB clone: its manifest reads the source's SSTs where
+//! they lie, so no data is copied but the WAL tail. At a replica the clone's
+//! parent is a shadow (see [`crate::region::shadow`]), so nothing is written
+//! into the replica (invariant 1). At a home the parent is the branch itself
+//! and SlateDB's own checkpoint in it keeps the SSTs alive.
+//!
+//! The fork holds the source's newest consistent state: the newest manifest
+//! and then every WAL file after it up to the first gap, which is what a
+//! reader of the source sees. SlateDB's clone copies only the WAL its
+//! parent's manifest records; the fork copies the rest of the run itself,
+//! before anything opens the fork, and a writer or reader of the fork
+//! replays it as it would its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::Serialize;
+use slatedb::CloneSourceSpec;
+
+use super::{ADMIN_TIMEOUT, DbLocation, branch_path};
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::region::retry::retrying;
+use crate::region::shadow::shadow_path;
+use crate::replication::cursor;
+use crate::replication::cut::{ManifestView, contiguous_wal_end};
+use crate::replication::files::{BranchFiles, Dir, FileRef, RequestCounter, Side};
+
+/// What a fork holds and what it took.
+#[derive(Debug, Clone, Serialize)]
+pub struct Forked {
+    pub region: String,
+    pub db: String,
+    /// The branch forked from.
+    pub source: String,
+    /// The new branch.
+    pub branch: String,
+    /// Whether the source is a replica in this region (the fork then has a
+    /// shadow parent).
+    pub at_replica: bool,
+    /// The shadow parent's path, for a fork at a replica.
+    pub shadow: Option<String>,
+    /// The source manifest the fork starts from.
+    pub manifest_id: u64,
+    /// The newest WAL file of the source the fork holds: it is the source's
+    /// state as of this WAL file.
+    pub wal_end: u64,
+    /// WAL files the fork copied past its parent's manifest.
+    pub wal_copied: u64,
+    /// Compacted SSTs the fork reads in place, by the branch they belong
+    /// to (the source, and the sources of a forked source): they must
+    /// outlive the fork in every region (invariant 3).
+    pub pinned: BTreeMap<String, Vec<String>>,
+    /// How long the fork took, in milliseconds.
+    pub took_ms: u64,
+}
+
+/// Forks `branch` off `source` of database `db` in `region`, at the
+/// source's newest consistent state. Fails if `branch` exists. On failure
+/// nothing of the fork is left behind.
+pub async fn fork(region: &Region, db: &str, source: &str, branch: &str) -> Result<Forked> {
+    let started = Instant::now();
+    let target = DbLocation::branch_in_region(region, db, branch)?;
+    let from = DbLocation::branch_in_region(region, db, source)?;
+    if source == branch {
+        return Err(Error::Invalid(format!(
+            "a branch cannot be forked into itself; name the new branch something other than `{source}`"
+        )));
+    }
+    from.require().await?;
+    if target.exists().await? {
+        return Err(Error::Invalid(format!(
+            "branch `{branch}` of `{db}` already exists in region `{}`; pick another name or delete it first",
+            region.name()
+        )));
+    }
+    let store = region.store();
+    let at_replica = cursor::load(&store, region.name(), db, source)
+        .await?
+        .is_some();
+    let shadow = at_replica.then(|| shadow_path(db, source, branch));
+    let made = make(region, &target, &from, shadow.as_ref()).await;
+    match made {
+        Ok((manifest_id, pinned, wal_end, wal_copied)) => Ok(Forked {
+            region: region.name().to_string(),
+            db: db.to_string(),
+            source: source.to_string(),
+            branch: branch.to_string(),
+            at_replica,
+            shadow: shadow.map(|p| p.to_string()),
+            manifest_id,
+            wal_end,
+            wal_copied,
+            pinned,
+            took_ms: started.elapsed().as_millis() as u64,
+        }),
+        Err(e) => {
+            // Leave nothing half-made: the name stays free for a retry.
+            let _ = remove_files(&store, &target.path).await;
+            if let Some(shadow) = &shadow {
+                let _ = remove_files(&store, shadow).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Makes the fork: the shadow's manifest (at a replica), the clone, the WAL
+/// tail. Returns the parent manifest, the pinned SSTs, the WAL end and the
+/// WAL files copied.
+async fn make(
+    region: &Region,
+    target: &DbLocation,
+    from: &DbLocation,
+    shadow: Option<&Path>,
+) -> Result<(u64, BTreeMap<String, Vec<String>>, u64, u64)> {
+    let store = region.store();
+    let source = side(region, &from.path);
+    let parent = match shadow {
+        Some(shadow) => {
+            // The shadow starts as a copy of the replica's newest manifest.
+            let (id, bytes) = newest_manifest(&source).await?;
+            let path = FileRef::Manifest(id).path(shadow);
+            let create = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            retrying(|| store.put_opts(&path, PutPayload::from(bytes.clone()), create.clone()))
+                .await
+                .map_err(|e| Error::store(region.name(), &format!("writing {path}"), &e))?;
+            shadow.clone()
+        }
+        None => from.path.clone(),
+    };
+    let admin = slatedb::admin::AdminBuilder::new(target.path.clone(), Arc::clone(&store)).build();
+    target
+        .bounded(
+            "fork",
+            ADMIN_TIMEOUT,
+            admin
+                .create_clone_builder_from_source(CloneSourceSpec::new(parent.clone()))
+                .build(),
+        )
+        .await?;
+    // The fork's own manifest: the SSTs it reads in place, and where its
+    // WAL ends (what follows is the fork's to copy).
+    let (own_id, own_bytes) = newest_manifest(&side(region, &target.path)).await?;
+    let own = ManifestView::parse(own_id, own_bytes)
+        .await
+        .map_err(Error::Failed)?;
+    let parent_id = match shadow {
+        Some(_) => newest_manifest(&side(region, &parent)).await?.0,
+        None => 0,
+    };
+    let copied_to = own.next_wal_id.saturating_sub(1);
+    let mut files = BranchFiles::default();
+    let after = FileRef::Wal(copied_to);
+    for (file, meta) in source.list(Dir::Wal, Some(&after)).await? {
+        files.insert(file, meta);
+    }
+    let start = ManifestView {
+        replay_after_wal_id: copied_to,
+        ..own.clone()
+    };
+    let wal_end = contiguous_wal_end(&start, &files, 0);
+    for id in copied_to + 1..=wal_end {
+        let from_path = FileRef::Wal(id).path(&from.path);
+        let to_path = FileRef::Wal(id).path(&target.path);
+        retrying(|| store.copy(&from_path, &to_path))
+            .await
+            .map_err(|e| Error::store(region.name(), &format!("copying {from_path}"), &e))?;
+    }
+    let mut pinned: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (path, ssts) in &own.external {
+        if let Some(branch) = branch_of(&Path::from(path.as_str())) {
+            pinned
+                .entry(branch)
+                .or_default()
+                .extend(ssts.iter().cloned());
+        }
+    }
+    Ok((parent_id, pinned, wal_end, wal_end - copied_to))
+}
+
+/// The branch whose files lie at `path`: `dbs/<db>/<branch>`, or the
+/// source of the shadow `_lifeboat/shadow/<db>/<source>/<fork>`.
+pub fn branch_of(path: &Path) -> Option<String> {
+    let parts: Vec<String> = path.parts().map(|p| p.as_ref().to_string()).collect();
+    let shadow: Vec<&str> = crate::region::shadow::SHADOW_PREFIX.split('/').collect();
+    match parts.as_slice() {
+        [dbs, _db, branch] if dbs == super::DBS_PREFIX => Some(branch.clone()),
+        [a, b, _db, source, _fork] if *a == shadow[0] && *b == shadow[1] => Some(source.clone()),
+        _ => None,
+    }
+}
+
+fn side(region: &Region, base: &Path) -> Side {
+    Side {
+        region: region.name().to_string(),
+        store: region.store(),
+        base: base.clone(),
+        requests: Arc::new(RequestCounter::default()),
+    }
+}
+
+/// The newest manifest of a branch folder and its bytes; tries again when
+/// the garbage collector deletes it between the listing and the read.
+async fn newest_manifest(side: &Side) -> Result<(u64, bytes::Bytes)> {
+    for _ in 0..5 {
+        let listed = side.list(Dir::Manifest, None).await?;
+        let Some((FileRef::Manifest(id), _)) = listed.last().cloned() else {
+            return Err(Error::Failed(format!(
+                "{} in region `{}` has no manifest",
+                side.base, side.region
+            )));
+        };
+        if let Some(bytes) = side.read(&FileRef::Manifest(id)).await? {
+            return Ok((id, bytes));
+        }
+    }
+    Err(Error::Failed(format!(
+        "the newest manifest of {} in region `{}` kept vanishing while it was read; try again",
+        side.base, side.region
+    )))
+}
+
+/// Deletes every object under `prefix`. Returns how many were deleted.
+pub(crate) async fn remove_files(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<u64> {
+    use futures::TryStreamExt;
+    let listed: Vec<_> = retrying(|| store.list(Some(prefix)).try_collect::<Vec<_>>())
+        .await
+        .map_err(|e| Error::Failed(format!("listing {prefix}: {e}")))?;
+    for meta in &listed {
+        crate::replication::files::delete_if_present(store.as_ref(), &meta.location)
+            .await
+            .map_err(|e| Error::Failed(format!("deleting {}: {e}", meta.location)))?;
+    }
+    Ok(listed.len() as u64)
+}
+
+/// Deletes branch `branch` of `db` in `region` (its home or a replica),
+/// its shadow parent if it has one, and its replica cursor. Returns how
+/// many objects were deleted.
+pub async fn delete_branch(
+    region: &Region,
+    db: &str,
+    branch: &str,
+    source: Option<&str>,
+) -> Result<u64> {
+    let store = region.store();
+    let mut deleted = remove_files(&store, &branch_path(db, branch)).await?;
+    if let Some(source) = source {
+        deleted += remove_files(&store, &shadow_path(db, source, branch)).await?;
+    }
+    cursor::forget(region, db, branch).await?;
+    Ok(deleted)
+}

@@ -1,0 +1,352 @@
+//! Forks and failover against real regions (every kind `common::kinds()`
+//! gives): a fork at a replica never writes into it and holds the
+//! replica's newest state; a failover under a running workload makes a
+//! gap-free prefix of the acknowledged records live, measures RPO exactly,
+//! fences the old writer when its region answers, and goes ahead when it
+//! does not.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use lifeboat::control::event::{Attachment, Event};
+use lifeboat::control::{self};
+use lifeboat::orchestrator::failover::{self, FailoverOptions};
+use lifeboat::region::Region;
+use lifeboat::region::faults::FaultPlan;
+use lifeboat::replication::pins::{BranchPins, NoPins};
+use lifeboat::replication::{Flow, FlowState, ReplicationOptions, Replicator};
+use lifeboat::storage::DbLocation;
+use lifeboat::storage::fork::{delete_branch, fork};
+use lifeboat::workload::acks::AckLog;
+use lifeboat::workload::verify::verify;
+use lifeboat::workload::{self, Rate, WorkloadReport, WorkloadSpec};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use tokio::task::JoinHandle;
+
+fn fast() -> ReplicationOptions {
+    ReplicationOptions {
+        copies_in_flight: 8,
+        min_poll: Duration::from_millis(5),
+        max_poll: Duration::from_millis(50),
+        heal_every: Duration::from_millis(700),
+        scrub_every: Duration::from_millis(900),
+        cursor_save_every: Duration::from_millis(200),
+        max_backoff: Duration::from_millis(300),
+        ..ReplicationOptions::default()
+    }
+}
+
+/// Every object under `prefix` with a digest of its bytes: what "byte for
+/// byte untouched" is checked against.
+async fn snapshot(region: &Region, prefix: &str) -> BTreeMap<String, (u64, u64)> {
+    let store = region.store();
+    let listed: Vec<_> = store
+        .list(Some(&Path::from(prefix)))
+        .try_collect()
+        .await
+        .expect("list");
+    let mut out = BTreeMap::new();
+    for meta in listed {
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("read");
+        let digest = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
+        out.insert(meta.location.to_string(), (meta.size, digest));
+    }
+    out
+}
+
+fn writing(loc: &DbLocation, acks: &AckLog, rate: u64, secs: u64) -> JoinHandle<WorkloadReport> {
+    let (loc, acks) = (loc.clone(), acks.clone());
+    tokio::spawn(async move {
+        let spec = WorkloadSpec {
+            rate: Rate::PerSecond(rate),
+            duration: Some(Duration::from_secs(secs)),
+            records: None,
+            value_bytes: 200,
+            churn: true,
+        };
+        workload::run(&loc, &spec, &acks, std::future::pending())
+            .await
+            .expect("workload runs")
+    })
+}
+
+async fn in_sync(replicator: &Replicator) {
+    let ok = replicator
+        .wait_until(Duration::from_secs(90), |s| {
+            s.state == FlowState::InSync && s.objects_pending == 0
+        })
+        .await;
+    assert!(ok, "no sync: {:#?}", replicator.statuses());
+}
+
+/// Seqs acknowledged by `until_us`, from the log.
+fn acked_by(acks: &AckLog, until_us: u64) -> BTreeSet<u64> {
+    acks.read()
+        .expect("read acks")
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| b.acked_us <= until_us)
+        .flat_map(|b| b.first..=b.last)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_at_a_replica_never_writes_into_it_and_holds_its_newest_state() {
+    for kind in common::kinds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = common::region(kind, "us-east-1", dir.path());
+        let b = common::region(kind, "eu-west-1", dir.path());
+        let home = DbLocation::in_region(&a, "orders").expect("names");
+        home.create().await.expect("create");
+        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+        let replicator = Replicator::start(
+            vec![Flow::new("orders", "main", &a, &b)],
+            fast(),
+            Arc::new(NoPins),
+        );
+        let report = writing(&home, &acks, 400, 3).await.expect("writer");
+        assert!(report.error.is_none(), "{kind:?}: {:?}", report.error);
+        in_sync(&replicator).await;
+        replicator.stop().await;
+
+        let replica = DbLocation::in_region(&b, "orders").expect("names");
+        let before = snapshot(&b, "dbs/orders/main").await;
+        let cursor_before = snapshot(&b, "_lifeboat/replication").await;
+        let replica_view = verify(&replica, None).await.expect("verify replica");
+        assert!(
+            replica_view.consistent,
+            "{kind:?}: {}",
+            replica_view.summary()
+        );
+
+        let forked = fork(&b, "orders", "main", "drill-1").await.expect("fork");
+        assert!(forked.at_replica, "{kind:?}: {forked:?}");
+        assert!(forked.shadow.is_some());
+        assert_eq!(
+            snapshot(&b, "dbs/orders/main").await,
+            before,
+            "{kind:?}: the fork wrote into the replica"
+        );
+        // The fork holds exactly the replica's newest state.
+        let branch = DbLocation::branch_in_region(&b, "orders", "drill-1").expect("names");
+        let view = verify(&branch, Some(&acks)).await.expect("verify fork");
+        assert!(view.consistent, "{kind:?}: {}", view.summary());
+        assert_eq!(
+            view.highest_gap_free_seq, replica_view.highest_gap_free_seq,
+            "{kind:?}: the fork is not at the replica's newest state"
+        );
+        assert!(
+            view.highest_gap_free_seq > 0,
+            "{kind:?}: the fork holds nothing"
+        );
+
+        // The fork is its own branch: a writer opens on it and writes,
+        // and the replica still is what it was.
+        let writer = branch.open_writer(false).await.expect("writer on the fork");
+        writer.put(b"after-fork", b"yes").await.expect("put");
+        writer.flush().await.expect("flush");
+        assert_eq!(
+            writer.get(b"after-fork").await.expect("get").as_deref(),
+            Some(&b"yes"[..])
+        );
+        writer.close().await.expect("close");
+        assert_eq!(
+            snapshot(&b, "dbs/orders/main").await,
+            before,
+            "{kind:?}: writing the fork wrote into the replica"
+        );
+        assert_eq!(snapshot(&b, "_lifeboat/replication").await, cursor_before);
+        let reader = replica.open_reader().await.expect("replica reader");
+        assert_eq!(reader.get(b"after-fork").await.expect("get"), None);
+
+        // A fork of the fork reads through two shadows.
+        let nested = fork(&b, "orders", "drill-1", "drill-2")
+            .await
+            .expect("fork of a fork");
+        assert!(!nested.at_replica, "drill-1 is homed here");
+        let nested_loc = DbLocation::branch_in_region(&b, "orders", "drill-2").expect("names");
+        let reader = nested_loc.open_reader().await.expect("reader");
+        assert_eq!(
+            reader.get(b"after-fork").await.expect("get").as_deref(),
+            Some(&b"yes"[..])
+        );
+
+        // Deleting the branches leaves the replica as it was.
+        delete_branch(&b, "orders", "drill-2", Some("drill-1"))
+            .await
+            .expect("delete");
+        delete_branch(&b, "orders", "drill-1", Some("main"))
+            .await
+            .expect("delete");
+        assert!(!branch.exists().await.expect("list"));
+        assert!(
+            snapshot(&b, "_lifeboat/shadow").await.is_empty(),
+            "{kind:?}: a shadow was left behind"
+        );
+        assert_eq!(snapshot(&b, "dbs/orders/main").await, before);
+        // A name that exists is refused before anything is written.
+        let again = fork(&b, "orders", "main", "main").await;
+        assert!(again.is_err());
+    }
+}
+
+/// Defines workspace `shop` (open, serving orders at index 0) in both regions.
+async fn shop(regions: &[Region]) {
+    control::append(
+        regions,
+        "00000000000000aa",
+        "test",
+        Event::WorkspaceSet {
+            name: "shop".into(),
+            databases: vec![Attachment {
+                index: 0,
+                db: "orders".into(),
+            }],
+            bind: "127.0.0.1".into(),
+            port: 0,
+            open: true,
+        },
+    )
+    .await
+    .expect("append");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_old_writer() {
+    for kind in common::kinds() {
+        for primary_down in [false, true] {
+            let what = format!(
+                "{kind:?}, primary {}",
+                if primary_down { "down" } else { "up" }
+            );
+            let dir = tempfile::tempdir().expect("tempdir");
+            let a = common::region(kind, "us-east-1", dir.path());
+            let b = common::region(kind, "eu-west-1", dir.path());
+            let regions = vec![a.clone(), b.clone()];
+            shop(&regions).await;
+            let home = DbLocation::in_region(&a, "orders").expect("names");
+            home.create().await.expect("create");
+            let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+            let pins = Arc::new(BranchPins::default());
+            let replicator = Replicator::start(
+                vec![Flow::new("orders", "main", &a, &b)],
+                fast(),
+                Arc::clone(&pins) as Arc<_>,
+            );
+            let writer = writing(&home, &acks, 300, 60);
+            // Let the seed finish and the replica follow the live writer.
+            in_sync(&replicator).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            if primary_down {
+                a.faults()
+                    .set(&"outage".parse::<FaultPlan>().expect("plan"));
+            }
+            let state = control::load(&b).await.expect("log");
+            let preview = failover::preview(&a, &b, &state, &["orders".to_string()])
+                .await
+                .expect("preview");
+            assert_eq!(preview.primary_reachable, !primary_down, "{what}");
+            assert_eq!(preview.workspaces, vec!["shop".to_string()], "{what}");
+            let replica_before = snapshot(&b, "dbs/orders/main").await;
+            let mut acks_by_db = BTreeMap::new();
+            acks_by_db.insert("orders".to_string(), acks.clone());
+            let outcome = failover::failover(
+                &regions,
+                &preview,
+                "00000000000000bb",
+                "test",
+                FailoverOptions {
+                    port: Some(0),
+                    serve: true,
+                    acks: acks_by_db,
+                    pins: Some(Arc::clone(&pins)),
+                    ..FailoverOptions::default()
+                },
+            )
+            .await
+            .expect("failover");
+            let record = &outcome.record;
+            assert!(record.ok, "{what}: {record:#?}");
+            assert!(record.rto_ms.is_some(), "{what}: {record:#?}");
+            assert!(
+                record.rto_to.contains("first write"),
+                "{what}: {}",
+                record.rto_to
+            );
+            assert_eq!(record.endpoints.len(), 1, "{what}");
+            let fenced = record.steps.iter().any(|s| s.name.starts_with("fence"));
+            assert_eq!(fenced, !primary_down, "{what}: {:#?}", record.steps);
+
+            // The replica itself was not written by the fork (the replicator
+            // may still add to it, never change what is there).
+            replicator.stop().await;
+            let replica_after = snapshot(&b, "dbs/orders/main").await;
+            for (name, before) in &replica_before {
+                if let Some(after) = replica_after.get(name) {
+                    assert_eq!(after, before, "{what}: {name} changed");
+                }
+            }
+
+            // The new live branch: a gap-free prefix of what was acknowledged.
+            let live = &outcome.live[0];
+            assert_eq!(live.branch, "failover-1", "{what}");
+            let new = DbLocation::branch_in_region(&b, "orders", &live.branch).expect("names");
+            let view = verify(&new, None).await.expect("verify the new branch");
+            assert!(view.consistent, "{what}: {}", view.summary());
+            // RPO, counted here from the log: acknowledged by the time of the
+            // fork and absent from the new branch.
+            let rpo = &record.rpo[0];
+            let acked = acked_by(&acks, rpo.measured_at_ms * 1000);
+            let held = view.highest_gap_free_seq;
+            assert!(
+                acked.iter().filter(|s| **s <= held).count() as u64 == held,
+                "{what}: the new branch holds unacknowledged records"
+            );
+            let missing = acked.iter().filter(|s| **s > held).count() as u64;
+            assert_eq!(rpo.missing_records, Some(missing), "{what}: RPO");
+            assert_eq!(rpo.acknowledged, Some(acked.len() as u64), "{what}");
+            assert!(held > 0, "{what}: the new branch holds nothing");
+
+            // The old writer: fenced when its region answered.
+            if primary_down {
+                a.faults().set(&FaultPlan::default());
+            }
+            let report = tokio::time::timeout(Duration::from_secs(90), writer)
+                .await
+                .expect("the workload ends")
+                .expect("writer task");
+            if !primary_down {
+                // SlateDB's words for a fenced writer.
+                let error = report.error.clone().unwrap_or_default();
+                assert!(
+                    error.contains("newer DB client") || error.to_lowercase().contains("fenced"),
+                    "{what}: the old writer was not fenced: {report:?}"
+                );
+            }
+
+            // The control log says so, in the new primary.
+            let state = control::load(&b).await.expect("log");
+            assert_eq!(state.epoch, 1, "{what}");
+            assert_eq!(state.live_branch("orders"), "failover-1", "{what}");
+            assert!(state.branch("orders", "failover-1").is_some(), "{what}");
+            assert_eq!(state.operations.len(), 1, "{what}");
+            assert!(pins.count() > 0 || view.records == 0, "{what}: no pins");
+            for ws in outcome.workspaces {
+                ws.stop().await.expect("stop");
+            }
+        }
+    }
+}
