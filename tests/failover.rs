@@ -350,3 +350,170 @@ async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_
         }
     }
 }
+
+const PASSWORD: &str = "correct horse battery";
+
+fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    out
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-e"])
+        .args(["--user", "app", "--pass", PASSWORD, "--no-auth-warning"])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    format!("{}{}", common::stdout(&out), common::stderr(&out))
+        .trim()
+        .to_string()
+}
+
+/// The incident responder's path through the real binary: preview (nothing
+/// changes), failover with --yes, and `redis-cli` writing at the new
+/// connection string with the user the primary had.
+#[test]
+fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
+    use common::{lifeboat, run, stdout};
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let found = std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var("CI").is_err(),
+        "redis-cli is missing under CI"
+    );
+    if !found {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    ok(run(lifeboat(data), &["db", "create", "orders"]));
+    ok(run(
+        lifeboat(data),
+        &["workspace", "create", "shop", "--db", "orders"],
+    ));
+    let mut child = lifeboat(data)
+        .args([
+            "workspace",
+            "user",
+            "add",
+            "shop",
+            "app",
+            "--role",
+            "readwrite",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lifeboat runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .expect("password");
+    ok(child.wait_with_output().expect("user add"));
+    ok(run(
+        lifeboat(data),
+        &[
+            "workload",
+            "--db",
+            "orders",
+            "--records",
+            "300",
+            "--rate",
+            "1000",
+        ],
+    ));
+    ok(run(lifeboat(data), &["replicate", "--once"]));
+
+    // Without --yes: what would be lost, and nothing changes.
+    let args = ["failover", "--from", "us-east-1", "--to", "eu-west-1"];
+    let out = ok(run(lifeboat(data), &args));
+    let text = stdout(&out);
+    assert!(text.contains("Nothing was changed"), "{text}");
+    assert!(text.contains("orders: from eu-west-1/main"), "{text}");
+    assert!(
+        text.contains("workspaces started in eu-west-1: shop"),
+        "{text}"
+    );
+    let out = ok(run(lifeboat(data), &["branch", "list"]));
+    assert!(
+        stdout(&out).contains("no forked branch"),
+        "{}",
+        stdout(&out)
+    );
+
+    // With --yes, in the foreground, serving.
+    let report = data.join("failover.md");
+    let mut child = lifeboat(data)
+        .arg("--json")
+        .args(args)
+        .args(["--yes", "--port", "0", "--duration", "120s", "--report"])
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lifeboat runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let record: serde_json::Value = match serde_json::from_str(&first) {
+        Ok(v) => v,
+        Err(_) => {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("no failover record: {first}\n{}", common::stderr(&out));
+        }
+    };
+    assert_eq!(record["ok"], true, "{record:#}");
+    assert!(record["rto_ms"].as_u64().is_some(), "{record:#}");
+    assert_eq!(record["rpo"][0]["missing_records"], 0, "{record:#}");
+    assert_eq!(record["rpo"][0]["acknowledged"], 300, "{record:#}");
+    let url = record["endpoints"][0]
+        .as_str()
+        .expect("an endpoint")
+        .to_string();
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"));
+
+    // The user of the old primary writes at the new connection string.
+    assert_eq!(redis_cli(port, &["set", "after", "failover"]), "OK");
+    assert_eq!(redis_cli(port, &["get", "after"]), "failover");
+    let size: u64 = redis_cli(port, &["dbsize"]).parse().expect("a number");
+    assert_eq!(size, 301, "the 300 records replicated and the new key");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let text = std::fs::read_to_string(&report).expect("the report was written");
+    assert!(text.contains("# Failover us-east-1 → eu-west-1"), "{text}");
+    assert!(text.contains("RTO:"), "{text}");
+    let out = ok(run(lifeboat(data), &["branch", "list"]));
+    assert!(
+        stdout(&out).contains("orders/failover-1 LIVE: off main"),
+        "{}",
+        stdout(&out)
+    );
+    // A second failover the same way is refused: main is no longer live.
+    let out = run(lifeboat(data), &args);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        common::stderr(&out).contains("orders/failover-1 already live in `eu-west-1` (epoch 1)"),
+        "{}",
+        common::stderr(&out)
+    );
+}

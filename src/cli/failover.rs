@@ -114,6 +114,23 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
     if dbs.is_empty() {
         dbs = replicated(&from, &to, &state).await?;
     }
+    if dbs.is_empty() {
+        let moved: Vec<String> = state
+            .live
+            .values()
+            .filter(|l| l.region == to.name())
+            .map(|l| format!("{}/{}", l.db, l.branch))
+            .collect();
+        if !moved.is_empty() {
+            return Err(Error::invalid(format!(
+                "{} already live in `{}` (epoch {}); there is nothing to fail over from `{}`",
+                moved.join(", "),
+                to.name(),
+                state.epoch,
+                from.name()
+            )));
+        }
+    }
     let preview = failover::preview(&from, &to, &state, &dbs).await?;
     if !args.yes {
         emit(json, &preview, || {

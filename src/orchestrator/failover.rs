@@ -105,13 +105,14 @@ impl Preview {
             let lag = db
                 .lag_ms
                 .map_or("lag unknown".to_string(), |ms| format!("lag {ms} ms"));
-            let behind = match db.wal_files_behind() {
-                Some(0) => ", nothing behind the home".to_string(),
-                Some(n) => format!(", {n} WAL file(s) behind the home"),
-                None => String::new(),
+            // The home answers: how far behind it the replica is, in files.
+            let state = match db.wal_files_behind() {
+                Some(0) => "nothing behind the home".to_string(),
+                Some(n) => format!("{n} WAL file(s) behind the home, {lag}"),
+                None => lag,
             };
             lines.push(format!(
-                "  {}: from {}/{} at manifest {}, WAL {} ({lag}{behind})",
+                "  {}: from {}/{} at manifest {}, WAL {} ({state})",
                 db.db, self.to, db.branch, db.replica_manifest, db.replica_wal_end
             ));
         }
@@ -399,7 +400,7 @@ pub async fn failover(
     let mut workspaces = Vec::new();
     let mut endpoints = Vec::new();
     let mut rto = None;
-    let mut rto_to = "the new branches forked (no workspace serves these databases)".to_string();
+    let mut rto_to = "the forks: no workspace serves these databases".to_string();
     if options.serve && !preview.workspaces.is_empty() {
         let state = control::load(&to).await?;
         let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));

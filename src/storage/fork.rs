@@ -121,10 +121,12 @@ async fn make(
 ) -> Result<(u64, BTreeMap<String, Vec<String>>, u64, u64)> {
     let store = region.store();
     let source = side(region, &from.path);
+    // The source's newest manifest: the state the fork starts from.
+    let (parent_id, parent_bytes) = newest_manifest(&source).await?;
     let parent = match shadow {
         Some(shadow) => {
             // The shadow starts as a copy of the replica's newest manifest.
-            let (id, bytes) = newest_manifest(&source).await?;
+            let (id, bytes) = (parent_id, parent_bytes);
             let path = FileRef::Manifest(id).path(shadow);
             let create = PutOptions {
                 mode: PutMode::Create,
@@ -153,10 +155,6 @@ async fn make(
     let own = ManifestView::parse(own_id, own_bytes)
         .await
         .map_err(Error::Failed)?;
-    let parent_id = match shadow {
-        Some(_) => newest_manifest(&side(region, &parent)).await?.0,
-        None => 0,
-    };
     let copied_to = own.next_wal_id.saturating_sub(1);
     let mut files = BranchFiles::default();
     let after = FileRef::Wal(copied_to);
