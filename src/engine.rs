@@ -12,6 +12,7 @@
 //! delays only its own answer, never the snapshots.
 
 pub mod activity;
+pub mod failover;
 pub mod group;
 pub mod history;
 pub mod snapshot;
@@ -31,7 +32,7 @@ use crate::config::{Home, Regions};
 use crate::control::{self, state::ControlState};
 use crate::error::{Error, Result};
 use crate::region::{self, ProbeReport, Region, RegionSpec};
-use crate::replication::pins::NoPins;
+use crate::replication::pins::{BranchPins, Pins};
 use crate::replication::{self, Flow, ReplicationOptions, Replicator, cursor};
 use crate::storage::{self, DbLocation};
 use crate::workload::acks::AckLog;
@@ -104,6 +105,14 @@ pub enum Command {
     StartWorkspace { name: String, region: String },
     /// Stop serving workspace `name` here.
     StopWorkspace { name: String },
+    /// Looks at both regions and shows what a failover of the group would
+    /// do and lose (the snapshot's `failover.preview`); changes nothing.
+    PreviewFailover,
+    /// Fails the group over as the preview of epoch `epoch` said: fences,
+    /// forks, records, serves, measures. Refused if the preview is stale.
+    Failover { epoch: u64 },
+    /// Writes the report of operation `id` (Markdown, or JSON for `.json`).
+    ExportReport { id: String, path: PathBuf },
     /// Stop everything (cursors saved) and end the engine.
     Shutdown,
 }
@@ -150,6 +159,11 @@ impl Command {
                 format!("export the activity log to {}", path.display())
             }
             Command::Control { change } => change.describe(),
+            Command::PreviewFailover => "look at what a failover would lose".into(),
+            Command::Failover { epoch } => format!("fail over (epoch {epoch})"),
+            Command::ExportReport { id, path } => {
+                format!("export the report of {id} to {}", path.display())
+            }
             Command::StartWorkspace { name, region } => {
                 format!("start workspace {name} in {region}")
             }
@@ -328,6 +342,15 @@ enum Internal {
         name: String,
         result: Result<crate::workspace::Workspace>,
     },
+    FailoverPreviewed {
+        request: RequestId,
+        result: Result<crate::orchestrator::failover::Preview>,
+    },
+    FailoverStep(crate::control::event::Step),
+    FailedOver {
+        request: RequestId,
+        result: Result<crate::orchestrator::failover::FailoverOutcome>,
+    },
 }
 
 /// The engine's state; owned by its task alone.
@@ -365,6 +388,9 @@ struct Core {
     workspaces: BTreeMap<String, crate::workspace::Workspace>,
     /// Workspaces starting or stopping here, with what is happening.
     workspace_busy: BTreeMap<String, String>,
+    /// What forked branches read, kept by every flow's deletes.
+    pins: Arc<BranchPins>,
+    failover: failover::FailoverView,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -412,6 +438,8 @@ impl Core {
             control_cache: Arc::default(),
             workspaces: BTreeMap::new(),
             workspace_busy: BTreeMap::new(),
+            pins: Arc::default(),
+            failover: failover::FailoverView::default(),
             internal_tx,
             internal_rx,
             snapshot_tx,
@@ -667,6 +695,9 @@ impl Core {
             Command::Control { change } => self.record_control(request, change),
             Command::StartWorkspace { name, region } => self.start_workspace(request, name, region),
             Command::StopWorkspace { name } => self.stop_workspace(request, &name),
+            Command::PreviewFailover => self.preview_failover(request),
+            Command::Failover { epoch } => self.run_failover(request, epoch).await,
+            Command::ExportReport { id, path } => self.export_report(request, id, path),
             Command::Shutdown => {}
         }
     }
@@ -728,12 +759,13 @@ impl Core {
     /// Probes the group's regions and finds its flows, in a task.
     fn spawn_configure(&mut self, request: RequestId, group: GroupConfig) {
         let regions = (self.region(&group.primary), self.region(&group.secondary));
+        let failed_over = failed_over(&self.control_state, &group);
         self.spawn(async move {
             let result = async {
                 let (primary, secondary) = (regions.0?, regions.1?);
                 let pair = [primary.clone(), secondary.clone()];
                 let warnings = region::preflight(&pair).await?;
-                let flows = discover_flows(&pair, &group).await?;
+                let flows = discover_flows(&pair, &group, &failed_over).await?;
                 if let Selection::Only(dbs) = &group.databases {
                     for db in dbs {
                         if !flows.iter().any(|f| &f.db == db) {
@@ -773,7 +805,11 @@ impl Core {
             old.stop().await;
         }
         let replicator = self.replicator.get_or_insert_with(|| {
-            Replicator::start(Vec::new(), self.opts.replication.clone(), Arc::new(NoPins))
+            Replicator::start(
+                Vec::new(),
+                self.opts.replication.clone(),
+                Arc::clone(&self.pins) as Arc<dyn Pins>,
+            )
         });
         // Flows of databases no longer selected stop.
         let dropped: BTreeSet<String> = replicator
@@ -1139,6 +1175,7 @@ impl Core {
                 self.control_reading = false;
                 match result {
                     Ok(state) => {
+                        self.pins.update(&state);
                         self.control_state = state;
                         self.control_read_us = Some(now_us());
                         self.control_error = None;
@@ -1150,6 +1187,23 @@ impl Core {
                 self.finish(request, outcome(result));
                 self.read_control();
             }
+            Internal::FailoverPreviewed { request, result } => {
+                self.failover.previewing = false;
+                match result {
+                    Ok(preview) => {
+                        let summary = preview.summary();
+                        self.failover.preview = Some(preview);
+                        self.finish(request, Outcome::Done(summary));
+                    }
+                    Err(e) => {
+                        self.failover.preview = None;
+                        self.failover.preview_error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::FailoverStep(step) => self.failover.steps.push(step),
+            Internal::FailedOver { request, result } => self.failed_over(request, result),
             Internal::WorkspaceStarted {
                 request,
                 name,
@@ -1248,8 +1302,9 @@ impl Core {
             return;
         };
         self.discovering = true;
+        let failed_over = failed_over(&self.control_state, &group);
         self.spawn(async move {
-            Internal::Discovered(discover_flows(&[primary, secondary], &group).await)
+            Internal::Discovered(discover_flows(&[primary, secondary], &group, &failed_over).await)
         });
     }
 
@@ -1447,6 +1502,170 @@ impl Core {
         }
     }
 
+    /// The group's databases whose live branch is homed in the primary and
+    /// replicated to the secondary: what a failover moves.
+    fn failover_dbs(&self, group: &GroupConfig) -> Vec<String> {
+        let Some(replicator) = self.replicator.as_ref() else {
+            return Vec::new();
+        };
+        let dbs: BTreeSet<String> = replicator
+            .flows()
+            .filter(|f| {
+                f.home.name() == group.primary
+                    && f.replica.name() == group.secondary
+                    && f.branch == self.control_state.live_branch(&f.db)
+            })
+            .map(|f| f.db.clone())
+            .collect();
+        dbs.into_iter().collect()
+    }
+
+    fn preview_failover(&mut self, request: RequestId) {
+        let Some(group) = self.group.clone() else {
+            return self.fail(request, "configure replication first: a failover moves the group's databases to its secondary");
+        };
+        if self.failover.running {
+            return self.fail(request, "a failover is running; wait for it to finish");
+        }
+        let dbs = self.failover_dbs(&group);
+        if dbs.is_empty() {
+            return self.fail(
+                request,
+                format!(
+                    "no database of the group is live in {} and replicated to {}; nothing to fail over",
+                    group.primary, group.secondary
+                ),
+            );
+        }
+        let (from, to) = match (self.region(&group.primary), self.region(&group.secondary)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return self.fail(request, e),
+        };
+        self.failover.previewing = true;
+        self.failover.preview_error = None;
+        self.spawn(async move {
+            let result = async {
+                // The log as the secondary holds it: the primary may be gone.
+                let state = control::load(&to).await?;
+                crate::orchestrator::failover::preview(&from, &to, &state, &dbs).await
+            }
+            .await;
+            Internal::FailoverPreviewed { request, result }
+        });
+    }
+
+    async fn run_failover(&mut self, request: RequestId, epoch: u64) {
+        if self.failover.running {
+            return self.fail(request, "a failover is running already");
+        }
+        let Some(preview) = self.failover.preview.clone() else {
+            return self.fail(
+                request,
+                "look at what a failover would lose first (preview)",
+            );
+        };
+        if preview.epoch != epoch {
+            return self.fail(
+                request,
+                "the preview confirmed is not the newest; look again and confirm that one",
+            );
+        }
+        let engine = match control::engine_id(&self.home.data_dir) {
+            Ok(id) => id,
+            Err(e) => return self.fail(request, e),
+        };
+        // Workspaces this engine serves from the old primary under the names
+        // the failover starts: they stop first (same names, same ports).
+        for name in &preview.workspaces {
+            if let Some(ws) = self.workspaces.remove(name) {
+                let _ = ws.stop().await;
+            }
+        }
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let acks = preview
+            .dbs
+            .iter()
+            .map(|d| (d.db.clone(), AckLog::for_db(&self.home.acks_dir(), &d.db)))
+            .collect();
+        let tx = self.internal_tx.clone();
+        let options = crate::orchestrator::failover::FailoverOptions {
+            serve: true,
+            acks,
+            pins: Some(Arc::clone(&self.pins)),
+            on_step: Some(Box::new(move |step| {
+                let _ = tx.send(Internal::FailoverStep(step.clone()));
+            })),
+            ..Default::default()
+        };
+        self.failover.running = true;
+        self.failover.steps.clear();
+        self.failover.error = None;
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result =
+                crate::orchestrator::failover::failover(&regions, &preview, &engine, &who, options)
+                    .await;
+            Internal::FailedOver { request, result }
+        });
+    }
+
+    fn failed_over(
+        &mut self,
+        request: RequestId,
+        result: Result<crate::orchestrator::failover::FailoverOutcome>,
+    ) {
+        self.failover.running = false;
+        self.failover.preview = None;
+        match result {
+            Ok(outcome) => {
+                let record = outcome.record;
+                for ws in outcome.workspaces {
+                    self.workspaces.insert(ws.name().to_string(), ws);
+                }
+                let rto = record
+                    .rto_ms
+                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
+                let message = format!("{}; RTO {rto}", record.outcome);
+                self.failover.last = Some(record);
+                self.finish(request, Outcome::Done(message));
+                self.read_control();
+                // The new live branches start flowing back to the old primary.
+                self.discover();
+            }
+            Err(e) => {
+                self.failover.error = Some(crate::error::one_line(&e.to_string()));
+                self.fail(request, e);
+            }
+        }
+    }
+
+    fn export_report(&mut self, request: RequestId, id: String, path: PathBuf) {
+        let record = self
+            .control_state
+            .operations
+            .iter()
+            .rev()
+            .find(|r| r.id == id)
+            .or(self.failover.last.as_ref().filter(|r| r.id == id))
+            .cloned();
+        let Some(record) = record else {
+            return self.fail(request, format!("no operation `{id}` in the control log"));
+        };
+        self.spawn(async move {
+            let result = tokio::task::spawn_blocking(move || {
+                crate::orchestrator::report::write(&path, &record)
+                    .map(|()| format!("report of {} written to {}", record.id, path.display()))
+            })
+            .await
+            .unwrap_or_else(|e| Err(Error::Failed(format!("the export stopped: {e}"))));
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: false,
+            }
+        });
+    }
+
     fn publish(&mut self) {
         self.seq += 1;
         let flows: Vec<FlowView> = self
@@ -1485,6 +1704,8 @@ impl Core {
             history: Arc::clone(&self.history),
             activity: Arc::clone(&self.activity_view),
             demo_workloads: self.demo.keys().cloned().collect(),
+            failover: Arc::new(self.failover.clone()),
+            branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(
                     &self.control_state,
@@ -1545,13 +1766,39 @@ fn health_of(probe: &Result<ProbeReport>) -> RegionHealth {
 }
 
 /// The group's flows: branches homed in its primary, to its secondary.
-async fn discover_flows(pair: &[Region; 2], group: &GroupConfig) -> Result<Vec<Flow>> {
-    let flows =
+/// The group's flows: every branch homed in the primary to the secondary,
+/// and back to the primary the live branches a failover made in the
+/// secondary (`failed_over`: db, branch), which is what makes failback
+/// incremental. Drill branches never leave their region.
+async fn discover_flows(
+    pair: &[Region; 2],
+    group: &GroupConfig,
+    failed_over: &BTreeSet<(String, String)>,
+) -> Result<Vec<Flow>> {
+    let mut flows =
         replication::discover(pair, Some(&group.primary), Some(&group.secondary), None).await?;
+    if !failed_over.is_empty() {
+        let back =
+            replication::discover(pair, Some(&group.secondary), Some(&group.primary), None).await?;
+        flows.extend(
+            back.into_iter()
+                .filter(|f| failed_over.contains(&(f.db.clone(), f.branch.clone()))),
+        );
+    }
     Ok(flows
         .into_iter()
         .filter(|f| group.databases.includes(&f.db))
         .collect())
+}
+
+/// Live branches a failover made in the group's secondary.
+fn failed_over(state: &ControlState, group: &GroupConfig) -> BTreeSet<(String, String)> {
+    state
+        .live
+        .values()
+        .filter(|l| l.region == group.secondary)
+        .map(|l| (l.db.clone(), l.branch.clone()))
+        .collect()
 }
 
 /// A region's databases and branches, each described.

@@ -553,3 +553,73 @@ fn a_workspace_configured_in_the_app_serves_real_clients() {
     });
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live() {
+    let mut app = App::open(&[("orders", 400)]);
+    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
+        h.query_by_label("Configure replication")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click("Configure replication");
+    app.click_role(Role::RadioButton, "eu-west-1");
+    app.click("Submit");
+    app.until("In sync", Duration::from_secs(90), |h| {
+        count_label(h, "In sync") == 1
+    });
+    app.until("Failover enabled", Duration::from_secs(20), |h| {
+        h.query_by_role_and_label(Role::Button, "Failover")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click_role(Role::Button, "Failover");
+    app.until("the preview", Duration::from_secs(30), |h| {
+        h.query_by_label("Fail over now").is_some()
+    });
+    // Nothing changed yet: no epoch, no branch.
+    let snapshot = app.harness.state().snapshot();
+    assert_eq!(snapshot.branches.epoch, 0);
+    assert!(snapshot.branches.branches.is_empty());
+    let preview = snapshot.failover.preview.clone().expect("a preview");
+    assert_eq!(preview.dbs.len(), 1);
+    assert!(preview.primary_reachable);
+    app.click("Fail over now");
+    app.until("the outcome", Duration::from_secs(60), |h| {
+        h.query_all_by_label_contains("failover-1 is live in eu-west-1")
+            .next()
+            .is_some()
+    });
+    let snapshot = app.harness.state().snapshot();
+    let record = snapshot.failover.last.clone().expect("a record");
+    assert!(record.ok, "{record:#?}");
+    assert_eq!(record.rpo[0].missing_records, Some(0), "{record:#?}");
+    assert_eq!(record.rpo[0].acknowledged, Some(400), "{record:#?}");
+    // The new live branch holds every acknowledged record, and flows back.
+    let eu = app.region("eu-west-1");
+    let live = DbLocation::branch_in_region(&eu, "orders", "failover-1").expect("names");
+    let log = AckLog::for_db(&app.home.acks_dir(), "orders");
+    let report = app
+        .runtime
+        .block_on(lifeboat::workload::verify::verify(&live, Some(&log)))
+        .expect("verify");
+    assert!(report.consistent, "{report:?}");
+    assert_eq!(report.acks.expect("acks").missing_acked, 0);
+    app.until(
+        "the live branch flowing back",
+        Duration::from_secs(30),
+        |h| {
+            h.state().snapshot().flows.iter().any(|f| {
+                f.status.branch == "failover-1"
+                    && f.status.home == "eu-west-1"
+                    && f.status.replica == "us-east-1"
+            })
+        },
+    );
+    app.until("the log read again", Duration::from_secs(30), |h| {
+        h.state().snapshot().branches.epoch == 1
+    });
+    let blocked = app.harness.get_by_role_and_label(Role::Button, "Failover");
+    assert!(
+        blocked.accesskit_node().is_disabled(),
+        "a second failover waits for failback"
+    );
+}

@@ -40,6 +40,10 @@ pub struct Snapshot {
     pub demo_workloads: Vec<String>,
     /// Workspaces from the control log, and those this engine serves.
     pub control: Arc<super::workspaces::ControlView>,
+    /// The failover being previewed or run here, and the last one.
+    pub failover: Arc<super::failover::FailoverView>,
+    /// Forked branches, live branches and measured operations, from the log.
+    pub branches: Arc<super::failover::BranchesView>,
 }
 
 /// What the engine is doing, for the status bar.

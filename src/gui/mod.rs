@@ -9,6 +9,7 @@
 mod activity;
 mod dashboard;
 mod databases;
+mod failover;
 mod replication;
 mod settings;
 pub mod widgets;

@@ -10,7 +10,6 @@ use super::widgets::{self, button_unless, feedback, human_bytes};
 use crate::engine::group::{ReplicationKind, Selection};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
-const FAILOVER_LATER: &str = "Failover arrives with the failover issue: it forks a live branch from each replica in the secondary and serves it from a workspace there";
 const DRILL_LATER: &str = "Test failover (drills on copy-on-write branches that never touch production) arrives with the failover issue";
 const PREPROVISION_LATER: &str = "Pre-provisioning needs workspaces (a standing read-only workspace in the secondary); it arrives with the workspace and failover issues";
 const FAILBACK_LATER: &str =
@@ -33,6 +32,7 @@ pub struct ReplicationTab {
     wizard: Option<Wizard>,
     pending: Option<RequestId>,
     confirm_stop: bool,
+    failover: super::failover::FailoverPanel,
 }
 
 impl ReplicationTab {
@@ -102,12 +102,13 @@ impl ReplicationTab {
                         self.confirm_stop = true;
                     }
                     ui.separator();
-                    button_unless(ui, "Failover", Some(FAILOVER_LATER));
+                    self.failover.button(ui, engine, snapshot);
                     button_unless(ui, "Test failover", Some(DRILL_LATER));
                     button_unless(ui, "Start pre-provisioning", Some(PREPROVISION_LATER));
                     button_unless(ui, "Failback", Some(FAILBACK_LATER));
                 });
                 feedback(ui, snapshot, self.pending);
+                self.failover.ui(ui, engine, snapshot);
                 ui.add_space(8.0);
                 self.rows(ui, engine, snapshot);
             }

@@ -269,6 +269,13 @@ pub async fn failover(
             .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
     };
     let (from, to) = (region(&preview.from)?, region(&preview.to)?);
+    // Two failovers at once: the second to look sees the first's epoch.
+    let current = control::load(&to).await?.epoch;
+    if current + 1 != preview.epoch {
+        return Err(Error::invalid(format!(
+            "another failover (epoch {current}) happened since this one was previewed; look again"
+        )));
+    }
     let mut steps = Steps::new(options.on_step);
     let started_ms = now_ms();
     let epoch = preview.epoch;

@@ -1,0 +1,62 @@
+//! Failover as the app sees it: the preview a responder confirms, the steps
+//! as they run, the outcome; and the branches and operations of the log.
+
+use serde::Serialize;
+
+use crate::control::event::{OperationRecord, Step};
+use crate::control::state::{BranchRecord, ControlState};
+use crate::orchestrator::failover::Preview;
+
+/// Where the app's failover stands.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FailoverView {
+    /// Set while a preview is being taken.
+    pub previewing: bool,
+    /// The newest preview, to confirm.
+    pub preview: Option<Preview>,
+    /// Why the preview could not be taken.
+    pub preview_error: Option<String>,
+    /// Set while a failover runs.
+    pub running: bool,
+    /// The steps of the running (or last) failover, as they ended.
+    pub steps: Vec<Step>,
+    /// The last failover run by this engine.
+    pub last: Option<OperationRecord>,
+    /// Why it failed before anything changed.
+    pub error: Option<String>,
+}
+
+/// The branch table and the measured operations, from the log.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BranchesView {
+    /// Forked branches, oldest first.
+    pub branches: Vec<BranchRecord>,
+    /// Each database's live branch where a failover moved it: (db, branch, region).
+    pub live: Vec<(String, String, String)>,
+    pub epoch: u64,
+    /// Failovers and drills, oldest first.
+    pub operations: Vec<OperationRecord>,
+}
+
+impl BranchesView {
+    pub fn of(state: &ControlState) -> BranchesView {
+        BranchesView {
+            branches: state.all_branches().into_iter().cloned().collect(),
+            live: state
+                .live
+                .values()
+                .map(|l| (l.db.clone(), l.branch.clone(), l.region.clone()))
+                .collect(),
+            epoch: state.epoch,
+            operations: state.operations.clone(),
+        }
+    }
+
+    /// Whether `db`/`branch` is live.
+    pub fn is_live(&self, db: &str, branch: &str) -> bool {
+        match self.live.iter().find(|(d, _, _)| d == db) {
+            Some((_, b, _)) => b == branch,
+            None => branch == crate::storage::MAIN_BRANCH,
+        }
+    }
+}
