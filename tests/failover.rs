@@ -517,3 +517,88 @@ fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
         common::stderr(&out)
     );
 }
+
+/// Invariant 3: the home collects the SSTs a fork at the replica reads; the
+/// replicator's list-diff deletes at the replica what the home deleted, but
+/// never what a fork's pins hold, so the fork reads on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_keeps_what_it_reads_when_the_home_collects_it() {
+    use lifeboat::replication::copier::BranchCopier;
+    for kind in common::kinds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = common::region(kind, "us-east-1", dir.path());
+        let b = common::region(kind, "eu-west-1", dir.path());
+        let home = DbLocation::in_region(&a, "orders").expect("names");
+        home.create().await.expect("create");
+        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+        let flow = Flow::new("orders", "main", &a, &b);
+        let replicator = Replicator::start(vec![flow.clone()], fast(), Arc::new(NoPins));
+        writing(&home, &acks, 2000, 3).await.expect("writer");
+        in_sync(&replicator).await;
+        replicator.stop().await;
+
+        let forked = fork(&b, "orders", "main", "keep-1").await.expect("fork");
+        let pinned: BTreeSet<String> = forked
+            .pinned
+            .get("main")
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        assert!(
+            !pinned.is_empty(),
+            "{kind:?}: the fork reads no SST: {forked:?}"
+        );
+        let branch = DbLocation::branch_in_region(&b, "orders", "keep-1").expect("names");
+        let before = verify(&branch, None).await.expect("verify");
+        assert!(before.consistent, "{kind:?}: {}", before.summary());
+
+        // The home writes on and collects, until it deleted a pinned SST.
+        let ssts_at = |region: Region| async move {
+            snapshot(&region, "dbs/orders/main/compacted")
+                .await
+                .into_keys()
+                .filter_map(|p| {
+                    p.rsplit('/')
+                        .next()
+                        .and_then(|n| n.strip_suffix(".sst"))
+                        .map(str::to_string)
+                })
+                .collect::<BTreeSet<String>>()
+        };
+        let mut collected = 0;
+        for _ in 0..8 {
+            writing(&home, &acks, 2000, 3).await.expect("writer");
+            collected = pinned.difference(&ssts_at(a.clone()).await).count();
+            if collected > 0 {
+                break;
+            }
+        }
+        assert!(
+            collected > 0,
+            "{kind:?}: the home kept every pinned SST; the test proves nothing"
+        );
+
+        // The list-diff runs with no grace: it deletes what the home
+        // deleted, except what the fork holds.
+        let pins = Arc::new(BranchPins::default());
+        pins.add("orders", &forked.pinned);
+        let mut copier = BranchCopier::standalone(
+            flow,
+            ReplicationOptions {
+                delete_grace: Duration::ZERO,
+                ..fast()
+            },
+            Arc::clone(&pins) as Arc<_>,
+        );
+        copier.run_once().await.expect("copy");
+        let deleted = copier.prune().await.expect("prune");
+        assert!(deleted > 0, "{kind:?}: the list-diff deleted nothing");
+        let at_replica = ssts_at(b.clone()).await;
+        let lost: Vec<_> = pinned.difference(&at_replica).collect();
+        assert!(lost.is_empty(), "{kind:?}: pinned SSTs deleted: {lost:?}");
+        let after = verify(&branch, None).await.expect("verify the fork again");
+        assert!(after.consistent, "{kind:?}: {}", after.summary());
+        assert_eq!(after.records, before.records, "{kind:?}");
+    }
+}

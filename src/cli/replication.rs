@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 
+use lifeboat::control::event::BranchReason;
 use lifeboat::error::{Error, Result, exit_code};
 use lifeboat::region::Region;
 use lifeboat::replication::copier::BranchCopier;
-use lifeboat::replication::pins::NoPins;
+use lifeboat::replication::pins::{BranchPins, NoPins, Pins};
 use lifeboat::replication::{
     self, Flow, FlowStatus, ReplicationOptions, Replicator, check, replicator,
 };
@@ -110,13 +111,23 @@ pub async fn replicate(ctx: &Ctx, json: bool, args: ReplicateArgs) -> Result<i32
             "replication needs two regions; add another with `lifeboat region add NAME URL`",
         ));
     }
-    let flows = replication::discover(
+    // Forked branches: what they read stays pinned; drills stay home.
+    let state = lifeboat::control::load_all(&regions).await?;
+    let pins = BranchPins::of(&state);
+    let flows: Vec<Flow> = replication::discover(
         &regions,
         args.from.as_deref(),
         args.to.as_deref(),
         args.db.as_deref(),
     )
-    .await?;
+    .await?
+    .into_iter()
+    .filter(|f| {
+        state
+            .branch(&f.db, &f.branch)
+            .is_none_or(|b| b.fork.reason != BranchReason::Drill)
+    })
+    .collect();
     if flows.is_empty() {
         return Err(nothing_to_replicate(&args.db));
     }
@@ -138,20 +149,41 @@ pub async fn replicate(ctx: &Ctx, json: bool, args: ReplicateArgs) -> Result<i32
         ..ReplicationOptions::default()
     };
     if args.once {
-        return replicate_once(json, flows, opts).await;
+        return replicate_once(json, flows, opts, pins).await;
     }
-    let replicator = Replicator::start(flows, opts, Arc::new(NoPins));
+    let replicator = Replicator::start(flows, opts, Arc::clone(&pins) as Arc<dyn Pins>);
+    // Forks made meanwhile (by the app or another command) pin too.
+    let refresh = {
+        let (pins, regions) = (Arc::clone(&pins), regions.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PINS_EVERY).await;
+                if let Ok(state) = lifeboat::control::load_all(&regions).await {
+                    pins.update(&state);
+                }
+            }
+        })
+    };
     super::report_until_stopped(args.duration, args.report_every, || {
         print_statuses(json, &replicator.statuses())
     })
     .await?;
+    refresh.abort();
     let statuses = replicator.stop().await;
     print_statuses(json, &statuses)?;
     Ok(exit_code::OK)
 }
 
-async fn replicate_once(json: bool, flows: Vec<Flow>, opts: ReplicationOptions) -> Result<i32> {
-    let results = replicator::once(flows, opts, Arc::new(NoPins)).await;
+/// How often a running `replicate` reads the control log for new forks.
+const PINS_EVERY: Duration = Duration::from_secs(5);
+
+async fn replicate_once(
+    json: bool,
+    flows: Vec<Flow>,
+    opts: ReplicationOptions,
+    pins: Arc<BranchPins>,
+) -> Result<i32> {
+    let results = replicator::once(flows, opts, pins).await;
     let mut statuses = Vec::new();
     let mut first_error = None;
     for (flow, result) in results {
