@@ -111,6 +111,10 @@ pub enum Command {
     /// Fails the group over as the preview of epoch `epoch` said: fences,
     /// forks, records, serves, measures. Refused if the preview is stale.
     Failover { epoch: u64 },
+    /// Test failover: forks drill branches in the secondary, serves them
+    /// from a drill workspace, verifies them and reports; they expire
+    /// after `ttl_s`.
+    Drill { ttl_s: u64, smoke: Vec<String> },
     /// Writes the report of operation `id` (Markdown, or JSON for `.json`).
     ExportReport { id: String, path: PathBuf },
     /// Stop everything (cursors saved) and end the engine.
@@ -160,6 +164,7 @@ impl Command {
             }
             Command::Control { change } => change.describe(),
             Command::PreviewFailover => "look at what a failover would lose".into(),
+            Command::Drill { ttl_s, .. } => format!("test failover (branches kept {ttl_s} s)"),
             Command::Failover { epoch } => format!("fail over (epoch {epoch})"),
             Command::ExportReport { id, path } => {
                 format!("export the report of {id} to {}", path.display())
@@ -351,6 +356,12 @@ enum Internal {
         request: RequestId,
         result: Result<crate::orchestrator::failover::FailoverOutcome>,
     },
+    DrillStep(crate::control::event::Step),
+    Drilled {
+        request: RequestId,
+        result: Result<crate::orchestrator::drill::DrillOutcome>,
+    },
+    Expired(Result<Vec<String>>),
 }
 
 /// The engine's state; owned by its task alone.
@@ -391,6 +402,11 @@ struct Core {
     /// What forked branches read, kept by every flow's deletes.
     pins: Arc<BranchPins>,
     failover: failover::FailoverView,
+    /// The running or last drill (its preview fields stay empty).
+    drill: failover::FailoverView,
+    /// Drill workspaces, by drill id: stopped when their branches expire.
+    drill_workspaces: BTreeMap<String, crate::workspace::Workspace>,
+    expiring: bool,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -440,6 +456,9 @@ impl Core {
             workspace_busy: BTreeMap::new(),
             pins: Arc::default(),
             failover: failover::FailoverView::default(),
+            drill: failover::FailoverView::default(),
+            drill_workspaces: BTreeMap::new(),
+            expiring: false,
             internal_tx,
             internal_rx,
             snapshot_tx,
@@ -499,7 +518,11 @@ impl Core {
         self.state = EngineState::Stopping;
         self.publish();
         self.stop_demo(None).await;
-        for (name, ws) in std::mem::take(&mut self.workspaces) {
+        let drills = std::mem::take(&mut self.drill_workspaces);
+        for (name, ws) in std::mem::take(&mut self.workspaces)
+            .into_iter()
+            .chain(drills)
+        {
             if let Err(e) = ws.stop().await {
                 tracing::warn!(workspace = %name, "stopping: {e}");
             }
@@ -696,6 +719,7 @@ impl Core {
             Command::StartWorkspace { name, region } => self.start_workspace(request, name, region),
             Command::StopWorkspace { name } => self.stop_workspace(request, &name),
             Command::PreviewFailover => self.preview_failover(request),
+            Command::Drill { ttl_s, smoke } => self.run_drill(request, ttl_s, smoke),
             Command::Failover { epoch } => self.run_failover(request, epoch).await,
             Command::ExportReport { id, path } => self.export_report(request, id, path),
             Command::Shutdown => {}
@@ -1177,6 +1201,7 @@ impl Core {
                     Ok(state) => {
                         self.pins.update(&state);
                         self.control_state = state;
+                        self.expire_branches();
                         self.control_read_us = Some(now_us());
                         self.control_error = None;
                     }
@@ -1203,6 +1228,19 @@ impl Core {
                 }
             }
             Internal::FailoverStep(step) => self.failover.steps.push(step),
+            Internal::DrillStep(step) => self.drill.steps.push(step),
+            Internal::Drilled { request, result } => self.drilled(request, result),
+            Internal::Expired(result) => {
+                self.expiring = false;
+                match result {
+                    Ok(gone) if !gone.is_empty() => {
+                        tracing::info!("expired branches deleted: {}", gone.join(", "));
+                        self.read_control();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("deleting expired branches: {e}"),
+                }
+            }
             Internal::FailedOver { request, result } => self.failed_over(request, result),
             Internal::WorkspaceStarted {
                 request,
@@ -1639,6 +1677,137 @@ impl Core {
         }
     }
 
+    fn run_drill(&mut self, request: RequestId, ttl_s: u64, smoke: Vec<String>) {
+        let Some(group) = self.group.clone() else {
+            return self.fail(
+                request,
+                "configure replication first: a drill forks the secondary's replicas",
+            );
+        };
+        if self.drill.running {
+            return self.fail(request, "a drill is running; wait for it to finish");
+        }
+        if ttl_s == 0 {
+            return self.fail(
+                request,
+                "a time to live of 0 s would delete the drill at once; give at least a minute",
+            );
+        }
+        let dbs = self.failover_dbs(&group);
+        if dbs.is_empty() {
+            return self.fail(
+                request,
+                format!(
+                    "no database replicates from {} to {} yet",
+                    group.primary, group.secondary
+                ),
+            );
+        }
+        let to = match self.region(&group.secondary) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        let engine = match control::engine_id(&self.home.data_dir) {
+            Ok(id) => id,
+            Err(e) => return self.fail(request, e),
+        };
+        let tx = self.internal_tx.clone();
+        let options = crate::orchestrator::drill::DrillOptions {
+            ttl: Duration::from_secs(ttl_s),
+            smoke,
+            acks: dbs
+                .iter()
+                .map(|db| (db.clone(), AckLog::for_db(&self.home.acks_dir(), db)))
+                .collect(),
+            pins: Some(Arc::clone(&self.pins)),
+            on_step: Some(Box::new(move |step| {
+                let _ = tx.send(Internal::DrillStep(step.clone()));
+            })),
+            ..Default::default()
+        };
+        self.drill.running = true;
+        self.drill.steps.clear();
+        self.drill.error = None;
+        let who = self.who.clone();
+        let from = group.primary.clone();
+        self.spawn(async move {
+            let result =
+                crate::orchestrator::drill::drill(&from, &to, &dbs, &engine, &who, options).await;
+            Internal::Drilled { request, result }
+        });
+    }
+
+    fn drilled(
+        &mut self,
+        request: RequestId,
+        result: Result<crate::orchestrator::drill::DrillOutcome>,
+    ) {
+        self.drill.running = false;
+        match result {
+            Ok(outcome) => {
+                let record = outcome.record;
+                if let Some(ws) = outcome.workspace {
+                    self.drill_workspaces.insert(record.id.clone(), ws);
+                }
+                let rto = record
+                    .rto_ms
+                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
+                let message = format!("{}; RTO {rto}", record.outcome);
+                let ok = record.ok;
+                self.drill.last = Some(record);
+                self.finish(
+                    request,
+                    if ok {
+                        Outcome::Done(message)
+                    } else {
+                        Outcome::Failed(message)
+                    },
+                );
+                self.read_control();
+            }
+            Err(e) => {
+                self.drill.error = Some(crate::error::one_line(&e.to_string()));
+                self.fail(request, e);
+            }
+        }
+    }
+
+    /// Deletes branches whose time to live ran out (and stops the drill
+    /// workspaces serving them).
+    fn expire_branches(&mut self) {
+        let expired = self.control_state.expired(crate::orchestrator::now_ms());
+        if expired.is_empty() || self.expiring {
+            return;
+        }
+        let names: BTreeSet<String> = expired.iter().map(|b| b.fork.branch.clone()).collect();
+        let done: Vec<String> = self
+            .drill_workspaces
+            .keys()
+            .filter(|id| names.contains(*id))
+            .cloned()
+            .collect();
+        for id in done {
+            if let Some(ws) = self.drill_workspaces.remove(&id) {
+                tokio::spawn(async move {
+                    let _ = ws.stop().await;
+                });
+            }
+        }
+        let engine = match control::engine_id(&self.home.data_dir) {
+            Ok(id) => id,
+            Err(e) => return tracing::warn!("expiring branches: {e}"),
+        };
+        self.expiring = true;
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let state = self.control_state.clone();
+        let who = self.who.clone();
+        self.spawn(async move {
+            Internal::Expired(
+                crate::orchestrator::drill::expire(&regions, &state, &engine, &who).await,
+            )
+        });
+    }
+
     fn export_report(&mut self, request: RequestId, id: String, path: PathBuf) {
         let record = self
             .control_state
@@ -1647,6 +1816,7 @@ impl Core {
             .rev()
             .find(|r| r.id == id)
             .or(self.failover.last.as_ref().filter(|r| r.id == id))
+            .or(self.drill.last.as_ref().filter(|r| r.id == id))
             .cloned();
         let Some(record) = record else {
             return self.fail(request, format!("no operation `{id}` in the control log"));
@@ -1705,6 +1875,7 @@ impl Core {
             activity: Arc::clone(&self.activity_view),
             demo_workloads: self.demo.keys().cloned().collect(),
             failover: Arc::new(self.failover.clone()),
+            drill: Arc::new(self.drill.clone()),
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(

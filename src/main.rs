@@ -97,6 +97,10 @@ enum Command {
     /// would be lost; with --yes fork new live branches off the replicas,
     /// record the new epoch, serve them and measure RPO and RTO.
     Failover(cli::failover::FailoverArgs),
+    /// Test failover: fork drill branches off the replicas in the
+    /// secondary, serve them, verify them and report, never touching the
+    /// primary; the branches expire at their time to live.
+    Drill(cli::failover::DrillArgs),
     /// Forked branches: list, fork (at a replica without writing into it,
     /// or at the home), delete.
     #[command(subcommand)]
@@ -750,6 +754,7 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Control(c) => cli::workspace::control_command(&ctx, json, c).await,
             Command::Failover(a) => cli::failover::failover_command(&ctx, json, a).await,
             Command::Branch(c) => cli::failover::branch_command(&ctx, json, c).await,
+            Command::Drill(a) => cli::failover::drill_command(&ctx, json, a).await,
             Command::Bench(c) => cli::bench::run(&ctx, json, c).await,
             Command::Gui(args) => open_gui(&ctx, args),
         }

@@ -92,6 +92,23 @@ async fn in_sync(replicator: &Replicator) {
     assert!(ok, "no sync: {:#?}", replicator.statuses());
 }
 
+/// Waits until `replica` holds every acknowledged record.
+async fn caught_up(replica: &DbLocation, acks: &AckLog) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(report) = verify(replica, Some(acks)).await
+            && report.acks.as_ref().is_some_and(|a| a.missing_acked == 0)
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Seqs acknowledged by `until_us`, from the log.
 fn acked_by(acks: &AckLog, until_us: u64) -> BTreeSet<u64> {
     acks.read()
@@ -600,5 +617,118 @@ async fn a_fork_keeps_what_it_reads_when_the_home_collects_it() {
         let after = verify(&branch, None).await.expect("verify the fork again");
         assert!(after.consistent, "{kind:?}: {}", after.summary());
         assert_eq!(after.records, before.records, "{kind:?}");
+    }
+}
+
+/// A drill forks, serves, probes and verifies in the secondary while the
+/// primary's files and the replica stay exactly as they were; its branch
+/// goes at its time to live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_never_touches_production_and_expires() {
+    use lifeboat::orchestrator::drill::{self, DrillOptions};
+    for kind in common::kinds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = common::region(kind, "us-east-1", dir.path());
+        let b = common::region(kind, "eu-west-1", dir.path());
+        let regions = vec![a.clone(), b.clone()];
+        shop(&regions).await;
+        let home = DbLocation::in_region(&a, "orders").expect("names");
+        home.create().await.expect("create");
+        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+        let replicator = Replicator::start(
+            vec![Flow::new("orders", "main", &a, &b)],
+            fast(),
+            Arc::new(NoPins),
+        );
+        writing(&home, &acks, 500, 2).await.expect("writer");
+        in_sync(&replicator).await;
+        let replica = DbLocation::in_region(&b, "orders").expect("names");
+        caught_up(&replica, &acks).await;
+        in_sync(&replicator).await;
+
+        let primary_before = snapshot(&a, "").await;
+        let replica_before = snapshot(&b, "dbs/orders/main").await;
+        let mut acks_by_db = BTreeMap::new();
+        acks_by_db.insert("orders".to_string(), acks.clone());
+        let outcome = drill::drill(
+            "us-east-1",
+            &b,
+            &["orders".to_string()],
+            "00000000000000cc",
+            "test",
+            DrillOptions {
+                ttl: Duration::from_secs(2),
+                smoke: vec!["DBSIZE".into(), "SET drill-key x".into()],
+                acks: acks_by_db,
+                ..DrillOptions::default()
+            },
+        )
+        .await
+        .expect("drill");
+        let record = &outcome.record;
+        assert!(record.ok, "{kind:?}: {record:#?}");
+        assert!(record.rto_ms.is_some(), "{kind:?}");
+        let verify_step = record
+            .steps
+            .iter()
+            .find(|s| s.name.starts_with("verify"))
+            .expect("a verification");
+        assert!(
+            verify_step
+                .detail
+                .contains("matches the replica's at the fork"),
+            "{}",
+            verify_step.detail
+        );
+        assert_eq!(record.rpo[0].missing_records, Some(0), "{kind:?}");
+        let ws = outcome.workspace.expect("a drill workspace");
+        ws.stop().await.expect("stop");
+
+        // Production: not one object of the primary changed or appeared
+        // (its replicator-side cursor lives in the secondary), and the
+        // replica is as it was.
+        let replica_after = snapshot(&b, "dbs/orders/main").await;
+        assert_eq!(
+            replica_after, replica_before,
+            "{kind:?}: the replica changed"
+        );
+        let primary_after = snapshot(&a, "").await;
+        let changed: Vec<_> = primary_after
+            .iter()
+            .filter(|(k, v)| primary_before.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "{kind:?}: the drill wrote into the primary: {changed:?}"
+        );
+        let status = &replicator.statuses()[0];
+        assert_eq!(status.state, FlowState::InSync, "{kind:?}: {status:#?}");
+        replicator.stop().await;
+
+        // At its time to live the drill branch goes, shadow and all.
+        let state = control::load(&b).await.expect("log");
+        assert_eq!(state.drills().count(), 1, "{kind:?}");
+        assert!(
+            drill::expire(&regions, &state, "00000000000000cc", "test")
+                .await
+                .expect("expire")
+                .is_empty(),
+            "{kind:?}: expired before its time"
+        );
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let gone = drill::expire(&regions, &state, "00000000000000cc", "test")
+            .await
+            .expect("expire");
+        assert_eq!(gone.len(), 1, "{kind:?}");
+        let fork = &outcome.forks[0];
+        let branch = DbLocation::branch_in_region(&b, "orders", &fork.branch).expect("names");
+        assert!(!branch.exists().await.expect("list"), "{kind:?}");
+        assert!(
+            snapshot(&b, "_lifeboat/shadow").await.is_empty(),
+            "{kind:?}"
+        );
+        let state = control::load(&b).await.expect("log");
+        assert_eq!(state.drills().count(), 0, "{kind:?}");
     }
 }

@@ -623,3 +623,67 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
         "a second failover waits for failback"
     );
 }
+
+#[test]
+fn a_drill_from_the_replication_tab_passes_and_leaves_production_alone() {
+    let mut app = App::open(&[("orders", 300)]);
+    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
+        h.query_by_label("Configure replication")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click("Configure replication");
+    app.click_role(Role::RadioButton, "eu-west-1");
+    app.click("Submit");
+    app.until("In sync", Duration::from_secs(90), |h| {
+        count_label(h, "In sync") == 1
+    });
+    app.click_role(Role::Button, "Test failover");
+    app.settle();
+    app.harness
+        .get_by_role_and_label(Role::MultilineTextInput, "Smoke commands")
+        .click();
+    app.harness.step();
+    app.harness
+        .get_by_role_and_label(Role::MultilineTextInput, "Smoke commands")
+        .type_text("\nGET nothing");
+    app.settle();
+    app.click_role(Role::Button, "Run drill");
+    app.until("the drill's verdict", Duration::from_secs(60), |h| {
+        h.query_all_by_label_contains("drill passed")
+            .next()
+            .is_some()
+            || h.query_all_by_label_contains("drill FAILED")
+                .next()
+                .is_some()
+    });
+    let snapshot = app.harness.state().snapshot();
+    let record = snapshot.drill.last.clone().expect("a drill record");
+    assert!(record.ok, "{record:#?}");
+    assert!(
+        record
+            .steps
+            .iter()
+            .any(|s| s.name == "smoke: GET nothing" && s.ok),
+        "{record:#?}"
+    );
+    // Production is as it was: main is still live, nothing failed over.
+    assert_eq!(snapshot.branches.epoch, 0);
+    app.until(
+        "the drill branch in the log",
+        Duration::from_secs(30),
+        |h| {
+            h.state()
+                .snapshot()
+                .branches
+                .branches
+                .iter()
+                .any(|b| b.fork.branch == record.id)
+        },
+    );
+    assert!(
+        app.harness
+            .query_by_role_and_label(Role::Button, "Failover")
+            .is_some_and(|b| !b.accesskit_node().is_disabled()),
+        "a drill does not block a failover"
+    );
+}

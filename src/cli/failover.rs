@@ -155,17 +155,7 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         serve: !args.no_serve,
         acks,
         pins: None,
-        on_step: (!json).then(|| {
-            Box::new(|s: &lifeboat::control::event::Step| {
-                println!(
-                    "  {} {} ({} ms): {}",
-                    if s.ok { "✓" } else { "✗" },
-                    s.name,
-                    s.ms,
-                    s.detail
-                );
-            }) as lifeboat::orchestrator::OnStep
-        }),
+        on_step: (!json).then(step_printer),
     };
     let outcome = failover::failover(&regions, &preview, &engine, &local_user(), options).await?;
     if let Some(path) = &args.report {
@@ -208,10 +198,12 @@ fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
     );
     for d in &record.rpo {
         let missing = match (d.missing_records, d.acknowledged) {
-            (Some(m), Some(a)) => format!(
-                "{m} of {a} acknowledged records missing (oldest {} ms before the fork)",
-                d.missing_span_ms.unwrap_or(0)
-            ),
+            (Some(m), Some(a)) => match d.missing_span_ms {
+                Some(ms) if m > 0 => format!(
+                    "{m} of {a} acknowledged records missing (the oldest acknowledged {ms} ms before the fork)"
+                ),
+                _ => format!("{m} of {a} acknowledged records missing"),
+            },
             _ => "no acknowledgement log to count against".to_string(),
         };
         let lag = d
@@ -223,6 +215,105 @@ fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
         println!("  serving {e}");
     }
     Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// The primary (default: the group's).
+    #[arg(long)]
+    from: Option<String>,
+    /// The region the drill runs in (default: the group's secondary).
+    #[arg(long)]
+    to: Option<String>,
+    /// A database to drill; repeatable (default: the group's).
+    #[arg(long = "db", value_name = "NAME")]
+    dbs: Vec<String>,
+    /// Delete the drill branches after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    ttl: Duration,
+    /// A command to run against the drill workspace, e.g. "GET greeting";
+    /// repeatable. A command that answers an error fails the drill.
+    #[arg(long = "smoke", value_name = "COMMAND")]
+    smoke: Vec<String>,
+    /// Write the drill report here (.json for JSON, else Markdown).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Keep the drill workspace serving this long (default: stop at once;
+    /// the branches stay until their time to live).
+    #[arg(long, value_parser = parse_duration)]
+    serve_for: Option<Duration>,
+    /// The drill workspace's port (default: any free one).
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32> {
+    let regions = super::workspace::regions(ctx)?;
+    let scope_args = FailoverArgs {
+        from: args.from.clone(),
+        to: args.to.clone(),
+        dbs: args.dbs.clone(),
+        yes: false,
+        report: None,
+        port: None,
+        bind: None,
+        no_serve: false,
+        duration: None,
+    };
+    let (from, to, mut dbs) = scope(ctx, &regions, &scope_args)?;
+    if dbs.is_empty() {
+        let state = control::load(&to).await?;
+        dbs = replicated(&from, &to, &state).await?;
+    }
+    let engine = control::engine_id(&ctx.home.data_dir)?;
+    let options = lifeboat::orchestrator::drill::DrillOptions {
+        ttl: args.ttl,
+        port: Some(args.port.unwrap_or(0)),
+        smoke: args.smoke.clone(),
+        acks: dbs
+            .iter()
+            .map(|db| (db.clone(), AckLog::for_db(&ctx.home.acks_dir(), db)))
+            .collect(),
+        on_step: (!json).then(step_printer),
+        ..Default::default()
+    };
+    let outcome = lifeboat::orchestrator::drill::drill(
+        from.name(),
+        &to,
+        &dbs,
+        &engine,
+        &local_user(),
+        options,
+    )
+    .await?;
+    if let Some(path) = &args.report {
+        report::write(path, &outcome.record)?;
+    }
+    print_record(json, &outcome.record)?;
+    if let Some(ws) = outcome.workspace {
+        if let Some(serve_for) = args.serve_for {
+            super::report_until_stopped(Some(serve_for), Duration::from_secs(3600), || Ok(()))
+                .await?;
+        }
+        ws.stop().await?;
+    }
+    Ok(if outcome.record.ok {
+        exit_code::OK
+    } else {
+        exit_code::FAILED
+    })
+}
+
+fn step_printer() -> lifeboat::orchestrator::OnStep {
+    Box::new(|s: &lifeboat::control::event::Step| {
+        println!(
+            "  {} {} ({} ms): {}",
+            if s.ok { "ok  " } else { "FAIL" },
+            s.name,
+            s.ms,
+            s.detail
+        );
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,6 +328,9 @@ pub enum BranchCommand {
     /// Fork a branch off another, at its newest consistent state: at a
     /// replica without writing into it, or at the home.
     Fork(ForkArgs),
+    /// Delete every branch whose time to live ran out (the app does this
+    /// on its own).
+    Gc,
     /// Delete a forked branch (never the live one).
     Delete {
         /// The database.
@@ -356,6 +450,20 @@ pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Re
                     },
                     appended.summary()
                 )
+            })?;
+            Ok(exit_code::OK)
+        }
+        BranchCommand::Gc => {
+            let engine = control::engine_id(&ctx.home.data_dir)?;
+            let deleted =
+                lifeboat::orchestrator::drill::expire(&regions, &state, &engine, &local_user())
+                    .await?;
+            emit(json, &deleted, || {
+                if deleted.is_empty() {
+                    "no branch has expired".to_string()
+                } else {
+                    format!("deleted expired {}", deleted.join(", "))
+                }
             })?;
             Ok(exit_code::OK)
         }

@@ -365,7 +365,7 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
     let options = StartOptions {
         bind: args.bind,
         port: args.port,
-        probe_token: None,
+        ..StartOptions::default()
     };
     let ws = Workspace::start(region, &state, &args.name, options).await?;
     print_status(json, &ws.status())?;

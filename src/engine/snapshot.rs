@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub control: Arc<super::workspaces::ControlView>,
     /// The failover being previewed or run here, and the last one.
     pub failover: Arc<super::failover::FailoverView>,
+    /// The drill running here, or the last one.
+    pub drill: Arc<super::failover::FailoverView>,
     /// Forked branches, live branches and measured operations, from the log.
     pub branches: Arc<super::failover::BranchesView>,
 }

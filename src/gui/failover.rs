@@ -8,17 +8,63 @@ use super::widgets::{self, button_unless};
 use crate::control::event::OperationRecord;
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
-/// The panel's own state.
+/// Exports an operation's report through a save dialog.
+#[derive(Default)]
+struct ReportExport {
+    dialog: widgets::PathDialog,
+    /// The operation whose report is being exported.
+    exporting: Option<String>,
+    request: Option<RequestId>,
+    note: Option<String>,
+}
+
+impl ReportExport {
+    fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, record: &OperationRecord) {
+        let open = self.dialog.is_open().then_some("a save dialog is open");
+        if button_unless(ui, "Export report…", open).clicked() {
+            let dialog = rfd::AsyncFileDialog::new()
+                .set_title("Export the report")
+                .add_filter("Markdown", &["md"])
+                .add_filter("JSON", &["json"])
+                .set_file_name(format!("{}.md", record.id))
+                .save_file();
+            self.exporting = Some(record.id.clone());
+            self.note = None;
+            self.dialog.open(ui.ctx(), engine.runtime(), dialog);
+        }
+    }
+
+    fn poll(&mut self, engine: &Engine) {
+        match self.dialog.poll() {
+            Some(Some(path)) => {
+                if let Some(id) = self.exporting.take() {
+                    self.request = Some(engine.send(Command::ExportReport { id, path }));
+                }
+            }
+            Some(None) => {
+                self.note = Some(
+                    "No file chosen (or this system has no file dialog service); `lifeboat failover --report FILE` and `lifeboat drill --report FILE` write one too.".into(),
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn feedback(&self, ui: &mut egui::Ui, snapshot: &Snapshot) {
+        if let Some(note) = &self.note {
+            ui.label(RichText::new(note).color(widgets::muted(ui)));
+        }
+        widgets::feedback(ui, snapshot, self.request);
+    }
+}
+
+/// The failover panel's own state.
 #[derive(Default)]
 pub struct FailoverPanel {
     open: bool,
     preview_request: Option<RequestId>,
     run_request: Option<RequestId>,
-    export_request: Option<RequestId>,
-    dialog: widgets::PathDialog,
-    /// The report being exported.
-    exporting: Option<String>,
-    note: Option<String>,
+    export: ReportExport,
 }
 
 impl FailoverPanel {
@@ -68,13 +114,12 @@ impl FailoverPanel {
         if response.clicked() {
             self.open = true;
             self.run_request = None;
-            self.note = None;
             self.preview_request = Some(engine.send(Command::PreviewFailover));
         }
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
-        self.poll_dialog(engine);
+        self.export.poll(engine);
         if !self.open {
             return;
         }
@@ -135,18 +180,7 @@ impl FailoverPanel {
 
     fn progress(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
         let view = &snapshot.failover;
-        for step in &view.steps {
-            ui.horizontal(|ui| {
-                let (mark, colour) = if step.ok {
-                    ("done", widgets::good(ui))
-                } else {
-                    ("failed", widgets::bad(ui))
-                };
-                widgets::badge(ui, colour, mark);
-                ui.label(format!("{} ({} ms)", step.name, step.ms));
-                ui.label(RichText::new(&step.detail).color(widgets::muted(ui)));
-            });
-        }
+        steps_ui(ui, &view.steps);
         if view.running {
             ui.horizontal(|ui| {
                 ui.spinner();
@@ -161,10 +195,7 @@ impl FailoverPanel {
         } else {
             widgets::feedback(ui, snapshot, self.run_request);
         }
-        if let Some(note) = &self.note {
-            ui.label(RichText::new(note).color(widgets::muted(ui)));
-        }
-        widgets::feedback(ui, snapshot, self.export_request);
+        self.export.feedback(ui, snapshot);
         if ui.button("Close").clicked() {
             self.open = false;
             self.run_request = None;
@@ -172,66 +203,169 @@ impl FailoverPanel {
     }
 
     fn outcome(&mut self, ui: &mut egui::Ui, engine: &Engine, record: &OperationRecord) {
-        let colour = if record.ok {
-            widgets::good(ui)
+        record_ui(ui, record);
+        self.export.button(ui, engine, record);
+    }
+}
+
+/// The Test failover panel: a time to live, smoke commands, then the
+/// drill's steps, verdict and report.
+pub struct DrillPanel {
+    open: bool,
+    ttl_minutes: String,
+    smoke: String,
+    request: Option<RequestId>,
+    export: ReportExport,
+}
+
+impl Default for DrillPanel {
+    fn default() -> Self {
+        DrillPanel {
+            open: false,
+            ttl_minutes: "60".into(),
+            smoke: "DBSIZE".into(),
+            request: None,
+            export: ReportExport::default(),
+        }
+    }
+}
+
+impl DrillPanel {
+    pub fn button(&mut self, ui: &mut egui::Ui, snapshot: &Snapshot) {
+        let blocked = if snapshot.drill.running {
+            Some("a drill is running")
+        } else if snapshot.flows.is_empty() {
+            Some("nothing replicates yet")
         } else {
-            widgets::bad(ui)
+            None
         };
-        ui.label(RichText::new(&record.outcome).color(colour).strong());
-        ui.label(format!(
-            "RTO {} (to {})",
-            record
-                .rto_ms
-                .map_or("not measured".to_string(), |ms| format!("{ms} ms")),
-            record.rto_to
-        ));
-        for d in &record.rpo {
-            let lost = match (d.missing_records, d.acknowledged) {
-                (Some(m), Some(a)) => format!("{m} of {a} acknowledged records missing"),
-                _ => d.lag_ms.map_or("RPO unknown".to_string(), |ms| {
-                    format!("replica lag {ms} ms at the fork")
-                }),
-            };
-            ui.label(format!("RPO {}/{}: {lost}", d.db, d.branch));
-        }
-        for url in &record.endpoints {
-            ui.horizontal(|ui| {
-                ui.monospace(url);
-                if ui
-                    .button("Copy")
-                    .accessible_name(format!("Copy new connection string {url}"))
-                    .clicked()
-                {
-                    ui.ctx().copy_text(url.clone());
-                }
-            });
-        }
-        let open = self.dialog.is_open().then_some("a save dialog is open");
-        if button_unless(ui, "Export report…", open).clicked() {
-            let dialog = rfd::AsyncFileDialog::new()
-                .set_title("Export the failover report")
-                .add_filter("Markdown", &["md"])
-                .add_filter("JSON", &["json"])
-                .set_file_name(format!("{}.md", record.id))
-                .save_file();
-            self.exporting = Some(record.id.clone());
-            self.dialog.open(ui.ctx(), engine.runtime(), dialog);
+        let response = button_unless(ui, "Test failover", blocked).on_hover_text(
+            "A drill: fork throw-away branches off the replicas in the secondary, serve and verify them, measure RTO; production is not touched",
+        );
+        if response.clicked() {
+            self.open = true;
         }
     }
 
-    fn poll_dialog(&mut self, engine: &Engine) {
-        match self.dialog.poll() {
-            Some(Some(path)) => {
-                if let Some(id) = self.exporting.take() {
-                    self.export_request = Some(engine.send(Command::ExportReport { id, path }));
-                }
-            }
-            Some(None) => {
-                self.note = Some(
-                    "No file chosen (or this system has no file dialog service); `lifeboat failover --report FILE` writes one too.".into(),
-                );
-            }
-            None => {}
+    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        self.export.poll(engine);
+        if !self.open {
+            return;
         }
+        let view = &snapshot.drill;
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.heading("Test failover");
+            if view.running || self.request.is_some() {
+                steps_ui(ui, &view.steps);
+                if view.running {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Drilling…");
+                    });
+                    return;
+                }
+                if let Some(error) = &view.error {
+                    ui.label(RichText::new(error).color(widgets::bad(ui)));
+                } else if let Some(record) = &view.last {
+                    record_ui(ui, record);
+                    self.export.button(ui, engine, record);
+                }
+                self.export.feedback(ui, snapshot);
+                if ui.button("Close").clicked() {
+                    self.open = false;
+                    self.request = None;
+                }
+                return;
+            }
+            ui.label(
+                "Drill branches are forked off the replicas in the secondary and served by a drill workspace on a port of its own; the primary and the replicas are not written.",
+            );
+            egui::Grid::new("drill-form").num_columns(2).show(ui, |ui| {
+                ui.label("Keep the branches (minutes)");
+                ui.add(egui::TextEdit::singleline(&mut self.ttl_minutes).desired_width(80.0))
+                    .accessible_name("Drill time to live in minutes");
+                ui.end_row();
+                ui.label("Smoke commands (one per line)");
+                ui.add(egui::TextEdit::multiline(&mut self.smoke).desired_rows(3))
+                    .accessible_name("Smoke commands");
+                ui.end_row();
+            });
+            let ttl = self.ttl_minutes.trim().parse::<u64>().ok().filter(|m| *m > 0);
+            ui.horizontal(|ui| {
+                let reason = ttl.is_none().then_some("give the time to live as a whole number of minutes above 0");
+                if button_unless(ui, "Run drill", reason).clicked()
+                    && let Some(minutes) = ttl
+                {
+                    let smoke = self
+                        .smoke
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    self.request = Some(engine.send(Command::Drill {
+                        ttl_s: minutes * 60,
+                        smoke,
+                    }));
+                }
+                if ui.button("Cancel").clicked() {
+                    self.open = false;
+                }
+            });
+        });
+    }
+}
+
+/// Each step of an operation with how long it took.
+fn steps_ui(ui: &mut egui::Ui, steps: &[crate::control::event::Step]) {
+    for step in steps {
+        ui.horizontal(|ui| {
+            let (mark, colour) = if step.ok {
+                ("done", widgets::good(ui))
+            } else {
+                ("failed", widgets::bad(ui))
+            };
+            widgets::badge(ui, colour, mark);
+            ui.label(format!("{} ({} ms)", step.name, step.ms));
+            ui.label(RichText::new(&step.detail).color(widgets::muted(ui)));
+        });
+    }
+}
+
+/// An operation's outcome: verdict, RTO, RPO per database, endpoints.
+fn record_ui(ui: &mut egui::Ui, record: &OperationRecord) {
+    let colour = if record.ok {
+        widgets::good(ui)
+    } else {
+        widgets::bad(ui)
+    };
+    ui.label(RichText::new(&record.outcome).color(colour).strong());
+    ui.label(format!(
+        "RTO {} (to {})",
+        record
+            .rto_ms
+            .map_or("not measured".to_string(), |ms| format!("{ms} ms")),
+        record.rto_to
+    ));
+    for d in &record.rpo {
+        let lost = match (d.missing_records, d.acknowledged) {
+            (Some(m), Some(a)) => format!("{m} of {a} acknowledged records missing"),
+            _ => d.lag_ms.map_or("RPO unknown".to_string(), |ms| {
+                format!("replica lag {ms} ms at the fork")
+            }),
+        };
+        ui.label(format!("RPO {}/{}: {lost}", d.db, d.branch));
+    }
+    for url in &record.endpoints {
+        ui.horizontal(|ui| {
+            ui.monospace(url);
+            if ui
+                .button("Copy")
+                .accessible_name(format!("Copy new connection string {url}"))
+                .clicked()
+            {
+                ui.ctx().copy_text(url.clone());
+            }
+        });
     }
 }

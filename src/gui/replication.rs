@@ -10,7 +10,6 @@ use super::widgets::{self, button_unless, feedback, human_bytes};
 use crate::engine::group::{ReplicationKind, Selection};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
-const DRILL_LATER: &str = "Test failover (drills on copy-on-write branches that never touch production) arrives with the failover issue";
 const PREPROVISION_LATER: &str = "Pre-provisioning needs workspaces (a standing read-only workspace in the secondary); it arrives with the workspace and failover issues";
 const FAILBACK_LATER: &str =
     "Failback arrives with the stranded-write recovery issue, after a failover";
@@ -33,6 +32,7 @@ pub struct ReplicationTab {
     pending: Option<RequestId>,
     confirm_stop: bool,
     failover: super::failover::FailoverPanel,
+    drill: super::failover::DrillPanel,
 }
 
 impl ReplicationTab {
@@ -103,12 +103,13 @@ impl ReplicationTab {
                     }
                     ui.separator();
                     self.failover.button(ui, engine, snapshot);
-                    button_unless(ui, "Test failover", Some(DRILL_LATER));
+                    self.drill.button(ui, snapshot);
                     button_unless(ui, "Start pre-provisioning", Some(PREPROVISION_LATER));
                     button_unless(ui, "Failback", Some(FAILBACK_LATER));
                 });
                 feedback(ui, snapshot, self.pending);
                 self.failover.ui(ui, engine, snapshot);
+                self.drill.ui(ui, engine, snapshot);
                 ui.add_space(8.0);
                 self.rows(ui, engine, snapshot);
             }

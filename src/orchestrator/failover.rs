@@ -417,6 +417,7 @@ pub async fn failover(
                 bind: options.bind.clone(),
                 port: options.port,
                 probe_token: Some(token.clone()),
+                ..StartOptions::default()
             };
             match Workspace::start(to.clone(), &state, ws_name, start).await {
                 Ok(ws) => {
@@ -564,7 +565,11 @@ async fn fence_writer(home: &Region, db: &str, branch: &str) -> Result<()> {
 }
 
 /// One durable write through the workspace at `addr`, as a client makes it.
-async fn probe(addr: SocketAddr, token: &str, index: u32) -> std::result::Result<(), String> {
+pub(crate) async fn probe(
+    addr: SocketAddr,
+    token: &str,
+    index: u32,
+) -> std::result::Result<(), String> {
     let target = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {

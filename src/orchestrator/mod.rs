@@ -3,6 +3,7 @@
 //! ends as an [`OperationRecord`](crate::control::event::OperationRecord)
 //! in the control log, with its measured RPO and RTO.
 
+pub mod drill;
 pub mod failover;
 pub mod report;
 

@@ -11,6 +11,7 @@
 //! instead of hanging it (SlateDB retries forever by default).
 
 pub mod fork;
+pub mod view;
 
 use std::collections::BTreeSet;
 use std::future::Future;

@@ -54,6 +54,27 @@ fn int(arg: &Bytes) -> Option<i64> {
 /// else the command does not exist.
 pub const PROBE_COMMAND: &str = "LIFEBOAT.PROBE";
 
+/// `LIFEBOAT.LOGIN <token> <index>`: the starting process's own session
+/// (a drill's smoke commands), as admin on database `index`.
+pub const PROBE_LOGIN: &str = "LIFEBOAT.LOGIN";
+
+fn probe_login(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Option<Outcome> {
+    let expected = shared.probe_token.as_deref()?;
+    let [token, index] = args else {
+        return None;
+    };
+    if token.as_ref() != expected.as_bytes() {
+        return None;
+    }
+    let index = int(index).and_then(|i| u32::try_from(i).ok())?;
+    if !shared.dbs.contains_key(&index) {
+        return Some(done(Reply::err("ERR no such database index")));
+    }
+    session.internal = true;
+    session.db = index;
+    Some(done(Reply::ok()))
+}
+
 async fn probe(shared: &Arc<Shared>, args: &[Bytes]) -> Option<Outcome> {
     let expected = shared.probe_token.as_deref()?;
     let [token, index] = args else {
@@ -84,6 +105,11 @@ pub async fn run(shared: &Arc<Shared>, session: &mut Session, words: Vec<Bytes>)
     let args = &words[1..];
     if name == PROBE_COMMAND
         && let Some(outcome) = probe(shared, args).await
+    {
+        return outcome;
+    }
+    if name == PROBE_LOGIN
+        && let Some(outcome) = probe_login(shared, session, args)
     {
         return outcome;
     }

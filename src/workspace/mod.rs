@@ -101,6 +101,8 @@ pub struct Shared {
     pub stop: watch::Sender<bool>,
     /// The token of the RTO probe (see `commands::PROBE_COMMAND`).
     pub probe_token: Option<String>,
+    /// Whether this workspace runs its pipelines.
+    pub pipelines_enabled: bool,
 }
 
 impl Shared {
@@ -126,6 +128,11 @@ pub struct StartOptions {
     /// A one-time token that lets the starting process write the probe key
     /// (a failover's RTO is measured to that write).
     pub probe_token: Option<String>,
+    /// Attach these branches (by database) instead of the live ones: a
+    /// drill serves its drill branches with production's users and rules.
+    pub branches: BTreeMap<String, String>,
+    /// Leave the pipelines alone (a drill must not load data).
+    pub no_pipelines: bool,
 }
 
 /// One database's endpoint.
@@ -200,7 +207,10 @@ impl Workspace {
             .map_err(|e| Error::Failed(format!("no local address: {e}")))?;
         let mut dbs = BTreeMap::new();
         for attachment in &config.databases {
-            let branch = state.live_branch(&attachment.db);
+            let branch = options
+                .branches
+                .get(&attachment.db)
+                .map_or_else(|| state.live_branch(&attachment.db), String::as_str);
             match AttachedDb::attach(&region, attachment.index, &attachment.db, branch).await {
                 Ok(db) => {
                     dbs.insert(attachment.index, Arc::new(db));
@@ -226,10 +236,13 @@ impl Workspace {
             stats: Stats::default(),
             started: Instant::now(),
             stop,
-            probe_token: options.probe_token,
+            probe_token: options.probe_token.clone(),
+            pipelines_enabled: !options.no_pipelines,
         });
         let pipelines = Arc::new(Pipelines::default());
-        pipelines.reconcile(&shared, config);
+        if shared.pipelines_enabled {
+            pipelines.reconcile(&shared, config);
+        }
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener));
         let refresh = tokio::spawn(refresh_loop(
             Arc::clone(&shared),
@@ -429,6 +442,8 @@ async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at
             Ok(access) => shared.set_access(access),
             Err(e) => tracing::warn!(workspace = %shared.name, "ignoring a bad rule: {e}"),
         }
-        pipelines.reconcile(&shared, config);
+        if shared.pipelines_enabled {
+            pipelines.reconcile(&shared, config);
+        }
     }
 }
