@@ -101,6 +101,9 @@ enum Command {
     /// secondary, serve them, verify them and report, never touching the
     /// primary; the branches expire at their time to live.
     Drill(cli::failover::DrillArgs),
+    /// Point-in-time recovery: fork a branch as of a time (to the WAL file)
+    /// in either region, from the home's scheduled checkpoints.
+    Restore(cli::failover::RestoreArgs),
     /// Forked branches: list, fork (at a replica without writing into it,
     /// or at the home), delete.
     #[command(subcommand)]
@@ -755,6 +758,7 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Failover(a) => cli::failover::failover_command(&ctx, json, a).await,
             Command::Branch(c) => cli::failover::branch_command(&ctx, json, c).await,
             Command::Drill(a) => cli::failover::drill_command(&ctx, json, a).await,
+            Command::Restore(a) => cli::failover::restore_command(&ctx, json, a).await,
             Command::Bench(c) => cli::bench::run(&ctx, json, c).await,
             Command::Gui(args) => open_gui(&ctx, args),
         }

@@ -316,6 +316,80 @@ fn step_printer() -> lifeboat::orchestrator::OnStep {
     })
 }
 
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The database.
+    #[arg(long)]
+    db: String,
+    /// The time to restore to, RFC 3339 (2026-11-26T14:05:00Z; UTC when
+    /// no offset is given).
+    #[arg(long, value_name = "TIME")]
+    at: String,
+    /// The region to restore in (its home or a replica; default: the first).
+    #[arg(long)]
+    region: Option<String>,
+    /// The branch to restore from (default: the live one).
+    #[arg(long)]
+    from: Option<String>,
+    /// The new branch's name (default: restore-<unix seconds of TIME>).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+pub async fn restore_command(ctx: &Ctx, json: bool, args: RestoreArgs) -> Result<i32> {
+    let at = humantime::parse_rfc3339_weak(args.at.trim()).map_err(|e| {
+        Error::invalid(format!(
+            "--at `{}` is not a time ({e}); write it like 2026-11-26T14:05:00Z",
+            args.at
+        ))
+    })?;
+    let at_ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| Error::invalid("--at lies before 1970"))?
+        .as_millis() as u64;
+    if at_ms > now_ms() {
+        return Err(Error::invalid(format!(
+            "--at {} lies in the future; restore to a time that has passed",
+            args.at
+        )));
+    }
+    let regions = super::workspace::regions(ctx)?;
+    let region = ctx.open(&args.region)?;
+    let state = control::load_all(&regions).await?;
+    let source = args
+        .from
+        .clone()
+        .unwrap_or_else(|| state.live_branch(&args.db).to_string());
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("restore-{}", at_ms / 1000));
+    let point = lifeboat::storage::pitr::locate(&region, &args.db, &source, at_ms).await?;
+    let forked = fork::fork_at(&region, &args.db, &source, &name, Some(&point)).await?;
+    let event = Event::BranchForked(branch_event(&forked, BranchReason::Recovery, None));
+    let engine = control::engine_id(&ctx.home.data_dir)?;
+    let appended = control::append(&regions, &engine, &local_user(), event).await?;
+    emit(
+        json,
+        &serde_json::json!({"point": point, "fork": forked}),
+        || {
+            format!(
+                "restored {}/{} in {} as of {}: manifest {}, WAL {} (its newest file is stamped {}), {} ms; {}",
+                forked.db,
+                forked.branch,
+                forked.region,
+                lifeboat::workload::verify::format_us(at_ms * 1000),
+                point.manifest_id,
+                forked.wal_end,
+                lifeboat::workload::verify::format_us(point.state_ms * 1000),
+                forked.took_ms,
+                appended.summary()
+            )
+        },
+    )?;
+    Ok(exit_code::OK)
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BranchCommand {
     /// Every forked branch the control log knows, with its parent, fork

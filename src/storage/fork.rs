@@ -22,6 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::Serialize;
 use slatedb::CloneSourceSpec;
 
+use super::pitr::PointInTime;
 use super::{ADMIN_TIMEOUT, DbLocation, branch_path};
 use crate::error::{Error, Result};
 use crate::region::Region;
@@ -64,6 +65,18 @@ pub struct Forked {
 /// source's newest consistent state. Fails if `branch` exists. On failure
 /// nothing of the fork is left behind.
 pub async fn fork(region: &Region, db: &str, source: &str, branch: &str) -> Result<Forked> {
+    fork_at(region, db, source, branch, None).await
+}
+
+/// Forks `branch` off `source` as of `point` (a point-in-time restore), or
+/// at its newest consistent state when `point` is `None`.
+pub async fn fork_at(
+    region: &Region,
+    db: &str,
+    source: &str,
+    branch: &str,
+    point: Option<&PointInTime>,
+) -> Result<Forked> {
     let started = Instant::now();
     let target = DbLocation::branch_in_region(region, db, branch)?;
     let from = DbLocation::branch_in_region(region, db, source)?;
@@ -84,7 +97,7 @@ pub async fn fork(region: &Region, db: &str, source: &str, branch: &str) -> Resu
         .await?
         .is_some();
     let shadow = at_replica.then(|| shadow_path(db, source, branch));
-    let made = make(region, &target, &from, shadow.as_ref()).await;
+    let made = make(region, &target, &from, shadow.as_ref(), point).await;
     match made {
         Ok((manifest_id, pinned, wal_end, wal_copied)) => Ok(Forked {
             region: region.name().to_string(),
@@ -118,11 +131,27 @@ async fn make(
     target: &DbLocation,
     from: &DbLocation,
     shadow: Option<&Path>,
+    point: Option<&PointInTime>,
 ) -> Result<(u64, BTreeMap<String, Vec<String>>, u64, u64)> {
     let store = region.store();
     let source = side(region, &from.path);
-    // The source's newest manifest: the state the fork starts from.
-    let (parent_id, parent_bytes) = newest_manifest(&source).await?;
+    // The state the fork starts from: the source's newest manifest, or
+    // the one the point in time names.
+    let (parent_id, parent_bytes) = match point {
+        None => newest_manifest(&source).await?,
+        Some(p) => {
+            let bytes = source
+                .read(&FileRef::Manifest(p.manifest_id))
+                .await?
+                .ok_or_else(|| {
+                    Error::Failed(format!(
+                        "manifest {} of {} vanished before the restore read it; try again",
+                        p.manifest_id, source.base
+                    ))
+                })?;
+            (p.manifest_id, bytes)
+        }
+    };
     let parent = match shadow {
         Some(shadow) => {
             // The shadow starts as a copy of the replica's newest manifest.
@@ -140,13 +169,21 @@ async fn make(
         None => from.path.clone(),
     };
     let admin = slatedb::admin::AdminBuilder::new(target.path.clone(), Arc::clone(&store)).build();
+    // At a home, a point in time is a checkpoint of it; the clone keeps it.
+    let spec = match (shadow, point.and_then(|p| p.checkpoint.as_ref())) {
+        (None, Some(checkpoint)) => CloneSourceSpec::with_checkpoint(parent.clone(), checkpoint.id),
+        (None, None) if point.is_some() => {
+            return Err(Error::invalid(
+                "a point in time at a home must be a checkpoint of it; this one is not",
+            ));
+        }
+        _ => CloneSourceSpec::new(parent.clone()),
+    };
     target
         .bounded(
             "fork",
             ADMIN_TIMEOUT,
-            admin
-                .create_clone_builder_from_source(CloneSourceSpec::new(parent.clone()))
-                .build(),
+            admin.create_clone_builder_from_source(spec).build(),
         )
         .await?;
     // The fork's own manifest: the SSTs it reads in place, and where its
@@ -165,7 +202,10 @@ async fn make(
         replay_after_wal_id: copied_to,
         ..own.clone()
     };
-    let wal_end = contiguous_wal_end(&start, &files, 0);
+    let mut wal_end = contiguous_wal_end(&start, &files, 0);
+    if let Some(p) = point {
+        wal_end = wal_end.min(p.wal_end).max(copied_to);
+    }
     for id in copied_to + 1..=wal_end {
         let from_path = FileRef::Wal(id).path(&from.path);
         let to_path = FileRef::Wal(id).path(&target.path);

@@ -11,6 +11,7 @@
 //! instead of hanging it (SlateDB retries forever by default).
 
 pub mod fork;
+pub mod pitr;
 pub mod view;
 
 use std::collections::BTreeSet;
@@ -43,6 +44,10 @@ pub const SLATEDB_MAX_RETRIES: u32 = 3;
 
 /// Bound on a SlateDB admin call, which has no retry limit of its own.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The point-in-time window: Lifeboat's writers keep WAL files this long
+/// and the home's scheduled checkpoints live this long (storage::pitr).
+pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Bound on opening a database (a writer or a reader).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -384,10 +389,19 @@ pub fn branch_path(db: &str, branch: &str) -> Path {
 /// bounded retries everywhere, and GC boundary files only where the store
 /// has If-Match updates.
 pub fn db_settings(if_match: bool) -> Settings {
+    let defaults = GarbageCollectorOptions::default();
+    // WAL files stay for the point-in-time window (storage::pitr).
+    let wal = defaults
+        .wal_options
+        .map(|o| GarbageCollectorDirectoryOptions {
+            min_age: o.min_age.max(RETENTION),
+            ..o
+        });
     let gc = GarbageCollectorOptions {
         boundary_files_enabled: if_match,
         object_store_max_retries: Some(SLATEDB_MAX_RETRIES),
-        ..GarbageCollectorOptions::default()
+        wal_options: wal,
+        ..defaults
     };
     let compactor = CompactorOptions {
         object_store_max_retries: Some(SLATEDB_MAX_RETRIES),
