@@ -328,10 +328,6 @@ async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_
             let rpo = &record.rpo[0];
             let acked = acked_by(&acks, rpo.measured_at_ms * 1000);
             let held = view.highest_gap_free_seq;
-            assert!(
-                acked.iter().filter(|s| **s <= held).count() as u64 == held,
-                "{what}: the new branch holds unacknowledged records"
-            );
             let missing = acked.iter().filter(|s| **s > held).count() as u64;
             assert_eq!(rpo.missing_records, Some(missing), "{what}: RPO");
             assert_eq!(rpo.acknowledged, Some(acked.len() as u64), "{what}");
@@ -353,6 +349,11 @@ async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_
                     "{what}: the old writer was not fenced: {report:?}"
                 );
             }
+
+            // It may hold more than was acknowledged: records made durable
+            // just before the fork whose acknowledgement came later, or
+            // never (a writer fenced between its WAL write and its answer).
+            // It is a gap-free prefix (above) and lacks exactly the RPO.
 
             // The control log says so, in the new primary.
             let state = control::load(&b).await.expect("log");
@@ -554,18 +555,34 @@ async fn a_fork_keeps_what_it_reads_when_the_home_collects_it() {
         in_sync(&replicator).await;
         replicator.stop().await;
 
-        let forked = fork(&b, "orders", "main", "keep-1").await.expect("fork");
-        let pinned: BTreeSet<String> = forked
-            .pinned
-            .get("main")
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        assert!(
-            !pinned.is_empty(),
-            "{kind:?}: the fork reads no SST: {forked:?}"
-        );
+        // A slow server may not have compacted yet: write on until the
+        // replica's newest manifest lists SSTs for the fork to read.
+        let mut attempt = 0;
+        let (forked, pinned) = loop {
+            let forked = fork(&b, "orders", "main", "keep-1").await.expect("fork");
+            let pinned: BTreeSet<String> = forked
+                .pinned
+                .get("main")
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if !pinned.is_empty() {
+                break (forked, pinned);
+            }
+            attempt += 1;
+            assert!(
+                attempt < 8,
+                "{kind:?}: the fork never read an SST: {forked:?}"
+            );
+            delete_branch(&b, "orders", "keep-1", Some("main"))
+                .await
+                .expect("delete");
+            let replicator = Replicator::start(vec![flow.clone()], fast(), Arc::new(NoPins));
+            writing(&home, &acks, 2000, 3).await.expect("writer");
+            in_sync(&replicator).await;
+            replicator.stop().await;
+        };
         let branch = DbLocation::branch_in_region(&b, "orders", "keep-1").expect("names");
         let before = verify(&branch, None).await.expect("verify");
         assert!(before.consistent, "{kind:?}: {}", before.summary());
@@ -657,7 +674,7 @@ async fn a_drill_never_touches_production_and_expires() {
             "00000000000000cc",
             "test",
             DrillOptions {
-                ttl: Duration::from_secs(2),
+                ttl: Duration::from_secs(20),
                 smoke: vec!["DBSIZE".into(), "SET drill-key x".into()],
                 acks: acks_by_db,
                 ..DrillOptions::default()
@@ -716,7 +733,13 @@ async fn a_drill_never_touches_production_and_expires() {
                 .is_empty(),
             "{kind:?}: expired before its time"
         );
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let expires_ms = state
+            .drills()
+            .next()
+            .and_then(|d| d.fork.expires_ms)
+            .expect("a time to live");
+        let wait = expires_ms.saturating_sub(workload::now_us() / 1000) + 100;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
         let gone = drill::expire(&regions, &state, "00000000000000cc", "test")
             .await
             .expect("expire");
@@ -770,13 +793,15 @@ async fn a_restore_at_a_time_holds_exactly_what_was_committed_by_then() {
             })
         };
         let before = plain(300, 2).await.expect("writer");
+        // The replica holds all of it before T (a slow server copies late).
+        let replica = DbLocation::in_region(&b, "orders").expect("names");
+        caught_up(&replica, &acks).await;
         // Whole-second stamps (S3) need a clear second on each side of T.
         tokio::time::sleep(Duration::from_millis(1300)).await;
         let t_ms = workload::now_us() / 1000;
         tokio::time::sleep(Duration::from_millis(1300)).await;
         let after = plain(300, 2).await.expect("writer");
         assert!(after.first_seq > before.last_acked_seq);
-        let replica = DbLocation::in_region(&b, "orders").expect("names");
         caught_up(&replica, &acks).await;
         replicator.stop().await;
 
