@@ -115,6 +115,16 @@ pub enum Command {
     /// from a drill workspace, verifies them and reports; they expire
     /// after `ttl_s`.
     Drill { ttl_s: u64, smoke: Vec<String> },
+    /// Forks `db` as of `at_ms` (point-in-time recovery) in `region`, off
+    /// its live branch, as branch `name`.
+    Restore {
+        db: String,
+        region: String,
+        at_ms: u64,
+        name: String,
+    },
+    /// Deletes a forked branch everywhere (never the live one).
+    DeleteBranch { db: String, branch: String },
     /// Writes the report of operation `id` (Markdown, or JSON for `.json`).
     ExportReport { id: String, path: PathBuf },
     /// Stop everything (cursors saved) and end the engine.
@@ -164,6 +174,16 @@ impl Command {
             }
             Command::Control { change } => change.describe(),
             Command::PreviewFailover => "look at what a failover would lose".into(),
+            Command::Restore {
+                db,
+                region,
+                at_ms,
+                name,
+            } => format!(
+                "restore {db} in {region} as of {} as {name}",
+                crate::workload::verify::format_us(at_ms * 1000)
+            ),
+            Command::DeleteBranch { db, branch } => format!("delete branch {db}/{branch}"),
             Command::Drill { ttl_s, .. } => format!("test failover (branches kept {ttl_s} s)"),
             Command::Failover { epoch } => format!("fail over (epoch {epoch})"),
             Command::ExportReport { id, path } => {
@@ -199,6 +219,9 @@ pub struct EngineOptions {
     pub discover_every: Duration,
     /// How often the control log is synced between regions and read.
     pub control_every: Duration,
+    /// How often each live branch gets a point-in-time checkpoint at its
+    /// home (living `storage::RETENTION`).
+    pub checkpoint_every: Duration,
 }
 
 impl Default for EngineOptions {
@@ -211,6 +234,7 @@ impl Default for EngineOptions {
             health_every: Duration::from_secs(15),
             discover_every: Duration::from_secs(5),
             control_every: Duration::from_secs(5),
+            checkpoint_every: Duration::from_secs(600),
         }
     }
 }
@@ -478,7 +502,9 @@ impl Core {
         let mut health = tokio::time::interval(self.opts.health_every);
         let mut discover = tokio::time::interval(self.opts.discover_every);
         let mut control = tokio::time::interval(self.opts.control_every);
+        let mut checkpoint = tokio::time::interval(self.opts.checkpoint_every);
         for timer in [
+            &mut checkpoint,
             &mut publish,
             &mut sample,
             &mut list,
@@ -510,6 +536,7 @@ impl Core {
                     self.reap_workspaces().await;
                 }
                 _ = control.tick() => self.read_control(),
+                _ = checkpoint.tick() => self.checkpoint_live_branches(),
                 _ = list.tick() => self.list_databases(),
                 _ = health.tick() => self.check_regions(),
                 _ = discover.tick() => self.discover(),
@@ -720,6 +747,13 @@ impl Core {
             Command::StopWorkspace { name } => self.stop_workspace(request, &name),
             Command::PreviewFailover => self.preview_failover(request),
             Command::Drill { ttl_s, smoke } => self.run_drill(request, ttl_s, smoke),
+            Command::Restore {
+                db,
+                region,
+                at_ms,
+                name,
+            } => self.restore(request, db, region, at_ms, name),
+            Command::DeleteBranch { db, branch } => self.delete_branch(request, db, branch),
             Command::Failover { epoch } => self.run_failover(request, epoch).await,
             Command::ExportReport { id, path } => self.export_report(request, id, path),
             Command::Shutdown => {}
@@ -1193,6 +1227,7 @@ impl Core {
                     // under "all databases" a new one starts replicating.
                     self.list_databases();
                     self.discover();
+                    self.read_control();
                 }
             }
             Internal::ControlRead(result) => {
@@ -1770,6 +1805,163 @@ impl Core {
                 self.fail(request, e);
             }
         }
+    }
+
+    /// A point-in-time checkpoint of every live branch of the group, at
+    /// its home (the primary, or the secondary after a failover).
+    fn checkpoint_live_branches(&mut self) {
+        let Some(replicator) = self.replicator.as_ref() else {
+            return;
+        };
+        let mut homes = BTreeMap::new();
+        for flow in replicator.flows() {
+            if flow.branch == self.control_state.live_branch(&flow.db) {
+                let key = (
+                    flow.home.name().to_string(),
+                    flow.db.clone(),
+                    flow.branch.clone(),
+                );
+                homes.insert(key, flow.home.clone());
+            }
+        }
+        for ((_, db, branch), home) in homes {
+            tokio::spawn(async move {
+                let result = async {
+                    let location = DbLocation::branch_in_region(&home, &db, &branch)?;
+                    storage::pitr::checkpoint(&location, storage::RETENTION).await
+                }
+                .await;
+                match result {
+                    Ok(manifest) => {
+                        tracing::debug!(
+                            "point-in-time checkpoint of {db}/{branch} at manifest {manifest}"
+                        )
+                    }
+                    Err(e) => tracing::warn!("point-in-time checkpoint of {db}/{branch}: {e}"),
+                }
+            });
+        }
+    }
+
+    fn restore(
+        &mut self,
+        request: RequestId,
+        db: String,
+        region: String,
+        at_ms: u64,
+        name: String,
+    ) {
+        if at_ms > crate::orchestrator::now_ms() {
+            return self.fail(
+                request,
+                "that time lies in the future; restore to a time that has passed",
+            );
+        }
+        let state = self.control_state.clone();
+        let source = state.live_branch(&db).to_string();
+        let event_check =
+            region::validate_name("branch", &name).and_then(|()| match state.branch(&db, &name) {
+                Some(_) => Err(Error::invalid(format!(
+                    "branch `{name}` of `{db}` exists; pick another name"
+                ))),
+                None => Ok(()),
+            });
+        if let Err(e) = event_check {
+            return self.fail(request, e);
+        }
+        let region = match self.region(&region) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        let engine = match control::engine_id(&self.home.data_dir) {
+            Ok(id) => id,
+            Err(e) => return self.fail(request, e),
+        };
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let pins = Arc::clone(&self.pins);
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = async {
+                let point = storage::pitr::locate(&region, &db, &source, at_ms).await?;
+                let guard = pins.forking(&db, &source);
+                let forked =
+                    storage::fork::fork_at(&region, &db, &source, &name, Some(&point)).await?;
+                drop(guard);
+                pins.add(&db, &forked.pinned);
+                let event = control::event::Event::BranchForked(
+                    crate::orchestrator::failover::branch_event(
+                        &forked,
+                        control::event::BranchReason::Recovery,
+                        None,
+                    ),
+                );
+                control::append(&regions, &engine, &who, event).await?;
+                Ok::<_, Error>(format!(
+                    "restored {db} as {name} in {} as of {}: manifest {}, WAL {}",
+                    region.name(),
+                    crate::workload::verify::format_us(at_ms * 1000),
+                    point.manifest_id,
+                    forked.wal_end
+                ))
+            }
+            .await;
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: true,
+            }
+        });
+    }
+
+    fn delete_branch(&mut self, request: RequestId, db: String, branch: String) {
+        let state = self.control_state.clone();
+        let Some(record) = state.branch(&db, &branch).cloned() else {
+            return self.fail(
+                request,
+                format!("`{db}/{branch}` is not a forked branch the control log knows"),
+            );
+        };
+        let event = match state.check(control::event::Event::BranchDeleted {
+            db: db.clone(),
+            branch: branch.clone(),
+        }) {
+            Ok(e) => e,
+            Err(e) => return self.fail(request, e),
+        };
+        let engine = match control::engine_id(&self.home.data_dir) {
+            Ok(id) => id,
+            Err(e) => return self.fail(request, e),
+        };
+        // A drill branch's workspace goes with it.
+        if let Some(ws) = self.drill_workspaces.remove(&branch) {
+            tokio::spawn(async move {
+                let _ = ws.stop().await;
+            });
+        }
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = async {
+                control::append(&regions, &engine, &who, event).await?;
+                let mut deleted = 0;
+                for region in &regions {
+                    deleted += storage::fork::delete_branch(
+                        region,
+                        &db,
+                        &branch,
+                        Some(&record.fork.source),
+                    )
+                    .await?;
+                }
+                Ok::<_, Error>(format!("deleted {db}/{branch} ({deleted} objects)"))
+            }
+            .await;
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: true,
+            }
+        });
     }
 
     /// Deletes branches whose time to live ran out (and stops the drill

@@ -686,4 +686,16 @@ fn a_drill_from_the_replication_tab_passes_and_leaves_production_alone() {
             .is_some_and(|b| !b.accesskit_node().is_disabled()),
         "a drill does not block a failover"
     );
+    // The Databases tab lists the drill branch under main and deletes it.
+    app.click("Databases");
+    let delete = format!("Delete branch orders/{}", record.id);
+    app.until("the branch row", Duration::from_secs(20), |h| {
+        h.query_by_label(&delete).is_some()
+    });
+    app.click(&delete);
+    app.until(
+        "the branch gone from the log",
+        Duration::from_secs(30),
+        |h| h.state().snapshot().branches.branches.is_empty(),
+    );
 }

@@ -1,6 +1,7 @@
 //! The Dashboard: replication lag (the RPO) over time per database against
 //! the RPO target with breaches marked, bytes copied per second and
-//! requests per minute. Later issues add RTO per failover and drill.
+//! requests per minute; RTO and RPO of every failover and drill against
+//! their targets.
 
 use eframe::egui::{self, RichText};
 use egui_plot::{HLine, Legend, Line, MarkerShape, Plot, Points};
@@ -118,7 +119,12 @@ impl DashboardTab {
         if snapshot.group.is_none() {
             ui.label("Configure replication (Replication tab) to see lag here.");
         }
-        let height = ((ui.available_height() - 40.0) / 2.0).max(120.0);
+        let operations = &snapshot.branches.operations;
+        let rows = if operations.is_empty() { 2.0 } else { 2.6 };
+        let height = ((ui.available_height() - 60.0) / rows).max(110.0);
+        if !operations.is_empty() {
+            operations_ui(ui, operations, target, height * 0.6);
+        }
         ui.label(RichText::new("Replication lag (RPO) per database, seconds").strong());
         let bad = widgets::bad(ui);
         Plot::new("lag")
@@ -174,6 +180,94 @@ impl DashboardTab {
                 });
         });
     }
+}
+
+/// RTO targets the product promises: a failover with a workspace made on
+/// demand, and with one pre-provisioned.
+pub const RTO_TARGET_S: f64 = 5.0;
+
+/// RTO and RPO of every failover and drill, oldest left.
+fn operations_ui(
+    ui: &mut egui::Ui,
+    operations: &[crate::control::event::OperationRecord],
+    rpo_target_s: f64,
+    height: f32,
+) {
+    use crate::control::event::OperationKind;
+    let last = |kind: OperationKind| operations.iter().rev().find(|r| r.kind == kind);
+    let rto = |r: Option<&crate::control::event::OperationRecord>| {
+        r.and_then(|r| r.rto_ms).map_or("—".to_string(), |ms| {
+            format!("{:.2} s", ms as f64 / 1000.0)
+        })
+    };
+    let rpo_s = |r: &crate::control::event::OperationRecord| {
+        r.rpo
+            .iter()
+            .filter_map(|d| d.missing_span_ms.or(d.lag_ms))
+            .max()
+            .map(|ms| ms as f64 / 1000.0)
+    };
+    ui.horizontal_wrapped(|ui| {
+        stat(ui, "Last failover RTO", &rto(last(OperationKind::Failover)));
+        stat(ui, "Last drill RTO", &rto(last(OperationKind::Drill)));
+        let lost: u64 = last(OperationKind::Failover)
+            .map(|r| r.rpo.iter().filter_map(|d| d.missing_records).sum())
+            .unwrap_or(0);
+        stat(ui, "Records lost, last failover", &lost.to_string());
+        let passed = operations
+            .iter()
+            .filter(|r| r.kind == OperationKind::Drill && r.ok)
+            .count();
+        let drills = operations
+            .iter()
+            .filter(|r| r.kind == OperationKind::Drill)
+            .count();
+        stat(ui, "Drills passed", &format!("{passed} of {drills}"));
+    });
+    ui.label(
+        RichText::new("RTO (points) and RPO (crosses) per failover and drill, seconds").strong(),
+    );
+    let bad = widgets::bad(ui);
+    let warn = widgets::warn(ui);
+    let series =
+        |kind: OperationKind,
+         f: &dyn Fn(&crate::control::event::OperationRecord) -> Option<f64>| {
+            operations
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.kind == kind)
+                .filter_map(|(i, r)| f(r).map(|y| [i as f64 + 1.0, y]))
+                .collect::<Vec<[f64; 2]>>()
+        };
+    let rto_s = |r: &crate::control::event::OperationRecord| r.rto_ms.map(|ms| ms as f64 / 1000.0);
+    Plot::new("operations")
+        .height(height)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .include_y(RTO_TARGET_S * 1.2)
+        .include_x(0.0)
+        .include_x(operations.len() as f64 + 1.0)
+        .x_axis_label("operation, oldest first")
+        .allow_scroll(false)
+        .show(ui, |plot| {
+            for (kind, name) in [
+                (OperationKind::Failover, "failover"),
+                (OperationKind::Drill, "drill"),
+            ] {
+                plot.points(
+                    Points::new(format!("{name} RTO"), series(kind, &rto_s))
+                        .shape(MarkerShape::Circle)
+                        .radius(4.0),
+                );
+                plot.points(
+                    Points::new(format!("{name} RPO"), series(kind, &rpo_s))
+                        .shape(MarkerShape::Cross)
+                        .radius(4.0),
+                );
+            }
+            plot.hline(HLine::new("RTO target", RTO_TARGET_S).color(bad));
+            plot.hline(HLine::new("RPO target", rpo_target_s).color(warn));
+        });
 }
 
 fn stat(ui: &mut egui::Ui, title: &str, value: &str) {

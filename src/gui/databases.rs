@@ -15,6 +15,16 @@ struct PendingDelete {
     typed: String,
 }
 
+/// The point-in-time restore form.
+#[derive(Debug, Clone, Default)]
+struct RestoreForm {
+    db: Option<String>,
+    region: Option<String>,
+    /// RFC 3339, prefilled with a few minutes ago.
+    at: String,
+    name: String,
+}
+
 /// The tab's own state.
 #[derive(Default)]
 pub struct DatabasesTab {
@@ -22,6 +32,7 @@ pub struct DatabasesTab {
     new_region: Option<String>,
     delete: Option<PendingDelete>,
     pending: Option<RequestId>,
+    restore: RestoreForm,
 }
 
 impl DatabasesTab {
@@ -87,8 +98,12 @@ impl DatabasesTab {
                     ui.label("Listing the regions…");
                 }
                 for region in &snapshot.databases {
-                    self.region_ui(ui, region);
+                    self.region_ui(ui, region, snapshot);
                 }
+                ui.add_space(10.0);
+                self.branches_ui(ui, engine, snapshot);
+                ui.add_space(10.0);
+                self.restore_ui(ui, engine, snapshot);
             });
     }
 
@@ -138,7 +153,203 @@ impl DatabasesTab {
         });
     }
 
-    fn region_ui(&mut self, ui: &mut egui::Ui, region: &crate::engine::RegionDatabases) {
+    /// Forked branches as a tree: each under the branch it was forked from.
+    fn branches_ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        ui.label(RichText::new("Branches").heading());
+        let view = &snapshot.branches;
+        if view.branches.is_empty() {
+            ui.label(
+                RichText::new("no forked branch yet: failovers, drills and restores make them")
+                    .color(widgets::muted(ui)),
+            );
+            return;
+        }
+        egui::Grid::new("branches")
+            .striped(true)
+            .num_columns(7)
+            .spacing([14.0, 4.0])
+            .show(ui, |ui| {
+                for title in [
+                    "Branch",
+                    "Forked from",
+                    "Fork point",
+                    "Home",
+                    "Reason",
+                    "Time to live",
+                    "",
+                ] {
+                    ui.label(RichText::new(title).strong());
+                }
+                ui.end_row();
+                let mut rows: Vec<(usize, &crate::control::state::BranchRecord)> = Vec::new();
+                // Depth-first from each database's main branch.
+                fn walk<'a>(
+                    all: &'a [crate::control::state::BranchRecord],
+                    db: &str,
+                    parent: &str,
+                    depth: usize,
+                    out: &mut Vec<(usize, &'a crate::control::state::BranchRecord)>,
+                ) {
+                    for b in all
+                        .iter()
+                        .filter(|b| b.fork.db == db && b.fork.source == parent)
+                    {
+                        out.push((depth, b));
+                        walk(all, db, &b.fork.branch, depth + 1, out);
+                    }
+                }
+                let dbs: std::collections::BTreeSet<&str> =
+                    view.branches.iter().map(|b| b.fork.db.as_str()).collect();
+                for db in dbs {
+                    walk(
+                        &view.branches,
+                        db,
+                        crate::storage::MAIN_BRANCH,
+                        0,
+                        &mut rows,
+                    );
+                }
+                // Branches whose parent is gone stand at the top.
+                for b in &view.branches {
+                    if !rows.iter().any(|(_, r)| std::ptr::eq(*r, b)) {
+                        rows.push((0, b));
+                    }
+                }
+                for (depth, b) in rows {
+                    let f = &b.fork;
+                    let live = view.is_live(&f.db, &f.branch);
+                    let name = format!("{}{}/{}", "  ".repeat(depth), f.db, f.branch);
+                    if live {
+                        ui.label(RichText::new(format!("{name} (live)")).color(widgets::good(ui)));
+                    } else {
+                        ui.label(name);
+                    }
+                    ui.label(&f.source);
+                    ui.label(format!("manifest {}, WAL {}", f.manifest_id, f.wal_end))
+                        .on_hover_text(format!("forked {}", widgets::clock(b.created.ms * 1000)));
+                    ui.label(&f.region);
+                    ui.label(f.reason.name());
+                    ui.label(match f.expires_ms {
+                        Some(t) => {
+                            let left = t.saturating_sub(crate::orchestrator::now_ms()) / 1000;
+                            format!("{} min {} s", left / 60, left % 60)
+                        }
+                        None => "kept".into(),
+                    });
+                    let reason = live.then_some("the live branch is deleted only after a failback");
+                    if button_unless(ui, "Delete", reason)
+                        .accessible_name(format!("Delete branch {}/{}", f.db, f.branch))
+                        .clicked()
+                    {
+                        self.pending = Some(engine.send(Command::DeleteBranch {
+                            db: f.db.clone(),
+                            branch: f.branch.clone(),
+                        }));
+                    }
+                    ui.end_row();
+                }
+            });
+    }
+
+    /// Point-in-time recovery: a database, a region, a time.
+    fn restore_ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        ui.label(RichText::new("Restore to a point in time").heading());
+        ui.label(
+            RichText::new(
+                "Forks a branch as it was at a time inside the retention window (to the WAL file, about 100 ms), from the home's scheduled checkpoints; at a replica, as the replica held it then.",
+            )
+            .color(widgets::muted(ui)),
+        );
+        let mut dbs: Vec<String> = snapshot
+            .databases
+            .iter()
+            .flat_map(|r| r.branches.iter().map(|b| b.db.clone()))
+            .collect();
+        dbs.sort();
+        dbs.dedup();
+        let regions: Vec<String> = snapshot
+            .regions
+            .iter()
+            .map(|r| r.spec.name.clone())
+            .collect();
+        let form = &mut self.restore;
+        if form.db.as_ref().is_none_or(|d| !dbs.contains(d)) {
+            form.db = dbs.first().cloned();
+        }
+        if form.region.as_ref().is_none_or(|r| !regions.contains(r)) {
+            form.region = regions.first().cloned();
+        }
+        if form.at.is_empty() {
+            let five_min_ago = crate::workload::now_us().saturating_sub(300_000_000);
+            form.at = crate::workload::verify::format_us(five_min_ago)
+                .get(..19)
+                .map(|t| format!("{t}Z"))
+                .unwrap_or_default();
+        }
+        ui.horizontal_wrapped(|ui| {
+            egui::ComboBox::from_id_salt("restore-db")
+                .selected_text(form.db.clone().unwrap_or_default())
+                .show_ui(ui, |ui| {
+                    for db in &dbs {
+                        ui.selectable_value(&mut form.db, Some(db.clone()), db);
+                    }
+                })
+                .response
+                .accessible_name("Database to restore");
+            ui.label("in");
+            egui::ComboBox::from_id_salt("restore-region")
+                .selected_text(form.region.clone().unwrap_or_default())
+                .show_ui(ui, |ui| {
+                    for r in &regions {
+                        ui.selectable_value(&mut form.region, Some(r.clone()), r);
+                    }
+                })
+                .response
+                .accessible_name("Region to restore in");
+            ui.label("as of");
+            ui.add(egui::TextEdit::singleline(&mut form.at).desired_width(190.0))
+                .accessible_name("Restore time")
+                .on_hover_text("RFC 3339, UTC: 2026-11-26T14:05:00Z");
+            ui.label("as branch");
+            ui.add(
+                egui::TextEdit::singleline(&mut form.name)
+                    .hint_text("restore-1")
+                    .desired_width(140.0),
+            )
+            .accessible_name("Restored branch name");
+            let at = humantime::parse_rfc3339_weak(form.at.trim())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64);
+            let reason = if form.db.is_none() {
+                Some("no database yet")
+            } else if at.is_none() {
+                Some("write the time like 2026-11-26T14:05:00Z")
+            } else if form.name.trim().is_empty() {
+                Some("name the new branch")
+            } else {
+                None
+            };
+            if button_unless(ui, "Restore", reason).clicked()
+                && let (Some(db), Some(region), Some(at_ms)) =
+                    (form.db.clone(), form.region.clone(), at)
+            {
+                self.pending = Some(engine.send(Command::Restore {
+                    db,
+                    region,
+                    at_ms,
+                    name: form.name.trim().to_string(),
+                }));
+            }
+        });
+    }
+
+    fn region_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        region: &crate::engine::RegionDatabases,
+        snapshot: &Snapshot,
+    ) {
         ui.add_space(6.0);
         ui.label(RichText::new(&region.region).heading());
         if let Some(error) = &region.error {
@@ -172,7 +383,10 @@ impl DatabasesTab {
                     ui.label(&row.branch);
                     match &row.replica_of {
                         Some(home) => ui.label(format!("replica of {home}")),
-                        None => ui.label(RichText::new("home (live)").color(widgets::good(ui))),
+                        None if snapshot.branches.is_live(&row.db, &row.branch) => {
+                            ui.label(RichText::new("home (live)").color(widgets::good(ui)))
+                        }
+                        None => ui.label("home"),
                     };
                     match &row.info {
                         Some(info) => {
