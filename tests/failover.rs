@@ -830,3 +830,98 @@ async fn a_restore_at_a_time_holds_exactly_what_was_committed_by_then() {
         assert!(too_early.is_err(), "{kind:?}");
     }
 }
+
+/// Pre-provisioning: a workspace standing in the secondary follows the
+/// replicas read-only; a failover promotes it to the new branches' writer
+/// (in-process), and one served by another process takes them over on its
+/// own once the failover is in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_provisioned_workspace_becomes_the_writer_at_failover() {
+    use lifeboat::workspace::{StartOptions, Workspace};
+    for kind in common::kinds() {
+        for in_process in [true, false] {
+            let what = format!("{kind:?}, in process {in_process}");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let a = common::region(kind, "us-east-1", dir.path());
+            let b = common::region(kind, "eu-west-1", dir.path());
+            let regions = vec![a.clone(), b.clone()];
+            shop(&regions).await;
+            let home = DbLocation::in_region(&a, "orders").expect("names");
+            home.create().await.expect("create");
+            let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+            let replicator = Replicator::start(
+                vec![Flow::new("orders", "main", &a, &b)],
+                fast(),
+                Arc::new(NoPins),
+            );
+            writing(&home, &acks, 300, 1).await.expect("writer");
+            let replica = DbLocation::in_region(&b, "orders").expect("names");
+            caught_up(&replica, &acks).await;
+
+            let state = control::load(&b).await.expect("log");
+            let token = "0123456789abcdef".to_string();
+            let standing = Workspace::start(
+                b.clone(),
+                &state,
+                "shop",
+                StartOptions {
+                    port: Some(0),
+                    probe_token: Some(token.clone()),
+                    ..StartOptions::default()
+                },
+            )
+            .await
+            .expect("a standing follower");
+            assert_eq!(standing.status().endpoints[0].mode, "follower", "{what}");
+            let standing = Arc::new(standing);
+            let preview = failover::preview(&a, &b, &state, &["orders".to_string()])
+                .await
+                .expect("preview");
+            let mut standby = BTreeMap::new();
+            if in_process {
+                standby.insert("shop".to_string(), (Arc::clone(&standing), token.clone()));
+            }
+            let outcome = failover::failover(
+                &regions,
+                &preview,
+                "00000000000000dd",
+                "test",
+                FailoverOptions {
+                    port: Some(0),
+                    serve: in_process,
+                    standby,
+                    ..FailoverOptions::default()
+                },
+            )
+            .await
+            .expect("failover");
+            replicator.stop().await;
+            if in_process {
+                let record = &outcome.record;
+                assert!(record.ok, "{what}: {record:#?}");
+                assert_eq!(outcome.promoted, vec!["shop".to_string()], "{what}");
+                assert!(outcome.workspaces.is_empty(), "{what}: started another");
+                assert!(
+                    record.steps.iter().any(|s| s.name.starts_with("promote")),
+                    "{what}: {record:#?}"
+                );
+            } else {
+                // The standing workspace reads the log every 2 s.
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while standing.status().endpoints[0].mode != "writer" {
+                    assert!(std::time::Instant::now() < deadline, "{what}: not promoted");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            let endpoint = &standing.status().endpoints[0];
+            assert_eq!(endpoint.mode, "writer", "{what}");
+            assert_eq!(endpoint.branch, "failover-1", "{what}");
+            for ws in outcome.workspaces {
+                ws.stop().await.expect("stop");
+            }
+            if let Ok(ws) = Arc::try_unwrap(standing) {
+                ws.stop().await.expect("stop");
+            }
+        }
+    }
+}

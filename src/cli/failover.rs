@@ -156,6 +156,9 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         acks,
         pins: None,
         on_step: (!json).then(step_printer),
+        // A workspace standing in the new primary in another process takes
+        // the new branches over on its own once the failover is logged.
+        standby: BTreeMap::new(),
     };
     let outcome = failover::failover(&regions, &preview, &engine, &local_user(), options).await?;
     if let Some(path) = &args.report {

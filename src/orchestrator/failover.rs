@@ -241,6 +241,9 @@ pub struct FailoverOptions {
     pub pins: Option<Arc<BranchPins>>,
     /// Called as each step ends.
     pub on_step: Option<OnStep>,
+    /// Pre-provisioned workspaces standing in the new primary (by name,
+    /// with their probe tokens): promoted instead of started.
+    pub standby: BTreeMap<String, (Arc<Workspace>, String)>,
 }
 
 /// What a failover did.
@@ -248,8 +251,10 @@ pub struct FailoverOutcome {
     pub record: OperationRecord,
     pub live: Vec<LiveBranch>,
     pub forks: Vec<Forked>,
-    /// The workspaces now serving in the new primary.
+    /// The workspaces started in the new primary.
     pub workspaces: Vec<Workspace>,
+    /// The pre-provisioned workspaces promoted to writers, by name.
+    pub promoted: Vec<String>,
 }
 
 /// Fails the databases of `preview` over (see the module's doc). `regions`
@@ -408,18 +413,52 @@ pub async fn failover(
     let mut endpoints = Vec::new();
     let mut rto = None;
     let mut rto_to = "the forks: no workspace serves these databases".to_string();
+    let standby = options.standby;
+    // Where to probe: (address, indexes, token) of every serving workspace.
+    let mut targets: Vec<(SocketAddr, Vec<u32>, String)> = Vec::new();
+    let mut promoted = Vec::new();
     if options.serve && !preview.workspaces.is_empty() {
-        let state = control::load(&to).await?;
         let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let branches: BTreeMap<String, String> = live
+            .iter()
+            .map(|l| (l.db.clone(), l.branch.clone()))
+            .collect();
+        let mut state = None;
         for ws_name in &preview.workspaces {
             let since = Instant::now();
+            // Pre-provisioned: the standing follower takes the new branches.
+            if let Some((ws, standby_token)) = standby.get(ws_name) {
+                let result = ws.promote(&branches).await;
+                let ok = result.is_ok();
+                steps.done(
+                    format!("promote pre-provisioned workspace {ws_name}"),
+                    since,
+                    ok,
+                    match result {
+                        Ok(()) => format!("writing at {}", ws.addr()),
+                        Err(e) => e.to_string(),
+                    },
+                );
+                if ok {
+                    let status = ws.status();
+                    endpoints.extend(status.endpoints.iter().map(|e| e.url.clone()));
+                    let indexes = status.endpoints.iter().map(|e| e.index).collect();
+                    targets.push((ws.addr(), indexes, standby_token.clone()));
+                    promoted.push(ws_name.clone());
+                }
+                continue;
+            }
+            let state = match &mut state {
+                Some(state) => state,
+                None => state.insert(control::load(&to).await?),
+            };
             let start = StartOptions {
                 bind: options.bind.clone(),
                 port: options.port,
                 probe_token: Some(token.clone()),
                 ..StartOptions::default()
             };
-            match Workspace::start(to.clone(), &state, ws_name, start).await {
+            match Workspace::start(to.clone(), state, ws_name, start).await {
                 Ok(ws) => {
                     let status = ws.status();
                     endpoints.extend(status.endpoints.iter().map(|e| e.url.clone()));
@@ -429,6 +468,8 @@ pub async fn failover(
                         true,
                         format!("listening on {}", ws.addr()),
                     );
+                    let indexes = status.endpoints.iter().map(|e| e.index).collect();
+                    targets.push((ws.addr(), indexes, token.clone()));
                     workspaces.push(ws);
                 }
                 Err(e) => steps.done(
@@ -442,24 +483,17 @@ pub async fn failover(
         // RTO ends at the first write acknowledged through a new endpoint.
         let since = Instant::now();
         let mut probe_errors = Vec::new();
-        'probe: for ws in &workspaces {
-            for endpoint in ws.status().endpoints {
-                match probe(ws.addr(), &token, endpoint.index).await {
+        'probe: for (addr, indexes, token) in &targets {
+            for &index in indexes {
+                match probe(*addr, token, index).await {
                     Ok(()) => {
                         rto = Some(steps.elapsed_ms());
-                        rto_to = format!(
-                            "the first write acknowledged through {}",
-                            connection_string("…", ws.addr(), endpoint.index)
-                        );
-                        steps.done(
-                            "first write through the new endpoint",
-                            since,
-                            true,
-                            endpoint.url.clone(),
-                        );
+                        let url = connection_string("…", *addr, index);
+                        rto_to = format!("the first write acknowledged through {url}");
+                        steps.done("first write through the new endpoint", since, true, url);
                         break 'probe;
                     }
-                    Err(e) => probe_errors.push(format!("{}: {e}", endpoint.url)),
+                    Err(e) => probe_errors.push(format!("{addr}/{index}: {e}")),
                 }
             }
         }
@@ -520,6 +554,7 @@ pub async fn failover(
         live,
         forks: forked,
         workspaces,
+        promoted,
     })
 }
 

@@ -67,7 +67,7 @@ fn probe_login(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> O
         return None;
     }
     let index = int(index).and_then(|i| u32::try_from(i).ok())?;
-    if !shared.dbs.contains_key(&index) {
+    if !shared.dbs().contains_key(&index) {
         return Some(done(Reply::err("ERR no such database index")));
     }
     session.internal = true;
@@ -83,7 +83,7 @@ async fn probe(shared: &Arc<Shared>, args: &[Bytes]) -> Option<Outcome> {
     if token.as_ref() != expected.as_bytes() {
         return None;
     }
-    let db = match int(index).and_then(|i| shared.dbs.get(&u32::try_from(i).ok()?)) {
+    let db = match int(index).and_then(|i| shared.dbs().get(&u32::try_from(i).ok()?).cloned()) {
         Some(db) => db,
         None => return Some(done(Reply::err("ERR no such database index"))),
     };
@@ -450,9 +450,9 @@ fn select(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Outcom
     let Some(index) = int(index).and_then(|i| u32::try_from(i).ok()) else {
         return done(Reply::err("ERR invalid DB index"));
     };
-    let Some(db) = shared.dbs.get(&index) else {
-        let known: Vec<String> = shared
-            .dbs
+    let dbs = shared.dbs();
+    let Some(db) = dbs.get(&index) else {
+        let known: Vec<String> = dbs
             .values()
             .map(|d| format!("{}={}", d.index, d.name))
             .collect();
@@ -525,7 +525,7 @@ fn info(shared: &Arc<Shared>, session: &Session) -> Reply {
         String::new(),
         "# Replication".to_string(),
     ];
-    match shared.dbs.get(&session.db) {
+    match shared.dbs().get(&session.db) {
         Some(db) => {
             let role = if db.is_follower() { "slave" } else { "master" };
             lines.push(format!("role:{role}"));
@@ -548,7 +548,7 @@ fn info(shared: &Arc<Shared>, session: &Session) -> Reply {
     }
     lines.push(String::new());
     lines.push("# Keyspace".to_string());
-    for db in shared.dbs.values() {
+    for db in shared.dbs().values() {
         let mode = if db.is_follower() {
             "follower"
         } else {

@@ -92,7 +92,9 @@ pub struct Shared {
     pub name: String,
     pub region: Region,
     pub addr: SocketAddr,
-    pub dbs: BTreeMap<u32, Arc<AttachedDb>>,
+    /// The attached databases by index; replaced whole when a standing
+    /// follower is promoted (failover onto a pre-provisioned workspace).
+    attached: RwLock<Arc<BTreeMap<u32, Arc<AttachedDb>>>>,
     access: RwLock<Arc<Access>>,
     pub brake: auth::Brake,
     pub verified: auth::Verified,
@@ -103,9 +105,16 @@ pub struct Shared {
     pub probe_token: Option<String>,
     /// Whether this workspace runs its pipelines.
     pub pipelines_enabled: bool,
+    /// Whether it moves to new live branches homed here (a drill's does not).
+    pub follows_live: bool,
 }
 
 impl Shared {
+    /// The attached databases, by index.
+    pub fn dbs(&self) -> Arc<BTreeMap<u32, Arc<AttachedDb>>> {
+        Arc::clone(&self.attached.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     pub fn access(&self) -> Arc<Access> {
         Arc::clone(&self.access.read().unwrap_or_else(|p| p.into_inner()))
     }
@@ -116,7 +125,7 @@ impl Shared {
 
     /// Whether every database is a read-only follower.
     pub fn all_followers(&self) -> bool {
-        self.dbs.values().all(|d| d.is_follower())
+        self.dbs().values().all(|d| d.is_follower())
     }
 }
 
@@ -229,7 +238,7 @@ impl Workspace {
             name: config.name.clone(),
             region: region.clone(),
             addr,
-            dbs,
+            attached: RwLock::new(Arc::new(dbs)),
             access: RwLock::new(Arc::new(access)),
             brake: auth::Brake::default(),
             verified: auth::Verified::default(),
@@ -238,6 +247,7 @@ impl Workspace {
             stop,
             probe_token: options.probe_token.clone(),
             pipelines_enabled: !options.no_pipelines,
+            follows_live: options.branches.is_empty(),
         });
         let pipelines = Arc::new(Pipelines::default());
         if shared.pipelines_enabled {
@@ -292,7 +302,7 @@ impl Workspace {
             region: shared.region.name().to_string(),
             addr: shared.addr.to_string(),
             endpoints: shared
-                .dbs
+                .dbs()
                 .values()
                 .map(|db| Endpoint {
                     index: db.index,
@@ -321,6 +331,13 @@ impl Workspace {
         }
     }
 
+    /// Takes over `branches` (db → branch, homed in this workspace's
+    /// region) in place of what serves those databases now: a standing
+    /// follower becomes the writer of a failover's new live branches.
+    pub async fn promote(&self, branches: &BTreeMap<String, String>) -> Result<()> {
+        promote(&self.shared, branches).await
+    }
+
     /// Stops listening, disconnects every client, stops the pipelines and
     /// closes the databases (flushing the writers).
     pub async fn stop(self) -> Result<()> {
@@ -329,7 +346,7 @@ impl Workspace {
         self.refresh.abort();
         self.pipelines.stop_all().await;
         let mut first_error = None;
-        for db in self.shared.dbs.values() {
+        for db in self.shared.dbs().values() {
             if let Err(e) = db.close().await {
                 first_error.get_or_insert(e);
             }
@@ -383,7 +400,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let default_db = shared.dbs.keys().next().copied().unwrap_or(0);
+        let default_db = shared.dbs().keys().next().copied().unwrap_or(0);
         let session = Session::new(next_id, peer, default_db);
         next_id += 1;
         let shared = Arc::clone(&shared);
@@ -413,7 +430,7 @@ async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at
     let mut log = crate::control::LogCache::default();
     loop {
         ticks.tick().await;
-        for db in shared.dbs.values() {
+        for db in shared.dbs().values() {
             if let Err(e) = db.refresh_lag(&shared.region).await {
                 tracing::debug!(workspace = %shared.name, "follower lag: {e}");
             }
@@ -442,8 +459,69 @@ async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at
             Ok(access) => shared.set_access(access),
             Err(e) => tracing::warn!(workspace = %shared.name, "ignoring a bad rule: {e}"),
         }
+        // A failover made new live branches homed here: a standing
+        // follower (pre-provisioned) becomes their writer.
+        if shared.follows_live {
+            let moved = moved_here(&shared, &state);
+            if !moved.is_empty() {
+                match promote(&shared, &moved).await {
+                    Ok(()) => {
+                        tracing::info!(workspace = %shared.name, "now writing the live branches {moved:?}")
+                    }
+                    Err(e) => {
+                        tracing::warn!(workspace = %shared.name, "cannot take over the live branches: {e}")
+                    }
+                }
+            }
+        }
         if shared.pipelines_enabled {
             pipelines.reconcile(&shared, config);
         }
     }
+}
+
+/// The attached databases whose live branch is now another one, homed in
+/// this workspace's region: db → live branch.
+fn moved_here(shared: &Shared, state: &ControlState) -> BTreeMap<String, String> {
+    shared
+        .dbs()
+        .values()
+        .filter_map(|db| {
+            let live = state.live.get(&db.name)?;
+            (live.branch != db.location.branch && live.region == shared.region.name())
+                .then(|| (db.name.clone(), live.branch.clone()))
+        })
+        .collect()
+}
+
+/// Attaches `branches` (db → branch, homed here) in place of what serves
+/// those databases now, then closes what they replace. Clients keep their
+/// connections; their next command goes to the new branch.
+async fn promote(shared: &Shared, branches: &BTreeMap<String, String>) -> Result<()> {
+    let current = shared.dbs();
+    let attached = futures::future::join_all(current.values().filter_map(|db| {
+        let branch = branches.get(&db.name)?;
+        let region = shared.region.clone();
+        Some(async move {
+            AttachedDb::attach(&region, db.index, &db.name, branch)
+                .await
+                .map(|fresh| (db.index, Arc::new(fresh)))
+        })
+    }))
+    .await;
+    let mut next = (*current).clone();
+    let mut replaced = Vec::new();
+    for result in attached {
+        let (index, fresh) = result?;
+        if let Some(old) = next.insert(index, fresh) {
+            replaced.push(old);
+        }
+    }
+    *shared.attached.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    for old in replaced {
+        if let Err(e) = old.close().await {
+            tracing::debug!(workspace = %shared.name, "closing a replaced database: {e}");
+        }
+    }
+    Ok(())
 }

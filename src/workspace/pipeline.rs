@@ -139,7 +139,12 @@ impl Pipelines {
             if running.contains_key(name) {
                 continue;
             }
-            let Some(db) = shared.dbs.values().find(|d| d.name == pipeline.db) else {
+            let Some(db) = shared
+                .dbs()
+                .values()
+                .find(|d| d.name == pipeline.db)
+                .cloned()
+            else {
                 status.state = format!(
                     "waiting: database `{}` is not attached to this workspace",
                     pipeline.db
@@ -158,7 +163,7 @@ impl Pipelines {
             let task = tokio::spawn(run(
                 name.clone(),
                 pipeline.clone(),
-                Arc::clone(db),
+                db,
                 Arc::clone(&self.statuses),
                 stopped,
             ));

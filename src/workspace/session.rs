@@ -117,11 +117,12 @@ impl Session {
     /// The selected database, if the user may use it.
     pub fn database(&self, shared: &Shared) -> Result<Arc<AttachedDb>, Reply> {
         let db = shared
-            .dbs
+            .dbs()
             .get(&self.db)
+            .cloned()
             .ok_or_else(|| Reply::err("ERR no database selected; use SELECT"))?;
-        self.check_grant(shared, db)?;
-        Ok(Arc::clone(db))
+        self.check_grant(shared, &db)?;
+        Ok(db)
     }
 
     /// Remembers where a SCAN stopped; returns its cursor.
