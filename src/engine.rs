@@ -123,6 +123,12 @@ pub enum Command {
         at_ms: u64,
         name: String,
     },
+    /// Stands the group's workspaces up in the secondary, following the
+    /// replicas read-only, so that a failover only forks and opens writers
+    /// (the group becomes "storage + pre-provisioned").
+    StartPreprovisioning,
+    /// Stops the standing workspaces (the group becomes "storage only").
+    StopPreprovisioning,
     /// Deletes a forked branch everywhere (never the live one).
     DeleteBranch { db: String, branch: String },
     /// Writes the report of operation `id` (Markdown, or JSON for `.json`).
@@ -184,6 +190,8 @@ impl Command {
                 crate::workload::verify::format_us(at_ms * 1000)
             ),
             Command::DeleteBranch { db, branch } => format!("delete branch {db}/{branch}"),
+            Command::StartPreprovisioning => "start pre-provisioning".into(),
+            Command::StopPreprovisioning => "stop pre-provisioning".into(),
             Command::Drill { ttl_s, .. } => format!("test failover (branches kept {ttl_s} s)"),
             Command::Failover { epoch } => format!("fail over (epoch {epoch})"),
             Command::ExportReport { id, path } => {
@@ -386,6 +394,10 @@ enum Internal {
         result: Result<crate::orchestrator::drill::DrillOutcome>,
     },
     Expired(Result<Vec<String>>),
+    StandbyStarted {
+        name: String,
+        result: Result<(crate::workspace::Workspace, String, Option<String>)>,
+    },
 }
 
 /// The engine's state; owned by its task alone.
@@ -431,6 +443,12 @@ struct Core {
     /// Drill workspaces, by drill id: stopped when their branches expire.
     drill_workspaces: BTreeMap<String, crate::workspace::Workspace>,
     expiring: bool,
+    /// Pre-provisioned workspaces standing in the secondary, by name, with
+    /// their probe tokens.
+    standby: BTreeMap<String, (Arc<crate::workspace::Workspace>, String)>,
+    /// Standing workspaces being started, and why the last start failed.
+    standby_starting: BTreeSet<String>,
+    standby_error: Option<String>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -483,6 +501,9 @@ impl Core {
             drill: failover::FailoverView::default(),
             drill_workspaces: BTreeMap::new(),
             expiring: false,
+            standby: BTreeMap::new(),
+            standby_starting: BTreeSet::new(),
+            standby_error: None,
             internal_tx,
             internal_rx,
             snapshot_tx,
@@ -546,6 +567,13 @@ impl Core {
         self.publish();
         self.stop_demo(None).await;
         let drills = std::mem::take(&mut self.drill_workspaces);
+        for (name, (ws, _)) in std::mem::take(&mut self.standby) {
+            if let Ok(ws) = Arc::try_unwrap(ws)
+                && let Err(e) = ws.stop().await
+            {
+                tracing::warn!(workspace = %name, "stopping: {e}");
+            }
+        }
         for (name, ws) in std::mem::take(&mut self.workspaces)
             .into_iter()
             .chain(drills)
@@ -754,6 +782,8 @@ impl Core {
                 name,
             } => self.restore(request, db, region, at_ms, name),
             Command::DeleteBranch { db, branch } => self.delete_branch(request, db, branch),
+            Command::StartPreprovisioning => self.set_preprovisioning(request, true).await,
+            Command::StopPreprovisioning => self.set_preprovisioning(request, false).await,
             Command::Failover { epoch } => self.run_failover(request, epoch).await,
             Command::ExportReport { id, path } => self.export_report(request, id, path),
             Command::Shutdown => {}
@@ -777,12 +807,6 @@ impl Core {
         let Some(primary) = self.primary() else {
             return self.fail(request, "no region is configured; add two in Settings");
         };
-        if kind == ReplicationKind::PreProvisioned {
-            return self.fail(
-                request,
-                "Storage + pre-provisioned arrives with failover; choose Storage only for now",
-            );
-        }
         if secondary == primary {
             return self.fail(
                 request,
@@ -895,6 +919,7 @@ impl Core {
         }
         self.group = Some(group);
         self.save_group(request, message);
+        self.sync_standby();
     }
 
     fn save_group(&mut self, request: RequestId, message: String) {
@@ -1237,6 +1262,7 @@ impl Core {
                         self.pins.update(&state);
                         self.control_state = state;
                         self.expire_branches();
+                        self.sync_standby();
                         self.control_read_us = Some(now_us());
                         self.control_error = None;
                     }
@@ -1264,6 +1290,26 @@ impl Core {
             }
             Internal::FailoverStep(step) => self.failover.steps.push(step),
             Internal::DrillStep(step) => self.drill.steps.push(step),
+            Internal::StandbyStarted { name, result } => {
+                self.standby_starting.remove(&name);
+                match result {
+                    Ok((ws, token, note)) => {
+                        let wanted = self
+                            .group
+                            .as_ref()
+                            .is_some_and(|g| g.kind == ReplicationKind::PreProvisioned);
+                        if wanted {
+                            self.standby_error = note;
+                            self.standby.insert(name, (Arc::new(ws), token));
+                        } else {
+                            tokio::spawn(async move {
+                                let _ = ws.stop().await;
+                            });
+                        }
+                    }
+                    Err(e) => self.standby_error = Some(crate::error::one_line(&e.to_string())),
+                }
+            }
             Internal::Drilled { request, result } => self.drilled(request, result),
             Internal::Expired(result) => {
                 self.expiring = false;
@@ -1664,6 +1710,7 @@ impl Core {
         let options = crate::orchestrator::failover::FailoverOptions {
             serve: true,
             acks,
+            standby: self.standby.clone(),
             pins: Some(Arc::clone(&self.pins)),
             on_step: Some(Box::new(move |step| {
                 let _ = tx.send(Internal::FailoverStep(step.clone()));
@@ -1694,6 +1741,19 @@ impl Core {
                 let record = outcome.record;
                 for ws in outcome.workspaces {
                     self.workspaces.insert(ws.name().to_string(), ws);
+                }
+                // Promoted standing workspaces now serve the live branches.
+                for name in outcome.promoted {
+                    if let Some((ws, _)) = self.standby.remove(&name) {
+                        match Arc::try_unwrap(ws) {
+                            Ok(ws) => {
+                                self.workspaces.insert(name, ws);
+                            }
+                            Err(ws) => {
+                                self.standby.insert(name, (ws, String::new()));
+                            }
+                        }
+                    }
                 }
                 let rto = record
                     .rto_ms
@@ -2000,6 +2060,113 @@ impl Core {
         });
     }
 
+    async fn set_preprovisioning(&mut self, request: RequestId, on: bool) {
+        let Some(group) = self.group.as_mut() else {
+            return self.fail(request, "configure replication first: pre-provisioning stands workspaces up in its secondary");
+        };
+        group.kind = if on {
+            ReplicationKind::PreProvisioned
+        } else {
+            ReplicationKind::StorageOnly
+        };
+        if !on {
+            for (name, (ws, _)) in std::mem::take(&mut self.standby) {
+                match Arc::try_unwrap(ws) {
+                    Ok(ws) => {
+                        if let Err(e) = ws.stop().await {
+                            tracing::warn!(workspace = %name, "stopping the standing workspace: {e}");
+                        }
+                    }
+                    Err(ws) => {
+                        self.standby.insert(name, (ws, String::new()));
+                    }
+                }
+            }
+            self.standby_error = None;
+        }
+        let message = if on {
+            let names = self.standby_names();
+            if names.is_empty() {
+                "pre-provisioning on; no workspace serves the group's databases yet (define one in Workspaces)".to_string()
+            } else {
+                format!("standing up {} in the secondary", names.join(", "))
+            }
+        } else {
+            "pre-provisioning off; failover will start workspaces on demand".to_string()
+        };
+        self.save_group(request, message);
+        self.sync_standby();
+    }
+
+    /// Workspaces that serve a database of the group whose live branch is
+    /// still homed in the primary: what pre-provisioning stands up.
+    fn standby_names(&self) -> Vec<String> {
+        let Some(group) = self.group.as_ref() else {
+            return Vec::new();
+        };
+        let dbs = self.failover_dbs(group);
+        self.control_state
+            .workspaces
+            .values()
+            .filter(|ws| ws.databases.iter().any(|a| dbs.contains(&a.db)))
+            .map(|ws| ws.name.clone())
+            .collect()
+    }
+
+    /// Starts the standing workspaces pre-provisioning wants and does not
+    /// have yet (it never stops one here: a promoted one serves).
+    fn sync_standby(&mut self) {
+        let Some(group) = self.group.clone() else {
+            return;
+        };
+        if group.kind != ReplicationKind::PreProvisioned || self.failover.running {
+            return;
+        }
+        let Ok(secondary) = self.region(&group.secondary) else {
+            return;
+        };
+        for name in self.standby_names() {
+            if self.standby.contains_key(&name) || self.standby_starting.contains(&name) {
+                continue;
+            }
+            self.standby_starting.insert(name.clone());
+            let (region, state) = (secondary.clone(), self.control_state.clone());
+            self.spawn(async move {
+                let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                let options = |port| crate::workspace::StartOptions {
+                    port,
+                    probe_token: Some(token.clone()),
+                    ..Default::default()
+                };
+                // Its own port where free; any free one where production
+                // holds it on this machine.
+                let result = match crate::workspace::Workspace::start(
+                    region.clone(),
+                    &state,
+                    &name,
+                    options(None),
+                )
+                .await
+                {
+                    Ok(ws) => Ok((ws, token.clone(), None)),
+                    Err(first) => {
+                        crate::workspace::Workspace::start(region, &state, &name, options(Some(0)))
+                            .await
+                            .map(|ws| {
+                                let note = format!(
+                                    "{name} stands at {} instead ({})",
+                                    ws.addr(),
+                                    crate::error::one_line(&first.to_string())
+                                );
+                                (ws, token.clone(), Some(note))
+                            })
+                    }
+                };
+                Internal::StandbyStarted { name, result }
+            });
+        }
+    }
+
     fn export_report(&mut self, request: RequestId, id: String, path: PathBuf) {
         let record = self
             .control_state
@@ -2068,6 +2235,11 @@ impl Core {
             demo_workloads: self.demo.keys().cloned().collect(),
             failover: Arc::new(self.failover.clone()),
             drill: Arc::new(self.drill.clone()),
+            standby: Arc::new(failover::StandbyView {
+                workspaces: self.standby.values().map(|(ws, _)| ws.status()).collect(),
+                starting: self.standby_starting.iter().cloned().collect(),
+                note: self.standby_error.clone(),
+            }),
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(

@@ -194,8 +194,8 @@ fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
         .harness
         .get_by_role_and_label(Role::RadioButton, "Storage + pre-provisioned");
     assert!(
-        pre.accesskit_node().is_disabled(),
-        "pre-provisioned waits for failover"
+        !pre.accesskit_node().is_disabled(),
+        "pre-provisioning is a choice"
     );
     app.click("Submit");
     app.until(
@@ -698,4 +698,80 @@ fn a_drill_from_the_replication_tab_passes_and_leaves_production_alone() {
         Duration::from_secs(30),
         |h| h.state().snapshot().branches.branches.is_empty(),
     );
+}
+
+#[test]
+fn a_pre_provisioned_workspace_stands_in_the_secondary_and_takes_over_at_failover() {
+    let mut app = App::open(&[("orders", 200)]);
+    // A workspace serving orders, defined in the log of both regions.
+    let regions = vec![app.region("us-east-1"), app.region("eu-west-1")];
+    app.runtime
+        .block_on(lifeboat::control::append(
+            &regions,
+            "00000000000000ee",
+            "test",
+            lifeboat::control::event::Event::WorkspaceSet {
+                name: "shop".into(),
+                databases: vec![lifeboat::control::event::Attachment {
+                    index: 0,
+                    db: "orders".into(),
+                }],
+                bind: "127.0.0.1".into(),
+                port: free_port(),
+                open: true,
+            },
+        ))
+        .expect("append");
+    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
+        h.query_by_label("Configure replication")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click("Configure replication");
+    app.click_role(Role::RadioButton, "eu-west-1");
+    app.click_role(Role::RadioButton, "Storage + pre-provisioned");
+    app.click("Submit");
+    app.until("the standing workspace", Duration::from_secs(60), |h| {
+        let snapshot = h.state().snapshot();
+        snapshot
+            .standby
+            .workspaces
+            .iter()
+            .any(|w| w.name == "shop" && w.endpoints.iter().all(|e| e.mode == "follower"))
+    });
+    app.until("In sync", Duration::from_secs(90), |h| {
+        count_label(h, "In sync") == 1
+    });
+    app.click_role(Role::Button, "Failover");
+    app.until("the preview", Duration::from_secs(30), |h| {
+        h.query_by_label("Fail over now").is_some()
+    });
+    app.click("Fail over now");
+    app.until("the outcome", Duration::from_secs(60), |h| {
+        h.state().snapshot().failover.last.is_some()
+    });
+    let record = app
+        .harness
+        .state()
+        .snapshot()
+        .failover
+        .last
+        .clone()
+        .expect("a record");
+    assert!(record.ok, "{record:#?}");
+    assert!(
+        record
+            .steps
+            .iter()
+            .any(|s| s.name == "promote pre-provisioned workspace shop"),
+        "{record:#?}"
+    );
+    assert!(
+        !record.steps.iter().any(|s| s.name.starts_with("start workspace")),
+        "a pre-provisioned failover starts nothing: {record:#?}"
+    );
+    let snapshot = app.harness.state().snapshot();
+    let shop = snapshot.control.workspace("shop").expect("shop");
+    let running = shop.running.as_ref().expect("served here");
+    assert_eq!(running.endpoints[0].mode, "writer");
+    assert_eq!(running.endpoints[0].branch, "failover-1");
 }

@@ -26,6 +26,16 @@ pub struct FailoverView {
     pub error: Option<String>,
 }
 
+/// Pre-provisioned workspaces standing in the secondary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StandbyView {
+    pub workspaces: Vec<crate::workspace::WorkspaceStatus>,
+    /// Names being started.
+    pub starting: Vec<String>,
+    /// Why the last start failed, or where one stands instead of its port.
+    pub note: Option<String>,
+}
+
 /// The branch table and the measured operations, from the log.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BranchesView {

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub failover: Arc<super::failover::FailoverView>,
     /// The drill running here, or the last one.
     pub drill: Arc<super::failover::FailoverView>,
+    /// Workspaces standing in the secondary (pre-provisioning).
+    pub standby: Arc<super::failover::StandbyView>,
     /// Forked branches, live branches and measured operations, from the log.
     pub branches: Arc<super::failover::BranchesView>,
 }

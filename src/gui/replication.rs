@@ -10,7 +10,6 @@ use super::widgets::{self, button_unless, feedback, human_bytes};
 use crate::engine::group::{ReplicationKind, Selection};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
-const PREPROVISION_LATER: &str = "Pre-provisioning needs workspaces (a standing read-only workspace in the secondary); it arrives with the workspace and failover issues";
 const FAILBACK_LATER: &str =
     "Failback arrives with the stranded-write recovery issue, after a failover";
 
@@ -104,10 +103,26 @@ impl ReplicationTab {
                     ui.separator();
                     self.failover.button(ui, engine, snapshot);
                     self.drill.button(ui, snapshot);
-                    button_unless(ui, "Start pre-provisioning", Some(PREPROVISION_LATER));
+                    match group.kind {
+                        ReplicationKind::StorageOnly => {
+                            if ui
+                                .button("Start pre-provisioning")
+                                .on_hover_text("Stand the group's workspaces up in the secondary, following the replicas read-only: a failover then only forks and opens writers")
+                                .clicked()
+                            {
+                                self.pending = Some(engine.send(Command::StartPreprovisioning));
+                            }
+                        }
+                        ReplicationKind::PreProvisioned => {
+                            if ui.button("Stop pre-provisioning").clicked() {
+                                self.pending = Some(engine.send(Command::StopPreprovisioning));
+                            }
+                        }
+                    }
                     button_unless(ui, "Failback", Some(FAILBACK_LATER));
                 });
                 feedback(ui, snapshot, self.pending);
+                standby_ui(ui, snapshot);
                 self.failover.ui(ui, engine, snapshot);
                 self.drill.ui(ui, engine, snapshot);
                 ui.add_space(8.0);
@@ -314,8 +329,12 @@ fn wizard_ui(
             ui.label("Replication type");
             ui.vertical(|ui| {
                 ui.radio_value(&mut wizard.kind, ReplicationKind::StorageOnly, "Storage only");
-                ui.add_enabled(false, egui::RadioButton::new(false, "Storage + pre-provisioned"))
-                    .on_disabled_hover_text(PREPROVISION_LATER);
+                ui.radio_value(
+                    &mut wizard.kind,
+                    ReplicationKind::PreProvisioned,
+                    "Storage + pre-provisioned",
+                )
+                .on_hover_text("also a standing read-only workspace in the secondary, so a failover only forks and opens writers");
             });
             ui.end_row();
 
@@ -361,4 +380,47 @@ fn wizard_ui(
         }
     });
     close
+}
+
+/// The workspaces pre-provisioning keeps standing in the secondary.
+fn standby_ui(ui: &mut egui::Ui, snapshot: &Snapshot) {
+    let Some(group) = &snapshot.group else {
+        return;
+    };
+    if group.kind != ReplicationKind::PreProvisioned {
+        return;
+    }
+    let standby = &snapshot.standby;
+    if standby.workspaces.is_empty() && standby.starting.is_empty() {
+        ui.label(
+            RichText::new(format!(
+                "Pre-provisioning: no workspace serves the group's databases yet; define one in Workspaces and it stands up in {}",
+                group.secondary
+            ))
+            .color(widgets::muted(ui)),
+        );
+    }
+    for ws in &standby.workspaces {
+        let modes: Vec<String> = ws
+            .endpoints
+            .iter()
+            .map(|e| format!("{} {} (lag {})", e.db, e.mode, widgets::lag(e.lag_s)))
+            .collect();
+        ui.label(format!(
+            "Pre-provisioned: {} stands in {} at {}: {}",
+            ws.name,
+            ws.region,
+            ws.addr,
+            modes.join(", ")
+        ));
+    }
+    for name in &standby.starting {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("standing {name} up in {}…", group.secondary));
+        });
+    }
+    if let Some(note) = &standby.note {
+        ui.label(RichText::new(note).color(widgets::warn(ui)));
+    }
 }
