@@ -25,6 +25,8 @@ fn bench_all_runs_on_local_and_s3_regions() {
             "300",
             "--idle-for",
             "3s",
+            "--failovers",
+            "2",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -54,4 +56,12 @@ fn bench_all_runs_on_local_and_s3_regions() {
         );
         assert!(r["idle"]["requests_per_min"].as_f64().is_some(), "{r:#}");
     }
+    // Failovers on demand and pre-provisioned, all of them good.
+    for mode in ["on_demand", "pre_provisioned"] {
+        let m = &figures["failover"][mode];
+        assert_eq!(m["failovers"], 2, "{figures:#}");
+        assert_eq!(m["all_ok"], true, "{figures:#}");
+        assert!(m["rto_p99_ms"].as_f64().is_some_and(|v| v > 0.0), "{m:#}");
+    }
+    assert!(table.contains("| pre-provisioned | 2 | yes |"), "{table}");
 }

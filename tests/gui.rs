@@ -766,7 +766,10 @@ fn a_pre_provisioned_workspace_stands_in_the_secondary_and_takes_over_at_failove
         "{record:#?}"
     );
     assert!(
-        !record.steps.iter().any(|s| s.name.starts_with("start workspace")),
+        !record
+            .steps
+            .iter()
+            .any(|s| s.name.starts_with("start workspace")),
         "a pre-provisioned failover starts nothing: {record:#?}"
     );
     let snapshot = app.harness.state().snapshot();

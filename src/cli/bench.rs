@@ -25,6 +25,7 @@ use lifeboat::storage::{DbLocation, branch_path};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
+use super::bench_failover;
 use super::bench_workspace::{self, WorkspaceFigures, WorkspaceKnobs};
 use crate::{Ctx, parse_duration};
 
@@ -38,6 +39,15 @@ pub enum BenchCommand {
     /// `redis-benchmark -t set,get` against a workspace and against
     /// redis-server on this machine, with the ratio.
     Workspace(WorkspaceBench),
+    /// Failovers under a running workload, on demand and pre-provisioned:
+    /// RTO and RPO p50/p99 against the targets.
+    Failover(FailoverBench),
+}
+
+#[derive(Args, Debug)]
+pub struct FailoverBench {
+    #[command(flatten)]
+    knobs: bench_failover::FailoverKnobs,
 }
 
 #[derive(Args, Debug)]
@@ -55,6 +65,8 @@ pub struct AllBench {
     knobs: ReplicateKnobs,
     #[command(flatten)]
     workspace: WorkspaceKnobs,
+    #[command(flatten)]
+    failover: bench_failover::FailoverKnobs,
 }
 
 /// What the replication benchmark measures, and how hard.
@@ -175,6 +187,18 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
             let _ = std::fs::remove_dir_all(&scratch);
             let figures = result?;
             crate::emit(json, &figures, || bench_workspace::table(&figures))?;
+            Ok(exit_code::OK)
+        }
+        BenchCommand::Failover(args) => {
+            let scratch = ctx
+                .home
+                .data_dir
+                .join("bench")
+                .join(format!("failover-{}", workload::now_us()));
+            let result = bench_failover::measure(&scratch, &args.knobs).await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            let figures = result?;
+            crate::emit(json, &figures, || bench_failover::table(&figures))?;
             Ok(exit_code::OK)
         }
     }
@@ -303,6 +327,8 @@ struct AllFigures {
     replicate: Vec<ReplicateFigures>,
     /// redis-benchmark against a workspace and redis-server.
     workspace: Option<WorkspaceFigures>,
+    /// Failovers on demand and pre-provisioned.
+    failover: Option<bench_failover::FailoverFigures>,
     /// Kinds of region left out, with why.
     skipped: Vec<String>,
 }
@@ -323,7 +349,7 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
     let run = format!("bench-{}", workload::now_us());
     let scratch = ctx.home.data_dir.join("bench").join(&run);
     std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
-    let result = all_in(&scratch, &run, &args.knobs, &args.workspace).await;
+    let result = all_in(&scratch, &run, &args.knobs, &args.workspace, &args.failover).await;
     let _ = std::fs::remove_dir_all(&scratch);
     let figures = result?;
     let text = serde_json::to_string_pretty(&figures)
@@ -344,6 +370,7 @@ async fn all_in(
     run: &str,
     args: &ReplicateKnobs,
     workspace_knobs: &WorkspaceKnobs,
+    failover_knobs: &bench_failover::FailoverKnobs,
 ) -> Result<AllFigures> {
     let mut replicate = Vec::new();
     let mut skipped = Vec::new();
@@ -372,11 +399,13 @@ async fn all_in(
         }
         None => Some(bench_workspace::measure(&scratch.join("workspace"), workspace_knobs).await?),
     };
+    let failover = Some(bench_failover::measure(&scratch.join("failover"), failover_knobs).await?);
     Ok(AllFigures {
         bench: "all",
         machine: machine(),
         replicate,
         workspace,
+        failover,
         skipped,
     })
 }
@@ -429,6 +458,9 @@ fn table(figures: &AllFigures) -> String {
     }
     if let Some(workspace) = &figures.workspace {
         lines.push(bench_workspace::table(workspace));
+    }
+    if let Some(failover) = &figures.failover {
+        lines.push(bench_failover::table(failover));
     }
     for skipped in &figures.skipped {
         lines.push(format!("\nnot run: {skipped}"));

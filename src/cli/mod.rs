@@ -1,6 +1,7 @@
 //! Subcommands that live in their own files (one per area).
 
 pub mod bench;
+pub mod bench_failover;
 pub mod bench_workspace;
 pub mod failover;
 pub mod group;

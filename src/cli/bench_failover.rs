@@ -1,0 +1,290 @@
+//! `lifeboat bench failover`: failovers on two local-folder regions, each
+//! under a running workload, on demand (the workspace is started at
+//! failover) and pre-provisioned (a standing follower is promoted): RTO
+//! from the ask to the first write acknowledged through the new connection
+//! string, RPO as the age of the oldest acknowledged write the new live
+//! branch lacks (0 when it lacks none), p50 and p99 against the targets.
+//! There is no peer to run here: the figures are set against the targets
+//! and against what Aurora Global Database publishes (RTO under a minute).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use lifeboat::config::file_url;
+use lifeboat::control::event::{Attachment, Event};
+use lifeboat::control::{self};
+use lifeboat::error::{Error, Result};
+use lifeboat::orchestrator::failover::{self, FailoverOptions};
+use lifeboat::region::{Region, RegionSpec};
+use lifeboat::replication::pins::NoPins;
+use lifeboat::replication::{Flow, ReplicationOptions, Replicator};
+use lifeboat::storage::DbLocation;
+use lifeboat::workload::acks::AckLog;
+use lifeboat::workload::{self, Rate, WorkloadSpec};
+use lifeboat::workspace::{StartOptions, Workspace};
+
+/// RTO p99 targets, milliseconds.
+pub const RTO_ON_DEMAND_TARGET_MS: f64 = 5000.0;
+pub const RTO_PRE_PROVISIONED_TARGET_MS: f64 = 1000.0;
+/// RPO p99 target, milliseconds.
+pub const RPO_TARGET_MS: f64 = 1000.0;
+
+#[derive(Args, Debug, Clone)]
+pub struct FailoverKnobs {
+    /// Failovers of each kind.
+    #[arg(long, default_value_t = 20)]
+    pub failovers: usize,
+    /// Writes per second of the workload running through each failover.
+    #[arg(long = "failover-rate", default_value_t = 500)]
+    pub rate: u64,
+}
+
+/// One kind of failover's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeFigures {
+    pub failovers: usize,
+    pub all_ok: bool,
+    pub rto_p50_ms: f64,
+    pub rto_p99_ms: f64,
+    pub rto_target_p99_ms: f64,
+    pub rpo_p50_ms: f64,
+    pub rpo_p99_ms: f64,
+    pub rpo_target_p99_ms: f64,
+    /// Acknowledged records the new branch lacked, p50 and p99.
+    pub lost_records_p50: f64,
+    pub lost_records_p99: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverFigures {
+    pub bench: &'static str,
+    pub regions: &'static str,
+    pub workload_rate: u64,
+    pub on_demand: ModeFigures,
+    pub pre_provisioned: ModeFigures,
+    /// Aurora Global Database's published RTO, for scale.
+    pub aurora_published_rto_ms: f64,
+}
+
+/// One failover's measurements.
+struct Run {
+    ok: bool,
+    rto_ms: f64,
+    rpo_ms: f64,
+    lost: f64,
+}
+
+pub async fn measure(scratch: &Path, knobs: &FailoverKnobs) -> Result<FailoverFigures> {
+    if knobs.failovers == 0 {
+        return Err(Error::invalid("--failovers must be at least 1"));
+    }
+    let mut modes = Vec::new();
+    for pre_provisioned in [false, true] {
+        let mut runs = Vec::new();
+        for i in 0..knobs.failovers {
+            let dir = scratch.join(format!(
+                "{}-{i}",
+                if pre_provisioned { "pre" } else { "demand" }
+            ));
+            let run = one(&dir, knobs.rate, pre_provisioned).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            runs.push(run?);
+        }
+        modes.push(figures(&runs, pre_provisioned));
+    }
+    let pre_provisioned = modes.pop().ok_or_else(|| Error::Failed("no runs".into()))?;
+    let on_demand = modes.pop().ok_or_else(|| Error::Failed("no runs".into()))?;
+    Ok(FailoverFigures {
+        bench: "failover",
+        regions: "local folders",
+        workload_rate: knobs.rate,
+        on_demand,
+        pre_provisioned,
+        aurora_published_rto_ms: 60_000.0,
+    })
+}
+
+fn figures(runs: &[Run], pre_provisioned: bool) -> ModeFigures {
+    let q = |f: &dyn Fn(&Run) -> f64, p: f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        let i = ((v.len() - 1) as f64 * p).round() as usize;
+        v[i.min(v.len() - 1)]
+    };
+    ModeFigures {
+        failovers: runs.len(),
+        all_ok: runs.iter().all(|r| r.ok),
+        rto_p50_ms: q(&|r| r.rto_ms, 0.5),
+        rto_p99_ms: q(&|r| r.rto_ms, 0.99),
+        rto_target_p99_ms: if pre_provisioned {
+            RTO_PRE_PROVISIONED_TARGET_MS
+        } else {
+            RTO_ON_DEMAND_TARGET_MS
+        },
+        rpo_p50_ms: q(&|r| r.rpo_ms, 0.5),
+        rpo_p99_ms: q(&|r| r.rpo_ms, 0.99),
+        rpo_target_p99_ms: RPO_TARGET_MS,
+        lost_records_p50: q(&|r| r.lost, 0.5),
+        lost_records_p99: q(&|r| r.lost, 0.99),
+    }
+}
+
+/// Two fresh local regions, `orders` written at `rate`, replicated, a
+/// workspace `shop` defined; one failover.
+async fn one(dir: &Path, rate: u64, pre_provisioned: bool) -> Result<Run> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+    let open = |name: &str| Region::open(&RegionSpec::new(name, &file_url(&dir.join(name))));
+    let (a, b) = (open("us-east-1")?, open("eu-west-1")?);
+    let regions = vec![a.clone(), b.clone()];
+    control::append(
+        &regions,
+        "00000000000000be",
+        "bench",
+        Event::WorkspaceSet {
+            name: "shop".into(),
+            databases: vec![Attachment {
+                index: 0,
+                db: "orders".into(),
+            }],
+            bind: "127.0.0.1".into(),
+            port: 0,
+            open: true,
+        },
+    )
+    .await?;
+    let home = DbLocation::in_region(&a, "orders")?;
+    home.create().await?;
+    let acks = AckLog::for_db(&dir.join("acks"), "orders");
+    let replicator = Replicator::start(
+        vec![Flow::new("orders", "main", &a, &b)],
+        ReplicationOptions::default(),
+        Arc::new(NoPins),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let writer = {
+        let (home, acks) = (home.clone(), acks.clone());
+        tokio::spawn(async move {
+            let spec = WorkloadSpec {
+                rate: Rate::PerSecond(rate),
+                duration: Some(Duration::from_secs(120)),
+                records: None,
+                value_bytes: 200,
+                churn: false,
+            };
+            workload::run(&home, &spec, &acks, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    // The seed lands and the replica follows the running writer.
+    let seeded = replicator
+        .wait_until(Duration::from_secs(60), |s| {
+            s.bytes_copied > 0 && s.objects_pending == 0
+        })
+        .await;
+    if !seeded {
+        return Err(Error::Failed(
+            "the replica never caught up before the failover".into(),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut standby = BTreeMap::new();
+    let mut standing = None;
+    if pre_provisioned {
+        let state = control::load(&b).await?;
+        let token = format!("{:016x}", fastrand::u64(..));
+        let ws = Arc::new(
+            Workspace::start(
+                b.clone(),
+                &state,
+                "shop",
+                StartOptions {
+                    port: Some(0),
+                    probe_token: Some(token.clone()),
+                    ..StartOptions::default()
+                },
+            )
+            .await?,
+        );
+        standby.insert("shop".to_string(), (Arc::clone(&ws), token));
+        standing = Some(ws);
+    }
+    let state = control::load(&b).await?;
+    let preview = failover::preview(&a, &b, &state, &["orders".to_string()]).await?;
+    let mut acks_by_db = BTreeMap::new();
+    acks_by_db.insert("orders".to_string(), acks.clone());
+    let outcome = failover::failover(
+        &regions,
+        &preview,
+        "00000000000000bf",
+        "bench",
+        FailoverOptions {
+            port: Some(0),
+            serve: true,
+            acks: acks_by_db,
+            standby,
+            ..FailoverOptions::default()
+        },
+    )
+    .await;
+    let _ = stop_tx.send(());
+    let _ = writer.await;
+    replicator.stop().await;
+    let outcome = outcome?;
+    for ws in outcome.workspaces {
+        let _ = ws.stop().await;
+    }
+    drop(outcome.forks);
+    if let Some(ws) = standing.and_then(|ws| Arc::try_unwrap(ws).ok()) {
+        let _ = ws.stop().await;
+    }
+    let record = outcome.record;
+    let rpo = record.rpo.first();
+    Ok(Run {
+        ok: record.ok && record.rto_ms.is_some(),
+        rto_ms: record.rto_ms.unwrap_or(u64::MAX) as f64,
+        rpo_ms: rpo.and_then(|r| r.missing_span_ms).unwrap_or(0) as f64,
+        lost: rpo.and_then(|r| r.missing_records).unwrap_or(0) as f64,
+    })
+}
+
+/// The figures as a Markdown table.
+pub fn table(f: &FailoverFigures) -> String {
+    let mut lines = vec![
+        format!(
+            "\nFailover on {}, under {} writes/s (Aurora Global Database publishes RTO under {} s):",
+            f.regions,
+            f.workload_rate,
+            f.aurora_published_rto_ms / 1000.0
+        ),
+        String::new(),
+        "| failover | runs | all ok | RTO p50 / p99 (ms) | RTO target p99 | RPO p50 / p99 (ms) | RPO target p99 | records lost p50 / p99 |".into(),
+        "|---|---|---|---|---|---|---|---|".into(),
+    ];
+    for (name, m) in [
+        ("on demand", &f.on_demand),
+        ("pre-provisioned", &f.pre_provisioned),
+    ] {
+        lines.push(format!(
+            "| {name} | {} | {} | {:.0} / {:.0} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} / {:.0} |",
+            m.failovers,
+            if m.all_ok { "yes" } else { "NO" },
+            m.rto_p50_ms,
+            m.rto_p99_ms,
+            m.rto_target_p99_ms,
+            m.rpo_p50_ms,
+            m.rpo_p99_ms,
+            m.rpo_target_p99_ms,
+            m.lost_records_p50,
+            m.lost_records_p99
+        ));
+    }
+    lines.join("\n")
+}
