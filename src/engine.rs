@@ -187,7 +187,7 @@ impl Command {
                 name,
             } => format!(
                 "restore {db} in {region} as of {} as {name}",
-                crate::workload::verify::format_us(at_ms * 1000)
+                crate::workload::verify::format_us(at_ms.saturating_mul(1000))
             ),
             Command::DeleteBranch { db, branch } => format!("delete branch {db}/{branch}"),
             Command::StartPreprovisioning => "start pre-provisioning".into(),
@@ -1959,7 +1959,7 @@ impl Core {
                 Ok::<_, Error>(format!(
                     "restored {db} as {name} in {} as of {}: manifest {}, WAL {}",
                     region.name(),
-                    crate::workload::verify::format_us(at_ms * 1000),
+                    crate::workload::verify::format_us(at_ms.saturating_mul(1000)),
                     point.manifest_id,
                     forked.wal_end
                 ))

@@ -118,13 +118,31 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
             "is the primary; choose another region",
         ),
         (
-            Command::ConfigureReplication {
-                secondary: "eu-west-1".into(),
-                databases: Selection::All,
-                kind: ReplicationKind::PreProvisioned,
-                rpo_target_s: 1.0,
+            Command::Failover { epoch: 1 },
+            "look at what a failover would lose first",
+        ),
+        (
+            Command::Drill {
+                ttl_s: 60,
+                smoke: vec![],
             },
-            "arrives with failover",
+            "configure replication first",
+        ),
+        (
+            Command::Restore {
+                db: "orders".into(),
+                region: "us-east-1".into(),
+                at_ms: u64::MAX / 2,
+                name: "later".into(),
+            },
+            "lies in the future",
+        ),
+        (
+            Command::DeleteBranch {
+                db: "orders".into(),
+                branch: "nope".into(),
+            },
+            "is not a forked branch",
         ),
         (
             Command::ConfigureReplication {

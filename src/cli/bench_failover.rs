@@ -40,8 +40,8 @@ pub struct FailoverKnobs {
     #[arg(long, default_value_t = 20)]
     pub failovers: usize,
     /// Writes per second of the workload running through each failover.
-    #[arg(long = "failover-rate", default_value_t = 500)]
-    pub rate: u64,
+    #[arg(long, default_value_t = 500)]
+    pub failover_rate: u64,
 }
 
 /// One kind of failover's figures.
@@ -91,7 +91,7 @@ pub async fn measure(scratch: &Path, knobs: &FailoverKnobs) -> Result<FailoverFi
                 "{}-{i}",
                 if pre_provisioned { "pre" } else { "demand" }
             ));
-            let run = one(&dir, knobs.rate, pre_provisioned).await;
+            let run = one(&dir, knobs.failover_rate, pre_provisioned).await;
             let _ = std::fs::remove_dir_all(&dir);
             runs.push(run?);
         }
@@ -102,7 +102,7 @@ pub async fn measure(scratch: &Path, knobs: &FailoverKnobs) -> Result<FailoverFi
     Ok(FailoverFigures {
         bench: "failover",
         regions: "local folders",
-        workload_rate: knobs.rate,
+        workload_rate: knobs.failover_rate,
         on_demand,
         pre_provisioned,
         aurora_published_rto_ms: 60_000.0,

@@ -381,7 +381,7 @@ pub async fn restore_command(ctx: &Ctx, json: bool, args: RestoreArgs) -> Result
                 forked.db,
                 forked.branch,
                 forked.region,
-                lifeboat::workload::verify::format_us(at_ms * 1000),
+                lifeboat::workload::verify::format_us(at_ms.saturating_mul(1000)),
                 point.manifest_id,
                 forked.wal_end,
                 lifeboat::workload::verify::format_us(point.state_ms * 1000),

@@ -123,7 +123,7 @@ pub async fn locate(region: &Region, db: &str, source: &str, at_ms: u64) -> Resu
         return Err(Error::invalid(format!(
             "{db}/{source} in `{}` holds no state from {} or before; the oldest it can restore is {}",
             region.name(),
-            crate::workload::verify::format_us(at_ms * 1000),
+            crate::workload::verify::format_us(at_ms.saturating_mul(1000)),
             oldest.map_or(
                 "its newest state".to_string(),
                 crate::workload::verify::format_us

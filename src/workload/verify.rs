@@ -212,6 +212,11 @@ fn check_acks(log: &AckLog, present: &SeqRanges) -> Result<Option<AckCheck>> {
 
 /// RFC 3339 with microseconds, UTC.
 pub fn format_us(us: u64) -> String {
+    // RFC 3339 ends at the year 9999.
+    const LAST_US: u64 = 253_402_300_799_999_999;
+    if us > LAST_US {
+        return format!("{} s after 1970", us / 1_000_000);
+    }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
     humantime::format_rfc3339_micros(t).to_string()
 }
