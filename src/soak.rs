@@ -3,8 +3,9 @@
 //!
 //! A database is homed in each of two regions and written continuously;
 //! replication runs both ways. On a schedule, a step disturbs the system
-//! (today: an outage of one region, then its recovery; later issues add
-//! drills and failover/failback pairs as further [`Step`]s). After every
+//! (an outage of one region, then its recovery; a drill in the replica's
+//! region; a failover of one database to its replica's region, after which
+//! it is written there and replicated back). After every
 //! step each replica must be a gap-free prefix of its home and every
 //! acknowledged write must still be at its home. At the end the writers
 //! stop and every replica must catch up to hold every acknowledged write.
@@ -18,7 +19,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::replication::check::CheckReport;
-use crate::replication::pins::NoPins;
+use crate::replication::pins::{BranchPins, Pins};
 use crate::replication::{self, Flow, FlowState, ReplicationOptions, Replicator};
 use crate::storage::DbLocation;
 use crate::workload::acks::AckLog;
@@ -206,11 +207,185 @@ impl Step for RegionOutage {
     }
 }
 
+/// The control-log engine id the soak records its drills and failovers as.
+const SOAK_ENGINE: &str = "00000000000050a4";
+
+/// A drill of database `db` in its replica's region: forked, served,
+/// verified against the replica as of the fork, then torn down at once.
+pub struct Drill {
+    pub db: usize,
+}
+
+#[async_trait]
+impl Step for Drill {
+    fn name(&self, soak: &Soak) -> String {
+        format!("drill of {}", soak.dbs[self.db].flow.db)
+    }
+
+    async fn run(&self, soak: &mut Soak) -> Result<String> {
+        use crate::orchestrator::drill;
+        let flow = soak.dbs[self.db].flow.clone();
+        let options = drill::DrillOptions {
+            ttl: Duration::from_secs(600),
+            acks: [(flow.db.clone(), soak.dbs[self.db].acks.clone())].into(),
+            pins: Some(Arc::clone(&soak.pins)),
+            ..Default::default()
+        };
+        let outcome = drill::drill(
+            flow.home.name(),
+            &flow.replica,
+            std::slice::from_ref(&flow.db),
+            SOAK_ENGINE,
+            "soak",
+            options,
+        )
+        .await?;
+        if let Some(ws) = outcome.workspace {
+            ws.stop().await?;
+        }
+        let record = outcome.record;
+        drill::tear_down(&soak.regions, &outcome.forks, SOAK_ENGINE, "soak").await?;
+        soak.pins
+            .update(&crate::control::load_all(&soak.regions).await?);
+        if !record.ok {
+            let failed: Vec<String> = record
+                .steps
+                .iter()
+                .filter(|s| !s.ok)
+                .map(|s| format!("{}: {}", s.name, s.detail))
+                .collect();
+            return Err(Error::Failed(format!(
+                "the drill failed: {}",
+                failed.join("; ")
+            )));
+        }
+        Ok(format!(
+            "{} in {}: RTO {} ms; {}",
+            record.id,
+            flow.replica.name(),
+            record.rto_ms.unwrap_or(0),
+            record.outcome
+        ))
+    }
+}
+
+/// A failover of database `db` to its replica's region, with nothing to
+/// lose: the writer stops, the replica catches up, the failover forks the
+/// new live branch there; then the writer goes on at the new home and the
+/// new branch replicates back.
+pub struct Failover {
+    pub db: usize,
+}
+
+#[async_trait]
+impl Step for Failover {
+    fn name(&self, soak: &Soak) -> String {
+        let flow = &soak.dbs[self.db].flow;
+        format!("failover of {} to {}", flow.db, flow.replica.name())
+    }
+
+    async fn run(&self, soak: &mut Soak) -> Result<String> {
+        use crate::orchestrator::failover;
+        soak.finish_writer(self.db).await?;
+        let flow = soak.dbs[self.db].flow.clone();
+        // Nothing acknowledged may be lost: the replica catches up first.
+        let deadline = Instant::now() + soak.opts.settle_timeout;
+        loop {
+            let report = replication::check::check(&flow, Some(&soak.dbs[self.db].acks)).await?;
+            let missing = report
+                .replica_report
+                .acks
+                .as_ref()
+                .map_or(0, |a| a.missing_acked);
+            if missing == 0 && report.lag_records == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Failed(format!(
+                    "the replica of {} did not catch up within {} s before the failover",
+                    flow.db,
+                    soak.opts.settle_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let state = crate::control::load(&flow.replica).await?;
+        let preview = failover::preview(
+            &flow.home,
+            &flow.replica,
+            &state,
+            std::slice::from_ref(&flow.db),
+        )
+        .await?;
+        let outcome = failover::failover(
+            &soak.regions,
+            &preview,
+            SOAK_ENGINE,
+            "soak",
+            failover::FailoverOptions {
+                acks: [(flow.db.clone(), soak.dbs[self.db].acks.clone())].into(),
+                pins: Some(Arc::clone(&soak.pins)),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let record = outcome.record;
+        let live = outcome
+            .live
+            .first()
+            .ok_or_else(|| Error::Failed("the failover made no live branch".into()))?;
+        let lost = record
+            .rpo
+            .first()
+            .and_then(|r| r.missing_records)
+            .unwrap_or(0);
+        if !record.ok || lost > 0 {
+            return Err(Error::Failed(format!(
+                "the failover of {} went wrong: {} ({lost} acknowledged records lost)",
+                flow.db, record.outcome
+            )));
+        }
+        // The database now lives in the other region and flows back.
+        soak.replicator.remove(&flow.db).await;
+        let moved = Flow::new(&flow.db, &live.branch, &flow.replica, &flow.home);
+        soak.replicator.add(moved.clone());
+        soak.dbs[self.db].home =
+            DbLocation::branch_in_region(&flow.replica, &flow.db, &live.branch)?;
+        soak.dbs[self.db].flow = moved;
+        soak.start_writer(self.db);
+        soak.writers_back().await?;
+        // The new branch's replica appears in the old home before the checks.
+        let db = flow.db.clone();
+        let copied = soak
+            .replicator
+            .wait_until(soak.opts.settle_timeout, |s| {
+                s.db != db || (s.bytes_copied > 0 && s.objects_pending == 0)
+            })
+            .await;
+        if !copied {
+            return Err(Error::Failed(format!(
+                "{} did not replicate back to {} within {} s",
+                live.branch,
+                flow.home.name(),
+                soak.opts.settle_timeout.as_secs()
+            )));
+        }
+        Ok(format!(
+            "{} live in {} (RTO {} ms, nothing lost), writing there and replicating back",
+            live.branch,
+            flow.replica.name(),
+            record.rto_ms.unwrap_or(0)
+        ))
+    }
+}
+
 /// A running soak.
 pub struct Soak {
     pub regions: Vec<Region>,
     pub dbs: Vec<SoakDb>,
     pub replicator: Replicator,
+    /// What drills and failed-over branches read, kept by every flow.
+    pub pins: Arc<BranchPins>,
     pub opts: SoakOptions,
     started: Instant,
     writer_restarts: u64,
@@ -244,11 +419,17 @@ impl Soak {
             });
         }
         let flows = dbs.iter().map(|d| d.flow.clone()).collect();
-        let replicator = Replicator::start(flows, ReplicationOptions::default(), Arc::new(NoPins));
+        let pins = Arc::new(BranchPins::default());
+        let replicator = Replicator::start(
+            flows,
+            ReplicationOptions::default(),
+            Arc::clone(&pins) as Arc<dyn Pins>,
+        );
         let mut soak = Soak {
             regions,
             dbs,
             replicator,
+            pins,
             opts,
             started: Instant::now(),
             writer_restarts: 0,
@@ -429,11 +610,19 @@ impl Soak {
             .map(|r| r.records_acked)
             .sum();
         if !self.opts.keep {
+            // Every branch of the soak's databases, replicas, shadows and
+            // cursors, in both regions.
             for db in &self.dbs {
-                let replica = DbLocation::in_region(&db.flow.replica, &db.flow.db)?;
-                replica.delete().await?;
-                replication::cursor::forget(&db.flow.replica, &db.flow.db, &db.flow.branch).await?;
-                db.home.delete().await?;
+                for region in &self.regions {
+                    let store = region.store();
+                    for prefix in [
+                        format!("{}/{}", crate::storage::DBS_PREFIX, db.flow.db),
+                        format!("{}/{}", crate::region::shadow::SHADOW_PREFIX, db.flow.db),
+                        format!("{}/{}", replication::cursor::REPLICATION_PREFIX, db.flow.db),
+                    ] {
+                        crate::storage::fork::remove_files(&store, &prefix.as_str().into()).await?;
+                    }
+                }
             }
         }
         Ok((acked, self.writer_restarts))
@@ -464,14 +653,19 @@ pub async fn run(
     let started = Instant::now();
     let deadline = started + opts.duration;
     let mut soak = Soak::start(regions, opts.clone(), acks_dir).await?;
-    let steps: Vec<Box<dyn Step>> = (0..soak.regions.len())
-        .map(|region| {
-            Box::new(RegionOutage {
-                region,
-                length: opts.outage_for,
-            }) as Box<dyn Step>
-        })
-        .collect();
+    // Outages of each region in turn, with a drill and a failover between.
+    let steps: Vec<Box<dyn Step>> = vec![
+        Box::new(RegionOutage {
+            region: 0,
+            length: opts.outage_for,
+        }),
+        Box::new(Drill { db: 0 }),
+        Box::new(RegionOutage {
+            region: 1,
+            length: opts.outage_for,
+        }),
+        Box::new(Failover { db: 1 }),
+    ];
     let mut reports = Vec::new();
     let mut next = 0;
     loop {

@@ -1,6 +1,7 @@
 //! The soak on S3 regions (the two SeaweedFS servers), for two minutes:
 //! writing to a database homed in each, replicating both ways, an outage of
-//! each region in turn; every step checked.
+//! each region in turn with a drill and a failover between; every step
+//! checked.
 
 mod common;
 
@@ -34,7 +35,7 @@ fn a_two_minute_soak_on_s3_regions_passes() {
             "--regions",
             "east,west",
             "--step-every",
-            "30s",
+            "20s",
             "--outage-for",
             "8s",
         ],
@@ -53,6 +54,7 @@ fn a_two_minute_soak_on_s3_regions_passes() {
         steps.contains(&"outage of east") && steps.contains(&"outage of west"),
         "{steps:?}"
     );
+    assert!(steps.iter().any(|s| s.starts_with("drill of")), "{steps:?}");
     assert_eq!(steps.last(), Some(&"settle"), "{steps:?}");
     for step in report["steps"].as_array().expect("steps") {
         for check in step["checks"].as_array().expect("checks") {

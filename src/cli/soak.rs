@@ -1,5 +1,5 @@
-//! `lifeboat soak`: writing, replication both ways and region outages for a
-//! while, checked after every step.
+//! `lifeboat soak`: writing, replication both ways, region outages, drills
+//! and failovers for a while, checked after every step.
 
 use std::time::Duration;
 
@@ -18,7 +18,8 @@ pub struct SoakArgs {
     /// The two regions to soak (default: the first two configured).
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
     regions: Vec<String>,
-    /// Steady running between two steps (outages of each region in turn).
+    /// Steady running between two steps (in turn: an outage of the first
+    /// region, a drill, an outage of the second, a failover).
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     step_every: Duration,
     /// How long each outage lasts.

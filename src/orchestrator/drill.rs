@@ -437,6 +437,31 @@ async fn smoke(
     }
 }
 
+/// Deletes a drill's branches now (before their time to live) and records it.
+pub async fn tear_down(
+    regions: &[Region],
+    forks: &[Forked],
+    engine: &str,
+    who: &str,
+) -> Result<()> {
+    for f in forks {
+        if let Some(region) = regions.iter().find(|r| r.name() == f.region) {
+            delete_branch(region, &f.db, &f.branch, Some(&f.source)).await?;
+        }
+        control::append(
+            regions,
+            engine,
+            who,
+            Event::BranchDeleted {
+                db: f.db.clone(),
+                branch: f.branch.clone(),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Deletes every branch whose time to live ran out, in every region that
 /// answers, and records it. Returns the branches deleted.
 pub async fn expire(
