@@ -653,18 +653,18 @@ pub async fn run(
     let started = Instant::now();
     let deadline = started + opts.duration;
     let mut soak = Soak::start(regions, opts.clone(), acks_dir).await?;
-    // Outages of each region in turn, with a drill and a failover between.
+    // Outages of each region in turn, with a failover and a drill between.
     let steps: Vec<Box<dyn Step>> = vec![
         Box::new(RegionOutage {
             region: 0,
             length: opts.outage_for,
         }),
+        Box::new(Failover { db: 1 }),
         Box::new(Drill { db: 0 }),
         Box::new(RegionOutage {
             region: 1,
             length: opts.outage_for,
         }),
-        Box::new(Failover { db: 1 }),
     ];
     let mut reports = Vec::new();
     let mut next = 0;

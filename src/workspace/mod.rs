@@ -107,6 +107,8 @@ pub struct Shared {
     pub pipelines_enabled: bool,
     /// Whether it moves to new live branches homed here (a drill's does not).
     pub follows_live: bool,
+    /// Held while databases are swapped for new branches.
+    promoting: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -248,6 +250,7 @@ impl Workspace {
             probe_token: options.probe_token.clone(),
             pipelines_enabled: !options.no_pipelines,
             follows_live: options.branches.is_empty(),
+            promoting: tokio::sync::Mutex::new(()),
         });
         let pipelines = Arc::new(Pipelines::default());
         if shared.pipelines_enabled {
@@ -498,9 +501,14 @@ fn moved_here(shared: &Shared, state: &ControlState) -> BTreeMap<String, String>
 /// those databases now, then closes what they replace. Clients keep their
 /// connections; their next command goes to the new branch.
 async fn promote(shared: &Shared, branches: &BTreeMap<String, String>) -> Result<()> {
+    // One promotion at a time: the failover's and the refresh loop's would
+    // otherwise open two writers, and the second fences the first.
+    let _one = shared.promoting.lock().await;
     let current = shared.dbs();
     let attached = futures::future::join_all(current.values().filter_map(|db| {
-        let branch = branches.get(&db.name)?;
+        let branch = branches
+            .get(&db.name)
+            .filter(|b| **b != db.location.branch)?;
         let region = shared.region.clone();
         Some(async move {
             AttachedDb::attach(&region, db.index, &db.name, branch)
