@@ -228,7 +228,7 @@ pub struct EngineOptions {
     /// How often the control log is synced between regions and read.
     pub control_every: Duration,
     /// How often each live branch gets a point-in-time checkpoint at its
-    /// home (living `storage::RETENTION`).
+    /// home (living `storage::retention()`).
     pub checkpoint_every: Duration,
 }
 
@@ -827,6 +827,11 @@ impl Core {
             .as_ref()
             .map(|g| g.held.clone())
             .unwrap_or_default();
+        let smoke = self
+            .group
+            .as_ref()
+            .map(|g| g.smoke.clone())
+            .unwrap_or_default();
         let group = GroupConfig {
             primary,
             secondary,
@@ -834,6 +839,7 @@ impl Core {
             kind,
             rpo_target_s,
             held,
+            smoke,
         };
         self.spawn_configure(request, group);
     }
@@ -1187,6 +1193,7 @@ impl Core {
                     kind: ReplicationKind::StorageOnly,
                     rpo_target_s: group::DEFAULT_RPO_TARGET_S,
                     held: BTreeSet::new(),
+                    smoke: Vec::new(),
                 };
                 let describe = Command::ConfigureReplication {
                     secondary: group.secondary.clone(),
@@ -1820,6 +1827,15 @@ impl Core {
             })),
             ..Default::default()
         };
+        // The smoke commands are the group's: the next drill starts from them.
+        if let Some(group) = self.group.as_mut()
+            && group.smoke != options.smoke
+        {
+            group.smoke = options.smoke.clone();
+            if let Err(e) = group::save(&self.home.config_dir, Some(group)) {
+                tracing::warn!("saving the drill's smoke commands: {e}");
+            }
+        }
         self.drill.running = true;
         self.drill.steps.clear();
         self.drill.error = None;
@@ -1888,7 +1904,7 @@ impl Core {
             tokio::spawn(async move {
                 let result = async {
                     let location = DbLocation::branch_in_region(&home, &db, &branch)?;
-                    storage::pitr::checkpoint(&location, storage::RETENTION).await
+                    storage::pitr::checkpoint(&location, storage::retention()).await
                 }
                 .await;
                 match result {

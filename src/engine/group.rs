@@ -49,6 +49,9 @@ pub struct GroupConfig {
     /// Databases a person paused.
     #[serde(default)]
     pub held: BTreeSet<String>,
+    /// The drill's smoke commands, as last run.
+    #[serde(default)]
+    pub smoke: Vec<String>,
 }
 
 /// The default RPO target: one second.
@@ -108,6 +111,7 @@ mod tests {
             kind: ReplicationKind::StorageOnly,
             rpo_target_s: 2.5,
             held: ["orders".to_string()].into(),
+            smoke: vec!["GET greeting".into()],
         };
         save(dir.path(), Some(&group)).expect("save");
         assert_eq!(load(dir.path()).expect("load"), Some(group));

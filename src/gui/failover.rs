@@ -212,6 +212,8 @@ impl FailoverPanel {
 /// drill's steps, verdict and report.
 pub struct DrillPanel {
     open: bool,
+    /// Whether the smoke commands were loaded from the group.
+    loaded: bool,
     ttl_minutes: String,
     smoke: String,
     request: Option<RequestId>,
@@ -222,6 +224,7 @@ impl Default for DrillPanel {
     fn default() -> Self {
         DrillPanel {
             open: false,
+            loaded: false,
             ttl_minutes: "60".into(),
             smoke: "DBSIZE".into(),
             request: None,
@@ -244,6 +247,14 @@ impl DrillPanel {
         );
         if response.clicked() {
             self.open = true;
+            // The smoke commands the group saved with its last drill.
+            if !self.loaded
+                && let Some(group) = &snapshot.group
+                && !group.smoke.is_empty()
+            {
+                self.smoke = group.smoke.join("\n");
+            }
+            self.loaded = true;
         }
     }
 

@@ -45,9 +45,32 @@ pub const SLATEDB_MAX_RETRIES: u32 = 3;
 /// Bound on a SlateDB admin call, which has no retry limit of its own.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default point-in-time window.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// The environment variable that sets the point-in-time window (`48h`).
+pub const RETENTION_ENV: &str = "LIFEBOAT_RETENTION";
+
 /// The point-in-time window: Lifeboat's writers keep WAL files this long
 /// and the home's scheduled checkpoints live this long (storage::pitr).
-pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// `LIFEBOAT_RETENTION` sets it (at least a minute); a value that does
+/// not parse is reported once and the default holds.
+pub fn retention() -> Duration {
+    static RETENTION: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *RETENTION.get_or_init(|| match std::env::var(RETENTION_ENV) {
+        Err(_) => DEFAULT_RETENTION,
+        Ok(text) => match humantime::parse_duration(text.trim()) {
+            Ok(d) if d >= Duration::from_secs(60) => d,
+            _ => {
+                tracing::warn!(
+                    "{RETENTION_ENV}={text} is not a duration of a minute or more (write it like 48h); keeping {} h",
+                    DEFAULT_RETENTION.as_secs() / 3600
+                );
+                DEFAULT_RETENTION
+            }
+        },
+    })
+}
 
 /// Bound on opening a database (a writer or a reader).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -394,7 +417,7 @@ pub fn db_settings(if_match: bool) -> Settings {
     let wal = defaults
         .wal_options
         .map(|o| GarbageCollectorDirectoryOptions {
-            min_age: o.min_age.max(RETENTION),
+            min_age: o.min_age.max(retention()),
             ..o
         });
     let gc = GarbageCollectorOptions {

@@ -3,7 +3,7 @@
 //!
 //! The home keeps a SlateDB checkpoint every few minutes with a lifetime of
 //! the retention window, and Lifeboat's writers keep their WAL files as
-//! long (`storage::RETENTION`), so every state inside the window can be
+//! long (`storage::retention()`, 24 h unless `LIFEBOAT_RETENTION` says otherwise), so every state inside the window can be
 //! rebuilt: the newest checkpointed manifest written at or before T, then
 //! the WAL files after it stamped at or before T. Stamps are the times the
 //! region's store put on the files: at the home, when they were written
