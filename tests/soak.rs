@@ -7,11 +7,16 @@ mod common;
 
 use common::{TEST_KEYS, add_s3_region, lifeboat, run, stderr, stdout};
 
+/// One soak at a time: two at once on two cores starve each other's steps
+/// (the S3 soak then fits one step in its two minutes).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_two_minute_soak_on_s3_regions_passes() {
     if !common::s3_available() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, server) in [("east", "LIFEBOAT_S3_A"), ("west", "LIFEBOAT_S3_B")] {
         let endpoint = std::env::var(server).expect("endpoint");
@@ -72,6 +77,7 @@ fn a_two_minute_soak_on_s3_regions_passes() {
 /// outage, a failover, a drill and the settle in a minute.
 #[test]
 fn a_one_minute_soak_on_local_regions_fails_over_and_drills() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run(
         lifeboat(dir.path()),
