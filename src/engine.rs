@@ -1696,9 +1696,8 @@ impl Core {
                 "the preview confirmed is not the newest; look again and confirm that one",
             );
         }
-        let engine = match control::engine_id(&self.home.data_dir) {
-            Ok(id) => id,
-            Err(e) => return self.fail(request, e),
+        let Some(engine) = self.engine_id(request) else {
+            return;
         };
         // Workspaces this engine serves from the old primary under the names
         // the failover starts: they stop first (same names, same ports).
@@ -1809,9 +1808,8 @@ impl Core {
             Ok(r) => r,
             Err(e) => return self.fail(request, e),
         };
-        let engine = match control::engine_id(&self.home.data_dir) {
-            Ok(id) => id,
-            Err(e) => return self.fail(request, e),
+        let Some(engine) = self.engine_id(request) else {
+            return;
         };
         let tx = self.internal_tx.clone();
         let options = crate::orchestrator::drill::DrillOptions {
@@ -1919,6 +1917,18 @@ impl Core {
         }
     }
 
+    /// This data folder's engine id for the control log; on failure the
+    /// request fails with why.
+    fn engine_id(&mut self, request: RequestId) -> Option<String> {
+        match control::engine_id(&self.home.data_dir) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.fail(request, e);
+                None
+            }
+        }
+    }
+
     fn restore(
         &mut self,
         request: RequestId,
@@ -1949,9 +1959,8 @@ impl Core {
             Ok(r) => r,
             Err(e) => return self.fail(request, e),
         };
-        let engine = match control::engine_id(&self.home.data_dir) {
-            Ok(id) => id,
-            Err(e) => return self.fail(request, e),
+        let Some(engine) = self.engine_id(request) else {
+            return;
         };
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let pins = Arc::clone(&self.pins);
@@ -2004,9 +2013,8 @@ impl Core {
             Ok(e) => e,
             Err(e) => return self.fail(request, e),
         };
-        let engine = match control::engine_id(&self.home.data_dir) {
-            Ok(id) => id,
-            Err(e) => return self.fail(request, e),
+        let Some(engine) = self.engine_id(request) else {
+            return;
         };
         // A drill branch's workspace goes with it.
         if let Some(ws) = self.drill_workspaces.remove(&branch) {
@@ -2148,7 +2156,7 @@ impl Core {
             self.standby_starting.insert(name.clone());
             let (region, state) = (secondary.clone(), self.control_state.clone());
             self.spawn(async move {
-                let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                let token = crate::workspace::commands::probe_token();
                 let options = |port| crate::workspace::StartOptions {
                     port,
                     probe_token: Some(token.clone()),

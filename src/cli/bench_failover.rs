@@ -111,10 +111,7 @@ pub async fn measure(scratch: &Path, knobs: &FailoverKnobs) -> Result<FailoverFi
 
 fn figures(runs: &[Run], pre_provisioned: bool) -> ModeFigures {
     let q = |f: &dyn Fn(&Run) -> f64, p: f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        let i = ((v.len() - 1) as f64 * p).round() as usize;
-        v[i.min(v.len() - 1)]
+        super::bench::quantile_ms(&super::bench::sorted(runs.iter().map(f).collect()), p)
     };
     ModeFigures {
         failovers: runs.len(),

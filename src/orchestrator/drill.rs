@@ -225,7 +225,7 @@ pub async fn drill(
     let mut endpoints = Vec::new();
     let mut rto = None;
     let mut rto_to = "the first write acknowledged through the drill workspace".to_string();
-    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let token = crate::workspace::commands::probe_token();
     let since = Instant::now();
     let start = StartOptions {
         bind: options.bind.clone().or_else(|| Some("127.0.0.1".into())),
@@ -410,11 +410,7 @@ async fn smoke(
     if words.is_empty() {
         return (false, "an empty smoke command".into());
     }
-    let target = if addr.ip().is_unspecified() {
-        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    };
+    let target = super::failover::dial_address(addr);
     let run = async {
         let mut stream = tokio::net::TcpStream::connect(target)
             .await

@@ -418,7 +418,7 @@ pub async fn failover(
     let mut targets: Vec<(SocketAddr, Vec<u32>, String)> = Vec::new();
     let mut promoted = Vec::new();
     if options.serve && !preview.workspaces.is_empty() {
-        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let token = crate::workspace::commands::probe_token();
         let branches: BTreeMap<String, String> = live
             .iter()
             .map(|l| (l.db.clone(), l.branch.clone()))
@@ -599,17 +599,23 @@ async fn fence_writer(home: &Region, db: &str, branch: &str) -> Result<()> {
         .map_err(|_| Error::Failed(format!("no answer within {} s", FENCE_TIMEOUT.as_secs())))?
 }
 
+/// Where a client on this machine reaches a workspace listening on `addr`
+/// (loopback when it listens on every interface).
+pub(crate) fn dial_address(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
 /// One durable write through the workspace at `addr`, as a client makes it.
 pub(crate) async fn probe(
     addr: SocketAddr,
     token: &str,
     index: u32,
 ) -> std::result::Result<(), String> {
-    let target = if addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    };
+    let target = dial_address(addr);
     let mut stream = tokio::time::timeout(
         Duration::from_secs(5),
         tokio::net::TcpStream::connect(target),

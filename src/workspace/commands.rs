@@ -54,6 +54,11 @@ fn int(arg: &Bytes) -> Option<i64> {
 /// else the command does not exist.
 pub const PROBE_COMMAND: &str = "LIFEBOAT.PROBE";
 
+/// A fresh one-time probe token (128 random bits, hex).
+pub fn probe_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
 /// `LIFEBOAT.LOGIN <token> <index>`: the starting process's own session
 /// (a drill's smoke commands), as admin on database `index`.
 pub const PROBE_LOGIN: &str = "LIFEBOAT.LOGIN";
