@@ -279,9 +279,24 @@ async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_
                 Arc::clone(&pins) as Arc<_>,
             );
             let writer = writing(&home, &acks, 300, 60);
-            // Let the seed finish and the replica follow the live writer.
+            // Let the seed finish and the replica follow the live writer
+            // until it holds some of its records (a slow server, moto on a
+            // busy machine, may be in sync with an empty seed at first).
             in_sync(&replicator).await;
             tokio::time::sleep(Duration::from_millis(1500)).await;
+            let replica = DbLocation::in_region(&b, "orders").expect("names");
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while verify(&replica, None)
+                .await
+                .map_or(0, |v| v.highest_gap_free_seq)
+                == 0
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: the replica never held a record"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
             if primary_down {
                 a.faults()
                     .set(&"outage".parse::<FaultPlan>().expect("plan"));
