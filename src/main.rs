@@ -104,6 +104,20 @@ enum Command {
     /// Point-in-time recovery: fork a branch as of a time (to the WAL file)
     /// in either region, from the home's scheduled checkpoints.
     Restore(cli::failover::RestoreArgs),
+    /// Writes stranded by a failover: once the failed region answers, fence
+    /// the old writer there, copy its last files, fork them as a recovered
+    /// branch and compare it with the live one (keys, conflicts, values).
+    Recover(cli::recovery::RecoverArgs),
+    /// Merge a recovered branch into the live one: the clean keys, all, or
+    /// a choice per conflicting key; durable batches, safe to run again.
+    Merge(cli::recovery::MergeArgs),
+    /// Planned switchover (RPO zero): stop writes where the live branches
+    /// are written, copy the last files, move their home, serve them from
+    /// the other region and measure RTO.
+    Switchover(cli::recovery::SwitchArgs),
+    /// Fail back after a failover: a switchover to the region the failover
+    /// left, copying only the files made since.
+    Failback(cli::recovery::SwitchArgs),
     /// Forked branches: list, fork (at a replica without writing into it,
     /// or at the home), delete.
     #[command(subcommand)]
@@ -759,6 +773,10 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Branch(c) => cli::failover::branch_command(&ctx, json, c).await,
             Command::Drill(a) => cli::failover::drill_command(&ctx, json, a).await,
             Command::Restore(a) => cli::failover::restore_command(&ctx, json, a).await,
+            Command::Recover(a) => cli::recovery::recover_command(&ctx, json, a).await,
+            Command::Merge(a) => cli::recovery::merge_command(&ctx, json, a).await,
+            Command::Switchover(a) => cli::recovery::switchover_command(&ctx, json, a).await,
+            Command::Failback(a) => cli::recovery::failback_command(&ctx, json, a).await,
             Command::Bench(c) => cli::bench::run(&ctx, json, c).await,
             Command::Gui(args) => open_gui(&ctx, args),
         }

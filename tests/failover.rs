@@ -11,129 +11,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use lifeboat::control::event::{Attachment, Event};
 use lifeboat::control::{self};
 use lifeboat::orchestrator::failover::{self, FailoverOptions};
 use lifeboat::region::Region;
 use lifeboat::region::faults::FaultPlan;
 use lifeboat::replication::pins::{BranchPins, NoPins};
-use lifeboat::replication::{Flow, FlowState, ReplicationOptions, Replicator};
+use lifeboat::replication::{Flow, ReplicationOptions, Replicator};
 use lifeboat::storage::DbLocation;
 use lifeboat::storage::fork::{delete_branch, fork};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::verify::verify;
-use lifeboat::workload::{self, Rate, WorkloadReport, WorkloadSpec};
-use object_store::ObjectStoreExt;
-use object_store::path::Path;
-use tokio::task::JoinHandle;
+use lifeboat::workload::{self, Rate, WorkloadSpec};
 
-fn fast() -> ReplicationOptions {
-    ReplicationOptions {
-        copies_in_flight: 8,
-        min_poll: Duration::from_millis(5),
-        max_poll: Duration::from_millis(50),
-        heal_every: Duration::from_millis(700),
-        scrub_every: Duration::from_millis(900),
-        cursor_save_every: Duration::from_millis(200),
-        max_backoff: Duration::from_millis(300),
-        ..ReplicationOptions::default()
-    }
-}
-
-/// `snapshot` once it stops changing: a stopped replicator's last requests
-/// to a networked store may still land after it stopped.
-async fn settled(region: &Region, prefix: &str) -> BTreeMap<String, (u64, u64)> {
-    let mut last = snapshot(region, prefix).await;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = snapshot(region, prefix).await;
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
-
-/// Every object under `prefix` with a digest of its bytes: what "byte for
-/// byte untouched" is checked against.
-async fn snapshot(region: &Region, prefix: &str) -> BTreeMap<String, (u64, u64)> {
-    let store = region.store();
-    let listed: Vec<_> = store
-        .list(Some(&Path::from(prefix)))
-        .try_collect()
-        .await
-        .expect("list");
-    let mut out = BTreeMap::new();
-    for meta in listed {
-        let bytes = store
-            .get(&meta.location)
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("read");
-        let digest = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-        });
-        out.insert(meta.location.to_string(), (meta.size, digest));
-    }
-    out
-}
-
-fn writing(loc: &DbLocation, acks: &AckLog, rate: u64, secs: u64) -> JoinHandle<WorkloadReport> {
-    let (loc, acks) = (loc.clone(), acks.clone());
-    tokio::spawn(async move {
-        let spec = WorkloadSpec {
-            rate: Rate::PerSecond(rate),
-            duration: Some(Duration::from_secs(secs)),
-            records: None,
-            value_bytes: 200,
-            churn: true,
-        };
-        workload::run(&loc, &spec, &acks, std::future::pending())
-            .await
-            .expect("workload runs")
-    })
-}
-
-async fn in_sync(replicator: &Replicator) {
-    let ok = replicator
-        .wait_until(Duration::from_secs(90), |s| {
-            s.state == FlowState::InSync && s.objects_pending == 0
-        })
-        .await;
-    assert!(ok, "no sync: {:#?}", replicator.statuses());
-}
-
-/// Waits until `replica` holds every acknowledged record.
-async fn caught_up(replica: &DbLocation, acks: &AckLog) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(report) = verify(replica, Some(acks)).await
-            && report.acks.as_ref().is_some_and(|a| a.missing_acked == 0)
-        {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Seqs acknowledged by `until_us`, from the log.
-fn acked_by(acks: &AckLog, until_us: u64) -> BTreeSet<u64> {
-    acks.read()
-        .expect("read acks")
-        .unwrap_or_default()
-        .iter()
-        .filter(|b| b.acked_us <= until_us)
-        .flat_map(|b| b.first..=b.last)
-        .collect()
-}
+use common::flows::{acked_by, caught_up, fast, in_sync, settled, snapshot, writing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_at_a_replica_never_writes_into_it_and_holds_its_newest_state() {

@@ -184,7 +184,7 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
     Ok(exit_code::OK)
 }
 
-fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
+pub(crate) fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
     if json {
         let line = serde_json::to_string(record)
             .map_err(|e| Error::Failed(format!("cannot encode the record as JSON: {e}")))?;
@@ -307,7 +307,7 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
     })
 }
 
-fn step_printer() -> lifeboat::orchestrator::OnStep {
+pub(crate) fn step_printer() -> lifeboat::orchestrator::OnStep {
     Box::new(|s: &lifeboat::control::event::Step| {
         println!(
             "  {} {} ({} ms): {}",

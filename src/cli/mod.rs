@@ -5,6 +5,7 @@ pub mod bench_failover;
 pub mod bench_workspace;
 pub mod failover;
 pub mod group;
+pub mod recovery;
 pub mod replication;
 pub mod soak;
 pub mod workspace;

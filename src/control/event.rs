@@ -171,6 +171,14 @@ pub struct LiveBranch {
 pub enum OperationKind {
     Failover,
     Drill,
+    /// A planned move of the live branches' home (RPO zero).
+    Switchover,
+    /// A planned switchover back to the region a failover left.
+    Failback,
+    /// Writes stranded in a returning region, forked as a recovered branch.
+    Recovery,
+    /// Recovered writes merged into the live branch.
+    Merge,
 }
 
 impl OperationKind {
@@ -178,8 +186,28 @@ impl OperationKind {
         match self {
             OperationKind::Failover => "failover",
             OperationKind::Drill => "drill",
+            OperationKind::Switchover => "switchover",
+            OperationKind::Failback => "failback",
+            OperationKind::Recovery => "recovery",
+            OperationKind::Merge => "merge",
         }
     }
+}
+
+/// Writes stranded in a returning region, forked as a branch next to the
+/// live one (docs/control-log.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WritesRecovered {
+    /// The recovered branch: the stranded branch's final state.
+    pub fork: BranchForked,
+    /// The live branch the writes are to be merged into.
+    pub live: String,
+    /// The region the writes were stranded in.
+    pub stranded_in: String,
+    /// Keys written there after the live branch's fork point.
+    pub changed: u64,
+    /// Of those, keys the live branch changed too.
+    pub conflicts: u64,
 }
 
 /// One step of an operation and how long it took.
@@ -324,6 +352,30 @@ pub enum Event {
     },
     /// A failover or drill's measured RPO, RTO and steps.
     OperationRecorded(Box<OperationRecord>),
+    /// A planned switchover or failback: the live branches keep their names
+    /// and move their home to `to`. Like a failover it starts epoch
+    /// `epoch`, and is ignored unless that is one above the log's.
+    HomeMoved {
+        epoch: u64,
+        from: String,
+        to: String,
+        live: Vec<LiveBranch>,
+        kind: OperationKind,
+    },
+    /// Writes stranded in a returning region were forked as a branch.
+    WritesRecovered(Box<WritesRecovered>),
+    /// Recovered writes were merged into the live branch.
+    Merged {
+        db: String,
+        recovered: String,
+        live: String,
+        /// Keys written by this merge.
+        applied: u64,
+        /// Conflicting keys where the recovered value was taken.
+        taken: u64,
+        /// Conflicting keys where the live value was kept.
+        kept: u64,
+    },
 }
 
 impl Event {
@@ -333,7 +385,10 @@ impl Event {
             Event::BranchForked(_)
             | Event::BranchDeleted { .. }
             | Event::FailedOver { .. }
-            | Event::OperationRecorded(_) => return None,
+            | Event::OperationRecorded(_)
+            | Event::HomeMoved { .. }
+            | Event::WritesRecovered(_)
+            | Event::Merged { .. } => return None,
             Event::WorkspaceSet { name, .. }
             | Event::WorkspaceRemoved { name }
             | Event::WorkspaceStop { name } => name,
@@ -444,6 +499,37 @@ impl Event {
                 r.rto_ms
                     .map_or("not measured".to_string(), |ms| format!("{ms} ms")),
                 r.outcome
+            ),
+            Event::HomeMoved {
+                epoch,
+                from,
+                to,
+                live,
+                kind,
+            } => {
+                let live: Vec<String> = live
+                    .iter()
+                    .map(|l| format!("{}/{}", l.db, l.branch))
+                    .collect();
+                format!(
+                    "{} {from} → {to} (epoch {epoch}): {} now written in {to}",
+                    kind.name(),
+                    live.join(", ")
+                )
+            }
+            Event::WritesRecovered(r) => format!(
+                "recover {} key(s) stranded in {} as {}/{} ({} conflict(s) with {})",
+                r.changed, r.stranded_in, r.fork.db, r.fork.branch, r.conflicts, r.live
+            ),
+            Event::Merged {
+                db,
+                recovered,
+                live,
+                applied,
+                taken,
+                kept,
+            } => format!(
+                "merge {db}/{recovered} into {db}/{live}: {applied} key(s) written, {taken} conflict(s) taken, {kept} kept"
             ),
         }
     }

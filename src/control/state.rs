@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::event::{
     Attachment, BranchForked, BranchReason, Databases, Envelope, Event, Hlc, LiveBranch,
-    OperationRecord, Role,
+    OperationRecord, Role, WritesRecovered,
 };
 use crate::error::{Error, Result};
 use crate::region::validate_name;
@@ -69,6 +69,16 @@ pub struct BranchRecord {
     pub created: Hlc,
 }
 
+/// A recovered branch as the log knows it, with what was merged of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecoveredRecord {
+    #[serde(flatten)]
+    pub recovered: WritesRecovered,
+    /// Keys merged into the live branch so far (every merge summed).
+    pub merged: u64,
+    pub merges: u32,
+}
+
 /// Everything the log says, as of its newest event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ControlState {
@@ -78,8 +88,10 @@ pub struct ControlState {
     /// Each database's live branch where a failover moved it (elsewhere:
     /// `main`, at the group's primary).
     pub live: BTreeMap<String, LiveBranch>,
-    /// The newest failover's epoch (0: none yet).
+    /// The newest failover's or switchover's epoch (0: none yet).
     pub epoch: u64,
+    /// Recovered branches by database, then branch name.
+    pub recovered: BTreeMap<String, BTreeMap<String, RecoveredRecord>>,
     /// Failovers and drills with their measured RPO and RTO, oldest first.
     pub operations: Vec<OperationRecord>,
     /// The newest clock reading in the log.
@@ -146,6 +158,12 @@ impl ControlState {
                         self.branches.remove(db);
                     }
                 }
+                if let Some(recovered) = self.recovered.get_mut(db) {
+                    recovered.remove(branch);
+                    if recovered.is_empty() {
+                        self.recovered.remove(db);
+                    }
+                }
                 return;
             }
             Event::FailedOver {
@@ -168,6 +186,43 @@ impl ControlState {
                 self.operations.push((**record).clone());
                 return;
             }
+            Event::HomeMoved { epoch, live, .. } => {
+                if *epoch == self.epoch + 1 {
+                    self.epoch = *epoch;
+                    for l in live {
+                        self.live.insert(l.db.clone(), l.clone());
+                    }
+                }
+                return;
+            }
+            Event::WritesRecovered(r) => {
+                self.add_branch(&r.fork, envelope.hlc);
+                self.recovered.entry(r.fork.db.clone()).or_default().insert(
+                    r.fork.branch.clone(),
+                    RecoveredRecord {
+                        recovered: (**r).clone(),
+                        merged: 0,
+                        merges: 0,
+                    },
+                );
+                return;
+            }
+            Event::Merged {
+                db,
+                recovered,
+                applied,
+                ..
+            } => {
+                if let Some(r) = self
+                    .recovered
+                    .get_mut(db)
+                    .and_then(|r| r.get_mut(recovered))
+                {
+                    r.merged += applied;
+                    r.merges += 1;
+                }
+                return;
+            }
             _ => {}
         }
         let Some(ws) = event.workspace().and_then(|w| self.workspaces.get_mut(w)) else {
@@ -179,7 +234,10 @@ impl ControlState {
             | Event::BranchForked(_)
             | Event::BranchDeleted { .. }
             | Event::FailedOver { .. }
-            | Event::OperationRecorded(_) => {}
+            | Event::OperationRecorded(_)
+            | Event::HomeMoved { .. }
+            | Event::WritesRecovered(_)
+            | Event::Merged { .. } => {}
             Event::WorkspaceStop { .. } => ws.stop_requested = Some(envelope.hlc),
             Event::UserSet {
                 user,
@@ -270,6 +328,12 @@ impl ControlState {
         self.branches.get(db)?.get(branch)
     }
 
+    /// The region where the live branch of `db` is written, when a
+    /// failover or switchover set it (elsewhere: the group's primary).
+    pub fn live_region(&self, db: &str) -> Option<&str> {
+        self.live.get(db).map(|l| l.region.as_str())
+    }
+
     /// The live branch of `db`: where the newest failover put it, else `main`.
     pub fn live_branch(&self, db: &str) -> &str {
         self.live
@@ -327,15 +391,23 @@ impl ControlState {
                     )));
                 }
             }
-            Event::FailedOver { epoch, .. } => {
+            Event::FailedOver { epoch, .. } | Event::HomeMoved { epoch, .. } => {
                 if *epoch != self.epoch + 1 {
                     return Err(Error::invalid(format!(
-                        "another failover (epoch {}) happened meanwhile; look at the new state and try again",
+                        "another failover or switchover (epoch {}) happened meanwhile; look at the new state and try again",
                         self.epoch
                     )));
                 }
             }
-            Event::OperationRecorded(_) => {}
+            Event::WritesRecovered(r) => {
+                if self.branch(&r.fork.db, &r.fork.branch).is_some() {
+                    return Err(Error::invalid(format!(
+                        "branch `{}` of `{}` already exists; pick another name",
+                        r.fork.branch, r.fork.db
+                    )));
+                }
+            }
+            Event::OperationRecorded(_) | Event::Merged { .. } => {}
             Event::WorkspaceSet {
                 name,
                 databases,

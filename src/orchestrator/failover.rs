@@ -586,7 +586,7 @@ pub fn branch_event(f: &Forked, reason: BranchReason, expires_ms: Option<u64>) -
 
 /// Opens (and closes) a writer of `db`/`branch` at its home: SlateDB bumps
 /// the writer epoch, so the old writer's next write fails as fenced.
-async fn fence_writer(home: &Region, db: &str, branch: &str) -> Result<()> {
+pub(crate) async fn fence_writer(home: &Region, db: &str, branch: &str) -> Result<()> {
     let location = DbLocation::branch_in_region(home, db, branch)?;
     let fenced = async {
         let writer = location.open_writer(false).await?;

@@ -1,11 +1,14 @@
-//! Operations that span regions: failover (and, in later issues, drills,
-//! switchover, failback, stranded writes). Each runs as timed steps and
+//! Operations that span regions: failover, drills, switchover and
+//! failback, stranded-write recovery and merge. Each runs as timed steps and
 //! ends as an [`OperationRecord`](crate::control::event::OperationRecord)
 //! in the control log, with its measured RPO and RTO.
 
 pub mod drill;
 pub mod failover;
+pub mod merge;
+pub mod recover;
 pub mod report;
+pub mod switchover;
 
 use std::time::Instant;
 

@@ -223,6 +223,24 @@ impl BranchCopier {
         self.publish.send_replace(self.status.clone());
     }
 
+    /// Whether the branch's home moved away from this flow's home (a
+    /// switchover): the flow must copy, delete and save nothing more.
+    pub fn moved(&self) -> bool {
+        self.pins
+            .moved(&self.flow.db, &self.flow.branch, &self.home.region)
+    }
+
+    /// Records that the branch's home moved: this flow is over.
+    pub fn moved_away(&mut self) {
+        self.status.state = FlowState::Held;
+        self.status.detail = Some(format!(
+            "the home of {}/{} moved away from {}; this flow has stopped",
+            self.flow.db, self.flow.branch, self.home.region
+        ));
+        self.status.observed_us = now_us();
+        self.publish.send_replace(self.status.clone());
+    }
+
     /// Records that a person paused this flow: nothing is copied, and the
     /// lag counts from the last sync while the home keeps writing.
     pub fn held(&mut self) {
@@ -808,6 +826,9 @@ impl BranchCopier {
         let Some(newest) = self.replica_manifest.clone() else {
             return Ok(());
         };
+        if self.moved() {
+            return Ok(());
+        }
         let mut keep_manifests: BTreeSet<u64> = BTreeSet::from([newest.id]);
         let mut keep_ssts = newest.ssts.clone();
         let mut keep_wal: Vec<(u64, u64)> = vec![(newest.replay_after_wal_id + 1, u64::MAX)];
@@ -1029,7 +1050,7 @@ impl BranchCopier {
 
     /// Saves the cursor now (when stopping, and when a manifest lands).
     pub async fn save_cursor(&mut self) -> Result<()> {
-        if !self.loaded || !self.cursor_dirty {
+        if !self.loaded || !self.cursor_dirty || self.moved() {
             return Ok(());
         }
         self.cursor.requests_per_min = self.status.requests_per_min;

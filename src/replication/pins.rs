@@ -16,6 +16,14 @@ use crate::control::state::ControlState;
 pub trait Pins: Send + Sync {
     /// True when `file` of `db`/`branch` in `region` must not be deleted.
     fn holds(&self, region: &str, db: &str, branch: &str, file: &FileRef) -> bool;
+
+    /// True when the control log moved the home of `db`/`branch` away from
+    /// `home` (a switchover or failback): a flow from there must stop
+    /// before it copies into, deletes from, or saves a cursor at what is
+    /// now the home.
+    fn moved(&self, _db: &str, _branch: &str, _home: &str) -> bool {
+        false
+    }
 }
 
 /// No pins: only the replica's own manifests keep files.
@@ -38,6 +46,8 @@ pub struct BranchPins {
     held: RwLock<BTreeMap<(String, String), BTreeSet<String>>>,
     /// (db, branch) → forks under way.
     forking: Mutex<BTreeMap<(String, String), usize>>,
+    /// (db, branch) → the region a failover or switchover made its home.
+    homes: RwLock<BTreeMap<(String, String), String>>,
 }
 
 impl BranchPins {
@@ -59,6 +69,21 @@ impl BranchPins {
             }
         }
         *self.held.write().unwrap_or_else(|p| p.into_inner()) = held;
+        let homes = state
+            .live
+            .values()
+            .map(|l| ((l.db.clone(), l.branch.clone()), l.region.clone()))
+            .collect();
+        *self.homes.write().unwrap_or_else(|p| p.into_inner()) = homes;
+    }
+
+    /// Records at once (before the log is read again) that `db`/`branch`
+    /// is now written in `region`.
+    pub fn home_moved(&self, db: &str, branch: &str, region: &str) {
+        self.homes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((db.to_string(), branch.to_string()), region.to_string());
     }
 
     /// Adds the pins of one fork at once (before the log is read again).
@@ -135,5 +160,13 @@ impl Pins for BranchPins {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
             .is_some_and(|ssts| ssts.contains(ulid))
+    }
+
+    fn moved(&self, db: &str, branch: &str, home: &str) -> bool {
+        self.homes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(db.to_string(), branch.to_string()))
+            .is_some_and(|region| region != home)
     }
 }

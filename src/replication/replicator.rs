@@ -118,6 +118,19 @@ impl Replicator {
             .any(|r| r.flow.db == db && *r.hold.borrow())
     }
 
+    /// Stops and forgets the flows of `db`/`branch` (their cursors are
+    /// saved unless the branch's home moved).
+    pub async fn remove_branch(&mut self, db: &str, branch: &str) {
+        let (gone, kept): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|r| r.flow.db == db && r.flow.branch == branch);
+        self.running = kept;
+        for running in gone {
+            running.stop.send_replace(true);
+            let _ = running.task.await;
+        }
+    }
+
     /// Stops and forgets every flow of database `db` (its cursor is saved).
     pub async fn remove(&mut self, db: &str) {
         let (gone, kept): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
@@ -195,6 +208,13 @@ async fn follow(
     let mut wait = Duration::ZERO;
     let mut backoff = Duration::from_millis(250);
     loop {
+        if copier.moved() {
+            // A switchover moved the home: what was the replica is written
+            // now. Copy nothing, and leave no cursor there.
+            copier.moved_away();
+            let _ = stop.changed().await;
+            return;
+        }
         if *hold.borrow_and_update() {
             copier.held();
             tokio::select! {

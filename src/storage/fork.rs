@@ -237,7 +237,7 @@ pub fn branch_of(path: &Path) -> Option<String> {
     }
 }
 
-fn side(region: &Region, base: &Path) -> Side {
+pub(crate) fn side(region: &Region, base: &Path) -> Side {
     Side {
         region: region.name().to_string(),
         store: region.store(),

@@ -64,6 +64,8 @@ pub struct AttachedDb {
     flusher: Option<JoinHandle<()>>,
     /// When a follower's replica last held everything its home had (µs).
     synced_us: Mutex<Option<u64>>,
+    /// Why writes are refused now (a planned switchover under way).
+    frozen: Mutex<Option<String>>,
 }
 
 /// A condition on SET.
@@ -113,6 +115,7 @@ impl AttachedDb {
             name: name.to_string(),
             region: region.name().to_string(),
             synced_us: Mutex::new(replica_of.and_then(|c| c.synced_us)),
+            frozen: Mutex::new(None),
             location,
             handle,
             write_lock: tokio::sync::Mutex::new(()),
@@ -127,6 +130,14 @@ impl AttachedDb {
 
     /// The writer, or the error a client gets for a write on a follower.
     pub fn writer(&self) -> OpResult<&Db> {
+        if let Some(why) = self
+            .frozen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Err(format!("READONLY {why}"));
+        }
         match &self.handle {
             Handle::Writer(db) => Ok(db),
             Handle::Follower(_) => Err(format!(
@@ -134,6 +145,12 @@ impl AttachedDb {
                 self.name, self.region
             )),
         }
+    }
+
+    /// Refuses every write from now on with `why` (reads go on): the
+    /// database's home is moving.
+    pub fn freeze(&self, why: String) {
+        *self.frozen.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     }
 
     /// The writer's own handle, for the pipelines (`None` on a follower).
@@ -228,6 +245,16 @@ impl AttachedDb {
             reserved(key)?;
             batch.put_with_options(key, value, &PutOptions { ttl: Ttl::NoExpiry });
         }
+        let _lock = self.write_lock.lock().await;
+        let handle = db.write(batch).await.map_err(|e| self.fail("write", e))?;
+        self.flush_wanted.notify_one();
+        Ok(handle)
+    }
+
+    /// Writes `batch` as it is (a merge of recovered writes: it may hold
+    /// deletes as well as puts, and no reserved key).
+    pub async fn apply(&self, batch: WriteBatch) -> OpResult<WriteHandle> {
+        let db = self.writer()?;
         let _lock = self.write_lock.lock().await;
         let handle = db.write(batch).await.map_err(|e| self.fail("write", e))?;
         self.flush_wanted.notify_one();

@@ -341,6 +341,26 @@ impl Workspace {
         promote(&self.shared, branches).await
     }
 
+    /// Refuses writes to `dbs` from now on, with a message that says
+    /// where they are going (a planned switchover); reads go on.
+    pub fn freeze(&self, dbs: &[String], to: &str) {
+        for db in self.shared.dbs().values().filter(|d| dbs.contains(&d.name)) {
+            db.freeze(format!(
+                "database `{}` is moving to region `{to}` (planned switchover); write again at its new endpoint in a few seconds",
+                db.name
+            ));
+        }
+    }
+
+    /// The attached database serving `db`, when this workspace writes it.
+    pub fn writer_of(&self, db: &str) -> Option<Arc<AttachedDb>> {
+        self.shared
+            .dbs()
+            .values()
+            .find(|d| d.name == db && !d.is_follower())
+            .cloned()
+    }
+
     /// Stops listening, disconnects every client, stops the pipelines and
     /// closes the databases (flushing the writers).
     pub async fn stop(self) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Shared test fixtures: regions of every local kind, the real binary.
 #![allow(dead_code)]
 
+pub mod flows;
 pub mod netns;
 
 use std::path::Path;

@@ -1,0 +1,481 @@
+//! `lifeboat recover`, `lifeboat merge`, `lifeboat switchover` and
+//! `lifeboat failback`: bring back writes stranded by a failover, merge
+//! them, and move live branches between regions with nothing lost.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use lifeboat::control::event::OperationKind;
+use lifeboat::control::state::ControlState;
+use lifeboat::control::{self};
+use lifeboat::engine::activity::local_user;
+use lifeboat::engine::group;
+use lifeboat::error::{Error, Result, exit_code};
+use lifeboat::orchestrator::merge::{self, Choice, MergeOptions, Pick};
+use lifeboat::orchestrator::recover::{self, ChangeRow, RecoverOptions, Recovered, unshown};
+use lifeboat::orchestrator::report;
+use lifeboat::orchestrator::switchover::{self, SwitchOptions};
+use lifeboat::region::Region;
+use lifeboat::workload::acks::AckLog;
+
+use super::failover::{print_record, step_printer};
+use crate::{Ctx, emit, parse_duration};
+
+/// Rows of a comparison printed unless told otherwise.
+const SHOWN_ROWS: usize = 20;
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The database whose stranded writes to recover.
+    #[arg(long)]
+    db: String,
+    /// Recover. Without it, only show where the writes would come from.
+    #[arg(long)]
+    yes: bool,
+    /// Compare an existing recovered branch with the live one again.
+    #[arg(long, value_name = "BRANCH", num_args = 0..=1, default_missing_value = "")]
+    show: Option<String>,
+    /// Print at most this many keys (JSON prints them all).
+    #[arg(long, default_value_t = SHOWN_ROWS)]
+    rows: usize,
+}
+
+/// Where the stranded writes of a database would come from.
+#[derive(Serialize)]
+struct RecoverPreview {
+    stranded: recover::Stranded,
+    reachable: bool,
+    error: Option<String>,
+}
+
+/// A comparison as printed in JSON.
+#[derive(Serialize)]
+struct Comparison {
+    db: String,
+    branch: String,
+    live: String,
+    region: String,
+    changed: usize,
+    conflicts: usize,
+    pending: usize,
+    changes: Vec<ChangeRow>,
+}
+
+fn comparison(r: &Recovered) -> Comparison {
+    Comparison {
+        db: r.db.clone(),
+        branch: r.branch.clone(),
+        live: r.live.clone(),
+        region: r.region.clone(),
+        changed: r.changes.len(),
+        conflicts: r.conflicts(),
+        pending: r.pending(),
+        changes: r.rows(),
+    }
+}
+
+/// The comparison as text: the summary, then the first `rows` keys
+/// (conflicts first).
+fn comparison_text(r: &Recovered, rows: usize) -> String {
+    let mut lines = vec![r.summary()];
+    let mut shown = r.rows();
+    shown.sort_by_key(|row| (!row.conflict, row.merged));
+    let cut = |v: &Option<String>| match v {
+        None => "(absent)".to_string(),
+        Some(v) if v.chars().count() > 40 => format!("{}…", v.chars().take(40).collect::<String>()),
+        Some(v) => v.clone(),
+    };
+    for row in shown.iter().take(rows) {
+        let state = if row.conflict {
+            "CONFLICT"
+        } else if row.merged {
+            "merged  "
+        } else {
+            "clean   "
+        };
+        lines.push(format!(
+            "  {state} {}: recovered {} | live {} | at the fork {}",
+            row.key,
+            cut(&row.recovered),
+            cut(&row.live),
+            cut(&row.base)
+        ));
+    }
+    if shown.len() > rows {
+        lines.push(format!(
+            "  … and {} more (--rows N, or --json for all)",
+            shown.len() - rows
+        ));
+    }
+    lines.join("\n")
+}
+
+/// The newest recovered branch of `db`, when the user named none.
+fn newest_recovered(state: &ControlState, db: &str) -> Result<String> {
+    state
+        .all_branches()
+        .into_iter()
+        .rev()
+        .find(|b| {
+            b.fork.db == db
+                && state
+                    .recovered
+                    .get(db)
+                    .is_some_and(|r| r.contains_key(&b.fork.branch))
+        })
+        .map(|b| b.fork.branch.clone())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "`{db}` has no recovered branch; run `lifeboat recover --db {db} --yes` once the failed region is back"
+            ))
+        })
+}
+
+/// The region holding `db`'s live branch, as the log says (else the
+/// group's primary), and the log as the regions that answer hold it.
+async fn live_state(regions: &[Region]) -> Result<ControlState> {
+    let _ = control::sync(regions).await;
+    control::load_all(regions).await
+}
+
+fn region(regions: &[Region], name: &str) -> Result<Region> {
+    regions
+        .iter()
+        .find(|r| r.name() == name)
+        .cloned()
+        .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
+}
+
+pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result<i32> {
+    let regions = super::workspace::regions(ctx)?;
+    let state = live_state(&regions).await?;
+    if let Some(branch) = &args.show {
+        let branch = if branch.is_empty() {
+            newest_recovered(&state, &args.db)?
+        } else {
+            branch.clone()
+        };
+        let home = state
+            .branch(&args.db, &branch)
+            .map(|b| b.fork.region.clone())
+            .ok_or_else(|| Error::invalid(format!("`{}` has no branch `{branch}`", args.db)))?;
+        let recovered =
+            recover::inspect(&region(&regions, &home)?, &state, &args.db, &branch).await?;
+        emit(json, &comparison(&recovered), || {
+            comparison_text(&recovered, args.rows)
+        })?;
+        return Ok(exit_code::OK);
+    }
+    let found = recover::stranded(&regions, &state, &args.db).await?;
+    if !args.yes {
+        let old = region(&regions, &found.source_region)?;
+        let (reachable, error) = match tokio::time::timeout(
+            lifeboat::orchestrator::failover::REACH_TIMEOUT,
+            old.probe(),
+        )
+        .await
+        {
+            Ok(Ok(_)) => (true, None),
+            Ok(Err(e)) => (false, Some(lifeboat::error::one_line(&e.to_string()))),
+            Err(_) => (false, Some("no answer".to_string())),
+        };
+        let preview = RecoverPreview {
+            stranded: found.clone(),
+            reachable,
+            error,
+        };
+        emit(json, &preview, || {
+            format!(
+                "{db}/{live} in {to} was forked off {db}/{src} at manifest {m}, WAL {w}.\n{}\nNothing was changed; run again with --yes to recover.",
+                if reachable {
+                    format!(
+                        "{} answers: recovery fences {}/{} there, copies its last files to {}, forks its final state as a recovered branch and compares it with {}.",
+                        found.source_region, found.db, found.source, found.live_region, found.live
+                    )
+                } else {
+                    format!(
+                        "{} does not answer ({}): its writes stay there until it is back.",
+                        found.source_region,
+                        preview.error.as_deref().unwrap_or("no answer")
+                    )
+                },
+                db = found.db,
+                live = found.live,
+                to = found.live_region,
+                src = found.source,
+                m = found.fork.manifest_id,
+                w = found.fork.wal_end
+            )
+        })?;
+        return Ok(exit_code::OK);
+    }
+    let engine = control::engine_id(&ctx.home.data_dir)?;
+    let options = RecoverOptions {
+        on_step: (!json).then(step_printer),
+        ..RecoverOptions::default()
+    };
+    let outcome =
+        recover::recover(&regions, &state, &args.db, &engine, &local_user(), options).await?;
+    match &outcome.recovered {
+        Some(r) => emit(json, &comparison(r), || {
+            format!(
+                "{}\nMerge with `lifeboat merge --db {} --branch {}` (--clean, --all, or --take/--keep KEY).",
+                comparison_text(r, args.rows),
+                r.db,
+                r.branch
+            )
+        })?,
+        None => emit(json, &outcome.record, || outcome.record.outcome.clone())?,
+    }
+    Ok(exit_code::OK)
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The database.
+    #[arg(long)]
+    db: String,
+    /// The recovered branch (default: the newest).
+    #[arg(long)]
+    branch: Option<String>,
+    /// Merge every recovered key; conflicts take the recovered value.
+    #[arg(long, conflicts_with_all = ["clean", "take", "keep"])]
+    all: bool,
+    /// Merge only the keys that conflict with nothing (the default).
+    #[arg(long)]
+    clean: bool,
+    /// A conflicting key that takes the recovered value (the clean keys are
+    /// merged too; a conflict not named keeps the live value); repeatable.
+    /// Bytes other than printable ASCII as \xNN.
+    #[arg(long, value_name = "KEY", conflicts_with = "clean")]
+    take: Vec<String>,
+    /// A conflicting key that keeps the live value; repeatable.
+    #[arg(long, value_name = "KEY", conflicts_with = "clean")]
+    keep: Vec<String>,
+    /// Merge. Without it, only show what would be written.
+    #[arg(long)]
+    yes: bool,
+    /// Delete the recovered branch once everything picked is merged.
+    #[arg(long)]
+    discard: bool,
+    /// Keys per durable write batch.
+    #[arg(long, default_value_t = merge::CHUNK_KEYS)]
+    chunk: usize,
+}
+
+pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32> {
+    let regions = super::workspace::regions(ctx)?;
+    let state = live_state(&regions).await?;
+    let branch = match &args.branch {
+        Some(b) => b.clone(),
+        None => newest_recovered(&state, &args.db)?,
+    };
+    let pick = if args.all {
+        Pick::All
+    } else if !args.take.is_empty() || !args.keep.is_empty() {
+        let mut choices = BTreeMap::new();
+        for key in &args.take {
+            choices.insert(unshown(key)?, Choice::Recovered);
+        }
+        for key in &args.keep {
+            if choices.insert(unshown(key)?, Choice::Live).is_some() {
+                return Err(Error::invalid(format!(
+                    "key `{key}` is both taken and kept; pick one"
+                )));
+            }
+        }
+        Pick::Choose(choices)
+    } else {
+        Pick::Clean
+    };
+    if !args.yes {
+        let home = state
+            .branch(&args.db, &branch)
+            .map(|b| b.fork.region.clone())
+            .ok_or_else(|| Error::invalid(format!("`{}` has no branch `{branch}`", args.db)))?;
+        let recovered =
+            recover::inspect(&region(&regions, &home)?, &state, &args.db, &branch).await?;
+        emit(json, &comparison(&recovered), || {
+            format!(
+                "{}\nWould merge {}.\nNothing was changed; run again with --yes to merge.",
+                comparison_text(&recovered, SHOWN_ROWS),
+                pick.describe()
+            )
+        })?;
+        return Ok(exit_code::OK);
+    }
+    let engine = control::engine_id(&ctx.home.data_dir)?;
+    let options = MergeOptions {
+        pick,
+        chunk_keys: args.chunk,
+        discard: args.discard,
+        on_step: (!json).then(step_printer),
+        ..MergeOptions::default()
+    };
+    let outcome = merge::merge(
+        &regions,
+        &state,
+        &args.db,
+        &branch,
+        &engine,
+        &local_user(),
+        options,
+    )
+    .await?;
+    emit(json, &outcome, || outcome.record.outcome.clone())?;
+    Ok(if outcome.complete {
+        exit_code::OK
+    } else {
+        exit_code::FAILED
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct SwitchArgs {
+    /// The region writing now (default: where the live branches are).
+    #[arg(long)]
+    from: Option<String>,
+    /// The region to write in (default: the group's other region).
+    #[arg(long)]
+    to: Option<String>,
+    /// A database to move; repeatable (default: every one written in
+    /// --from and replicated to --to).
+    #[arg(long = "db", value_name = "NAME")]
+    dbs: Vec<String>,
+    /// Move. Without it, only show what would move.
+    #[arg(long)]
+    yes: bool,
+    /// Write the report here (.json for JSON, else Markdown).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Listen on this port instead of each workspace's own (0: any free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Listen on this address instead of each workspace's own.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Move and record only; start no workspace.
+    #[arg(long)]
+    no_serve: bool,
+    /// Serve this long, then stop (default: until Ctrl-C or `workspace stop`).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+}
+
+pub async fn switchover_command(ctx: &Ctx, json: bool, args: SwitchArgs) -> Result<i32> {
+    move_command(ctx, json, args, OperationKind::Switchover).await
+}
+
+pub async fn failback_command(ctx: &Ctx, json: bool, args: SwitchArgs) -> Result<i32> {
+    move_command(ctx, json, args, OperationKind::Failback).await
+}
+
+async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKind) -> Result<i32> {
+    let regions = super::workspace::regions(ctx)?;
+    let state = live_state(&regions).await?;
+    let group = group::load(&ctx.home.config_dir)?;
+    // From: where the live branches are written (a failback: where the
+    // failover put them), else the group's primary.
+    let from = match &args.from {
+        Some(f) => f.clone(),
+        None => {
+            let moved: Vec<&str> = state.live.values().map(|l| l.region.as_str()).collect();
+            match (kind, moved.first(), &group) {
+                (OperationKind::Failback, Some(r), _) => r.to_string(),
+                (_, _, Some(g)) => g.primary.clone(),
+                (_, Some(r), None) => r.to_string(),
+                _ => {
+                    return Err(Error::invalid(
+                        "no replication group is configured; name the regions with --from and --to",
+                    ));
+                }
+            }
+        }
+    };
+    let to = match &args.to {
+        Some(t) => t.clone(),
+        None => regions
+            .iter()
+            .map(|r| r.name().to_string())
+            .filter(|r| *r != from)
+            .find(|r| {
+                group
+                    .as_ref()
+                    .is_none_or(|g| *r == g.primary || *r == g.secondary)
+            })
+            .ok_or_else(|| Error::invalid("name the region to move to with --to"))?,
+    };
+    let (from, to) = (region(&regions, &from)?, region(&regions, &to)?);
+    let dbs = if args.dbs.is_empty() {
+        let mut dbs = Vec::new();
+        for (db, _) in lifeboat::storage::list_databases(&to).await? {
+            let branch = state.live_branch(&db);
+            let cursor =
+                lifeboat::replication::cursor::load(&to.store(), to.name(), &db, branch).await?;
+            let failed_over = state
+                .branch(&db, branch)
+                .is_some_and(|b| b.fork.reason == lifeboat::control::event::BranchReason::Failover);
+            if cursor.is_some_and(|c| c.home == from.name())
+                && (kind != OperationKind::Failback || failed_over)
+            {
+                dbs.push(db);
+            }
+        }
+        dbs
+    } else {
+        args.dbs.clone()
+    };
+    let plan = switchover::plan(&from, &to, &state, &dbs, kind).await?;
+    if !args.yes {
+        emit(json, &plan, || {
+            format!(
+                "{}\nNothing was changed; run again with --yes to {}.",
+                plan.summary(),
+                kind.name()
+            )
+        })?;
+        return Ok(exit_code::OK);
+    }
+    if !json {
+        println!("{}", plan.summary());
+    }
+    let engine = control::engine_id(&ctx.home.data_dir)?;
+    let acks: BTreeMap<String, AckLog> = dbs
+        .iter()
+        .map(|db| (db.clone(), AckLog::for_db(&ctx.home.acks_dir(), db)))
+        .collect();
+    let options = SwitchOptions {
+        bind: args.bind.clone(),
+        port: args.port,
+        serve: !args.no_serve,
+        acks,
+        on_step: (!json).then(step_printer),
+        ..SwitchOptions::default()
+    };
+    let outcome = switchover::switchover(&regions, &plan, &engine, &local_user(), options).await?;
+    if let Some(path) = &args.report {
+        report::write(path, &outcome.record)?;
+    }
+    print_record(json, &outcome.record)?;
+    if outcome.workspaces.is_empty() {
+        return Ok(if outcome.record.ok {
+            exit_code::OK
+        } else {
+            exit_code::FAILED
+        });
+    }
+    let workspaces = outcome.workspaces;
+    let stopped = futures::future::select_all(workspaces.iter().map(|w| Box::pin(w.stopped())));
+    tokio::select! {
+        _ = super::report_until_stopped(args.duration, Duration::from_secs(3600), || Ok(())) => {}
+        _ = stopped => {}
+    }
+    for ws in workspaces {
+        ws.stop().await?;
+    }
+    Ok(exit_code::OK)
+}
