@@ -15,6 +15,7 @@ pub mod activity;
 pub mod failover;
 pub mod group;
 pub mod history;
+pub mod recovery;
 pub mod snapshot;
 pub mod workspaces;
 
@@ -29,8 +30,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Home, Regions};
+use crate::control::event::OperationKind;
 use crate::control::{self, state::ControlState};
 use crate::error::{Error, Result};
+use crate::orchestrator::merge::Pick;
+use crate::orchestrator::switchover::SwitchPlan;
 use crate::region::{self, ProbeReport, Region, RegionSpec};
 use crate::replication::pins::{BranchPins, Pins};
 use crate::replication::{self, Flow, ReplicationOptions, Replicator, cursor};
@@ -133,6 +137,23 @@ pub enum Command {
     DeleteBranch { db: String, branch: String },
     /// Writes the report of operation `id` (Markdown, or JSON for `.json`).
     ExportReport { id: String, path: PathBuf },
+    /// Looks at both regions: what a switchover (or failback) of the
+    /// group's live branches would move (the snapshot's `moving.plan`).
+    PlanMove { kind: OperationKind },
+    /// Moves the live branches as the plan of epoch `epoch` said.
+    Move { kind: OperationKind, epoch: u64 },
+    /// Recovers the writes of `db` stranded where its live branch was
+    /// failed over from (the region must answer again).
+    Recover { db: String },
+    /// Compares recovered branch `branch` of `db` with the live one.
+    CompareRecovered { db: String, branch: String },
+    /// Merges recovered branch `branch` into the live one.
+    Merge {
+        db: String,
+        branch: String,
+        pick: Pick,
+        discard: bool,
+    },
     /// Stop everything (cursors saved) and end the engine.
     Shutdown,
 }
@@ -194,6 +215,17 @@ impl Command {
             Command::StopPreprovisioning => "stop pre-provisioning".into(),
             Command::Drill { ttl_s, .. } => format!("test failover (branches kept {ttl_s} s)"),
             Command::Failover { epoch } => format!("fail over (epoch {epoch})"),
+            Command::PlanMove { kind } => format!("plan a {}", kind.name()),
+            Command::Move { kind, epoch } => format!("{} (epoch {epoch})", kind.name()),
+            Command::Recover { db } => format!("recover the stranded writes of {db}"),
+            Command::CompareRecovered { db, branch } => {
+                format!("compare {db}/{branch} with the live branch")
+            }
+            Command::Merge {
+                db, branch, pick, ..
+            } => {
+                format!("merge {db}/{branch}: {}", pick.describe())
+            }
             Command::ExportReport { id, path } => {
                 format!("export the report of {id} to {}", path.display())
             }
@@ -398,6 +430,28 @@ enum Internal {
         name: String,
         result: Result<(crate::workspace::Workspace, String, Option<String>)>,
     },
+    MovePlanned {
+        request: RequestId,
+        result: Result<SwitchPlan>,
+    },
+    MoveStep(crate::control::event::Step),
+    Moved {
+        request: RequestId,
+        result: Result<crate::orchestrator::switchover::SwitchOutcome>,
+    },
+    RecoveryStep(crate::control::event::Step),
+    Recovered {
+        request: RequestId,
+        result: Result<crate::orchestrator::recover::RecoverOutcome>,
+    },
+    Compared {
+        request: RequestId,
+        result: Result<crate::orchestrator::recover::Recovered>,
+    },
+    Merged {
+        request: RequestId,
+        result: Result<crate::orchestrator::merge::MergeOutcome>,
+    },
 }
 
 /// The engine's state; owned by its task alone.
@@ -438,6 +492,10 @@ struct Core {
     /// What forked branches read, kept by every flow's deletes.
     pins: Arc<BranchPins>,
     failover: failover::FailoverView,
+    /// The switchover or failback planned or run here, and the last one.
+    moving: recovery::MoveView,
+    /// The recovery or merge run here, and the newest comparison.
+    recovery: recovery::RecoveryView,
     /// The running or last drill (its preview fields stay empty).
     drill: failover::FailoverView,
     /// Drill workspaces, by drill id: stopped when their branches expire.
@@ -498,6 +556,8 @@ impl Core {
             workspace_busy: BTreeMap::new(),
             pins: Arc::default(),
             failover: failover::FailoverView::default(),
+            moving: recovery::MoveView::default(),
+            recovery: recovery::RecoveryView::default(),
             drill: failover::FailoverView::default(),
             drill_workspaces: BTreeMap::new(),
             expiring: false,
@@ -786,6 +846,16 @@ impl Core {
             Command::StopPreprovisioning => self.set_preprovisioning(request, false).await,
             Command::Failover { epoch } => self.run_failover(request, epoch).await,
             Command::ExportReport { id, path } => self.export_report(request, id, path),
+            Command::PlanMove { kind } => self.plan_move(request, kind),
+            Command::Move { kind, epoch } => self.run_move(request, kind, epoch).await,
+            Command::Recover { db } => self.recover(request, db),
+            Command::CompareRecovered { db, branch } => self.compare(request, db, branch),
+            Command::Merge {
+                db,
+                branch,
+                pick,
+                discard,
+            } => self.merge(request, db, branch, pick, discard),
             Command::Shutdown => {}
         }
     }
@@ -1296,6 +1366,79 @@ impl Core {
                 }
             }
             Internal::FailoverStep(step) => self.failover.steps.push(step),
+            Internal::MoveStep(step) => self.moving.steps.push(step),
+            Internal::RecoveryStep(step) => self.recovery.steps.push(step),
+            Internal::MovePlanned { request, result } => {
+                self.moving.planning = false;
+                match result {
+                    Ok(plan) => {
+                        let summary = plan.summary();
+                        self.moving.plan = Some(plan);
+                        self.finish(request, Outcome::Done(summary));
+                    }
+                    Err(e) => {
+                        self.moving.plan = None;
+                        self.moving.plan_error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::Moved { request, result } => self.moved(request, result).await,
+            Internal::Recovered { request, result } => {
+                self.recovery.running = false;
+                match result {
+                    Ok(outcome) => {
+                        self.recovery.comparison =
+                            outcome.recovered.as_ref().map(recovery::ComparisonView::of);
+                        let message = outcome.record.outcome.clone();
+                        self.recovery.last = Some(outcome.record);
+                        self.finish(request, Outcome::Done(message));
+                        self.read_control();
+                    }
+                    Err(e) => {
+                        self.recovery.error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::Compared { request, result } => {
+                self.recovery.comparing = false;
+                match result {
+                    Ok(r) => {
+                        let message = r.summary();
+                        self.recovery.comparison = Some(recovery::ComparisonView::of(&r));
+                        if request != INTERNAL_REQUEST {
+                            self.finish(request, Outcome::Done(message));
+                        }
+                    }
+                    Err(e) => {
+                        self.recovery.error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::Merged { request, result } => {
+                self.recovery.running = false;
+                match result {
+                    Ok(outcome) => {
+                        let message = outcome.record.outcome.clone();
+                        let compared = self.recovery.comparison.take();
+                        self.recovery.last = Some(outcome.record);
+                        self.finish(request, Outcome::Done(message));
+                        self.read_control();
+                        // What is left to merge, unless the branch is gone.
+                        if let Some(c) = compared
+                            && !outcome.discarded
+                        {
+                            self.compare(INTERNAL_REQUEST, c.db, c.branch);
+                        }
+                    }
+                    Err(e) => {
+                        self.recovery.error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
             Internal::DrillStep(step) => self.drill.steps.push(step),
             Internal::StandbyStarted { name, result } => {
                 self.standby_starting.remove(&name);
@@ -2191,6 +2334,279 @@ impl Core {
         }
     }
 
+    /// Where the group's live branches are written, and the other region:
+    /// a switchover moves them from the first to the second; a failback
+    /// from the secondary back to the primary.
+    fn move_regions(&self, group: &GroupConfig, kind: OperationKind) -> (String, String) {
+        let moved = self
+            .control_state
+            .live
+            .values()
+            .any(|l| l.region == group.secondary);
+        if kind == OperationKind::Failback || moved {
+            (group.secondary.clone(), group.primary.clone())
+        } else {
+            (group.primary.clone(), group.secondary.clone())
+        }
+    }
+
+    fn plan_move(&mut self, request: RequestId, kind: OperationKind) {
+        let Some(group) = self.group.clone() else {
+            return self.fail(
+                request,
+                format!(
+                    "configure replication first: a {} moves the group's databases",
+                    kind.name()
+                ),
+            );
+        };
+        if self.moving.running {
+            return self.fail(
+                request,
+                format!("a {} is running; wait for it to finish", kind.name()),
+            );
+        }
+        let (from, to) = self.move_regions(&group, kind);
+        // The live branches written in `from` and replicated to `to`.
+        let dbs: BTreeSet<String> = self
+            .replicator
+            .as_ref()
+            .map(|r| {
+                r.flows()
+                    .filter(|f| {
+                        f.home.name() == from
+                            && f.replica.name() == to
+                            && f.branch == self.control_state.live_branch(&f.db)
+                    })
+                    .map(|f| f.db.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if dbs.is_empty() {
+            return self.fail(
+                request,
+                format!(
+                    "no live branch is written in {from} and replicated to {to}; nothing to move"
+                ),
+            );
+        }
+        let (from, to) = match (self.region(&from), self.region(&to)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return self.fail(request, e),
+        };
+        self.moving = recovery::MoveView {
+            kind: Some(kind),
+            planning: true,
+            ..recovery::MoveView::default()
+        };
+        let dbs: Vec<String> = dbs.into_iter().collect();
+        self.spawn(async move {
+            let result = async {
+                let state = control::load_all(&[to.clone(), from.clone()]).await?;
+                crate::orchestrator::switchover::plan(&from, &to, &state, &dbs, kind).await
+            }
+            .await;
+            Internal::MovePlanned { request, result }
+        });
+    }
+
+    async fn run_move(&mut self, request: RequestId, kind: OperationKind, epoch: u64) {
+        if self.moving.running {
+            return self.fail(request, format!("a {} is running already", kind.name()));
+        }
+        let Some(plan) = self.moving.plan.clone().filter(|p| p.kind == kind) else {
+            return self.fail(
+                request,
+                format!("look at what a {} would move first", kind.name()),
+            );
+        };
+        if plan.epoch != epoch {
+            return self.fail(
+                request,
+                "the plan confirmed is not the newest; look again and confirm that one",
+            );
+        }
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        // The workspaces serving these databases here stop writing first;
+        // standing ones in the target give way to the writers.
+        let mut serving = Vec::new();
+        for name in &plan.workspaces {
+            if let Some(ws) = self.workspaces.remove(name) {
+                serving.push(ws);
+            }
+            if let Some((ws, _)) = self.standby.remove(name)
+                && let Ok(ws) = Arc::try_unwrap(ws)
+            {
+                let _ = ws.stop().await;
+            }
+        }
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let acks = plan
+            .dbs
+            .iter()
+            .map(|d| (d.db.clone(), AckLog::for_db(&self.home.acks_dir(), &d.db)))
+            .collect();
+        let tx = self.internal_tx.clone();
+        let options = crate::orchestrator::switchover::SwitchOptions {
+            serve: true,
+            serving,
+            acks,
+            pins: Some(Arc::clone(&self.pins)),
+            on_step: Some(Box::new(move |step| {
+                let _ = tx.send(Internal::MoveStep(step.clone()));
+            })),
+            ..Default::default()
+        };
+        self.moving.running = true;
+        self.moving.steps.clear();
+        self.moving.error = None;
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = crate::orchestrator::switchover::switchover(
+                &regions, &plan, &engine, &who, options,
+            )
+            .await;
+            Internal::Moved { request, result }
+        });
+    }
+
+    async fn moved(
+        &mut self,
+        request: RequestId,
+        result: Result<crate::orchestrator::switchover::SwitchOutcome>,
+    ) {
+        self.moving.running = false;
+        self.moving.plan = None;
+        match result {
+            Ok(outcome) => {
+                for ws in outcome.workspaces {
+                    self.workspaces.insert(ws.name().to_string(), ws);
+                }
+                // The old direction is over; discovery adds the new one.
+                if let Some(replicator) = self.replicator.as_mut() {
+                    for l in &outcome.live {
+                        replicator.remove_branch(&l.db, &l.branch).await;
+                    }
+                }
+                let record = outcome.record;
+                let rto = record
+                    .rto_ms
+                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
+                let message = format!("{}; RTO {rto}", record.outcome);
+                self.moving.last = Some(record);
+                self.finish(request, Outcome::Done(message));
+                self.read_control();
+                self.discover();
+            }
+            Err(e) => {
+                self.moving.error = Some(crate::error::one_line(&e.to_string()));
+                self.fail(request, e);
+            }
+        }
+    }
+
+    fn recover(&mut self, request: RequestId, db: String) {
+        if self.recovery.running {
+            return self.fail(
+                request,
+                "a recovery or merge is running; wait for it to finish",
+            );
+        }
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let state = self.control_state.clone();
+        let tx = self.internal_tx.clone();
+        let options = crate::orchestrator::recover::RecoverOptions {
+            pins: Some(Arc::clone(&self.pins)),
+            on_step: Some(Box::new(move |step| {
+                let _ = tx.send(Internal::RecoveryStep(step.clone()));
+            })),
+            ..Default::default()
+        };
+        self.recovery.running = true;
+        self.recovery.steps.clear();
+        self.recovery.error = None;
+        self.recovery.comparison = None;
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = crate::orchestrator::recover::recover(
+                &regions, &state, &db, &engine, &who, options,
+            )
+            .await;
+            Internal::Recovered { request, result }
+        });
+    }
+
+    fn compare(&mut self, request: RequestId, db: String, branch: String) {
+        let Some(home) = self
+            .control_state
+            .branch(&db, &branch)
+            .map(|b| b.fork.region.clone())
+        else {
+            return self.fail(request, format!("`{db}` has no branch `{branch}`"));
+        };
+        let region = match self.region(&home) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        let state = self.control_state.clone();
+        self.recovery.comparing = true;
+        self.recovery.error = None;
+        self.spawn(async move {
+            let result = crate::orchestrator::recover::inspect(&region, &state, &db, &branch).await;
+            Internal::Compared { request, result }
+        });
+    }
+
+    fn merge(&mut self, request: RequestId, db: String, branch: String, pick: Pick, discard: bool) {
+        if self.recovery.running {
+            return self.fail(
+                request,
+                "a recovery or merge is running; wait for it to finish",
+            );
+        }
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        // A workspace here writes the live branch: merge through its writer
+        // (opening another would fence it).
+        let target = self
+            .workspaces
+            .values()
+            .find_map(|ws| ws.writer_of(&db))
+            .map_or(
+                crate::orchestrator::merge::MergeTarget::Open,
+                crate::orchestrator::merge::MergeTarget::Attached,
+            );
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let state = self.control_state.clone();
+        let tx = self.internal_tx.clone();
+        let options = crate::orchestrator::merge::MergeOptions {
+            pick,
+            target,
+            discard,
+            on_step: Some(Box::new(move |step| {
+                let _ = tx.send(Internal::RecoveryStep(step.clone()));
+            })),
+            ..Default::default()
+        };
+        self.recovery.running = true;
+        self.recovery.steps.clear();
+        self.recovery.error = None;
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = crate::orchestrator::merge::merge(
+                &regions, &state, &db, &branch, &engine, &who, options,
+            )
+            .await;
+            Internal::Merged { request, result }
+        });
+    }
+
     fn export_report(&mut self, request: RequestId, id: String, path: PathBuf) {
         let record = self
             .control_state
@@ -2258,6 +2674,8 @@ impl Core {
             activity: Arc::clone(&self.activity_view),
             demo_workloads: self.demo.keys().cloned().collect(),
             failover: Arc::new(self.failover.clone()),
+            moving: Arc::new(self.moving.clone()),
+            recovery: Arc::new(self.recovery.clone()),
             drill: Arc::new(self.drill.clone()),
             standby: Arc::new(failover::StandbyView {
                 workspaces: self.standby.values().map(|(ws, _)| ws.status()).collect(),
@@ -2287,6 +2705,9 @@ impl Core {
         }
     }
 }
+
+/// The request id of work the engine starts by itself (no activity entry).
+const INTERNAL_REQUEST: RequestId = 0;
 
 fn outcome(result: Result<String>) -> Outcome {
     match result {

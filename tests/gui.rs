@@ -622,6 +622,76 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
         blocked.accesskit_node().is_disabled(),
         "a second failover waits for failback"
     );
+
+    // The old primary answered at the failover (its writer was fenced):
+    // a recovery finds nothing stranded.
+    app.click_role(Role::Button, "Recover stranded writes");
+    app.until("the recovery", Duration::from_secs(60), |h| {
+        h.query_all_by_label_contains("nothing of orders was stranded")
+            .next()
+            .is_some()
+    });
+    app.click("Close recovered writes");
+
+    // Failback, once the live branch is in sync in the old primary.
+    app.until("Failback enabled", Duration::from_secs(60), |h| {
+        h.query_by_role_and_label(Role::Button, "Failback")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click_role(Role::Button, "Failback");
+    app.until("the plan", Duration::from_secs(30), |h| {
+        h.query_by_label("Failback now").is_some()
+    });
+    let plan = app
+        .harness
+        .state()
+        .snapshot()
+        .moving
+        .plan
+        .clone()
+        .expect("a plan");
+    assert_eq!(
+        (plan.from.as_str(), plan.to.as_str()),
+        ("eu-west-1", "us-east-1")
+    );
+    app.click("Failback now");
+    app.until("the failback", Duration::from_secs(60), |h| {
+        h.state().snapshot().moving.last.is_some()
+    });
+    let record = app
+        .harness
+        .state()
+        .snapshot()
+        .moving
+        .last
+        .clone()
+        .expect("a record");
+    assert!(record.ok, "{record:#?}");
+    assert_eq!(record.rpo[0].missing_records, Some(0), "{record:#?}");
+    // The live branch is written in the primary again, and flows out.
+    app.until(
+        "the branch flowing out again",
+        Duration::from_secs(30),
+        |h| {
+            h.state().snapshot().flows.iter().any(|f| {
+                f.status.branch == "failover-1"
+                    && f.status.home == "us-east-1"
+                    && f.status.replica == "eu-west-1"
+            })
+        },
+    );
+    let us = app.region("us-east-1");
+    let back = DbLocation::branch_in_region(&us, "orders", "failover-1").expect("names");
+    let report = app
+        .runtime
+        .block_on(lifeboat::workload::verify::verify(&back, Some(&log)))
+        .expect("verify");
+    assert!(report.consistent, "{report:?}");
+    assert_eq!(report.acks.expect("acks").missing_acked, 0);
+    app.until("Failover enabled again", Duration::from_secs(60), |h| {
+        h.query_by_role_and_label(Role::Button, "Failover")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub struct BranchesView {
     pub epoch: u64,
     /// Failovers and drills, oldest first.
     pub operations: Vec<OperationRecord>,
+    /// Recovered branches: what was stranded and what is merged.
+    pub recovered: Vec<crate::control::state::RecoveredRecord>,
 }
 
 impl BranchesView {
@@ -59,7 +61,56 @@ impl BranchesView {
                 .collect(),
             epoch: state.epoch,
             operations: state.operations.clone(),
+            recovered: state
+                .recovered
+                .values()
+                .flat_map(|r| r.values().cloned())
+                .collect(),
         }
+    }
+
+    /// The live branch of `db` and where it is written, when a failover
+    /// or switchover set it.
+    pub fn live_of(&self, db: &str) -> Option<(&str, &str)> {
+        self.live
+            .iter()
+            .find(|(d, _, _)| d == db)
+            .map(|(_, b, r)| (b.as_str(), r.as_str()))
+    }
+
+    /// The forked branch `db`/`branch`, if the log knows it.
+    pub fn branch(&self, db: &str, branch: &str) -> Option<&BranchRecord> {
+        self.branches
+            .iter()
+            .find(|b| b.fork.db == db && b.fork.branch == branch)
+    }
+
+    /// Databases whose live branch a failover made and whose writes after
+    /// its fork point no recovery has looked at yet.
+    pub fn unrecovered(&self) -> Vec<(String, String)> {
+        self.live
+            .iter()
+            .filter(|(db, branch, _)| {
+                self.branch(db, branch)
+                    .is_some_and(|b| b.fork.reason == crate::control::event::BranchReason::Failover)
+            })
+            .filter(|(db, branch, _)| {
+                !self
+                    .recovered
+                    .iter()
+                    .any(|r| r.recovered.fork.db == *db && r.recovered.live == *branch)
+                    && !self.operations.iter().any(|o| {
+                        o.kind == crate::control::event::OperationKind::Recovery
+                            && o.to
+                                == self
+                                    .branch(db, branch)
+                                    .map_or("", |b| b.fork.region.as_str())
+                            && o.started_ms
+                                >= self.branch(db, branch).map_or(u64::MAX, |b| b.created.ms)
+                    })
+            })
+            .map(|(db, branch, _)| (db.clone(), branch.clone()))
+            .collect()
     }
 
     /// Whether `db`/`branch` is live.

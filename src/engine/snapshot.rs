@@ -42,6 +42,10 @@ pub struct Snapshot {
     pub control: Arc<super::workspaces::ControlView>,
     /// The failover being previewed or run here, and the last one.
     pub failover: Arc<super::failover::FailoverView>,
+    /// The switchover or failback planned or run here, and the last one.
+    pub moving: Arc<super::recovery::MoveView>,
+    /// Stranded-write recovery and merges run here, and the newest comparison.
+    pub recovery: Arc<super::recovery::RecoveryView>,
     /// The drill running here, or the last one.
     pub drill: Arc<super::failover::FailoverView>,
     /// Workspaces standing in the secondary (pre-provisioning).

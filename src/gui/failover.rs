@@ -10,7 +10,7 @@ use crate::engine::{Command, Engine, RequestId, Snapshot};
 
 /// Exports an operation's report through a save dialog.
 #[derive(Default)]
-struct ReportExport {
+pub(super) struct ReportExport {
     dialog: widgets::PathDialog,
     /// The operation whose report is being exported.
     exporting: Option<String>,
@@ -19,7 +19,7 @@ struct ReportExport {
 }
 
 impl ReportExport {
-    fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, record: &OperationRecord) {
+    pub(super) fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, record: &OperationRecord) {
         let open = self.dialog.is_open().then_some("a save dialog is open");
         if button_unless(ui, "Export report…", open).clicked() {
             let dialog = rfd::AsyncFileDialog::new()
@@ -34,7 +34,7 @@ impl ReportExport {
         }
     }
 
-    fn poll(&mut self, engine: &Engine) {
+    pub(super) fn poll(&mut self, engine: &Engine) {
         match self.dialog.poll() {
             Some(Some(path)) => {
                 if let Some(id) = self.exporting.take() {
@@ -50,7 +50,7 @@ impl ReportExport {
         }
     }
 
-    fn feedback(&self, ui: &mut egui::Ui, snapshot: &Snapshot) {
+    pub(super) fn feedback(&self, ui: &mut egui::Ui, snapshot: &Snapshot) {
         if let Some(note) = &self.note {
             ui.label(RichText::new(note).color(widgets::muted(ui)));
         }
@@ -92,7 +92,7 @@ impl FailoverPanel {
             .count();
         if moved > 0 && replicated == 0 {
             return Some(format!(
-                "the databases are live in {} already (epoch {}); failback arrives with the stranded-write recovery issue",
+                "the databases are live in {} already (epoch {}); use Failback or Switchover to move them back",
                 group.secondary, snapshot.branches.epoch
             ));
         }
@@ -328,7 +328,7 @@ impl DrillPanel {
 }
 
 /// Each step of an operation with how long it took.
-fn steps_ui(ui: &mut egui::Ui, steps: &[crate::control::event::Step]) {
+pub(super) fn steps_ui(ui: &mut egui::Ui, steps: &[crate::control::event::Step]) {
     for step in steps {
         ui.horizontal(|ui| {
             let (mark, colour) = if step.ok {
@@ -344,7 +344,7 @@ fn steps_ui(ui: &mut egui::Ui, steps: &[crate::control::event::Step]) {
 }
 
 /// An operation's outcome: verdict, RTO, RPO per database, endpoints.
-fn record_ui(ui: &mut egui::Ui, record: &OperationRecord) {
+pub(super) fn record_ui(ui: &mut egui::Ui, record: &OperationRecord) {
     let colour = if record.ok {
         widgets::good(ui)
     } else {

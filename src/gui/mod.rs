@@ -10,6 +10,7 @@ mod activity;
 mod dashboard;
 mod databases;
 mod failover;
+mod recovery;
 mod replication;
 mod settings;
 pub mod widgets;

@@ -10,9 +10,6 @@ use super::widgets::{self, button_unless, feedback, human_bytes};
 use crate::engine::group::{ReplicationKind, Selection};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
-const FAILBACK_LATER: &str =
-    "Failback arrives with the stranded-write recovery issue, after a failover";
-
 /// What the wizard holds while it is open.
 #[derive(Debug, Clone)]
 struct Wizard {
@@ -25,13 +22,31 @@ struct Wizard {
 }
 
 /// The tab's own state: the wizard, what was asked last.
-#[derive(Default)]
 pub struct ReplicationTab {
     wizard: Option<Wizard>,
     pending: Option<RequestId>,
     confirm_stop: bool,
     failover: super::failover::FailoverPanel,
     drill: super::failover::DrillPanel,
+    switchover: super::recovery::MovePanel,
+    failback: super::recovery::MovePanel,
+    recover: super::recovery::RecoverPanel,
+}
+
+impl Default for ReplicationTab {
+    fn default() -> Self {
+        use crate::control::event::OperationKind;
+        ReplicationTab {
+            wizard: None,
+            pending: None,
+            confirm_stop: false,
+            failover: Default::default(),
+            drill: Default::default(),
+            switchover: super::recovery::MovePanel::new(OperationKind::Switchover),
+            failback: super::recovery::MovePanel::new(OperationKind::Failback),
+            recover: Default::default(),
+        }
+    }
 }
 
 impl ReplicationTab {
@@ -119,12 +134,17 @@ impl ReplicationTab {
                             }
                         }
                     }
-                    button_unless(ui, "Failback", Some(FAILBACK_LATER));
+                    self.switchover.button(ui, engine, snapshot);
+                    self.failback.button(ui, engine, snapshot);
+                    self.recover.button(ui, engine, snapshot);
                 });
                 feedback(ui, snapshot, self.pending);
                 standby_ui(ui, snapshot);
                 self.failover.ui(ui, engine, snapshot);
                 self.drill.ui(ui, engine, snapshot);
+                self.switchover.ui(ui, engine, snapshot);
+                self.failback.ui(ui, engine, snapshot);
+                self.recover.ui(ui, engine, snapshot);
                 ui.add_space(8.0);
                 self.rows(ui, engine, snapshot);
             }

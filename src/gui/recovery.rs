@@ -1,0 +1,401 @@
+//! The Replication tab's Switchover, Failback and Recover stranded writes
+//! panels: the plan first, a confirmation, the steps as they run, then RTO,
+//! RPO and bytes copied; and a recovered branch compared with the live one,
+//! key by key, with the merge choices.
+
+use std::collections::BTreeMap;
+
+use eframe::egui::{self, RichText};
+
+use super::failover::{ReportExport, record_ui, steps_ui};
+use super::widgets::{self, button_unless};
+use crate::control::event::OperationKind;
+use crate::engine::{Command, Engine, RequestId, Snapshot};
+use crate::orchestrator::merge::{Choice, Pick};
+use crate::orchestrator::recover::unshown;
+
+/// A planned move of the live branches: switchover or failback.
+pub struct MovePanel {
+    kind: OperationKind,
+    open: bool,
+    plan_request: Option<RequestId>,
+    run_request: Option<RequestId>,
+    export: ReportExport,
+}
+
+impl MovePanel {
+    pub fn new(kind: OperationKind) -> MovePanel {
+        MovePanel {
+            kind,
+            open: false,
+            plan_request: None,
+            run_request: None,
+            export: ReportExport::default(),
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.kind {
+            OperationKind::Failback => "Failback",
+            _ => "Switchover",
+        }
+    }
+
+    /// Why the button is disabled, if it is.
+    fn blocked(&self, snapshot: &Snapshot) -> Option<String> {
+        let group = snapshot.group.as_ref()?;
+        if snapshot.moving.running {
+            return Some("a switchover or failback is running".into());
+        }
+        if snapshot.failover.running {
+            return Some("a failover is running".into());
+        }
+        let at_secondary: Vec<(&str, &str)> = snapshot
+            .branches
+            .live
+            .iter()
+            .filter(|(_, _, region)| *region == group.secondary)
+            .map(|(db, branch, _)| (db.as_str(), branch.as_str()))
+            .collect();
+        let (from, to) = if at_secondary.is_empty() {
+            (&group.primary, &group.secondary)
+        } else {
+            (&group.secondary, &group.primary)
+        };
+        if self.kind == OperationKind::Failback {
+            if at_secondary.is_empty() {
+                return Some(format!(
+                    "nothing to fail back: the live branches are written in {} (fail over first)",
+                    group.primary
+                ));
+            }
+            let failed_over = at_secondary.iter().any(|(db, branch)| {
+                snapshot
+                    .branches
+                    .branch(db, branch)
+                    .is_some_and(|b| b.fork.reason == crate::control::event::BranchReason::Failover)
+            });
+            if !failed_over {
+                return Some(format!(
+                    "the live branches were switched over to {}, not failed over: use Switchover",
+                    group.secondary
+                ));
+            }
+            let healthy = snapshot
+                .regions
+                .iter()
+                .find(|r| r.spec.name == group.primary)
+                .and_then(|r| r.health.as_ref())
+                .is_some_and(|h| h.reachable);
+            if !healthy {
+                return Some(format!("{} does not answer yet", group.primary));
+            }
+        }
+        // The live branches must flow to the target and be in sync there.
+        let flowing: Vec<_> = snapshot
+            .flows
+            .iter()
+            .filter(|f| {
+                f.status.home == *from
+                    && f.status.replica == *to
+                    && snapshot.branches.is_live(&f.status.db, &f.status.branch)
+            })
+            .collect();
+        if flowing.is_empty() {
+            return Some(format!("no live branch replicates from {from} to {to} yet"));
+        }
+        if let Some(f) = flowing
+            .iter()
+            .find(|f| f.status.state != crate::replication::FlowState::InSync)
+        {
+            return Some(format!(
+                "{}/{} is {} in {to}: wait until it is in sync",
+                f.status.db,
+                f.status.branch,
+                f.status.state.label()
+            ));
+        }
+        None
+    }
+
+    pub fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        let blocked = self.blocked(snapshot);
+        let hover = match self.kind {
+            OperationKind::Failback => {
+                "A planned switchover back to the primary: writes stop, the files made since the failover are copied, the primary writes again; nothing acknowledged is lost"
+            }
+            _ => {
+                "Move the live branches to the other region with nothing lost: writes stop, the last files are copied, the other region writes"
+            }
+        };
+        let response = button_unless(ui, self.title(), blocked.as_deref()).on_hover_text(hover);
+        if response.clicked() {
+            self.open = true;
+            self.run_request = None;
+            self.plan_request = Some(engine.send(Command::PlanMove { kind: self.kind }));
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        self.export.poll(engine);
+        let view = &snapshot.moving;
+        if !self.open || view.kind != Some(self.kind) {
+            return;
+        }
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.heading(self.title());
+            if view.running || self.run_request.is_some() {
+                steps_ui(ui, &view.steps);
+                if view.running {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Moving…");
+                    });
+                    return;
+                }
+                if let Some(error) = &view.error {
+                    ui.label(RichText::new(error).color(widgets::bad(ui)));
+                } else if let Some(record) = &view.last {
+                    record_ui(ui, record);
+                    self.export.button(ui, engine, record);
+                } else {
+                    widgets::feedback(ui, snapshot, self.run_request);
+                }
+                self.export.feedback(ui, snapshot);
+                if ui.button("Close").clicked() {
+                    self.open = false;
+                    self.run_request = None;
+                }
+                return;
+            }
+            if view.planning {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Looking at both regions…");
+                });
+                return;
+            }
+            if let Some(error) = &view.plan_error {
+                ui.label(RichText::new(error).color(widgets::bad(ui)));
+                if ui.button("Close").clicked() {
+                    self.open = false;
+                }
+                return;
+            }
+            let Some(plan) = &view.plan else {
+                widgets::feedback(ui, snapshot, self.plan_request);
+                return;
+            };
+            for line in plan.summary().lines() {
+                ui.monospace(line);
+            }
+            ui.label(
+                RichText::new(
+                    "Clients get a clear READONLY error for a few seconds, then write at the new connection string.",
+                )
+                .color(widgets::muted(ui)),
+            );
+            ui.horizontal(|ui| {
+                let go = egui::Button::new(
+                    RichText::new(format!("{} to {} now", self.title(), plan.to)).strong(),
+                );
+                if ui
+                    .add(go)
+                    .accessible_name(format!("{} now", self.title()))
+                    .clicked()
+                {
+                    self.run_request = Some(engine.send(Command::Move {
+                        kind: self.kind,
+                        epoch: plan.epoch,
+                    }));
+                }
+                if ui.button("Cancel").clicked() {
+                    self.open = false;
+                }
+            });
+        });
+    }
+}
+
+/// Stranded writes: recover them, compare them with the live branch, and
+/// merge what the user picks.
+#[derive(Default)]
+pub struct RecoverPanel {
+    open: bool,
+    request: Option<RequestId>,
+    /// Conflicting keys (as shown) whose recovered value is to be taken.
+    take: BTreeMap<String, bool>,
+    discard: bool,
+}
+
+impl RecoverPanel {
+    pub fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        let unrecovered = snapshot.branches.unrecovered();
+        let recovered = &snapshot.branches.recovered;
+        let blocked = if snapshot.recovery.running {
+            Some("a recovery or merge is running".to_string())
+        } else if unrecovered.is_empty() && recovered.is_empty() {
+            Some("nothing is stranded: recovery follows an unplanned failover, once the failed region answers again".to_string())
+        } else {
+            None
+        };
+        let label = if unrecovered.is_empty() {
+            "Recovered writes"
+        } else {
+            "Recover stranded writes"
+        };
+        let response = button_unless(ui, label, blocked.as_deref()).on_hover_text(
+            "Writes the failed region took after the failover's fork point: fence its old writer, copy its last files, compare them with the live branch key by key, merge what you pick",
+        );
+        if response.clicked() {
+            self.open = true;
+            if let Some((db, _)) = unrecovered.first() {
+                self.request = Some(engine.send(Command::Recover { db: db.clone() }));
+            } else if let Some(r) = recovered.last() {
+                self.request = Some(engine.send(Command::CompareRecovered {
+                    db: r.recovered.fork.db.clone(),
+                    branch: r.recovered.fork.branch.clone(),
+                }));
+            }
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        if !self.open {
+            return;
+        }
+        let view = &snapshot.recovery;
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.heading("Recovered writes");
+            steps_ui(ui, &view.steps);
+            if view.running || view.comparing {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(if view.running { "Working…" } else { "Comparing…" });
+                });
+                return;
+            }
+            if let Some(error) = &view.error {
+                ui.label(RichText::new(error).color(widgets::bad(ui)));
+            }
+            if let Some(record) = &view.last {
+                ui.label(RichText::new(&record.outcome).strong());
+            }
+            widgets::feedback(ui, snapshot, self.request);
+            if let Some(c) = &view.comparison {
+                ui.label(format!(
+                    "{}/{}: {} key(s) written after the fork point, {} conflict(s), {} still to merge into {}",
+                    c.db, c.branch, c.changed, c.conflicts, c.pending, c.live
+                ));
+                egui::ScrollArea::vertical()
+                    .max_height(260.0)
+                    .show(ui, |ui| {
+                        egui::Grid::new("recovered-keys")
+                            .num_columns(5)
+                            .striped(true)
+                            .show(ui, |ui| {
+                                for h in ["key", "recovered", "live", "at the fork", "take recovered"] {
+                                    ui.label(RichText::new(h).strong());
+                                }
+                                ui.end_row();
+                                let cut = |v: &Option<String>| match v {
+                                    None => "(absent)".to_string(),
+                                    Some(v) if v.chars().count() > 32 => {
+                                        format!("{}…", v.chars().take(32).collect::<String>())
+                                    }
+                                    Some(v) => v.clone(),
+                                };
+                                for row in &c.rows {
+                                    ui.monospace(&row.key);
+                                    ui.label(cut(&row.recovered));
+                                    ui.label(cut(&row.live));
+                                    ui.label(cut(&row.base));
+                                    if row.conflict {
+                                        let take = self.take.entry(row.key.clone()).or_default();
+                                        ui.checkbox(take, "")
+                                            .on_hover_text("Checked: the recovered value replaces the live one; unchecked: the live value stays");
+                                    } else if row.merged {
+                                        ui.label("merged");
+                                    } else {
+                                        ui.label("clean");
+                                    }
+                                    ui.end_row();
+                                }
+                            });
+                    });
+                if c.changed > c.rows.len() {
+                    ui.label(
+                        RichText::new(format!(
+                            "{} more key(s) not shown; `lifeboat recover --db {} --show {} --json` lists them all",
+                            c.changed - c.rows.len(),
+                            c.db,
+                            c.branch
+                        ))
+                        .color(widgets::muted(ui)),
+                    );
+                }
+                ui.checkbox(&mut self.discard, "Discard the recovered branch once merged");
+                let nothing = (c.pending == 0).then_some("everything is merged");
+                ui.horizontal(|ui| {
+                    let send = |pick: Pick| {
+                        engine.send(Command::Merge {
+                            db: c.db.clone(),
+                            branch: c.branch.clone(),
+                            pick,
+                            discard: self.discard,
+                        })
+                    };
+                    let mut asked = None;
+                    if button_unless(ui, "Merge clean keys", nothing)
+                        .on_hover_text("Only the keys the live branch did not change since the fork point")
+                        .clicked()
+                    {
+                        asked = Some(send(Pick::Clean));
+                    }
+                    if button_unless(ui, "Merge with my choices", nothing)
+                        .on_hover_text("The clean keys, and the checked conflicts with their recovered value")
+                        .clicked()
+                    {
+                        let choices = self
+                            .take
+                            .iter()
+                            .filter_map(|(k, take)| {
+                                let key = unshown(k).ok()?;
+                                Some((key, if *take { Choice::Recovered } else { Choice::Live }))
+                            })
+                            .collect();
+                        asked = Some(send(Pick::Choose(choices)));
+                    }
+                    if button_unless(ui, "Merge all", nothing)
+                        .on_hover_text("Every recovered key; conflicts take the recovered value")
+                        .clicked()
+                    {
+                        asked = Some(send(Pick::All));
+                    }
+                    if asked.is_some() {
+                        self.request = asked;
+                    }
+                });
+                if c.pending == 0
+                    && ui
+                        .button("Delete the recovered branch")
+                        .on_hover_text("Everything is merged; its files are not needed any more")
+                        .clicked()
+                {
+                    self.request = Some(engine.send(Command::DeleteBranch {
+                        db: c.db.clone(),
+                        branch: c.branch.clone(),
+                    }));
+                }
+            }
+            if ui
+                .button("Close")
+                .accessible_name("Close recovered writes")
+                .clicked()
+            {
+                self.open = false;
+                self.request = None;
+            }
+        });
+    }
+}
