@@ -174,7 +174,7 @@ pub async fn merge(
     if let Pick::Choose(choices) = &options.pick {
         let unknown: Vec<String> = choices
             .keys()
-            .filter(|k| !recovered.changes.iter().any(|c| &c.key == *k))
+            .filter(|k| !recovered.changes.iter().any(|c| c.key == **k))
             .map(|k| shown(k))
             .collect();
         if !unknown.is_empty() {
