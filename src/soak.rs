@@ -379,6 +379,90 @@ impl Step for Failover {
     }
 }
 
+/// A planned switchover (or a failback) of database `db` to its replica's
+/// region under its running writer: writes stop at the home (the writer is
+/// fenced), the last files are copied, the home moves; nothing
+/// acknowledged may be missing. The writer then goes on at the new home
+/// and replication runs the other way.
+pub struct Move {
+    pub db: usize,
+    pub kind: crate::control::event::OperationKind,
+}
+
+#[async_trait]
+impl Step for Move {
+    fn name(&self, soak: &Soak) -> String {
+        let flow = &soak.dbs[self.db].flow;
+        format!(
+            "{} of {}/{} to {}",
+            self.kind.name(),
+            flow.db,
+            flow.branch,
+            flow.replica.name()
+        )
+    }
+
+    async fn run(&self, soak: &mut Soak) -> Result<String> {
+        use crate::orchestrator::switchover;
+        let flow = soak.dbs[self.db].flow.clone();
+        let state = crate::control::load_all(&soak.regions).await?;
+        let plan = switchover::plan(
+            &flow.home,
+            &flow.replica,
+            &state,
+            std::slice::from_ref(&flow.db),
+            self.kind,
+        )
+        .await?;
+        let outcome = switchover::switchover(
+            &soak.regions,
+            &plan,
+            SOAK_ENGINE,
+            "soak",
+            switchover::SwitchOptions {
+                acks: [(flow.db.clone(), soak.dbs[self.db].acks.clone())].into(),
+                pins: Some(Arc::clone(&soak.pins)),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let record = outcome.record;
+        let lost = record
+            .rpo
+            .first()
+            .and_then(|r| r.missing_records)
+            .unwrap_or(0);
+        if !record.ok || lost > 0 {
+            return Err(Error::Failed(format!(
+                "the {} of {} went wrong: {} ({lost} acknowledged records lost)",
+                self.kind.name(),
+                flow.db,
+                record.outcome
+            )));
+        }
+        // The fenced writer's report is kept; a new one writes at the new home.
+        soak.finish_writer(self.db).await?;
+        soak.replicator.remove(&flow.db).await;
+        let moved = Flow::new(&flow.db, &flow.branch, &flow.replica, &flow.home);
+        soak.replicator.add(moved.clone());
+        soak.dbs[self.db].home =
+            DbLocation::branch_in_region(&flow.replica, &flow.db, &flow.branch)?;
+        soak.dbs[self.db].flow = moved;
+        soak.start_writer(self.db);
+        soak.writers_back().await?;
+        Ok(format!(
+            "{}/{} written in {} (RTO {} ms, nothing lost, {} copied of a {} database), replicating to {}",
+            flow.db,
+            flow.branch,
+            flow.replica.name(),
+            record.rto_ms.unwrap_or(0),
+            crate::replication::status::human_bytes(outcome.bytes_copied),
+            crate::replication::status::human_bytes(outcome.database_bytes),
+            flow.home.name()
+        ))
+    }
+}
+
 /// A running soak.
 pub struct Soak {
     pub regions: Vec<Region>,
@@ -653,7 +737,9 @@ pub async fn run(
     let started = Instant::now();
     let deadline = started + opts.duration;
     let mut soak = Soak::start(regions, opts.clone(), acks_dir).await?;
-    // Outages of each region in turn, with a failover and a drill between.
+    // Outages of each region in turn, with a failover, a drill, a
+    // switchover and the failback between.
+    use crate::control::event::OperationKind;
     let steps: Vec<Box<dyn Step>> = vec![
         Box::new(RegionOutage {
             region: 0,
@@ -664,6 +750,14 @@ pub async fn run(
         Box::new(RegionOutage {
             region: 1,
             length: opts.outage_for,
+        }),
+        Box::new(Move {
+            db: 1,
+            kind: OperationKind::Failback,
+        }),
+        Box::new(Move {
+            db: 0,
+            kind: OperationKind::Switchover,
         }),
     ];
     let mut reports = Vec::new();

@@ -27,6 +27,8 @@ fn bench_all_runs_on_local_and_s3_regions() {
             "3s",
             "--failovers",
             "2",
+            "--switchovers",
+            "2",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -64,4 +66,30 @@ fn bench_all_runs_on_local_and_s3_regions() {
         assert!(m["rto_p99_ms"].as_f64().is_some_and(|v| v > 0.0), "{m:#}");
     }
     assert!(table.contains("| pre-provisioned | 2 | yes |"), "{table}");
+    // Switchovers lose nothing; a failback copies what was made since the
+    // failover, not the database; every stranded record is recovered.
+    let r = &figures["recovery"];
+    assert_eq!(r["switchover"]["switchovers"], 2, "{r:#}");
+    assert_eq!(r["switchover"]["all_ok"], true, "{r:#}");
+    assert_eq!(r["switchover"]["records_lost"], 0, "{r:#}");
+    let f = &r["failback"];
+    assert!(
+        f["copied_vs_made"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0 && v <= 1.2),
+        "{f:#}"
+    );
+    assert!(
+        f["copied_vs_database"].as_f64().is_some_and(|v| v < 0.33),
+        "{f:#}"
+    );
+    assert_eq!(f["records_lost"], 0, "{f:#}");
+    let s = &r["stranded"];
+    assert!(
+        s["records_stranded"].as_u64().is_some_and(|n| n > 0),
+        "{s:#}"
+    );
+    assert_eq!(s["records_recovered"], s["records_stranded"], "{s:#}");
+    assert_eq!(s["records_lost_after_merge"], 0, "{s:#}");
+    assert!(table.contains("| records stranded |"), "{table}");
 }

@@ -590,3 +590,117 @@ async fn a_failback_copies_only_what_was_made_since_the_failover() {
         );
     }
 }
+
+/// Runs the binary and fails the test unless it succeeded.
+fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    out
+}
+
+/// The one JSON line a `--json` operation prints.
+fn record_of(out: &std::process::Output) -> serde_json::Value {
+    let text = common::stdout(out);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not a record ({e}): {text}"))
+}
+
+#[test]
+fn the_cli_switches_over_fails_over_recovers_and_fails_back() {
+    use common::{lifeboat, run, stderr, stdout};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    ok(run(lifeboat(data), &["db", "create", "orders"]));
+    let write = |region: &str| {
+        ok(run(
+            lifeboat(data),
+            &[
+                "workload",
+                "--db",
+                "orders",
+                "--region",
+                region,
+                "--records",
+                "200",
+                "--rate",
+                "1000",
+            ],
+        ))
+    };
+    write("us-east-1");
+    ok(run(lifeboat(data), &["replicate", "--once"]));
+
+    // A switchover: first only what it would do.
+    let out = ok(run(lifeboat(data), &["switchover"]));
+    let text = stdout(&out);
+    assert!(text.contains("Switchover us-east-1 → eu-west-1"), "{text}");
+    assert!(text.contains("Nothing was changed"), "{text}");
+    let out = ok(run(
+        lifeboat(data),
+        &["--json", "switchover", "--yes", "--no-serve"],
+    ));
+    let record = record_of(&out);
+    assert_eq!(record["ok"], true, "{record:#}");
+    assert_eq!(record["kind"], "Switchover", "{record:#}");
+    assert_eq!(record["rpo"][0]["missing_records"], 0, "{record:#}");
+    assert_eq!(record["rpo"][0]["acknowledged"], 200, "{record:#}");
+    // main is written in eu-west-1 now, and flows back.
+    write("eu-west-1");
+    ok(run(lifeboat(data), &["replicate", "--once"]));
+
+    // An unplanned failover back, with the old primary answering (fenced):
+    // nothing is stranded there.
+    ok(run(
+        lifeboat(data),
+        &[
+            "failover",
+            "--from",
+            "eu-west-1",
+            "--to",
+            "us-east-1",
+            "--yes",
+            "--no-serve",
+        ],
+    ));
+    let out = ok(run(lifeboat(data), &["recover", "--db", "orders"]));
+    let text = stdout(&out);
+    assert!(text.contains("eu-west-1 answers"), "{text}");
+    assert!(text.contains("Nothing was changed"), "{text}");
+    let out = ok(run(lifeboat(data), &["recover", "--db", "orders", "--yes"]));
+    let text = stdout(&out);
+    assert!(
+        text.contains("nothing of orders was stranded in eu-west-1"),
+        "{text}"
+    );
+    let out = run(lifeboat(data), &["merge", "--db", "orders", "--all"]);
+    common::assert_one_error_line(&out, 2, &["has no recovered branch", "lifeboat recover"]);
+
+    // The failback: the live branch has flowed to eu-west-1; only what was
+    // made since the failover is copied.
+    ok(run(lifeboat(data), &["replicate", "--once"]));
+    let out = ok(run(
+        lifeboat(data),
+        &["--json", "failback", "--yes", "--no-serve"],
+    ));
+    let record = record_of(&out);
+    assert_eq!(record["ok"], true, "{record:#}");
+    assert_eq!(record["kind"], "Failback", "{record:#}");
+    assert_eq!(
+        (record["from"].as_str(), record["to"].as_str()),
+        (Some("us-east-1"), Some("eu-west-1")),
+        "{record:#}"
+    );
+    assert_eq!(record["rpo"][0]["missing_records"], 0, "{record:#}");
+    assert_eq!(record["rpo"][0]["acknowledged"], 400, "{record:#}");
+    let out = ok(run(lifeboat(data), &["branch", "list"]));
+    assert!(
+        stdout(&out).contains("orders/failover-2 LIVE"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}

@@ -1,7 +1,7 @@
 //! The soak on S3 regions (the two SeaweedFS servers), for two minutes:
 //! writing to a database homed in each, replicating both ways, an outage of
-//! each region in turn with a drill and a failover between; every step
-//! checked.
+//! each region in turn with a drill, a failover, its failback and a
+//! switchover between; every step checked.
 
 mod common;
 
@@ -73,10 +73,11 @@ fn a_two_minute_soak_on_s3_regions_passes() {
     );
 }
 
-/// The same on the two local folders of the embedded default, faster: an
-/// outage, a failover, a drill and the settle in a minute.
+/// The same on the two local folders of the embedded default, with steps
+/// closer together: an outage of each region, a failover, a drill, the
+/// failback and a switchover, then the settle, in two minutes.
 #[test]
-fn a_one_minute_soak_on_local_regions_fails_over_and_drills() {
+fn a_two_minute_soak_on_local_regions_runs_every_operation() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run(
@@ -85,7 +86,7 @@ fn a_one_minute_soak_on_local_regions_fails_over_and_drills() {
             "--json",
             "soak",
             "--minutes",
-            "1",
+            "2",
             "--step-every",
             "8s",
             "--outage-for",
@@ -102,7 +103,15 @@ fn a_one_minute_soak_on_local_regions_fails_over_and_drills() {
         .iter()
         .map(|s| s["step"].as_str().expect("name"))
         .collect();
-    for wanted in ["outage of us-east-1", "failover of", "drill of", "settle"] {
+    for wanted in [
+        "outage of us-east-1",
+        "failover of",
+        "drill of",
+        "outage of eu-west-1",
+        "failback of",
+        "switchover of",
+        "settle",
+    ] {
         assert!(
             steps.iter().any(|s| s.starts_with(wanted)),
             "{wanted}: {steps:?}"

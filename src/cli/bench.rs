@@ -26,6 +26,7 @@ use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
 use super::bench_failover;
+use super::bench_recovery;
 use super::bench_workspace::{self, WorkspaceFigures, WorkspaceKnobs};
 use crate::{Ctx, parse_duration};
 
@@ -42,6 +43,16 @@ pub enum BenchCommand {
     /// Failovers under a running workload, on demand and pre-provisioned:
     /// RTO and RPO p50/p99 against the targets.
     Failover(FailoverBench),
+    /// Switchovers under a running workload (RTO p50/p99), a failback's
+    /// bytes copied against the database's size, and records stranded by a
+    /// failover against records recovered.
+    Recovery(RecoveryBench),
+}
+
+#[derive(Args, Debug)]
+pub struct RecoveryBench {
+    #[command(flatten)]
+    knobs: bench_recovery::RecoveryKnobs,
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +78,8 @@ pub struct AllBench {
     workspace: WorkspaceKnobs,
     #[command(flatten)]
     failover: bench_failover::FailoverKnobs,
+    #[command(flatten)]
+    recovery: bench_recovery::RecoveryKnobs,
 }
 
 /// What the replication benchmark measures, and how hard.
@@ -201,6 +214,18 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
             crate::emit(json, &figures, || bench_failover::table(&figures))?;
             Ok(exit_code::OK)
         }
+        BenchCommand::Recovery(args) => {
+            let scratch = ctx
+                .home
+                .data_dir
+                .join("bench")
+                .join(format!("recovery-{}", workload::now_us()));
+            let result = bench_recovery::measure(&scratch, &args.knobs).await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            let figures = result?;
+            crate::emit(json, &figures, || bench_recovery::table(&figures))?;
+            Ok(exit_code::OK)
+        }
     }
 }
 
@@ -329,6 +354,8 @@ struct AllFigures {
     workspace: Option<WorkspaceFigures>,
     /// Failovers on demand and pre-provisioned.
     failover: Option<bench_failover::FailoverFigures>,
+    /// Switchovers, a failback, stranded writes.
+    recovery: Option<bench_recovery::RecoveryFigures>,
     /// Kinds of region left out, with why.
     skipped: Vec<String>,
 }
@@ -349,7 +376,15 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
     let run = format!("bench-{}", workload::now_us());
     let scratch = ctx.home.data_dir.join("bench").join(&run);
     std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
-    let result = all_in(&scratch, &run, &args.knobs, &args.workspace, &args.failover).await;
+    let result = all_in(
+        &scratch,
+        &run,
+        &args.knobs,
+        &args.workspace,
+        &args.failover,
+        &args.recovery,
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&scratch);
     let figures = result?;
     let text = serde_json::to_string_pretty(&figures)
@@ -371,6 +406,7 @@ async fn all_in(
     args: &ReplicateKnobs,
     workspace_knobs: &WorkspaceKnobs,
     failover_knobs: &bench_failover::FailoverKnobs,
+    recovery_knobs: &bench_recovery::RecoveryKnobs,
 ) -> Result<AllFigures> {
     let mut replicate = Vec::new();
     let mut skipped = Vec::new();
@@ -400,12 +436,14 @@ async fn all_in(
         None => Some(bench_workspace::measure(&scratch.join("workspace"), workspace_knobs).await?),
     };
     let failover = Some(bench_failover::measure(&scratch.join("failover"), failover_knobs).await?);
+    let recovery = Some(bench_recovery::measure(&scratch.join("recovery"), recovery_knobs).await?);
     Ok(AllFigures {
         bench: "all",
         machine: machine(),
         replicate,
         workspace,
         failover,
+        recovery,
         skipped,
     })
 }
@@ -461,6 +499,9 @@ fn table(figures: &AllFigures) -> String {
     }
     if let Some(failover) = &figures.failover {
         lines.push(bench_failover::table(failover));
+    }
+    if let Some(recovery) = &figures.recovery {
+        lines.push(bench_recovery::table(recovery));
     }
     for skipped in &figures.skipped {
         lines.push(format!("\nnot run: {skipped}"));

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_failover;
+pub mod bench_recovery;
 pub mod bench_workspace;
 pub mod failover;
 pub mod group;

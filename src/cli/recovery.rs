@@ -378,21 +378,27 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
     let regions = super::workspace::regions(ctx)?;
     let state = live_state(&regions).await?;
     let group = group::load(&ctx.home.config_dir)?;
-    // From: where the live branches are written (a failback: where the
-    // failover put them), else the group's primary.
+    // From: where the live branches are written (as the newest failover or
+    // switchover left them), else the primary: the group's, or the first
+    // configured region.
     let from = match &args.from {
         Some(f) => f.clone(),
         None => {
-            let moved: Vec<&str> = state.live.values().map(|l| l.region.as_str()).collect();
-            match (kind, moved.first(), &group) {
-                (OperationKind::Failback, Some(r), _) => r.to_string(),
-                (_, _, Some(g)) => g.primary.clone(),
-                (_, Some(r), None) => r.to_string(),
-                _ => {
+            let moved = state.live.values().map(|l| l.region.clone()).next();
+            let primary = group
+                .as_ref()
+                .map(|g| g.primary.clone())
+                .or_else(|| regions.first().map(|r| r.name().to_string()));
+            match (kind, moved) {
+                (_, Some(region)) => region,
+                (OperationKind::Failback, None) => {
                     return Err(Error::invalid(
-                        "no replication group is configured; name the regions with --from and --to",
+                        "nothing was failed over: the live branches are where they started; use `lifeboat switchover` to move them",
                     ));
                 }
+                (_, None) => primary.ok_or_else(|| {
+                    Error::invalid("no region is configured; add two with `lifeboat region add`")
+                })?,
             }
         }
     };

@@ -232,14 +232,35 @@ impl RecoverPanel {
     pub fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
         let unrecovered = snapshot.branches.unrecovered();
         let recovered = &snapshot.branches.recovered;
+        // The region the failover left must answer again.
+        let source_down = unrecovered.first().and_then(|(db, live)| {
+            let fork = &snapshot.branches.branch(db, live)?.fork;
+            let group = snapshot.group.as_ref()?;
+            let source = if fork.region == group.primary {
+                &group.secondary
+            } else {
+                &group.primary
+            };
+            let reachable = snapshot
+                .regions
+                .iter()
+                .find(|r| r.spec.name == *source)
+                .and_then(|r| r.health.as_ref())
+                .is_some_and(|h| h.reachable);
+            (!reachable).then(|| source.clone())
+        });
         let blocked = if snapshot.recovery.running {
             Some("a recovery or merge is running".to_string())
+        } else if let Some(source) = source_down.as_ref().filter(|_| recovered.is_empty()) {
+            Some(format!(
+                "{source} does not answer yet: writes stranded there wait until it is back"
+            ))
         } else if unrecovered.is_empty() && recovered.is_empty() {
             Some("nothing is stranded: recovery follows an unplanned failover, once the failed region answers again".to_string())
         } else {
             None
         };
-        let label = if unrecovered.is_empty() {
+        let label = if unrecovered.is_empty() || source_down.is_some() {
             "Recovered writes"
         } else {
             "Recover stranded writes"
@@ -249,7 +270,7 @@ impl RecoverPanel {
         );
         if response.clicked() {
             self.open = true;
-            if let Some((db, _)) = unrecovered.first() {
+            if let Some((db, _)) = unrecovered.first().filter(|_| source_down.is_none()) {
                 self.request = Some(engine.send(Command::Recover { db: db.clone() }));
             } else if let Some(r) = recovered.last() {
                 self.request = Some(engine.send(Command::CompareRecovered {
