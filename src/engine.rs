@@ -1850,20 +1850,13 @@ impl Core {
             }
         }
         let regions: Vec<Region> = self.opened.values().cloned().collect();
-        let acks = preview
-            .dbs
-            .iter()
-            .map(|d| (d.db.clone(), AckLog::for_db(&self.home.acks_dir(), &d.db)))
-            .collect();
-        let tx = self.internal_tx.clone();
+        let acks = self.acks_for(preview.dbs.iter().map(|d| &d.db));
         let options = crate::orchestrator::failover::FailoverOptions {
             serve: true,
             acks,
             standby: self.standby.clone(),
             pins: Some(Arc::clone(&self.pins)),
-            on_step: Some(Box::new(move |step| {
-                let _ = tx.send(Internal::FailoverStep(step.clone()));
-            })),
+            on_step: Some(self.steps_to(Internal::FailoverStep)),
             ..Default::default()
         };
         self.failover.running = true;
@@ -1954,18 +1947,12 @@ impl Core {
         let Some(engine) = self.engine_id(request) else {
             return;
         };
-        let tx = self.internal_tx.clone();
         let options = crate::orchestrator::drill::DrillOptions {
             ttl: Duration::from_secs(ttl_s),
             smoke,
-            acks: dbs
-                .iter()
-                .map(|db| (db.clone(), AckLog::for_db(&self.home.acks_dir(), db)))
-                .collect(),
+            acks: self.acks_for(&dbs),
             pins: Some(Arc::clone(&self.pins)),
-            on_step: Some(Box::new(move |step| {
-                let _ = tx.send(Internal::DrillStep(step.clone()));
-            })),
+            on_step: Some(self.steps_to(Internal::DrillStep)),
             ..Default::default()
         };
         // The smoke commands are the group's: the next drill starts from them.
@@ -2334,6 +2321,24 @@ impl Core {
         }
     }
 
+    /// Each step of an operation, as it ends, back to the engine as `wrap(step)`.
+    fn steps_to(
+        &self,
+        wrap: fn(crate::control::event::Step) -> Internal,
+    ) -> crate::orchestrator::OnStep {
+        let tx = self.internal_tx.clone();
+        Box::new(move |step| {
+            let _ = tx.send(wrap(step.clone()));
+        })
+    }
+
+    /// The acknowledgement logs of `dbs`, which RPO is measured against.
+    fn acks_for<'a>(&self, dbs: impl IntoIterator<Item = &'a String>) -> BTreeMap<String, AckLog> {
+        dbs.into_iter()
+            .map(|db| (db.clone(), AckLog::for_db(&self.home.acks_dir(), db)))
+            .collect()
+    }
+
     /// Where the group's live branches are written, and the other region:
     /// a switchover moves them from the first to the second; a failback
     /// from the secondary back to the primary.
@@ -2443,20 +2448,13 @@ impl Core {
             }
         }
         let regions: Vec<Region> = self.opened.values().cloned().collect();
-        let acks = plan
-            .dbs
-            .iter()
-            .map(|d| (d.db.clone(), AckLog::for_db(&self.home.acks_dir(), &d.db)))
-            .collect();
-        let tx = self.internal_tx.clone();
+        let acks = self.acks_for(plan.dbs.iter().map(|d| &d.db));
         let options = crate::orchestrator::switchover::SwitchOptions {
             serve: true,
             serving,
             acks,
             pins: Some(Arc::clone(&self.pins)),
-            on_step: Some(Box::new(move |step| {
-                let _ = tx.send(Internal::MoveStep(step.clone()));
-            })),
+            on_step: Some(self.steps_to(Internal::MoveStep)),
             ..Default::default()
         };
         self.moving.running = true;
@@ -2519,12 +2517,9 @@ impl Core {
         };
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let state = self.control_state.clone();
-        let tx = self.internal_tx.clone();
         let options = crate::orchestrator::recover::RecoverOptions {
             pins: Some(Arc::clone(&self.pins)),
-            on_step: Some(Box::new(move |step| {
-                let _ = tx.send(Internal::RecoveryStep(step.clone()));
-            })),
+            on_step: Some(self.steps_to(Internal::RecoveryStep)),
             ..Default::default()
         };
         self.recovery.running = true;
@@ -2584,14 +2579,11 @@ impl Core {
             );
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let state = self.control_state.clone();
-        let tx = self.internal_tx.clone();
         let options = crate::orchestrator::merge::MergeOptions {
             pick,
             target,
             discard,
-            on_step: Some(Box::new(move |step| {
-                let _ = tx.send(Internal::RecoveryStep(step.clone()));
-            })),
+            on_step: Some(self.steps_to(Internal::RecoveryStep)),
             ..Default::default()
         };
         self.recovery.running = true;

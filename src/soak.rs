@@ -346,14 +346,7 @@ impl Step for Failover {
             )));
         }
         // The database now lives in the other region and flows back.
-        soak.replicator.remove(&flow.db).await;
-        let moved = Flow::new(&flow.db, &live.branch, &flow.replica, &flow.home);
-        soak.replicator.add(moved.clone());
-        soak.dbs[self.db].home =
-            DbLocation::branch_in_region(&flow.replica, &flow.db, &live.branch)?;
-        soak.dbs[self.db].flow = moved;
-        soak.start_writer(self.db);
-        soak.writers_back().await?;
+        soak.rehome(self.db, &live.branch).await?;
         // The new branch's replica appears in the old home before the checks.
         let db = flow.db.clone();
         let copied = soak
@@ -442,14 +435,7 @@ impl Step for Move {
         }
         // The fenced writer's report is kept; a new one writes at the new home.
         soak.finish_writer(self.db).await?;
-        soak.replicator.remove(&flow.db).await;
-        let moved = Flow::new(&flow.db, &flow.branch, &flow.replica, &flow.home);
-        soak.replicator.add(moved.clone());
-        soak.dbs[self.db].home =
-            DbLocation::branch_in_region(&flow.replica, &flow.db, &flow.branch)?;
-        soak.dbs[self.db].flow = moved;
-        soak.start_writer(self.db);
-        soak.writers_back().await?;
+        soak.rehome(self.db, &flow.branch).await?;
         Ok(format!(
             "{}/{} written in {} (RTO {} ms, nothing lost, {} copied of a {} database), replicating to {}",
             flow.db,
@@ -538,6 +524,19 @@ impl Soak {
         let db = &self.dbs[i];
         let writer = BackgroundRun::start(db.home.clone(), self.spec(), db.acks.clone());
         self.dbs[i].writer = Some(writer);
+    }
+
+    /// Database `i` is written as `branch` in its replica's region now:
+    /// its flow turns around, and its writer starts there.
+    async fn rehome(&mut self, i: usize, branch: &str) -> Result<()> {
+        let flow = self.dbs[i].flow.clone();
+        self.replicator.remove(&flow.db).await;
+        let moved = Flow::new(&flow.db, branch, &flow.replica, &flow.home);
+        self.replicator.add(moved.clone());
+        self.dbs[i].home = DbLocation::branch_in_region(&flow.replica, &flow.db, branch)?;
+        self.dbs[i].flow = moved;
+        self.start_writer(i);
+        self.writers_back().await.map(|_| ())
     }
 
     /// Waits until every database is acknowledging writes again,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeboat::control::event::{Attachment, Event, OperationKind};
+use lifeboat::control::event::OperationKind;
 use lifeboat::control::{self};
 use lifeboat::orchestrator::failover::{self, FailoverOptions};
 use lifeboat::orchestrator::merge::{self, MergeOptions, Pick};
@@ -29,7 +29,7 @@ use lifeboat::workload::verify::verify;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 use slatedb::config::{FlushOptions, FlushType};
 
-use common::flows::{caught_up, fast, in_sync, writing};
+use common::flows::{caught_up, fast, in_sync, shop, writing};
 
 const ENGINE: &str = "00000000000000bb";
 
@@ -281,26 +281,6 @@ async fn stranded_writes_come_back_and_a_merge_loses_no_acknowledged_record() {
             "{what}"
         );
     }
-}
-
-async fn shop(regions: &[Region]) {
-    control::append(
-        regions,
-        "00000000000000aa",
-        "test",
-        Event::WorkspaceSet {
-            name: "shop".into(),
-            databases: vec![Attachment {
-                index: 0,
-                db: "orders".into(),
-            }],
-            bind: "127.0.0.1".into(),
-            port: 0,
-            open: true,
-        },
-    )
-    .await
-    .expect("append");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,22 +138,7 @@ async fn one(dir: &Path, rate: u64, pre_provisioned: bool) -> Result<Run> {
     let open = |name: &str| Region::open(&RegionSpec::new(name, &file_url(&dir.join(name))));
     let (a, b) = (open("us-east-1")?, open("eu-west-1")?);
     let regions = vec![a.clone(), b.clone()];
-    control::append(
-        &regions,
-        "00000000000000be",
-        "bench",
-        Event::WorkspaceSet {
-            name: "shop".into(),
-            databases: vec![Attachment {
-                index: 0,
-                db: "orders".into(),
-            }],
-            bind: "127.0.0.1".into(),
-            port: 0,
-            open: true,
-        },
-    )
-    .await?;
+    define_shop(&regions).await?;
     let home = DbLocation::in_region(&a, "orders")?;
     home.create().await?;
     let acks = AckLog::for_db(&dir.join("acks"), "orders");
@@ -284,4 +269,26 @@ pub fn table(f: &FailoverFigures) -> String {
         ));
     }
     lines.join("\n")
+}
+
+/// Defines workspace `shop` serving `orders` at index 0, open, on any free
+/// port, in the logs of `regions`.
+pub(super) async fn define_shop(regions: &[Region]) -> Result<()> {
+    control::append(
+        regions,
+        "00000000000000be",
+        "bench",
+        Event::WorkspaceSet {
+            name: "shop".into(),
+            databases: vec![Attachment {
+                index: 0,
+                db: "orders".into(),
+            }],
+            bind: "127.0.0.1".into(),
+            port: 0,
+            open: true,
+        },
+    )
+    .await
+    .map(|_| ())
 }

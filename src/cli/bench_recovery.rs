@@ -16,7 +16,7 @@ use serde::Serialize;
 use slatedb::config::{FlushOptions, FlushType};
 
 use lifeboat::config::file_url;
-use lifeboat::control::event::{Attachment, Event, OperationKind};
+use lifeboat::control::event::OperationKind;
 use lifeboat::control::{self};
 use lifeboat::error::{Error, Result};
 use lifeboat::orchestrator::failover::{self, FailoverOptions};
@@ -177,22 +177,7 @@ async fn missing(location: &DbLocation, acks: &AckLog) -> Result<u64> {
 async fn switchovers(dir: &Path, knobs: &RecoveryKnobs) -> Result<SwitchoverFigures> {
     let (a, b) = pair(dir)?;
     let regions = vec![a.clone(), b.clone()];
-    control::append(
-        &regions,
-        ENGINE,
-        "bench",
-        Event::WorkspaceSet {
-            name: "shop".into(),
-            databases: vec![Attachment {
-                index: 0,
-                db: "orders".into(),
-            }],
-            bind: "127.0.0.1".into(),
-            port: 0,
-            open: true,
-        },
-    )
-    .await?;
+    super::bench_failover::define_shop(&regions).await?;
     DbLocation::in_region(&a, "orders")?.create().await?;
     let acks = AckLog::for_db(&dir.join("acks"), "orders");
     let pins = Arc::new(BranchPins::default());

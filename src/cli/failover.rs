@@ -35,21 +35,58 @@ pub struct FailoverArgs {
     /// Fail over. Without it, only show what a failover would do and lose.
     #[arg(long)]
     yes: bool,
-    /// Write the failover report here (.json for JSON, else Markdown).
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// How an operation that starts workspaces serves them and reports.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Write the report here (.json for JSON, else Markdown).
     #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
+    pub report: Option<PathBuf>,
     /// Listen on this port instead of each workspace's own (0: any free one).
     #[arg(long)]
-    port: Option<u16>,
+    pub port: Option<u16>,
     /// Listen on this address instead of each workspace's own.
     #[arg(long)]
-    bind: Option<String>,
-    /// Fork and record only; start no workspace.
+    pub bind: Option<String>,
+    /// Change and record only; start no workspace.
     #[arg(long)]
-    no_serve: bool,
+    pub no_serve: bool,
     /// Serve this long, then stop (default: until Ctrl-C or `workspace stop`).
     #[arg(long, value_parser = parse_duration)]
-    duration: Option<Duration>,
+    pub duration: Option<Duration>,
+}
+
+/// Writes the report, prints the record, and serves the workspaces the
+/// operation started until `duration`, Ctrl-C or a stop request.
+pub(crate) async fn report_and_serve(
+    json: bool,
+    args: &ServeArgs,
+    record: &OperationRecord,
+    workspaces: Vec<lifeboat::workspace::Workspace>,
+) -> Result<i32> {
+    if let Some(path) = &args.report {
+        report::write(path, record)?;
+    }
+    print_record(json, record)?;
+    if workspaces.is_empty() {
+        return Ok(if record.ok {
+            exit_code::OK
+        } else {
+            exit_code::FAILED
+        });
+    }
+    let stopped = futures::future::select_all(workspaces.iter().map(|w| Box::pin(w.stopped())));
+    tokio::select! {
+        _ = super::report_until_stopped(args.duration, Duration::from_secs(3600), || Ok(())) => {}
+        _ = stopped => {}
+    }
+    for ws in workspaces {
+        ws.stop().await?;
+    }
+    Ok(exit_code::OK)
 }
 
 /// Which regions and databases a failover concerns: the flags, else the
@@ -150,9 +187,9 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         .map(|db| (db.clone(), AckLog::for_db(&ctx.home.acks_dir(), db)))
         .collect();
     let options = FailoverOptions {
-        bind: args.bind.clone(),
-        port: args.port,
-        serve: !args.no_serve,
+        bind: args.serve.bind.clone(),
+        port: args.serve.port,
+        serve: !args.serve.no_serve,
         acks,
         pins: None,
         on_step: (!json).then(step_printer),
@@ -161,30 +198,10 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         standby: BTreeMap::new(),
     };
     let outcome = failover::failover(&regions, &preview, &engine, &local_user(), options).await?;
-    if let Some(path) = &args.report {
-        report::write(path, &outcome.record)?;
-    }
-    print_record(json, &outcome.record)?;
-    if outcome.workspaces.is_empty() {
-        return Ok(if outcome.record.ok {
-            exit_code::OK
-        } else {
-            exit_code::FAILED
-        });
-    }
-    let workspaces = outcome.workspaces;
-    let stopped = futures::future::select_all(workspaces.iter().map(|w| Box::pin(w.stopped())));
-    tokio::select! {
-        _ = super::report_until_stopped(args.duration, Duration::from_secs(3600), || Ok(())) => {}
-        _ = stopped => {}
-    }
-    for ws in workspaces {
-        ws.stop().await?;
-    }
-    Ok(exit_code::OK)
+    report_and_serve(json, &args.serve, &outcome.record, outcome.workspaces).await
 }
 
-pub(crate) fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
+fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
     if json {
         let line = serde_json::to_string(record)
             .map_err(|e| Error::Failed(format!("cannot encode the record as JSON: {e}")))?;
@@ -257,11 +274,7 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
         to: args.to.clone(),
         dbs: args.dbs.clone(),
         yes: false,
-        report: None,
-        port: None,
-        bind: None,
-        no_serve: false,
-        duration: None,
+        serve: ServeArgs::default(),
     };
     let (from, to, mut dbs) = scope(ctx, &regions, &scope_args)?;
     if dbs.is_empty() {

@@ -3,8 +3,6 @@
 //! them, and move live branches between regions with nothing lost.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
@@ -15,15 +13,15 @@ use lifeboat::control::{self};
 use lifeboat::engine::activity::local_user;
 use lifeboat::engine::group;
 use lifeboat::error::{Error, Result, exit_code};
+use lifeboat::orchestrator::find_region;
 use lifeboat::orchestrator::merge::{self, Choice, MergeOptions, Pick};
 use lifeboat::orchestrator::recover::{self, ChangeRow, RecoverOptions, Recovered, unshown};
-use lifeboat::orchestrator::report;
 use lifeboat::orchestrator::switchover::{self, SwitchOptions};
 use lifeboat::region::Region;
 use lifeboat::workload::acks::AckLog;
 
-use super::failover::{print_record, step_printer};
-use crate::{Ctx, emit, parse_duration};
+use super::failover::{ServeArgs, report_and_serve, step_printer};
+use crate::{Ctx, emit};
 
 /// Rows of a comparison printed unless told otherwise.
 const SHOWN_ROWS: usize = 20;
@@ -142,14 +140,6 @@ async fn live_state(regions: &[Region]) -> Result<ControlState> {
     control::load_all(regions).await
 }
 
-fn region(regions: &[Region], name: &str) -> Result<Region> {
-    regions
-        .iter()
-        .find(|r| r.name() == name)
-        .cloned()
-        .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
-}
-
 pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result<i32> {
     let regions = super::workspace::regions(ctx)?;
     let state = live_state(&regions).await?;
@@ -164,7 +154,7 @@ pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result
             .map(|b| b.fork.region.clone())
             .ok_or_else(|| Error::invalid(format!("`{}` has no branch `{branch}`", args.db)))?;
         let recovered =
-            recover::inspect(&region(&regions, &home)?, &state, &args.db, &branch).await?;
+            recover::inspect(&find_region(&regions, &home)?, &state, &args.db, &branch).await?;
         emit(json, &comparison(&recovered), || {
             comparison_text(&recovered, args.rows)
         })?;
@@ -172,7 +162,7 @@ pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result
     }
     let found = recover::stranded(&regions, &state, &args.db).await?;
     if !args.yes {
-        let old = region(&regions, &found.source_region)?;
+        let old = find_region(&regions, &found.source_region)?;
         let (reachable, error) = match tokio::time::timeout(
             lifeboat::orchestrator::failover::REACH_TIMEOUT,
             old.probe(),
@@ -298,7 +288,7 @@ pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32
             .map(|b| b.fork.region.clone())
             .ok_or_else(|| Error::invalid(format!("`{}` has no branch `{branch}`", args.db)))?;
         let recovered =
-            recover::inspect(&region(&regions, &home)?, &state, &args.db, &branch).await?;
+            recover::inspect(&find_region(&regions, &home)?, &state, &args.db, &branch).await?;
         emit(json, &comparison(&recovered), || {
             format!(
                 "{}\nWould merge {}.\nNothing was changed; run again with --yes to merge.",
@@ -349,21 +339,8 @@ pub struct SwitchArgs {
     /// Move. Without it, only show what would move.
     #[arg(long)]
     yes: bool,
-    /// Write the report here (.json for JSON, else Markdown).
-    #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
-    /// Listen on this port instead of each workspace's own (0: any free one).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Listen on this address instead of each workspace's own.
-    #[arg(long)]
-    bind: Option<String>,
-    /// Move and record only; start no workspace.
-    #[arg(long)]
-    no_serve: bool,
-    /// Serve this long, then stop (default: until Ctrl-C or `workspace stop`).
-    #[arg(long, value_parser = parse_duration)]
-    duration: Option<Duration>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 pub async fn switchover_command(ctx: &Ctx, json: bool, args: SwitchArgs) -> Result<i32> {
@@ -415,7 +392,7 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
             })
             .ok_or_else(|| Error::invalid("name the region to move to with --to"))?,
     };
-    let (from, to) = (region(&regions, &from)?, region(&regions, &to)?);
+    let (from, to) = (find_region(&regions, &from)?, find_region(&regions, &to)?);
     let dbs = if args.dbs.is_empty() {
         let mut dbs = Vec::new();
         for (db, _) in lifeboat::storage::list_databases(&to).await? {
@@ -455,33 +432,13 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
         .map(|db| (db.clone(), AckLog::for_db(&ctx.home.acks_dir(), db)))
         .collect();
     let options = SwitchOptions {
-        bind: args.bind.clone(),
-        port: args.port,
-        serve: !args.no_serve,
+        bind: args.serve.bind.clone(),
+        port: args.serve.port,
+        serve: !args.serve.no_serve,
         acks,
         on_step: (!json).then(step_printer),
         ..SwitchOptions::default()
     };
     let outcome = switchover::switchover(&regions, &plan, &engine, &local_user(), options).await?;
-    if let Some(path) = &args.report {
-        report::write(path, &outcome.record)?;
-    }
-    print_record(json, &outcome.record)?;
-    if outcome.workspaces.is_empty() {
-        return Ok(if outcome.record.ok {
-            exit_code::OK
-        } else {
-            exit_code::FAILED
-        });
-    }
-    let workspaces = outcome.workspaces;
-    let stopped = futures::future::select_all(workspaces.iter().map(|w| Box::pin(w.stopped())));
-    tokio::select! {
-        _ = super::report_until_stopped(args.duration, Duration::from_secs(3600), || Ok(())) => {}
-        _ = stopped => {}
-    }
-    for ws in workspaces {
-        ws.stop().await?;
-    }
-    Ok(exit_code::OK)
+    report_and_serve(json, &args.serve, &outcome.record, outcome.workspaces).await
 }

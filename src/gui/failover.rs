@@ -180,32 +180,65 @@ impl FailoverPanel {
 
     fn progress(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
         let view = &snapshot.failover;
-        steps_ui(ui, &view.steps);
-        if view.running {
-            ui.horizontal(|ui| {
-                ui.spinner();
-                ui.label("Failing over…");
-            });
-            return;
-        }
-        if let Some(error) = &view.error {
-            ui.label(RichText::new(error).color(widgets::bad(ui)));
-        } else if let Some(record) = &view.last {
-            self.outcome(ui, engine, record);
-        } else {
-            widgets::feedback(ui, snapshot, self.run_request);
-        }
-        self.export.feedback(ui, snapshot);
-        if ui.button("Close").clicked() {
+        let close = operation_ui(
+            ui,
+            engine,
+            snapshot,
+            Operation {
+                running: view.running,
+                running_label: "Failing over…",
+                steps: &view.steps,
+                error: view.error.as_deref(),
+                last: view.last.as_ref(),
+                request: self.run_request,
+            },
+            &mut self.export,
+        );
+        if close {
             self.open = false;
             self.run_request = None;
         }
     }
+}
 
-    fn outcome(&mut self, ui: &mut egui::Ui, engine: &Engine, record: &OperationRecord) {
-        record_ui(ui, record);
-        self.export.button(ui, engine, record);
+/// Where an operation run from a panel stands.
+pub(super) struct Operation<'a> {
+    pub running: bool,
+    pub running_label: &'a str,
+    pub steps: &'a [crate::control::event::Step],
+    pub error: Option<&'a str>,
+    pub last: Option<&'a OperationRecord>,
+    pub request: Option<RequestId>,
+}
+
+/// An operation's steps as they end, a spinner while it runs, then its
+/// outcome (or why it failed) with the report export and Close. Returns
+/// whether Close was clicked.
+pub(super) fn operation_ui(
+    ui: &mut egui::Ui,
+    engine: &Engine,
+    snapshot: &Snapshot,
+    op: Operation<'_>,
+    export: &mut ReportExport,
+) -> bool {
+    steps_ui(ui, op.steps);
+    if op.running {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(op.running_label);
+        });
+        return false;
     }
+    if let Some(error) = op.error {
+        ui.label(RichText::new(error).color(widgets::bad(ui)));
+    } else if let Some(record) = op.last {
+        record_ui(ui, record);
+        export.button(ui, engine, record);
+    } else {
+        widgets::feedback(ui, snapshot, op.request);
+    }
+    export.feedback(ui, snapshot);
+    ui.button("Close").clicked()
 }
 
 /// The Test failover panel: a time to live, smoke commands, then the
@@ -267,22 +300,21 @@ impl DrillPanel {
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.heading("Test failover");
             if view.running || self.request.is_some() {
-                steps_ui(ui, &view.steps);
-                if view.running {
-                    ui.horizontal(|ui| {
-                        ui.spinner();
-                        ui.label("Drilling…");
-                    });
-                    return;
-                }
-                if let Some(error) = &view.error {
-                    ui.label(RichText::new(error).color(widgets::bad(ui)));
-                } else if let Some(record) = &view.last {
-                    record_ui(ui, record);
-                    self.export.button(ui, engine, record);
-                }
-                self.export.feedback(ui, snapshot);
-                if ui.button("Close").clicked() {
+                let close = operation_ui(
+                    ui,
+                    engine,
+                    snapshot,
+                    Operation {
+                        running: view.running,
+                        running_label: "Drilling…",
+                        steps: &view.steps,
+                        error: view.error.as_deref(),
+                        last: view.last.as_ref(),
+                        request: self.request,
+                    },
+                    &mut self.export,
+                );
+                if close {
                     self.open = false;
                     self.request = None;
                 }

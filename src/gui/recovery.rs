@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use eframe::egui::{self, RichText};
 
-use super::failover::{ReportExport, record_ui, steps_ui};
+use super::failover::{Operation, ReportExport, operation_ui, steps_ui};
 use super::widgets::{self, button_unless};
 use crate::control::event::OperationKind;
 use crate::engine::{Command, Engine, RequestId, Snapshot};
@@ -145,24 +145,21 @@ impl MovePanel {
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.heading(self.title());
             if view.running || self.run_request.is_some() {
-                steps_ui(ui, &view.steps);
-                if view.running {
-                    ui.horizontal(|ui| {
-                        ui.spinner();
-                        ui.label("Moving…");
-                    });
-                    return;
-                }
-                if let Some(error) = &view.error {
-                    ui.label(RichText::new(error).color(widgets::bad(ui)));
-                } else if let Some(record) = &view.last {
-                    record_ui(ui, record);
-                    self.export.button(ui, engine, record);
-                } else {
-                    widgets::feedback(ui, snapshot, self.run_request);
-                }
-                self.export.feedback(ui, snapshot);
-                if ui.button("Close").clicked() {
+                let close = operation_ui(
+                    ui,
+                    engine,
+                    snapshot,
+                    Operation {
+                        running: view.running,
+                        running_label: "Moving…",
+                        steps: &view.steps,
+                        error: view.error.as_deref(),
+                        last: view.last.as_ref(),
+                        request: self.run_request,
+                    },
+                    &mut self.export,
+                );
+                if close {
                     self.open = false;
                     self.run_request = None;
                 }

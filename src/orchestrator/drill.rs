@@ -336,16 +336,7 @@ pub async fn drill(
         },
         ok,
     };
-    if let Err(e) = control::append(
-        std::slice::from_ref(to),
-        engine,
-        who,
-        Event::OperationRecorded(Box::new(record.clone())),
-    )
-    .await
-    {
-        tracing::warn!("the drill's record was not stored: {e}");
-    }
+    super::record(std::slice::from_ref(to), engine, who, &record).await;
     Ok(DrillOutcome {
         record,
         forks,

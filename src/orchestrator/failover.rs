@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{OnStep, Steps, now_ms};
+use super::{OnStep, Steps, find_region, now_ms};
 use crate::control::event::{
     BranchForked, BranchReason, DbRpo, Event, LiveBranch, OperationKind, OperationRecord,
 };
@@ -268,14 +268,10 @@ pub async fn failover(
     who: &str,
     options: FailoverOptions,
 ) -> Result<FailoverOutcome> {
-    let region = |name: &str| {
-        regions
-            .iter()
-            .find(|r| r.name() == name)
-            .cloned()
-            .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
-    };
-    let (from, to) = (region(&preview.from)?, region(&preview.to)?);
+    let (from, to) = (
+        find_region(regions, &preview.from)?,
+        find_region(regions, &preview.to)?,
+    );
     // Two failovers at once: the second to look sees the first's epoch.
     let current = control::load(&to).await?.epoch;
     if current + 1 != preview.epoch {
@@ -413,13 +409,11 @@ pub async fn failover(
     // Serve: the workspaces of these databases, from the log in `to`.
     let mut workspaces = Vec::new();
     let mut endpoints = Vec::new();
-    let mut rto = None;
-    let mut rto_to = "the forks: no workspace serves these databases".to_string();
     let standby = options.standby;
     // Where to probe: (address, indexes, token) of every serving workspace.
     let mut targets: Vec<(SocketAddr, Vec<u32>, String)> = Vec::new();
     let mut promoted = Vec::new();
-    if options.serve && !preview.workspaces.is_empty() {
+    let (rto, rto_to) = if options.serve && !preview.workspaces.is_empty() {
         let token = crate::workspace::commands::probe_token();
         let branches: BTreeMap<String, String> = live
             .iter()
@@ -483,33 +477,13 @@ pub async fn failover(
             }
         }
         // RTO ends at the first write acknowledged through a new endpoint.
-        let since = Instant::now();
-        let mut probe_errors = Vec::new();
-        'probe: for (addr, indexes, token) in &targets {
-            for &index in indexes {
-                match probe(*addr, token, index).await {
-                    Ok(()) => {
-                        rto = Some(steps.elapsed_ms());
-                        let url = connection_string("…", *addr, index);
-                        rto_to = format!("the first write acknowledged through {url}");
-                        steps.done("first write through the new endpoint", since, true, url);
-                        break 'probe;
-                    }
-                    Err(e) => probe_errors.push(format!("{addr}/{index}: {e}")),
-                }
-            }
-        }
-        if rto.is_none() {
-            steps.done(
-                "first write through the new endpoint",
-                since,
-                false,
-                probe_errors.join("; "),
-            );
-        }
+        first_write(&targets, &mut steps).await
     } else {
-        rto = Some(steps.elapsed_ms());
-    }
+        (
+            Some(steps.elapsed_ms()),
+            "the forks: no workspace serves these databases".to_string(),
+        )
+    };
 
     // RPO, after the fact (not part of RTO): exact where acks exist.
     let mut rpo = Vec::new();
@@ -539,18 +513,8 @@ pub async fn failover(
         },
         ok,
     };
-    // The record is not part of RTO; a failure to store it is reported,
-    // and the failover stands.
-    if let Err(e) = control::append(
-        &log_regions,
-        engine,
-        who,
-        Event::OperationRecorded(Box::new(record.clone())),
-    )
-    .await
-    {
-        tracing::warn!("the failover's record was not stored: {e}");
-    }
+    // The record is not part of RTO.
+    super::record(&log_regions, engine, who, &record).await;
     Ok(FailoverOutcome {
         record,
         live,
@@ -599,6 +563,45 @@ pub(crate) async fn fence_writer(home: &Region, db: &str, branch: &str) -> Resul
     tokio::time::timeout(FENCE_TIMEOUT, fenced)
         .await
         .map_err(|_| Error::Failed(format!("no answer within {} s", FENCE_TIMEOUT.as_secs())))?
+}
+
+/// Probes `targets` (address, indexes, probe token) one endpoint after the
+/// other until one acknowledges a durable write: the end of RTO. Returns
+/// RTO (since the operation began) and what it was measured to.
+pub(crate) async fn first_write(
+    targets: &[(SocketAddr, Vec<u32>, String)],
+    steps: &mut Steps,
+) -> (Option<u64>, String) {
+    let since = Instant::now();
+    let mut errors = Vec::new();
+    for (addr, indexes, token) in targets {
+        for &index in indexes {
+            match probe(*addr, token, index).await {
+                Ok(()) => {
+                    let rto = steps.elapsed_ms();
+                    let url = connection_string("…", *addr, index);
+                    steps.done(
+                        "first write through the new endpoint",
+                        since,
+                        true,
+                        url.clone(),
+                    );
+                    return (
+                        Some(rto),
+                        format!("the first write acknowledged through {url}"),
+                    );
+                }
+                Err(e) => errors.push(format!("{addr}/{index}: {e}")),
+            }
+        }
+    }
+    steps.done(
+        "first write through the new endpoint",
+        since,
+        false,
+        errors.join("; "),
+    );
+    (None, "no endpoint acknowledged a write".into())
 }
 
 /// Where a client on this machine reaches a workspace listening on `addr`

@@ -154,11 +154,7 @@ pub async fn merge(
             ))
         })?;
     let home_name = record.recovered.fork.region.clone();
-    let home = regions
-        .iter()
-        .find(|r| r.name() == home_name)
-        .cloned()
-        .ok_or_else(|| Error::invalid(format!("region `{home_name}` is not configured")))?;
+    let home = super::find_region(regions, &home_name)?;
     if state.live_branch(db) != record.recovered.live {
         return Err(Error::invalid(format!(
             "{db}/{branch} was recovered for {db}/{}, but the live branch is {} now; compare them again with a new recovery",
@@ -343,16 +339,7 @@ pub async fn merge(
         },
         ok,
     };
-    if let Err(e) = control::append(
-        &log_regions,
-        engine,
-        who,
-        Event::OperationRecorded(Box::new(record.clone())),
-    )
-    .await
-    {
-        tracing::warn!("the merge's record was not stored: {e}");
-    }
+    super::record(&log_regions, engine, who, &record).await;
     if let Some(e) = failure {
         return Err(Error::Failed(format!(
             "the merge stopped after {applied} key(s): {e}; run it again to finish (it skips what is there)"

@@ -12,7 +12,9 @@ pub mod switchover;
 
 use std::time::Instant;
 
-use crate::control::event::Step;
+use crate::control::event::{Event, OperationRecord, Step};
+use crate::error::{Error, Result};
+use crate::region::Region;
 
 /// Called with each step as it ends (progress for the app and the CLI).
 pub type OnStep = Box<dyn Fn(&Step) + Send + Sync>;
@@ -57,4 +59,23 @@ impl Steps {
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> u64 {
     crate::workload::now_us() / 1000
+}
+
+/// The configured region named `name`.
+pub fn find_region(regions: &[Region], name: &str) -> Result<Region> {
+    regions
+        .iter()
+        .find(|r| r.name() == name)
+        .cloned()
+        .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
+}
+
+/// Stores an operation's record in `regions`' logs. The record is not part
+/// of the operation: a failure to store it is logged, and the operation
+/// stands.
+pub async fn record(regions: &[Region], engine: &str, who: &str, record: &OperationRecord) {
+    let event = Event::OperationRecorded(Box::new(record.clone()));
+    if let Err(e) = crate::control::append(regions, engine, who, event).await {
+        tracing::warn!("the record of {} was not stored: {e}", record.id);
+    }
 }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::failover::{branch_event, fence_writer};
-use super::{OnStep, Steps, now_ms};
+use super::{OnStep, Steps, find_region, now_ms};
 use crate::control::event::{
     BranchForked, BranchReason, Event, OperationKind, OperationRecord, WritesRecovered,
 };
@@ -246,14 +246,10 @@ pub async fn recover(
     options: RecoverOptions,
 ) -> Result<RecoverOutcome> {
     let found = stranded(regions, state, db).await?;
-    let region = |name: &str| {
-        regions
-            .iter()
-            .find(|r| r.name() == name)
-            .cloned()
-            .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
-    };
-    let (old, new) = (region(&found.source_region)?, region(&found.live_region)?);
+    let (old, new) = (
+        find_region(regions, &found.source_region)?,
+        find_region(regions, &found.live_region)?,
+    );
     let mut steps = Steps::new(options.on_step);
     let started_ms = now_ms();
 
@@ -390,16 +386,7 @@ pub async fn recover(
         },
         ok: true,
     };
-    if let Err(e) = control::append(
-        &log_regions,
-        engine,
-        who,
-        Event::OperationRecorded(Box::new(record.clone())),
-    )
-    .await
-    {
-        tracing::warn!("the recovery's record was not stored: {e}");
-    }
+    super::record(&log_regions, engine, who, &record).await;
     Ok(RecoverOutcome {
         record,
         recovered: (!nothing).then_some(recovered),

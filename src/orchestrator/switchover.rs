@@ -24,8 +24,8 @@ use std::time::Instant;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 
-use super::failover::{fence_writer, probe};
-use super::{OnStep, Steps, now_ms};
+use super::failover::{fence_writer, first_write};
+use super::{OnStep, Steps, find_region, now_ms};
 use crate::control::event::{
     BranchReason, DbRpo, Event, LiveBranch, OperationKind, OperationRecord,
 };
@@ -42,7 +42,7 @@ use crate::storage::DbLocation;
 use crate::storage::fork::side;
 use crate::workload::acks::AckLog;
 use crate::workload::verify::verify;
-use crate::workspace::{StartOptions, Workspace, connection_string};
+use crate::workspace::{StartOptions, Workspace};
 
 /// One branch as a switchover would find it.
 #[derive(Debug, Clone, Serialize)]
@@ -328,14 +328,10 @@ pub async fn switchover(
     who: &str,
     options: SwitchOptions,
 ) -> Result<SwitchOutcome> {
-    let region = |name: &str| {
-        regions
-            .iter()
-            .find(|r| r.name() == name)
-            .cloned()
-            .ok_or_else(|| Error::invalid(format!("region `{name}` is not configured")))
-    };
-    let (from, to) = (region(&plan.from)?, region(&plan.to)?);
+    let (from, to) = (
+        find_region(regions, &plan.from)?,
+        find_region(regions, &plan.to)?,
+    );
     let state = control::load_all(&[to.clone(), from.clone()]).await?;
     if state.epoch + 1 != plan.epoch {
         return Err(Error::invalid(format!(
@@ -494,7 +490,7 @@ pub async fn switchover(
     // 4. Writers at the target, behind the workspaces' endpoints.
     let mut workspaces = Vec::new();
     let mut endpoints = Vec::new();
-    let mut targets: Vec<(SocketAddr, Vec<u32>)> = Vec::new();
+    let mut targets: Vec<(SocketAddr, Vec<u32>, String)> = Vec::new();
     let token = crate::workspace::commands::probe_token();
     if options.serve && !plan.workspaces.is_empty() {
         let state = control::load(&to).await?;
@@ -513,6 +509,7 @@ pub async fn switchover(
                     targets.push((
                         ws.addr(),
                         status.endpoints.iter().map(|e| e.index).collect(),
+                        token.clone(),
                     ));
                     steps.done(
                         format!("start workspace {ws_name} in {}", to.name()),
@@ -561,38 +558,15 @@ pub async fn switchover(
             },
         );
     }
-    let mut rto = None;
-    let mut rto_to = format!("the writers' open in {}", to.name());
-    if targets.is_empty() {
-        if steps.steps.iter().all(|s| s.ok) {
-            rto = Some(steps.elapsed_ms());
-        }
+    let (rto, rto_to) = if targets.is_empty() {
+        let opened = steps.steps.iter().all(|s| s.ok);
+        (
+            opened.then(|| steps.elapsed_ms()),
+            format!("the writers' open in {}", to.name()),
+        )
     } else {
-        let since = Instant::now();
-        let mut errors = Vec::new();
-        'probe: for (addr, indexes) in &targets {
-            for &index in indexes {
-                match probe(*addr, &token, index).await {
-                    Ok(()) => {
-                        rto = Some(steps.elapsed_ms());
-                        let url = connection_string("…", *addr, index);
-                        rto_to = format!("the first write acknowledged through {url}");
-                        steps.done("first write through the new endpoint", since, true, url);
-                        break 'probe;
-                    }
-                    Err(e) => errors.push(format!("{addr}/{index}: {e}")),
-                }
-            }
-        }
-        if rto.is_none() {
-            steps.done(
-                "first write through the new endpoint",
-                since,
-                false,
-                errors.join("; "),
-            );
-        }
-    }
+        first_write(&targets, &mut steps).await
+    };
 
     // RPO: zero by construction; checked against the acks where they exist.
     let mut rpo = Vec::new();
@@ -645,16 +619,7 @@ pub async fn switchover(
         ),
         ok,
     };
-    if let Err(e) = control::append(
-        &log_regions,
-        engine,
-        who,
-        Event::OperationRecorded(Box::new(record.clone())),
-    )
-    .await
-    {
-        tracing::warn!("the {}'s record was not stored: {e}", plan.kind.name());
-    }
+    super::record(&log_regions, engine, who, &record).await;
     Ok(SwitchOutcome {
         record,
         live,

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use lifeboat::control::event::{Attachment, Event};
+use lifeboat::control::{self};
 use lifeboat::region::Region;
 use lifeboat::replication::{FlowState, ReplicationOptions, Replicator};
 use lifeboat::storage::DbLocation;
@@ -126,4 +128,26 @@ pub fn acked_by(acks: &AckLog, until_us: u64) -> BTreeSet<u64> {
         .filter(|b| b.acked_us <= until_us)
         .flat_map(|b| b.first..=b.last)
         .collect()
+}
+
+/// Defines workspace `shop` serving `orders` at index 0, open, on any free
+/// port, in the logs of `regions`.
+pub async fn shop(regions: &[Region]) {
+    control::append(
+        regions,
+        "00000000000000aa",
+        "test",
+        Event::WorkspaceSet {
+            name: "shop".into(),
+            databases: vec![Attachment {
+                index: 0,
+                db: "orders".into(),
+            }],
+            bind: "127.0.0.1".into(),
+            port: 0,
+            open: true,
+        },
+    )
+    .await
+    .expect("append");
 }
