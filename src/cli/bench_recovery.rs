@@ -57,6 +57,8 @@ pub struct SwitchoverFigures {
     pub rto_target_p99_ms: f64,
     /// Acknowledged records missing after a switchover, over all of them.
     pub records_lost: u64,
+    /// The slowest switchover's steps and their durations.
+    pub slowest_steps: Vec<lifeboat::control::event::Step>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,6 +186,7 @@ async fn switchovers(dir: &Path, knobs: &RecoveryKnobs) -> Result<SwitchoverFigu
     let mut rtos = Vec::new();
     let mut all_ok = true;
     let mut lost = 0;
+    let mut slowest: (u64, Vec<lifeboat::control::event::Step>) = (0, Vec::new());
     for i in 0..knobs.switchovers {
         let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
         let home = DbLocation::in_region(from, "orders")?;
@@ -230,7 +233,11 @@ async fn switchovers(dir: &Path, knobs: &RecoveryKnobs) -> Result<SwitchoverFigu
         }
         let record = outcome.record;
         all_ok &= record.ok && record.rto_ms.is_some();
-        rtos.push(record.rto_ms.unwrap_or(u64::MAX) as f64);
+        let rto = record.rto_ms.unwrap_or(u64::MAX);
+        if rto >= slowest.0 {
+            slowest = (rto, record.steps.clone());
+        }
+        rtos.push(rto as f64);
         lost += missing(&DbLocation::in_region(to, "orders")?, &acks).await?;
     }
     let rtos = super::bench::sorted(rtos);
@@ -241,6 +248,7 @@ async fn switchovers(dir: &Path, knobs: &RecoveryKnobs) -> Result<SwitchoverFigu
         rto_p99_ms: super::bench::quantile_ms(&rtos, 0.99),
         rto_target_p99_ms: SWITCHOVER_RTO_TARGET_MS,
         records_lost: lost,
+        slowest_steps: slowest.1,
     })
 }
 

@@ -6,8 +6,9 @@
 //! as a state its home had. A pass therefore
 //! 1. notes the home's manifests before it lists the data they need;
 //! 2. copies SSTs, compactions files and the WAL files no reader of the
-//!    replica can reach (at or below its manifest's replay point) in
-//!    parallel;
+//!    replica can reach (at or below its manifest's replay point; none
+//!    before it has a manifest, since a crashed predecessor's last manifest
+//!    put may still land) in parallel;
 //! 3. copies the WAL files readers do reach one at a time, in ascending id,
 //!    never past a missing one, so a reader never meets a gap;
 //! 4. copies manifests in ascending id, each only once every SST it lists
@@ -635,8 +636,11 @@ impl BranchCopier {
             .filter(|(file, meta)| match file {
                 FileRef::Manifest(_) => false,
                 // A suspect WAL file is rewritten in place wherever it is.
+                // With no manifest at the replica, no WAL file is copied out
+                // of order: a manifest put by a crashed predecessor may still
+                // land, and its readers would meet the gap.
                 FileRef::Wal(id) => {
-                    (floor.is_none_or(|f| *id <= f) || self.suspect.contains(file))
+                    (floor.is_some_and(|f| *id <= f) || self.suspect.contains(file))
                         && self.lacks(file, meta)
                 }
                 _ => self.lacks(file, meta),
