@@ -692,6 +692,24 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
         h.query_by_role_and_label(Role::Button, "Failover")
             .is_some_and(|b| !b.accesskit_node().is_disabled())
     });
+    // The Dashboard shows the failback's RTO with the failover's.
+    app.until("the failback in the log", Duration::from_secs(30), |h| {
+        h.state().snapshot().branches.operations.iter().any(|r| {
+            r.kind == lifeboat::control::event::OperationKind::Failback && r.rto_ms.is_some()
+        })
+    });
+    app.click("Dashboard");
+    let rto_ms = record.rto_ms.expect("an RTO");
+    let shown = format!("{:.2} s", rto_ms as f64 / 1000.0);
+    app.until(
+        "the failback's RTO on the Dashboard",
+        Duration::from_secs(10),
+        |h| {
+            h.query_by_label("Last switchover or failback RTO")
+                .is_some()
+                && h.query_by_label(&shown).is_some()
+        },
+    );
 }
 
 #[test]

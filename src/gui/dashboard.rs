@@ -210,6 +210,11 @@ fn operations_ui(
     ui.horizontal_wrapped(|ui| {
         stat(ui, "Last failover RTO", &rto(last(OperationKind::Failover)));
         stat(ui, "Last drill RTO", &rto(last(OperationKind::Drill)));
+        let moved = operations
+            .iter()
+            .rev()
+            .find(|r| matches!(r.kind, OperationKind::Switchover | OperationKind::Failback));
+        stat(ui, "Last switchover or failback RTO", &rto(moved));
         let lost: u64 = last(OperationKind::Failover)
             .map(|r| r.rpo.iter().filter_map(|d| d.missing_records).sum())
             .unwrap_or(0);
@@ -225,7 +230,10 @@ fn operations_ui(
         stat(ui, "Drills passed", &format!("{passed} of {drills}"));
     });
     ui.label(
-        RichText::new("RTO (points) and RPO (crosses) per failover and drill, seconds").strong(),
+        RichText::new(
+            "RTO (points) and RPO (crosses) per failover, drill, switchover and failback, seconds",
+        )
+        .strong(),
     );
     let bad = widgets::bad(ui);
     let warn = widgets::warn(ui);
@@ -253,6 +261,8 @@ fn operations_ui(
             for (kind, name) in [
                 (OperationKind::Failover, "failover"),
                 (OperationKind::Drill, "drill"),
+                (OperationKind::Switchover, "switchover"),
+                (OperationKind::Failback, "failback"),
             ] {
                 plot.points(
                     Points::new(format!("{name} RTO"), series(kind, &rto_s))
