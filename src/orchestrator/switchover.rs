@@ -198,12 +198,14 @@ pub async fn plan(
     })
 }
 
-/// Files (and their bytes) of `db`/`branch` at `from` that `to` lacks.
+/// Data files (and their bytes) of `db`/`branch` at `from` that `to`
+/// lacks: what the last copy has to move. Manifests are left out: a
+/// replica gets the newest ones, never those the home superseded.
 async fn behind(from: &Region, to: &Region, db: &str, branch: &str) -> Result<(u64, u64)> {
     let path = crate::storage::branch_path(db, branch);
     let (home, replica) = (side(from, &path), side(to, &path));
     let (mut files, mut bytes) = (0, 0);
-    for dir in Dir::ALL {
+    for dir in [Dir::Wal, Dir::Compacted, Dir::Compactions] {
         let there: std::collections::BTreeSet<FileRef> = replica
             .list(dir, None)
             .await?
@@ -218,6 +220,42 @@ async fn behind(from: &Region, to: &Region, db: &str, branch: &str) -> Result<(u
         }
     }
     Ok((files, bytes))
+}
+
+/// What `to`'s copy of `db`/`branch` lacks of the home's last state, if
+/// anything: the home's newest manifest, and every WAL file up to the
+/// home's last, with no gap for a reader to stop at.
+async fn holds_the_home(
+    from: &Region,
+    to: &Region,
+    db: &str,
+    branch: &str,
+) -> Result<Option<String>> {
+    let home = DbLocation::branch_in_region(from, db, branch)?
+        .describe()
+        .await?;
+    let copy = DbLocation::branch_in_region(to, db, branch)?
+        .describe()
+        .await?;
+    if copy.newest_manifest_id < home.newest_manifest_id {
+        return Ok(Some(format!(
+            "{} holds manifest {}, the home {}",
+            to.name(),
+            copy.newest_manifest_id,
+            home.newest_manifest_id
+        )));
+    }
+    let home_wal = home.newest_wal_id.unwrap_or(0);
+    // A gap the home has too is the home's state; any other is a lack.
+    let gap = copy.wal_gaps.iter().find(|g| !home.wal_gaps.contains(g));
+    if copy.newest_wal_id.unwrap_or(0) < home_wal || gap.is_some() {
+        return Ok(Some(format!(
+            "{} does not hold every WAL file up to the home's last ({home_wal}){}",
+            to.name(),
+            gap.map_or(String::new(), |g| format!("; it lacks {g}"))
+        )));
+    }
+    Ok(None)
 }
 
 /// The SSTs `db`/`branch` reads in place (its fork's pins): (branch, path).
@@ -399,16 +437,10 @@ pub async fn switchover(
         }
     }
     for db in &plan.dbs {
-        if copy_errors.is_empty() {
-            let (files, _) = behind(&from, &to, &db.db, &db.branch).await?;
-            if files > 0 {
-                copy_errors.push(format!(
-                    "{}/{}: {} still lacks {files} file(s)",
-                    db.db,
-                    db.branch,
-                    to.name()
-                ));
-            }
+        if copy_errors.is_empty()
+            && let Some(lacking) = holds_the_home(&from, &to, &db.db, &db.branch).await?
+        {
+            copy_errors.push(format!("{}/{}: {lacking}", db.db, db.branch));
         }
     }
     if !copy_errors.is_empty() {
