@@ -130,7 +130,11 @@ fn scope(
 }
 
 /// Databases replicated from `from` to `to`, when the group covers all.
-async fn replicated(from: &Region, to: &Region, state: &ControlState) -> Result<Vec<String>> {
+pub(crate) async fn replicated(
+    from: &Region,
+    to: &Region,
+    state: &ControlState,
+) -> Result<Vec<String>> {
     let mut dbs = Vec::new();
     for (db, _) in lifeboat::storage::list_databases(to).await? {
         let branch = state.live_branch(&db);

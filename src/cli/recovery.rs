@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde::Serialize;
 
-use lifeboat::control::event::OperationKind;
+use lifeboat::control::event::{BranchReason, OperationKind};
 use lifeboat::control::state::ControlState;
 use lifeboat::control::{self};
 use lifeboat::engine::activity::local_user;
@@ -20,7 +20,7 @@ use lifeboat::orchestrator::switchover::{self, SwitchOptions};
 use lifeboat::region::Region;
 use lifeboat::workload::acks::AckLog;
 
-use super::failover::{ServeArgs, report_and_serve, step_printer};
+use super::failover::{ServeArgs, replicated, report_and_serve, step_printer};
 use crate::{Ctx, emit};
 
 /// Rows of a comparison printed unless told otherwise.
@@ -394,19 +394,15 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
     };
     let (from, to) = (find_region(&regions, &from)?, find_region(&regions, &to)?);
     let dbs = if args.dbs.is_empty() {
-        let mut dbs = Vec::new();
-        for (db, _) in lifeboat::storage::list_databases(&to).await? {
-            let branch = state.live_branch(&db);
-            let cursor =
-                lifeboat::replication::cursor::load(&to.store(), to.name(), &db, branch).await?;
-            let failed_over = state
-                .branch(&db, branch)
-                .is_some_and(|b| b.fork.reason == lifeboat::control::event::BranchReason::Failover);
-            if cursor.is_some_and(|c| c.home == from.name())
-                && (kind != OperationKind::Failback || failed_over)
-            {
-                dbs.push(db);
-            }
+        // The live branches written in `from` and replicated to `to`; a
+        // failback moves only those a failover made.
+        let mut dbs = replicated(&from, &to, &state).await?;
+        if kind == OperationKind::Failback {
+            dbs.retain(|db| {
+                state
+                    .branch(db, state.live_branch(db))
+                    .is_some_and(|b| b.fork.reason == BranchReason::Failover)
+            });
         }
         dbs
     } else {
