@@ -38,9 +38,6 @@ if [[ -z $bin ]]; then
     bin=target/debug/lifeboat
 fi
 
-# A display nobody uses.
-display=99
-while [[ -e /tmp/.X$display-lock ]]; do display=$((display + 1)); done
 work=$(mktemp -d)
 app_pid=""
 xvfb_pid=""
@@ -52,19 +49,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
-Xvfb ":$display" -screen 0 1280x800x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+# Xvfb picks a free display and writes its number to fd 3 once it accepts
+# connections (a socket file alone can appear before that; on a loaded
+# machine the first start, which compiles the keymap, takes seconds).
+Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/display" >"$work/xvfb.log" 2>&1 &
 xvfb_pid=$!
-export DISPLAY=":$display" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-for _ in $(seq 50); do
-    xdpyinfo >/dev/null 2>&1 && break
-    [[ -e /tmp/.X11-unix/X$display ]] && break
+display=""
+for _ in $(seq 600); do
+    display=$(tr -d '[:space:]' <"$work/display")
+    [[ -n $display ]] && break
+    if ! kill -0 "$xvfb_pid" 2>/dev/null; then
+        echo "error: Xvfb exited before it took connections; its log:" >&2
+        cat "$work/xvfb.log" >&2
+        exit 1
+    fi
     sleep 0.1
 done
+if [[ -z $display ]]; then
+    echo "error: Xvfb took no connections within 60 s; its log:" >&2
+    cat "$work/xvfb.log" >&2
+    exit 1
+fi
+export DISPLAY=":$display" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 
 "$bin" --data-dir "$work/data" gui --demo --tab replication >"$work/app.log" 2>&1 &
 app_pid=$!
 window=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do
     window=$(xdotool search --name '^Lifeboat$' 2>/dev/null | head -1 || true)
     [[ -n $window ]] && break
     if ! kill -0 "$app_pid" 2>/dev/null; then
@@ -75,7 +86,7 @@ for _ in $(seq 100); do
     sleep 0.2
 done
 if [[ -z $window ]]; then
-    echo "error: no Lifeboat window appeared within 20 s; the app's log:" >&2
+    echo "error: no Lifeboat window appeared within 60 s; the app's log:" >&2
     cat "$work/app.log" >&2
     exit 1
 fi
