@@ -100,6 +100,11 @@ pub enum Command {
     StartDemo,
     /// Stop the demo's writers (the databases stay).
     StopDemo,
+    /// Write test records to the live branch of `db` continuously (as the
+    /// demo does), logging what was acknowledged, until stopped.
+    StartWorkload { db: String },
+    /// Stop writing test records to `db`.
+    StopWorkload { db: String },
     /// Write the activity log as CSV to `path`.
     ExportActivity { path: PathBuf },
     /// Record a change to workspaces, users, firewall rules or pipelines in
@@ -196,6 +201,8 @@ impl Command {
             Command::RefreshDatabases => "list the databases".into(),
             Command::StartDemo => "start the demo".into(),
             Command::StopDemo => "stop the demo writers".into(),
+            Command::StartWorkload { db } => format!("write test records to {db}"),
+            Command::StopWorkload { db } => format!("stop writing test records to {db}"),
             Command::ExportActivity { path } => {
                 format!("export the activity log to {}", path.display())
             }
@@ -242,6 +249,17 @@ impl Command {
 pub const DEMO_DATABASES: [&str; 3] = ["demo-orders", "demo-carts", "demo-events"];
 /// Records per second each demo writer takes.
 const DEMO_RATE: u64 = 20;
+
+/// What the demo's writers and `StartWorkload` write.
+fn demo_spec() -> WorkloadSpec {
+    WorkloadSpec {
+        rate: Rate::PerSecond(DEMO_RATE),
+        duration: None,
+        records: None,
+        value_bytes: 512,
+        churn: false,
+    }
+}
 
 /// How often the engine does each of its chores.
 #[derive(Debug, Clone)]
@@ -807,6 +825,15 @@ impl Core {
                 self.finish(request, Outcome::Done("listing started".into()));
             }
             Command::StartDemo => self.start_demo(request),
+            Command::StartWorkload { db } => self.start_workload(request, db),
+            Command::StopWorkload { db } => {
+                let outcome = if self.stop_demo(Some(&db)).await == 0 {
+                    Outcome::Failed(format!("nothing is writing test records to {db}"))
+                } else {
+                    Outcome::Done(format!("stopped writing test records to {db}"))
+                };
+                self.finish(request, outcome);
+            }
             Command::StopDemo => {
                 let count = self.stop_demo(None).await;
                 self.finish(
@@ -1234,15 +1261,10 @@ impl Core {
                 Err(e) => return self.fail(request, e),
             };
             let log = AckLog::for_db(&self.home.acks_dir(), db);
-            let spec = WorkloadSpec {
-                rate: Rate::PerSecond(DEMO_RATE),
-                duration: None,
-                records: None,
-                value_bytes: 512,
-                churn: false,
-            };
-            self.demo
-                .insert(db.to_string(), BackgroundRun::start(location, spec, log));
+            self.demo.insert(
+                db.to_string(),
+                BackgroundRun::start(location, demo_spec(), log),
+            );
         }
         let mut message = format!(
             "demo databases {} written at {DEMO_RATE} records/s each",
@@ -1495,6 +1517,47 @@ impl Core {
     }
 
     /// Stops the demo writer of `only`, or every one; returns how many.
+    /// Writes test records to the live branch of `db` where the listing
+    /// shows it homed, at the demo's rate (the demo's writers and these are
+    /// one set: the status bar counts them, Stop the demo stops them all).
+    fn start_workload(&mut self, request: RequestId, db: String) {
+        if self.demo.contains_key(&db) {
+            return self.finish(
+                request,
+                Outcome::Done(format!("{db} is being written already")),
+            );
+        }
+        let branch = self.control_state.live_branch(&db).to_string();
+        let home = self.databases.iter().find(|region| {
+            region
+                .branches
+                .iter()
+                .any(|b| b.db == db && b.branch == branch && b.replica_of.is_none())
+        });
+        let Some(home) = home.map(|r| r.region.clone()) else {
+            return self.fail(
+                request,
+                format!("no region holds database `{db}` (branch {branch}) as its home; create it in the Databases tab first"),
+            );
+        };
+        let location = match self
+            .region(&home)
+            .and_then(|region| DbLocation::branch_in_region(&region, &db, &branch))
+        {
+            Ok(location) => location,
+            Err(e) => return self.fail(request, e),
+        };
+        let log = AckLog::for_db(&self.home.acks_dir(), &db);
+        self.demo
+            .insert(db.clone(), BackgroundRun::start(location, demo_spec(), log));
+        self.finish(
+            request,
+            Outcome::Done(format!(
+                "writing {DEMO_RATE} test records/s to {db}/{branch} in {home}"
+            )),
+        );
+    }
+
     async fn stop_demo(&mut self, only: Option<&str>) -> usize {
         let stopping: Vec<String> = self
             .demo

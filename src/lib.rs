@@ -1,6 +1,7 @@
 //! Lifeboat: cross-region disaster recovery for databases that live in
 //! object storage. See DESIGN.md (shared) and ARCHITECTURE.md for the map.
 
+pub mod about;
 pub mod config;
 pub mod control;
 pub mod engine;

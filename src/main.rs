@@ -33,7 +33,7 @@ Exit codes:
 /// With no command, opens the desktop app. With no configuration, Lifeboat
 /// uses two local regions, us-east-1 and eu-west-1, under its data folder.
 #[derive(Parser, Debug)]
-#[command(name = "lifeboat", version, after_help = EXIT_CODES)]
+#[command(name = "lifeboat", version = lifeboat::about::LONG_VERSION, after_help = EXIT_CODES)]
 struct Cli {
     /// Where Lifeboat keeps its data (region folders of the default, logs,
     /// acknowledgement logs). Also holds the configuration unless
@@ -734,6 +734,7 @@ fn open_gui(ctx: &Ctx, args: GuiArgs) -> Result<i32> {
             ctx.home.config_dir.display().to_string(),
         ),
         export_path: ctx.home.data_dir.join("activity.csv"),
+        first_run: ctx.regions.embedded_default,
     };
     lifeboat::gui::run(ctx.home.clone(), ctx.regions.clone(), start, args.demo).map_err(|e| {
         Error::Failed(format!(

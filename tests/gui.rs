@@ -40,6 +40,21 @@ impl App {
     /// Opens the app; `before` runs first on the runtime against the home
     /// region (us-east-1), to put databases there.
     fn open(dbs: &[(&str, u64)]) -> App {
+        App::open_with(dbs, StartOptions::default())
+    }
+
+    /// Opens the app as on a first run: the embedded default, no prefs.
+    fn first_run() -> App {
+        App::open_with(
+            &[],
+            StartOptions {
+                first_run: true,
+                ..StartOptions::default()
+            },
+        )
+    }
+
+    fn open_with(dbs: &[(&str, u64)], start: StartOptions) -> App {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -64,7 +79,7 @@ impl App {
         let harness = Harness::builder()
             .with_size([1200.0, 800.0])
             .with_max_steps(10)
-            .build_eframe(move |cc| LifeboatApp::new(cc, engine, StartOptions::default()));
+            .build_eframe(move |cc| LifeboatApp::new(cc, engine, start));
         App {
             harness,
             runtime,
@@ -865,4 +880,104 @@ fn a_pre_provisioned_workspace_stands_in_the_secondary_and_takes_over_at_failove
     let running = shop.running.as_ref().expect("served here");
     assert_eq!(running.endpoints[0].mode, "writer");
     assert_eq!(running.endpoints[0].branch, "failover-1");
+}
+
+fn enabled(harness: &Harness<'static, LifeboatApp>, label: &str) -> bool {
+    harness
+        .query_by_label(label)
+        .is_some_and(|b| !b.accesskit_node().is_disabled())
+}
+
+#[test]
+fn the_first_run_tour_leads_from_nothing_to_a_drill_report() {
+    let mut app = App::first_run();
+    assert!(app.harness.state().touring(), "a first run opens the tour");
+    app.until("the tour's first step", Duration::from_secs(20), |h| {
+        enabled(h, "Create tour-orders")
+    });
+    app.click("Create tour-orders");
+    app.until("the tour's second step", Duration::from_secs(30), |h| {
+        enabled(h, "Start writing")
+    });
+    app.click("Start writing");
+    app.until("the tour's third step", Duration::from_secs(30), |h| {
+        enabled(h, "Open the wizard")
+    });
+    app.click("Open the wizard");
+    // The wizard opens with the defaults: the other region, all databases.
+    app.click("Submit");
+    app.until("the tour's fourth step", Duration::from_secs(120), |h| {
+        enabled(h, "Open Test failover")
+    });
+    app.click("Open Test failover");
+    app.click_role(Role::Button, "Run drill");
+    app.until("the tour's end", Duration::from_secs(120), |h| {
+        h.query_all_by_label_contains("You ran a drill")
+            .next()
+            .is_some()
+    });
+    let snapshot = app.harness.state().snapshot();
+    let record = snapshot.drill.last.clone().expect("a drill record");
+    assert!(record.ok, "{record:#?}");
+    assert!(
+        record.rpo.iter().any(|d| d.db == "tour-orders"),
+        "the drill covered the tour's database: {record:#?}"
+    );
+    assert!(
+        app.harness
+            .query_all_by_label_contains("drill passed")
+            .next()
+            .is_some(),
+        "the report is on screen"
+    );
+    assert_eq!(snapshot.branches.epoch, 0, "production did not move");
+    let acked = AckLog::for_db(&app.home.acks_dir(), "tour-orders")
+        .read()
+        .expect("the tour's acknowledgement log")
+        .unwrap_or_default();
+    assert!(!acked.is_empty(), "the tour's workload wrote records");
+    app.click("Close the tour");
+    assert!(!app.harness.state().touring());
+}
+
+#[test]
+fn help_explains_the_terms_and_about_names_the_build() {
+    let mut app = App::open(&[]);
+    assert!(!app.harness.state().touring(), "no tour unless a first run");
+    // A term's tooltip: hover the wizard's RPO target.
+    app.until("the engine", Duration::from_secs(20), |h| {
+        enabled(h, "Configure replication")
+    });
+    app.click("Configure replication");
+    app.harness.get_by_label("RPO target").hover();
+    let tip = lifeboat::gui::help::Term::Rpo.tip();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.harness.query_by_label(&tip).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "hovering RPO target shows: {tip}"
+        );
+        app.harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    app.click("Help");
+    app.click("Take the tour");
+    assert!(app.harness.state().touring());
+    app.click("Help");
+    app.click("Glossary");
+    for term in lifeboat::gui::help::Term::ALL {
+        assert!(
+            app.harness.query_by_label(term.meaning()).is_some(),
+            "the glossary explains {}",
+            term.name()
+        );
+    }
+    app.click("Help");
+    app.click("About Lifeboat");
+    assert!(
+        app.harness
+            .query_by_label(lifeboat::about::COMMIT)
+            .is_some()
+    );
+    assert!(app.harness.query_by_label("Apache-2.0").is_some());
 }

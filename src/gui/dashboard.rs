@@ -6,6 +6,7 @@
 use eframe::egui::{self, RichText};
 use egui_plot::{HLine, Legend, Line, MarkerShape, Plot, Points};
 
+use super::help::Term;
 use super::widgets::{self, human_bytes};
 use crate::engine::Snapshot;
 use crate::engine::history::Series;
@@ -93,8 +94,8 @@ impl DashboardTab {
             .filter(|f| f.state_label() == "In sync")
             .count();
         ui.horizontal_wrapped(|ui| {
-            stat(ui, "Worst lag now", &widgets::lag(worst));
-            stat(ui, "RPO target", &format!("{target} s"));
+            stat(ui, "Worst lag now", &widgets::lag(worst)).on_hover_text(Term::Lag.tip());
+            stat(ui, "RPO target", &format!("{target} s")).on_hover_text(Term::Rpo.tip());
             stat(
                 ui,
                 &format!("Breaches, last {}", self.window.label()),
@@ -122,7 +123,11 @@ impl DashboardTab {
         let operations = &snapshot.branches.operations;
         let rows = if operations.is_empty() { 2.0 } else { 2.6 };
         let height = ((ui.available_height() - 60.0) / rows).max(110.0);
-        if !operations.is_empty() {
+        if operations.is_empty() {
+            ui.label(
+                "No drill or failover yet: run a drill (Replication tab, Test failover) and its RTO is plotted here.",
+            );
+        } else {
             operations_ui(ui, operations, target, height * 0.6);
         }
         ui.label(RichText::new("Replication lag (RPO) per database, seconds").strong());
@@ -208,13 +213,16 @@ fn operations_ui(
             .map(|ms| ms as f64 / 1000.0)
     };
     ui.horizontal_wrapped(|ui| {
-        stat(ui, "Last failover RTO", &rto(last(OperationKind::Failover)));
-        stat(ui, "Last drill RTO", &rto(last(OperationKind::Drill)));
+        stat(ui, "Last failover RTO", &rto(last(OperationKind::Failover)))
+            .on_hover_text(Term::Rto.tip());
+        stat(ui, "Last drill RTO", &rto(last(OperationKind::Drill)))
+            .on_hover_text(Term::Drill.tip());
         let moved = operations
             .iter()
             .rev()
             .find(|r| matches!(r.kind, OperationKind::Switchover | OperationKind::Failback));
-        stat(ui, "Last switchover or failback RTO", &rto(moved));
+        stat(ui, "Last switchover or failback RTO", &rto(moved))
+            .on_hover_text(Term::Failback.tip());
         let lost: u64 = last(OperationKind::Failover)
             .map(|r| r.rpo.iter().filter_map(|d| d.missing_records).sum())
             .unwrap_or(0);
@@ -280,11 +288,12 @@ fn operations_ui(
         });
 }
 
-fn stat(ui: &mut egui::Ui, title: &str, value: &str) {
+fn stat(ui: &mut egui::Ui, title: &str, value: &str) -> egui::Response {
     ui.group(|ui| {
         ui.vertical(|ui| {
             ui.label(RichText::new(title).small().color(widgets::muted(ui)));
             ui.label(RichText::new(value).heading());
         });
-    });
+    })
+    .response
 }

@@ -4,6 +4,7 @@
 
 use eframe::egui::{self, RichText};
 
+use super::help::Term;
 use super::widgets::{self, button_unless, feedback, human_bytes};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
@@ -98,7 +99,7 @@ impl DatabasesTab {
                     ui.label("Listing the regions…");
                 }
                 for region in &snapshot.databases {
-                    self.region_ui(ui, region, snapshot);
+                    self.region_ui(ui, engine, region, snapshot);
                 }
                 ui.add_space(10.0);
                 self.branches_ui(ui, engine, snapshot);
@@ -155,11 +156,15 @@ impl DatabasesTab {
 
     /// Forked branches as a tree: each under the branch it was forked from.
     fn branches_ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
-        ui.label(RichText::new("Branches").heading());
+        super::help::term_label(
+            ui,
+            RichText::new("Branches").heading(),
+            super::help::Term::Branch,
+        );
         let view = &snapshot.branches;
         if view.branches.is_empty() {
             ui.label(
-                RichText::new("no forked branch yet: failovers, drills and restores make them")
+                RichText::new("no forked branch yet: a drill (Replication tab, Test failover), a failover or a restore below makes one")
                     .color(widgets::muted(ui)),
             );
             return;
@@ -347,6 +352,7 @@ impl DatabasesTab {
     fn region_ui(
         &mut self,
         ui: &mut egui::Ui,
+        engine: &Engine,
         region: &crate::engine::RegionDatabases,
         snapshot: &Snapshot,
     ) {
@@ -357,7 +363,12 @@ impl DatabasesTab {
             return;
         }
         if region.branches.is_empty() {
-            ui.label(RichText::new("no databases here yet").color(widgets::muted(ui)));
+            ui.label(
+                RichText::new(
+                    "no databases here yet: type a name under New database above and press Create",
+                )
+                .color(widgets::muted(ui)),
+            );
             return;
         }
         egui::Grid::new(("dbs", &region.region))
@@ -382,11 +393,13 @@ impl DatabasesTab {
                     ui.label(&row.db);
                     ui.label(&row.branch);
                     match &row.replica_of {
-                        Some(home) => ui.label(format!("replica of {home}")),
-                        None if snapshot.branches.is_live(&row.db, &row.branch) => {
-                            ui.label(RichText::new("home (live)").color(widgets::good(ui)))
-                        }
-                        None => ui.label("home"),
+                        Some(home) => ui
+                            .label(format!("replica of {home}"))
+                            .on_hover_text(Term::Replica.tip()),
+                        None if snapshot.branches.is_live(&row.db, &row.branch) => ui
+                            .label(RichText::new("home (live)").color(widgets::good(ui)))
+                            .on_hover_text(Term::LiveBranch.tip()),
+                        None => ui.label("home").on_hover_text(Term::Home.tip()),
                     };
                     match &row.info {
                         Some(info) => {
@@ -403,22 +416,57 @@ impl DatabasesTab {
                             ui.label("");
                         }
                     }
-                    let busy = self
-                        .delete
-                        .is_some()
-                        .then_some("finish the delete above first");
-                    if button_unless(ui, "Delete…", busy)
-                        .accessible_name(format!("Delete {} in {}", row.db, region.region))
-                        .clicked()
-                    {
-                        self.delete = Some(PendingDelete {
-                            region: region.region.clone(),
-                            db: row.db.clone(),
-                            typed: String::new(),
-                        });
-                    }
+                    let live =
+                        row.replica_of.is_none() && snapshot.branches.is_live(&row.db, &row.branch);
+                    ui.horizontal(|ui| {
+                        self.row_actions(ui, engine, region, row, live, snapshot);
+                    });
                     ui.end_row();
                 }
             });
+    }
+
+    /// A row's buttons: test writes on a live branch, delete.
+    fn row_actions(
+        &mut self,
+        ui: &mut egui::Ui,
+        engine: &Engine,
+        region: &crate::engine::RegionDatabases,
+        row: &crate::engine::BranchRow,
+        live: bool,
+        snapshot: &Snapshot,
+    ) {
+        if live {
+            let (text, command) = if snapshot.demo_workloads.contains(&row.db) {
+                ("Stop writing", Command::StopWorkload { db: row.db.clone() })
+            } else {
+                (
+                    "Write test data",
+                    Command::StartWorkload { db: row.db.clone() },
+                )
+            };
+            if ui
+                .button(text)
+                .on_hover_text("numbered test records, 20 a second, each logged once acknowledged: a drill or failover report then counts what a replica holds and lacks")
+                .accessible_name(format!("{text} {}", row.db))
+                .clicked()
+            {
+                self.pending = Some(engine.send(command));
+            }
+        }
+        let busy = self
+            .delete
+            .is_some()
+            .then_some("finish the delete above first");
+        if button_unless(ui, "Delete…", busy)
+            .accessible_name(format!("Delete {} in {}", row.db, region.region))
+            .clicked()
+        {
+            self.delete = Some(PendingDelete {
+                region: region.region.clone(),
+                db: row.db.clone(),
+                typed: String::new(),
+            });
+        }
     }
 }

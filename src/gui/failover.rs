@@ -108,9 +108,10 @@ impl FailoverPanel {
     /// The Failover button; opens the panel with a fresh preview.
     pub fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
         let blocked = Self::blocked(snapshot);
-        let response = button_unless(ui, "Failover", blocked.as_deref()).on_hover_text(
-            "Fork a new live branch from each replica in the secondary and serve it there; shows first what would be lost",
-        );
+        let response = button_unless(ui, "Failover", blocked.as_deref()).on_hover_text(format!(
+            "{} Shows first what would be lost.",
+            super::help::Term::Failover.tip()
+        ));
         if response.clicked() {
             self.open = true;
             self.run_request = None;
@@ -275,20 +276,30 @@ impl DrillPanel {
         } else {
             None
         };
-        let response = button_unless(ui, "Test failover", blocked).on_hover_text(
-            "A drill: fork throw-away branches off the replicas in the secondary, serve and verify them, measure RTO; production is not touched",
-        );
+        let response = button_unless(ui, "Test failover", blocked)
+            .on_hover_text(super::help::Term::Drill.tip());
         if response.clicked() {
-            self.open = true;
-            // The smoke commands the group saved with its last drill.
-            if !self.loaded
-                && let Some(group) = &snapshot.group
-                && !group.smoke.is_empty()
-            {
-                self.smoke = group.smoke.join("\n");
-            }
-            self.loaded = true;
+            self.open(snapshot);
         }
+    }
+
+    /// Opens the panel: the form, or the running or last drill.
+    pub fn open(&mut self, snapshot: &Snapshot) {
+        self.open = true;
+        // The smoke commands the group saved with its last drill.
+        if !self.loaded
+            && let Some(group) = &snapshot.group
+            && !group.smoke.is_empty()
+        {
+            self.smoke = group.smoke.join("\n");
+        }
+        self.loaded = true;
+    }
+
+    /// Whether the panel shows a finished drill's report (after a run, or
+    /// above the form as the last drill).
+    pub fn showing_report(&self, snapshot: &Snapshot) -> bool {
+        self.open && !snapshot.drill.running && snapshot.drill.last.is_some()
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
@@ -319,6 +330,17 @@ impl DrillPanel {
                     self.request = None;
                 }
                 return;
+            }
+            if let Some(last) = &view.last {
+                egui::CollapsingHeader::new("The last drill's report")
+                    .default_open(true)
+                    .show(ui, |ui| {
+                        steps_ui(ui, &view.steps);
+                        record_ui(ui, last);
+                        self.export.button(ui, engine, last);
+                        self.export.feedback(ui, snapshot);
+                    });
+                ui.separator();
             }
             ui.label(
                 "Drill branches are forked off the replicas in the secondary and served by a drill workspace on a port of its own; the primary and the replicas are not written.",
@@ -389,7 +411,8 @@ pub(super) fn record_ui(ui: &mut egui::Ui, record: &OperationRecord) {
             .rto_ms
             .map_or("not measured".to_string(), |ms| format!("{ms} ms")),
         record.rto_to
-    ));
+    ))
+    .on_hover_text(super::help::Term::Rto.tip());
     for d in &record.rpo {
         let lost = match (d.missing_records, d.acknowledged) {
             (Some(m), Some(a)) => format!("{m} of {a} acknowledged records missing"),
@@ -397,7 +420,8 @@ pub(super) fn record_ui(ui: &mut egui::Ui, record: &OperationRecord) {
                 format!("replica lag {ms} ms at the fork")
             }),
         };
-        ui.label(format!("RPO {}/{}: {lost}", d.db, d.branch));
+        ui.label(format!("RPO {}/{}: {lost}", d.db, d.branch))
+            .on_hover_text(super::help::Term::Rpo.tip());
     }
     for url in &record.endpoints {
         ui.horizontal(|ui| {

@@ -10,9 +10,11 @@ mod activity;
 mod dashboard;
 mod databases;
 mod failover;
+pub mod help;
 mod recovery;
 mod replication;
 mod settings;
+pub mod tour;
 pub mod widgets;
 mod workspaces;
 
@@ -82,6 +84,9 @@ impl std::str::FromStr for Tab {
 struct Prefs {
     tab: Tab,
     dark: bool,
+    /// The first-run tour was closed or finished: it opens by itself no more.
+    #[serde(default)]
+    toured: bool,
 }
 
 impl Default for Prefs {
@@ -89,6 +94,7 @@ impl Default for Prefs {
         Prefs {
             tab: Tab::Replication,
             dark: true,
+            toured: false,
         }
     }
 }
@@ -104,6 +110,9 @@ pub struct StartOptions {
     pub folders: (String, String),
     /// Where the activity CSV goes by default.
     pub export_path: std::path::PathBuf,
+    /// No regions file exists (the embedded default): open the guided tour
+    /// unless it was closed before.
+    pub first_run: bool,
 }
 
 /// The window's contents.
@@ -118,6 +127,8 @@ pub struct LifeboatApp {
     dashboard: dashboard::DashboardTab,
     activity: activity::ActivityTab,
     settings: settings::SettingsTab,
+    help: help::Help,
+    tour: tour::Tour,
 }
 
 impl LifeboatApp {
@@ -132,6 +143,8 @@ impl LifeboatApp {
         }
         let ctx = cc.egui_ctx.clone();
         engine.on_publish(move || ctx.request_repaint());
+        let mut tour = tour::Tour::default();
+        tour.open = start.first_run && !prefs.toured;
         LifeboatApp {
             snapshot: engine.snapshot(),
             engine,
@@ -143,6 +156,27 @@ impl LifeboatApp {
             dashboard: Default::default(),
             activity: activity::ActivityTab::new(start.export_path),
             settings: Default::default(),
+            help: Default::default(),
+            tour,
+        }
+    }
+
+    /// Whether the guided tour is showing.
+    pub fn touring(&self) -> bool {
+        self.tour.open
+    }
+
+    fn tour_action(&mut self, action: tour::TourAction) {
+        match action {
+            tour::TourAction::ShowDatabases => self.prefs.tab = Tab::Databases,
+            tour::TourAction::OpenWizard => {
+                self.prefs.tab = Tab::Replication;
+                self.replication.open_wizard(&self.snapshot);
+            }
+            tour::TourAction::OpenDrill => {
+                self.prefs.tab = Tab::Replication;
+                self.replication.open_drill(&self.snapshot);
+            }
         }
     }
 
@@ -186,6 +220,9 @@ impl LifeboatApp {
                     .on_hover_text(format!("Ctrl+{}", index + 1));
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if let Some(help::MenuAction::Tour) = self.help.menu(ui) {
+                    self.tour.open = true;
+                }
                 let text = if self.prefs.dark {
                     "Light theme"
                 } else {
@@ -268,8 +305,31 @@ impl eframe::App for LifeboatApp {
         egui::Panel::top("tabs").show(ui, |ui| self.top_bar(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
         let snapshot = Arc::clone(&self.snapshot);
+        if self.tour.open {
+            let action = egui::Panel::right("tour")
+                .default_size(300.0)
+                .min_size(240.0)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical()
+                        .show(ui, |ui| self.tour.ui(ui, &self.engine, &snapshot))
+                        .inner
+                })
+                .inner;
+            if !self.tour.open {
+                self.prefs.toured = true;
+            }
+            if let Some(action) = action {
+                self.tour_action(action);
+            }
+        }
+        self.help.windows(ui.ctx());
         egui::CentralPanel::default().show(ui, |ui| match self.prefs.tab {
-            Tab::Replication => self.replication.ui(ui, &self.engine, &snapshot),
+            Tab::Replication => {
+                self.replication.ui(ui, &self.engine, &snapshot);
+                if self.replication.showing_drill_report(&snapshot) {
+                    self.tour.report_seen = true;
+                }
+            }
             Tab::Databases => self.databases.ui(ui, &self.engine, &snapshot),
             Tab::Workspaces => self.workspaces.ui(ui, &self.engine, &snapshot),
             Tab::Dashboard => self.dashboard.ui(ui, &snapshot),

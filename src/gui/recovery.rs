@@ -121,12 +121,8 @@ impl MovePanel {
     pub fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
         let blocked = self.blocked(snapshot);
         let hover = match self.kind {
-            OperationKind::Failback => {
-                "A planned switchover back to the primary: writes stop, the files made since the failover are copied, the primary writes again; nothing acknowledged is lost"
-            }
-            _ => {
-                "Move the live branches to the other region with nothing lost: writes stop, the last files are copied, the other region writes"
-            }
+            OperationKind::Failback => super::help::Term::Failback.tip(),
+            _ => super::help::Term::Switchover.tip(),
         };
         let response = button_unless(ui, self.title(), blocked.as_deref()).on_hover_text(hover);
         if response.clicked() {
@@ -262,9 +258,10 @@ impl RecoverPanel {
         } else {
             "Recover stranded writes"
         };
-        let response = button_unless(ui, label, blocked.as_deref()).on_hover_text(
-            "Writes the failed region took after the failover's fork point: fence its old writer, copy its last files, compare them with the live branch key by key, merge what you pick",
-        );
+        let response = button_unless(ui, label, blocked.as_deref()).on_hover_text(format!(
+            "{} Recovering fences the old writer, copies its last files and compares them with the live branch key by key; you merge what you pick.",
+            super::help::Term::StrandedWrites.tip()
+        ));
         if response.clicked() {
             self.open = true;
             if let Some((db, _)) = unrecovered.first().filter(|_| source_down.is_none()) {

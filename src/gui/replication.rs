@@ -21,6 +21,38 @@ struct Wizard {
     pending: Option<RequestId>,
 }
 
+impl Wizard {
+    /// The wizard as the group is configured, or with the defaults: the
+    /// first region other than the primary, all databases, storage only.
+    fn new(snapshot: &Snapshot, primary: Option<&str>) -> Wizard {
+        match &snapshot.group {
+            Some(group) => Wizard {
+                secondary: Some(group.secondary.clone()),
+                all: group.databases == Selection::All,
+                chosen: match &group.databases {
+                    Selection::All => BTreeSet::new(),
+                    Selection::Only(dbs) => dbs.clone(),
+                },
+                kind: group.kind,
+                rpo_target_s: group.rpo_target_s,
+                pending: None,
+            },
+            None => Wizard {
+                secondary: snapshot
+                    .regions
+                    .iter()
+                    .map(|r| r.spec.name.clone())
+                    .find(|n| Some(n.as_str()) != primary),
+                all: true,
+                chosen: BTreeSet::new(),
+                kind: ReplicationKind::StorageOnly,
+                rpo_target_s: crate::engine::group::DEFAULT_RPO_TARGET_S,
+                pending: None,
+            },
+        }
+    }
+}
+
 /// The tab's own state: the wizard, what was asked last.
 pub struct ReplicationTab {
     wizard: Option<Wizard>,
@@ -50,6 +82,24 @@ impl Default for ReplicationTab {
 }
 
 impl ReplicationTab {
+    /// Opens the wizard (the tour's "Open the wizard"), unless it is open.
+    pub fn open_wizard(&mut self, snapshot: &Snapshot) {
+        if self.wizard.is_none() {
+            let primary = snapshot.regions.first().map(|r| r.spec.name.clone());
+            self.wizard = Some(Wizard::new(snapshot, primary.as_deref()));
+        }
+    }
+
+    /// Opens the Test failover panel (the tour's "Open Test failover").
+    pub fn open_drill(&mut self, snapshot: &Snapshot) {
+        self.drill.open(snapshot);
+    }
+
+    /// Whether a finished drill's report is on screen.
+    pub fn showing_drill_report(&self, snapshot: &Snapshot) -> bool {
+        snapshot.group.is_some() && self.drill.showing_report(snapshot)
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
         let primary = snapshot.regions.first().map(|r| r.spec.name.clone());
         widgets::section(
@@ -86,22 +136,16 @@ impl ReplicationTab {
                         Selection::All => "· all current and future databases".to_string(),
                         Selection::Only(dbs) => format!("· {} database(s)", dbs.len()),
                     });
-                    ui.label(format!("· RPO target {} s", group.rpo_target_s));
+                    super::help::term_label(
+                        ui,
+                        format!("· RPO target {} s", group.rpo_target_s),
+                        super::help::Term::Rpo,
+                    );
                 });
                 ui.horizontal_wrapped(|ui| {
                     let busy = self.wizard.is_some().then_some("the wizard is open above");
                     if button_unless(ui, "Edit replication", busy).clicked() {
-                        self.wizard = Some(Wizard {
-                            secondary: Some(group.secondary.clone()),
-                            all: group.databases == Selection::All,
-                            chosen: match &group.databases {
-                                Selection::All => BTreeSet::new(),
-                                Selection::Only(dbs) => dbs.clone(),
-                            },
-                            kind: group.kind,
-                            rpo_target_s: group.rpo_target_s,
-                            pending: None,
-                        });
+                        self.wizard = Some(Wizard::new(snapshot, primary.as_deref()));
                     }
                     if self.confirm_stop {
                         ui.label("Stop copying? The replicas stay, but fall behind.");
@@ -122,7 +166,7 @@ impl ReplicationTab {
                         ReplicationKind::StorageOnly => {
                             if ui
                                 .button("Start pre-provisioning")
-                                .on_hover_text("Stand the group's workspaces up in the secondary, following the replicas read-only: a failover then only forks and opens writers")
+                                .on_hover_text(super::help::Term::PreProvisioning.tip())
                                 .clicked()
                             {
                                 self.pending = Some(engine.send(Command::StartPreprovisioning));
@@ -171,18 +215,7 @@ impl ReplicationTab {
                 None
             };
             if button_unless(ui, "Configure replication", reason).clicked() {
-                self.wizard = Some(Wizard {
-                    secondary: snapshot
-                        .regions
-                        .iter()
-                        .map(|r| r.spec.name.clone())
-                        .find(|n| Some(n.as_str()) != primary),
-                    all: true,
-                    chosen: BTreeSet::new(),
-                    kind: ReplicationKind::StorageOnly,
-                    rpo_target_s: crate::engine::group::DEFAULT_RPO_TARGET_S,
-                    pending: None,
-                });
+                self.wizard = Some(Wizard::new(snapshot, primary));
             }
             let demo_reason = (snapshot.regions.len() < 2).then_some("the demo needs two regions");
             if button_unless(ui, "Start the demo", demo_reason)
@@ -212,8 +245,20 @@ impl ReplicationTab {
                     .num_columns(6)
                     .spacing([16.0, 6.0])
                     .show(ui, |ui| {
-                        for title in ["Database", "Initial seed", "State", "Lag", "Last sync", ""] {
-                            ui.label(RichText::new(title).strong());
+                        use super::help::Term;
+                        let titles = [
+                            ("Database", None),
+                            ("Initial seed", Some(Term::Seed)),
+                            ("State", None),
+                            ("Lag", Some(Term::Lag)),
+                            ("Last sync", None),
+                            ("", None),
+                        ];
+                        for (title, term) in titles {
+                            let label = ui.label(RichText::new(title).strong());
+                            if let Some(term) = term {
+                                label.on_hover_text(term.tip());
+                            }
                         }
                         ui.end_row();
                         for flow in &snapshot.flows {
@@ -354,11 +399,11 @@ fn wizard_ui(
                     ReplicationKind::PreProvisioned,
                     "Storage + pre-provisioned",
                 )
-                .on_hover_text("also a standing read-only workspace in the secondary, so a failover only forks and opens writers");
+                .on_hover_text(super::help::Term::PreProvisioning.tip());
             });
             ui.end_row();
 
-            ui.label("RPO target");
+            super::help::term_label(ui, "RPO target", super::help::Term::Rpo);
             ui.add(
                 egui::DragValue::new(&mut wizard.rpo_target_s)
                     .range(0.1..=3600.0)
