@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Runs the real app under Xvfb (eframe's glow renderer on Mesa's software GL)
-# with a seeded demo (three databases written to and replicated between the
-# two local regions of the embedded default) and writes a PNG of each tab.
+# on a fresh embedded default and writes a PNG of each tab and of each flow
+# the user guide shows:
+#   tour        the first-run guided tour, over a running demo
+#   replication databases workspaces dashboard activity settings
+#   wizard      Configure replication
+#   drill       Test failover with the last drill's report
+#   failover    the failover preview: what a failover now would lose
+#   recovery    writes stranded in the old primary, recovered and compared
+#   failback    the failback plan
 #
 #   scripts/screenshot.sh [OUT_DIR]        (default: docs/screenshots)
 #
@@ -10,28 +17,12 @@
 # Installs what it needs with apt-get on a fresh Debian/Ubuntu machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/xvfb.sh
+source scripts/lib/xvfb.sh
 out=${1:-docs/screenshots}
 demo_seconds=${DEMO_SECONDS:-30}
 
-need=()
-command -v Xvfb >/dev/null || need+=(xvfb)
-command -v xwd >/dev/null || need+=(x11-apps)
-command -v convert >/dev/null || need+=(imagemagick)
-command -v xdotool >/dev/null || need+=(xdotool)
-# Mesa's software GL and the libraries winit and glow load at run time
-# (grep without -q: under pipefail an early exit would fail the pipe).
-for lib in libGL.so.1 libEGL.so.1 libxkbcommon-x11.so.0 libXcursor.so.1 libXi.so.6 libXrandr.so.2; do
-    ldconfig -p | grep "$lib" >/dev/null || need+=(libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
-done
-compgen -G '/usr/lib/*/dri/swrast_dri.so' >/dev/null || need+=(libgl1-mesa-dri)
-if ((${#need[@]})); then
-    sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    echo "installing: ${need[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
+xvfb_install
 bin=${LIFEBOAT_BIN:-}
 if [[ -z $bin ]]; then
     cargo build --locked --quiet
@@ -48,75 +39,86 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# eframe keeps the window's state and the app's prefs under XDG_DATA_HOME:
+# a fresh one makes this a first run (the tour opens), whatever ran before.
+export XDG_DATA_HOME="$work/xdg"
+xvfb_start
+mkdir -p "$out"
 
-# Xvfb picks a free display and writes its number to fd 3 once it accepts
-# connections (a socket file alone can appear before that; on a loaded
-# machine the first start, which compiles the keymap, takes seconds).
-Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/display" >"$work/xvfb.log" 2>&1 &
-xvfb_pid=$!
-display=""
-for _ in $(seq 600); do
-    display=$(tr -d '[:space:]' <"$work/display")
-    [[ -n $display ]] && break
-    if ! kill -0 "$xvfb_pid" 2>/dev/null; then
-        echo "error: Xvfb exited before it took connections; its log:" >&2
-        cat "$work/xvfb.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [[ -z $display ]]; then
-    echo "error: Xvfb took no connections within 60 s; its log:" >&2
-    cat "$work/xvfb.log" >&2
-    exit 1
-fi
-export DISPLAY=":$display" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-
-"$bin" --data-dir "$work/data" gui --demo --tab replication >"$work/app.log" 2>&1 &
-app_pid=$!
+lifeboat() { "$bin" --data-dir "$work/data" "$@"; }
 window=""
-for _ in $(seq 300); do
-    window=$(xdotool search --name '^Lifeboat$' 2>/dev/null | head -1 || true)
-    [[ -n $window ]] && break
-    if ! kill -0 "$app_pid" 2>/dev/null; then
-        echo "error: the app exited before its window opened; its log:" >&2
-        cat "$work/app.log" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
-if [[ -z $window ]]; then
-    echo "error: no Lifeboat window appeared within 60 s; the app's log:" >&2
-    cat "$work/app.log" >&2
-    exit 1
-fi
+open_app() {
+    "$bin" --data-dir "$work/data" gui "$@" >"$work/app.log" 2>&1 &
+    app_pid=$!
+    window=$(window_of "$app_pid" "$work/app.log")
+}
+close_app() {
+    kill "$app_pid" 2>/dev/null || true
+    wait "$app_pid" 2>/dev/null || true
+    app_pid=""
+}
+shot() {
+    xdotool windowfocus --sync "$window"
+    sleep 0.5
+    xwd -id "$window" -silent | convert xwd:- "$out/$1.png"
+    echo "$out/$1.png"
+}
+
+open_app --demo --tab replication
 # A workspace over two demo databases, with a user and a rule, for the
 # Workspaces tab (the app reads the control log every few seconds).
 for _ in $(seq 50); do
-    "$bin" --data-dir "$work/data" db list --json 2>/dev/null | grep demo-carts >/dev/null && break
+    lifeboat db list --json 2>/dev/null | grep demo-carts >/dev/null && break
     sleep 0.2
 done
-"$bin" --data-dir "$work/data" workspace create shop --db demo-orders --db demo-carts --port 16390 >/dev/null
-LIFEBOAT_DEMO_PASSWORD="demo-password" "$bin" --data-dir "$work/data" workspace user add shop app \
+lifeboat workspace create shop --db demo-orders --db demo-carts --port 16390 >/dev/null
+LIFEBOAT_DEMO_PASSWORD="demo-password" lifeboat workspace user add shop app \
     --role readwrite --password-env LIFEBOAT_DEMO_PASSWORD >/dev/null
-"$bin" --data-dir "$work/data" workspace firewall allow shop 127.0.0.1 >/dev/null
+lifeboat workspace firewall allow shop 127.0.0.1 >/dev/null
 echo "the demo runs for ${demo_seconds}s before the pictures" >&2
-half=$(( (demo_seconds + 1) / 2 ))
+half=$(((demo_seconds + 1) / 2))
 sleep "$half"
-# A drill on the replicas, for the branch table and the Dashboard's RTO
-# (the app reads the log every 5 s). A failed drill costs only its picture.
-"$bin" --data-dir "$work/data" drill --from us-east-1 --to eu-west-1 --ttl 1h >"$work/drill.log" 2>&1 ||
+shot tour
+xdotool key F1
+# A drill on the replicas, for the branch table, the Dashboard's RTO and the
+# drill panel (the app reads the log every 5 s). A failed drill costs only
+# its pictures.
+lifeboat drill --from us-east-1 --to eu-west-1 --ttl 1h >"$work/drill.log" 2>&1 ||
     { echo "warning: the drill failed; its output:" >&2; cat "$work/drill.log" >&2; }
-sleep "$(( demo_seconds - half > 6 ? demo_seconds - half : 6 ))"
-
-mkdir -p "$out"
+sleep "$((demo_seconds - half > 6 ? demo_seconds - half : 6))"
 tabs=(replication databases workspaces dashboard activity settings)
 for i in "${!tabs[@]}"; do
     xdotool windowfocus --sync "$window"
     xdotool key "ctrl+$((i + 1))"
     sleep 1.5
-    xwd -id "$window" -silent | convert xwd:- "$out/${tabs[$i]}.png"
-    echo "$out/${tabs[$i]}.png"
+    shot "${tabs[$i]}"
 done
 rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$app_pid/status")
+close_app
+
+# The flows, each in a window opened on its panel (`gui --open`).
+for panel in wizard drill failover; do
+    open_app --open "$panel"
+    sleep 5
+    shot "$panel"
+    close_app
+done
+# Writes that reach the primary while nothing copies them are stranded by
+# the failover that follows; the app recovers and compares them.
+# (The recovery panel takes the first database: demo-carts.)
+lifeboat workload --db demo-carts --records 300 --rate 300 >/dev/null
+lifeboat failover --yes --no-serve >"$work/failover.log" 2>&1 ||
+    { echo "error: the failover failed; its output:" >&2; cat "$work/failover.log" >&2; exit 1; }
+open_app --open recover
+sleep 10
+shot recovery
+close_app
+# The failback plan, once the live branches have flowed back to the primary.
+open_app --tab replication
+sleep 10
+close_app
+open_app --open failback
+sleep 6
+shot failback
+close_app
 echo "{\"app_rss_mib\": $((rss_kib / 1024)), \"demo_seconds\": $demo_seconds}"

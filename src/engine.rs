@@ -2731,7 +2731,18 @@ impl Core {
             failover: Arc::new(self.failover.clone()),
             moving: Arc::new(self.moving.clone()),
             recovery: Arc::new(self.recovery.clone()),
-            drill: Arc::new(self.drill.clone()),
+            // The last drill: run here, else the newest in the log (the CLI's).
+            drill: Arc::new(failover::FailoverView {
+                last: self.drill.last.clone().or_else(|| {
+                    self.control_state
+                        .operations
+                        .iter()
+                        .rev()
+                        .find(|r| r.kind == OperationKind::Drill)
+                        .cloned()
+                }),
+                ..self.drill.clone()
+            }),
             standby: Arc::new(failover::StandbyView {
                 workspaces: self.standby.values().map(|(ws, _)| ws.status()).collect(),
                 starting: self.standby_starting.iter().cloned().collect(),

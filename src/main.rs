@@ -142,9 +142,18 @@ struct GuiArgs {
     /// activity, settings.
     #[arg(long, value_parser = parse_tab)]
     tab: Option<lifeboat::gui::Tab>,
+    /// Open a panel once the engine is ready: tour, wizard, drill, failover
+    /// (its preview of what would be lost), switchover, failback (their
+    /// plans), recover. Nothing runs until you confirm in the window.
+    #[arg(long, value_parser = parse_panel)]
+    open: Option<lifeboat::gui::Panel>,
 }
 
 fn parse_tab(text: &str) -> std::result::Result<lifeboat::gui::Tab, String> {
+    text.parse()
+}
+
+fn parse_panel(text: &str) -> std::result::Result<lifeboat::gui::Panel, String> {
     text.parse()
 }
 
@@ -735,6 +744,7 @@ fn open_gui(ctx: &Ctx, args: GuiArgs) -> Result<i32> {
         ),
         export_path: ctx.home.data_dir.join("activity.csv"),
         first_run: ctx.regions.embedded_default,
+        open: args.open,
     };
     lifeboat::gui::run(ctx.home.clone(), ctx.regions.clone(), start, args.demo).map_err(|e| {
         Error::Failed(format!(

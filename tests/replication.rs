@@ -604,11 +604,12 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
         let local_b = Region::open(p.b.spec()).expect("region");
         let replica = DbLocation::in_region(&local_b, "orders").expect("names");
         let acks = p.acks("orders");
-        // A slower server (moto) takes writes more slowly: a narrower link
-        // still holds its replica back.
+        // S3 servers take writes more slowly than a folder, and an HTTP
+        // client copies over several connections: a narrower link still
+        // holds their replicas back (at 1 MiB/s an S3 replica once kept up
+        // with 2 MB/s offered on a loaded machine).
         let link = match kind {
-            Kind::Moto => 512 << 10,
-            Kind::S3 => 1 << 20,
+            Kind::Moto | Kind::S3 => 512 << 10,
             Kind::File | Kind::Memory => 2 << 20,
         };
         p.b.faults().set(&FaultPlan {

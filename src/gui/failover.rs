@@ -113,10 +113,15 @@ impl FailoverPanel {
             super::help::Term::Failover.tip()
         ));
         if response.clicked() {
-            self.open = true;
-            self.run_request = None;
-            self.preview_request = Some(engine.send(Command::PreviewFailover));
+            self.open(engine);
         }
+    }
+
+    /// Opens the panel with a fresh preview (changes nothing).
+    pub fn open(&mut self, engine: &Engine) {
+        self.open = true;
+        self.run_request = None;
+        self.preview_request = Some(engine.send(Command::PreviewFailover));
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
@@ -335,7 +340,7 @@ impl DrillPanel {
                 egui::CollapsingHeader::new("The last drill's report")
                     .default_open(true)
                     .show(ui, |ui| {
-                        steps_ui(ui, &view.steps);
+                        steps_ui(ui, &last.steps);
                         record_ui(ui, last);
                         self.export.button(ui, engine, last);
                         self.export.feedback(ui, snapshot);

@@ -237,7 +237,10 @@ impl Help {
         let mut action = None;
         let docs = self.docs();
         ui.menu_button("Help", |ui| {
-            if ui.button("Take the tour").clicked() {
+            if ui
+                .add(egui::Button::new("Take the tour").shortcut_text("F1"))
+                .clicked()
+            {
                 action = Some(MenuAction::Tour);
                 ui.close();
             }

@@ -79,6 +79,56 @@ impl std::str::FromStr for Tab {
     }
 }
 
+/// A panel the window can open on start (`lifeboat gui --open PANEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    Tour,
+    Wizard,
+    Drill,
+    Failover,
+    Switchover,
+    Failback,
+    Recover,
+}
+
+impl Panel {
+    pub const ALL: [Panel; 7] = [
+        Panel::Tour,
+        Panel::Wizard,
+        Panel::Drill,
+        Panel::Failover,
+        Panel::Switchover,
+        Panel::Failback,
+        Panel::Recover,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Panel::Tour => "tour",
+            Panel::Wizard => "wizard",
+            Panel::Drill => "drill",
+            Panel::Failover => "failover",
+            Panel::Switchover => "switchover",
+            Panel::Failback => "failback",
+            Panel::Recover => "recover",
+        }
+    }
+}
+
+impl std::str::FromStr for Panel {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Panel, String> {
+        Panel::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Panel::ALL.iter().map(|p| p.name()).collect();
+                format!("no panel `{text}`; choose one of {}", names.join(", "))
+            })
+    }
+}
+
 /// What persists between runs (window size and position are eframe's).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Prefs {
@@ -113,6 +163,9 @@ pub struct StartOptions {
     /// No regions file exists (the embedded default): open the guided tour
     /// unless it was closed before.
     pub first_run: bool,
+    /// Open this panel once the engine has read the regions and the group
+    /// (a failover or switchover panel shows its preview; nothing runs).
+    pub open: Option<Panel>,
 }
 
 /// The window's contents.
@@ -129,6 +182,8 @@ pub struct LifeboatApp {
     settings: settings::SettingsTab,
     help: help::Help,
     tour: tour::Tour,
+    /// The panel to open when the engine is ready.
+    opening: Option<Panel>,
 }
 
 impl LifeboatApp {
@@ -143,8 +198,12 @@ impl LifeboatApp {
         }
         let ctx = cc.egui_ctx.clone();
         engine.on_publish(move || ctx.request_repaint());
+        // The tour stays out of the way of a panel asked for on start.
         let mut tour = tour::Tour::default();
-        tour.open = start.first_run && !prefs.toured;
+        tour.open = match start.open {
+            None => start.first_run && !prefs.toured,
+            Some(panel) => panel == Panel::Tour,
+        };
         LifeboatApp {
             snapshot: engine.snapshot(),
             engine,
@@ -158,6 +217,45 @@ impl LifeboatApp {
             settings: Default::default(),
             help: Default::default(),
             tour,
+            opening: start.open,
+        }
+    }
+
+    /// Opens the panel asked for on start once the engine has listed the
+    /// regions (the group, branches and databases are known by then).
+    fn open_when_ready(&mut self) {
+        let Some(panel) = self.opening else {
+            return;
+        };
+        let snapshot = Arc::clone(&self.snapshot);
+        if snapshot.seq == 0 || snapshot.databases_listed_us.is_none() {
+            return;
+        }
+        // The operations' panels plan from the flows: wait until discovery
+        // has found one, and one for every live branch a failover made.
+        let flows_needed = !matches!(panel, Panel::Tour | Panel::Wizard);
+        let discovered = !snapshot.flows.is_empty()
+            && snapshot.branches.live.iter().all(|(db, branch, _)| {
+                snapshot
+                    .flows
+                    .iter()
+                    .any(|f| &f.status.db == db && &f.status.branch == branch)
+            });
+        if flows_needed && snapshot.group.is_some() && !discovered {
+            return;
+        }
+        self.opening = None;
+        if panel != Panel::Tour {
+            self.prefs.tab = Tab::Replication;
+        }
+        match panel {
+            Panel::Tour => self.tour.open = true,
+            Panel::Wizard => self.replication.open_wizard(&snapshot),
+            Panel::Drill => self.replication.open_drill(&snapshot),
+            Panel::Failover => self.replication.open_failover(&self.engine),
+            Panel::Switchover => self.replication.open_move(&self.engine, false),
+            Panel::Failback => self.replication.open_move(&self.engine, true),
+            Panel::Recover => self.replication.open_recover(&self.engine, &snapshot),
         }
     }
 
@@ -207,6 +305,12 @@ impl LifeboatApp {
         for (key, tab) in keys.into_iter().zip(Tab::ALL) {
             if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, key)) {
                 self.prefs.tab = tab;
+            }
+        }
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::F1)) {
+            self.tour.open = !self.tour.open;
+            if !self.tour.open {
+                self.prefs.toured = true;
             }
         }
     }
@@ -290,6 +394,7 @@ impl LifeboatApp {
 impl eframe::App for LifeboatApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.snapshot = self.engine.snapshot();
+        self.open_when_ready();
         self.shortcuts(ctx);
         let theme = if self.prefs.dark {
             egui::Theme::Dark
@@ -346,6 +451,18 @@ impl eframe::App for LifeboatApp {
     }
 }
 
+/// The window's icon (the 256 px rendering of assets/lifeboat.svg).
+fn window_icon() -> Arc<egui::IconData> {
+    let png = include_bytes!("../../assets/icons/256x256/io.lifeboat.Lifeboat.png");
+    match eframe::icon_data::from_png_bytes(png) {
+        Ok(icon) => Arc::new(icon),
+        Err(e) => {
+            tracing::warn!("the window icon could not be decoded: {e}");
+            Arc::new(egui::IconData::default())
+        }
+    }
+}
+
 /// Starts the engine, opens the window and runs until it is closed; then
 /// stops the engine (flows finish their current copy, cursors are saved).
 pub fn run(home: Home, regions: Regions, start: StartOptions, demo: bool) -> Result<(), String> {
@@ -362,7 +479,8 @@ pub fn run(home: Home, regions: Regions, start: StartOptions, demo: bool) -> Res
             .with_title("Lifeboat")
             .with_app_id(APP_ID)
             .with_inner_size([1180.0, 760.0])
-            .with_min_inner_size([720.0, 480.0]),
+            .with_min_inner_size([720.0, 480.0])
+            .with_icon(window_icon()),
         ..Default::default()
     };
     let app_engine = engine.clone();

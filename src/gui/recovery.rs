@@ -126,16 +126,37 @@ impl MovePanel {
         };
         let response = button_unless(ui, self.title(), blocked.as_deref()).on_hover_text(hover);
         if response.clicked() {
-            self.open = true;
-            self.run_request = None;
-            self.plan_request = Some(engine.send(Command::PlanMove { kind: self.kind }));
+            self.open(engine);
         }
+    }
+
+    /// Opens the panel with a fresh plan.
+    pub fn open(&mut self, engine: &Engine) {
+        self.open = true;
+        self.run_request = None;
+        self.plan_request = Some(engine.send(Command::PlanMove { kind: self.kind }));
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
         self.export.poll(engine);
         let view = &snapshot.moving;
-        if !self.open || view.kind != Some(self.kind) {
+        if !self.open {
+            return;
+        }
+        if view.kind != Some(self.kind) {
+            // The plan was refused before it started: say why.
+            let refused = self
+                .plan_request
+                .and_then(|id| widgets::outcome_of(snapshot, id));
+            if let Some(crate::engine::activity::Outcome::Failed(_)) = refused {
+                egui::Frame::group(ui.style()).show(ui, |ui| {
+                    ui.heading(self.title());
+                    widgets::feedback(ui, snapshot, self.plan_request);
+                    if ui.button("Close").clicked() {
+                        self.open = false;
+                    }
+                });
+            }
             return;
         }
         egui::Frame::group(ui.style()).show(ui, |ui| {
@@ -222,11 +243,11 @@ pub struct RecoverPanel {
 }
 
 impl RecoverPanel {
-    pub fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+    /// The region the newest unrecovered failover left, while it does not
+    /// answer (its stranded writes wait for it).
+    fn source_down(snapshot: &Snapshot) -> Option<String> {
         let unrecovered = snapshot.branches.unrecovered();
-        let recovered = &snapshot.branches.recovered;
-        // The region the failover left must answer again.
-        let source_down = unrecovered.first().and_then(|(db, live)| {
+        unrecovered.first().and_then(|(db, live)| {
             let fork = &snapshot.branches.branch(db, live)?.fork;
             let group = snapshot.group.as_ref()?;
             let source = if fork.region == group.primary {
@@ -241,7 +262,13 @@ impl RecoverPanel {
                 .and_then(|r| r.health.as_ref())
                 .is_some_and(|h| h.reachable);
             (!reachable).then(|| source.clone())
-        });
+        })
+    }
+
+    pub fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        let unrecovered = snapshot.branches.unrecovered();
+        let recovered = &snapshot.branches.recovered;
+        let source_down = Self::source_down(snapshot);
         let blocked = if snapshot.recovery.running {
             Some("a recovery or merge is running".to_string())
         } else if let Some(source) = source_down.as_ref().filter(|_| recovered.is_empty()) {
@@ -263,7 +290,18 @@ impl RecoverPanel {
             super::help::Term::StrandedWrites.tip()
         ));
         if response.clicked() {
-            self.open = true;
+            self.open(engine, snapshot);
+        }
+    }
+
+    /// Opens the panel: recovers the first unrecovered database whose
+    /// source answers, else compares the newest recovered branch.
+    pub fn open(&mut self, engine: &Engine, snapshot: &Snapshot) {
+        let unrecovered = snapshot.branches.unrecovered();
+        let recovered = &snapshot.branches.recovered;
+        let source_down = Self::source_down(snapshot);
+        self.open = true;
+        {
             if let Some((db, _)) = unrecovered.first().filter(|_| source_down.is_none()) {
                 self.request = Some(engine.send(Command::Recover { db: db.clone() }));
             } else if let Some(r) = recovered.last() {

@@ -95,6 +95,25 @@ impl ReplicationTab {
         self.drill.open(snapshot);
     }
 
+    /// Opens the failover panel with a fresh preview.
+    pub fn open_failover(&mut self, engine: &Engine) {
+        self.failover.open(engine);
+    }
+
+    /// Opens the switchover (or failback) panel with a fresh plan.
+    pub fn open_move(&mut self, engine: &Engine, failback: bool) {
+        if failback {
+            self.failback.open(engine);
+        } else {
+            self.switchover.open(engine);
+        }
+    }
+
+    /// Opens the recovered-writes panel.
+    pub fn open_recover(&mut self, engine: &Engine, snapshot: &Snapshot) {
+        self.recover.open(engine, snapshot);
+    }
+
     /// Whether a finished drill's report is on screen.
     pub fn showing_drill_report(&self, snapshot: &Snapshot) -> bool {
         snapshot.group.is_some() && self.drill.showing_report(snapshot)

@@ -1,0 +1,76 @@
+# Shared by scripts/screenshot.sh and packaging/test: a private X server and
+# a wait for the app's window. Source it; the caller sets `work` (a temp dir)
+# and kills "$xvfb_pid" when done.
+#
+#   xvfb_install          installs Xvfb, xdotool and the run-time libraries
+#   xvfb_start            starts Xvfb on a free display and exports DISPLAY
+#   window_of PID LOG     prints the id of PID's window named Lifeboat, or
+#                         fails with LOG (the app's output) after 60 s
+
+xvfb_install() {
+    local need=() lib
+    command -v Xvfb >/dev/null || need+=(xvfb)
+    command -v xwd >/dev/null || need+=(x11-apps)
+    command -v convert >/dev/null || need+=(imagemagick)
+    command -v xdotool >/dev/null || need+=(xdotool)
+    # Mesa's software GL and the libraries winit and glow load at run time
+    # (grep without -q: under pipefail an early exit would fail the pipe).
+    for lib in libGL.so.1 libEGL.so.1 libxkbcommon-x11.so.0 libXcursor.so.1 libXi.so.6 libXrandr.so.2; do
+        ldconfig -p | grep "$lib" >/dev/null || need+=(libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
+    done
+    compgen -G '/usr/lib/*/dri/swrast_dri.so' >/dev/null || need+=(libgl1-mesa-dri)
+    if ((${#need[@]})); then
+        local sudo=""
+        [[ $(id -u) -eq 0 ]] || sudo="sudo"
+        echo "installing: ${need[*]}" >&2
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+}
+
+xvfb_start() {
+    # Xvfb picks a free display and writes its number to fd 3 once it
+    # accepts connections (a socket file alone can appear before that; on a
+    # loaded machine the first start, which compiles the keymap, takes
+    # seconds). -noreset: the app is often its only client, and a server
+    # resetting as it leaves refuses the next one for a moment.
+    Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp -noreset 3>"$work/display" >"$work/xvfb.log" 2>&1 &
+    xvfb_pid=$!
+    local display="" _
+    for _ in $(seq 600); do
+        display=$(tr -d '[:space:]' <"$work/display")
+        [[ -n $display ]] && break
+        if ! kill -0 "$xvfb_pid" 2>/dev/null; then
+            echo "error: Xvfb exited before it took connections; its log:" >&2
+            cat "$work/xvfb.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    if [[ -z $display ]]; then
+        echo "error: Xvfb took no connections within 60 s; its log:" >&2
+        cat "$work/xvfb.log" >&2
+        return 1
+    fi
+    export DISPLAY=":$display" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+}
+
+window_of() {
+    local pid=$1 log=$2 window="" _
+    for _ in $(seq 300); do
+        window=$(xdotool search --name '^Lifeboat$' 2>/dev/null | head -1 || true)
+        if [[ -n $window ]]; then
+            echo "$window"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "error: the app exited before its window opened; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "error: no Lifeboat window appeared within 60 s; the app's log:" >&2
+    cat "$log" >&2
+    return 1
+}
