@@ -262,3 +262,38 @@ fn verify_of_a_copy_with_a_missing_wal_file_exits_with_a_hole() {
     );
     assert!(text.contains("lacks"), "{text}");
 }
+
+/// The README's "Your first drill" commands, run as written on a fresh
+/// embedded default, end in a passed drill whose report holds every record.
+#[test]
+fn the_readme_first_drill_reaches_a_passed_report() {
+    let readme = include_str!("../README.md");
+    let block = readme
+        .split("<!-- first-drill")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /first-drill -->").next())
+        .expect("the README marks its first-drill commands");
+    let lines: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("lifeboat "))
+        .collect();
+    assert!(lines.len() >= 4, "{block}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for line in &lines {
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let mut cmd = lifeboat(dir.path());
+        cmd.current_dir(dir.path());
+        let out = run(cmd, &args);
+        assert!(
+            out.status.success(),
+            "`{line}` failed: {}{}",
+            stdout(&out),
+            common::stderr(&out)
+        );
+    }
+    let report = std::fs::read_to_string(dir.path().join("drill.md")).expect("the drill report");
+    assert!(report.contains("outcome: drill passed"), "{report}");
+    assert!(report.contains("| tour-orders |"), "{report}");
+    assert!(report.contains("200 of 200 acknowledged"), "{report}");
+}
