@@ -237,10 +237,7 @@ impl Help {
         let mut action = None;
         let docs = self.docs();
         ui.menu_button("Help", |ui| {
-            if ui
-                .add(egui::Button::new("Take the tour").shortcut_text("F1"))
-                .clicked()
-            {
+            if ui.button("Take the tour").on_hover_text("F1").clicked() {
                 action = Some(MenuAction::Tour);
                 ui.close();
             }
