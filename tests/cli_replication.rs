@@ -241,3 +241,37 @@ fn a_group_configured_from_the_cli_is_served_headless_by_the_same_engine() {
         stdout(&out)
     );
 }
+
+/// `group configure` sets the group's type with --pre-provisioned or
+/// --storage-only, keeps a saved group's type without either, and `group
+/// show` says which.
+#[test]
+fn group_configure_keeps_or_sets_the_replication_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let show = |dir: &std::path::Path| {
+        let out = run(lifeboat(dir), &["group", "show"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let configure = |dir: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["group", "configure", "--secondary", "eu-west-1"];
+        args.extend_from_slice(extra);
+        let out = run(lifeboat(dir), &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    configure(dir.path(), &[]);
+    assert!(show(dir.path()).contains("; storage only;"));
+    configure(dir.path(), &["--pre-provisioned"]);
+    assert!(show(dir.path()).contains("; storage + pre-provisioned;"));
+    configure(dir.path(), &["--rpo-target", "2s"]);
+    let kept = show(dir.path());
+    assert!(kept.contains("; storage + pre-provisioned;"), "{kept}");
+    assert!(kept.contains("RPO target 2 s"), "{kept}");
+    configure(dir.path(), &["--storage-only"]);
+    assert!(show(dir.path()).contains("; storage only;"));
+    let both = run(
+        lifeboat(dir.path()),
+        &["group", "configure", "--secondary", "eu-west-1", "--pre-provisioned", "--storage-only"],
+    );
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+}

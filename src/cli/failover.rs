@@ -86,7 +86,12 @@ pub(crate) async fn report_and_serve(
     for ws in workspaces {
         ws.stop().await?;
     }
-    Ok(exit_code::OK)
+    // Served or not, a failed step is a failed operation.
+    Ok(if record.ok {
+        exit_code::OK
+    } else {
+        exit_code::FAILED
+    })
 }
 
 /// Which regions and databases a failover concerns: the flags, else the

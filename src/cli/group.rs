@@ -29,6 +29,15 @@ pub enum GroupCommand {
         /// Lag above this counts as an RPO breach.
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         rpo_target: Duration,
+        /// Also stand the group's workspaces up in the secondary, following
+        /// the replicas read-only, so a failover only forks and opens
+        /// writers (the app's "storage + pre-provisioned"; `serve` runs them).
+        #[arg(long, conflicts_with = "storage_only")]
+        pre_provisioned: bool,
+        /// Copy the files only; compute is made at failover. Without either
+        /// flag a saved group keeps its type, and a new one is storage only.
+        #[arg(long)]
+        storage_only: bool,
     },
     /// Stop copying a database until resumed.
     Pause {
@@ -136,8 +145,12 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                         Selection::All => "all current and future databases".to_string(),
                         Selection::Only(dbs) => dbs.iter().cloned().collect::<Vec<_>>().join(", "),
                     };
+                    let kind = match g.kind {
+                        ReplicationKind::StorageOnly => "storage only",
+                        ReplicationKind::PreProvisioned => "storage + pre-provisioned",
+                    };
                     let mut text = format!(
-                        "{} → {}: {dbs}; storage only; RPO target {} s",
+                        "{} → {}: {dbs}; {kind}; RPO target {} s",
                         g.primary, g.secondary, g.rpo_target_s
                     );
                     if !g.held.is_empty() {
@@ -154,8 +167,18 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
             secondary,
             dbs,
             rpo_target,
+            pre_provisioned,
+            storage_only,
         } => {
             ctx.regions.get(&secondary)?;
+            let kind = if pre_provisioned {
+                ReplicationKind::PreProvisioned
+            } else if storage_only {
+                ReplicationKind::StorageOnly
+            } else {
+                group::load(&ctx.home.config_dir)?
+                    .map_or(ReplicationKind::StorageOnly, |g| g.kind)
+            };
             let databases = if dbs.is_empty() {
                 Selection::All
             } else {
@@ -164,7 +187,7 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
             Command::ConfigureReplication {
                 secondary,
                 databases,
-                kind: ReplicationKind::StorageOnly,
+                kind,
                 rpo_target_s: rpo_target.as_secs_f64(),
             }
         }
