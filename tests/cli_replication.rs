@@ -271,7 +271,14 @@ fn group_configure_keeps_or_sets_the_replication_type() {
     assert!(show(dir.path()).contains("; storage only;"));
     let both = run(
         lifeboat(dir.path()),
-        &["group", "configure", "--secondary", "eu-west-1", "--pre-provisioned", "--storage-only"],
+        &[
+            "group",
+            "configure",
+            "--secondary",
+            "eu-west-1",
+            "--pre-provisioned",
+            "--storage-only",
+        ],
     );
     assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
 }

@@ -176,8 +176,7 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
             } else if storage_only {
                 ReplicationKind::StorageOnly
             } else {
-                group::load(&ctx.home.config_dir)?
-                    .map_or(ReplicationKind::StorageOnly, |g| g.kind)
+                group::load(&ctx.home.config_dir)?.map_or(ReplicationKind::StorageOnly, |g| g.kind)
             };
             let databases = if dbs.is_empty() {
                 Selection::All
