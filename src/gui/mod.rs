@@ -68,14 +68,7 @@ impl std::str::FromStr for Tab {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Tab, String> {
-        Tab::ALL
-            .into_iter()
-            .find(|t| t.label().eq_ignore_ascii_case(text))
-            .ok_or_else(|| {
-                format!(
-                    "no tab `{text}`; choose one of replication, databases, workspaces, dashboard, activity, settings"
-                )
-            })
+        by_name("tab", &Tab::ALL, Tab::label, text)
     }
 }
 
@@ -119,14 +112,25 @@ impl std::str::FromStr for Panel {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Panel, String> {
-        Panel::ALL
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(text))
-            .ok_or_else(|| {
-                let names: Vec<&str> = Panel::ALL.iter().map(|p| p.name()).collect();
-                format!("no panel `{text}`; choose one of {}", names.join(", "))
-            })
+        by_name("panel", &Panel::ALL, Panel::name, text)
     }
+}
+
+/// The one of `all` whose name is `text` (any case), or one line naming
+/// them all.
+fn by_name<T: Copy>(
+    what: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    text: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|t| name(*t).eq_ignore_ascii_case(text))
+        .ok_or_else(|| {
+            let names: Vec<String> = all.iter().map(|t| name(*t).to_lowercase()).collect();
+            format!("no {what} `{text}`; choose one of {}", names.join(", "))
+        })
 }
 
 /// What persists between runs (window size and position are eframe's).
