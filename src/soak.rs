@@ -340,10 +340,11 @@ impl Step for Failover {
             .and_then(|r| r.missing_records)
             .unwrap_or(0);
         if !record.ok || lost > 0 {
-            return Err(Error::Failed(format!(
-                "the failover of {} went wrong: {} ({lost} acknowledged records lost)",
-                flow.db, record.outcome
-            )));
+            return Err(went_wrong(
+                &format!("failover of {}", flow.db),
+                &record,
+                lost,
+            ));
         }
         // The database now lives in the other region and flows back.
         soak.rehome(self.db, &live.branch).await?;
@@ -377,6 +378,26 @@ impl Step for Failover {
 /// fenced), the last files are copied, the home moves; nothing
 /// acknowledged may be missing. The writer then goes on at the new home
 /// and replication runs the other way.
+/// An operation that failed a step or lost an acknowledged record, with
+/// the steps that failed and why.
+fn went_wrong(what: &str, record: &crate::control::event::OperationRecord, lost: u64) -> Error {
+    let failed: Vec<String> = record
+        .steps
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| format!("{}: {}", s.name, s.detail))
+        .collect();
+    Error::Failed(format!(
+        "the {what} went wrong: {} ({lost} acknowledged records lost; failed steps: {})",
+        record.outcome,
+        if failed.is_empty() {
+            "none".to_string()
+        } else {
+            failed.join("; ")
+        }
+    ))
+}
+
 pub struct Move {
     pub db: usize,
     pub kind: crate::control::event::OperationKind,
@@ -426,12 +447,8 @@ impl Step for Move {
             .and_then(|r| r.missing_records)
             .unwrap_or(0);
         if !record.ok || lost > 0 {
-            return Err(Error::Failed(format!(
-                "the {} of {} went wrong: {} ({lost} acknowledged records lost)",
-                self.kind.name(),
-                flow.db,
-                record.outcome
-            )));
+            let what = format!("{} of {}", self.kind.name(), flow.db);
+            return Err(went_wrong(&what, &record, lost));
         }
         // The fenced writer's report is kept; a new one writes at the new home.
         soak.finish_writer(self.db).await?;
