@@ -247,8 +247,8 @@ impl Command {
 
 /// The demo's databases.
 pub const DEMO_DATABASES: [&str; 3] = ["demo-orders", "demo-carts", "demo-events"];
-/// Records per second each demo writer takes.
-const DEMO_RATE: u64 = 20;
+/// Records per second each demo writer (and each `StartWorkload`) takes.
+pub const DEMO_RATE: u64 = 20;
 
 /// What the demo's writers and `StartWorkload` write.
 fn demo_spec() -> WorkloadSpec {
@@ -1516,7 +1516,6 @@ impl Core {
         }
     }
 
-    /// Stops the demo writer of `only`, or every one; returns how many.
     /// Writes test records to the live branch of `db` where the listing
     /// shows it homed, at the demo's rate (the demo's writers and these are
     /// one set: the status bar counts them, Stop the demo stops them all).
@@ -1558,6 +1557,7 @@ impl Core {
         );
     }
 
+    /// Stops the demo writer of `only`, or every one; returns how many.
     async fn stop_demo(&mut self, only: Option<&str>) -> usize {
         let stopping: Vec<String> = self
             .demo

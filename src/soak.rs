@@ -248,15 +248,9 @@ impl Step for Drill {
         soak.pins
             .update(&crate::control::load_all(&soak.regions).await?);
         if !record.ok {
-            let failed: Vec<String> = record
-                .steps
-                .iter()
-                .filter(|s| !s.ok)
-                .map(|s| format!("{}: {}", s.name, s.detail))
-                .collect();
             return Err(Error::Failed(format!(
                 "the drill failed: {}",
-                failed.join("; ")
+                failed_steps(&record).join("; ")
             )));
         }
         Ok(format!(
@@ -373,20 +367,10 @@ impl Step for Failover {
     }
 }
 
-/// A planned switchover (or a failback) of database `db` to its replica's
-/// region under its running writer: writes stop at the home (the writer is
-/// fenced), the last files are copied, the home moves; nothing
-/// acknowledged may be missing. The writer then goes on at the new home
-/// and replication runs the other way.
 /// An operation that failed a step or lost an acknowledged record, with
 /// the steps that failed and why.
 fn went_wrong(what: &str, record: &crate::control::event::OperationRecord, lost: u64) -> Error {
-    let failed: Vec<String> = record
-        .steps
-        .iter()
-        .filter(|s| !s.ok)
-        .map(|s| format!("{}: {}", s.name, s.detail))
-        .collect();
+    let failed = failed_steps(record);
     Error::Failed(format!(
         "the {what} went wrong: {} ({lost} acknowledged records lost; failed steps: {})",
         record.outcome,
@@ -398,6 +382,21 @@ fn went_wrong(what: &str, record: &crate::control::event::OperationRecord, lost:
     ))
 }
 
+/// The steps of `record` that failed, each with why.
+fn failed_steps(record: &crate::control::event::OperationRecord) -> Vec<String> {
+    record
+        .steps
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| format!("{}: {}", s.name, s.detail))
+        .collect()
+}
+
+/// A planned switchover (or a failback) of database `db` to its replica's
+/// region under its running writer: writes stop at the home (the writer is
+/// fenced), the last files are copied, the home moves; nothing
+/// acknowledged may be missing. The writer then goes on at the new home
+/// and replication runs the other way.
 pub struct Move {
     pub db: usize,
     pub kind: crate::control::event::OperationKind,

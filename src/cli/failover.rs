@@ -71,12 +71,14 @@ pub(crate) async fn report_and_serve(
         report::write(path, record)?;
     }
     print_record(json, record)?;
+    // Served or not, a failed step is a failed operation.
+    let code = if record.ok {
+        exit_code::OK
+    } else {
+        exit_code::FAILED
+    };
     if workspaces.is_empty() {
-        return Ok(if record.ok {
-            exit_code::OK
-        } else {
-            exit_code::FAILED
-        });
+        return Ok(code);
     }
     let stopped = futures::future::select_all(workspaces.iter().map(|w| Box::pin(w.stopped())));
     tokio::select! {
@@ -86,12 +88,7 @@ pub(crate) async fn report_and_serve(
     for ws in workspaces {
         ws.stop().await?;
     }
-    // Served or not, a failed step is a failed operation.
-    Ok(if record.ok {
-        exit_code::OK
-    } else {
-        exit_code::FAILED
-    })
+    Ok(code)
 }
 
 /// Which regions and databases a failover concerns: the flags, else the

@@ -145,13 +145,12 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                         Selection::All => "all current and future databases".to_string(),
                         Selection::Only(dbs) => dbs.iter().cloned().collect::<Vec<_>>().join(", "),
                     };
-                    let kind = match g.kind {
-                        ReplicationKind::StorageOnly => "storage only",
-                        ReplicationKind::PreProvisioned => "storage + pre-provisioned",
-                    };
                     let mut text = format!(
-                        "{} → {}: {dbs}; {kind}; RPO target {} s",
-                        g.primary, g.secondary, g.rpo_target_s
+                        "{} → {}: {dbs}; {}; RPO target {} s",
+                        g.primary,
+                        g.secondary,
+                        g.kind.label(),
+                        g.rpo_target_s
                     );
                     if !g.held.is_empty() {
                         let held: Vec<_> = g.held.iter().cloned().collect();

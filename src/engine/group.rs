@@ -37,6 +37,16 @@ pub enum ReplicationKind {
     PreProvisioned,
 }
 
+impl ReplicationKind {
+    /// The type in words, as the app and `group show` print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReplicationKind::StorageOnly => "storage only",
+            ReplicationKind::PreProvisioned => "storage + pre-provisioned",
+        }
+    }
+}
+
 /// One replication group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupConfig {

@@ -447,7 +447,10 @@ impl DatabasesTab {
             };
             if ui
                 .button(text)
-                .on_hover_text("numbered test records, 20 a second, each logged once acknowledged: a drill or failover report then counts what a replica holds and lacks")
+                .on_hover_text(format!(
+                    "numbered test records, {} a second, each logged once acknowledged: a drill or failover report then counts what a replica holds and lacks",
+                    crate::engine::DEMO_RATE
+                ))
                 .accessible_name(format!("{text} {}", row.db))
                 .clicked()
             {

@@ -243,10 +243,9 @@ pub struct RecoverPanel {
 }
 
 impl RecoverPanel {
-    /// The region the newest unrecovered failover left, while it does not
-    /// answer (its stranded writes wait for it).
-    fn source_down(snapshot: &Snapshot) -> Option<String> {
-        let unrecovered = snapshot.branches.unrecovered();
+    /// The region the first of `unrecovered` was failed over from, while it
+    /// does not answer (its stranded writes wait for it).
+    fn source_down(snapshot: &Snapshot, unrecovered: &[(String, String)]) -> Option<String> {
         unrecovered.first().and_then(|(db, live)| {
             let fork = &snapshot.branches.branch(db, live)?.fork;
             let group = snapshot.group.as_ref()?;
@@ -268,7 +267,7 @@ impl RecoverPanel {
     pub fn button(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
         let unrecovered = snapshot.branches.unrecovered();
         let recovered = &snapshot.branches.recovered;
-        let source_down = Self::source_down(snapshot);
+        let source_down = Self::source_down(snapshot, &unrecovered);
         let blocked = if snapshot.recovery.running {
             Some("a recovery or merge is running".to_string())
         } else if let Some(source) = source_down.as_ref().filter(|_| recovered.is_empty()) {
@@ -299,17 +298,15 @@ impl RecoverPanel {
     pub fn open(&mut self, engine: &Engine, snapshot: &Snapshot) {
         let unrecovered = snapshot.branches.unrecovered();
         let recovered = &snapshot.branches.recovered;
-        let source_down = Self::source_down(snapshot);
+        let source_down = Self::source_down(snapshot, &unrecovered);
         self.open = true;
-        {
-            if let Some((db, _)) = unrecovered.first().filter(|_| source_down.is_none()) {
-                self.request = Some(engine.send(Command::Recover { db: db.clone() }));
-            } else if let Some(r) = recovered.last() {
-                self.request = Some(engine.send(Command::CompareRecovered {
-                    db: r.recovered.fork.db.clone(),
-                    branch: r.recovered.fork.branch.clone(),
-                }));
-            }
+        if let Some((db, _)) = unrecovered.first().filter(|_| source_down.is_none()) {
+            self.request = Some(engine.send(Command::Recover { db: db.clone() }));
+        } else if let Some(r) = recovered.last() {
+            self.request = Some(engine.send(Command::CompareRecovered {
+                db: r.recovered.fork.db.clone(),
+                branch: r.recovered.fork.branch.clone(),
+            }));
         }
     }
 

@@ -147,10 +147,7 @@ impl ReplicationTab {
                     ui.label(
                         RichText::new(format!("{} to {}", group.primary, group.secondary)).strong(),
                     );
-                    ui.label(match group.kind {
-                        ReplicationKind::StorageOnly => "· storage only",
-                        ReplicationKind::PreProvisioned => "· storage + pre-provisioned",
-                    });
+                    ui.label(format!("· {}", group.kind.label()));
                     ui.label(match &group.databases {
                         Selection::All => "· all current and future databases".to_string(),
                         Selection::Only(dbs) => format!("· {} database(s)", dbs.len()),

@@ -196,7 +196,8 @@ impl Tour {
             }
             1 => {
                 ui.label(format!(
-                    "Write numbered test records to {db}, 20 a second. Each is logged once acknowledged, so the drill can count what the replica holds."
+                    "Write numbered test records to {db}, {} a second. Each is logged once acknowledged, so the drill can count what the replica holds.",
+                    crate::engine::DEMO_RATE
                 ));
                 if ui.button("Start writing").clicked() {
                     self.pending = Some(engine.send(Command::StartWorkload { db: db.to_string() }));
