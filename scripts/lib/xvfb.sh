@@ -11,7 +11,9 @@ xvfb_install() {
     local need=() lib
     command -v Xvfb >/dev/null || need+=(xvfb)
     command -v xwd >/dev/null || need+=(x11-apps)
-    command -v convert >/dev/null || need+=(imagemagick)
+    # ImageMagick itself: some machines put a stand-in named convert on the
+    # PATH that reads only PNG, and xwd's pictures are not PNG.
+    convert -version 2>/dev/null | grep ImageMagick >/dev/null || need+=(imagemagick)
     command -v xdotool >/dev/null || need+=(xdotool)
     # Mesa's software GL and the libraries winit and glow load at run time
     # (grep without -q: under pipefail an early exit would fail the pipe).
