@@ -2165,14 +2165,13 @@ impl Core {
                 let forked =
                     storage::fork::fork_at(&region, &db, &source, &name, Some(&point)).await?;
                 drop(guard);
-                pins.add(&db, &forked.pinned);
-                let event = control::event::Event::BranchForked(
-                    crate::orchestrator::failover::branch_event(
-                        &forked,
-                        control::event::BranchReason::Recovery,
-                        None,
-                    ),
+                let fork = crate::orchestrator::failover::branch_event(
+                    &forked,
+                    control::event::BranchReason::Recovery,
+                    None,
                 );
+                pins.add(&fork);
+                let event = control::event::Event::BranchForked(fork);
                 control::append(&regions, &engine, &who, event).await?;
                 Ok::<_, Error>(format!(
                     "restored {db} as {name} in {} as of {}: manifest {}, WAL {}",

@@ -531,7 +531,11 @@ async fn a_fork_keeps_what_it_reads_when_the_home_collects_it() {
         // The list-diff runs with no grace: it deletes what the home
         // deleted, except what the fork holds.
         let pins = Arc::new(BranchPins::default());
-        pins.add("orders", &forked.pinned);
+        pins.add(&lifeboat::orchestrator::failover::branch_event(
+            &forked,
+            lifeboat::control::event::BranchReason::Manual,
+            None,
+        ));
         let mut copier = BranchCopier::standalone(
             flow,
             ReplicationOptions {

@@ -513,6 +513,7 @@ pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Re
                 at_replica: false,
                 shadow: None,
                 manifest_id: 0,
+                wal_from: 0,
                 wal_end: 0,
                 wal_copied: 0,
                 pinned: BTreeMap::new(),

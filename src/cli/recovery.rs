@@ -60,6 +60,13 @@ struct Comparison {
     changed: usize,
     conflicts: usize,
     pending: usize,
+    /// The fixed states compared, and the comparison's digest.
+    fork_point: String,
+    recovered_at: String,
+    digest: String,
+    /// Why this is not the comparison the recovery recorded (no merge
+    /// writes it), if it is not.
+    unlike_recorded: Option<String>,
     changes: Vec<ChangeRow>,
 }
 
@@ -72,6 +79,10 @@ fn comparison(r: &Recovered) -> Comparison {
         changed: r.changes.len(),
         conflicts: r.conflicts(),
         pending: r.pending(),
+        fork_point: r.fork_point.clone(),
+        recovered_at: r.recovered_at.clone(),
+        digest: r.digest(),
+        unlike_recorded: r.unlike_recorded.clone(),
         changes: r.rows(),
     }
 }
@@ -79,7 +90,13 @@ fn comparison(r: &Recovered) -> Comparison {
 /// The comparison as text: the summary, then the first `rows` keys
 /// (conflicts first).
 fn comparison_text(r: &Recovered, rows: usize) -> String {
-    let mut lines = vec![r.summary()];
+    let mut lines = vec![
+        r.summary(),
+        format!(
+            "compared: the stranded branch at {} with the fork point at {}",
+            r.recovered_at, r.fork_point
+        ),
+    ];
     let mut shown = r.rows();
     shown.sort_by_key(|row| (!row.conflict, row.merged));
     let cut = |v: &Option<String>| match v {
@@ -290,10 +307,13 @@ pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32
         let recovered =
             recover::inspect(&find_region(&regions, &home)?, &state, &args.db, &branch).await?;
         emit(json, &comparison(&recovered), || {
+            let would = match recovered.unlike_recorded {
+                Some(_) => "A merge would refuse it (see the warning above).".to_string(),
+                None => format!("Would merge {}.", pick.describe()),
+            };
             format!(
-                "{}\nWould merge {}.\nNothing was changed; run again with --yes to merge.",
+                "{}\n{would}\nNothing was changed; run again with --yes to merge.",
                 comparison_text(&recovered, SHOWN_ROWS),
-                pick.describe()
             )
         })?;
         return Ok(exit_code::OK);

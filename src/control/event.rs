@@ -146,6 +146,12 @@ pub struct BranchForked {
     pub reason: BranchReason,
     /// The source's manifest the fork starts from.
     pub manifest_id: u64,
+    /// The first of the source's WAL files the fork point reads
+    /// (`wal_from..=wal_end`): a fork at a replica keeps them there, so its
+    /// fork point stays readable (recovered writes are compared with it).
+    /// Absent in events written before it was recorded.
+    #[serde(default)]
+    pub wal_from: Option<u64>,
     /// The source's newest WAL file the fork holds.
     pub wal_end: u64,
     /// The shadow parent's path, for a fork made at a replica.
@@ -208,6 +214,13 @@ pub struct WritesRecovered {
     pub changed: u64,
     /// Of those, keys the live branch changed too.
     pub conflicts: u64,
+    /// A digest of the comparison the recovery showed (every changed key
+    /// with its value at the fork point and in the recovered branch, see
+    /// `orchestrator::recover::Recovered::digest`): a merge writes only a
+    /// comparison that still has it. Absent in events written before it
+    /// was recorded.
+    #[serde(default)]
+    pub digest: Option<String>,
 }
 
 /// One step of an operation and how long it took.
@@ -566,5 +579,43 @@ mod tests {
         let text = ron::to_string(&envelope).expect("encode");
         let back: Envelope = ron::from_str(&text).expect("decode");
         assert_eq!(back, envelope);
+    }
+
+    #[test]
+    fn events_written_before_a_field_was_recorded_still_read() {
+        let fork = BranchForked {
+            db: "orders".into(),
+            branch: "recovered-1".into(),
+            source: "main".into(),
+            region: "eu-west-1".into(),
+            reason: BranchReason::Recovery,
+            manifest_id: 9,
+            wal_from: Some(31),
+            wal_end: 40,
+            shadow: Some("_lifeboat/shadow/orders/main/recovered-1".into()),
+            pinned: BTreeMap::new(),
+            expires_ms: None,
+        };
+        let event = Event::WritesRecovered(Box::new(WritesRecovered {
+            fork,
+            live: "failover-1".into(),
+            stranded_in: "us-east-1".into(),
+            changed: 12,
+            conflicts: 1,
+            digest: Some("00ff".into()),
+        }));
+        let text = ron::to_string(&event).expect("encode");
+        let old = text
+            .replace("wal_from:Some(31),", "")
+            .replace(",digest:Some(\"00ff\")", "");
+        assert!(
+            !old.contains("wal_from") && !old.contains("digest"),
+            "{old}"
+        );
+        let Event::WritesRecovered(back) = ron::from_str::<Event>(&old).expect("decode") else {
+            panic!("not WritesRecovered: {old}");
+        };
+        assert_eq!((back.fork.wal_from, back.digest), (None, None));
+        assert_eq!((back.fork.wal_end, back.changed), (40, 12));
     }
 }

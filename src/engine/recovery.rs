@@ -35,6 +35,12 @@ pub struct ComparisonView {
     pub changed: usize,
     pub conflicts: usize,
     pub pending: usize,
+    /// The fixed states compared (see [`Recovered`]).
+    pub fork_point: String,
+    pub recovered_at: String,
+    /// Why this is not the comparison the recovery recorded, if it is not:
+    /// no merge writes it.
+    pub unlike_recorded: Option<String>,
     /// Conflicts first, then the keys still to merge; at most [`SHOWN_ROWS`].
     pub rows: Vec<ChangeRow>,
 }
@@ -51,6 +57,9 @@ impl ComparisonView {
             changed: r.changes.len(),
             conflicts: r.conflicts(),
             pending: r.pending(),
+            fork_point: r.fork_point.clone(),
+            recovered_at: r.recovered_at.clone(),
+            unlike_recorded: r.unlike_recorded.clone(),
             rows,
         }
     }

@@ -337,6 +337,16 @@ impl RecoverPanel {
                     "{}/{}: {} key(s) written after the fork point, {} conflict(s), {} still to merge into {}",
                     c.db, c.branch, c.changed, c.conflicts, c.pending, c.live
                 ));
+                ui.label(
+                    RichText::new(format!(
+                        "Compared: the stranded branch at {} with the fork point at {}",
+                        c.recovered_at, c.fork_point
+                    ))
+                    .color(widgets::muted(ui)),
+                );
+                if let Some(why) = &c.unlike_recorded {
+                    ui.label(RichText::new(why).color(widgets::bad(ui)));
+                }
                 egui::ScrollArea::vertical()
                     .max_height(260.0)
                     .show(ui, |ui| {
@@ -385,7 +395,10 @@ impl RecoverPanel {
                     );
                 }
                 ui.checkbox(&mut self.discard, "Discard the recovered branch once merged");
-                let nothing = (c.pending == 0).then_some("everything is merged");
+                let nothing = match &c.unlike_recorded {
+                    Some(_) => Some("this is not the comparison the recovery recorded (see above); recover again to compare afresh"),
+                    None => (c.pending == 0).then_some("everything is merged"),
+                };
                 ui.horizontal(|ui| {
                     let send = |pick: Pick| {
                         engine.send(Command::Merge {

@@ -189,7 +189,7 @@ pub async fn drill(
     }
     if let Some(pins) = &options.pins {
         for f in &forks {
-            pins.add(&f.db, &f.pinned);
+            pins.add(&branch_event(f, BranchReason::Drill, None));
         }
     }
     let expires_ms = now_ms() + options.ttl.as_millis() as u64;

@@ -373,7 +373,7 @@ pub async fn failover(
     }
     if let Some(pins) = &options.pins {
         for f in &forked {
-            pins.add(&f.db, &f.pinned);
+            pins.add(&branch_event(f, BranchReason::Failover, None));
         }
     }
 
@@ -543,6 +543,7 @@ pub fn branch_event(f: &Forked, reason: BranchReason, expires_ms: Option<u64>) -
         region: f.region.clone(),
         reason,
         manifest_id: f.manifest_id,
+        wal_from: Some(f.wal_from),
         wal_end: f.wal_end,
         shadow: f.shadow.clone(),
         pinned: f.pinned.clone(),

@@ -167,6 +167,12 @@ pub async fn merge(
 
     let since = Instant::now();
     let recovered = inspect(&home, state, db, branch).await?;
+    // Write only what the responder was shown (the comparison is of two
+    // fixed states, named in the log): a comparison that reads otherwise
+    // now is refused, with nothing written.
+    if let Some(why) = &recovered.unlike_recorded {
+        return Err(Error::Failed(format!("{db}/{branch}: {why}")));
+    }
     if let Pick::Choose(choices) = &options.pick {
         let unknown: Vec<String> = choices
             .keys()
@@ -193,7 +199,10 @@ pub async fn merge(
         .filter(|c| c.conflict() && !options.pick.takes(c))
         .count() as u64;
     steps.done(
-        "compare the recovered and live branches",
+        format!(
+            "compare {db}/{branch} ({}) with the fork point ({}) and {db}/{}",
+            recovered.recovered_at, recovered.fork_point, recovered.live
+        ),
         since,
         true,
         format!(

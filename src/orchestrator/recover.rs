@@ -116,11 +116,47 @@ pub struct Recovered {
     pub branch: String,
     pub live: String,
     pub region: String,
+    /// The two fixed states compared, as "manifest M, WAL W" of the
+    /// stranded branch: the live branch's fork point and the recovered
+    /// branch's.
+    pub fork_point: String,
+    pub recovered_at: String,
     /// Every key written after the fork point, in key order.
     pub changes: Vec<Change>,
+    /// How this comparison differs from the one the recovery recorded, if
+    /// it does: both compare fixed states, so it never should, and a merge
+    /// refuses to write one the responder was not shown.
+    pub unlike_recorded: Option<String>,
 }
 
 impl Recovered {
+    /// A digest of the comparison: every changed key with its value at the
+    /// fork point and in the recovered branch, in key order (BLAKE2b-128,
+    /// hex). The live values are left out: the live branch moves on, and
+    /// a merge reads them again.
+    pub fn digest(&self) -> String {
+        use blake2::Digest;
+        let mut hasher = blake2::Blake2b::<blake2::digest::consts::U16>::new();
+        let mut add = |bytes: Option<&[u8]>| match bytes {
+            None => hasher.update([0u8]),
+            Some(b) => {
+                hasher.update([1u8]);
+                hasher.update((b.len() as u64).to_le_bytes());
+                hasher.update(b);
+            }
+        };
+        for c in &self.changes {
+            add(Some(&c.key));
+            add(c.base.as_deref());
+            add(c.recovered.as_deref());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     pub fn conflicts(&self) -> usize {
         self.changes.iter().filter(|c| c.conflict()).count()
     }
@@ -156,7 +192,7 @@ impl Recovered {
 
     /// What a responder reads first.
     pub fn summary(&self) -> String {
-        format!(
+        let summary = format!(
             "{}/{}: {} key(s) written in the stranded region after the fork point; {} already in {}, {} conflict(s), {} to merge cleanly",
             self.db,
             self.branch,
@@ -165,7 +201,11 @@ impl Recovered {
             self.live,
             self.conflicts(),
             self.clean()
-        )
+        );
+        match &self.unlike_recorded {
+            Some(why) => format!("{summary}; warning: {why}"),
+            None => summary,
+        }
     }
 }
 
@@ -317,7 +357,7 @@ pub async fn recover(
     drop(guard);
     let forked = forked?;
     if let Some(pins) = &options.pins {
-        pins.add(db, &forked.pinned);
+        pins.add(&branch_event(&forked, BranchReason::Recovery, None));
     }
     steps.done(
         format!("fork {db}/{name} in {}", new.name()),
@@ -331,7 +371,13 @@ pub async fn recover(
 
     // 4. What was written after the fork point, and what conflicts.
     let since = Instant::now();
-    let compared = compare(&new, &found, &name).await;
+    let compared = compare(
+        &new,
+        &found,
+        &name,
+        state_of(forked.manifest_id, forked.wal_end),
+    )
+    .await;
     let recovered = match compared {
         Ok(r) => r,
         Err(e) => {
@@ -340,7 +386,10 @@ pub async fn recover(
         }
     };
     steps.done(
-        "compare with the fork point and the live branch",
+        format!(
+            "compare {db}/{name} ({}) with the fork point ({}) and {db}/{}",
+            recovered.recovered_at, recovered.fork_point, found.live
+        ),
         since,
         true,
         recovered.summary(),
@@ -358,6 +407,7 @@ pub async fn recover(
             stranded_in: old.name().to_string(),
             changed: recovered.changes.len() as u64,
             conflicts: recovered.conflicts() as u64,
+            digest: Some(recovered.digest()),
         }));
         let since = Instant::now();
         let appended = control::append(&log_regions, engine, who, event).await?;
@@ -446,7 +496,26 @@ pub async fn inspect(
         source_region: record.recovered.stranded_in.clone(),
         fork,
     };
-    compare(region, &found, branch).await
+    let at = &record.recovered.fork;
+    let mut recovered =
+        compare(region, &found, branch, state_of(at.manifest_id, at.wal_end)).await?;
+    if let Some(digest) = &record.recovered.digest
+        && *digest != recovered.digest()
+    {
+        recovered.unlike_recorded = Some(format!(
+            "this is not the comparison recorded when the writes were recovered ({} changed key(s) then, {} now): the fork point ({}) or {db}/{branch} ({}) no longer reads as it did; nothing is merged from it; run `lifeboat recover --db {db}` again to compare afresh",
+            record.recovered.changed,
+            recovered.changes.len(),
+            recovered.fork_point,
+            recovered.recovered_at,
+        ));
+    }
+    Ok(recovered)
+}
+
+/// A fixed state of the stranded branch, as a responder reads it.
+fn state_of(manifest_id: u64, wal_end: u64) -> String {
+    format!("manifest {manifest_id}, WAL {wal_end}")
 }
 
 /// The fork point of the live branch: its shadow parent as of the fork
@@ -466,8 +535,14 @@ fn fork_point(region: &Region, found: &Stranded) -> Result<DbLocation> {
 }
 
 /// Every key that differs between the fork point and recovered branch
-/// `branch`, with the live branch's value of each.
-async fn compare(region: &Region, found: &Stranded, branch: &str) -> Result<Recovered> {
+/// `branch` (which holds the stranded branch's state `recovered_at`), with
+/// the live branch's value of each.
+async fn compare(
+    region: &Region,
+    found: &Stranded,
+    branch: &str,
+    recovered_at: String,
+) -> Result<Recovered> {
     let base = fork_point(region, found)?;
     let recovered = DbLocation::branch_in_region(region, &found.db, branch)?;
     let live = DbLocation::branch_in_region(region, &found.db, &found.live)?;
@@ -487,7 +562,10 @@ async fn compare(region: &Region, found: &Stranded, branch: &str) -> Result<Reco
         branch: branch.to_string(),
         live: found.live.clone(),
         region: region.name().to_string(),
+        fork_point: state_of(found.fork.manifest_id, found.fork.wal_end),
+        recovered_at,
         changes,
+        unlike_recorded: None,
     })
 }
 

@@ -7,9 +7,11 @@
 //! point-in-time window are SlateDB's own and kept by its manifests.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::files::FileRef;
+use crate::control::event::BranchForked;
 use crate::control::state::ControlState;
 
 /// Says whether a file of a branch replica must be kept.
@@ -36,14 +38,27 @@ impl Pins for NoPins {
     }
 }
 
+/// (db, branch).
+type BranchKey = (String, String);
+/// SSTs held, by the branch they belong to.
+type HeldSsts = BTreeMap<BranchKey, BTreeSet<String>>;
+/// WAL files held (ranges of ids), by the branch they belong to.
+type HeldWal = BTreeMap<BranchKey, Vec<RangeInclusive<u64>>>;
+
 /// The pins of forked branches, from the control log: the compacted SSTs
-/// each fork reads in place, held in every region (a fork may be read, and
-/// replicated, anywhere its source is). While a fork is being made, its
-/// source holds every SST ([`BranchPins::forking`]).
+/// each fork reads in place, and for a fork made at a replica the WAL
+/// files of its fork point (the shadow's manifest replays them from the
+/// replica; recovered writes are compared with that state, so it must read
+/// the same for as long as the fork exists), held in every region (a fork
+/// may be read, and replicated, anywhere its source is). While a fork is
+/// being made, its source holds every SST and WAL file
+/// ([`BranchPins::forking`]).
 #[derive(Debug, Default)]
 pub struct BranchPins {
     /// (db, branch) → SSTs that forks of it read.
-    held: RwLock<BTreeMap<(String, String), BTreeSet<String>>>,
+    held: RwLock<HeldSsts>,
+    /// (db, branch) → WAL files that fork points of it read.
+    wal: RwLock<HeldWal>,
     /// (db, branch) → forks under way.
     forking: Mutex<BTreeMap<(String, String), usize>>,
     /// (db, branch) → the region a failover or switchover made its home.
@@ -58,17 +73,15 @@ impl BranchPins {
         pins
     }
 
-    /// Replaces the held SSTs with what `state`'s branches read.
+    /// Replaces the held files with what `state`'s branches read.
     pub fn update(&self, state: &ControlState) {
-        let mut held: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        let mut held = BTreeMap::new();
+        let mut wal = BTreeMap::new();
         for record in state.all_branches() {
-            for (branch, ssts) in &record.fork.pinned {
-                held.entry((record.fork.db.clone(), branch.clone()))
-                    .or_default()
-                    .extend(ssts.iter().cloned());
-            }
+            hold(&mut held, &mut wal, &record.fork);
         }
         *self.held.write().unwrap_or_else(|p| p.into_inner()) = held;
+        *self.wal.write().unwrap_or_else(|p| p.into_inner()) = wal;
         let homes = state
             .live
             .values()
@@ -87,17 +100,14 @@ impl BranchPins {
     }
 
     /// Adds the pins of one fork at once (before the log is read again).
-    pub fn add(&self, db: &str, pinned: &BTreeMap<String, Vec<String>>) {
+    pub fn add(&self, fork: &BranchForked) {
         let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
-        for (branch, ssts) in pinned {
-            held.entry((db.to_string(), branch.clone()))
-                .or_default()
-                .extend(ssts.iter().cloned());
-        }
+        let mut wal = self.wal.write().unwrap_or_else(|p| p.into_inner());
+        hold(&mut held, &mut wal, fork);
     }
 
-    /// Holds every SST of `db`/`branch` until the guard drops: a fork of it
-    /// is being made and its pins are not known yet.
+    /// Holds every SST and WAL file of `db`/`branch` until the guard
+    /// drops: a fork of it is being made and its pins are not known yet.
     pub fn forking(self: &Arc<Self>, db: &str, branch: &str) -> ForkingGuard {
         let key = (db.to_string(), branch.to_string());
         *self
@@ -123,6 +133,21 @@ impl BranchPins {
     }
 }
 
+/// Adds what `fork` reads in place to `held` (SSTs) and `wal` (its fork
+/// point's WAL files, for a fork at a replica that recorded them).
+fn hold(held: &mut HeldSsts, wal: &mut HeldWal, fork: &BranchForked) {
+    for (branch, ssts) in &fork.pinned {
+        held.entry((fork.db.clone(), branch.clone()))
+            .or_default()
+            .extend(ssts.iter().cloned());
+    }
+    if let (Some(_), Some(from)) = (&fork.shadow, fork.wal_from) {
+        wal.entry((fork.db.clone(), fork.source.clone()))
+            .or_default()
+            .push(from..=fork.wal_end);
+    }
+}
+
 /// See [`BranchPins::forking`].
 pub struct ForkingGuard {
     pins: Arc<BranchPins>,
@@ -143,9 +168,9 @@ impl Drop for ForkingGuard {
 
 impl Pins for BranchPins {
     fn holds(&self, _region: &str, db: &str, branch: &str, file: &FileRef) -> bool {
-        let FileRef::Sst(ulid) = file else {
+        if !matches!(file, FileRef::Sst(_) | FileRef::Wal(_)) {
             return false;
-        };
+        }
         let key = (db.to_string(), branch.to_string());
         if self
             .forking
@@ -155,11 +180,21 @@ impl Pins for BranchPins {
         {
             return true;
         }
-        self.held
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .is_some_and(|ssts| ssts.contains(ulid))
+        match file {
+            FileRef::Sst(ulid) => self
+                .held
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .is_some_and(|ssts| ssts.contains(ulid)),
+            FileRef::Wal(id) => self
+                .wal
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .is_some_and(|ranges| ranges.iter().any(|r| r.contains(id))),
+            _ => false,
+        }
     }
 
     fn moved(&self, db: &str, branch: &str, home: &str) -> bool {
@@ -168,5 +203,61 @@ impl Pins for BranchPins {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(db.to_string(), branch.to_string()))
             .is_some_and(|region| region != home)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::event::BranchReason;
+
+    fn fork(branch: &str, shadow: bool, wal_from: Option<u64>) -> BranchForked {
+        BranchForked {
+            db: "orders".into(),
+            branch: branch.into(),
+            source: "main".into(),
+            region: "eu-west-1".into(),
+            reason: BranchReason::Failover,
+            manifest_id: 7,
+            wal_from,
+            wal_end: 12,
+            shadow: shadow.then(|| format!("_lifeboat/shadow/orders/main/{branch}")),
+            pinned: BTreeMap::from([("main".to_string(), vec!["01SST".to_string()])]),
+            expires_ms: None,
+        }
+    }
+
+    fn held_wal(pins: &BranchPins) -> Vec<u64> {
+        (0..20)
+            .filter(|id| pins.holds("eu-west-1", "orders", "main", &FileRef::Wal(*id)))
+            .collect()
+    }
+
+    #[test]
+    fn a_fork_at_a_replica_holds_its_fork_points_wal_and_ssts() {
+        let pins = BranchPins::default();
+        pins.add(&fork("failover-1", true, Some(9)));
+        assert_eq!(held_wal(&pins), vec![9, 10, 11, 12]);
+        let sst = FileRef::Sst("01SST".into());
+        assert!(pins.holds("us-east-1", "orders", "main", &sst));
+        assert!(!pins.holds("eu-west-1", "orders", "failover-1", &FileRef::Wal(10)));
+        assert!(!pins.holds("eu-west-1", "orders", "main", &FileRef::Manifest(7)));
+    }
+
+    #[test]
+    fn a_fork_at_home_or_from_an_old_event_holds_no_wal() {
+        let pins = BranchPins::default();
+        pins.add(&fork("at-home", false, Some(9)));
+        pins.add(&fork("old", true, None));
+        assert!(held_wal(&pins).is_empty());
+    }
+
+    #[test]
+    fn a_fork_under_way_holds_every_wal_file_of_its_source() {
+        let pins = Arc::new(BranchPins::default());
+        let guard = pins.forking("orders", "main");
+        assert_eq!(held_wal(&pins).len(), 20);
+        drop(guard);
+        assert!(held_wal(&pins).is_empty());
     }
 }

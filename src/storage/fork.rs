@@ -48,6 +48,10 @@ pub struct Forked {
     pub shadow: Option<String>,
     /// The source manifest the fork starts from.
     pub manifest_id: u64,
+    /// The first WAL file of the source past that manifest's replay point:
+    /// the fork point is the manifest and the source's WAL files
+    /// `wal_from..=wal_end`.
+    pub wal_from: u64,
     /// The newest WAL file of the source the fork holds: it is the source's
     /// state as of this WAL file.
     pub wal_end: u64,
@@ -99,7 +103,13 @@ pub async fn fork_at(
     let shadow = at_replica.then(|| shadow_path(db, source, branch));
     let made = make(region, &target, &from, shadow.as_ref(), point).await;
     match made {
-        Ok((manifest_id, pinned, wal_end, wal_copied)) => Ok(Forked {
+        Ok(Made {
+            manifest_id,
+            pinned,
+            wal_from,
+            wal_end,
+            wal_copied,
+        }) => Ok(Forked {
             region: region.name().to_string(),
             db: db.to_string(),
             source: source.to_string(),
@@ -107,6 +117,7 @@ pub async fn fork_at(
             at_replica,
             shadow: shadow.map(|p| p.to_string()),
             manifest_id,
+            wal_from,
             wal_end,
             wal_copied,
             pinned,
@@ -123,16 +134,24 @@ pub async fn fork_at(
     }
 }
 
+/// What [`make`] made: the fields of [`Forked`] it decides.
+struct Made {
+    manifest_id: u64,
+    pinned: BTreeMap<String, Vec<String>>,
+    wal_from: u64,
+    wal_end: u64,
+    wal_copied: u64,
+}
+
 /// Makes the fork: the shadow's manifest (at a replica), the clone, the WAL
-/// tail. Returns the parent manifest, the pinned SSTs, the WAL end and the
-/// WAL files copied.
+/// tail.
 async fn make(
     region: &Region,
     target: &DbLocation,
     from: &DbLocation,
     shadow: Option<&Path>,
     point: Option<&PointInTime>,
-) -> Result<(u64, BTreeMap<String, Vec<String>>, u64, u64)> {
+) -> Result<Made> {
     let store = region.store();
     let source = side(region, &from.path);
     // The state the fork starts from: the source's newest manifest, or
@@ -222,7 +241,15 @@ async fn make(
                 .extend(ssts.iter().cloned());
         }
     }
-    Ok((parent_id, pinned, wal_end, wal_end - copied_to))
+    Ok(Made {
+        manifest_id: parent_id,
+        pinned,
+        // The clone replays from its parent's replay point, as does a
+        // reader of the fork point.
+        wal_from: own.replay_after_wal_id + 1,
+        wal_end,
+        wal_copied: wal_end - copied_to,
+    })
 }
 
 /// The branch whose files lie at `path`: `dbs/<db>/<branch>`, or the
