@@ -252,37 +252,29 @@ async fn stranded_writes_come_back_and_a_merge_loses_no_acknowledged_record() {
         // Merge everything, interrupted after two batches, then again.
         let pending = recovered.pending() as u64;
         let chunk = (pending as usize / 4).max(1);
-        let merge_with = |stop| MergeOptions {
-            pick: Pick::All,
-            chunk_keys: chunk,
-            stop_after_chunks: stop,
-            ..MergeOptions::default()
+        let merge_all = async |state: &control::state::ControlState, stop| {
+            let options = MergeOptions {
+                pick: Pick::All,
+                chunk_keys: chunk,
+                stop_after_chunks: stop,
+                ..MergeOptions::default()
+            };
+            merge::merge(
+                &regions,
+                state,
+                "orders",
+                &recovered.branch,
+                ENGINE,
+                "test",
+                options,
+            )
+            .await
         };
-        let first = merge::merge(
-            &regions,
-            &state,
-            "orders",
-            &recovered.branch,
-            ENGINE,
-            "test",
-            merge_with(Some(2)),
-        )
-        .await
-        .expect("first merge");
+        let first = merge_all(&state, Some(2)).await.expect("first merge");
         assert!(!first.complete, "{what}: the interruption did not happen");
         assert_eq!(first.applied, 2 * chunk as u64, "{what}");
         let state = control::load(&b).await.expect("log");
-        let second = merge::merge(
-            &regions,
-            &state,
-            "orders",
-            &recovered.branch,
-            ENGINE,
-            "test",
-            merge_with(None),
-        )
-        .await
-        .expect("second merge");
+        let second = merge_all(&state, None).await.expect("second merge");
         assert!(second.complete, "{what}");
         assert_eq!(
             first.applied + second.applied,
@@ -290,17 +282,7 @@ async fn stranded_writes_come_back_and_a_merge_loses_no_acknowledged_record() {
             "{what}: a key was written twice, or one was left out"
         );
         assert_eq!(second.already, first.applied, "{what}");
-        let third = merge::merge(
-            &regions,
-            &state,
-            "orders",
-            &recovered.branch,
-            ENGINE,
-            "test",
-            merge_with(None),
-        )
-        .await
-        .expect("third merge");
+        let third = merge_all(&state, None).await.expect("third merge");
         assert_eq!(third.applied, 0, "{what}: a finished merge wrote again");
 
         // The live branch now holds every acknowledged record, the
@@ -359,16 +341,7 @@ async fn stranded_writes_come_back_and_a_merge_loses_no_acknowledged_record() {
             shown.summary()
         );
         let live_before = checksum(&live_loc).await.expect("checksum");
-        let refused = merge::merge(
-            &regions,
-            &state,
-            "orders",
-            &recovered.branch,
-            ENGINE,
-            "test",
-            merge_with(None),
-        )
-        .await;
+        let refused = merge_all(&state, None).await;
         let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
             error.contains("not the comparison recorded"),
