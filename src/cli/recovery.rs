@@ -90,13 +90,7 @@ fn comparison(r: &Recovered) -> Comparison {
 /// The comparison as text: the summary, then the first `rows` keys
 /// (conflicts first).
 fn comparison_text(r: &Recovered, rows: usize) -> String {
-    let mut lines = vec![
-        r.summary(),
-        format!(
-            "compared: the stranded branch at {} with the fork point at {}",
-            r.recovered_at, r.fork_point
-        ),
-    ];
+    let mut lines = vec![r.summary(), format!("compared {}", r.states())];
     let mut shown = r.rows();
     shown.sort_by_key(|row| (!row.conflict, row.merged));
     let cut = |v: &Option<String>| match v {

@@ -199,10 +199,7 @@ pub async fn merge(
         .filter(|c| c.conflict() && !options.pick.takes(c))
         .count() as u64;
     steps.done(
-        format!(
-            "compare {db}/{branch} ({}) with the fork point ({}) and {db}/{}",
-            recovered.recovered_at, recovered.fork_point, recovered.live
-        ),
+        format!("compare {}", recovered.states()),
         since,
         true,
         format!(

@@ -30,6 +30,7 @@ use crate::replication::pins::{BranchPins, NoPins, Pins};
 use crate::replication::{Flow, ReplicationOptions, cursor, replicator};
 use crate::storage::DbLocation;
 use crate::storage::fork::{delete_branch, fork};
+use crate::storage::view::FieldDigest;
 use crate::workspace::keyspace::RESERVED_PREFIX;
 
 /// Where a database's stranded writes would come from.
@@ -135,26 +136,25 @@ impl Recovered {
     /// hex). The live values are left out: the live branch moves on, and
     /// a merge reads them again.
     pub fn digest(&self) -> String {
-        use blake2::Digest;
-        let mut hasher = blake2::Blake2b::<blake2::digest::consts::U16>::new();
-        let mut add = |bytes: Option<&[u8]>| match bytes {
-            None => hasher.update([0u8]),
-            Some(b) => {
-                hasher.update([1u8]);
-                hasher.update((b.len() as u64).to_le_bytes());
-                hasher.update(b);
-            }
-        };
+        let mut digest = FieldDigest::new();
         for c in &self.changes {
-            add(Some(&c.key));
-            add(c.base.as_deref());
-            add(c.recovered.as_deref());
+            digest.optional(Some(&c.key));
+            digest.optional(c.base.as_deref());
+            digest.optional(c.recovered.as_deref());
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        digest.hex()
+    }
+
+    /// The states compared, as a step or a report names them.
+    pub fn states(&self) -> String {
+        format!(
+            "{db}/{} ({}) with the fork point ({}) and {db}/{}",
+            self.branch,
+            self.recovered_at,
+            self.fork_point,
+            self.live,
+            db = self.db
+        )
     }
 
     pub fn conflicts(&self) -> usize {
@@ -386,10 +386,7 @@ pub async fn recover(
         }
     };
     steps.done(
-        format!(
-            "compare {db}/{name} ({}) with the fork point ({}) and {db}/{}",
-            recovered.recovered_at, recovered.fork_point, found.live
-        ),
+        format!("compare {}", recovered.states()),
         since,
         true,
         recovered.summary(),

@@ -230,12 +230,53 @@ pub struct Checksum {
     pub digest: String,
 }
 
+/// BLAKE2b-128 over a sequence of length-prefixed fields, as hex: a
+/// state's checksum, and the digest of a comparison of recovered writes.
+pub struct FieldDigest(blake2::Blake2b<blake2::digest::consts::U16>);
+
+impl FieldDigest {
+    pub fn new() -> FieldDigest {
+        FieldDigest(blake2::Blake2b::new())
+    }
+
+    /// Adds one field: its length, then its bytes.
+    pub fn field(&mut self, bytes: &[u8]) {
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    /// Adds a field that may be absent (a tag byte tells the two apart).
+    pub fn optional(&mut self, bytes: Option<&[u8]>) {
+        match bytes {
+            None => self.0.update([0u8]),
+            Some(b) => {
+                self.0.update([1u8]);
+                self.field(b);
+            }
+        }
+    }
+
+    pub fn hex(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl Default for FieldDigest {
+    fn default() -> Self {
+        FieldDigest::new()
+    }
+}
+
 /// Reads every key of `location` through a read-only reader.
 pub async fn checksum(location: &DbLocation) -> Result<Checksum> {
     let reader = location.open_reader().await?;
     let read_error = |e: slatedb::Error| Error::database(&location.label, &location.db, "read", &e);
     let mut iter = reader.scan(..).await.map_err(read_error)?;
-    let mut hasher = blake2::Blake2b::<blake2::digest::consts::U16>::new();
+    let mut digest = FieldDigest::new();
     let mut keys = 0u64;
     while let Some(kv) = iter.next().await.map_err(read_error)? {
         if kv
@@ -245,18 +286,14 @@ pub async fn checksum(location: &DbLocation) -> Result<Checksum> {
             continue;
         }
         keys += 1;
-        hasher.update((kv.key.len() as u64).to_le_bytes());
-        hasher.update(&kv.key);
-        hasher.update((kv.value.len() as u64).to_le_bytes());
-        hasher.update(&kv.value);
+        digest.field(&kv.key);
+        digest.field(&kv.value);
     }
     if let Err(e) = reader.close().await {
         tracing::warn!(db = %location.db, "closing the checksum reader: {e}");
     }
-    let digest = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(Checksum { keys, digest })
+    Ok(Checksum {
+        keys,
+        digest: digest.hex(),
+    })
 }
