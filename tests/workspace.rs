@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use common::{lifeboat, run, stderr, stdout};
@@ -76,6 +76,9 @@ struct Served {
     child: Child,
     addr: SocketAddr,
     lines: mpsc::Receiver<serde_json::Value>,
+    /// What the workspace logged to stderr so far (read all along, so a
+    /// chatty server never blocks on a full pipe).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -98,6 +101,16 @@ impl Served {
             .spawn()
             .expect("lifeboat runs");
         let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        std::thread::spawn({
+            let log = Arc::clone(&log);
+            move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    log.lock().expect("log").push(line);
+                }
+            }
+        });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -112,8 +125,10 @@ impl Served {
             Ok(first) => first,
             Err(_) => {
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!("the workspace did not start: {}", stderr(&out));
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+                let log = log.lock().expect("log").join("\n");
+                panic!("the workspace did not start: {log}");
             }
         };
         let addr = first["addr"]
@@ -121,7 +136,37 @@ impl Served {
             .expect("addr")
             .parse()
             .expect("an address");
-        Served { child, addr, lines }
+        Served {
+            child,
+            addr,
+            lines,
+            log,
+        }
+    }
+
+    /// `(resident now, resident at most so far, threads)` of the server
+    /// process, in MiB and threads.
+    fn memory(&self) -> (u64, u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the workspace's /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in {status}"))
+        };
+        (
+            field("VmRSS:") / 1024,
+            field("VmHWM:") / 1024,
+            field("Threads:"),
+        )
+    }
+
+    fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().expect("log");
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
     /// The newest status line, after waiting for one to arrive.
@@ -617,4 +662,376 @@ fn bad_workspace_input_gets_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("too short"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("short\n") && !stdout(&out).contains("short"));
+}
+
+/// The most the workspace process may hold resident under every attack of
+/// `hostile_clients_cannot_take_a_workspace_down`, in MiB: its own working
+/// set, the requests budget (`clients::MAX_BUFFERED`, 256 MiB) and the
+/// password-checking threads (at most 4 × 19 MiB).
+const RSS_BOUND_MIB: u64 = 512;
+
+/// A raw connection from `source` (a loopback address) to `addr`.
+async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().expect("a loopback address"))?;
+    socket.connect(addr).await
+}
+
+/// Sends `bytes` from `source` while reading what the server answers,
+/// until it hangs up (it must, within `within`): the answer.
+async fn attack(source: &str, addr: SocketAddr, bytes: Vec<u8>, within: Duration) -> String {
+    let (answer, hung_up) = attempt(source, addr, bytes, within).await;
+    assert!(
+        hung_up,
+        "the server did not hang up within {within:?}: {answer}"
+    );
+    answer
+}
+
+/// [`attack`], but the server may keep the connection: the answer, and
+/// whether it hung up.
+async fn attempt(
+    source: &str,
+    addr: SocketAddr,
+    bytes: Vec<u8>,
+    within: Duration,
+) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = connect_from(source, addr).await.expect("connect");
+    let (mut rx, mut tx) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        for chunk in bytes.chunks(64 * 1024) {
+            if tx.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+        // Keep the connection open: the server must be the one to close.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(tx);
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(within, rx.read_to_end(&mut answer)).await;
+    writer.abort();
+    (String::from_utf8_lossy(&answer).into_owned(), read.is_ok())
+}
+
+/// One line from the server, or `None` if none comes within `within`.
+async fn line_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(within, async {
+        while stream.read(&mut byte).await.ok()? == 1 {
+            answer.push(byte[0]);
+            if byte[0] == b'\n' {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    read.ok()
+        .flatten()
+        .map(|()| String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn auth_request(user: &str, password: &str) -> Vec<u8> {
+    format!(
+        "*3\r\n$4\r\nAUTH\r\n${}\r\n{user}\r\n${}\r\n{password}\r\n",
+        user.len(),
+        password.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn hostile_clients_cannot_take_a_workspace_down() {
+    if !clients_available() {
+        return;
+    }
+    let dir = shop();
+    let ws = Served::start(dir.path(), "shop", "us-east-1");
+    let addr = ws.addr;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (baseline, _, threads) = ws.memory();
+    eprintln!("at start: {baseline} MiB resident, {threads} threads");
+    let still_serves = |after: &str| {
+        let out = redis(addr, Some("app"), &["ping"]);
+        assert_eq!(stdout(&out).trim(), "PONG", "after {after}: {}", text(&out));
+        let (now, peak, threads) = ws.memory();
+        eprintln!("after {after}: {now} MiB resident, {peak} MiB at most, {threads} threads");
+        assert!(
+            peak <= RSS_BOUND_MIB,
+            "after {after} the workspace held {peak} MiB (bound {RSS_BOUND_MIB} MiB)"
+        );
+    };
+
+    // 160 KB of nested arrays before AUTH: refused at the second level,
+    // with no recursion to overflow.
+    let answer = runtime.block_on(attack(
+        "127.0.0.1",
+        addr,
+        b"*1\r\n".repeat(40_000),
+        Duration::from_secs(10),
+    ));
+    assert!(
+        answer.contains("Protocol error: expected '$', got '*'"),
+        "{answer}"
+    );
+    still_serves("nested arrays");
+
+    // An unknown command before AUTH learns nothing of the commands.
+    let answer = runtime.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = connect_from("127.0.0.1", addr).await.expect("connect");
+        stream
+            .write_all(b"*1\r\n$5\r\nLPUSH\r\n")
+            .await
+            .expect("send");
+        line_within(&mut stream, Duration::from_secs(10)).await
+    });
+    let answer = answer.expect("an answer");
+    assert!(answer.starts_with("-NOAUTH"), "{answer}");
+    assert!(!answer.contains("GET"), "{answer}");
+
+    // A line that never ends, before AUTH and after.
+    let answer = runtime.block_on(attack(
+        "127.0.0.1",
+        addr,
+        vec![b'a'; 64 * 1024 * 1024],
+        Duration::from_secs(30),
+    ));
+    assert!(
+        answer.contains("an inline request is longer than the 16 KiB allowed before AUTH"),
+        "{answer}"
+    );
+    let mut endless = auth_request("app", PASSWORD);
+    endless.extend(vec![b'a'; 64 * 1024 * 1024]);
+    let answer = runtime.block_on(attack("127.0.0.1", addr, endless, Duration::from_secs(30)));
+    assert!(
+        answer.starts_with("+OK") && answer.contains("longer than the 64 KiB allowed"),
+        "{answer}"
+    );
+    still_serves("endless lines");
+
+    // A 600 MB argument is refused from its header; sixteen clients each
+    // sending 60 MiB share one budget: some are told to retry.
+    let mut huge = auth_request("app", PASSWORD);
+    huge.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$600000000\r\n");
+    let answer = runtime.block_on(attack("127.0.0.1", addr, huge, Duration::from_secs(10)));
+    assert!(
+        answer.contains("larger than the 64 MiB allowed"),
+        "{answer}"
+    );
+    let answers = runtime.block_on(async {
+        let big = (0..16).map(|_| {
+            let mut request = auth_request("app", PASSWORD);
+            request.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$62914560\r\n");
+            request.extend(vec![b'v'; 62_914_560 - 4096]);
+            tokio::spawn(attempt("127.0.0.1", addr, request, Duration::from_secs(10)))
+        });
+        futures_join(big).await
+    });
+    let retry = answers
+        .iter()
+        .filter(|(a, hung_up)| *hung_up && a.contains("MiB of unfinished requests already"))
+        .count();
+    eprintln!("{retry} of 16 clients sending 60 MiB each were told to retry");
+    assert!(retry >= 8, "{answers:?}");
+    still_serves("sixteen 60 MiB requests");
+
+    // 128 wrong passwords at once from 16 addresses: the checks queue for
+    // a few threads, and past 64 waiting the rest are told to retry.
+    let answers = runtime.block_on(async {
+        let guesses = (0..128).map(|n| {
+            let source = format!("127.0.0.{}", 10 + n % 16);
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = connect_from(&source, addr).await.expect("connect");
+                stream
+                    .write_all(&auth_request("app", &format!("guess number {n}")))
+                    .await
+                    .expect("send");
+                line_within(&mut stream, Duration::from_secs(60))
+                    .await
+                    .unwrap_or_default()
+            })
+        });
+        futures_join(guesses).await
+    });
+    let wrong = answers
+        .iter()
+        .filter(|a| a.starts_with("-WRONGPASS"))
+        .count();
+    let busy = answers.iter().filter(|a| a.contains("retry in")).count();
+    eprintln!("128 guesses at once: {wrong} checked and refused, {busy} told to retry");
+    assert_eq!(wrong + busy, 128, "{answers:?}");
+    still_serves("128 concurrent wrong passwords");
+
+    // A client that hangs up 60 ms after each guess: the brake holds its
+    // address whatever it does, and the right password waits its turn too.
+    // The count once it stopped moving (status lines can lag a busy server).
+    let failures = || {
+        let mut last = None;
+        loop {
+            let now = ws.status()["auth_failures"]
+                .as_u64()
+                .expect("auth_failures");
+            if last == Some(now) {
+                return now;
+            }
+            last = Some(now);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    let before = failures();
+    let answered_fast = runtime.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut fast = 0;
+        let until = Instant::now() + Duration::from_secs(6);
+        let mut n = 0;
+        while Instant::now() < until {
+            n += 1;
+            let Ok(mut stream) = connect_from("127.0.0.50", addr).await else {
+                continue;
+            };
+            if stream
+                .write_all(&auth_request("app", &format!("hasty guess {n}")))
+                .await
+                .is_ok()
+                && line_within(&mut stream, Duration::from_millis(60))
+                    .await
+                    .is_some()
+            {
+                fast += 1;
+            }
+        }
+        fast
+    });
+    let checked = failures() - before;
+    eprintln!(
+        "hanging up after 60 ms for 6 s: {checked} passwords checked, {answered_fast} answered in time"
+    );
+    assert!(checked <= 15, "{checked} guesses were checked in 6 s");
+    let first = runtime.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = connect_from("127.0.0.50", addr).await.expect("connect");
+        stream
+            .write_all(&auth_request("app", PASSWORD))
+            .await
+            .expect("send");
+        line_within(&mut stream, Duration::from_millis(60)).await
+    });
+    assert!(
+        first.as_deref().is_none_or(|a| !a.starts_with("+OK")),
+        "the right password was answered at once: {first:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = runtime.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            let mut stream = connect_from("127.0.0.50", addr).await.expect("connect");
+            stream
+                .write_all(&auth_request("app", PASSWORD))
+                .await
+                .expect("send");
+            line_within(&mut stream, Duration::from_secs(20)).await
+        });
+        if answer.as_deref().is_some_and(|a| a.starts_with("+OK")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the right password never got in: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    still_serves("guesses that hang up");
+
+    // Connections that never AUTH: 64 per address, 512 in all, for 10 s.
+    let (held, refused) = runtime.block_on(async {
+        let mut streams = Vec::new();
+        for n in 0..(64 * 9) {
+            let source = format!("127.0.0.{}", 60 + n % 9);
+            streams.push(connect_from(&source, addr).await.expect("connect"));
+        }
+        let answers = futures_join(streams.into_iter().map(|mut stream| {
+            tokio::spawn(async move {
+                let line = line_within(&mut stream, Duration::from_secs(3)).await;
+                (stream, line)
+            })
+        }))
+        .await;
+        let mut held = Vec::new();
+        let mut refused = Vec::new();
+        for (stream, line) in answers {
+            match line {
+                Some(line) => refused.push(line),
+                None => held.push(stream),
+            }
+        }
+        (held, refused)
+    });
+    eprintln!(
+        "576 idle connections: {} held, {} refused",
+        held.len(),
+        refused.len()
+    );
+    assert!(held.len() <= 512, "{} strangers held", held.len());
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("too many clients waiting to AUTH (512)")),
+        "{refused:?}"
+    );
+    let timed_out = runtime.block_on(async {
+        let mut held = held;
+        let mut timed_out = 0;
+        for stream in held.iter_mut().take(8) {
+            if line_within(stream, Duration::from_secs(15))
+                .await
+                .is_some_and(|l| l.contains("no AUTH within 10 s"))
+            {
+                timed_out += 1;
+            }
+        }
+        timed_out
+    });
+    assert_eq!(timed_out, 8, "idle strangers were not closed after 10 s");
+    still_serves("idle connections");
+
+    // Hundreds of refusals cost a few log lines, summed up.
+    let summary = Instant::now() + Duration::from_secs(20);
+    while ws.log_lines(" in the last ").is_empty() {
+        assert!(
+            Instant::now() < summary,
+            "no summary line: {:?}",
+            ws.log_lines("WARN")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let warnings = ws.log_lines("WARN");
+    eprintln!(
+        "{} warning lines, e.g. {:?}",
+        warnings.len(),
+        ws.log_lines(" in the last ")
+    );
+    assert!(warnings.len() <= 40, "{warnings:#?}");
+}
+
+/// The results of `tasks`, in order.
+async fn futures_join<T: Send + 'static>(
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    // Every task is started before the first is awaited.
+    let tasks: Vec<_> = tasks.collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("a client task"));
+    }
+    results
 }

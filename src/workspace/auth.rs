@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::Argon2;
+use argon2::password_hash::Output;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::error::{Error, Result};
 
@@ -37,13 +38,112 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 /// Whether `password` matches the PHC string `hash` (slow on purpose: run
-/// it off the async threads).
+/// it off the async threads, through [`check`] when a client asked).
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+    verify_with(&mut Vec::new(), hash, password)
+}
+
+/// [`verify_password`] in `memory`, which keeps its blocks for the next
+/// check: argon2id's 19 MiB are allocated once per checking thread instead
+/// of once per AUTH (an allocator keeps freed blocks of that size, and a
+/// burst of checks used to leave gigabytes resident).
+fn verify_with(memory: &mut Vec<Block>, hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(params), Ok(algorithm)) = (
+        Params::try_from(&parsed),
+        Algorithm::try_from(parsed.algorithm),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    if params.m_cost() > MAX_M_COST_KIB {
+        return false;
+    }
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    memory.resize(blocks, Block::default());
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..blocks])
+        .is_ok()
+        // `Output`'s equality is constant-time.
+        && Output::new(&out).is_ok_and(|computed| computed == expected)
+}
+
+/// The most memory a stored hash may ask of a check (the default is 19 MiB).
+const MAX_M_COST_KIB: u32 = 256 * 1024;
+
+/// Password checks that may wait for a checking thread; one more is
+/// refused with a retry hint rather than queued.
+pub const MAX_WAITING_CHECKS: usize = 64;
+
+/// Threads that check passwords for clients: a small pool for the whole
+/// process (every workspace in it), so a flood of AUTHs costs at most this
+/// many times argon2id's memory and leaves at most that much resident.
+pub fn checking_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
+type Check = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// The process's password-checking pool, started on first use.
+fn pool() -> &'static std::sync::mpsc::SyncSender<Check> {
+    static POOL: OnceLock<std::sync::mpsc::SyncSender<Check>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Check>(MAX_WAITING_CHECKS);
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..checking_threads() {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("lifeboat-auth-{n}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((hash, password, answer)) = next else {
+                            return;
+                        };
+                        // The client may have gone; its answer is not needed.
+                        answer.send(verify_with(&mut memory, &hash, &password)).ok();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a password-checking thread: {e}");
+            }
+        }
+        tx
     })
+}
+
+/// Why a password was not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// [`MAX_WAITING_CHECKS`] checks are waiting already.
+    Full,
+    /// The pool is gone (its threads could not start).
+    Gone,
+}
+
+/// Checks `password` against `hash` on the process's pool, waiting for a
+/// free thread behind at most [`MAX_WAITING_CHECKS`] others.
+pub async fn check(hash: String, password: String) -> std::result::Result<bool, Busy> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    match pool().try_send((hash, password, answer)) {
+        Ok(()) => answered.await.map_err(|_| Busy::Gone),
+        Err(std::sync::mpsc::TrySendError::Full(_)) => Err(Busy::Full),
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(Busy::Gone),
+    }
 }
 
 /// Passwords already checked once, as keyed digests: a client that opens
@@ -88,6 +188,20 @@ impl Verified {
         hasher.finalize().into()
     }
 
+    /// The brake's name for an attempt of `user` with `password`.
+    pub fn guess(&self, user: &str, password: &str) -> Guess {
+        use blake2::Digest;
+        let mut hasher = blake2::Blake2b512::new();
+        hasher.update(self.key);
+        hasher.update(user.as_bytes());
+        hasher.update([0u8]);
+        hasher.update(password.as_bytes());
+        let digest: [u8; 64] = hasher.finalize().into();
+        let mut guess = [0u8; 16];
+        guess.copy_from_slice(&digest[..16]);
+        guess
+    }
+
     /// Whether `user` proved `password` against `hash` before.
     pub fn knows(&self, user: &str, hash: &str, password: &str) -> bool {
         let digest = self.digest(password);
@@ -109,39 +223,115 @@ impl Verified {
     }
 }
 
-/// Failed AUTHs per client address: each one past the first few waits
-/// twice as long as the one before, up to [`MAX_DELAY`].
+/// AUTH attempts per client address. After the first few failures every
+/// attempt from that address, on any connection and whatever its password,
+/// waits for its turn: each turn comes twice as long after the one before,
+/// up to [`MAX_DELAY`]. The turn is taken before the password is checked
+/// and the wait is the same for a right and a wrong one, so neither hanging
+/// up early nor opening more connections tries passwords faster.
 #[derive(Debug, Default)]
 pub struct Brake {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    addresses: Mutex<HashMap<IpAddr, Attempts>>,
 }
 
+#[derive(Debug, Clone)]
+struct Attempts {
+    failures: u32,
+    /// Attempts let through whose outcome is not known yet, by guess
+    /// ([`Verified::guess`]): a pool logging in with one password counts
+    /// once, a client trying many passwords at once counts each.
+    in_flight: HashMap<Guess, u32>,
+    /// When the next attempt may be checked.
+    next_turn: Instant,
+}
+
+/// A keyed digest of a user and a password, worthless outside the process.
+pub type Guess = [u8; 16];
+
+/// A turn the brake gave: finish it with [`Brake::finished`] or
+/// [`Brake::abandoned`].
+#[derive(Debug)]
+#[must_use]
+pub struct Turn {
+    ip: IpAddr,
+    guess: Guess,
+    /// How long to wait before checking the password.
+    pub wait: Duration,
+}
+
+/// The longest an attempt waits for its turn; a later turn is refused.
+pub const MAX_TURN_WAIT: Duration = Duration::from_secs(10);
+
 impl Brake {
-    /// Records a failure from `ip` and returns how long to wait before
-    /// answering it.
-    pub fn failed(&self, ip: IpAddr) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
-            let oldest = failures
+    /// The turn of an attempt to log in with `guess` from `ip`, or `Err`
+    /// with how long until one could be had when that is more than
+    /// [`MAX_TURN_WAIT`] away.
+    pub fn turn(&self, ip: IpAddr, guess: Guess) -> std::result::Result<Turn, Duration> {
+        let now = Instant::now();
+        let mut addresses = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        if addresses.len() >= MAX_TRACKED && !addresses.contains_key(&ip) {
+            let oldest = addresses
                 .iter()
-                .min_by_key(|(_, (_, at))| *at)
+                .min_by_key(|(_, a)| a.next_turn)
                 .map(|(ip, _)| *ip);
             if let Some(oldest) = oldest {
-                failures.remove(&oldest);
+                addresses.remove(&oldest);
             }
         }
-        let entry = failures.entry(ip).or_insert((0, Instant::now()));
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = Instant::now();
-        delay_after(entry.0)
+        let attempts = addresses.entry(ip).or_insert_with(|| Attempts {
+            failures: 0,
+            in_flight: HashMap::new(),
+            next_turn: now,
+        });
+        let at = attempts.next_turn.max(now);
+        if at > now + MAX_TURN_WAIT {
+            return Err(at - now);
+        }
+        // Other passwords being tried from the address count as failures
+        // already: trying many at once is no faster than one by one.
+        let others = attempts.in_flight.keys().filter(|g| **g != guess).count();
+        let others = u32::try_from(others).unwrap_or(u32::MAX);
+        attempts.next_turn = at + delay_after(attempts.failures.saturating_add(others));
+        *attempts.in_flight.entry(guess).or_default() += 1;
+        Ok(Turn {
+            ip,
+            guess,
+            wait: at - now,
+        })
     }
 
-    /// A success from `ip` clears its record.
-    pub fn succeeded(&self, ip: IpAddr) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&ip);
+    /// A turn in which no password was checked (the pool was full).
+    pub fn abandoned(&self, turn: Turn) {
+        let mut addresses = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(attempts) = addresses.get_mut(&turn.ip) {
+            attempts.land(turn.guess);
+        }
+    }
+
+    /// Records how a turn ended: a right password clears the address's
+    /// record, a wrong one counts.
+    pub fn finished(&self, turn: Turn, ok: bool) {
+        let mut addresses = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            addresses.remove(&turn.ip);
+        } else if let Some(attempts) = addresses.get_mut(&turn.ip) {
+            attempts.land(turn.guess);
+            attempts.failures = attempts.failures.saturating_add(1);
+            let step = delay_after(attempts.failures);
+            attempts.next_turn = attempts.next_turn.max(Instant::now() + step);
+        }
+    }
+}
+
+impl Attempts {
+    /// One attempt with `guess` is no longer in flight.
+    fn land(&mut self, guess: Guess) {
+        if let Some(n) = self.in_flight.get_mut(&guess) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&guess);
+            }
+        }
     }
 }
 
@@ -177,15 +367,71 @@ mod tests {
         assert!(!verified.knows("other", "$hash1", "correct horse"));
     }
 
+    fn guess(n: u8) -> Guess {
+        [n; 16]
+    }
+
     #[test]
-    fn repeated_failures_slow_down() {
+    fn repeated_failures_slow_down_every_attempt_from_the_address() {
         let brake = Brake::default();
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        let delays: Vec<Duration> = (0..6).map(|_| brake.failed(ip)).collect();
-        assert_eq!(delays[..3], [Duration::ZERO; 3]);
-        assert!(delays[3] > Duration::ZERO && delays[4] > delays[3] && delays[5] > delays[4]);
-        brake.succeeded(ip);
-        assert_eq!(brake.failed(ip), Duration::ZERO);
+        let mut waits = Vec::new();
+        for n in 0..6 {
+            let turn = brake.turn(ip, guess(n)).expect("a turn");
+            waits.push(turn.wait);
+            brake.finished(turn, false);
+        }
+        assert_eq!(waits[..4], [Duration::ZERO; 4]);
+        // The fifth waits, and so does the sixth, more.
+        assert!(
+            waits[4] > Duration::ZERO && waits[5] > waits[4],
+            "{waits:?}"
+        );
+        // Attempts at once (more connections) queue behind each other, and
+        // one that would wait too long is refused.
+        let queued: Vec<_> = (10..13)
+            .map(|n| brake.turn(ip, guess(n)).expect("a turn"))
+            .collect();
+        assert!(queued[1].wait > queued[0].wait && queued[2].wait > queued[1].wait);
+        for n in 20..24 {
+            if let Ok(turn) = brake.turn(ip, guess(n)) {
+                brake.finished(turn, false);
+            }
+        }
+        assert!(
+            brake.turn(ip, guess(30)).is_err(),
+            "a turn more than 10 s away is refused"
+        );
+        // A right password clears the address's record.
+        for turn in queued {
+            brake.finished(turn, true);
+        }
+        assert_eq!(
+            brake.turn(ip, guess(31)).expect("a turn").wait,
+            Duration::ZERO
+        );
         assert_eq!(delay_after(100), MAX_DELAY);
+    }
+
+    #[test]
+    fn a_pool_logging_in_is_not_held_back_but_many_passwords_at_once_are() {
+        let brake = Brake::default();
+        let ip: IpAddr = "127.0.0.2".parse().expect("ip");
+        let pool: Vec<_> = (0..50)
+            .map(|_| brake.turn(ip, guess(1)).expect("a turn"))
+            .collect();
+        assert!(pool.iter().all(|t| t.wait == Duration::ZERO));
+        let other: IpAddr = "127.0.0.3".parse().expect("ip");
+        let guesses: Vec<_> = (0..8)
+            .map(|n| brake.turn(other, guess(n)).expect("a turn"))
+            .collect();
+        assert!(guesses[7].wait > Duration::ZERO, "{guesses:?}");
+    }
+
+    #[tokio::test]
+    async fn the_pool_checks_like_the_one_off_check() {
+        let hash = hash_password("correct horse").expect("hash");
+        assert_eq!(check(hash.clone(), "correct horse".into()).await, Ok(true));
+        assert_eq!(check(hash, "correct horsf".into()).await, Ok(false));
     }
 }

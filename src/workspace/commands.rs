@@ -10,6 +10,7 @@ use slatedb::WriteHandle;
 
 use super::keyspace::{AttachedDb, SetIf};
 use super::protocol::Reply;
+use super::security::Security;
 use super::session::Session;
 use super::{Shared, auth};
 
@@ -118,17 +119,19 @@ pub async fn run(shared: &Arc<Shared>, session: &mut Session, words: Vec<Bytes>)
     {
         return outcome;
     }
+    // Before AUTH every command but these is refused alike: a stranger
+    // learns nothing of what the server answers.
+    if !BEFORE_AUTH.contains(&name.as_str())
+        && let Err(reply) = session.check_auth(shared)
+    {
+        return done(reply);
+    }
     if !SUPPORTED.contains(&name.as_str()) {
         return done(Reply::err(format!(
             "ERR unknown command '{}'; this workspace supports {}",
             text(first),
             SUPPORTED.join(", ")
         )));
-    }
-    if !BEFORE_AUTH.contains(&name.as_str())
-        && let Err(reply) = session.check_auth(shared)
-    {
-        return done(reply);
     }
     match name.as_str() {
         "AUTH" => auth_command(shared, session, args).await,
@@ -353,34 +356,55 @@ async fn auth_command(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes
     done(login(shared, session, &user, &password).await)
 }
 
-/// Checks `user`'s password; on failure waits as long as the brake says.
+/// Checks `user`'s password in the turn the brake gives the client's
+/// address, on the process's small pool of checking threads.
 async fn login(shared: &Arc<Shared>, session: &mut Session, user: &str, password: &str) -> Reply {
-    let hash = shared.access().users.get(user).map(|u| u.password.clone());
-    let ok = match hash {
-        Some(hash) if shared.verified.knows(user, &hash, password) => true,
-        Some(hash) => {
-            let (checked, pw) = (hash.clone(), password.to_string());
-            let ok = tokio::task::spawn_blocking(move || auth::verify_password(&checked, &pw))
-                .await
-                .unwrap_or(false);
-            if ok {
-                shared.verified.remember(user, &hash, password);
-            }
-            ok
-        }
-        None => {
-            // The same work for an unknown user, so timing does not tell.
-            let password = password.to_string();
-            let _ = tokio::task::spawn_blocking(move || {
-                auth::verify_password(super::dummy_hash(), &password)
-            })
-            .await;
-            false
+    let ip = session.peer.ip();
+    let turn = match shared.brake.turn(ip, shared.verified.guess(user, password)) {
+        Ok(turn) => turn,
+        Err(wait) => {
+            shared.security.note(Security::AuthThrottled, ip);
+            return Reply::err(format!(
+                "ERR too many failed AUTH attempts from {ip}; retry in {} s",
+                wait.as_secs().max(1)
+            ));
         }
     };
-    let ip = session.peer.ip();
+    if turn.wait > Duration::ZERO {
+        tokio::time::sleep(turn.wait).await;
+    }
+    let hash = shared.access().users.get(user).map(|u| u.password.clone());
+    let checked = match hash {
+        Some(hash) if shared.verified.knows(user, &hash, password) => Ok(true),
+        Some(hash) => {
+            let checked = auth::check(hash.clone(), password.to_string()).await;
+            if checked == Ok(true) {
+                shared.verified.remember(user, &hash, password);
+            }
+            checked
+        }
+        // The same work for an unknown user, so timing does not tell.
+        None => auth::check(super::dummy_hash().to_string(), password.to_string())
+            .await
+            .map(|_| false),
+    };
+    let ok = match checked {
+        Ok(ok) => ok,
+        Err(busy) => {
+            // Nothing was checked: the attempt does not count.
+            shared.brake.abandoned(turn);
+            shared.security.note(Security::AuthBusy, ip);
+            return Reply::err(match busy {
+                auth::Busy::Full => format!(
+                    "ERR the server is checking {} passwords already; retry in a second",
+                    auth::MAX_WAITING_CHECKS
+                ),
+                auth::Busy::Gone => "ERR the server cannot check passwords now; see its log".into(),
+            });
+        }
+    };
+    shared.brake.finished(turn, ok);
     if ok {
-        shared.brake.succeeded(ip);
         session.user = Some(user.to_string());
         return Reply::ok();
     }
@@ -388,11 +412,7 @@ async fn login(shared: &Arc<Shared>, session: &mut Session, user: &str, password
         .stats
         .auth_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let delay = shared.brake.failed(ip);
-    tracing::warn!(workspace = %shared.name, client = %session.peer, user, "AUTH refused");
-    if delay > Duration::ZERO {
-        tokio::time::sleep(delay).await;
-    }
+    shared.security.note(Security::AuthRefused, ip);
     Reply::err("WRONGPASS invalid username-password pair or user is disabled.")
 }
 

@@ -9,12 +9,14 @@
 //! a byte that is read.
 
 pub mod auth;
+pub mod clients;
 pub mod commands;
 pub mod firewall;
 pub mod glob;
 pub mod keyspace;
 pub mod pipeline;
 pub mod protocol;
+pub mod security;
 pub mod session;
 
 use std::collections::BTreeMap;
@@ -44,9 +46,6 @@ pub const REDIS_VERSION: &str = "7.2.0";
 
 /// The port a new workspace listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 16379;
-
-/// Clients connected at once, at most; more are refused with an error.
-pub const MAX_CONNECTIONS: u64 = 10_000;
 
 /// How often a running workspace reads its configuration again.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
@@ -98,6 +97,8 @@ pub struct Shared {
     access: RwLock<Arc<Access>>,
     pub brake: auth::Brake,
     pub verified: auth::Verified,
+    pub clients: Arc<clients::Clients>,
+    pub security: security::SecurityLog,
     pub stats: Stats,
     pub started: Instant,
     pub stop: watch::Sender<bool>,
@@ -244,6 +245,8 @@ impl Workspace {
             access: RwLock::new(Arc::new(access)),
             brake: auth::Brake::default(),
             verified: auth::Verified::default(),
+            clients: Arc::default(),
+            security: security::SecurityLog::new(&config.name),
             stats: Stats::default(),
             started: Instant::now(),
             stop,
@@ -387,10 +390,18 @@ pub fn connection_string(user: &str, addr: SocketAddr, index: u32) -> String {
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     let mut stop = shared.stop.subscribe();
     let mut next_id = 1u64;
+    let mut summaries = tokio::time::interval(security::WINDOW / 4);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
+            _ = summaries.tick() => {
+                shared.security.flush();
+                continue;
+            }
+            _ = stop.changed() => {
+                shared.security.flush();
+                return;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -401,9 +412,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             }
         };
         shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        if !shared.access().firewall.admits(peer.ip()) {
+        let access = shared.access();
+        if !access.firewall.admits(peer.ip()) {
             shared.stats.denied.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(workspace = %shared.name, client = %peer, "connection refused by the firewall");
+            shared
+                .security
+                .note(security::Security::FirewallRefused, peer.ip());
             tokio::spawn(refuse(
                 stream,
                 format!(
@@ -414,22 +428,27 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             ));
             continue;
         }
-        if shared.stats.connected.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(refuse(
-                stream,
-                "-ERR max number of clients reached\r\n".to_string(),
-            ));
-            continue;
+        let admitted = match shared.clients.admit(peer.ip(), access.open) {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .security
+                    .note(security::Security::TooManyConnections, peer.ip());
+                tokio::spawn(refuse(stream, format!("-{why}\r\n")));
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(workspace = %shared.name, client = %peer, "no TCP_NODELAY: {e}");
         }
-        let _ = stream.set_nodelay(true);
         let default_db = shared.dbs().keys().next().copied().unwrap_or(0);
         let session = Session::new(next_id, peer, default_db);
         next_id += 1;
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             shared.stats.connected.fetch_add(1, Ordering::Relaxed);
-            session::serve(Arc::clone(&shared), stream, session).await;
+            session::serve(Arc::clone(&shared), stream, session, admitted).await;
             shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
         });
     }

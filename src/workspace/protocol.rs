@@ -10,6 +10,9 @@ use redis_protocol::resp3::types::BytesFrame as Frame3;
 /// The longest request accepted (a bigger one closes the connection).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
+/// The longest inline request (a bare line, as from telnet), as in Redis.
+pub const MAX_INLINE_BYTES: usize = 64 * 1024;
+
 /// A reply before it is encoded for the connection's protocol version.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -102,34 +105,193 @@ impl Reply {
     }
 }
 
-/// Takes one request off the front of `buf`: `Ok(None)` until a whole one
-/// has arrived. An error means the stream cannot be parsed any more.
-pub fn decode_request(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, String> {
+/// How big a request may be. A client gets the small limits until it has
+/// authenticated (as Redis does for unauthenticated clients since 6.2), so
+/// that a stranger cannot make the server hold more than a few KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one request, its words and their headers together.
+    pub request_bytes: usize,
+    /// Words (the command and its arguments) of one request.
+    pub words: usize,
+}
+
+impl Limits {
+    /// Before AUTH: `HELLO 3 AUTH user password SETNAME name` fits.
+    pub const BEFORE_AUTH: Limits = Limits {
+        request_bytes: 16 * 1024,
+        words: 16,
+    };
+    /// After AUTH (and on an open workspace).
+    pub const AUTHENTICATED: Limits = Limits {
+        request_bytes: MAX_REQUEST_BYTES,
+        words: 1024 * 1024,
+    };
+}
+
+/// The longest header line (`*N`, `$N`) there is: a sign, 20 digits, CRLF.
+const MAX_HEADER: usize = 24;
+
+/// Splits a byte stream into requests without recursion and without
+/// re-reading what it has taken: a request is an array of bulk strings
+/// (nothing nests, as in Redis: an array inside one is a protocol error) or
+/// one inline line. The words of a request that is still arriving are kept
+/// here, so a long pipeline costs one pass over its bytes.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// Words still to come in the request being read (`None`: between
+    /// requests).
+    remaining: Option<usize>,
+    words: Vec<Bytes>,
+    /// Bytes of the request taken off the stream so far.
+    taken: usize,
+}
+
+impl Decoder {
+    /// Bytes of the unfinished request held here, not counting what is
+    /// still in the caller's buffer.
+    pub fn held(&self) -> usize {
+        self.taken
+    }
+
+    /// Bytes still to come of the bulk string being read, when its header
+    /// has arrived: the buffer can grow once to hold them instead of
+    /// doubling (and copying) its way there.
+    pub fn wants(&self, buf: &[u8]) -> usize {
+        if self.remaining.is_none() {
+            return 0;
+        }
+        match header(buf, b'$', Limits::AUTHENTICATED) {
+            Ok(Some((len, used))) => {
+                let whole = used + usize::try_from(len).unwrap_or(0) + 2;
+                whole.saturating_sub(buf.len())
+            }
+            _ => 0,
+        }
+    }
+
+    /// Takes the next whole request off the front of `buf`: `Ok(None)`
+    /// until one has arrived. An error means the stream cannot be parsed
+    /// any more (the connection must close); it says what was wrong.
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: Limits,
+    ) -> Result<Option<Vec<Bytes>>, String> {
+        let Some(remaining) = self.remaining else {
+            let Some(&first) = buf.first() else {
+                return Ok(None);
+            };
+            if first != b'*' {
+                return decode_inline(buf, limits);
+            }
+            let Some((count, used)) = header(buf, b'*', limits)? else {
+                return Ok(None);
+            };
+            if count > limits.words as i64 {
+                return Err(format!(
+                    "Protocol error: a request of {count} words is more than the {} allowed{}",
+                    limits.words,
+                    before_auth(limits)
+                ));
+            }
+            let _ = buf.split_to(used);
+            self.taken = used;
+            // `*0` and `*-1` are no request at all; Redis ignores them.
+            let count = usize::try_from(count).unwrap_or(0);
+            self.words = Vec::with_capacity(count.min(1024));
+            self.remaining = Some(count);
+            return self.decode(buf, limits);
+        };
+        let mut remaining = remaining;
+        while remaining > 0 {
+            let Some((len, used)) = header(buf, b'$', limits)? else {
+                self.remaining = Some(remaining);
+                return Ok(None);
+            };
+            let len = usize::try_from(len)
+                .map_err(|_| "Protocol error: a negative bulk length in a request".to_string())?;
+            if self.taken + used + len + 2 > limits.request_bytes {
+                return Err(too_large(limits));
+            }
+            if buf.len() < used + len + 2 {
+                self.remaining = Some(remaining);
+                return Ok(None);
+            }
+            if &buf[used + len..used + len + 2] != b"\r\n" {
+                return Err("Protocol error: a bulk string does not end with CRLF".into());
+            }
+            let _ = buf.split_to(used);
+            self.words.push(buf.split_to(len).freeze());
+            let _ = buf.split_to(2);
+            self.taken += used + len + 2;
+            remaining -= 1;
+        }
+        self.remaining = None;
+        self.taken = 0;
+        Ok(Some(std::mem::take(&mut self.words)))
+    }
+}
+
+/// `(value, bytes used)` of a `<kind><integer>\r\n` line at the front of
+/// `buf`, `None` until it has arrived.
+fn header(buf: &[u8], kind: u8, limits: Limits) -> Result<Option<(i64, usize)>, String> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
-    if first != b'*' {
-        return Ok(decode_inline(buf));
+    if first != kind {
+        return Err(format!(
+            "Protocol error: expected '{}', got '{}'",
+            kind as char,
+            (first as char).escape_default()
+        ));
     }
-    let decoded = redis_protocol::resp2::decode::decode_bytes_mut(buf)
-        .map_err(|e| format!("Protocol error: {e}"))?;
-    let Some((frame, _, _)) = decoded else {
-        if buf.len() > MAX_REQUEST_BYTES {
-            return Err("Protocol error: request too large".into());
+    let window = &buf[..buf.len().min(MAX_HEADER)];
+    let Some(end) = window.windows(2).position(|w| w == b"\r\n") else {
+        if buf.len() >= MAX_HEADER {
+            return Err(format!(
+                "Protocol error: invalid {} length",
+                if kind == b'*' { "multibulk" } else { "bulk" }
+            ));
         }
         return Ok(None);
     };
-    match frame {
-        Frame2::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Frame2::BulkString(b) | Frame2::SimpleString(b) => Ok(b),
-                Frame2::Integer(i) => Ok(Bytes::from(i.to_string())),
-                _ => Err("Protocol error: expected an array of bulk strings".to_string()),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        _ => Err("Protocol error: expected an array of bulk strings".into()),
+    let value = std::str::from_utf8(&buf[1..end])
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .ok_or_else(|| {
+            format!(
+                "Protocol error: invalid {} length",
+                if kind == b'*' { "multibulk" } else { "bulk" }
+            )
+        })?;
+    if kind == b'$' && value > limits.request_bytes as i64 {
+        return Err(too_large(limits));
+    }
+    Ok(Some((value, end + 2)))
+}
+
+fn too_large(limits: Limits) -> String {
+    format!(
+        "Protocol error: a request is larger than the {} allowed{}",
+        human_bytes(limits.request_bytes),
+        before_auth(limits)
+    )
+}
+
+fn before_auth(limits: Limits) -> &'static str {
+    if limits == Limits::BEFORE_AUTH {
+        " before AUTH"
+    } else {
+        ""
+    }
+}
+
+fn human_bytes(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{} KiB", bytes / 1024)
     }
 }
 
@@ -171,39 +333,106 @@ where
     }
 }
 
-/// A bare line of words separated by spaces.
-fn decode_inline(buf: &mut BytesMut) -> Option<Vec<Bytes>> {
-    let end = buf.iter().position(|b| *b == b'\n')?;
+/// A bare line of words separated by spaces, at most `limits` long.
+fn decode_inline(buf: &mut BytesMut, limits: Limits) -> Result<Option<Vec<Bytes>>, String> {
+    let longest = limits.request_bytes.min(MAX_INLINE_BYTES);
+    let window = &buf[..buf.len().min(longest)];
+    let Some(end) = window.iter().position(|b| *b == b'\n') else {
+        if buf.len() >= longest {
+            return Err(format!(
+                "Protocol error: an inline request is longer than the {} allowed{}",
+                human_bytes(longest),
+                before_auth(limits)
+            ));
+        }
+        return Ok(None);
+    };
     let line = buf.split_to(end + 1);
-    let text = String::from_utf8_lossy(&line);
-    Some(
-        text.split_ascii_whitespace()
-            .map(|w| Bytes::from(w.to_string()))
-            .collect(),
-    )
+    let words: Vec<Bytes> = line
+        .as_ref()
+        .split(|b: &u8| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(Bytes::copy_from_slice)
+        .collect();
+    if words.len() > limits.words {
+        return Err(format!(
+            "Protocol error: a request of {} words is more than the {} allowed{}",
+            words.len(),
+            limits.words,
+            before_auth(limits)
+        ));
+    }
+    Ok(Some(words))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn decode(buf: &mut BytesMut, limits: Limits) -> Result<Option<Vec<Bytes>>, String> {
+        Decoder::default().decode(buf, limits)
+    }
+
     #[test]
     fn a_request_arrives_in_pieces() {
-        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1"[..]);
-        assert_eq!(decode_request(&mut buf), Ok(None));
-        buf.extend_from_slice(b"\r\nk\r\n*1\r\n$4\r\nPING\r\n");
-        let first = decode_request(&mut buf).expect("decodes").expect("whole");
-        assert_eq!(first, vec![Bytes::from("GET"), Bytes::from("k")]);
-        let second = decode_request(&mut buf).expect("decodes").expect("whole");
-        assert_eq!(second, vec![Bytes::from("PING")]);
+        let mut decoder = Decoder::default();
+        let whole = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n";
+        let mut buf = BytesMut::new();
+        let mut requests = Vec::new();
+        for byte in whole {
+            buf.extend_from_slice(&[*byte]);
+            while let Some(words) = decoder
+                .decode(&mut buf, Limits::BEFORE_AUTH)
+                .expect("decodes")
+            {
+                requests.push(words);
+            }
+        }
+        assert_eq!(
+            requests,
+            [
+                vec![Bytes::from("GET"), Bytes::from("k")],
+                vec![Bytes::from("PING")]
+            ]
+        );
         assert!(buf.is_empty());
+        assert_eq!(decoder.held(), 0);
     }
 
     #[test]
     fn inline_commands_are_split_on_spaces() {
         let mut buf = BytesMut::from(&b"SET a  b\r\n"[..]);
-        let words = decode_request(&mut buf).expect("decodes").expect("whole");
+        let words = decode(&mut buf, Limits::BEFORE_AUTH)
+            .expect("decodes")
+            .expect("whole");
         assert_eq!(words.len(), 3);
+    }
+
+    #[test]
+    fn nested_arrays_are_refused_at_any_depth() {
+        let mut buf = BytesMut::from(b"*1\r\n".repeat(100_000).as_slice());
+        let refused = decode(&mut buf, Limits::AUTHENTICATED).expect_err("refused");
+        assert_eq!(refused, "Protocol error: expected '$', got '*'");
+    }
+
+    #[test]
+    fn requests_past_the_limits_are_refused_before_they_arrive() {
+        let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$600000000\r\n"[..]);
+        let refused = decode(&mut buf, Limits::BEFORE_AUTH).expect_err("refused");
+        assert!(refused.contains("16 KiB allowed before AUTH"), "{refused}");
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$600000000\r\n"[..]);
+        let refused = decode(&mut buf, Limits::AUTHENTICATED).expect_err("refused");
+        assert!(refused.contains("64 MiB allowed"), "{refused}");
+        let mut buf = BytesMut::from(&b"*17\r\n"[..]);
+        assert!(decode(&mut buf, Limits::BEFORE_AUTH).is_err());
+        let mut buf = BytesMut::from(&b"*99999999999999999999999\r\n"[..]);
+        assert!(decode(&mut buf, Limits::AUTHENTICATED).is_err());
+        let mut buf = BytesMut::from(vec![b'a'; 16 * 1024].as_slice());
+        assert!(decode(&mut buf, Limits::BEFORE_AUTH).is_err());
+        let mut buf = BytesMut::from(vec![b'a'; 64 * 1024].as_slice());
+        assert!(decode(&mut buf, Limits::AUTHENTICATED).is_err());
+        let mut buf = BytesMut::from(vec![b'a'; 64 * 1024 - 1].as_slice());
+        assert_eq!(decode(&mut buf, Limits::AUTHENTICATED), Ok(None));
     }
 
     #[test]

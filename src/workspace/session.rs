@@ -6,15 +6,18 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Shared;
+use super::clients::{self, Admitted, LOGIN_TIME};
 use super::commands;
 use super::keyspace::AttachedDb;
-use super::protocol::{Reply, decode_request};
+use super::protocol::{Decoder, Limits, Reply};
+use super::security::Security;
 use crate::control::event::Role;
 
 /// Requests answered in one go at most (a longer pipeline is answered in
@@ -55,6 +58,11 @@ impl Session {
             scans: HashMap::new(),
             next_scan: 1,
         }
+    }
+
+    /// Whether the client may send more than AUTH, HELLO and QUIT.
+    pub fn is_authenticated(&self, shared: &Shared) -> bool {
+        self.user.is_some() || self.internal || shared.access().open
     }
 
     /// `Err` with the reply when the client must AUTH first (or its user
@@ -144,29 +152,71 @@ impl Session {
     }
 }
 
-/// Serves one client until it quits, disconnects or the workspace stops.
-pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut session: Session) {
-    let mut input = BytesMut::with_capacity(16 * 1024);
-    let mut output = BytesMut::with_capacity(16 * 1024);
+/// Serves one client until it quits, disconnects, breaks the protocol or
+/// its limits, takes longer than [`LOGIN_TIME`] to authenticate, or the
+/// workspace stops.
+pub async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    mut session: Session,
+    mut admitted: Admitted,
+) {
+    let mut input = BytesMut::with_capacity(4 * 1024);
+    let mut output = BytesMut::new();
+    let mut decoder = Decoder::default();
     let mut stop = shared.stop.subscribe();
+    let login_by = tokio::time::Instant::now() + LOGIN_TIME;
     // Set when the last batch stopped at its limit with requests left over.
     let mut backlog = false;
     loop {
         if !backlog {
+            let authenticated = session.is_authenticated(&shared);
+            // Room for the rest of a big argument in one step; the budget
+            // below counts it from now on.
+            let wants = decoder.wants(&input);
+            if wants > input.capacity() - input.len() {
+                input.reserve(wants);
+            }
             let read = tokio::select! {
                 read = stream.read_buf(&mut input) => read,
+                _ = tokio::time::sleep_until(login_by), if !authenticated => {
+                    shared.security.note(Security::LoginTimeout, session.peer.ip());
+                    let line = format!(
+                        "-ERR no AUTH within {} s of connecting; closing the connection\r\n",
+                        LOGIN_TIME.as_secs()
+                    );
+                    hang_up(stream, &line).await;
+                    return;
+                }
                 _ = stop.changed() => break,
             };
             match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
+            if !admitted.hold(input.capacity() + decoder.held()) {
+                shared
+                    .security
+                    .note(Security::BadRequest, session.peer.ip());
+                let line = format!(
+                    "-ERR the workspace holds {} MiB of unfinished requests already; send smaller requests or retry later\r\n",
+                    clients::MAX_BUFFERED / (1024 * 1024)
+                );
+                hang_up(stream, &line).await;
+                return;
+            }
         }
         let mut replies = Vec::new();
         let mut pending = Vec::new();
         let mut broken = None;
         while replies.len() < MAX_BATCH && !session.quit {
-            match decode_request(&mut input) {
+            let limits = if session.is_authenticated(&shared) {
+                admitted.authenticated();
+                Limits::AUTHENTICATED
+            } else {
+                Limits::BEFORE_AUTH
+            };
+            match decoder.decode(&mut input, limits) {
                 Ok(Some(words)) => {
                     if words.is_empty() {
                         continue;
@@ -180,6 +230,9 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut session: Sess
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    shared
+                        .security
+                        .note(Security::BadRequest, session.peer.ip());
                     broken = Some(e);
                     break;
                 }
@@ -206,11 +259,51 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mut session: Sess
         if stream.write_all(&output).await.is_err() {
             break;
         }
-        output.clear();
-        if session.quit || broken.is_some() {
+        // A big reply's buffer is not kept for the life of the connection.
+        if output.capacity() > clients::FREE_BUFFER {
+            output = BytesMut::new();
+        } else {
+            output.clear();
+        }
+        if broken.is_some() {
+            hang_up(stream, "").await;
+            return;
+        }
+        if session.quit {
             break;
         }
         backlog = replies.len() >= MAX_BATCH;
+        if input.is_empty() && input.capacity() > clients::FREE_BUFFER {
+            input = BytesMut::with_capacity(4 * 1024);
+        }
+        // Less than before the batch (nothing was read): within budget.
+        admitted.hold(input.capacity() + decoder.held());
     }
-    let _ = stream.shutdown().await;
+    // The client may be gone already.
+    stream.shutdown().await.ok();
+}
+
+/// Sends `line` (if any) and closes the connection so that the client
+/// reads it: the rest of what it sends is read and dropped for a moment
+/// (closing with unread input would reset the connection, and the client
+/// could lose the line that says why).
+async fn hang_up(mut stream: TcpStream, line: &str) {
+    const DRAIN: Duration = Duration::from_millis(500);
+    const DRAIN_BYTES: usize = 1024 * 1024;
+    let gently = async {
+        stream.write_all(line.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut scratch = [0u8; 8 * 1024];
+        let mut drained = 0;
+        while drained < DRAIN_BYTES {
+            match stream.read(&mut scratch).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    // The client may be gone or may never stop sending: either way the
+    // connection closes now.
+    tokio::time::timeout(DRAIN, gently).await.ok();
 }
