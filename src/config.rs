@@ -96,10 +96,10 @@ impl Home {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let file: RegionsFile = ron::from_str(&text).map_err(|e| {
-                    Error::file(
-                        &path,
-                        format!("not a valid regions file ({e}); fix it or delete it to return to the embedded default"),
-                    )
+                    Error::invalid(format!(
+                        "{}: not a valid regions file ({e}); fix it or delete it to return to the embedded default",
+                        path.display()
+                    ))
                 })?;
                 for spec in &file.regions {
                     spec.validate()?;

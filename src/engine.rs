@@ -895,20 +895,11 @@ impl Core {
         kind: ReplicationKind,
         rpo_target_s: f64,
     ) {
-        if !(rpo_target_s.is_finite() && rpo_target_s > 0.0) {
-            return self.fail(
-                request,
-                format!("an RPO target of {rpo_target_s} s makes no sense; give a number of seconds above 0"),
-            );
-        }
         let Some(primary) = self.primary() else {
             return self.fail(request, "no region is configured; add two in Settings");
         };
-        if secondary == primary {
-            return self.fail(
-                request,
-                format!("{primary} is the primary; choose another region as the secondary"),
-            );
+        if let Err(e) = group::check(&primary, &secondary, rpo_target_s) {
+            return self.fail(request, e);
         }
         if let Err(e) = self.regions.get(&secondary) {
             return self.fail(request, e);

@@ -821,6 +821,10 @@ fn parse_cli() -> std::result::Result<Cli, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Everything Lifeboat creates is its user's alone: region folders hold
+    // the control log's password hashes, logs hold client addresses.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = match parse_cli() {
         Ok(cli) => cli,
         Err(code) => return code,

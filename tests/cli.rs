@@ -297,3 +297,147 @@ fn the_readme_first_drill_reaches_a_passed_report() {
     assert!(report.contains("| tour-orders |"), "{report}");
     assert!(report.contains("200 of 200 acknowledged"), "{report}");
 }
+
+/// Finding (issue 17): a region URL with `..` was accepted (resolved to
+/// another folder without a word), and every probe left `_lifeboat/probe/`
+/// behind in the folder it probed.
+#[test]
+fn a_region_path_with_dots_is_refused_and_a_probe_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        lifeboat(dir.path()),
+        &["region", "add", "system", "file:///../../etc"],
+    );
+    assert_one_error_line(&out, 2, &["region `system`", "has `.` or `..` in its path"]);
+    let folder = dir.path().join("extra");
+    let out = run(
+        lifeboat(dir.path()),
+        &["region", "add", "ap-south-1", &file_url(&folder)],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = run(lifeboat(dir.path()), &["region", "check"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let left: Vec<_> = std::fs::read_dir(&folder)
+        .expect("the region's folder")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "the probe left {left:?} behind");
+}
+
+/// Finding (issue 17): a data dir Lifeboat created was 0755 and its files
+/// (regions, logs, the control log with argon2id hashes) 0644.
+#[cfg(unix)]
+#[test]
+fn everything_lifeboat_creates_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    let extra = file_url(&dir.path().join("extra"));
+    for args in [
+        &["region", "add", "ap-south-1", &extra][..],
+        &["db", "create", "orders"],
+        &["workspace", "create", "shop", "--db", "orders"],
+    ] {
+        let out = run(lifeboat(&home), args);
+        assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
+    }
+    let out = lifeboat(&home)
+        .args([
+            "workspace",
+            "user",
+            "add",
+            "shop",
+            "app",
+            "--role",
+            "readwrite",
+        ])
+        .args(["--password-env", "LIFEBOAT_TEST_PW"])
+        .env("LIFEBOAT_TEST_PW", "correct horse battery")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let mut seen = 0;
+    let mut open = Vec::new();
+    let mut stack = vec![home.clone(), dir.path().join("extra")];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::metadata(&path).expect("metadata");
+        seen += 1;
+        if meta.permissions().mode() & 0o077 != 0 {
+            open.push(format!(
+                "{} {:o}",
+                path.display(),
+                meta.permissions().mode()
+            ));
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir") {
+                stack.push(entry.expect("entry").path());
+            }
+        }
+    }
+    assert!(seen > 10, "only {seen} paths");
+    assert!(open.is_empty(), "readable by others: {open:#?}");
+}
+
+/// Findings (issue 17): bad configuration exited 1, not 2; a hand-edited
+/// group with the primary as its secondary or a negative RPO target was
+/// accepted; and one failed start of the saved group made every later
+/// group command fail with the old error, even after the file was fixed.
+#[test]
+fn bad_configuration_exits_2_and_a_fixed_group_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group_file = dir.path().join("replication.ron");
+    let group = |secondary: &str, rpo: &str| {
+        format!(
+            "(primary: \"us-east-1\", secondary: \"{secondary}\", databases: All, kind: StorageOnly, rpo_target_s: {rpo})"
+        )
+    };
+    let cases = [
+        ("(primary: ".to_string(), "not a valid replication group"),
+        (group("us-east-1", "1.0"), "us-east-1 is the primary"),
+        (group("eu-west-1", "-1.0"), "an RPO target of -1 s"),
+    ];
+    for (text, needle) in &cases {
+        std::fs::write(&group_file, text).expect("write");
+        let out = run(lifeboat(dir.path()), &["group", "show"]);
+        assert_one_error_line(&out, 2, &["replication.ron", needle]);
+    }
+    std::fs::remove_file(&group_file).expect("remove");
+    let out = run(
+        lifeboat(dir.path()),
+        &["group", "configure", "--secondary", "us-east-1"],
+    );
+    assert_one_error_line(&out, 2, &["us-east-1 is the primary", "--secondary"]);
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "group",
+            "configure",
+            "--secondary",
+            "eu-west-1",
+            "--rpo-target",
+            "0s",
+        ],
+    );
+    assert_one_error_line(&out, 2, &["RPO target of 0 s", "--rpo-target"]);
+    std::fs::write(dir.path().join("regions.ron"), "(regions: [").expect("write");
+    let out = run(lifeboat(dir.path()), &["region", "list"]);
+    assert_one_error_line(&out, 2, &["regions.ron", "not a valid regions file"]);
+    std::fs::remove_file(dir.path().join("regions.ron")).expect("remove");
+
+    // A saved group that cannot start, then the same file fixed by hand.
+    std::fs::write(&group_file, group("nowhere", "1.0")).expect("write");
+    let out = run(lifeboat(dir.path()), &["group", "pause", "orders"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("could not start"),
+        "{}",
+        common::stderr(&out)
+    );
+    std::fs::write(&group_file, group("eu-west-1", "1.0")).expect("write");
+    let out = run(
+        lifeboat(dir.path()),
+        &["group", "configure", "--secondary", "eu-west-1"],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}

@@ -70,6 +70,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// loaded (or none saved).
 async fn engine(ctx: &Ctx) -> Result<Engine> {
     let saved = group::load(&ctx.home.config_dir)?.is_some();
+    // Only this engine's own attempt counts: the activity log keeps the
+    // failures of earlier runs, long since fixed.
+    let since_us = lifeboat::workload::now_us();
     let engine = Engine::start(
         &tokio::runtime::Handle::current(),
         ctx.home.clone(),
@@ -78,10 +81,10 @@ async fn engine(ctx: &Ctx) -> Result<Engine> {
     );
     let (snapshot, ready) = engine
         .wait_for(COMMAND_TIMEOUT, |s| {
-            s.seq > 0 && (!saved || s.group.is_some() || resume_failed(s).is_some())
+            s.seq > 0 && (!saved || s.group.is_some() || resume_failed(s, since_us).is_some())
         })
         .await;
-    if let Some(message) = resume_failed(&snapshot) {
+    if let Some(message) = resume_failed(&snapshot, since_us) {
         engine.shutdown().await;
         return Err(Error::Failed(format!(
             "the saved replication group could not start: {message}"
@@ -96,11 +99,13 @@ async fn engine(ctx: &Ctx) -> Result<Engine> {
     Ok(engine)
 }
 
-fn resume_failed(snapshot: &Snapshot) -> Option<String> {
+/// Why the engine started after `since_us` could not resume the saved group.
+fn resume_failed(snapshot: &Snapshot, since_us: u64) -> Option<String> {
     snapshot
         .activity
         .iter()
         .rev()
+        .filter(|e| e.at_us >= since_us)
         .find_map(|e| match &e.outcome {
             Outcome::Failed(m) if e.request == 0 && e.what.starts_with("resume replication") => {
                 Some(m.clone())
@@ -170,6 +175,22 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
             storage_only,
         } => {
             ctx.regions.get(&secondary)?;
+            if let Some(primary) = ctx.regions.names().first() {
+                group::check(primary, &secondary, rpo_target.as_secs_f64()).map_err(|e| {
+                    // In the words of the command line.
+                    Error::invalid(
+                        e.to_string()
+                            .replace(
+                                "choose another region as the secondary",
+                                "give another region as --secondary",
+                            )
+                            .replace(
+                                "give a number of seconds above 0",
+                                "give --rpo-target above 0s, e.g. 1s",
+                            ),
+                    )
+                })?;
+            }
             let kind = if pre_provisioned {
                 ReplicationKind::PreProvisioned
             } else if storage_only {

@@ -64,6 +64,22 @@ pub struct GroupConfig {
     pub smoke: Vec<String>,
 }
 
+/// Whether a group of `primary` and `secondary` with an RPO target of
+/// `rpo_target_s` makes sense; the error says what to change.
+pub fn check(primary: &str, secondary: &str, rpo_target_s: f64) -> Result<()> {
+    if !(rpo_target_s.is_finite() && rpo_target_s > 0.0) {
+        return Err(Error::invalid(format!(
+            "an RPO target of {rpo_target_s} s makes no sense; give a number of seconds above 0"
+        )));
+    }
+    if secondary == primary {
+        return Err(Error::invalid(format!(
+            "{primary} is the primary; choose another region as the secondary"
+        )));
+    }
+    Ok(())
+}
+
 /// The default RPO target: one second.
 pub const DEFAULT_RPO_TARGET_S: f64 = 1.0;
 
@@ -77,13 +93,25 @@ pub fn group_file(config_dir: &Path) -> std::path::PathBuf {
 /// Loads the group saved in `config_dir`, if any.
 pub fn load(config_dir: &Path) -> Result<Option<GroupConfig>> {
     let path = group_file(config_dir);
+    let fix = "fix it or delete it and configure replication again";
     match std::fs::read_to_string(&path) {
-        Ok(text) => ron::from_str(&text).map(Some).map_err(|e| {
-            Error::file(
-                &path,
-                format!("not a valid replication group ({e}); fix it or delete it and configure replication again"),
-            )
-        }),
+        Ok(text) => {
+            let group: GroupConfig = ron::from_str(&text).map_err(|e| {
+                Error::invalid(format!(
+                    "{}: not a valid replication group ({e}); {fix}",
+                    path.display()
+                ))
+            })?;
+            check(&group.primary, &group.secondary, group.rpo_target_s).map_err(|e| {
+                Error::invalid(format!(
+                    "{}: {}; {fix}",
+                    path.display(),
+                    e.to_string()
+                        .trim_end_matches("; choose another region as the secondary")
+                ))
+            })?;
+            Ok(Some(group))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::file(&path, format!("cannot read: {e}"))),
     }
@@ -127,5 +155,31 @@ mod tests {
         assert_eq!(load(dir.path()).expect("load"), Some(group));
         save(dir.path(), None).expect("remove");
         assert_eq!(load(dir.path()).expect("load"), None);
+    }
+
+    #[test]
+    fn a_hand_edited_group_that_makes_no_sense_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let group = |secondary: &str, rpo: f64| GroupConfig {
+            primary: "us-east-1".into(),
+            secondary: secondary.into(),
+            databases: Selection::All,
+            kind: ReplicationKind::StorageOnly,
+            rpo_target_s: rpo,
+            held: BTreeSet::new(),
+            smoke: Vec::new(),
+        };
+        for (bad, needle) in [
+            (group("us-east-1", 1.0), "us-east-1 is the primary"),
+            (group("eu-west-1", -1.0), "an RPO target of -1 s"),
+        ] {
+            save(dir.path(), Some(&bad)).expect("save");
+            let refused = load(dir.path()).expect_err("refused");
+            assert!(matches!(refused, Error::Invalid(_)), "{refused}");
+            assert!(refused.to_string().contains(needle), "{refused}");
+        }
+        std::fs::write(group_file(dir.path()), "(primary: ").expect("write");
+        let refused = load(dir.path()).expect_err("refused");
+        assert!(matches!(refused, Error::Invalid(_)), "{refused}");
     }
 }

@@ -183,6 +183,16 @@ impl RegionUrl {
     /// Parses a region URL; `region` names the region in errors.
     pub fn parse(region: &str, text: &str) -> Result<Self> {
         const SCHEMES: &str = "file:///dir, memory://, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix";
+        // The URL parser resolves `.` and `..` without a word: a region
+        // would silently live somewhere else than the text says.
+        let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+        if after_scheme.split(['/', '\\']).any(|segment| {
+            segment == ".." || segment == "." || segment.eq_ignore_ascii_case("%2e%2e")
+        }) {
+            return Err(Error::invalid(format!(
+                "region `{region}`: `{text}` has `.` or `..` in its path; write the folder or prefix itself, e.g. file:///srv/lifeboat/us-east-1"
+            )));
+        }
         let url = url::Url::parse(text).map_err(|e| {
             let hint = if text.starts_with('/') {
                 format!("; for a local folder write file://{text}")
@@ -598,6 +608,16 @@ impl Region {
             Err(e) => Err(e),
         };
         let deleted = retry::retrying(|| self.store.delete(&path)).await;
+        if let RegionUrl::File(dir) = &self.location {
+            // A local store leaves the folders of a deleted object behind;
+            // the probe leaves nothing (`remove_dir` keeps a folder that
+            // holds anything, such as the control log).
+            for folder in ["_lifeboat/probe", "_lifeboat"] {
+                if let Err(e) = std::fs::remove_dir(dir.join(folder)) {
+                    tracing::trace!(region = %name, "{folder} stays: {e}");
+                }
+            }
+        }
         let (body, stamp_ms) = read.map_err(|e| Error::store(name, "probe get", &e))?;
         deleted.map_err(|e| Error::store(name, "probe delete", &e))?;
         if body.as_ref() != b"probe" {
