@@ -340,6 +340,40 @@ fn auth_roles_and_commands_through_redis_cli() {
     assert!(failures.is_some(), "the failed AUTHs were not counted");
 }
 
+/// Finding (issue 17): an admin given `--db` could use every database.
+#[test]
+fn the_databases_a_user_is_given_bound_every_role() {
+    if !clients_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in ["orders", "carts"] {
+        ok(run(lifeboat(dir.path()), &["db", "create", db]));
+    }
+    ok(run(
+        lifeboat(dir.path()),
+        &[
+            "workspace",
+            "create",
+            "shop",
+            "--db",
+            "orders",
+            "--db",
+            "carts",
+        ],
+    ));
+    add_user(dir.path(), "boss", "admin", &["--db", "orders"]);
+    let ws = Served::start(dir.path(), "shop", "us-east-1");
+    let out = redis(ws.addr, Some("boss"), &["-n", "0", "set", "k", "v"]);
+    assert_eq!(stdout(&out).trim(), "OK", "{}", text(&out));
+    let out = redis(ws.addr, Some("boss"), &["-n", "1", "get", "k"]);
+    assert!(
+        text(&out).contains("NOPERM user 'boss' has no access to database 'carts'"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn a_client_outside_the_allow_list_is_refused_and_logged() {
     if !clients_available() {
@@ -648,11 +682,35 @@ fn bad_workspace_input_gets_one_line() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
-    // A short password is refused, and nothing secret is printed.
+    // Databases that do not exist, or that the workspace does not serve.
+    let out = run(
+        lifeboat(dir.path()),
+        &["workspace", "create", "w", "--db", "nosuchdb"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("database `nosuchdb` is in no region"),
+        "{}",
+        stderr(&out)
+    );
+    ok(run(lifeboat(dir.path()), &["db", "create", "a"]));
     ok(run(
         lifeboat(dir.path()),
         &["workspace", "create", "w", "--db", "a"],
     ));
+    let out = lifeboat(dir.path())
+        .args(["workspace", "user", "add", "w", "u", "--role", "readonly"])
+        .args(["--db", "nosuchdb", "--password-env", "LIFEBOAT_TEST_PW"])
+        .env("LIFEBOAT_TEST_PW", PASSWORD)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("workspace `w` does not serve database `nosuchdb` (it serves: a)"),
+        "{}",
+        stderr(&out)
+    );
+    // A short password is refused, and nothing secret is printed.
     let out = lifeboat(dir.path())
         .args(["workspace", "user", "add", "w", "u", "--role", "readonly"])
         .args(["--password-env", "LIFEBOAT_TEST_PW"])

@@ -194,6 +194,44 @@ pub(crate) fn regions(ctx: &Ctx) -> Result<Vec<Region>> {
         .collect()
 }
 
+/// Refuses databases that are in no region: a workspace of a misspelt name
+/// would start and serve nothing.
+async fn require_databases(regions: &[Region], attachments: &[Attachment]) -> Result<()> {
+    let mut known = std::collections::BTreeSet::new();
+    let mut unlisted = Vec::new();
+    for region in regions {
+        match lifeboat::storage::list_databases(region).await {
+            Ok(dbs) => known.extend(dbs.into_iter().map(|(db, _)| db)),
+            Err(e) => unlisted.push(format!(
+                "{} ({})",
+                region.name(),
+                lifeboat::error::one_line(&e.to_string())
+            )),
+        }
+    }
+    let Some(missing) = attachments.iter().find(|a| !known.contains(&a.db)) else {
+        return Ok(());
+    };
+    if !unlisted.is_empty() {
+        return Err(Error::Failed(format!(
+            "cannot tell whether database `{}` exists: cannot list {}; try again when the region answers",
+            missing.db,
+            unlisted.join(", ")
+        )));
+    }
+    let known: Vec<String> = known.into_iter().collect();
+    Err(Error::invalid(format!(
+        "database `{}` is in no region (there are: {}); create it with `lifeboat db create {}` or name another",
+        missing.db,
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        },
+        missing.db
+    )))
+}
+
 async fn state(regions: &[Region]) -> Result<ControlState> {
     control::load_all(regions).await
 }
@@ -269,11 +307,14 @@ pub async fn workspace(ctx: &Ctx, json: bool, command: WorkspaceCommand) -> Resu
             let databases = attachments(&args.dbs)?;
             let event = Event::WorkspaceSet {
                 name: args.name,
-                databases,
+                databases: databases.clone(),
                 bind: args.bind,
                 port: args.port,
                 open: args.open,
             };
+            // What the log would refuse first, then what the stores hold.
+            state(&regions).await?.check(event.clone())?;
+            require_databases(&regions, &databases).await?;
             record(ctx, json, &regions, event).await
         }
         WorkspaceCommand::List => {

@@ -440,10 +440,22 @@ impl ControlState {
                 self.workspace(name)?;
             }
             Event::UserSet {
-                workspace, user, ..
+                workspace,
+                user,
+                databases,
+                ..
             } => {
-                self.workspace(workspace)?;
+                let ws = self.workspace(workspace)?;
                 validate_name("user", user)?;
+                if let Databases::Only(dbs) = databases {
+                    let served: Vec<&String> = ws.databases.iter().map(|a| &a.db).collect();
+                    if let Some(stray) = dbs.iter().find(|db| !served.contains(db)) {
+                        return Err(Error::invalid(format!(
+                            "workspace `{workspace}` does not serve database `{stray}` (it serves: {}); name one of those, or none for all",
+                            listed(served.into_iter())
+                        )));
+                    }
+                }
             }
             Event::PasswordChanged {
                 workspace, user, ..

@@ -98,7 +98,8 @@ impl Session {
         }
         let user = self.user.as_deref().unwrap_or("default");
         match access.users.get(user) {
-            Some(u) if u.role == Role::Admin || u.databases.covers(&db.name) => Ok(()),
+            // The databases a user was given bound every role, admin too.
+            Some(u) if u.databases.covers(&db.name) => Ok(()),
             _ => Err(Reply::err(format!(
                 "NOPERM user '{user}' has no access to database '{}'",
                 db.name
