@@ -1247,7 +1247,14 @@ impl Core {
             if self.demo.contains_key(db) {
                 continue;
             }
-            let location = match DbLocation::in_region(&region, db) {
+            // The live branch at its home, once a failover moved it.
+            let location = match self.control_state.live.get(db) {
+                Some(live) => self
+                    .region(&live.region)
+                    .and_then(|home| DbLocation::branch_in_region(&home, db, &live.branch)),
+                None => DbLocation::in_region(&region, db),
+            };
+            let location = match location {
                 Ok(l) => l,
                 Err(e) => return self.fail(request, e),
             };

@@ -654,9 +654,30 @@ async fn db_command(ctx: &Ctx, json: bool, command: DbCommand) -> Result<i32> {
     Ok(exit_code::OK)
 }
 
+/// Where a writer of `db` writes: its live branch, at its home (from the
+/// control log), or `main` in the region asked for (the first by default)
+/// while no failover or switchover moved it. A region that is not the live
+/// branch's home is refused with the one that is.
+async fn live_location(ctx: &Ctx, asked: &Option<String>, db: &str) -> Result<DbLocation> {
+    let regions = cli::workspace::regions(ctx)?;
+    let state = lifeboat::control::load_all(&regions).await?;
+    let Some(live) = state.live.get(db) else {
+        return DbLocation::in_region(&ctx.open(asked)?, db);
+    };
+    if let Some(asked) = asked
+        && *asked != live.region
+    {
+        return Err(Error::invalid(format!(
+            "database `{db}` is live on branch `{}` in region `{}` (a failover or switchover moved it); write there: leave --region out or give --region {}",
+            live.branch, live.region, live.region
+        )));
+    }
+    let region = ctx.open(&Some(live.region.clone()))?;
+    DbLocation::branch_in_region(&region, db, &live.branch)
+}
+
 async fn workload_command(ctx: &Ctx, json: bool, args: WorkloadArgs) -> Result<i32> {
-    let region = ctx.open(&args.region.region)?;
-    let location = DbLocation::in_region(&region, &args.db)?;
+    let location = live_location(ctx, &args.region.region, &args.db).await?;
     let spec = WorkloadSpec {
         rate: args.rate,
         duration: args.duration,

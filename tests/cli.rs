@@ -441,3 +441,41 @@ fn bad_configuration_exits_2_and_a_fixed_group_starts() {
     );
     assert!(out.status.success(), "{}", common::stderr(&out));
 }
+
+/// Finding (issue 17): a torn last line in the acknowledgement log (a crash
+/// mid-append) was never repaired: the next workload appended onto it and
+/// `verify` failed until the file was edited by hand.
+#[test]
+fn a_torn_acknowledgement_line_is_cut_before_the_next_workload_appends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workload = [
+        "workload",
+        "--db",
+        "orders",
+        "--records",
+        "200",
+        "--rate",
+        "max",
+    ];
+    for args in [&["db", "create", "orders"][..], &workload] {
+        let out = run(lifeboat(dir.path()), args);
+        assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
+    }
+    let acks = dir.path().join("acks").join("orders.jsonl");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&acks)
+        .expect("the acknowledgement log");
+    std::io::Write::write_all(&mut file, b"{\"region\":\"us-ea").expect("a torn line");
+    drop(file);
+    let out = run(lifeboat(dir.path()), &workload);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = run(lifeboat(dir.path()), &["verify", "--db", "orders"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        common::stderr(&out)
+    );
+    assert!(stdout(&out).contains("400"), "{}", stdout(&out));
+}

@@ -440,6 +440,36 @@ fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
         "{}",
         common::stderr(&out)
     );
+
+    // Finding (issue 17): after a failover, `workload` wrote to the fenced
+    // `main`, invisible at the live endpoint. It writes the live branch at
+    // its home, and refuses another region with the one that is live.
+    let workload = [
+        "workload",
+        "--db",
+        "orders",
+        "--records",
+        "20",
+        "--rate",
+        "max",
+    ];
+    ok(run(lifeboat(data), &workload));
+    let acks = std::fs::read_to_string(data.join("acks").join("orders.jsonl")).expect("acks");
+    let last: serde_json::Value =
+        serde_json::from_str(acks.lines().last().expect("a line")).expect("json");
+    assert_eq!(last["branch"], "failover-1", "{last}");
+    assert_eq!(last["region"], "eu-west-1", "{last}");
+    let out = run(
+        lifeboat(data),
+        &[&workload[..], &["--region", "us-east-1"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out)
+            .contains("database `orders` is live on branch `failover-1` in region `eu-west-1`"),
+        "{}",
+        common::stderr(&out)
+    );
 }
 
 /// Invariant 3: the home collects the SSTs a fork at the replica reads; the

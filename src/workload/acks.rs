@@ -48,12 +48,15 @@ impl AckLog {
         &self.path
     }
 
-    /// Opens the log for appending, creating its folder.
+    /// Opens the log for appending, creating its folder. A torn last line
+    /// (a crash mid-append) is cut off first: its batch was never reported,
+    /// and a line appended onto it would make the log unreadable.
     pub fn writer(&self) -> Result<AckWriter> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::file(dir, format!("cannot create: {e}")))?;
         }
+        self.cut_torn_tail()?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -63,6 +66,34 @@ impl AckLog {
             file,
             path: self.path.clone(),
         })
+    }
+
+    fn cut_torn_tail(&self) -> Result<()> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::file(&self.path, format!("cannot read: {e}"))),
+        };
+        if bytes.is_empty() || bytes.ends_with(b"\n") {
+            return Ok(());
+        }
+        let whole = bytes
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |at| at + 1);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| Error::file(&self.path, format!("cannot open to repair: {e}")))?;
+        file.set_len(whole as u64)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::file(&self.path, format!("cannot cut a torn last line: {e}")))?;
+        tracing::warn!(
+            log = %self.path.display(),
+            "cut a torn last line of {} bytes (a writer stopped mid-append; its batch was never reported)",
+            bytes.len() - whole
+        );
+        Ok(())
     }
 
     /// Every batch in the log; `None` when there is no log. A torn last line
