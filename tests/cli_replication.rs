@@ -282,3 +282,118 @@ fn group_configure_keeps_or_sets_the_replication_type() {
     );
     assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
 }
+
+/// Findings (issue 17): after WAL files of a replica were deleted by hand,
+/// `replicate --once` printed `in sync` and left them missing; after the
+/// whole replica was deleted under a running replicator it went on saying
+/// `in sync` for minutes. A state comes from what the replica holds.
+#[test]
+fn a_replica_damaged_by_hand_is_seen_and_copied_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(lifeboat(dir.path()), &["db", "create", "orders"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A writer killed mid-run leaves WAL files past its manifest's replay
+    // point: the replica's newest state needs them.
+    let mut writer = lifeboat(dir.path())
+        .args([
+            "workload",
+            "--db",
+            "orders",
+            "--rate",
+            "2000",
+            "--duration",
+            "60s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lifeboat runs");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let out = run(lifeboat(dir.path()), &["replicate", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let replica = dir.path().join("regions/eu-west-1/dbs/orders/main");
+    let mut wal: Vec<_> = std::fs::read_dir(replica.join("wal"))
+        .expect("the replica's WAL folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    wal.sort();
+    assert!(wal.len() > 2, "{wal:?}");
+    for file in &wal[wal.len() - 2..] {
+        std::fs::remove_file(file).expect("delete a WAL file");
+    }
+    let whole = "acknowledged records the replica lacks: 0";
+    let out = run(lifeboat(dir.path()), &["check", "--db", "orders"]);
+    assert!(
+        !stdout(&out).contains(whole),
+        "nothing was lost: {}",
+        stdout(&out)
+    );
+    let out = run(lifeboat(dir.path()), &["replicate", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(lifeboat(dir.path()), &["check", "--db", "orders"]);
+    assert!(
+        out.status.success() && stdout(&out).contains(whole),
+        "`replicate --once` left the deleted WAL files missing: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // The whole replica, deleted under a running replicator: seen within
+    // the cut check's 30 s, and copied again.
+    let mut follow = lifeboat(dir.path())
+        .args(["--json", "replicate", "--follow", "--report-every", "500ms"])
+        .args(["--duration", "120s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lifeboat runs");
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(
+        follow.stdout.take().expect("stdout"),
+    ));
+    let mut deleted = None;
+    let mut seen = None;
+    for line in lines.map_while(Result::ok) {
+        let Ok(statuses) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let state = statuses[0]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let repairs = statuses[0]["repairs"].as_u64().unwrap_or_default();
+        match (deleted, &seen) {
+            (None, _) if state == "InSync" => {
+                std::fs::remove_dir_all(&replica).expect("delete the replica");
+                deleted = Some((std::time::Instant::now(), repairs));
+            }
+            (Some((at, before)), None)
+                if repairs > before || state == "Damaged" || state == "Seeding" =>
+            {
+                seen = Some((state, at.elapsed()));
+            }
+            // Copied again (nothing was left to copy before the delete).
+            (Some(_), Some(_))
+                if state == "InSync"
+                    && statuses[0]["objects_copied"].as_u64() > Some(0)
+                    && statuses[0]["objects_pending"] == 0 =>
+            {
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(deleted.is_some(), "the replica was never in sync");
+    let (state, after) = seen.expect("the deleted replica was never seen");
+    eprintln!("the deleted replica was seen ({state}) {after:?} after");
+    let out = run(lifeboat(dir.path()), &["check", "--db", "orders"]);
+    assert!(
+        out.status.success() && stdout(&out).contains(whole),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}

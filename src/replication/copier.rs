@@ -66,6 +66,8 @@ pub struct BranchCopier {
     loaded: bool,
     /// When the last full list-diff ran.
     healed: Option<Instant>,
+    /// When the replica's cut was last looked at (`check_cut`).
+    cut_checked: Option<Instant>,
     scrubbed: Option<Instant>,
     /// Where the next scrub starts in the rotation of needed files.
     scrub_after: Option<FileRef>,
@@ -137,6 +139,7 @@ impl BranchCopier {
             cursor_saved: Instant::now(),
             loaded: false,
             healed: None,
+            cut_checked: None,
             scrubbed: None,
             scrub_after: None,
             idle_ticks: 0,
@@ -259,6 +262,12 @@ impl BranchCopier {
         let target_manifest = self.home_files.manifests.keys().next_back().copied();
         let target_wal = self.home_files.wals.keys().next_back().copied();
         for _ in 0..100 {
+            // A cursor's listing shows only what is past it: after a heal
+            // (the replica lost files below it) the whole home counts.
+            let target_manifest =
+                target_manifest.or(self.home_files.manifests.keys().next_back().copied());
+            let target_wal = target_wal.or(self.home_files.wals.keys().next_back().copied());
+            let heal_pending = self.healed.is_none();
             let manifest_done = match (target_manifest, &self.replica_manifest) {
                 (None, _) => true,
                 (Some(want), Some(have)) => have.id >= want,
@@ -269,7 +278,7 @@ impl BranchCopier {
                 (Some(want), Some(m)) => self.wal_end(m) >= want,
                 (Some(_), None) => false,
             };
-            if manifest_done && wal_done {
+            if manifest_done && wal_done && !heal_pending {
                 self.save_cursor().await?;
                 return Ok(self.status.clone());
             }
@@ -328,6 +337,12 @@ impl BranchCopier {
             if heal_due {
                 self.delete_unneeded().await?;
             }
+        }
+        let cut_check_due = self
+            .cut_checked
+            .is_none_or(|at| at.elapsed() >= self.opts.cut_check_every);
+        if cut_check_due && !heal_due {
+            self.check_cut().await?;
         }
         self.status.passes += 1;
         self.refresh_status(true);
@@ -391,7 +406,11 @@ impl BranchCopier {
             .replica_manifest
             .as_ref()
             .map_or(0, |m| m.replay_after_wal_id);
-        self.vouched_wal = self.cursor.wal_id;
+        // The replica's WAL is listed from the replay point of its newest
+        // manifest, so every file a reader of it needs is looked at, none
+        // taken on the cursor's word; the home's only past the cursor.
+        self.vouched_wal = 0;
+        let replica_wal_after = Some(floor).filter(|id| *id > 0).map(FileRef::Wal);
         let wal_after = Some(floor.max(self.cursor.wal_id))
             .filter(|id| *id > 0)
             .map(FileRef::Wal);
@@ -401,9 +420,12 @@ impl BranchCopier {
         let compactions_after = Some(self.cursor.compactions_id)
             .filter(|id| *id > 0)
             .map(FileRef::Compactions);
-        let sides = [self.replica.clone(), self.home.clone()];
+        let sides = [
+            (self.replica.clone(), replica_wal_after),
+            (self.home.clone(), wal_after),
+        ];
         let mut listed = Vec::with_capacity(2);
-        for side in &sides {
+        for (side, wal_after) in &sides {
             let mut files = BranchFiles::default();
             files.replace_dir(
                 Dir::Manifest,
@@ -430,8 +452,16 @@ impl BranchCopier {
                 self.cursor_dirty = true;
             }
         }
-        // The cursor stands in for a list-diff until the next one is due.
+        // The cursor stands in for a list-diff until the next one is due,
+        // and these listings for a look at the replica's cut: whatever the
+        // cursor says was copied up to its WAL file must be there.
         self.healed = Some(Instant::now());
+        self.cut_checked = Some(Instant::now());
+        if let Some(manifest) = self.replica_manifest.clone() {
+            let held = self.replica_files.clone();
+            let copied_to = self.cursor.wal_id.max(self.wal_end(&manifest));
+            self.repair_cut(&manifest, &held, copied_to);
+        }
         Ok(())
     }
 
@@ -887,6 +917,78 @@ impl BranchCopier {
             self.status.objects_deleted += 1;
         }
         Ok(())
+    }
+
+    /// Looks at what the replica itself holds of its newest state (the
+    /// manifest, the WAL files a reader replays, the SSTs), in three
+    /// listings, so that the state a replica shows comes from the replica,
+    /// not from what this copier remembers copying (files deleted by hand,
+    /// or the whole replica). Anything missing makes the state Damaged and
+    /// the next pass a full list-diff, which copies it again.
+    async fn check_cut(&mut self) -> Result<()> {
+        self.cut_checked = Some(Instant::now());
+        let Some(manifest) = self.replica_manifest.clone() else {
+            return Ok(());
+        };
+        let after_manifest = (manifest.id > 1).then(|| FileRef::Manifest(manifest.id - 1));
+        let after_wal =
+            (manifest.replay_after_wal_id > 0).then(|| FileRef::Wal(manifest.replay_after_wal_id));
+        let mut held = BranchFiles::default();
+        held.replace_dir(
+            Dir::Manifest,
+            self.replica
+                .list(Dir::Manifest, after_manifest.as_ref())
+                .await?,
+        );
+        held.replace_dir(
+            Dir::Wal,
+            self.replica.list(Dir::Wal, after_wal.as_ref()).await?,
+        );
+        held.replace_dir(
+            Dir::Compacted,
+            self.replica.list(Dir::Compacted, None).await?,
+        );
+        let copied_to = self.wal_end(&manifest);
+        self.repair_cut(&manifest, &held, copied_to);
+        Ok(())
+    }
+
+    /// Compares what the replica `held` at a look with the files its newest
+    /// state (`manifest`, and the WAL up to `wal_end`) needs: anything
+    /// absent, or changed since it was copied, is forgotten, the state shows
+    /// Damaged, and the next pass is a full list-diff, which copies it again.
+    fn repair_cut(&mut self, manifest: &ManifestView, held: &BranchFiles, wal_end: u64) {
+        let mut needed = vec![FileRef::Manifest(manifest.id)];
+        needed.extend(manifest.ssts.iter().cloned().map(FileRef::Sst));
+        needed.extend((manifest.replay_after_wal_id + 1..=wal_end).map(FileRef::Wal));
+        let lost: Vec<FileRef> = needed
+            .into_iter()
+            .filter(
+                |file| match (held.get(file), self.replica_files.get(file)) {
+                    (None, _) => true,
+                    (Some(now), Some(copied)) => now.size != copied.size,
+                    (Some(_), None) => false,
+                },
+            )
+            .collect();
+        let Some(first) = lost.first() else {
+            return;
+        };
+        let message = format!(
+            "the replica lacks {} file(s) of its newest state ({}); copying them again",
+            lost.len(),
+            first.rel()
+        );
+        tracing::warn!(flow = %self.label(), "{message}");
+        for file in &lost {
+            self.replica_files.remove(file);
+            self.copied.remove(file);
+        }
+        self.status.repairs += lost.len() as u64;
+        self.damaged = Some(message);
+        // What the cursor vouched for is in doubt: list everything next.
+        self.vouched_wal = 0;
+        self.healed = None;
     }
 
     /// Re-reads the files the replica's newest state needs, up to the

@@ -51,6 +51,11 @@ pub struct ReplicationOptions {
     /// How often a full list-diff of both sides runs (heals what a cursor
     /// missed; deletes what the home deleted).
     pub heal_every: Duration,
+    /// How often the replica's own listing of its newest state's files is
+    /// compared with what the copier believes it holds (three LISTs; a
+    /// state shown is never older than this look at the replica). The
+    /// first pass of a copier always looks.
+    pub cut_check_every: Duration,
     /// How often a scrub re-reads the replica's needed files.
     pub scrub_every: Duration,
     /// Bytes a scrub reads at most (it resumes where the last one stopped).
@@ -74,6 +79,7 @@ impl Default for ReplicationOptions {
             max_poll: Duration::from_secs(1),
             manifest_poll_every: 5,
             heal_every: Duration::from_secs(300),
+            cut_check_every: Duration::from_secs(30),
             scrub_every: Duration::from_secs(600),
             scrub_bytes: 256 * 1024 * 1024,
             cursor_save_every: Duration::from_secs(5),
