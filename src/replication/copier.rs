@@ -931,8 +931,8 @@ impl BranchCopier {
             return Ok(());
         };
         let after_manifest = (manifest.id > 1).then(|| FileRef::Manifest(manifest.id - 1));
-        let after_wal =
-            (manifest.replay_after_wal_id > 0).then(|| FileRef::Wal(manifest.replay_after_wal_id));
+        let after_wal = (manifest.replay_after_wal_id > 0)
+            .then_some(FileRef::Wal(manifest.replay_after_wal_id));
         let mut held = BranchFiles::default();
         held.replace_dir(
             Dir::Manifest,
