@@ -1080,15 +1080,21 @@ impl Core {
         }
         self.deleting.insert(request, name.clone());
         Arc::make_mut(&mut self.history).forget(&name);
+        let others: Vec<Region> = self.opened.values().cloned().collect();
         self.spawn(async move {
             let result = async {
-                let location = DbLocation::in_region(&region, &name)?;
-                location.require().await?;
-                let objects = location.delete().await?;
-                Ok::<_, Error>(format!(
-                    "deleted {name} in {} ({objects} objects)",
-                    region.name()
-                ))
+                // The name was typed to confirm, and this engine's writers
+                // and copies of it are stopped: the deletion fences any
+                // other writer before a file goes.
+                let plan = crate::storage::delete::plan(&region, &others, &name, None).await?;
+                if plan.is_empty() {
+                    return Err(Error::DatabaseNotFound {
+                        db: name.clone(),
+                        region: region.name().to_string(),
+                    });
+                }
+                let objects = crate::storage::delete::delete(&region, &plan).await?;
+                Ok::<_, Error>(format!("deleted {} ({objects} objects)", plan.describe()))
             }
             .await;
             Internal::Finished {

@@ -253,6 +253,10 @@ enum DbCommand {
         /// Confirm the deletion (required: nothing is asked interactively).
         #[arg(long)]
         yes: bool,
+        /// Delete even while a writer is at work (it is fenced first) or a
+        /// replication group copies the database.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -624,31 +628,49 @@ async fn db_command(ctx: &Ctx, json: bool, command: DbCommand) -> Result<i32> {
             let info = DbLocation::in_region(&region, &name)?.describe().await?;
             emit(json, &info, || branch_text(&info))?;
         }
-        DbCommand::Delete { name, region, yes } => {
+        DbCommand::Delete {
+            name,
+            region,
+            yes,
+            force,
+        } => {
             let region = ctx.open(&region.region)?;
-            let location = DbLocation::in_region(&region, &name)?;
-            if !yes {
-                location.require().await?;
+            let others = cli::workspace::regions(ctx)?;
+            let group = lifeboat::engine::group::load(&ctx.home.config_dir)?;
+            let plan = storage::delete::plan(&region, &others, &name, group.as_ref()).await?;
+            if plan.is_empty() {
+                return Err(Error::DatabaseNotFound {
+                    db: name,
+                    region: region.name().to_string(),
+                });
+            }
+            let what = plan.describe();
+            if !plan.refusals.is_empty() && !force {
                 return Err(Error::invalid(format!(
-                    "deleting `{name}` in region `{}` removes all its files; add --yes to confirm",
-                    region.name()
+                    "not deleting {what}: {}; add --force to delete anyway",
+                    plan.refusals.join("; ")
                 )));
             }
-            let deleted = location.delete().await?;
+            if !yes {
+                return Err(Error::invalid(format!(
+                    "deleting removes {what}, for good; add --yes to confirm"
+                )));
+            }
+            let deleted = storage::delete::delete(&region, &plan).await?;
             #[derive(Serialize)]
             struct Deleted {
                 region: String,
                 db: String,
                 objects_deleted: u64,
+                plan: storage::delete::DeletePlan,
             }
             let out = Deleted {
                 region: region.name().to_string(),
                 db: name.clone(),
                 objects_deleted: deleted,
+                plan,
             };
-            emit(json, &out, || {
-                format!("deleted {name} in {} ({deleted} objects)", out.region)
-            })?;
+            emit(json, &out, || format!("deleted {what} ({deleted} objects)"))?;
         }
     }
     Ok(exit_code::OK)

@@ -397,3 +397,110 @@ fn a_replica_damaged_by_hand_is_seen_and_copied_again() {
         stderr(&out)
     );
 }
+
+/// Findings (issue 17): `db delete --yes` while a writer ran left it
+/// acknowledging writes that were lost, left a half-deleted database that
+/// `db create` refused, and deleted the copies of a replicated database
+/// with no warning. It now says what goes where, refuses while a writer
+/// is at work or replication copies the database, fences the writer when
+/// told to go ahead, and leaves nothing behind.
+#[test]
+fn deleting_a_database_refuses_while_it_is_written_or_replicated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(lifeboat(dir.path()), &["db", "create", "orders"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut writer = lifeboat(dir.path())
+        .args([
+            "workload",
+            "--db",
+            "orders",
+            "--rate",
+            "500",
+            "--duration",
+            "120s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lifeboat runs");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = run(lifeboat(dir.path()), &["db", "delete", "orders", "--yes"]);
+    assert_one_error_line(
+        &out,
+        2,
+        &[
+            "not deleting orders in us-east-1: branch main",
+            "a writer is at work",
+            "--force",
+        ],
+    );
+    let out = run(
+        lifeboat(dir.path()),
+        &["db", "delete", "orders", "--yes", "--force"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("deleted orders in us-east-1: branch main"),
+        "{}",
+        stdout(&out)
+    );
+    // The fenced writer stops acknowledging and says so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = writer.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer kept writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(!status.success(), "the fenced writer exited 0");
+    let out = run(lifeboat(dir.path()), &["db", "list"]);
+    assert!(!stdout(&out).contains("orders"), "{}", stdout(&out));
+    let left = dir.path().join("regions/us-east-1/dbs/orders");
+    let files = walk(&left);
+    assert!(files.is_empty(), "left behind: {files:?}");
+    let out = run(lifeboat(dir.path()), &["db", "create", "orders"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Replicated: the home and the replica are refused while the group
+    // copies the database.
+    let out = run(lifeboat(dir.path()), &["replicate", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(
+        lifeboat(dir.path()),
+        &["group", "configure", "--secondary", "eu-west-1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (region, why) in [
+        ("us-east-1", "would delete that copy too"),
+        ("eu-west-1", "would copy it again"),
+    ] {
+        let out = run(
+            lifeboat(dir.path()),
+            &["db", "delete", "orders", "--region", region, "--yes"],
+        );
+        assert_one_error_line(&out, 2, &["replication group us-east-1 → eu-west-1", why]);
+    }
+    let out = run(
+        lifeboat(dir.path()),
+        &["db", "delete", "orders", "--region", "eu-west-1"],
+    );
+    assert_one_error_line(&out, 2, &["a replica of us-east-1"]);
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        match std::fs::read_dir(&path) {
+            Ok(entries) => stack.extend(entries.map(|e| e.expect("entry").path())),
+            Err(_) if path.is_file() => files.push(path),
+            Err(_) => {}
+        }
+    }
+    files
+}

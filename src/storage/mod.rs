@@ -10,6 +10,7 @@
 //! object-store retries, so an unreachable region fails an operation
 //! instead of hanging it (SlateDB retries forever by default).
 
+pub mod delete;
 pub mod fork;
 pub mod pitr;
 pub mod view;
@@ -307,6 +308,19 @@ impl DbLocation {
                 db: self.db.clone(),
                 region: self.label.clone(),
             });
+        }
+        let remains: Vec<ObjectMeta> = retrying(|| self.store.list(Some(&self.path)).try_collect())
+            .await
+            .map_err(|e| Error::store(&self.label, &format!("listing {}", self.path), &e))?;
+        if !remains.is_empty() {
+            return Err(Error::invalid(format!(
+                "region `{}` holds the remains of a deleted database `{}` ({} files, no manifest); clear them with `lifeboat db delete {} --region {} --yes`",
+                self.label,
+                self.db,
+                remains.len(),
+                self.db,
+                self.label
+            )));
         }
         let db = self.open_writer(true).await?;
         self.bounded("close", ADMIN_TIMEOUT, db.close()).await?;
