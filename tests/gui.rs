@@ -488,6 +488,40 @@ fn settings_adds_an_s3_region_by_key_variable_names_and_refuses_unset_ones() {
     assert!(!saved.contains(&secret), "no secret in the regions file");
 }
 
+/// Finding (issue 17): an S3 region the probe could not reach showed the
+/// HTTP client's raw report above the form. It shows one sentence in the
+/// form's words beside the field to fix.
+#[test]
+fn settings_says_why_a_region_failed_beside_the_field_to_fix() {
+    let mut app = App::open(&[]);
+    app.click("Settings");
+    app.click("Add region");
+    app.type_into("Region name", "ap-south-1");
+    app.click_role(Role::RadioButton, "S3-compatible");
+    app.type_into("Bucket", "lifeboat");
+    app.type_into("Endpoint", &format!("http://127.0.0.1:{}", free_port()));
+    // Variables that are set (their values make no difference here).
+    app.type_into("Access key variable", "PATH");
+    app.type_into("Secret key variable", "HOME");
+    app.click("Save region");
+    app.until(
+        "the failure beside Endpoint",
+        Duration::from_secs(60),
+        |h| {
+            h.query_by_label_contains("Cannot reach the server: check Endpoint")
+                .is_some()
+        },
+    );
+    assert!(
+        app.harness
+            .query_by_label_contains("Error performing")
+            .is_none()
+            && app.harness.query_by_label_contains("retries").is_none()
+            && app.harness.query_by_label_contains("Failed:").is_none(),
+        "the raw client error is shown"
+    );
+}
+
 /// A port nobody listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -49,6 +49,128 @@ struct Form {
     access_key_env: String,
     secret_key_env: String,
     url: String,
+    /// Why the last save failed, in the form's words, and beside which field.
+    error: Option<(Field, String)>,
+}
+
+/// The place in the form a failure is shown beside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Name,
+    Folder,
+    Bucket,
+    Endpoint,
+    Keys,
+    Url,
+    /// Under the form, when no field is to blame.
+    Form,
+}
+
+/// A failed save's message (the engine's, which may name command-line
+/// flags or carry an HTTP client's report) as one sentence in the words of
+/// the form, and the field it concerns.
+fn in_form_words(kind: Kind, message: &str) -> (Field, String) {
+    let lower = message.to_lowercase();
+    // The engine's messages start with `region `x`: `; the form knows.
+    let plain = match message.split_once("`: ") {
+        Some((head, rest)) if head.starts_with("region `") => rest.to_string(),
+        _ => message.to_string(),
+    };
+    let keys = "Access key variable and Secret key variable";
+    if lower.contains("no credentials found") {
+        return (
+            Field::Keys,
+            format!(
+                "No credentials: give the names of the environment variables that hold the keys in {keys}, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY before starting Lifeboat."
+            ),
+        );
+    }
+    if lower.contains("or neither") {
+        return (
+            Field::Keys,
+            format!("Fill in both {keys}, or leave both empty."),
+        );
+    }
+    if lower.contains("environment variable `") {
+        return (Field::Keys, plain);
+    }
+    if lower.contains("access denied") || lower.contains("403") {
+        return (
+            Field::Keys,
+            format!(
+                "Access denied: the server does not accept the keys held by the variables named in {keys}."
+            ),
+        );
+    }
+    if lower.contains("bucket does not exist") || lower.contains("nosuchbucket") {
+        return (
+            Field::Bucket,
+            "No such bucket on this server: create it, or correct Bucket.".into(),
+        );
+    }
+    if lower.contains("conditional") {
+        return (
+            Field::Endpoint,
+            "This server ignores conditional writes, which Lifeboat needs to keep replicas consistent; use another server.".into(),
+        );
+    }
+    if lower.contains("unreachable")
+        || lower.contains("error performing")
+        || lower.contains("http error")
+        || lower.contains("connect")
+        || lower.contains("dns")
+        || lower.contains("timed out")
+    {
+        let field = if kind == Kind::S3 {
+            Field::Endpoint
+        } else {
+            Field::Form
+        };
+        return (
+            field,
+            "Cannot reach the server: check Endpoint (its scheme, host and port) and that the server is running.".into(),
+        );
+    }
+    if lower.contains("already exists") || lower.contains("region name") {
+        return (Field::Name, plain);
+    }
+    match kind {
+        Kind::Folder if lower.contains("`.` or `..`") => (
+            Field::Folder,
+            "Type the folder's path without `.` or `..`, e.g. /srv/lifeboat/ap-south-1.".into(),
+        ),
+        Kind::Folder if lower.contains("absolute") => (
+            Field::Folder,
+            "Type the folder's absolute path, e.g. /srv/lifeboat/ap-south-1.".into(),
+        ),
+        Kind::Folder if lower.contains("folder") || lower.contains("path") => {
+            (Field::Folder, plain)
+        }
+        Kind::Url if lower.contains("url") || lower.contains("scheme") => (Field::Url, plain),
+        Kind::S3 | Kind::Gcs | Kind::Azure
+            if lower.contains("bucket") || lower.contains("container") =>
+        {
+            (Field::Bucket, plain)
+        }
+        _ => {
+            let mut sentence: String = plain.chars().take(240).collect();
+            if plain.chars().count() > 240 {
+                sentence.push('…');
+            }
+            (Field::Form, sentence)
+        }
+    }
+}
+
+/// The form's failure, if it belongs beside `field`.
+fn error_row(ui: &mut egui::Ui, form: &Form, field: Field) {
+    if let Some((at, message)) = &form.error
+        && *at == field
+    {
+        ui.label("");
+        ui.label(RichText::new(message).color(widgets::bad(ui)));
+        ui.end_row();
+    }
 }
 
 impl Form {
@@ -65,6 +187,7 @@ impl Form {
             access_key_env: String::new(),
             secret_key_env: String::new(),
             url: String::new(),
+            error: None,
         }
     }
 
@@ -189,9 +312,24 @@ impl SettingsTab {
                     engine.send(Command::CheckRegions);
                 }
             });
-            // The form's Save is the only request made while it is open.
-            if let Some(Outcome::Done(_)) = feedback(ui, snapshot, self.pending) {
-                self.form = None;
+            // The form's Save is the only request made while it is open; a
+            // failure is shown beside the field it concerns.
+            if let (Some(form), Some(id)) = (&mut self.form, self.pending) {
+                match widgets::outcome_of(snapshot, id) {
+                    Some(Outcome::Done(_)) => {
+                        feedback(ui, snapshot, self.pending);
+                        self.form = None;
+                    }
+                    Some(Outcome::Failed(message)) => {
+                        form.error = Some(in_form_words(form.kind, message));
+                        self.pending = None;
+                    }
+                    _ => {
+                        feedback(ui, snapshot, self.pending);
+                    }
+                }
+            } else {
+                feedback(ui, snapshot, self.pending);
             }
             if self.form.is_some() {
                 self.form_ui(ui, engine);
@@ -288,6 +426,7 @@ impl SettingsTab {
             egui::Grid::new("region-form").num_columns(2).spacing([12.0, 6.0]).show(ui, |ui| {
                 text_field(ui, "Region name", &mut form.name, "ap-south-1");
                 ui.end_row();
+                error_row(ui, form, Field::Name);
                 ui.label("Kind");
                 ui.horizontal_wrapped(|ui| {
                     for kind in [Kind::Folder, Kind::S3, Kind::Gcs, Kind::Azure, Kind::Url] {
@@ -310,31 +449,37 @@ impl SettingsTab {
                             }
                         });
                         ui.end_row();
+                        error_row(ui, form, Field::Folder);
                     }
                     Kind::S3 => {
                         text_field(ui, "Bucket", &mut form.bucket, "my-bucket");
                         ui.end_row();
+                        error_row(ui, form, Field::Bucket);
                         text_field(ui, "Prefix", &mut form.prefix, "lifeboat (optional)");
                         ui.end_row();
                         text_field(ui, "Endpoint", &mut form.endpoint, "https://s3.example.com (empty for AWS)");
                         ui.end_row();
+                        error_row(ui, form, Field::Endpoint);
                         text_field(ui, "Signing region", &mut form.s3_region, "us-east-1");
                         ui.end_row();
                         text_field(ui, "Access key variable", &mut form.access_key_env, "AWS_ACCESS_KEY_ID");
                         ui.end_row();
                         text_field(ui, "Secret key variable", &mut form.secret_key_env, "AWS_SECRET_ACCESS_KEY");
                         ui.end_row();
+                        error_row(ui, form, Field::Keys);
                     }
                     Kind::Gcs | Kind::Azure => {
                         let what = if form.kind == Kind::Gcs { "Bucket" } else { "Container" };
                         text_field(ui, what, &mut form.bucket, "my-bucket");
                         ui.end_row();
+                        error_row(ui, form, Field::Bucket);
                         text_field(ui, "Prefix", &mut form.prefix, "lifeboat (optional)");
                         ui.end_row();
                     }
                     Kind::Url => {
                         text_field(ui, "URL", &mut form.url, "s3://bucket/prefix");
                         ui.end_row();
+                        error_row(ui, form, Field::Url);
                     }
                 }
             });
@@ -346,12 +491,16 @@ impl SettingsTab {
                 );
             }
             ui.monospace(format!("URL: {}", form.spec().url));
+            if let Some((Field::Form, message)) = &form.error {
+                ui.label(RichText::new(message).color(widgets::bad(ui)));
+            }
             ui.horizontal(|ui| {
                 let reason = form.name.trim().is_empty().then_some("type a region name first");
                 if button_unless(ui, "Save region", reason)
                     .on_hover_text("probes the region (a small put, read and delete) and saves it only if it answers")
                     .clicked()
                 {
+                    form.error = None;
                     self.pending = Some(engine.send(Command::SaveRegion {
                         replacing: form.replacing.clone(),
                         spec: form.spec(),
@@ -424,6 +573,41 @@ fn health_ui(ui: &mut egui::Ui, region: &RegionView) {
             let error = h.last_error.clone().unwrap_or_else(|| "unreachable".into());
             widgets::badge(ui, widgets::bad(ui), "unreachable").on_hover_text(&error);
             ui.label(RichText::new(error).small().color(widgets::bad(ui)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_save_reads_in_the_forms_words_beside_its_field() {
+        let cases = [
+            (
+                "no credentials found: the region names no key env vars, AWS_ACCESS_KEY_ID is not set and no cloud instance metadata answers; give --access-key-env and --secret-key-env",
+                Field::Keys,
+                "Access key variable and Secret key variable",
+            ),
+            (
+                "region `r`: give both --access-key-env and --secret-key-env, or neither (then the AWS_* environment is used)",
+                Field::Keys,
+                "Fill in both",
+            ),
+            (
+                "region `r`: store error (probe put): Error performing PUT http://127.0.0.1:9/b/x after 3 retries, max_retries: 3, retry_timeout: 15s - HTTP error: error sending request",
+                Field::Endpoint,
+                "Cannot reach the server: check Endpoint",
+            ),
+        ];
+        for (message, field, words) in cases {
+            let (at, sentence) = in_form_words(Kind::S3, message);
+            assert_eq!(at, field, "{message}");
+            assert!(sentence.contains(words), "{sentence}");
+            assert!(
+                !sentence.contains("--") && !sentence.contains("retries"),
+                "{sentence}"
+            );
         }
     }
 }
