@@ -612,7 +612,8 @@ fn a_workspace_configured_in_the_app_serves_real_clients() {
 
 #[test]
 fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live() {
-    let mut app = App::open(&[("orders", 400)]);
+    // Two databases (finding, issue 17: a recovery covered one of them).
+    let mut app = App::open(&[("orders", 400), ("carts", 200)]);
     app.until("the unconfigured tab", Duration::from_secs(20), |h| {
         h.query_by_label("Configure replication")
             .is_some_and(|b| !b.accesskit_node().is_disabled())
@@ -621,7 +622,7 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
     app.click_role(Role::RadioButton, "eu-west-1");
     app.click("Submit");
     app.until("In sync", Duration::from_secs(90), |h| {
-        count_label(h, "In sync") == 1
+        count_label(h, "In sync") == 2
     });
     app.until("Failover enabled", Duration::from_secs(20), |h| {
         h.query_by_role_and_label(Role::Button, "Failover")
@@ -636,15 +637,32 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
     assert_eq!(snapshot.branches.epoch, 0);
     assert!(snapshot.branches.branches.is_empty());
     let preview = snapshot.failover.preview.clone().expect("a preview");
-    assert_eq!(preview.dbs.len(), 1);
+    assert_eq!(preview.dbs.len(), 2);
     assert!(preview.primary_reachable);
+    // Finding (issue 17): destructive actions started on one click. The
+    // target region's name is typed first.
+    assert!(
+        !enabled(&app.harness, "Fail over now"),
+        "one click fails over"
+    );
+    app.type_into("Type to confirm", "eu-west");
+    assert!(
+        !enabled(&app.harness, "Fail over now"),
+        "a partial name fails over"
+    );
+    app.type_into("Type to confirm", "-1");
     app.click("Fail over now");
     app.until_shown("failover-1 is live in eu-west-1", Duration::from_secs(60));
     let snapshot = app.harness.state().snapshot();
     let record = snapshot.failover.last.clone().expect("a record");
     assert!(record.ok, "{record:#?}");
-    assert_eq!(record.rpo[0].missing_records, Some(0), "{record:#?}");
-    assert_eq!(record.rpo[0].acknowledged, Some(400), "{record:#?}");
+    let orders = record
+        .rpo
+        .iter()
+        .find(|r| r.db == "orders")
+        .expect("orders");
+    assert_eq!(orders.missing_records, Some(0), "{record:#?}");
+    assert_eq!(orders.acknowledged, Some(400), "{record:#?}");
     // The new live branch holds every acknowledged record, and flows back.
     let eu = app.region("eu-west-1");
     let live = DbLocation::branch_in_region(&eu, "orders", "failover-1").expect("names");
@@ -676,10 +694,18 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
     );
 
     // The old primary answered at the failover (its writer was fenced):
-    // a recovery finds nothing stranded.
+    // one recovery, confirmed by the stranded region's name, looks at
+    // both databases and finds nothing stranded in either.
     app.click_role(Role::Button, "Recover stranded writes");
+    assert!(!enabled(&app.harness, "Recover now"), "one click recovers");
+    app.type_into("Type to confirm", "us-east-1");
+    app.click("Recover now");
     app.until_shown("nothing of orders was stranded", Duration::from_secs(60));
+    app.until_shown("nothing of carts was stranded", Duration::from_secs(60));
     app.click("Close recovered writes");
+    app.until("nothing left to recover", Duration::from_secs(30), |h| {
+        h.state().snapshot().branches.unrecovered().is_empty()
+    });
 
     // Failback, once the live branch is in sync in the old primary.
     app.until("Failback enabled", Duration::from_secs(60), |h| {
@@ -702,6 +728,11 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
         (plan.from.as_str(), plan.to.as_str()),
         ("eu-west-1", "us-east-1")
     );
+    assert!(
+        !enabled(&app.harness, "Failback now"),
+        "one click fails back"
+    );
+    app.type_into("Type to confirm", "us-east-1");
     app.click("Failback now");
     app.until("the failback", Duration::from_secs(60), |h| {
         h.state().snapshot().moving.last.is_some()
@@ -715,7 +746,10 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
         .clone()
         .expect("a record");
     assert!(record.ok, "{record:#?}");
-    assert_eq!(record.rpo[0].missing_records, Some(0), "{record:#?}");
+    assert!(
+        record.rpo.iter().all(|r| r.missing_records == Some(0)),
+        "{record:#?}"
+    );
     // The live branch is written in the primary again, and flows out.
     app.until(
         "the branch flowing out again",
@@ -882,6 +916,7 @@ fn a_pre_provisioned_workspace_stands_in_the_secondary_and_takes_over_at_failove
     app.until("the preview", Duration::from_secs(30), |h| {
         h.query_by_label("Fail over now").is_some()
     });
+    app.type_into("Type to confirm", "eu-west-1");
     app.click("Fail over now");
     app.until("the outcome", Duration::from_secs(60), |h| {
         h.state().snapshot().failover.last.is_some()

@@ -100,7 +100,7 @@ impl BranchesView {
                     .iter()
                     .any(|r| r.recovered.fork.db == *db && r.recovered.live == *branch)
                     && !self.operations.iter().any(|o| {
-                        o.kind == crate::control::event::OperationKind::Recovery
+                        crate::orchestrator::recover::recovers(o, db)
                             && o.to
                                 == self
                                     .branch(db, branch)

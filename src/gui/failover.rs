@@ -65,6 +65,8 @@ pub struct FailoverPanel {
     preview_request: Option<RequestId>,
     run_request: Option<RequestId>,
     export: ReportExport,
+    /// What the user typed to confirm.
+    typed: String,
 }
 
 impl FailoverPanel {
@@ -164,15 +166,13 @@ impl FailoverPanel {
                 )
                 .color(widgets::muted(ui)),
             );
+            let confirmed = widgets::typed_confirmation(ui, &preview.to, &mut self.typed);
             ui.horizontal(|ui| {
-                let fail = egui::Button::new(
-                    RichText::new(format!("Fail over to {} now", preview.to)).strong(),
-                );
-                if ui
-                    .add(fail)
-                    .accessible_name("Fail over now")
+                let label = format!("Fail over to {} now", preview.to);
+                if widgets::confirmed_button(ui, &label, "Fail over now", confirmed, &preview.to)
                     .clicked()
                 {
+                    self.typed.clear();
                     self.run_request = Some(engine.send(Command::Failover {
                         epoch: preview.epoch,
                     }));

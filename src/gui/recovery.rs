@@ -21,6 +21,8 @@ pub struct MovePanel {
     plan_request: Option<RequestId>,
     run_request: Option<RequestId>,
     export: ReportExport,
+    /// What the user typed to confirm.
+    typed: String,
 }
 
 impl MovePanel {
@@ -31,6 +33,7 @@ impl MovePanel {
             plan_request: None,
             run_request: None,
             export: ReportExport::default(),
+            typed: String::new(),
         }
     }
 
@@ -209,15 +212,31 @@ impl MovePanel {
                 )
                 .color(widgets::muted(ui)),
             );
-            ui.horizontal(|ui| {
-                let go = egui::Button::new(
-                    RichText::new(format!("{} to {} now", self.title(), plan.to)).strong(),
+            // Writes still stranded in the old primary stay behind a
+            // failback: say which, before it is confirmed.
+            let stranded: Vec<String> = snapshot
+                .branches
+                .unrecovered()
+                .into_iter()
+                .map(|(db, _)| db)
+                .collect();
+            if self.kind == OperationKind::Failback && !stranded.is_empty() {
+                ui.label(
+                    RichText::new(format!(
+                        "Still stranded in {}: the writes of {} after the failover's fork point are not in the live branches; recover them first (Recover stranded writes), or they stay only in the old branches.",
+                        plan.to,
+                        stranded.join(", ")
+                    ))
+                    .color(widgets::bad(ui)),
                 );
-                if ui
-                    .add(go)
-                    .accessible_name(format!("{} now", self.title()))
-                    .clicked()
+            }
+            let confirmed = widgets::typed_confirmation(ui, &plan.to, &mut self.typed);
+            ui.horizontal(|ui| {
+                let label = format!("{} to {} now", self.title(), plan.to);
+                let accessible = format!("{} now", self.title());
+                if widgets::confirmed_button(ui, &label, &accessible, confirmed, &plan.to).clicked()
                 {
+                    self.typed.clear();
                     self.run_request = Some(engine.send(Command::Move {
                         kind: self.kind,
                         epoch: plan.epoch,
@@ -240,9 +259,34 @@ pub struct RecoverPanel {
     /// Conflicting keys (as shown) whose recovered value is to be taken.
     take: BTreeMap<String, bool>,
     discard: bool,
+    /// The databases asked to recover, with the request of each once sent.
+    asked: Vec<(String, Option<RequestId>)>,
+    /// Set while the recovery waits for a typed confirmation: the region
+    /// the writes are stranded in, and the databases.
+    confirming: Option<(String, Vec<String>)>,
+    typed: String,
 }
 
 impl RecoverPanel {
+    /// Sends the next asked recovery once the one before it has ended (the
+    /// engine runs one at a time).
+    fn next_recovery(&mut self, engine: &Engine, snapshot: &Snapshot) {
+        let busy = snapshot.recovery.running
+            || self.asked.iter().any(|(_, request)| {
+                request.is_some_and(|id| {
+                    widgets::outcome_of(snapshot, id)
+                        .is_none_or(|o| *o == crate::engine::activity::Outcome::Running)
+                })
+            });
+        if busy {
+            return;
+        }
+        if let Some((db, request)) = self.asked.iter_mut().find(|(_, r)| r.is_none()) {
+            let id = engine.send(Command::Recover { db: db.clone() });
+            *request = Some(id);
+            self.request = Some(id);
+        }
+    }
     /// The region the first of `unrecovered` was failed over from, while it
     /// does not answer (its stranded writes wait for it).
     fn source_down(snapshot: &Snapshot, unrecovered: &[(String, String)]) -> Option<String> {
@@ -293,15 +337,27 @@ impl RecoverPanel {
         }
     }
 
-    /// Opens the panel: recovers the first unrecovered database whose
-    /// source answers, else compares the newest recovered branch.
+    /// Opens the panel: asks to confirm the recovery of every unrecovered
+    /// database when their source answers, else compares the newest
+    /// recovered branch.
     pub fn open(&mut self, engine: &Engine, snapshot: &Snapshot) {
         let unrecovered = snapshot.branches.unrecovered();
         let recovered = &snapshot.branches.recovered;
         let source_down = Self::source_down(snapshot, &unrecovered);
         self.open = true;
-        if let Some((db, _)) = unrecovered.first().filter(|_| source_down.is_none()) {
-            self.request = Some(engine.send(Command::Recover { db: db.clone() }));
+        self.typed.clear();
+        let source = snapshot.group.as_ref().and_then(|group| {
+            let (_, live) = unrecovered.first()?;
+            let (db, _) = unrecovered.first()?;
+            let fork = &snapshot.branches.branch(db, live)?.fork;
+            Some(if fork.region == group.primary {
+                group.secondary.clone()
+            } else {
+                group.primary.clone()
+            })
+        });
+        if let (Some(source), None) = (source.filter(|_| !unrecovered.is_empty()), &source_down) {
+            self.confirming = Some((source, unrecovered.into_iter().map(|(db, _)| db).collect()));
         } else if let Some(r) = recovered.last() {
             self.request = Some(engine.send(Command::CompareRecovered {
                 db: r.recovered.fork.db.clone(),
@@ -315,8 +371,44 @@ impl RecoverPanel {
             return;
         }
         let view = &snapshot.recovery;
+        self.next_recovery(engine, snapshot);
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.heading("Recovered writes");
+            if let Some((source, dbs)) = self.confirming.clone() {
+                ui.label(format!(
+                    "Recover the writes stranded in {source} of {}: each old writer there is fenced, its last files are copied and forked as a recovered branch, and compared with the live branch key by key. Nothing is merged until you choose.",
+                    dbs.join(", ")
+                ));
+                let confirmed = widgets::typed_confirmation(ui, &source, &mut self.typed);
+                ui.horizontal(|ui| {
+                    if widgets::confirmed_button(ui, "Recover now", "Recover now", confirmed, &source)
+                        .clicked()
+                    {
+                        self.asked = dbs.iter().map(|db| (db.clone(), None)).collect();
+                        self.confirming = None;
+                        self.typed.clear();
+                    }
+                    if ui.button("Cancel").accessible_name("Cancel recovery").clicked() {
+                        self.confirming = None;
+                        self.open = false;
+                    }
+                });
+                return;
+            }
+            // Each database's own result.
+            for (db, request) in &self.asked {
+                let line = match request.and_then(|id| widgets::outcome_of(snapshot, id)) {
+                    Some(crate::engine::activity::Outcome::Done(message)) => {
+                        RichText::new(format!("{db}: {message}")).color(widgets::good(ui))
+                    }
+                    Some(crate::engine::activity::Outcome::Failed(message)) => {
+                        RichText::new(format!("{db}: failed: {message}")).color(widgets::bad(ui))
+                    }
+                    Some(_) => RichText::new(format!("{db}: recovering…")),
+                    None => RichText::new(format!("{db}: waiting its turn")).color(widgets::muted(ui)),
+                };
+                ui.label(line);
+            }
             steps_ui(ui, &view.steps);
             if view.running || view.comparing {
                 ui.horizontal(|ui| {

@@ -69,6 +69,35 @@ pub fn button_unless(ui: &mut egui::Ui, text: &str, reason: Option<&str>) -> egu
     }
 }
 
+/// The field a user types `expected` into before a destructive action
+/// (as cloud consoles ask for a resource's name); whether it matches.
+pub fn typed_confirmation(ui: &mut egui::Ui, expected: &str, typed: &mut String) -> bool {
+    ui.horizontal(|ui| {
+        ui.label(format!("Type {expected} to confirm:"));
+        ui.add(egui::TextEdit::singleline(typed).desired_width(160.0))
+            .accessible_name("Type to confirm");
+    });
+    typed.trim() == expected
+}
+
+/// A strong button for a destructive action, enabled once `confirmed`.
+pub fn confirmed_button(
+    ui: &mut egui::Ui,
+    text: &str,
+    accessible: &str,
+    confirmed: bool,
+    expected: &str,
+) -> egui::Response {
+    let response = ui
+        .add_enabled(confirmed, egui::Button::new(RichText::new(text).strong()))
+        .accessible_name(accessible);
+    if confirmed {
+        response
+    } else {
+        response.on_disabled_hover_text(format!("type {expected} above to enable this"))
+    }
+}
+
 /// `3 s ago`, `5 min ago`, from µs since epoch.
 pub fn ago(us: u64) -> String {
     let now = crate::workload::now_us();

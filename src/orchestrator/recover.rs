@@ -416,7 +416,9 @@ pub async fn recover(
         );
     }
     let record = OperationRecord {
-        id: format!("recovery-{started_ms}"),
+        // The database is in the id: a failover of several databases has a
+        // recovery each, and each one's outcome is its own.
+        id: recovery_id(db, started_ms),
         kind: OperationKind::Recovery,
         from: old.name().to_string(),
         to: new.name().to_string(),
@@ -438,6 +440,19 @@ pub async fn recover(
         record,
         recovered: (!nothing).then_some(recovered),
     })
+}
+
+/// `recovery-<db>-<ms>`.
+pub fn recovery_id(db: &str, started_ms: u64) -> String {
+    format!("recovery-{db}-{started_ms}")
+}
+
+/// Whether `record` is a recovery of `db` (older records, `recovery-<ms>`,
+/// name it only in their outcome).
+pub fn recovers(record: &OperationRecord, db: &str) -> bool {
+    record.kind == OperationKind::Recovery
+        && (record.id.starts_with(&format!("recovery-{db}-"))
+            || record.outcome.contains(&format!("of {db} was stranded")))
 }
 
 /// `wanted`, or `wanted-2`, `wanted-3`, ... when the log knows it.
@@ -654,5 +669,37 @@ async fn next_kv(
             Some(kv) if kv.key.starts_with(RESERVED_PREFIX) => continue,
             other => return Ok(other.map(|kv| (kv.key, kv.value))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_record_names_its_database() {
+        let record = |id: &str, outcome: &str| OperationRecord {
+            id: id.into(),
+            kind: OperationKind::Recovery,
+            from: "us-east-1".into(),
+            to: "eu-west-1".into(),
+            started_ms: 1,
+            rto_ms: None,
+            rto_to: String::new(),
+            rpo: Vec::new(),
+            steps: Vec::new(),
+            endpoints: Vec::new(),
+            outcome: outcome.into(),
+            ok: true,
+        };
+        // A failover of two databases: the recovery of one is not the other's.
+        let orders = record(
+            &recovery_id("orders", 5),
+            "nothing of orders was stranded in us-east-1",
+        );
+        assert!(recovers(&orders, "orders"));
+        assert!(!recovers(&orders, "carts"));
+        let older = record("recovery-5", "nothing of carts was stranded in us-east-1");
+        assert!(recovers(&older, "carts") && !recovers(&older, "orders"));
     }
 }
