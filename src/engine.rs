@@ -2744,6 +2744,12 @@ impl Core {
                         .find(|r| r.kind == OperationKind::Drill)
                         .cloned()
                 }),
+                serving: self
+                    .drill_workspaces
+                    .values()
+                    .filter(|ws| !ws.is_stopped())
+                    .flat_map(|ws| ws.status().endpoints.into_iter().map(|e| e.url))
+                    .collect(),
                 ..self.drill.clone()
             }),
             standby: Arc::new(failover::StandbyView {

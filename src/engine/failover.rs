@@ -24,6 +24,9 @@ pub struct FailoverView {
     pub last: Option<OperationRecord>,
     /// Why it failed before anything changed.
     pub error: Option<String>,
+    /// The drill endpoints this engine serves now (a drill's report offers
+    /// to copy only these).
+    pub serving: Vec<String>,
 }
 
 /// Pre-provisioned workspaces standing in the secondary.

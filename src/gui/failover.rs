@@ -5,7 +5,7 @@
 use eframe::egui::{self, RichText};
 
 use super::widgets::{self, button_unless};
-use crate::control::event::OperationRecord;
+use crate::control::event::{OperationKind, OperationRecord};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
 /// Exports an operation's report through a save dialog.
@@ -238,7 +238,7 @@ pub(super) fn operation_ui(
     if let Some(error) = op.error {
         ui.label(RichText::new(error).color(widgets::bad(ui)));
     } else if let Some(record) = op.last {
-        record_ui(ui, record);
+        record_ui(ui, record, &snapshot.drill.serving);
         export.button(ui, engine, record);
     } else {
         widgets::feedback(ui, snapshot, op.request);
@@ -341,7 +341,7 @@ impl DrillPanel {
                     .default_open(true)
                     .show(ui, |ui| {
                         steps_ui(ui, &last.steps);
-                        record_ui(ui, last);
+                        record_ui(ui, last, &snapshot.drill.serving);
                         self.export.button(ui, engine, last);
                         self.export.feedback(ui, snapshot);
                     });
@@ -402,8 +402,10 @@ pub(super) fn steps_ui(ui: &mut egui::Ui, steps: &[crate::control::event::Step])
     }
 }
 
-/// An operation's outcome: verdict, RTO, RPO per database, endpoints.
-pub(super) fn record_ui(ui: &mut egui::Ui, record: &OperationRecord) {
+/// An operation's outcome: verdict, RTO, RPO per database, endpoints. A
+/// drill's endpoints are offered to copy only while this engine serves
+/// them (`serving`).
+pub(super) fn record_ui(ui: &mut egui::Ui, record: &OperationRecord, serving: &[String]) {
     let colour = if record.ok {
         widgets::good(ui)
     } else {
@@ -418,9 +420,14 @@ pub(super) fn record_ui(ui: &mut egui::Ui, record: &OperationRecord) {
         record.rto_to
     ))
     .on_hover_text(super::help::Term::Rto.tip());
+    let drill = record.kind == OperationKind::Drill;
+    let mut behind = false;
     for d in &record.rpo {
         let lost = match (d.missing_records, d.acknowledged) {
-            (Some(m), Some(a)) => format!("{m} of {a} acknowledged records missing"),
+            (Some(m), Some(a)) => {
+                behind |= m > 0;
+                format!("{m} of {a} acknowledged records missing")
+            }
             _ => d.lag_ms.map_or("RPO unknown".to_string(), |ms| {
                 format!("replica lag {ms} ms at the fork")
             }),
@@ -428,10 +435,23 @@ pub(super) fn record_ui(ui: &mut egui::Ui, record: &OperationRecord) {
         ui.label(format!("RPO {}/{}: {lost}", d.db, d.branch))
             .on_hover_text(super::help::Term::Rpo.tip());
     }
+    if drill && behind && record.ok {
+        ui.label(
+            RichText::new(
+                "Expected, and why the drill still passed: a drill forks each replica as it stood, so the writes the home took after the replica's last copy (its lag, the RPO a failover at that instant would have had) are not in the drill branches. Production still has them; nothing was lost.",
+            )
+            .color(widgets::muted(ui)),
+        );
+    }
     for url in &record.endpoints {
         ui.horizontal(|ui| {
             ui.monospace(url);
-            if ui
+            if drill && !serving.contains(url) {
+                ui.label(
+                    RichText::new("no longer served (the drill branches expired, or the process that served them stopped)")
+                        .color(widgets::muted(ui)),
+                );
+            } else if ui
                 .button("Copy")
                 .accessible_name(format!("Copy new connection string {url}"))
                 .clicked()

@@ -213,13 +213,13 @@ pub async fn drill(
     // Serve them with production's users and rules, on a port of its own;
     // with no workspace defined for them, from an open one on loopback.
     let state = control::load(to).await?;
-    let (ws_state, ws_name) = match state
+    let (ws_state, ws_name, detached) = match state
         .workspaces
         .values()
         .find(|ws| ws.databases.iter().any(|a| dbs.contains(&a.db)))
     {
-        Some(ws) => (state.clone(), ws.name.clone()),
-        None => (scratch_workspace(dbs), SCRATCH_WORKSPACE.to_string()),
+        Some(ws) => (state.clone(), ws.name.clone(), false),
+        None => (scratch_workspace(dbs), SCRATCH_WORKSPACE.to_string(), true),
     };
     let mut workspace = None;
     let mut endpoints = Vec::new();
@@ -236,6 +236,7 @@ pub async fn drill(
             .map(|f| (f.db.clone(), f.branch.clone()))
             .collect(),
         no_pipelines: true,
+        detached,
     };
     match Workspace::start(to.clone(), &ws_state, &ws_name, start).await {
         Ok(ws) => {
@@ -418,7 +419,7 @@ async fn smoke(
         crate::workspace::protocol::call(&mut stream, &args).await
     };
     match tokio::time::timeout(Duration::from_secs(10), run).await {
-        Ok(Ok(reply)) => (true, format!("{reply:?}")),
+        Ok(Ok(reply)) => (true, reply.to_string()),
         Ok(Err(e)) => (false, e),
         Err(_) => (false, "no reply within 10 s".into()),
     }

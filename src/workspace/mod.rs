@@ -145,6 +145,10 @@ pub struct StartOptions {
     pub branches: BTreeMap<String, String>,
     /// Leave the pipelines alone (a drill must not load data).
     pub no_pipelines: bool,
+    /// The configuration is not in the control log (a drill's scratch
+    /// workspace): serve it as started until stopped, without reading it
+    /// again (else the refresh would stop it as "removed from the log").
+    pub detached: bool,
 }
 
 /// One database's endpoint.
@@ -260,11 +264,15 @@ impl Workspace {
             pipelines.reconcile(&shared, config);
         }
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener));
-        let refresh = tokio::spawn(refresh_loop(
-            Arc::clone(&shared),
-            Arc::clone(&pipelines),
-            started_at,
-        ));
+        let refresh = if options.detached {
+            tokio::spawn(lag_loop(Arc::clone(&shared)))
+        } else {
+            tokio::spawn(refresh_loop(
+                Arc::clone(&shared),
+                Arc::clone(&pipelines),
+                started_at,
+            ))
+        };
         tracing::info!(workspace = %config.name, region = %region.name(), %addr, "workspace started");
         Ok(Workspace {
             shared,
@@ -461,6 +469,20 @@ async fn refuse(mut stream: TcpStream, line: String) {
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+/// Refreshes the followers' lag on a schedule (a detached workspace's only
+/// periodic work).
+async fn lag_loop(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(REFRESH_EVERY);
+    loop {
+        ticks.tick().await;
+        for db in shared.dbs().values() {
+            if let Err(e) = db.refresh_lag(&shared.region).await {
+                tracing::debug!(workspace = %shared.name, "follower lag: {e}");
+            }
+        }
+    }
 }
 
 /// Reads the configuration again on a schedule: users, rules and pipelines

@@ -105,6 +105,29 @@ impl Reply {
     }
 }
 
+/// A reply as `redis-cli` prints it: `OK`, `(integer) 1344`, `"hello"`,
+/// `(nil)`, `(error) ERR ...`.
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Simple(s) => write!(f, "{s}"),
+            Reply::Error(e) => write!(f, "(error) {e}"),
+            Reply::Int(i) => write!(f, "(integer) {i}"),
+            Reply::Bulk(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Reply::Nil => write!(f, "(nil)"),
+            Reply::Array(items) if items.is_empty() => write!(f, "(empty array)"),
+            Reply::Array(items) => {
+                let items: Vec<String> = items.iter().map(Reply::to_string).collect();
+                write!(f, "[{}]", items.join(", "))
+            }
+            Reply::Map(pairs) => {
+                let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                write!(f, "{{{}}}", pairs.join(", "))
+            }
+        }
+    }
+}
+
 /// How big a request may be. A client gets the small limits until it has
 /// authenticated (as Redis does for unauthenticated clients since 6.2), so
 /// that a stranger cannot make the server hold more than a few KiB.
@@ -433,6 +456,14 @@ mod tests {
         assert!(decode(&mut buf, Limits::AUTHENTICATED).is_err());
         let mut buf = BytesMut::from(vec![b'a'; 64 * 1024 - 1].as_slice());
         assert_eq!(decode(&mut buf, Limits::AUTHENTICATED), Ok(None));
+    }
+
+    #[test]
+    fn replies_print_as_redis_cli_prints_them() {
+        assert_eq!(Reply::Int(1344).to_string(), "(integer) 1344");
+        assert_eq!(Reply::bulk("hello").to_string(), "\"hello\"");
+        assert_eq!(Reply::Nil.to_string(), "(nil)");
+        assert_eq!(Reply::ok().to_string(), "OK");
     }
 
     #[test]
