@@ -1379,7 +1379,27 @@ impl Core {
             Internal::FailoverPreviewed { request, result } => {
                 self.failover.previewing = false;
                 match result {
-                    Ok(preview) => {
+                    Ok(mut preview) => {
+                        // The lag the table shows, from the running copier,
+                        // rather than the cursor's last saved sync.
+                        let statuses = self
+                            .replicator
+                            .as_ref()
+                            .map(|r| r.statuses())
+                            .unwrap_or_default();
+                        let now = crate::workload::now_us();
+                        for db in &mut preview.dbs {
+                            let live = statuses.iter().find(|s| {
+                                s.db == db.db
+                                    && s.branch == db.branch
+                                    && s.replica == preview.to
+                                    && !s.is_stale(now)
+                            });
+                            if let Some(lag_s) = live.and_then(|s| s.lag_s_at(now)) {
+                                db.lag_ms = Some((lag_s * 1000.0) as u64);
+                                db.lag_live = true;
+                            }
+                        }
                         let summary = preview.summary();
                         self.failover.preview = Some(preview);
                         self.finish(request, Outcome::Done(summary));

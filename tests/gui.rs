@@ -639,6 +639,9 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
     let preview = snapshot.failover.preview.clone().expect("a preview");
     assert_eq!(preview.dbs.len(), 2);
     assert!(preview.primary_reachable);
+    // The preview's lag is the table's (the running copier's), not the
+    // replica cursor's last saved sync (finding, issue 17).
+    assert!(preview.dbs.iter().all(|d| d.lag_live), "{preview:#?}");
     // Finding (issue 17): destructive actions started on one click. The
     // target region's name is typed first.
     assert!(
@@ -687,6 +690,19 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
     app.until("the log read again", Duration::from_secs(30), |h| {
         h.state().snapshot().branches.epoch == 1
     });
+    // Finding (issue 17): after a failover the tab still read "us-east-1
+    // to eu-west-1" and listed the fenced and the live branches alike.
+    app.until_shown(
+        "failed over: live in eu-west-1 (epoch 1), copied back to us-east-1",
+        Duration::from_secs(10),
+    );
+    app.until_shown("orders/failover-1 · live", Duration::from_secs(30));
+    app.until_shown("orders/main · old, fenced", Duration::from_secs(10));
+    app.until_shown("eu-west-1 to us-east-1", Duration::from_secs(10));
+    assert!(
+        app.harness.query_by_label_contains(" 0 B of 0 B").is_none(),
+        "an empty seed reads as a percentage of nothing"
+    );
     let blocked = app.harness.get_by_role_and_label(Role::Button, "Failover");
     assert!(
         blocked.accesskit_node().is_disabled(),

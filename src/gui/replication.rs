@@ -147,6 +147,23 @@ impl ReplicationTab {
                     ui.label(
                         RichText::new(format!("{} to {}", group.primary, group.secondary)).strong(),
                     );
+                    // After a failover the live branches are written in the
+                    // secondary and copied back: the header says so.
+                    let moved = snapshot
+                        .branches
+                        .live
+                        .iter()
+                        .any(|(_, _, region)| *region == group.secondary);
+                    if moved {
+                        ui.label(
+                            RichText::new(format!(
+                                "· failed over: live in {} (epoch {}), copied back to {}",
+                                group.secondary, snapshot.branches.epoch, group.primary
+                            ))
+                            .color(widgets::warn(ui))
+                            .strong(),
+                        );
+                    }
                     ui.label(format!("· {}", group.kind.label()));
                     ui.label(match &group.databases {
                         Selection::All => "· all current and future databases".to_string(),
@@ -258,12 +275,13 @@ impl ReplicationTab {
             .show(ui, |ui| {
                 egui::Grid::new("flows")
                     .striped(true)
-                    .num_columns(6)
+                    .num_columns(7)
                     .spacing([16.0, 6.0])
                     .show(ui, |ui| {
                         use super::help::Term;
                         let titles = [
                             ("Database", None),
+                            ("Home to replica", None),
                             ("Initial seed", Some(Term::Seed)),
                             ("State", None),
                             ("Lag", Some(Term::Lag)),
@@ -279,16 +297,34 @@ impl ReplicationTab {
                         ui.end_row();
                         for flow in &snapshot.flows {
                             let status = &flow.status;
-                            ui.label(format!("{}/{}", status.db, status.branch));
+                            let (role, tip) = branch_role(snapshot, &status.db, &status.branch);
+                            let name = format!("{}/{} · {role}", status.db, status.branch);
+                            let name = if role == "live" {
+                                RichText::new(name).strong()
+                            } else {
+                                RichText::new(name).color(widgets::muted(ui))
+                            };
+                            ui.label(name).on_hover_text(tip);
+                            ui.label(format!("{} to {}", status.home, status.replica));
                             let percent = (flow.seed_progress * 100.0).floor();
+                            let seed = if flow.seed_bytes_total == 0 {
+                                if flow.seed_progress >= 1.0 {
+                                    "done"
+                                } else {
+                                    "not started"
+                                }
+                                .to_string()
+                            } else {
+                                format!(
+                                    "{percent:.0}% · {} of {}",
+                                    human_bytes(flow.seed_bytes_done),
+                                    human_bytes(flow.seed_bytes_total)
+                                )
+                            };
                             ui.add(
                                 egui::ProgressBar::new(flow.seed_progress)
                                     .desired_width(200.0)
-                                    .text(format!(
-                                        "{percent:.0}% · {} of {}",
-                                        human_bytes(flow.seed_bytes_done),
-                                        human_bytes(flow.seed_bytes_total)
-                                    )),
+                                    .text(seed),
                             );
                             let state = flow.state_label();
                             let colour = widgets::state_colour(ui, state);
@@ -337,12 +373,41 @@ impl ReplicationTab {
                             ui.end_row();
                             if let Some(error) = flow.error() {
                                 ui.label("");
+                                ui.label("");
                                 ui.label(RichText::new(error).color(widgets::bad(ui)).small());
                                 ui.end_row();
                             }
                         }
                     });
             });
+    }
+}
+
+/// What a replicated branch is to its database, and why: `live` (written
+/// now), `old, fenced` (the branch a failover or switchover moved off),
+/// `drill` or `recovered`.
+fn branch_role(snapshot: &Snapshot, db: &str, branch: &str) -> (&'static str, String) {
+    use crate::control::event::BranchReason;
+    let live = snapshot
+        .branches
+        .live_of(db)
+        .map_or(crate::storage::MAIN_BRANCH, |(b, _)| b);
+    if branch == live {
+        return ("live", format!("{db}/{branch} is the branch clients write"));
+    }
+    match snapshot.branches.branch(db, branch).map(|b| b.fork.reason) {
+        Some(BranchReason::Drill) => ("drill", "a test failover's branch; it expires".into()),
+        Some(BranchReason::Recovery) => (
+            "recovered",
+            "writes recovered from a region that came back, to compare and merge".into(),
+        ),
+        Some(BranchReason::Manual) => ("forked by hand", "a branch made by hand".into()),
+        _ => (
+            "old, fenced",
+            format!(
+                "{db}/{live} is live now; this branch's writer was fenced and it takes no writes"
+            ),
+        ),
     }
 }
 

@@ -52,8 +52,12 @@ pub struct DbPreview {
     /// reaches: the newest consistent state, which the new branch will hold.
     pub replica_manifest: u64,
     pub replica_wal_end: u64,
-    /// Now minus the replica's last full sync, when it has one.
+    /// The replica's lag: the running replicator's figure (the one the
+    /// app's table shows) when `lag_live`, else now minus the last full
+    /// sync the replica's cursor recorded (saved every few seconds).
     pub lag_ms: Option<u64>,
+    #[serde(default)]
+    pub lag_live: bool,
     /// The home's newest WAL file, when the home answers.
     pub home_wal_end: Option<u64>,
 }
@@ -104,13 +108,16 @@ impl Preview {
             }
         )];
         for db in &self.dbs {
-            let lag = db
-                .lag_ms
-                .map_or("lag unknown".to_string(), |ms| format!("lag {ms} ms"));
-            // The home answers: how far behind it the replica is, in files.
+            let lag = match (db.lag_ms, db.lag_live) {
+                (None, _) => "lag unknown".to_string(),
+                (Some(ms), true) => format!("lag {ms} ms"),
+                (Some(ms), false) => format!("last in sync {ms} ms ago, by its cursor"),
+            };
+            // The home answers: how far behind it the replica was at the
+            // look, in files (the replicator may have copied them since).
             let state = match db.wal_files_behind() {
-                Some(0) => "nothing behind the home".to_string(),
-                Some(n) => format!("{n} WAL file(s) behind the home, {lag}"),
+                Some(0) => format!("nothing behind the home, {lag}"),
+                Some(n) => format!("{n} WAL file(s) behind the home at the look, {lag}"),
                 None => lag,
             };
             lines.push(format!(
@@ -208,6 +215,7 @@ pub async fn preview(
             replica_manifest: info.newest_manifest_id,
             replica_wal_end,
             lag_ms,
+            lag_live: false,
             home_wal_end,
         });
     }
