@@ -709,6 +709,19 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
         "a second failover waits for failback"
     );
 
+    // Before any recovery, a failback plan lists what may still be
+    // stranded (finding, issue 17: failback went ahead with no warning).
+    app.until("Failback enabled", Duration::from_secs(60), |h| {
+        h.query_by_role_and_label(Role::Button, "Failback")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click_role(Role::Button, "Failback");
+    app.until_shown(
+        "Still stranded in us-east-1: the writes of carts, orders",
+        Duration::from_secs(30),
+    );
+    app.click("Cancel");
+
     // The old primary answered at the failover (its writer was fenced):
     // one recovery, confirmed by the stranded region's name, looks at
     // both databases and finds nothing stranded in either.
