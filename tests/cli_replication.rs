@@ -289,25 +289,9 @@ fn group_configure_keeps_or_sets_the_replication_type() {
 /// `in sync` for minutes. A state comes from what the replica holds.
 #[test]
 fn a_replica_damaged_by_hand_is_seen_and_copied_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(lifeboat(dir.path()), &["db", "create", "orders"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     // A writer killed mid-run leaves WAL files past its manifest's replay
     // point: the replica's newest state needs them.
-    let mut writer = lifeboat(dir.path())
-        .args([
-            "workload",
-            "--db",
-            "orders",
-            "--rate",
-            "2000",
-            "--duration",
-            "60s",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("lifeboat runs");
+    let (dir, mut writer) = orders_being_written(2000);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let _ = writer.kill();
     let _ = writer.wait();
@@ -406,23 +390,7 @@ fn a_replica_damaged_by_hand_is_seen_and_copied_again() {
 /// told to go ahead, and leaves nothing behind.
 #[test]
 fn deleting_a_database_refuses_while_it_is_written_or_replicated() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(lifeboat(dir.path()), &["db", "create", "orders"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut writer = lifeboat(dir.path())
-        .args([
-            "workload",
-            "--db",
-            "orders",
-            "--rate",
-            "500",
-            "--duration",
-            "120s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("lifeboat runs");
+    let (dir, mut writer) = orders_being_written(500);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let out = run(lifeboat(dir.path()), &["db", "delete", "orders", "--yes"]);
     assert_one_error_line(
@@ -503,4 +471,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// A data dir with `orders` created and a `workload` writing it at `rate`
+/// records/s in the background (for two minutes at most).
+fn orders_being_written(rate: u32) -> (tempfile::TempDir, std::process::Child) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(lifeboat(dir.path()), &["db", "create", "orders"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let writer = lifeboat(dir.path())
+        .args(["workload", "--db", "orders", "--rate", &rate.to_string()])
+        .args(["--duration", "120s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lifeboat runs");
+    (dir, writer)
 }

@@ -115,10 +115,7 @@ pub async fn plan(
     crate::region::validate_name("database", db)?;
     let store = region.store();
     let prefix = Path::from(DBS_PREFIX).join(db);
-    let listed: Vec<object_store::ObjectMeta> =
-        retrying(|| store.list(Some(&prefix)).try_collect())
-            .await
-            .map_err(|e| Error::store(region.name(), &format!("listing {prefix}"), &e))?;
+    let listed: Vec<object_store::ObjectMeta> = list_under(region, &prefix).await?;
     let mut branches: BTreeMap<String, BranchPlan> = BTreeMap::new();
     for meta in &listed {
         let Some(branch) = meta
@@ -152,10 +149,7 @@ pub async fn plan(
         .any(|b| b.replica_of.is_none() && b.has_manifest)
     {
         tokio::time::sleep(WRITER_WATCH).await;
-        let again: Vec<object_store::ObjectMeta> =
-            retrying(|| store.list(Some(&prefix)).try_collect())
-                .await
-                .map_err(|e| Error::store(region.name(), &format!("listing {prefix}"), &e))?;
+        let again: Vec<object_store::ObjectMeta> = list_under(region, &prefix).await?;
         let before: std::collections::BTreeSet<&Path> =
             listed.iter().map(|m| &m.location).collect();
         for meta in again
@@ -232,16 +226,12 @@ pub async fn plan(
 /// Lifeboat's own objects of `db` in `region`: replica cursors and shadow
 /// parents.
 async fn bookkeeping(region: &Region, db: &str) -> Result<Vec<Path>> {
-    let store = region.store();
     let mut paths = Vec::new();
     for prefix in [
         Path::from(REPLICATION_PREFIX).join(db),
         Path::from(crate::region::shadow::SHADOW_PREFIX).join(db),
     ] {
-        let listed: Vec<object_store::ObjectMeta> =
-            retrying(|| store.list(Some(&prefix)).try_collect())
-                .await
-                .map_err(|e| Error::store(region.name(), &format!("listing {prefix}"), &e))?;
+        let listed: Vec<object_store::ObjectMeta> = list_under(region, &prefix).await?;
         paths.extend(listed.into_iter().map(|m| m.location));
     }
     Ok(paths)
@@ -265,15 +255,11 @@ pub async fn delete(region: &Region, plan: &DeletePlan) -> Result<u64> {
             .bounded("close", ADMIN_TIMEOUT, fence.close())
             .await?;
     }
-    let store = region.store();
     let prefix = Path::from(DBS_PREFIX).join(plan.db.as_str());
     let mut deleted = 0;
     let mut quiet_rounds = 0;
     for _ in 0..10 {
-        let listed: Vec<object_store::ObjectMeta> =
-            retrying(|| store.list(Some(&prefix)).try_collect())
-                .await
-                .map_err(|e| Error::store(region.name(), &format!("listing {prefix}"), &e))?;
+        let listed: Vec<object_store::ObjectMeta> = list_under(region, &prefix).await?;
         let mut paths: Vec<Path> = listed.into_iter().map(|m| m.location).collect();
         // The newest WAL file of each branch is the fence: a fenced writer
         // learns it is fenced when it tries to put that name. It goes last,
@@ -302,6 +288,14 @@ pub async fn delete(region: &Region, plan: &DeletePlan) -> Result<u64> {
         plan.db,
         region.name()
     )))
+}
+
+/// Every object under `prefix` in `region`.
+async fn list_under(region: &Region, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
+    let store = region.store();
+    retrying(|| store.list(Some(prefix)).try_collect())
+        .await
+        .map_err(|e| Error::store(region.name(), &format!("listing {prefix}"), &e))
 }
 
 /// The newest WAL file of each branch among `paths`.
