@@ -898,7 +898,7 @@ impl Core {
         let Some(primary) = self.primary() else {
             return self.fail(request, "no region is configured; add two in Settings");
         };
-        if let Err(e) = group::check(&primary, &secondary, rpo_target_s) {
+        if let Err(e) = group::check(&primary, &secondary, rpo_target_s, group::IN_THE_APP) {
             return self.fail(request, e);
         }
         if let Err(e) = self.regions.get(&secondary) {
@@ -1087,12 +1087,6 @@ impl Core {
                 // and copies of it are stopped: the deletion fences any
                 // other writer before a file goes.
                 let plan = crate::storage::delete::plan(&region, &others, &name, None).await?;
-                if plan.is_empty() {
-                    return Err(Error::DatabaseNotFound {
-                        db: name.clone(),
-                        region: region.name().to_string(),
-                    });
-                }
                 let objects = crate::storage::delete::delete(&region, &plan).await?;
                 Ok::<_, Error>(format!("deleted {} ({objects} objects)", plan.describe()))
             }

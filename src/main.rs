@@ -638,12 +638,6 @@ async fn db_command(ctx: &Ctx, json: bool, command: DbCommand) -> Result<i32> {
             let others = cli::workspace::regions(ctx)?;
             let group = lifeboat::engine::group::load(&ctx.home.config_dir)?;
             let plan = storage::delete::plan(&region, &others, &name, group.as_ref()).await?;
-            if plan.is_empty() {
-                return Err(Error::DatabaseNotFound {
-                    db: name,
-                    region: region.name().to_string(),
-                });
-            }
             let what = plan.describe();
             if !plan.refusals.is_empty() && !force {
                 return Err(Error::invalid(format!(

@@ -176,20 +176,12 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
         } => {
             ctx.regions.get(&secondary)?;
             if let Some(primary) = ctx.regions.names().first() {
-                group::check(primary, &secondary, rpo_target.as_secs_f64()).map_err(|e| {
-                    // In the words of the command line.
-                    Error::invalid(
-                        e.to_string()
-                            .replace(
-                                "choose another region as the secondary",
-                                "give another region as --secondary",
-                            )
-                            .replace(
-                                "give a number of seconds above 0",
-                                "give --rpo-target above 0s, e.g. 1s",
-                            ),
-                    )
-                })?;
+                // In the words of the command line.
+                let fixes = group::Fixes {
+                    secondary: "give another region as --secondary",
+                    rpo_target: "give --rpo-target above 0s, e.g. 1s",
+                };
+                group::check(primary, &secondary, rpo_target.as_secs_f64(), fixes)?;
             }
             let kind = if pre_provisioned {
                 ReplicationKind::PreProvisioned

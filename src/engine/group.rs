@@ -64,17 +64,32 @@ pub struct GroupConfig {
     pub smoke: Vec<String>,
 }
 
+/// How the place a group is set in says to fix it.
+#[derive(Debug, Clone, Copy)]
+pub struct Fixes {
+    pub secondary: &'static str,
+    pub rpo_target: &'static str,
+}
+
+/// In the app's words (the wizard) and the engine's.
+pub const IN_THE_APP: Fixes = Fixes {
+    secondary: "choose another region as the secondary",
+    rpo_target: "give a number of seconds above 0",
+};
+
 /// Whether a group of `primary` and `secondary` with an RPO target of
-/// `rpo_target_s` makes sense; the error says what to change.
-pub fn check(primary: &str, secondary: &str, rpo_target_s: f64) -> Result<()> {
+/// `rpo_target_s` makes sense; the error says what to change, in `fixes`.
+pub fn check(primary: &str, secondary: &str, rpo_target_s: f64, fixes: Fixes) -> Result<()> {
     if !(rpo_target_s.is_finite() && rpo_target_s > 0.0) {
         return Err(Error::invalid(format!(
-            "an RPO target of {rpo_target_s} s makes no sense; give a number of seconds above 0"
+            "an RPO target of {rpo_target_s} s makes no sense; {}",
+            fixes.rpo_target
         )));
     }
     if secondary == primary {
         return Err(Error::invalid(format!(
-            "{primary} is the primary; choose another region as the secondary"
+            "{primary} is the primary; {}",
+            fixes.secondary
         )));
     }
     Ok(())
@@ -93,23 +108,21 @@ pub fn group_file(config_dir: &Path) -> std::path::PathBuf {
 /// Loads the group saved in `config_dir`, if any.
 pub fn load(config_dir: &Path) -> Result<Option<GroupConfig>> {
     let path = group_file(config_dir);
-    let fix = "fix it or delete it and configure replication again";
+    const FIX: &str = "fix it or delete it and configure replication again";
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let group: GroupConfig = ron::from_str(&text).map_err(|e| {
                 Error::invalid(format!(
-                    "{}: not a valid replication group ({e}); {fix}",
+                    "{}: not a valid replication group ({e}); {FIX}",
                     path.display()
                 ))
             })?;
-            check(&group.primary, &group.secondary, group.rpo_target_s).map_err(|e| {
-                Error::invalid(format!(
-                    "{}: {}; {fix}",
-                    path.display(),
-                    e.to_string()
-                        .trim_end_matches("; choose another region as the secondary")
-                ))
-            })?;
+            let fixes = Fixes {
+                secondary: FIX,
+                rpo_target: FIX,
+            };
+            check(&group.primary, &group.secondary, group.rpo_target_s, fixes)
+                .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
             Ok(Some(group))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

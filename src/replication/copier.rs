@@ -75,9 +75,6 @@ pub struct BranchCopier {
     damaged: Option<String>,
     /// Names copied by this copier, to catch a second copy of one.
     copied: HashSet<FileRef>,
-    /// WAL ids the cursor vouches are at the replica, contiguous from its
-    /// manifest's replay point, without listing them (0 after a list-diff).
-    vouched_wal: u64,
     /// Replica files a scrub found different from the home's: copied again
     /// whatever a listing says.
     suspect: HashSet<FileRef>,
@@ -147,7 +144,6 @@ impl BranchCopier {
             copied: HashSet::new(),
             unneeded_since: HashMap::new(),
             suspect: HashSet::new(),
-            vouched_wal: 0,
             status,
             publish,
             delays_ms,
@@ -409,7 +405,6 @@ impl BranchCopier {
         // The replica's WAL is listed from the replay point of its newest
         // manifest, so every file a reader of it needs is looked at, none
         // taken on the cursor's word; the home's only past the cursor.
-        self.vouched_wal = 0;
         let replica_wal_after = Some(floor).filter(|id| *id > 0).map(FileRef::Wal);
         let wal_after = Some(floor.max(self.cursor.wal_id))
             .filter(|id| *id > 0)
@@ -457,10 +452,10 @@ impl BranchCopier {
         // cursor says was copied up to its WAL file must be there.
         self.healed = Some(Instant::now());
         self.cut_checked = Some(Instant::now());
-        if let Some(manifest) = self.replica_manifest.clone() {
-            let held = self.replica_files.clone();
-            let copied_to = self.cursor.wal_id.max(self.wal_end(&manifest));
-            self.repair_cut(&manifest, &held, copied_to);
+        if let Some(manifest) = &self.replica_manifest {
+            let copied_to = self.cursor.wal_id.max(self.wal_end(manifest));
+            let lost = self.lost_from_cut(manifest, &self.replica_files, copied_to);
+            self.repair_cut(&lost);
         }
         Ok(())
     }
@@ -497,21 +492,15 @@ impl BranchCopier {
             .map(|(file, _)| file)
             .collect();
         self.replica_files = listed;
-        if let Some(first) = lost.first() {
+        if !lost.is_empty() {
             let message = format!(
                 "list-diff: {} replica file(s) missing or resized since copied ({}); copying them again",
                 lost.len(),
-                first.rel()
+                lost[0].rel()
             );
-            tracing::warn!(flow = %self.label(), "{message}");
-            for file in &lost {
-                self.copied.remove(file);
-            }
-            self.status.repairs += lost.len() as u64;
-            self.damaged = Some(message);
+            self.forget_lost(&lost, message);
             self.refresh_status(false);
         }
-        self.vouched_wal = 0;
         // The replica's newest manifest may have changed under us (a restart
         // from another machine, a scrub finding damage): decode it afresh.
         self.replica_manifest = self.newest_replica_manifest().await?;
@@ -624,7 +613,7 @@ impl BranchCopier {
 
     /// The newest WAL id a reader of `manifest` at the replica reaches.
     fn wal_end(&self, manifest: &ManifestView) -> u64 {
-        contiguous_wal_end(manifest, &self.replica_files, self.vouched_wal)
+        contiguous_wal_end(manifest, &self.replica_files, 0)
     }
 
     /// The WAL id at or below which no reader of the replica replays:
@@ -948,20 +937,24 @@ impl BranchCopier {
             Dir::Compacted,
             self.replica.list(Dir::Compacted, None).await?,
         );
-        let copied_to = self.wal_end(&manifest);
-        self.repair_cut(&manifest, &held, copied_to);
+        let lost = self.lost_from_cut(&manifest, &held, self.wal_end(&manifest));
+        self.repair_cut(&lost);
         Ok(())
     }
 
-    /// Compares what the replica `held` at a look with the files its newest
-    /// state (`manifest`, and the WAL up to `wal_end`) needs: anything
-    /// absent, or changed since it was copied, is forgotten, the state shows
-    /// Damaged, and the next pass is a full list-diff, which copies it again.
-    fn repair_cut(&mut self, manifest: &ManifestView, held: &BranchFiles, wal_end: u64) {
+    /// The files the replica's newest state (`manifest`, and the WAL up to
+    /// `wal_end`) needs that it did not hold at a look (`held`), or held at
+    /// another size than it was copied at.
+    fn lost_from_cut(
+        &self,
+        manifest: &ManifestView,
+        held: &BranchFiles,
+        wal_end: u64,
+    ) -> Vec<FileRef> {
         let mut needed = vec![FileRef::Manifest(manifest.id)];
         needed.extend(manifest.ssts.iter().cloned().map(FileRef::Sst));
         needed.extend((manifest.replay_after_wal_id + 1..=wal_end).map(FileRef::Wal));
-        let lost: Vec<FileRef> = needed
+        needed
             .into_iter()
             .filter(
                 |file| match (held.get(file), self.replica_files.get(file)) {
@@ -970,7 +963,12 @@ impl BranchCopier {
                     (Some(_), None) => false,
                 },
             )
-            .collect();
+            .collect()
+    }
+
+    /// Files of the replica's newest state found `lost`: forgotten, and the
+    /// next pass is a full list-diff, which copies them again.
+    fn repair_cut(&mut self, lost: &[FileRef]) {
         let Some(first) = lost.first() else {
             return;
         };
@@ -979,16 +977,23 @@ impl BranchCopier {
             lost.len(),
             first.rel()
         );
-        tracing::warn!(flow = %self.label(), "{message}");
-        for file in &lost {
+        for file in lost {
             self.replica_files.remove(file);
+        }
+        self.forget_lost(lost, message);
+        self.healed = None;
+    }
+
+    /// Replica files found `lost` after they were copied (`message` says
+    /// how): counted as repairs, copied again, and the state shows Damaged
+    /// until they are.
+    fn forget_lost(&mut self, lost: &[FileRef], message: String) {
+        tracing::warn!(flow = %self.label(), "{message}");
+        for file in lost {
             self.copied.remove(file);
         }
         self.status.repairs += lost.len() as u64;
         self.damaged = Some(message);
-        // What the cursor vouched for is in doubt: list everything next.
-        self.vouched_wal = 0;
-        self.healed = None;
     }
 
     /// Re-reads the files the replica's newest state needs, up to the
@@ -1034,12 +1039,9 @@ impl BranchCopier {
             self.scrub_after = Some(file.clone());
             if let Some(problem) = problem {
                 let message = format!("scrub: {} {problem}; copying it again", file.rel());
-                tracing::warn!(flow = %self.label(), "{message}");
                 self.replica_files.remove(file);
-                self.copied.remove(file);
                 self.suspect.insert(file.clone());
-                self.status.repairs += 1;
-                self.damaged = Some(message);
+                self.forget_lost(std::slice::from_ref(file), message);
                 // What the cursor vouched for is in doubt: list everything.
                 self.healed = None;
             }
@@ -1088,12 +1090,7 @@ impl BranchCopier {
             self.publish.send_replace(status.clone());
             return;
         };
-        let cut = CutReport::of(
-            manifest,
-            &self.replica_files,
-            &self.home_files,
-            self.vouched_wal,
-        );
+        let cut = CutReport::of(manifest, &self.replica_files, &self.home_files, 0);
         status.replica_manifest_id = Some(manifest.id);
         status.replica_wal_id = Some(cut.wal_end);
         // The home's commit time of the replica's newest state, and of the

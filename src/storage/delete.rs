@@ -58,14 +58,6 @@ pub struct DeletePlan {
 }
 
 impl DeletePlan {
-    pub fn objects(&self) -> u64 {
-        self.branches.iter().map(|b| b.objects).sum::<u64>() + self.bookkeeping
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.objects() == 0
-    }
-
     /// `orders in us-east-1: branch main (1,234 files, 12.3 MiB), ...; its copy in eu-west-1 stays`.
     pub fn describe(&self) -> String {
         let branches: Vec<String> = self
@@ -105,7 +97,8 @@ impl DeletePlan {
 }
 
 /// The plan for deleting `db` in `region`; `others` are the other regions
-/// (where copies may stay), `group` the saved replication group.
+/// (where copies may stay), `group` the saved replication group. `Err`
+/// when the region holds nothing of it.
 pub async fn plan(
     region: &Region,
     others: &[Region],
@@ -174,6 +167,12 @@ pub async fn plan(
             .map(|c| c.home);
     }
     let bookkeeping = bookkeeping(region, db).await?.len() as u64;
+    if branches.is_empty() && bookkeeping == 0 {
+        return Err(Error::DatabaseNotFound {
+            db: db.to_string(),
+            region: region.name().to_string(),
+        });
+    }
     let mut kept_in = Vec::new();
     for other in others.iter().filter(|o| o.name() != region.name()) {
         let found = crate::storage::list_databases(other).await;
