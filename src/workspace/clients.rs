@@ -87,6 +87,11 @@ impl Clients {
         })
     }
 
+    /// Clients connected now.
+    pub fn connected(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).all
+    }
+
     /// Bytes of unfinished requests held by all connections now.
     pub fn buffered(&self) -> usize {
         self.buffered.load(Ordering::Relaxed)

@@ -540,7 +540,7 @@ fn info(shared: &Arc<Shared>, session: &Session) -> Reply {
         format!("uptime_in_seconds:{}", shared.started.elapsed().as_secs()),
         String::new(),
         "# Clients".to_string(),
-        format!("connected_clients:{}", stats.connected.load(relaxed)),
+        format!("connected_clients:{}", shared.clients.connected()),
         format!(
             "total_connections_received:{}",
             stats.accepted.load(relaxed)

@@ -80,7 +80,6 @@ impl Access {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub accepted: AtomicU64,
-    pub connected: AtomicU64,
     pub denied: AtomicU64,
     pub commands: AtomicU64,
     pub auth_failures: AtomicU64,
@@ -335,7 +334,7 @@ impl Workspace {
             users: access.users.keys().cloned().collect(),
             firewall: access.firewall.rules(),
             open: access.open,
-            connected: shared.stats.connected.load(relaxed),
+            connected: shared.clients.connected() as u64,
             accepted: shared.stats.accepted.load(relaxed),
             denied: shared.stats.denied.load(relaxed),
             commands: shared.stats.commands.load(relaxed),
@@ -454,11 +453,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let session = Session::new(next_id, peer, default_db);
         next_id += 1;
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            shared.stats.connected.fetch_add(1, Ordering::Relaxed);
-            session::serve(Arc::clone(&shared), stream, session, admitted).await;
-            shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
-        });
+        tokio::spawn(session::serve(shared, stream, session, admitted));
     }
 }
 
@@ -477,10 +472,15 @@ async fn lag_loop(shared: Arc<Shared>) {
     let mut ticks = tokio::time::interval(REFRESH_EVERY);
     loop {
         ticks.tick().await;
-        for db in shared.dbs().values() {
-            if let Err(e) = db.refresh_lag(&shared.region).await {
-                tracing::debug!(workspace = %shared.name, "follower lag: {e}");
-            }
+        refresh_lags(&shared).await;
+    }
+}
+
+/// Reads every follower's lag again.
+async fn refresh_lags(shared: &Shared) {
+    for db in shared.dbs().values() {
+        if let Err(e) = db.refresh_lag(&shared.region).await {
+            tracing::debug!(workspace = %shared.name, "follower lag: {e}");
         }
     }
 }
@@ -494,11 +494,7 @@ async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at
     let mut log = crate::control::LogCache::default();
     loop {
         ticks.tick().await;
-        for db in shared.dbs().values() {
-            if let Err(e) = db.refresh_lag(&shared.region).await {
-                tracing::debug!(workspace = %shared.name, "follower lag: {e}");
-            }
-        }
+        refresh_lags(&shared).await;
         let state = match log.load(&shared.region).await {
             Ok(state) => state,
             Err(e) => {
