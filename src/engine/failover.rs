@@ -1,11 +1,24 @@
 //! Failover as the app sees it: the preview a responder confirms, the steps
 //! as they run, the outcome; and the branches and operations of the log.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Serialize;
 
+use crate::control;
 use crate::control::event::{OperationRecord, Step};
 use crate::control::state::{BranchRecord, ControlState};
+use crate::error::{Error, Result};
 use crate::orchestrator::failover::Preview;
+use crate::region::Region;
+
+use super::activity::Outcome;
+use super::group::{self, GroupConfig};
+use super::run::outcome;
+use super::{Core, Internal, RequestId};
 
 /// Where the app's failover stands.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -122,5 +135,275 @@ impl BranchesView {
             Some((_, b, _)) => b == branch,
             None => branch == crate::storage::MAIN_BRANCH,
         }
+    }
+}
+
+impl Core {
+    /// The group's databases whose live branch is homed in the primary and
+    /// replicated to the secondary: what a failover moves.
+    pub(super) fn failover_dbs(&self, group: &GroupConfig) -> Vec<String> {
+        let Some(replicator) = self.replicator.as_ref() else {
+            return Vec::new();
+        };
+        let dbs: BTreeSet<String> = replicator
+            .flows()
+            .filter(|f| {
+                f.home.name() == group.primary
+                    && f.replica.name() == group.secondary
+                    && f.branch == self.control_state.live_branch(&f.db)
+            })
+            .map(|f| f.db.clone())
+            .collect();
+        dbs.into_iter().collect()
+    }
+
+    pub(super) fn preview_failover(&mut self, request: RequestId) {
+        let Some(group) = self.group.clone() else {
+            return self.fail(request, "configure replication first: a failover moves the group's databases to its secondary");
+        };
+        if self.failover.running {
+            return self.fail(request, "a failover is running; wait for it to finish");
+        }
+        let dbs = self.failover_dbs(&group);
+        if dbs.is_empty() {
+            return self.fail(
+                request,
+                format!(
+                    "no database of the group is live in {} and replicated to {}; nothing to fail over",
+                    group.primary, group.secondary
+                ),
+            );
+        }
+        let (from, to) = match (self.region(&group.primary), self.region(&group.secondary)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return self.fail(request, e),
+        };
+        self.failover.previewing = true;
+        self.failover.preview_error = None;
+        self.spawn(async move {
+            let result = async {
+                // The log as the secondary holds it: the primary may be gone.
+                let state = control::load(&to).await?;
+                crate::orchestrator::failover::preview(&from, &to, &state, &dbs).await
+            }
+            .await;
+            Internal::FailoverPreviewed { request, result }
+        });
+    }
+
+    pub(super) async fn run_failover(&mut self, request: RequestId, epoch: u64) {
+        if self.failover.running {
+            return self.fail(request, "a failover is running already");
+        }
+        let Some(preview) = self.failover.preview.clone() else {
+            return self.fail(
+                request,
+                "look at what a failover would lose first (preview)",
+            );
+        };
+        if preview.epoch != epoch {
+            return self.fail(
+                request,
+                "the preview confirmed is not the newest; look again and confirm that one",
+            );
+        }
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        // Workspaces this engine serves from the old primary under the names
+        // the failover starts: they stop first (same names, same ports).
+        for name in &preview.workspaces {
+            if let Some(ws) = self.workspaces.remove(name) {
+                let _ = ws.stop().await;
+            }
+        }
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let acks = self.acks_for(preview.dbs.iter().map(|d| &d.db));
+        let options = crate::orchestrator::failover::FailoverOptions {
+            serve: true,
+            acks,
+            standby: self.standby.clone(),
+            pins: Some(Arc::clone(&self.pins)),
+            on_step: Some(self.steps_to(Internal::FailoverStep)),
+            ..Default::default()
+        };
+        self.failover.running = true;
+        self.failover.steps.clear();
+        self.failover.error = None;
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result =
+                crate::orchestrator::failover::failover(&regions, &preview, &engine, &who, options)
+                    .await;
+            Internal::FailedOver { request, result }
+        });
+    }
+
+    pub(super) fn failed_over(
+        &mut self,
+        request: RequestId,
+        result: Result<crate::orchestrator::failover::FailoverOutcome>,
+    ) {
+        self.failover.running = false;
+        self.failover.preview = None;
+        match result {
+            Ok(outcome) => {
+                let record = outcome.record;
+                for ws in outcome.workspaces {
+                    self.workspaces.insert(ws.name().to_string(), ws);
+                }
+                // Promoted standing workspaces now serve the live branches.
+                for name in outcome.promoted {
+                    if let Some((ws, _)) = self.standby.remove(&name) {
+                        match Arc::try_unwrap(ws) {
+                            Ok(ws) => {
+                                self.workspaces.insert(name, ws);
+                            }
+                            Err(ws) => {
+                                self.standby.insert(name, (ws, String::new()));
+                            }
+                        }
+                    }
+                }
+                let rto = record
+                    .rto_ms
+                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
+                let message = format!("{}; RTO {rto}", record.outcome);
+                self.failover.last = Some(record);
+                self.finish(request, Outcome::Done(message));
+                self.read_control();
+                // The new live branches start flowing back to the old primary.
+                self.discover();
+            }
+            Err(e) => {
+                self.failover.error = Some(crate::error::one_line(&e.to_string()));
+                self.fail(request, e);
+            }
+        }
+    }
+
+    pub(super) fn run_drill(&mut self, request: RequestId, ttl_s: u64, smoke: Vec<String>) {
+        let Some(group) = self.group.clone() else {
+            return self.fail(
+                request,
+                "configure replication first: a drill forks the secondary's replicas",
+            );
+        };
+        if self.drill.running {
+            return self.fail(request, "a drill is running; wait for it to finish");
+        }
+        if ttl_s == 0 {
+            return self.fail(
+                request,
+                "a time to live of 0 s would delete the drill at once; give at least a minute",
+            );
+        }
+        let dbs = self.failover_dbs(&group);
+        if dbs.is_empty() {
+            return self.fail(
+                request,
+                format!(
+                    "no database replicates from {} to {} yet",
+                    group.primary, group.secondary
+                ),
+            );
+        }
+        let to = match self.region(&group.secondary) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        let options = crate::orchestrator::drill::DrillOptions {
+            ttl: Duration::from_secs(ttl_s),
+            smoke,
+            acks: self.acks_for(&dbs),
+            pins: Some(Arc::clone(&self.pins)),
+            on_step: Some(self.steps_to(Internal::DrillStep)),
+            ..Default::default()
+        };
+        // The smoke commands are the group's: the next drill starts from them.
+        if let Some(group) = self.group.as_mut()
+            && group.smoke != options.smoke
+        {
+            group.smoke = options.smoke.clone();
+            if let Err(e) = group::save(&self.home.config_dir, Some(group)) {
+                tracing::warn!("saving the drill's smoke commands: {e}");
+            }
+        }
+        self.drill.running = true;
+        self.drill.steps.clear();
+        self.drill.error = None;
+        let who = self.who.clone();
+        let from = group.primary.clone();
+        self.spawn(async move {
+            let result =
+                crate::orchestrator::drill::drill(&from, &to, &dbs, &engine, &who, options).await;
+            Internal::Drilled { request, result }
+        });
+    }
+
+    pub(super) fn drilled(
+        &mut self,
+        request: RequestId,
+        result: Result<crate::orchestrator::drill::DrillOutcome>,
+    ) {
+        self.drill.running = false;
+        match result {
+            Ok(outcome) => {
+                let record = outcome.record;
+                if let Some(ws) = outcome.workspace {
+                    self.drill_workspaces.insert(record.id.clone(), ws);
+                }
+                let rto = record
+                    .rto_ms
+                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
+                let message = format!("{}; RTO {rto}", record.outcome);
+                let ok = record.ok;
+                self.drill.last = Some(record);
+                self.finish(
+                    request,
+                    if ok {
+                        Outcome::Done(message)
+                    } else {
+                        Outcome::Failed(message)
+                    },
+                );
+                self.read_control();
+            }
+            Err(e) => {
+                self.drill.error = Some(crate::error::one_line(&e.to_string()));
+                self.fail(request, e);
+            }
+        }
+    }
+
+    pub(super) fn export_report(&mut self, request: RequestId, id: String, path: PathBuf) {
+        let record = self
+            .control_state
+            .operations
+            .iter()
+            .rev()
+            .find(|r| r.id == id)
+            .or(self.failover.last.as_ref().filter(|r| r.id == id))
+            .or(self.drill.last.as_ref().filter(|r| r.id == id))
+            .cloned();
+        let Some(record) = record else {
+            return self.fail(request, format!("no operation `{id}` in the control log"));
+        };
+        self.spawn(async move {
+            let result = tokio::task::spawn_blocking(move || {
+                crate::orchestrator::report::write(&path, &record)
+                    .map(|()| format!("report of {} written to {}", record.id, path.display()))
+            })
+            .await
+            .unwrap_or_else(|e| Err(Error::Failed(format!("the export stopped: {e}"))));
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: false,
+            }
+        });
     }
 }

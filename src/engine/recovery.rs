@@ -2,11 +2,22 @@
 //! them: the plan a DBA confirms, the steps as they run, the comparison of
 //! a recovered branch with the live one, and the outcomes.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use crate::control;
 use crate::control::event::{OperationKind, OperationRecord, Step};
+use crate::error::Result;
+use crate::orchestrator::merge::Pick;
 use crate::orchestrator::recover::{ChangeRow, Recovered};
 use crate::orchestrator::switchover::SwitchPlan;
+use crate::region::Region;
+
+use super::activity::Outcome;
+use super::group::GroupConfig;
+use super::{Core, Internal, RequestId, recovery};
 
 /// Rows of a comparison the app is sent (the CLI's `--json` has them all).
 pub const SHOWN_ROWS: usize = 500;
@@ -76,4 +87,277 @@ pub struct RecoveryView {
     pub comparison: Option<ComparisonView>,
     pub last: Option<OperationRecord>,
     pub error: Option<String>,
+}
+
+impl Core {
+    /// Where the group's live branches are written, and the other region:
+    /// a switchover moves them from the first to the second; a failback
+    /// from the secondary back to the primary.
+    pub(super) fn move_regions(
+        &self,
+        group: &GroupConfig,
+        kind: OperationKind,
+    ) -> (String, String) {
+        let moved = self
+            .control_state
+            .live
+            .values()
+            .any(|l| l.region == group.secondary);
+        if kind == OperationKind::Failback || moved {
+            (group.secondary.clone(), group.primary.clone())
+        } else {
+            (group.primary.clone(), group.secondary.clone())
+        }
+    }
+
+    pub(super) fn plan_move(&mut self, request: RequestId, kind: OperationKind) {
+        let Some(group) = self.group.clone() else {
+            return self.fail(
+                request,
+                format!(
+                    "configure replication first: a {} moves the group's databases",
+                    kind.name()
+                ),
+            );
+        };
+        if self.moving.running {
+            return self.fail(
+                request,
+                format!("a {} is running; wait for it to finish", kind.name()),
+            );
+        }
+        let (from, to) = self.move_regions(&group, kind);
+        // The live branches written in `from` and replicated to `to`.
+        let dbs: BTreeSet<String> = self
+            .replicator
+            .as_ref()
+            .map(|r| {
+                r.flows()
+                    .filter(|f| {
+                        f.home.name() == from
+                            && f.replica.name() == to
+                            && f.branch == self.control_state.live_branch(&f.db)
+                    })
+                    .map(|f| f.db.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if dbs.is_empty() {
+            return self.fail(
+                request,
+                format!(
+                    "no live branch is written in {from} and replicated to {to}; nothing to move"
+                ),
+            );
+        }
+        let (from, to) = match (self.region(&from), self.region(&to)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return self.fail(request, e),
+        };
+        self.moving = recovery::MoveView {
+            kind: Some(kind),
+            planning: true,
+            ..recovery::MoveView::default()
+        };
+        let dbs: Vec<String> = dbs.into_iter().collect();
+        self.spawn(async move {
+            let result = async {
+                let state = control::load_all(&[to.clone(), from.clone()]).await?;
+                crate::orchestrator::switchover::plan(&from, &to, &state, &dbs, kind).await
+            }
+            .await;
+            Internal::MovePlanned { request, result }
+        });
+    }
+
+    pub(super) async fn run_move(&mut self, request: RequestId, kind: OperationKind, epoch: u64) {
+        if self.moving.running {
+            return self.fail(request, format!("a {} is running already", kind.name()));
+        }
+        let Some(plan) = self.moving.plan.clone().filter(|p| p.kind == kind) else {
+            return self.fail(
+                request,
+                format!("look at what a {} would move first", kind.name()),
+            );
+        };
+        if plan.epoch != epoch {
+            return self.fail(
+                request,
+                "the plan confirmed is not the newest; look again and confirm that one",
+            );
+        }
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        // The workspaces serving these databases here stop writing first;
+        // standing ones in the target give way to the writers.
+        let mut serving = Vec::new();
+        for name in &plan.workspaces {
+            if let Some(ws) = self.workspaces.remove(name) {
+                serving.push(ws);
+            }
+            if let Some((ws, _)) = self.standby.remove(name)
+                && let Ok(ws) = Arc::try_unwrap(ws)
+            {
+                let _ = ws.stop().await;
+            }
+        }
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let acks = self.acks_for(plan.dbs.iter().map(|d| &d.db));
+        let options = crate::orchestrator::switchover::SwitchOptions {
+            serve: true,
+            serving,
+            acks,
+            pins: Some(Arc::clone(&self.pins)),
+            on_step: Some(self.steps_to(Internal::MoveStep)),
+            ..Default::default()
+        };
+        self.moving.running = true;
+        self.moving.steps.clear();
+        self.moving.error = None;
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = crate::orchestrator::switchover::switchover(
+                &regions, &plan, &engine, &who, options,
+            )
+            .await;
+            Internal::Moved { request, result }
+        });
+    }
+
+    pub(super) async fn moved(
+        &mut self,
+        request: RequestId,
+        result: Result<crate::orchestrator::switchover::SwitchOutcome>,
+    ) {
+        self.moving.running = false;
+        self.moving.plan = None;
+        match result {
+            Ok(outcome) => {
+                for ws in outcome.workspaces {
+                    self.workspaces.insert(ws.name().to_string(), ws);
+                }
+                // The old direction is over; discovery adds the new one.
+                if let Some(replicator) = self.replicator.as_mut() {
+                    for l in &outcome.live {
+                        replicator.remove_branch(&l.db, &l.branch).await;
+                    }
+                }
+                let record = outcome.record;
+                let rto = record
+                    .rto_ms
+                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
+                let message = format!("{}; RTO {rto}", record.outcome);
+                self.moving.last = Some(record);
+                self.finish(request, Outcome::Done(message));
+                self.read_control();
+                self.discover();
+            }
+            Err(e) => {
+                self.moving.error = Some(crate::error::one_line(&e.to_string()));
+                self.fail(request, e);
+            }
+        }
+    }
+
+    pub(super) fn recover(&mut self, request: RequestId, db: String) {
+        if self.recovery.running {
+            return self.fail(
+                request,
+                "a recovery or merge is running; wait for it to finish",
+            );
+        }
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let state = self.control_state.clone();
+        let options = crate::orchestrator::recover::RecoverOptions {
+            pins: Some(Arc::clone(&self.pins)),
+            on_step: Some(self.steps_to(Internal::RecoveryStep)),
+            ..Default::default()
+        };
+        self.recovery.running = true;
+        self.recovery.steps.clear();
+        self.recovery.error = None;
+        self.recovery.comparison = None;
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = crate::orchestrator::recover::recover(
+                &regions, &state, &db, &engine, &who, options,
+            )
+            .await;
+            Internal::Recovered { request, result }
+        });
+    }
+
+    pub(super) fn compare(&mut self, request: RequestId, db: String, branch: String) {
+        let Some(home) = self
+            .control_state
+            .branch(&db, &branch)
+            .map(|b| b.fork.region.clone())
+        else {
+            return self.fail(request, format!("`{db}` has no branch `{branch}`"));
+        };
+        let region = match self.region(&home) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        let state = self.control_state.clone();
+        self.recovery.comparing = true;
+        self.recovery.error = None;
+        self.spawn(async move {
+            let result = crate::orchestrator::recover::inspect(&region, &state, &db, &branch).await;
+            Internal::Compared { request, result }
+        });
+    }
+
+    pub(super) fn merge(
+        &mut self,
+        request: RequestId,
+        db: String,
+        branch: String,
+        pick: Pick,
+        discard: bool,
+    ) {
+        if self.recovery.running {
+            return self.fail(
+                request,
+                "a recovery or merge is running; wait for it to finish",
+            );
+        }
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        // A workspace here writes the live branch: merge through its writer
+        // (opening another would fence it).
+        let target = self
+            .workspaces
+            .values()
+            .find_map(|ws| ws.writer_of(&db))
+            .map_or(
+                crate::orchestrator::merge::MergeTarget::Open,
+                crate::orchestrator::merge::MergeTarget::Attached,
+            );
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let state = self.control_state.clone();
+        let options = crate::orchestrator::merge::MergeOptions {
+            pick,
+            target,
+            discard,
+            on_step: Some(self.steps_to(Internal::RecoveryStep)),
+            ..Default::default()
+        };
+        self.recovery.running = true;
+        self.recovery.steps.clear();
+        self.recovery.error = None;
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = crate::orchestrator::merge::merge(
+                &regions, &state, &db, &branch, &engine, &who, options,
+            )
+            .await;
+            Internal::Merged { request, result }
+        });
+    }
 }

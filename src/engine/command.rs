@@ -1,0 +1,205 @@
+//! What the app and the CLI ask the engine to do.
+
+use std::path::PathBuf;
+
+use crate::control::event::OperationKind;
+use crate::orchestrator::merge::Pick;
+use crate::region::RegionSpec;
+
+use super::group::{ReplicationKind, Selection};
+use super::workspaces::ControlChange;
+
+/// Names a command, so its outcome can be found in the activity log.
+pub type RequestId = u64;
+
+/// What the GUI or CLI asks the engine to do. Each ends as an activity
+/// entry (`Done` or `Failed` with one line that says why).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Replicate from the primary (the first configured region) to
+    /// `secondary`; replaces any group configured before.
+    ConfigureReplication {
+        secondary: String,
+        databases: Selection,
+        kind: ReplicationKind,
+        /// Lag above this counts as an RPO breach (seconds).
+        rpo_target_s: f64,
+    },
+    /// Stop every flow and forget the group (replicas stay where they are).
+    StopReplication,
+    /// Stop copying database `db` until resumed.
+    Pause { db: String },
+    /// Copy database `db` again.
+    Resume { db: String },
+    /// Lag above `seconds` counts as an RPO breach.
+    SetRpoTarget { seconds: f64 },
+    /// Create an empty database at `region` (its home).
+    CreateDatabase { region: String, name: String },
+    /// Delete a database's files in `region`; `typed_name` must equal
+    /// `name`, which is what the user typed to confirm.
+    DeleteDatabase {
+        region: String,
+        name: String,
+        typed_name: String,
+    },
+    /// Add a region (`replacing: None`) or change one; it is probed before
+    /// it is saved.
+    SaveRegion {
+        replacing: Option<String>,
+        spec: RegionSpec,
+    },
+    /// Forget a region (its data is left alone).
+    RemoveRegion { name: String },
+    /// Health-check every region now.
+    CheckRegions,
+    /// List the databases of every region now.
+    RefreshDatabases,
+    /// Create demo databases in the primary, write to them continuously and
+    /// replicate them (a first look at the product).
+    StartDemo,
+    /// Stop the demo's writers (the databases stay).
+    StopDemo,
+    /// Write test records to the live branch of `db` continuously (as the
+    /// demo does), logging what was acknowledged, until stopped.
+    StartWorkload { db: String },
+    /// Stop writing test records to `db`.
+    StopWorkload { db: String },
+    /// Write the activity log as CSV to `path`.
+    ExportActivity { path: PathBuf },
+    /// Record a change to workspaces, users, firewall rules or pipelines in
+    /// every region's control log.
+    Control { change: ControlChange },
+    /// Serve workspace `name` from `region` in this engine.
+    StartWorkspace { name: String, region: String },
+    /// Stop serving workspace `name` here.
+    StopWorkspace { name: String },
+    /// Looks at both regions and shows what a failover of the group would
+    /// do and lose (the snapshot's `failover.preview`); changes nothing.
+    PreviewFailover,
+    /// Fails the group over as the preview of epoch `epoch` said: fences,
+    /// forks, records, serves, measures. Refused if the preview is stale.
+    Failover { epoch: u64 },
+    /// Test failover: forks drill branches in the secondary, serves them
+    /// from a drill workspace, verifies them and reports; they expire
+    /// after `ttl_s`.
+    Drill { ttl_s: u64, smoke: Vec<String> },
+    /// Forks `db` as of `at_ms` (point-in-time recovery) in `region`, off
+    /// its live branch, as branch `name`.
+    Restore {
+        db: String,
+        region: String,
+        at_ms: u64,
+        name: String,
+    },
+    /// Stands the group's workspaces up in the secondary, following the
+    /// replicas read-only, so that a failover only forks and opens writers
+    /// (the group becomes "storage + pre-provisioned").
+    StartPreprovisioning,
+    /// Stops the standing workspaces (the group becomes "storage only").
+    StopPreprovisioning,
+    /// Deletes a forked branch everywhere (never the live one).
+    DeleteBranch { db: String, branch: String },
+    /// Writes the report of operation `id` (Markdown, or JSON for `.json`).
+    ExportReport { id: String, path: PathBuf },
+    /// Looks at both regions: what a switchover (or failback) of the
+    /// group's live branches would move (the snapshot's `moving.plan`).
+    PlanMove { kind: OperationKind },
+    /// Moves the live branches as the plan of epoch `epoch` said.
+    Move { kind: OperationKind, epoch: u64 },
+    /// Recovers the writes of `db` stranded where its live branch was
+    /// failed over from (the region must answer again).
+    Recover { db: String },
+    /// Compares recovered branch `branch` of `db` with the live one.
+    CompareRecovered { db: String, branch: String },
+    /// Merges recovered branch `branch` into the live one.
+    Merge {
+        db: String,
+        branch: String,
+        pick: Pick,
+        discard: bool,
+    },
+    /// Stop everything (cursors saved) and end the engine.
+    Shutdown,
+}
+
+impl Command {
+    /// The command in words, for the activity log.
+    pub fn describe(&self) -> String {
+        match self {
+            Command::ConfigureReplication {
+                secondary,
+                databases,
+                ..
+            } => match databases {
+                Selection::All => format!("configure replication of all databases to {secondary}"),
+                Selection::Only(dbs) => format!(
+                    "configure replication of {} to {secondary}",
+                    dbs.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            },
+            Command::StopReplication => "stop replication".into(),
+            Command::Pause { db } => format!("pause replication of {db}"),
+            Command::Resume { db } => format!("resume replication of {db}"),
+            Command::SetRpoTarget { seconds } => format!("set the RPO target to {seconds} s"),
+            Command::CreateDatabase { region, name } => {
+                format!("create database {name} in {region}")
+            }
+            Command::DeleteDatabase { region, name, .. } => {
+                format!("delete database {name} in {region}")
+            }
+            Command::SaveRegion {
+                replacing: None,
+                spec,
+            } => format!("add region {} ({})", spec.name, spec.url),
+            Command::SaveRegion {
+                replacing: Some(old),
+                spec,
+            } => format!("change region {old} to {} ({})", spec.name, spec.url),
+            Command::RemoveRegion { name } => format!("remove region {name}"),
+            Command::CheckRegions => "check every region".into(),
+            Command::RefreshDatabases => "list the databases".into(),
+            Command::StartDemo => "start the demo".into(),
+            Command::StopDemo => "stop the demo writers".into(),
+            Command::StartWorkload { db } => format!("write test records to {db}"),
+            Command::StopWorkload { db } => format!("stop writing test records to {db}"),
+            Command::ExportActivity { path } => {
+                format!("export the activity log to {}", path.display())
+            }
+            Command::Control { change } => change.describe(),
+            Command::PreviewFailover => "look at what a failover would lose".into(),
+            Command::Restore {
+                db,
+                region,
+                at_ms,
+                name,
+            } => format!(
+                "restore {db} in {region} as of {} as {name}",
+                crate::workload::verify::format_us(at_ms.saturating_mul(1000))
+            ),
+            Command::DeleteBranch { db, branch } => format!("delete branch {db}/{branch}"),
+            Command::StartPreprovisioning => "start pre-provisioning".into(),
+            Command::StopPreprovisioning => "stop pre-provisioning".into(),
+            Command::Drill { ttl_s, .. } => format!("test failover (branches kept {ttl_s} s)"),
+            Command::Failover { epoch } => format!("fail over (epoch {epoch})"),
+            Command::PlanMove { kind } => format!("plan a {}", kind.name()),
+            Command::Move { kind, epoch } => format!("{} (epoch {epoch})", kind.name()),
+            Command::Recover { db } => format!("recover the stranded writes of {db}"),
+            Command::CompareRecovered { db, branch } => {
+                format!("compare {db}/{branch} with the live branch")
+            }
+            Command::Merge {
+                db, branch, pick, ..
+            } => {
+                format!("merge {db}/{branch}: {}", pick.describe())
+            }
+            Command::ExportReport { id, path } => {
+                format!("export the report of {id} to {}", path.display())
+            }
+            Command::StartWorkspace { name, region } => {
+                format!("start workspace {name} in {region}")
+            }
+            Command::StopWorkspace { name } => format!("stop workspace {name} here"),
+            Command::Shutdown => "stop the engine".into(),
+        }
+    }
+}

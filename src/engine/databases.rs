@@ -1,0 +1,288 @@
+//! Databases and branches: listing every region, delete, restore to a
+//! point in time, delete a branch, expire drill branches.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::control;
+use crate::error::Error;
+use crate::region::{self, Region};
+use crate::replication::cursor;
+use crate::storage::{self, DbLocation};
+
+use super::run::outcome;
+use super::snapshot::{BranchRow, RegionDatabases};
+use super::{Core, Internal, RequestId};
+
+impl Core {
+    pub(super) async fn delete_database(
+        &mut self,
+        request: RequestId,
+        region: String,
+        name: String,
+        typed_name: String,
+    ) {
+        if typed_name != name {
+            return self.fail(
+                request,
+                format!("type the database's name, `{name}`, to confirm the delete"),
+            );
+        }
+        let region = match self.region(&region) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        let Some(group) = self.group.as_ref() else {
+            return self.spawn_delete(request, region, name).await;
+        };
+        if group.secondary == region.name() && group.databases.includes(&name) {
+            return self.fail(
+                request,
+                format!(
+                    "{name} in {} is the replica that replication keeps up to date; take {name} out of the replication group first (Edit replication)",
+                    region.name()
+                ),
+            );
+        }
+        self.spawn_delete(request, region, name).await;
+    }
+
+    /// Stops what writes or copies `name`, then deletes it in `region`.
+    pub(super) async fn spawn_delete(&mut self, request: RequestId, region: Region, name: String) {
+        self.stop_demo(Some(&name)).await;
+        if let Some(replicator) = self.replicator.as_mut() {
+            replicator.remove(&name).await;
+        }
+        self.deleting.insert(request, name.clone());
+        Arc::make_mut(&mut self.history).forget(&name);
+        let others: Vec<Region> = self.opened.values().cloned().collect();
+        self.spawn(async move {
+            let result = async {
+                // The name was typed to confirm, and this engine's writers
+                // and copies of it are stopped: the deletion fences any
+                // other writer before a file goes.
+                let plan = crate::storage::delete::plan(&region, &others, &name, None).await?;
+                let objects = crate::storage::delete::delete(&region, &plan).await?;
+                Ok::<_, Error>(format!("deleted {} ({objects} objects)", plan.describe()))
+            }
+            .await;
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: true,
+            }
+        });
+    }
+
+    pub(super) fn list_databases(&mut self) {
+        if self.listing {
+            return;
+        }
+        self.listing = true;
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let order = self.regions.names();
+        self.spawn(async move {
+            let mut listed = futures::future::join_all(regions.iter().map(list_region)).await;
+            listed.sort_by_key(|l| order.iter().position(|n| n == &l.region));
+            Internal::Listed(listed)
+        });
+    }
+
+    pub(super) fn restore(
+        &mut self,
+        request: RequestId,
+        db: String,
+        region: String,
+        at_ms: u64,
+        name: String,
+    ) {
+        if at_ms > crate::orchestrator::now_ms() {
+            return self.fail(
+                request,
+                "that time lies in the future; restore to a time that has passed",
+            );
+        }
+        let state = self.control_state.clone();
+        let source = state.live_branch(&db).to_string();
+        let event_check =
+            region::validate_name("branch", &name).and_then(|()| match state.branch(&db, &name) {
+                Some(_) => Err(Error::invalid(format!(
+                    "branch `{name}` of `{db}` exists; pick another name"
+                ))),
+                None => Ok(()),
+            });
+        if let Err(e) = event_check {
+            return self.fail(request, e);
+        }
+        let region = match self.region(&region) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let pins = Arc::clone(&self.pins);
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = async {
+                let point = storage::pitr::locate(&region, &db, &source, at_ms).await?;
+                let guard = pins.forking(&db, &source);
+                let forked =
+                    storage::fork::fork_at(&region, &db, &source, &name, Some(&point)).await?;
+                drop(guard);
+                let fork = crate::orchestrator::failover::branch_event(
+                    &forked,
+                    control::event::BranchReason::Recovery,
+                    None,
+                );
+                pins.add(&fork);
+                let event = control::event::Event::BranchForked(fork);
+                control::append(&regions, &engine, &who, event).await?;
+                Ok::<_, Error>(format!(
+                    "restored {db} as {name} in {} as of {}: manifest {}, WAL {}",
+                    region.name(),
+                    crate::workload::verify::format_us(at_ms.saturating_mul(1000)),
+                    point.manifest_id,
+                    forked.wal_end
+                ))
+            }
+            .await;
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: true,
+            }
+        });
+    }
+
+    pub(super) fn delete_branch(&mut self, request: RequestId, db: String, branch: String) {
+        let state = self.control_state.clone();
+        let Some(record) = state.branch(&db, &branch).cloned() else {
+            return self.fail(
+                request,
+                format!("`{db}/{branch}` is not a forked branch the control log knows"),
+            );
+        };
+        let event = match state.check(control::event::Event::BranchDeleted {
+            db: db.clone(),
+            branch: branch.clone(),
+        }) {
+            Ok(e) => e,
+            Err(e) => return self.fail(request, e),
+        };
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        // A drill branch's workspace goes with it.
+        if let Some(ws) = self.drill_workspaces.remove(&branch) {
+            tokio::spawn(async move {
+                let _ = ws.stop().await;
+            });
+        }
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = async {
+                control::append(&regions, &engine, &who, event).await?;
+                let mut deleted = 0;
+                for region in &regions {
+                    deleted += storage::fork::delete_branch(
+                        region,
+                        &db,
+                        &branch,
+                        Some(&record.fork.source),
+                    )
+                    .await?;
+                }
+                Ok::<_, Error>(format!("deleted {db}/{branch} ({deleted} objects)"))
+            }
+            .await;
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: true,
+            }
+        });
+    }
+
+    /// Deletes branches whose time to live ran out (and stops the drill
+    /// workspaces serving them).
+    pub(super) fn expire_branches(&mut self) {
+        let expired = self.control_state.expired(crate::orchestrator::now_ms());
+        if expired.is_empty() || self.expiring {
+            return;
+        }
+        let names: BTreeSet<String> = expired.iter().map(|b| b.fork.branch.clone()).collect();
+        let done: Vec<String> = self
+            .drill_workspaces
+            .keys()
+            .filter(|id| names.contains(*id))
+            .cloned()
+            .collect();
+        for id in done {
+            if let Some(ws) = self.drill_workspaces.remove(&id) {
+                tokio::spawn(async move {
+                    let _ = ws.stop().await;
+                });
+            }
+        }
+        let engine = match control::engine_id(&self.home.data_dir) {
+            Ok(id) => id,
+            Err(e) => return tracing::warn!("expiring branches: {e}"),
+        };
+        self.expiring = true;
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let state = self.control_state.clone();
+        let who = self.who.clone();
+        self.spawn(async move {
+            Internal::Expired(
+                crate::orchestrator::drill::expire(&regions, &state, &engine, &who).await,
+            )
+        });
+    }
+}
+
+/// A region's databases and branches, each described.
+pub(super) async fn list_region(region: &Region) -> RegionDatabases {
+    let mut out = RegionDatabases {
+        region: region.name().to_string(),
+        error: None,
+        branches: Vec::new(),
+    };
+    let listed = match storage::list_databases(region).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            out.error = Some(crate::error::one_line(&e.to_string()));
+            return out;
+        }
+    };
+    let store = region.store();
+    for (db, branches) in listed {
+        for branch in branches {
+            let Ok(location) = DbLocation::branch_in_region(region, &db, &branch) else {
+                continue;
+            };
+            let replica_of = match cursor::load(&store, region.name(), &db, &branch).await {
+                Ok(found) => found.map(|c| c.home),
+                Err(_) => None,
+            };
+            let (info, error) = match location.describe().await {
+                Ok(info) => (Some(info), None),
+                // A deleted branch's empty folder, or a replica whose first
+                // manifest has not landed yet.
+                Err(Error::DatabaseNotFound { .. }) if replica_of.is_none() => continue,
+                Err(Error::DatabaseNotFound { .. }) => (None, Some("seeding".into())),
+                Err(e) => (None, Some(crate::error::one_line(&e.to_string()))),
+            };
+            out.branches.push(BranchRow {
+                db: db.clone(),
+                branch,
+                info,
+                replica_of,
+                error,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,335 @@
+//! The replication group and its flows: configure, resume, pause,
+//! discover new databases, the Dashboard's samples, point-in-time
+//! checkpoints of the live branches.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::control::state::ControlState;
+use crate::error::{Error, Result};
+use crate::region::{self, Region};
+use crate::replication::pins::Pins;
+use crate::replication::{self, Flow, Replicator};
+use crate::storage::{self, DbLocation};
+use crate::workload::now_us;
+
+use super::activity::Outcome;
+use super::group::{self, GroupConfig, ReplicationKind, Selection};
+use super::{Core, Internal, RequestId};
+
+impl Core {
+    /// Starts the group saved by an earlier run.
+    pub(super) fn resume_group(&mut self) {
+        match group::load(&self.home.config_dir) {
+            Ok(Some(group)) => {
+                let what = format!(
+                    "resume replication from {} to {}",
+                    group.primary, group.secondary
+                );
+                self.activity.begin(0, "engine", what);
+                self.activity_changed();
+                self.spawn_configure(0, group);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.activity
+                    .note("resume replication".into(), Outcome::Failed(e.to_string()));
+                self.activity_changed();
+            }
+        }
+    }
+
+    pub(super) fn configure(
+        &mut self,
+        request: RequestId,
+        secondary: String,
+        databases: Selection,
+        kind: ReplicationKind,
+        rpo_target_s: f64,
+    ) {
+        let Some(primary) = self.primary() else {
+            return self.fail(request, "no region is configured; add two in Settings");
+        };
+        if let Err(e) = group::check(&primary, &secondary, rpo_target_s, group::IN_THE_APP) {
+            return self.fail(request, e);
+        }
+        if let Err(e) = self.regions.get(&secondary) {
+            return self.fail(request, e);
+        }
+        if matches!(&databases, Selection::Only(dbs) if dbs.is_empty()) {
+            return self.fail(
+                request,
+                "choose at least one database, or all current and future databases",
+            );
+        }
+        let held = self
+            .group
+            .as_ref()
+            .map(|g| g.held.clone())
+            .unwrap_or_default();
+        let smoke = self
+            .group
+            .as_ref()
+            .map(|g| g.smoke.clone())
+            .unwrap_or_default();
+        let group = GroupConfig {
+            primary,
+            secondary,
+            databases,
+            kind,
+            rpo_target_s,
+            held,
+            smoke,
+        };
+        self.spawn_configure(request, group);
+    }
+
+    /// Probes the group's regions and finds its flows, in a task.
+    pub(super) fn spawn_configure(&mut self, request: RequestId, group: GroupConfig) {
+        let regions = (self.region(&group.primary), self.region(&group.secondary));
+        let failed_over = failed_over(&self.control_state, &group);
+        self.spawn(async move {
+            let result = async {
+                let (primary, secondary) = (regions.0?, regions.1?);
+                let pair = [primary.clone(), secondary.clone()];
+                let warnings = region::preflight(&pair).await?;
+                let flows = discover_flows(&pair, &group, &failed_over).await?;
+                if let Selection::Only(dbs) = &group.databases {
+                    for db in dbs {
+                        if !flows.iter().any(|f| &f.db == db) {
+                            return Err(Error::Failed(format!(
+                                "database `{db}` has no home in {}; create it there or leave it out",
+                                primary.name()
+                            )));
+                        }
+                    }
+                }
+                Ok((flows, warnings))
+            }
+            .await;
+            Internal::Configured {
+                request,
+                group,
+                result,
+            }
+        });
+    }
+
+    pub(super) async fn configured(
+        &mut self,
+        request: RequestId,
+        group: GroupConfig,
+        result: Result<(Vec<Flow>, Vec<String>)>,
+    ) {
+        let (flows, warnings) = match result {
+            Ok(found) => found,
+            Err(e) => return self.fail(request, e),
+        };
+        let same_pair = self
+            .group
+            .as_ref()
+            .is_some_and(|g| g.primary == group.primary && g.secondary == group.secondary);
+        if !same_pair && let Some(old) = self.replicator.take() {
+            old.stop().await;
+        }
+        let replicator = self.replicator.get_or_insert_with(|| {
+            Replicator::start(
+                Vec::new(),
+                self.opts.replication.clone(),
+                Arc::clone(&self.pins) as Arc<dyn Pins>,
+            )
+        });
+        // Flows of databases no longer selected stop.
+        let dropped: BTreeSet<String> = replicator
+            .flows()
+            .filter(|f| !group.databases.includes(&f.db))
+            .map(|f| f.db.clone())
+            .collect();
+        for db in &dropped {
+            replicator.remove(db).await;
+        }
+        let count = flows.len();
+        for flow in flows {
+            let db = flow.db.clone();
+            replicator.add(flow);
+            if group.held.contains(&db) {
+                replicator.hold(&db, true);
+            }
+        }
+        let mut message = format!(
+            "replicating {count} database(s) from {} to {}",
+            group.primary, group.secondary
+        );
+        for warning in warnings {
+            message.push_str(&format!("; warning: {warning}"));
+        }
+        self.group = Some(group);
+        self.save_group(request, message);
+        self.sync_standby();
+    }
+
+    pub(super) fn save_group(&mut self, request: RequestId, message: String) {
+        match group::save(&self.home.config_dir, self.group.as_ref()) {
+            Ok(()) => self.finish(request, Outcome::Done(message)),
+            Err(e) => self.fail(request, e),
+        }
+    }
+
+    pub(super) fn hold(&mut self, request: RequestId, db: &str, held: bool) {
+        let (Some(group), Some(replicator)) = (self.group.as_mut(), self.replicator.as_ref())
+        else {
+            return self.fail(request, "replication is not configured");
+        };
+        if replicator.hold(db, held) == 0 {
+            return self.fail(request, format!("database `{db}` is not replicating"));
+        }
+        if held {
+            group.held.insert(db.to_string());
+        } else {
+            group.held.remove(db);
+        }
+        let verb = if held { "paused" } else { "resumed" };
+        self.save_group(request, format!("{db} {verb}"));
+    }
+
+    pub(super) fn add_flows(&mut self, flows: Vec<Flow>) {
+        let (Some(group), Some(replicator)) = (self.group.as_ref(), self.replicator.as_mut())
+        else {
+            return;
+        };
+        for flow in flows {
+            if !group.databases.includes(&flow.db) || self.deleting.values().any(|d| *d == flow.db)
+            {
+                continue;
+            }
+            let db = flow.db.clone();
+            if replicator.add(flow) {
+                tracing::info!("replicating new database {db}");
+                if group.held.contains(&db) {
+                    replicator.hold(&db, true);
+                }
+            }
+        }
+    }
+
+    /// Looks for databases created in the primary since the group started.
+    pub(super) fn discover(&mut self) {
+        let Some(group) = self.group.clone() else {
+            return;
+        };
+        if self.discovering || self.replicator.is_none() {
+            return;
+        }
+        let (Ok(primary), Ok(secondary)) =
+            (self.region(&group.primary), self.region(&group.secondary))
+        else {
+            return;
+        };
+        self.discovering = true;
+        let failed_over = failed_over(&self.control_state, &group);
+        self.spawn(async move {
+            Internal::Discovered(discover_flows(&[primary, secondary], &group, &failed_over).await)
+        });
+    }
+
+    /// One sample a second for the Dashboard.
+    pub(super) fn sample(&mut self) {
+        let Some(replicator) = &self.replicator else {
+            return;
+        };
+        let statuses = replicator.statuses();
+        let mut lags: BTreeMap<String, f64> = BTreeMap::new();
+        for status in &statuses {
+            if let Some(lag) = status.lag_s {
+                let worst = lags.entry(status.db.clone()).or_insert(0.0);
+                *worst = worst.max(lag);
+            }
+        }
+        let copied: u64 = statuses.iter().map(|s| s.bytes_copied).sum();
+        let requests: u64 = statuses.iter().map(|s| s.requests_per_min).sum();
+        let now = Instant::now();
+        let rate = match self.last_copied {
+            Some((at, before)) => {
+                let secs = now.duration_since(at).as_secs_f64().max(1e-3);
+                copied.saturating_sub(before) as f64 / secs
+            }
+            None => 0.0,
+        };
+        self.last_copied = Some((now, copied));
+        let t_s = now_us() as f64 / 1e6;
+        Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64);
+    }
+
+    /// A point-in-time checkpoint of every live branch of the group, at
+    /// its home (the primary, or the secondary after a failover).
+    pub(super) fn checkpoint_live_branches(&mut self) {
+        let Some(replicator) = self.replicator.as_ref() else {
+            return;
+        };
+        let mut homes = BTreeMap::new();
+        for flow in replicator.flows() {
+            if flow.branch == self.control_state.live_branch(&flow.db) {
+                let key = (
+                    flow.home.name().to_string(),
+                    flow.db.clone(),
+                    flow.branch.clone(),
+                );
+                homes.insert(key, flow.home.clone());
+            }
+        }
+        for ((_, db, branch), home) in homes {
+            tokio::spawn(async move {
+                let result = async {
+                    let location = DbLocation::branch_in_region(&home, &db, &branch)?;
+                    storage::pitr::checkpoint(&location, storage::retention()).await
+                }
+                .await;
+                match result {
+                    Ok(manifest) => {
+                        tracing::debug!(
+                            "point-in-time checkpoint of {db}/{branch} at manifest {manifest}"
+                        )
+                    }
+                    Err(e) => tracing::warn!("point-in-time checkpoint of {db}/{branch}: {e}"),
+                }
+            });
+        }
+    }
+}
+
+/// The group's flows: branches homed in its primary, to its secondary.
+/// The group's flows: every branch homed in the primary to the secondary,
+/// and back to the primary the live branches a failover made in the
+/// secondary (`failed_over`: db, branch), which is what makes failback
+/// incremental. Drill branches never leave their region.
+pub(super) async fn discover_flows(
+    pair: &[Region; 2],
+    group: &GroupConfig,
+    failed_over: &BTreeSet<(String, String)>,
+) -> Result<Vec<Flow>> {
+    let mut flows =
+        replication::discover(pair, Some(&group.primary), Some(&group.secondary), None).await?;
+    if !failed_over.is_empty() {
+        let back =
+            replication::discover(pair, Some(&group.secondary), Some(&group.primary), None).await?;
+        flows.extend(
+            back.into_iter()
+                .filter(|f| failed_over.contains(&(f.db.clone(), f.branch.clone()))),
+        );
+    }
+    Ok(flows
+        .into_iter()
+        .filter(|f| group.databases.includes(&f.db))
+        .collect())
+}
+
+/// Live branches a failover made in the group's secondary.
+pub(super) fn failed_over(state: &ControlState, group: &GroupConfig) -> BTreeSet<(String, String)> {
+    state
+        .live
+        .values()
+        .filter(|l| l.region == group.secondary)
+        .map(|l| (l.db.clone(), l.branch.clone()))
+        .collect()
+}

@@ -1,0 +1,98 @@
+//! The snapshot the app and the CLI render, built from the engine's state.
+
+use std::sync::Arc;
+
+use crate::control::event::OperationKind;
+
+use super::snapshot::{EngineState, FlowView, RegionView, Snapshot};
+use super::workspaces::{self, ControlView};
+use super::{Core, failover};
+
+impl Core {
+    pub(super) fn publish(&mut self) {
+        self.seq += 1;
+        let flows: Vec<FlowView> = self
+            .replicator
+            .as_ref()
+            .map(|r| r.statuses().into_iter().map(FlowView::of).collect())
+            .unwrap_or_default();
+        let state = match self.state {
+            EngineState::Idle | EngineState::Replicating if !flows.is_empty() => {
+                EngineState::Replicating
+            }
+            EngineState::Replicating => EngineState::Idle,
+            other => other,
+        };
+        self.state = state;
+        let regions = self
+            .regions
+            .specs()
+            .iter()
+            .map(|spec| RegionView {
+                spec: spec.clone(),
+                kind: spec.validate().map(|l| l.kind()).unwrap_or("invalid"),
+                health: self.health.get(&spec.name).cloned(),
+            })
+            .collect();
+        let snapshot = Snapshot {
+            seq: self.seq,
+            engine: state,
+            regions,
+            embedded_default: self.regions.embedded_default,
+            clock_warnings: self.clock_warnings.clone(),
+            group: self.group.clone(),
+            flows,
+            databases: self.databases.clone(),
+            databases_listed_us: self.listed_us,
+            history: Arc::clone(&self.history),
+            activity: Arc::clone(&self.activity_view),
+            demo_workloads: self.demo.keys().cloned().collect(),
+            failover: Arc::new(self.failover.clone()),
+            moving: Arc::new(self.moving.clone()),
+            recovery: Arc::new(self.recovery.clone()),
+            // The last drill: run here, else the newest in the log (the CLI's).
+            drill: Arc::new(failover::FailoverView {
+                last: self.drill.last.clone().or_else(|| {
+                    self.control_state
+                        .operations
+                        .iter()
+                        .rev()
+                        .find(|r| r.kind == OperationKind::Drill)
+                        .cloned()
+                }),
+                serving: self
+                    .drill_workspaces
+                    .values()
+                    .filter(|ws| !ws.is_stopped())
+                    .flat_map(|ws| ws.status().endpoints.into_iter().map(|e| e.url))
+                    .collect(),
+                ..self.drill.clone()
+            }),
+            standby: Arc::new(failover::StandbyView {
+                workspaces: self.standby.values().map(|(ws, _)| ws.status()).collect(),
+                starting: self.standby_starting.iter().cloned().collect(),
+                note: self.standby_error.clone(),
+            }),
+            branches: Arc::new(failover::BranchesView::of(&self.control_state)),
+            control: Arc::new(ControlView {
+                workspaces: workspaces::view(
+                    &self.control_state,
+                    |name| self.workspaces.get(name).map(|w| w.status()),
+                    |name| self.workspace_busy.get(name).cloned(),
+                ),
+                events: self.control_state.events,
+                read_us: self.control_read_us,
+                error: self.control_error.clone(),
+            }),
+        };
+        self.snapshot_tx.send_replace(Arc::new(snapshot));
+        let repaint = self
+            .repaint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(repaint) = repaint {
+            repaint();
+        }
+    }
+}

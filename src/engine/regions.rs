@@ -1,0 +1,216 @@
+//! Regions as the engine keeps them: opened once, saved after a probe,
+//! removed, and health-checked in the background.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::region::{self, ProbeReport, Region, RegionSpec};
+use crate::workload::now_us;
+
+use super::activity::Outcome;
+use super::snapshot::RegionHealth;
+use super::{Core, Internal, RequestId};
+
+impl Core {
+    /// Opens every configured region (no I/O but a local folder's mkdir).
+    pub(super) fn open_regions(&mut self) {
+        self.opened.clear();
+        for spec in self.regions.specs().to_vec() {
+            match Region::open(&spec) {
+                Ok(region) => {
+                    self.opened.insert(spec.name.clone(), region);
+                }
+                Err(e) => {
+                    self.health
+                        .insert(spec.name.clone(), unreachable(e.to_string()));
+                }
+            }
+        }
+    }
+
+    pub(super) fn primary(&self) -> Option<String> {
+        self.regions.names().into_iter().next()
+    }
+
+    pub(super) fn region(&self, name: &str) -> Result<Region> {
+        self.regions.get(name)?;
+        self.opened.get(name).cloned().ok_or_else(|| {
+            Error::invalid(format!(
+                "region `{name}` could not be opened; fix it in Settings"
+            ))
+        })
+    }
+
+    pub(super) fn in_group(&self, name: &str) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|g| g.primary == name || g.secondary == name)
+    }
+
+    pub(super) fn save_region(
+        &mut self,
+        request: RequestId,
+        replacing: Option<String>,
+        spec: RegionSpec,
+    ) {
+        if let Err(e) = spec.validate() {
+            return self.fail(request, e);
+        }
+        match &replacing {
+            None if self.regions.get(&spec.name).is_ok() => {
+                return self.fail(
+                    request,
+                    format!(
+                        "region `{}` already exists; pick another name or edit it",
+                        spec.name
+                    ),
+                );
+            }
+            Some(old) if self.in_group(old) => {
+                return self.fail(
+                    request,
+                    format!("region `{old}` is in the replication group; stop replication before changing it"),
+                );
+            }
+            _ => {}
+        }
+        self.spawn(async move {
+            let result = async { Region::open(&spec)?.probe().await }.await;
+            Internal::RegionProbed {
+                request,
+                replacing,
+                spec,
+                result,
+            }
+        });
+    }
+
+    pub(super) fn region_probed(
+        &mut self,
+        request: RequestId,
+        replacing: Option<String>,
+        spec: RegionSpec,
+        result: Result<ProbeReport>,
+    ) {
+        let report = match result {
+            Ok(report) => report,
+            Err(e) => {
+                return self.fail(
+                    request,
+                    format!("not saved: {}", crate::error::one_line(&e.to_string())),
+                );
+            }
+        };
+        let mut regions = self.regions.clone();
+        let changed = match &replacing {
+            Some(old) => regions.replace(old, spec.clone()),
+            None => regions.add(spec.clone()),
+        };
+        if let Err(e) = changed.and_then(|()| self.home.save_regions(&regions)) {
+            return self.fail(request, e);
+        }
+        self.regions = regions;
+        if let Some(old) = &replacing {
+            self.health.remove(old);
+        }
+        self.open_regions();
+        self.health
+            .insert(spec.name.clone(), health_of(&Ok(report.clone())));
+        let mut message = format!(
+            "saved region {}: reachable in {} ms, conditional puts honoured",
+            spec.name, report.latency_ms
+        );
+        if let Some(warning) = report.clock_warning() {
+            message.push_str(&format!("; warning: {warning}"));
+        }
+        self.finish(request, Outcome::Done(message));
+        self.list_databases();
+    }
+
+    pub(super) fn remove_region(&mut self, request: RequestId, name: &str) {
+        if self.in_group(name) {
+            return self.fail(
+                request,
+                format!("region `{name}` is in the replication group; stop replication before removing it"),
+            );
+        }
+        let mut regions = self.regions.clone();
+        if let Err(e) = regions
+            .remove(name)
+            .and_then(|_| self.home.save_regions(&regions))
+        {
+            return self.fail(request, e);
+        }
+        self.regions = regions;
+        self.health.remove(name);
+        self.databases.retain(|d| d.region != name);
+        self.open_regions();
+        self.finish(
+            request,
+            Outcome::Done(format!(
+                "region {name} removed from the configuration; its data is left alone"
+            )),
+        );
+    }
+
+    pub(super) fn check_regions(&mut self) {
+        if self.checking {
+            return;
+        }
+        self.checking = true;
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        self.spawn(async move {
+            let probes = futures::future::join_all(regions.iter().map(|r| async move {
+                let probe = tokio::time::timeout(Duration::from_secs(20), r.measure())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Failed(format!(
+                            "region `{}` did not answer within 20 s",
+                            r.name()
+                        )))
+                    });
+                (r.name().to_string(), probe)
+            }))
+            .await;
+            let reports: Vec<ProbeReport> = probes
+                .iter()
+                .filter_map(|(_, p)| p.as_ref().ok().cloned())
+                .collect();
+            let warnings = region::clock_warnings(&reports);
+            let health = probes
+                .into_iter()
+                .map(|(name, probe)| (name, health_of(&probe)))
+                .collect();
+            Internal::Health(health, warnings)
+        });
+    }
+}
+
+pub(super) fn unreachable(error: String) -> RegionHealth {
+    RegionHealth {
+        checked_us: now_us(),
+        reachable: false,
+        latency_ms: None,
+        conditional_put: None,
+        clock_skew_ms: None,
+        last_error: Some(error),
+    }
+}
+
+pub(super) fn health_of(probe: &Result<ProbeReport>) -> RegionHealth {
+    match probe {
+        Ok(report) => RegionHealth {
+            checked_us: now_us(),
+            reachable: true,
+            latency_ms: Some(report.latency_ms),
+            conditional_put: Some(report.conditional_put),
+            clock_skew_ms: Some(report.clock_skew_ms),
+            last_error: if report.conditional_put {
+                report.clock_warning()
+            } else {
+                Some("ignores conditional puts; SlateDB needs them".into())
+            },
+        },
+        Err(e) => unreachable(crate::error::one_line(&e.to_string())),
+    }
+}

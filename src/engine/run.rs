@@ -1,0 +1,545 @@
+//! The engine's loop: commands and internal reports in, one at a time;
+//! the dispatch of each to the file of its concern; how a request ends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::control;
+use crate::error::{Error, Result};
+use crate::region;
+use crate::storage::DbLocation;
+use crate::workload::acks::AckLog;
+use crate::workload::now_us;
+
+use super::activity::{self, Outcome};
+use super::group::{self, ReplicationKind};
+use super::snapshot::EngineState;
+use super::{Command, Core, Internal, RequestId, recovery};
+
+impl Core {
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<(RequestId, Command)>) {
+        self.open_regions();
+        self.resume_group();
+        self.state = EngineState::Idle;
+        self.publish();
+        let mut publish = tokio::time::interval(self.opts.publish_every);
+        let mut sample = tokio::time::interval(self.opts.sample_every);
+        let mut list = tokio::time::interval(self.opts.list_every);
+        let mut health = tokio::time::interval(self.opts.health_every);
+        let mut discover = tokio::time::interval(self.opts.discover_every);
+        let mut control = tokio::time::interval(self.opts.control_every);
+        let mut checkpoint = tokio::time::interval(self.opts.checkpoint_every);
+        for timer in [
+            &mut checkpoint,
+            &mut publish,
+            &mut sample,
+            &mut list,
+            &mut health,
+            &mut discover,
+            &mut control,
+        ] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some((_, Command::Shutdown)) | None => break,
+                    Some((request, command)) => {
+                        self.activity.begin(request, &self.who, command.describe());
+                        self.activity_changed();
+                        self.handle(request, command).await;
+                        self.publish();
+                    }
+                },
+                Some(internal) = self.internal_rx.recv() => {
+                    self.absorb(internal).await;
+                    self.publish();
+                }
+                _ = publish.tick() => self.publish(),
+                _ = sample.tick() => {
+                    self.sample();
+                    self.reap_demo().await;
+                    self.reap_workspaces().await;
+                }
+                _ = control.tick() => self.read_control(),
+                _ = checkpoint.tick() => self.checkpoint_live_branches(),
+                _ = list.tick() => self.list_databases(),
+                _ = health.tick() => self.check_regions(),
+                _ = discover.tick() => self.discover(),
+            }
+        }
+        self.state = EngineState::Stopping;
+        self.publish();
+        self.stop_demo(None).await;
+        let drills = std::mem::take(&mut self.drill_workspaces);
+        for (name, (ws, _)) in std::mem::take(&mut self.standby) {
+            if let Ok(ws) = Arc::try_unwrap(ws)
+                && let Err(e) = ws.stop().await
+            {
+                tracing::warn!(workspace = %name, "stopping: {e}");
+            }
+        }
+        for (name, ws) in std::mem::take(&mut self.workspaces)
+            .into_iter()
+            .chain(drills)
+        {
+            if let Err(e) = ws.stop().await {
+                tracing::warn!(workspace = %name, "stopping: {e}");
+            }
+        }
+        if let Some(replicator) = self.replicator.take() {
+            replicator.stop().await;
+        }
+        self.publish();
+    }
+
+    pub(super) fn finish(&mut self, request: RequestId, outcome: Outcome) {
+        if let Outcome::Failed(message) = &outcome {
+            // The caller shows it; the log file keeps it.
+            tracing::info!("request {request} failed: {message}");
+        }
+        self.activity.finish(request, outcome);
+        self.activity_changed();
+    }
+
+    pub(super) fn fail(&mut self, request: RequestId, err: impl std::fmt::Display) {
+        self.finish(
+            request,
+            Outcome::Failed(crate::error::one_line(&err.to_string())),
+        );
+    }
+
+    pub(super) fn activity_changed(&mut self) {
+        self.activity_view = Arc::new(self.activity.entries());
+    }
+
+    /// Spawns work that reports back with an `Internal`.
+    pub(super) fn spawn(&self, work: impl std::future::Future<Output = Internal> + Send + 'static) {
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(work.await);
+        });
+    }
+
+    pub(super) async fn handle(&mut self, request: RequestId, command: Command) {
+        match command {
+            Command::ConfigureReplication {
+                secondary,
+                databases,
+                kind,
+                rpo_target_s,
+            } => self.configure(request, secondary, databases, kind, rpo_target_s),
+            Command::StopReplication => {
+                let Some(replicator) = self.replicator.take() else {
+                    return self.fail(request, "replication is not configured");
+                };
+                replicator.stop().await;
+                self.group = None;
+                match group::save(&self.home.config_dir, None) {
+                    Ok(()) => self.finish(
+                        request,
+                        Outcome::Done("replication stopped; the replicas stay readable".into()),
+                    ),
+                    Err(e) => self.fail(request, e),
+                }
+            }
+            Command::Pause { db } => self.hold(request, &db, true),
+            Command::Resume { db } => self.hold(request, &db, false),
+            Command::SetRpoTarget { seconds } => {
+                if !(seconds.is_finite() && seconds > 0.0) {
+                    return self.fail(
+                        request,
+                        format!("an RPO target of {seconds} s makes no sense; give a number of seconds above 0"),
+                    );
+                }
+                let Some(group) = self.group.as_mut() else {
+                    return self.fail(request, "configure replication first");
+                };
+                group.rpo_target_s = seconds;
+                self.save_group(request, format!("RPO target is {seconds} s"));
+            }
+            Command::CreateDatabase { region, name } => {
+                if let Err(e) = region::validate_name("database", &name) {
+                    return self.fail(request, e);
+                }
+                let region = match self.region(&region) {
+                    Ok(r) => r,
+                    Err(e) => return self.fail(request, e),
+                };
+                self.spawn(async move {
+                    let result = async {
+                        let info = DbLocation::in_region(&region, &name)?.create().await?;
+                        Ok::<_, Error>(format!(
+                            "created {name} in {} (writer epoch {})",
+                            region.name(),
+                            info.writer_epoch
+                        ))
+                    }
+                    .await;
+                    Internal::Finished {
+                        request,
+                        outcome: outcome(result),
+                        relist: true,
+                    }
+                });
+            }
+            Command::DeleteDatabase {
+                region,
+                name,
+                typed_name,
+            } => {
+                self.delete_database(request, region, name, typed_name)
+                    .await
+            }
+            Command::SaveRegion { replacing, spec } => self.save_region(request, replacing, spec),
+            Command::RemoveRegion { name } => self.remove_region(request, &name),
+            Command::CheckRegions => {
+                self.check_regions();
+                self.finish(request, Outcome::Done("health check started".into()));
+            }
+            Command::RefreshDatabases => {
+                self.list_databases();
+                self.finish(request, Outcome::Done("listing started".into()));
+            }
+            Command::StartDemo => self.start_demo(request),
+            Command::StartWorkload { db } => self.start_workload(request, db),
+            Command::StopWorkload { db } => {
+                let outcome = if self.stop_demo(Some(&db)).await == 0 {
+                    Outcome::Failed(format!("nothing is writing test records to {db}"))
+                } else {
+                    Outcome::Done(format!("stopped writing test records to {db}"))
+                };
+                self.finish(request, outcome);
+            }
+            Command::StopDemo => {
+                let count = self.stop_demo(None).await;
+                self.finish(
+                    request,
+                    Outcome::Done(format!("{count} demo writer(s) stopped")),
+                );
+            }
+            Command::ExportActivity { path } => {
+                let entries = self.activity.entries();
+                self.spawn(async move {
+                    let result = tokio::task::spawn_blocking(move || {
+                        activity::export_csv(&entries, &path)
+                            .map(|n| format!("{n} entries written to {}", path.display()))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(Error::Failed(format!("the export stopped: {e}"))));
+                    Internal::Finished {
+                        request,
+                        outcome: outcome(result),
+                        relist: false,
+                    }
+                });
+            }
+            Command::Control { change } => self.record_control(request, change),
+            Command::StartWorkspace { name, region } => self.start_workspace(request, name, region),
+            Command::StopWorkspace { name } => self.stop_workspace(request, &name),
+            Command::PreviewFailover => self.preview_failover(request),
+            Command::Drill { ttl_s, smoke } => self.run_drill(request, ttl_s, smoke),
+            Command::Restore {
+                db,
+                region,
+                at_ms,
+                name,
+            } => self.restore(request, db, region, at_ms, name),
+            Command::DeleteBranch { db, branch } => self.delete_branch(request, db, branch),
+            Command::StartPreprovisioning => self.set_preprovisioning(request, true).await,
+            Command::StopPreprovisioning => self.set_preprovisioning(request, false).await,
+            Command::Failover { epoch } => self.run_failover(request, epoch).await,
+            Command::ExportReport { id, path } => self.export_report(request, id, path),
+            Command::PlanMove { kind } => self.plan_move(request, kind),
+            Command::Move { kind, epoch } => self.run_move(request, kind, epoch).await,
+            Command::Recover { db } => self.recover(request, db),
+            Command::CompareRecovered { db, branch } => self.compare(request, db, branch),
+            Command::Merge {
+                db,
+                branch,
+                pick,
+                discard,
+            } => self.merge(request, db, branch, pick, discard),
+            Command::Shutdown => {}
+        }
+    }
+
+    pub(super) async fn absorb(&mut self, internal: Internal) {
+        match internal {
+            Internal::Listed(databases) => {
+                self.listing = false;
+                self.databases = databases;
+                self.listed_us = Some(now_us());
+            }
+            Internal::Health(health, warnings) => {
+                self.checking = false;
+                for (name, h) in health {
+                    self.health.insert(name, h);
+                }
+                self.clock_warnings = warnings;
+            }
+            Internal::Configured {
+                request,
+                group,
+                result,
+            } => {
+                // Awaiting a stop of the old flows is short (each stops after
+                // its current copy), and only on a change of regions.
+                self.configured(request, group, result).await;
+            }
+            Internal::Discovered(result) => {
+                self.discovering = false;
+                match result {
+                    Ok(flows) => self.add_flows(flows),
+                    Err(e) => tracing::warn!("looking for new databases failed: {e}"),
+                }
+            }
+            Internal::RegionProbed {
+                request,
+                replacing,
+                spec,
+                result,
+            } => self.region_probed(request, replacing, spec, result),
+            Internal::DemoReady { request, result } => self.demo_ready(request, result),
+            Internal::Finished {
+                request,
+                outcome,
+                relist,
+            } => {
+                self.deleting.remove(&request);
+                self.finish(request, outcome);
+                if relist {
+                    // A database created or deleted: the listing changed, and
+                    // under "all databases" a new one starts replicating.
+                    self.list_databases();
+                    self.discover();
+                    self.read_control();
+                }
+            }
+            Internal::ControlRead(result) => {
+                self.control_reading = false;
+                match result {
+                    Ok(state) => {
+                        self.pins.update(&state);
+                        self.control_state = state;
+                        self.expire_branches();
+                        self.sync_standby();
+                        self.control_read_us = Some(now_us());
+                        self.control_error = None;
+                    }
+                    Err(e) => self.control_error = Some(e.to_string()),
+                }
+            }
+            Internal::ControlRecorded { request, result } => {
+                self.finish(request, outcome(result));
+                self.read_control();
+            }
+            Internal::FailoverPreviewed { request, result } => {
+                self.failover.previewing = false;
+                match result {
+                    Ok(mut preview) => {
+                        // The lag the table shows, from the running copier,
+                        // rather than the cursor's last saved sync.
+                        let statuses = self
+                            .replicator
+                            .as_ref()
+                            .map(|r| r.statuses())
+                            .unwrap_or_default();
+                        let now = crate::workload::now_us();
+                        for db in &mut preview.dbs {
+                            let live = statuses.iter().find(|s| {
+                                s.db == db.db
+                                    && s.branch == db.branch
+                                    && s.replica == preview.to
+                                    && !s.is_stale(now)
+                            });
+                            if let Some(lag_s) = live.and_then(|s| s.lag_s_at(now)) {
+                                db.lag_ms = Some((lag_s * 1000.0) as u64);
+                                db.lag_live = true;
+                            }
+                        }
+                        let summary = preview.summary();
+                        self.failover.preview = Some(preview);
+                        self.finish(request, Outcome::Done(summary));
+                    }
+                    Err(e) => {
+                        self.failover.preview = None;
+                        self.failover.preview_error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::FailoverStep(step) => self.failover.steps.push(step),
+            Internal::MoveStep(step) => self.moving.steps.push(step),
+            Internal::RecoveryStep(step) => self.recovery.steps.push(step),
+            Internal::MovePlanned { request, result } => {
+                self.moving.planning = false;
+                match result {
+                    Ok(plan) => {
+                        let summary = plan.summary();
+                        self.moving.plan = Some(plan);
+                        self.finish(request, Outcome::Done(summary));
+                    }
+                    Err(e) => {
+                        self.moving.plan = None;
+                        self.moving.plan_error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::Moved { request, result } => self.moved(request, result).await,
+            Internal::Recovered { request, result } => {
+                self.recovery.running = false;
+                match result {
+                    Ok(outcome) => {
+                        self.recovery.comparison =
+                            outcome.recovered.as_ref().map(recovery::ComparisonView::of);
+                        let message = outcome.record.outcome.clone();
+                        self.recovery.last = Some(outcome.record);
+                        self.finish(request, Outcome::Done(message));
+                        self.read_control();
+                    }
+                    Err(e) => {
+                        self.recovery.error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::Compared { request, result } => {
+                self.recovery.comparing = false;
+                match result {
+                    Ok(r) => {
+                        let message = r.summary();
+                        self.recovery.comparison = Some(recovery::ComparisonView::of(&r));
+                        if request != INTERNAL_REQUEST {
+                            self.finish(request, Outcome::Done(message));
+                        }
+                    }
+                    Err(e) => {
+                        self.recovery.error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::Merged { request, result } => {
+                self.recovery.running = false;
+                match result {
+                    Ok(outcome) => {
+                        let message = outcome.record.outcome.clone();
+                        let compared = self.recovery.comparison.take();
+                        self.recovery.last = Some(outcome.record);
+                        self.finish(request, Outcome::Done(message));
+                        self.read_control();
+                        // What is left to merge, unless the branch is gone.
+                        if let Some(c) = compared
+                            && !outcome.discarded
+                        {
+                            self.compare(INTERNAL_REQUEST, c.db, c.branch);
+                        }
+                    }
+                    Err(e) => {
+                        self.recovery.error = Some(crate::error::one_line(&e.to_string()));
+                        self.fail(request, e);
+                    }
+                }
+            }
+            Internal::DrillStep(step) => self.drill.steps.push(step),
+            Internal::StandbyStarted { name, result } => {
+                self.standby_starting.remove(&name);
+                match result {
+                    Ok((ws, token, note)) => {
+                        let wanted = self
+                            .group
+                            .as_ref()
+                            .is_some_and(|g| g.kind == ReplicationKind::PreProvisioned);
+                        if wanted {
+                            self.standby_error = note;
+                            self.standby.insert(name, (Arc::new(ws), token));
+                        } else {
+                            tokio::spawn(async move {
+                                let _ = ws.stop().await;
+                            });
+                        }
+                    }
+                    Err(e) => self.standby_error = Some(crate::error::one_line(&e.to_string())),
+                }
+            }
+            Internal::Drilled { request, result } => self.drilled(request, result),
+            Internal::Expired(result) => {
+                self.expiring = false;
+                match result {
+                    Ok(gone) if !gone.is_empty() => {
+                        tracing::info!("expired branches deleted: {}", gone.join(", "));
+                        self.read_control();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("deleting expired branches: {e}"),
+                }
+            }
+            Internal::FailedOver { request, result } => self.failed_over(request, result),
+            Internal::WorkspaceStarted {
+                request,
+                name,
+                result,
+            } => {
+                self.workspace_busy.remove(&name);
+                match result {
+                    Ok(ws) => {
+                        let addr = ws.addr();
+                        self.workspaces.insert(name.clone(), ws);
+                        self.finish(
+                            request,
+                            Outcome::Done(format!("workspace {name} serves at {addr}")),
+                        );
+                    }
+                    Err(e) => self.fail(request, e),
+                }
+            }
+        }
+    }
+
+    /// Each step of an operation, as it ends, back to the engine as `wrap(step)`.
+    pub(super) fn steps_to(
+        &self,
+        wrap: fn(crate::control::event::Step) -> Internal,
+    ) -> crate::orchestrator::OnStep {
+        let tx = self.internal_tx.clone();
+        Box::new(move |step| {
+            let _ = tx.send(wrap(step.clone()));
+        })
+    }
+
+    /// This data folder's engine id for the control log; on failure the
+    /// request fails with why.
+    pub(super) fn engine_id(&mut self, request: RequestId) -> Option<String> {
+        match control::engine_id(&self.home.data_dir) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.fail(request, e);
+                None
+            }
+        }
+    }
+
+    /// The acknowledgement logs of `dbs`, which RPO is measured against.
+    pub(super) fn acks_for<'a>(
+        &self,
+        dbs: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeMap<String, AckLog> {
+        dbs.into_iter()
+            .map(|db| (db.clone(), AckLog::for_db(&self.home.acks_dir(), db)))
+            .collect()
+    }
+}
+
+/// The request id of work the engine starts by itself (no activity entry).
+pub(super) const INTERNAL_REQUEST: RequestId = 0;
+
+pub(super) fn outcome(result: Result<String>) -> Outcome {
+    match result {
+        Ok(message) => Outcome::Done(message),
+        Err(e) => Outcome::Failed(crate::error::one_line(&e.to_string())),
+    }
+}
