@@ -188,6 +188,12 @@ impl Engine {
 
 /// What spawned work reports back to the loop.
 enum Internal {
+    /// Something the engine did by itself ended; a failure (`outcome`) is
+    /// noted in the activity log as `what`.
+    Noted {
+        what: String,
+        outcome: Option<Outcome>,
+    },
     Listed(Vec<RegionDatabases>),
     Health(Vec<(String, RegionHealth)>, Vec<String>),
     Configured {

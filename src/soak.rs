@@ -546,7 +546,7 @@ impl Soak {
     /// its flow turns around, and its writer starts there.
     async fn rehome(&mut self, i: usize, branch: &str) -> Result<()> {
         let flow = self.dbs[i].flow.clone();
-        self.replicator.remove(&flow.db).await;
+        self.replicator.remove(&flow.db).wait().await;
         let moved = Flow::new(&flow.db, branch, &flow.replica, &flow.home);
         self.replicator.add(moved.clone());
         self.dbs[i].home = DbLocation::branch_in_region(&flow.replica, &flow.db, branch)?;

@@ -7,6 +7,7 @@
 //! it anywhere can never conflict with another event.
 
 pub mod event;
+pub mod lease;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -15,7 +15,7 @@ use super::snapshot::{BranchRow, RegionDatabases};
 use super::{Core, Internal, RequestId};
 
 impl Core {
-    pub(super) async fn delete_database(
+    pub(super) fn delete_database(
         &mut self,
         request: RequestId,
         region: String,
@@ -33,7 +33,7 @@ impl Core {
             Err(e) => return self.fail(request, e),
         };
         let Some(group) = self.group.as_ref() else {
-            return self.spawn_delete(request, region, name).await;
+            return self.spawn_delete(request, region, name);
         };
         if group.secondary == region.name() && group.databases.includes(&name) {
             return self.fail(
@@ -44,20 +44,22 @@ impl Core {
                 ),
             );
         }
-        self.spawn_delete(request, region, name).await;
+        self.spawn_delete(request, region, name);
     }
 
     /// Stops what writes or copies `name`, then deletes it in `region`.
-    pub(super) async fn spawn_delete(&mut self, request: RequestId, region: Region, name: String) {
-        self.stop_demo(Some(&name)).await;
-        if let Some(replicator) = self.replicator.as_mut() {
-            replicator.remove(&name).await;
-        }
+    pub(super) fn spawn_delete(&mut self, request: RequestId, region: Region, name: String) {
+        let writers = self.stop_demo(Some(&name));
+        let copies = self.replicator.as_mut().map(|r| r.remove(&name));
         self.deleting.insert(request, name.clone());
         Arc::make_mut(&mut self.history).forget(&name);
         let others: Vec<Region> = self.opened.values().cloned().collect();
         self.spawn(async move {
             let result = async {
+                super::demo::stop_runs(writers).await?;
+                if let Some(copies) = copies {
+                    copies.wait().await;
+                }
                 // The name was typed to confirm, and this engine's writers
                 // and copies of it are stopped: the deletion fences any
                 // other writer before a file goes.
@@ -176,9 +178,7 @@ impl Core {
         };
         // A drill branch's workspace goes with it.
         if let Some(ws) = self.drill_workspaces.remove(&branch) {
-            tokio::spawn(async move {
-                let _ = ws.stop().await;
-            });
+            self.stop_off_loop(format!("stop the drill workspace of {branch}"), ws.stop());
         }
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let who = self.who.clone();
@@ -222,9 +222,7 @@ impl Core {
             .collect();
         for id in done {
             if let Some(ws) = self.drill_workspaces.remove(&id) {
-                tokio::spawn(async move {
-                    let _ = ws.stop().await;
-                });
+                self.stop_off_loop(format!("stop the drill workspace of {id}"), ws.stop());
             }
         }
         let engine = match control::engine_id(&self.home.data_dir) {

@@ -19,13 +19,14 @@ pub(super) fn demo_spec() -> WorkloadSpec {
 
 use std::collections::BTreeSet;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::storage::DbLocation;
 use crate::workload::acks::AckLog;
 use crate::workload::{BackgroundRun, Rate, WorkloadSpec};
 
 use super::activity::Outcome;
 use super::group::{self, GroupConfig, ReplicationKind, Selection};
+use super::run::outcome;
 use super::{Command, Core, Internal, RequestId};
 
 impl Core {
@@ -164,25 +165,44 @@ impl Core {
         );
     }
 
-    /// Stops the demo writer of `only`, or every one; returns how many.
-    pub(super) async fn stop_demo(&mut self, only: Option<&str>) -> usize {
+    /// Takes the test-record writers of `only`, or every one, away from
+    /// the engine, to be stopped off the loop (`stop_runs`).
+    pub(super) fn stop_demo(&mut self, only: Option<&str>) -> Vec<(String, BackgroundRun)> {
         let stopping: Vec<String> = self
             .demo
             .keys()
             .filter(|db| only.is_none_or(|o| o == db.as_str()))
             .cloned()
             .collect();
-        for db in &stopping {
-            if let Some(run) = self.demo.remove(db) {
-                let _ = run.stop().await;
+        stopping
+            .into_iter()
+            .filter_map(|db| self.demo.remove(&db).map(|run| (db, run)))
+            .collect()
+    }
+
+    /// Stops the test-record writer of `only`, or every one (the demo's).
+    pub(super) fn stop_workload(&mut self, request: RequestId, only: Option<String>) {
+        let runs = self.stop_demo(only.as_deref());
+        let message = match &only {
+            Some(db) if runs.is_empty() => {
+                return self.fail(request, format!("nothing is writing test records to {db}"));
             }
-        }
-        stopping.len()
+            Some(db) => format!("stopped writing test records to {db}"),
+            None => format!("{} demo writer(s) stopped", runs.len()),
+        };
+        self.spawn(async move {
+            let result = stop_runs(runs).await.map(|()| message);
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: false,
+            }
+        });
     }
 
     /// Forgets demo writers that ended by themselves, noting why in the
     /// activity log when it was a failure.
-    pub(super) async fn reap_demo(&mut self) {
+    pub(super) fn reap_demo(&mut self) {
         let ended: Vec<String> = self
             .demo
             .iter()
@@ -193,17 +213,31 @@ impl Core {
             let Some(run) = self.demo.remove(&db) else {
                 continue;
             };
-            let failure = match run.stop().await {
-                Ok(Ok(report)) => report
-                    .error
-                    .map(|e| format!("after {} records: {e}", report.records_acked)),
-                Ok(Err(e)) | Err(e) => Some(e.to_string()),
-            };
-            if let Some(message) = failure {
-                self.activity
-                    .note(format!("demo writer of {db}"), Outcome::Failed(message));
-                self.activity_changed();
-            }
+            self.stop_off_loop(format!("demo writer of {db}"), async move {
+                stop_runs(vec![(db, run)]).await
+            });
         }
     }
+}
+
+/// Stops each writer once its last write is acknowledged; the first
+/// failure, in words that name the database.
+pub(super) async fn stop_runs(runs: Vec<(String, BackgroundRun)>) -> Result<()> {
+    let mut first = Ok(());
+    for (db, run) in runs {
+        let failure = match run.stop().await {
+            Ok(Ok(report)) => report
+                .error
+                .map(|e| format!("after {} records: {e}", report.records_acked)),
+            Ok(Err(e)) | Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = failure
+            && first.is_ok()
+        {
+            first = Err(Error::Failed(format!(
+                "the test-record writer of {db} failed {message}"
+            )));
+        }
+    }
+    first
 }

@@ -191,7 +191,7 @@ impl Core {
         });
     }
 
-    pub(super) async fn run_failover(&mut self, request: RequestId, epoch: u64) {
+    pub(super) fn run_failover(&mut self, request: RequestId, epoch: u64) {
         if self.failover.running {
             return self.fail(request, "a failover is running already");
         }
@@ -212,11 +212,11 @@ impl Core {
         };
         // Workspaces this engine serves from the old primary under the names
         // the failover starts: they stop first (same names, same ports).
-        for name in &preview.workspaces {
-            if let Some(ws) = self.workspaces.remove(name) {
-                let _ = ws.stop().await;
-            }
-        }
+        let serving: Vec<_> = preview
+            .workspaces
+            .iter()
+            .filter_map(|name| self.workspaces.remove(name))
+            .collect();
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let acks = self.acks_for(preview.dbs.iter().map(|d| &d.db));
         let options = crate::orchestrator::failover::FailoverOptions {
@@ -232,9 +232,17 @@ impl Core {
         self.failover.error = None;
         let who = self.who.clone();
         self.spawn(async move {
-            let result =
+            let result = async {
+                for ws in serving {
+                    let name = ws.name().to_string();
+                    ws.stop().await.map_err(|e| {
+                        Error::Failed(format!("stopping workspace {name} here: {e}"))
+                    })?;
+                }
                 crate::orchestrator::failover::failover(&regions, &preview, &engine, &who, options)
-                    .await;
+                    .await
+            }
+            .await;
             Internal::FailedOver { request, result }
         });
     }

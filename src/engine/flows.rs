@@ -116,7 +116,7 @@ impl Core {
         });
     }
 
-    pub(super) async fn configured(
+    pub(super) fn configured(
         &mut self,
         request: RequestId,
         group: GroupConfig,
@@ -131,7 +131,10 @@ impl Core {
             .as_ref()
             .is_some_and(|g| g.primary == group.primary && g.secondary == group.secondary);
         if !same_pair && let Some(old) = self.replicator.take() {
-            old.stop().await;
+            self.stop_off_loop("stop the old group's flows".into(), async move {
+                old.stop().await;
+                Ok(())
+            });
         }
         let replicator = self.replicator.get_or_insert_with(|| {
             Replicator::start(
@@ -146,9 +149,7 @@ impl Core {
             .filter(|f| !group.databases.includes(&f.db))
             .map(|f| f.db.clone())
             .collect();
-        for db in &dropped {
-            replicator.remove(db).await;
-        }
+        let stopping: Vec<_> = dropped.iter().map(|db| replicator.remove(db)).collect();
         let count = flows.len();
         for flow in flows {
             let db = flow.db.clone();
@@ -157,6 +158,12 @@ impl Core {
                 replicator.hold(&db, true);
             }
         }
+        self.stop_off_loop("stop the flows left out".into(), async move {
+            for flows in stopping {
+                flows.wait().await;
+            }
+            Ok(())
+        });
         let mut message = format!(
             "replicating {count} database(s) from {} to {}",
             group.primary, group.secondary
@@ -167,6 +174,25 @@ impl Core {
         self.group = Some(group);
         self.save_group(request, message);
         self.sync_standby();
+    }
+
+    /// Stops every flow and forgets the group; the replicas stay.
+    pub(super) fn stop_replication(&mut self, request: RequestId) {
+        let Some(replicator) = self.replicator.take() else {
+            return self.fail(request, "replication is not configured");
+        };
+        self.group = None;
+        if let Err(e) = group::save(&self.home.config_dir, None) {
+            self.fail(request, e);
+        }
+        self.spawn(async move {
+            replicator.stop().await;
+            Internal::Finished {
+                request,
+                outcome: Outcome::Done("replication stopped; the replicas stay readable".into()),
+                relist: false,
+            }
+        });
     }
 
     pub(super) fn save_group(&mut self, request: RequestId, message: String) {

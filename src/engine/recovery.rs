@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::control;
 use crate::control::event::{OperationKind, OperationRecord, Step};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::orchestrator::merge::Pick;
 use crate::orchestrator::recover::{ChangeRow, Recovered};
 use crate::orchestrator::switchover::SwitchPlan;
@@ -170,7 +170,7 @@ impl Core {
         });
     }
 
-    pub(super) async fn run_move(&mut self, request: RequestId, kind: OperationKind, epoch: u64) {
+    pub(super) fn run_move(&mut self, request: RequestId, kind: OperationKind, epoch: u64) {
         if self.moving.running {
             return self.fail(request, format!("a {} is running already", kind.name()));
         }
@@ -192,6 +192,7 @@ impl Core {
         // The workspaces serving these databases here stop writing first;
         // standing ones in the target give way to the writers.
         let mut serving = Vec::new();
+        let mut standing = Vec::new();
         for name in &plan.workspaces {
             if let Some(ws) = self.workspaces.remove(name) {
                 serving.push(ws);
@@ -199,7 +200,7 @@ impl Core {
             if let Some((ws, _)) = self.standby.remove(name)
                 && let Ok(ws) = Arc::try_unwrap(ws)
             {
-                let _ = ws.stop().await;
+                standing.push(ws);
             }
         }
         let regions: Vec<Region> = self.opened.values().cloned().collect();
@@ -217,15 +218,22 @@ impl Core {
         self.moving.error = None;
         let who = self.who.clone();
         self.spawn(async move {
-            let result = crate::orchestrator::switchover::switchover(
-                &regions, &plan, &engine, &who, options,
-            )
+            let result = async {
+                for ws in standing {
+                    let name = ws.name().to_string();
+                    ws.stop().await.map_err(|e| {
+                        Error::Failed(format!("stopping standing workspace {name}: {e}"))
+                    })?;
+                }
+                crate::orchestrator::switchover::switchover(&regions, &plan, &engine, &who, options)
+                    .await
+            }
             .await;
             Internal::Moved { request, result }
         });
     }
 
-    pub(super) async fn moved(
+    pub(super) fn moved(
         &mut self,
         request: RequestId,
         result: Result<crate::orchestrator::switchover::SwitchOutcome>,
@@ -239,9 +247,17 @@ impl Core {
                 }
                 // The old direction is over; discovery adds the new one.
                 if let Some(replicator) = self.replicator.as_mut() {
-                    for l in &outcome.live {
-                        replicator.remove_branch(&l.db, &l.branch).await;
-                    }
+                    let stopping: Vec<_> = outcome
+                        .live
+                        .iter()
+                        .map(|l| replicator.remove_branch(&l.db, &l.branch))
+                        .collect();
+                    self.stop_off_loop("stop the old direction's flows".into(), async move {
+                        for flows in stopping {
+                            flows.wait().await;
+                        }
+                        Ok(())
+                    });
                 }
                 let record = outcome.record;
                 let rto = record

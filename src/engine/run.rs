@@ -14,7 +14,7 @@ use crate::workload::acks::AckLog;
 use crate::workload::now_us;
 
 use super::activity::{self, Outcome};
-use super::group::{self, ReplicationKind};
+use super::group::ReplicationKind;
 use super::snapshot::EngineState;
 use super::{Command, Core, Internal, RequestId, recovery};
 
@@ -49,19 +49,19 @@ impl Core {
                     Some((request, command)) => {
                         self.activity.begin(request, &self.who, command.describe());
                         self.activity_changed();
-                        self.handle(request, command).await;
+                        self.handle(request, command);
                         self.publish();
                     }
                 },
                 Some(internal) = self.internal_rx.recv() => {
-                    self.absorb(internal).await;
+                    self.absorb(internal);
                     self.publish();
                 }
                 _ = publish.tick() => self.publish(),
                 _ = sample.tick() => {
                     self.sample();
-                    self.reap_demo().await;
-                    self.reap_workspaces().await;
+                    self.reap_demo();
+                    self.reap_workspaces();
                 }
                 _ = control.tick() => self.read_control(),
                 _ = checkpoint.tick() => self.checkpoint_live_branches(),
@@ -72,7 +72,9 @@ impl Core {
         }
         self.state = EngineState::Stopping;
         self.publish();
-        self.stop_demo(None).await;
+        if let Err(e) = super::demo::stop_runs(self.stop_demo(None)).await {
+            tracing::warn!("stopping: {e}");
+        }
         let drills = std::mem::take(&mut self.drill_workspaces);
         for (name, (ws, _)) in std::mem::take(&mut self.standby) {
             if let Ok(ws) = Arc::try_unwrap(ws)
@@ -115,6 +117,23 @@ impl Core {
         self.activity_view = Arc::new(self.activity.entries());
     }
 
+    /// Runs `stop` off the loop; a failure is noted in the activity log as
+    /// `what` (a stop waits on a store: a writer's last flush, a copier's
+    /// cursor).
+    pub(super) fn stop_off_loop(
+        &self,
+        what: String,
+        stop: impl std::future::Future<Output = Result<()>> + Send + 'static,
+    ) {
+        self.spawn(async move {
+            let outcome = match stop.await {
+                Ok(()) => None,
+                Err(e) => Some(Outcome::Failed(crate::error::one_line(&e.to_string()))),
+            };
+            Internal::Noted { what, outcome }
+        });
+    }
+
     /// Spawns work that reports back with an `Internal`.
     pub(super) fn spawn(&self, work: impl std::future::Future<Output = Internal> + Send + 'static) {
         let tx = self.internal_tx.clone();
@@ -123,7 +142,7 @@ impl Core {
         });
     }
 
-    pub(super) async fn handle(&mut self, request: RequestId, command: Command) {
+    pub(super) fn handle(&mut self, request: RequestId, command: Command) {
         match command {
             Command::ConfigureReplication {
                 secondary,
@@ -131,20 +150,7 @@ impl Core {
                 kind,
                 rpo_target_s,
             } => self.configure(request, secondary, databases, kind, rpo_target_s),
-            Command::StopReplication => {
-                let Some(replicator) = self.replicator.take() else {
-                    return self.fail(request, "replication is not configured");
-                };
-                replicator.stop().await;
-                self.group = None;
-                match group::save(&self.home.config_dir, None) {
-                    Ok(()) => self.finish(
-                        request,
-                        Outcome::Done("replication stopped; the replicas stay readable".into()),
-                    ),
-                    Err(e) => self.fail(request, e),
-                }
-            }
+            Command::StopReplication => self.stop_replication(request),
             Command::Pause { db } => self.hold(request, &db, true),
             Command::Resume { db } => self.hold(request, &db, false),
             Command::SetRpoTarget { seconds } => {
@@ -189,10 +195,7 @@ impl Core {
                 region,
                 name,
                 typed_name,
-            } => {
-                self.delete_database(request, region, name, typed_name)
-                    .await
-            }
+            } => self.delete_database(request, region, name, typed_name),
             Command::SaveRegion { replacing, spec } => self.save_region(request, replacing, spec),
             Command::RemoveRegion { name } => self.remove_region(request, &name),
             Command::CheckRegions => {
@@ -205,21 +208,8 @@ impl Core {
             }
             Command::StartDemo => self.start_demo(request),
             Command::StartWorkload { db } => self.start_workload(request, db),
-            Command::StopWorkload { db } => {
-                let outcome = if self.stop_demo(Some(&db)).await == 0 {
-                    Outcome::Failed(format!("nothing is writing test records to {db}"))
-                } else {
-                    Outcome::Done(format!("stopped writing test records to {db}"))
-                };
-                self.finish(request, outcome);
-            }
-            Command::StopDemo => {
-                let count = self.stop_demo(None).await;
-                self.finish(
-                    request,
-                    Outcome::Done(format!("{count} demo writer(s) stopped")),
-                );
-            }
+            Command::StopWorkload { db } => self.stop_workload(request, Some(db)),
+            Command::StopDemo => self.stop_workload(request, None),
             Command::ExportActivity { path } => {
                 let entries = self.activity.entries();
                 self.spawn(async move {
@@ -248,12 +238,12 @@ impl Core {
                 name,
             } => self.restore(request, db, region, at_ms, name),
             Command::DeleteBranch { db, branch } => self.delete_branch(request, db, branch),
-            Command::StartPreprovisioning => self.set_preprovisioning(request, true).await,
-            Command::StopPreprovisioning => self.set_preprovisioning(request, false).await,
-            Command::Failover { epoch } => self.run_failover(request, epoch).await,
+            Command::StartPreprovisioning => self.set_preprovisioning(request, true),
+            Command::StopPreprovisioning => self.set_preprovisioning(request, false),
+            Command::Failover { epoch } => self.run_failover(request, epoch),
             Command::ExportReport { id, path } => self.export_report(request, id, path),
             Command::PlanMove { kind } => self.plan_move(request, kind),
-            Command::Move { kind, epoch } => self.run_move(request, kind, epoch).await,
+            Command::Move { kind, epoch } => self.run_move(request, kind, epoch),
             Command::Recover { db } => self.recover(request, db),
             Command::CompareRecovered { db, branch } => self.compare(request, db, branch),
             Command::Merge {
@@ -266,7 +256,7 @@ impl Core {
         }
     }
 
-    pub(super) async fn absorb(&mut self, internal: Internal) {
+    pub(super) fn absorb(&mut self, internal: Internal) {
         match internal {
             Internal::Listed(databases) => {
                 self.listing = false;
@@ -285,9 +275,7 @@ impl Core {
                 group,
                 result,
             } => {
-                // Awaiting a stop of the old flows is short (each stops after
-                // its current copy), and only on a change of regions.
-                self.configured(request, group, result).await;
+                self.configured(request, group, result);
             }
             Internal::Discovered(result) => {
                 self.discovering = false;
@@ -389,7 +377,7 @@ impl Core {
                     }
                 }
             }
-            Internal::Moved { request, result } => self.moved(request, result).await,
+            Internal::Moved { request, result } => self.moved(request, result),
             Internal::Recovered { request, result } => {
                 self.recovery.running = false;
                 match result {
@@ -458,15 +446,22 @@ impl Core {
                             self.standby_error = note;
                             self.standby.insert(name, (Arc::new(ws), token));
                         } else {
-                            tokio::spawn(async move {
-                                let _ = ws.stop().await;
-                            });
+                            self.stop_off_loop(
+                                format!("stop standing workspace {name}"),
+                                ws.stop(),
+                            );
                         }
                     }
                     Err(e) => self.standby_error = Some(crate::error::one_line(&e.to_string())),
                 }
             }
             Internal::Drilled { request, result } => self.drilled(request, result),
+            Internal::Noted { what, outcome } => {
+                if let Some(outcome) = outcome {
+                    self.activity.note(what, outcome);
+                    self.activity_changed();
+                }
+            }
             Internal::Expired(result) => {
                 self.expiring = false;
                 match result {

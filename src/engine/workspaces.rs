@@ -248,7 +248,7 @@ impl Core {
     }
 
     /// Stops workspaces that were asked to stop through the control log.
-    pub(super) async fn reap_workspaces(&mut self) {
+    pub(super) fn reap_workspaces(&mut self) {
         let stopped: Vec<String> = self
             .workspaces
             .iter()
@@ -257,20 +257,22 @@ impl Core {
             .collect();
         for name in stopped {
             if let Some(ws) = self.workspaces.remove(&name) {
-                let result = ws.stop().await;
                 let what = format!("workspace {name} stopped (asked through the control log)");
-                let outcome = match result {
-                    Ok(()) => Outcome::Done(what),
-                    Err(e) => Outcome::Failed(format!("{what}: {e}")),
-                };
-                self.activity
-                    .note(format!("stop workspace {name}"), outcome);
-                self.activity_changed();
+                self.spawn(async move {
+                    let outcome = match ws.stop().await {
+                        Ok(()) => Outcome::Done(what),
+                        Err(e) => Outcome::Failed(format!("{what}: {e}")),
+                    };
+                    Internal::Noted {
+                        what: format!("stop workspace {name}"),
+                        outcome: Some(outcome),
+                    }
+                });
             }
         }
     }
 
-    pub(super) async fn set_preprovisioning(&mut self, request: RequestId, on: bool) {
+    pub(super) fn set_preprovisioning(&mut self, request: RequestId, on: bool) {
         let Some(group) = self.group.as_mut() else {
             return self.fail(request, "configure replication first: pre-provisioning stands workspaces up in its secondary");
         };
@@ -283,9 +285,7 @@ impl Core {
             for (name, (ws, _)) in std::mem::take(&mut self.standby) {
                 match Arc::try_unwrap(ws) {
                     Ok(ws) => {
-                        if let Err(e) = ws.stop().await {
-                            tracing::warn!(workspace = %name, "stopping the standing workspace: {e}");
-                        }
+                        self.stop_off_loop(format!("stop standing workspace {name}"), ws.stop())
                     }
                     Err(ws) => {
                         self.standby.insert(name, (ws, String::new()));

@@ -31,6 +31,19 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// Flows told to stop; `wait` returns once each has saved its cursor.
+pub struct Stopping(Vec<JoinHandle<()>>);
+
+impl Stopping {
+    pub async fn wait(self) {
+        for task in self.0 {
+            if let Err(e) = task.await {
+                tracing::warn!("a flow ended badly: {e}");
+            }
+        }
+    }
+}
+
 /// Many flows replicating at once until stopped; flows can be added,
 /// paused, resumed and removed while the others run.
 pub struct Replicator {
@@ -119,28 +132,28 @@ impl Replicator {
     }
 
     /// Stops and forgets the flows of `db`/`branch` (their cursors are
-    /// saved unless the branch's home moved).
-    pub async fn remove_branch(&mut self, db: &str, branch: &str) {
-        let (gone, kept): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
-            .into_iter()
-            .partition(|r| r.flow.db == db && r.flow.branch == branch);
-        self.running = kept;
-        for running in gone {
-            running.stop.send_replace(true);
-            let _ = running.task.await;
-        }
+    /// saved unless the branch's home moved); they end after their current
+    /// copy, which the returned handle waits for.
+    #[must_use = "the flows stop after their current copy: wait for it or spawn the wait"]
+    pub fn remove_branch(&mut self, db: &str, branch: &str) -> Stopping {
+        self.take(|f| f.db == db && f.branch == branch)
     }
 
     /// Stops and forgets every flow of database `db` (its cursor is saved).
-    pub async fn remove(&mut self, db: &str) {
+    #[must_use = "the flows stop after their current copy: wait for it or spawn the wait"]
+    pub fn remove(&mut self, db: &str) -> Stopping {
+        self.take(|f| f.db == db)
+    }
+
+    fn take(&mut self, gone: impl Fn(&Flow) -> bool) -> Stopping {
         let (gone, kept): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
             .into_iter()
-            .partition(|r| r.flow.db == db);
+            .partition(|r| gone(&r.flow));
         self.running = kept;
-        for running in gone {
+        for running in &gone {
             running.stop.send_replace(true);
-            let _ = running.task.await;
         }
+        Stopping(gone.into_iter().map(|r| r.task).collect())
     }
 
     /// The latest status of every flow, with lags as of now.
