@@ -19,6 +19,7 @@ pub mod failover;
 mod flows;
 pub mod group;
 pub mod history;
+pub mod leases;
 mod publish;
 pub mod recovery;
 mod regions;
@@ -188,6 +189,11 @@ impl Engine {
 
 /// What spawned work reports back to the loop.
 enum Internal {
+    /// A region's lease changed hands (or could not be read).
+    Lease {
+        region: String,
+        state: crate::control::lease::LeaseState,
+    },
     /// Something the engine did by itself ended; a failure (`outcome`) is
     /// noted in the activity log as `what`.
     Noted {
@@ -323,6 +329,14 @@ struct Core {
     /// Standing workspaces being started, and why the last start failed.
     standby_starting: BTreeSet<String>,
     standby_error: Option<String>,
+    /// Each group region's lease as its task last reported it.
+    leases: BTreeMap<String, crate::control::lease::LeaseState>,
+    lease_tasks: BTreeMap<String, leases::LeaseTask>,
+    /// Flows found while this engine did not hold their replica region's
+    /// lease: they start as soon as it does.
+    unleased: Vec<Flow>,
+    /// Who this engine is in every lease it takes.
+    holder: Option<crate::control::lease::Holder>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -380,6 +394,10 @@ impl Core {
             standby: BTreeMap::new(),
             standby_starting: BTreeSet::new(),
             standby_error: None,
+            leases: BTreeMap::new(),
+            lease_tasks: BTreeMap::new(),
+            unleased: Vec::new(),
+            holder: None,
             internal_tx,
             internal_rx,
             snapshot_tx,

@@ -488,3 +488,201 @@ fn orders_being_written(rate: u32) -> (tempfile::TempDir, std::process::Child) {
         .expect("lifeboat runs");
     (dir, writer)
 }
+
+/// A `serve` whose stdout and stderr lines arrive on a channel as they are
+/// printed, each with when it arrived.
+struct Served {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start(data: &std::path::Path) -> Served {
+        use std::io::BufRead as _;
+        let mut child = lifeboat(data)
+            .args([
+                "--json",
+                "serve",
+                "--report-every",
+                "1s",
+                "--duration",
+                "120s",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("lifeboat serve runs");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err) as Box<dyn std::io::Read + Send>,
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if tx.send((std::time::Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Served {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `within` for a line that `wanted` accepts; when it came.
+    fn until(
+        &mut self,
+        within: std::time::Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> std::time::Instant {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) => {
+                    let hit = wanted(&line);
+                    self.seen.push(line);
+                    if hit {
+                        return at;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such line within {within:?}; seen:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The flows of the newest status line printed so far.
+    fn flows_now(&mut self) -> Vec<serde_json::Value> {
+        while let Ok((_, line)) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen
+            .iter()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Vec<serde_json::Value>>(l).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two engines (two data folders, as two machines would have) serve one
+/// group: exactly one replicates and the other says which holds the lease;
+/// killed with SIGKILL, the holder is replaced by the standby within 15 s,
+/// and the replica stays a readable, complete prefix.
+#[test]
+fn of_two_engines_on_one_group_one_replicates_and_the_standby_takes_over_a_killed_holder() {
+    for kind in common::kinds() {
+        if kind == common::Kind::Memory {
+            continue; // an in-memory store is not shared between processes
+        }
+        let shared = tempfile::tempdir().expect("tempdir");
+        let specs: Vec<_> = ["us-east-1", "eu-west-1"]
+            .iter()
+            .map(|name| match kind {
+                common::Kind::File => lifeboat::region::RegionSpec::new(
+                    name,
+                    &lifeboat::config::file_url(&shared.path().join(name)),
+                ),
+                _ => common::s3_spec(kind, name),
+            })
+            .collect();
+        let (a, b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        for dir in [&a, &b] {
+            let home = lifeboat::config::Home::resolve(Some(dir.path().to_path_buf()), None)
+                .expect("home");
+            let mut regions = home.load_regions().expect("regions");
+            for spec in &specs {
+                regions.replace(&spec.name, spec.clone()).expect("replace");
+            }
+            home.save_regions(&regions).expect("save");
+        }
+        let out = run(lifeboat(a.path()), &["db", "create", "orders"]);
+        assert!(out.status.success(), "{kind:?}: {}", stderr(&out));
+        for dir in [&a, &b] {
+            let out = run(
+                lifeboat(dir.path()),
+                &["group", "configure", "--secondary", "eu-west-1"],
+            );
+            assert!(out.status.success(), "{kind:?}: {}", stderr(&out));
+        }
+        let mut writer = lifeboat(a.path())
+            .args([
+                "workload",
+                "--db",
+                "orders",
+                "--rate",
+                "50",
+                "--duration",
+                "60s",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("lifeboat runs");
+
+        let mut first = Served::start(a.path());
+        first.until(std::time::Duration::from_secs(30), |l| {
+            l.contains("eu-west-1: this engine holds the lease")
+        });
+        let mut second = Served::start(b.path());
+        let pid = first.child.id().to_string();
+        second.until(std::time::Duration::from_secs(30), |l| {
+            l.contains("eu-west-1: standing by") && l.contains(&format!("pid {pid}"))
+        });
+        first.until(std::time::Duration::from_secs(30), |l| {
+            l.contains("\"db\":\"orders\"")
+        });
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        assert!(
+            second.flows_now().is_empty(),
+            "{kind:?}: the standby copies nothing: {:?}",
+            second.seen
+        );
+
+        let killed = std::time::Instant::now();
+        first.child.kill().expect("SIGKILL");
+        let took = second.until(std::time::Duration::from_secs(30), |l| {
+            l.contains("eu-west-1: this engine holds the lease")
+        });
+        let takeover = took.duration_since(killed);
+        eprintln!("{kind:?}: the standby took over {takeover:?} after the holder was killed");
+        assert!(
+            takeover < std::time::Duration::from_secs(15),
+            "{kind:?}: took {takeover:?}"
+        );
+        second.until(std::time::Duration::from_secs(30), |l| {
+            l.contains("\"db\":\"orders\"")
+        });
+        let _ = writer.kill();
+        let _ = writer.wait();
+        let out = run(lifeboat(b.path()), &["check", "--db", "orders"]);
+        assert!(
+            out.status.success(),
+            "{kind:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}

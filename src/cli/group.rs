@@ -81,7 +81,8 @@ async fn engine(ctx: &Ctx) -> Result<Engine> {
     );
     let (snapshot, ready) = engine
         .wait_for(COMMAND_TIMEOUT, |s| {
-            s.seq > 0 && (!saved || s.group.is_some() || resume_failed(s, since_us).is_some())
+            let settled = s.group.is_some() && leases_settled(s);
+            s.seq > 0 && (!saved || settled || resume_failed(s, since_us).is_some())
         })
         .await;
     if let Some(message) = resume_failed(&snapshot, since_us) {
@@ -97,6 +98,19 @@ async fn engine(ctx: &Ctx) -> Result<Engine> {
         ));
     }
     Ok(engine)
+}
+
+/// Whether the engine knows, for every region of its group, whether it
+/// holds the lease (its flows then run) or who does.
+fn leases_settled(snapshot: &Snapshot) -> bool {
+    let Some(group) = &snapshot.group else {
+        return false;
+    };
+    [&group.primary, &group.secondary].iter().all(|region| {
+        snapshot.leases.iter().any(|l| {
+            &l.region == *region && l.state != lifeboat::control::lease::LeaseState::Unknown
+        })
+    })
 }
 
 /// Why the engine started after `since_us` could not resume the saved group.
@@ -223,8 +237,17 @@ pub async fn serve(ctx: &Ctx, json: bool, args: ServeArgs) -> Result<i32> {
         ));
     }
     let engine = engine(ctx).await?;
+    let mut leases = Vec::new();
     super::report_until_stopped(args.duration, args.report_every, || {
-        print(json, &engine.snapshot())
+        let snapshot = engine.snapshot();
+        if snapshot.leases != leases {
+            leases = snapshot.leases.clone();
+            for lease in &leases {
+                // On stderr: stdout carries the flows (one JSON line each with --json).
+                eprintln!("{}", lease.describe());
+            }
+        }
+        print(json, &snapshot)
     })
     .await?;
     print(json, &engine.snapshot())?;

@@ -56,6 +56,10 @@ pub const VALID_FOR: Duration = TERM.saturating_sub(STOP_MARGIN);
 /// How often a standby reads the next name of the chain.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 
+/// How long one look may take before it counts as the region not
+/// answering (a held lease must lapse on time, never wait on a store).
+pub const TICK_TIME: Duration = Duration::from_secs(2);
+
 /// Names read forward in one look before the chain is listed instead.
 const MAX_STEPS: u32 = 32;
 
@@ -221,10 +225,17 @@ impl RegionLease {
     /// One look at the lease: renew it when held and due, follow the chain
     /// when not, claim it when its holder's term ran out.
     pub async fn tick(&mut self) -> LeaseState {
-        self.state = match self.step().await {
-            Ok(state) => state,
-            Err(e) => LeaseState::Unreachable {
+        self.state = match tokio::time::timeout(TICK_TIME, self.step()).await {
+            Ok(Ok(state)) => state,
+            Ok(Err(e)) => LeaseState::Unreachable {
                 error: crate::error::one_line(&e.to_string()),
+            },
+            Err(_) => LeaseState::Unreachable {
+                error: format!(
+                    "region {} did not answer within {} s",
+                    self.region.name(),
+                    TICK_TIME.as_secs()
+                ),
             },
         };
         self.state()

@@ -151,7 +151,20 @@ impl Core {
             .collect();
         let stopping: Vec<_> = dropped.iter().map(|db| replicator.remove(db)).collect();
         let count = flows.len();
+        let mut waiting = BTreeSet::new();
         for flow in flows {
+            // Copies into a region run only while this engine holds its lease.
+            if !self
+                .leases
+                .get(flow.replica.name())
+                .is_some_and(|l| l.is_held())
+            {
+                waiting.insert(flow.replica.name().to_string());
+                if !self.unleased.iter().any(|u| u.label() == flow.label()) {
+                    self.unleased.push(flow);
+                }
+                continue;
+            }
             let db = flow.db.clone();
             replicator.add(flow);
             if group.held.contains(&db) {
@@ -171,7 +184,23 @@ impl Core {
         for warning in warnings {
             message.push_str(&format!("; warning: {warning}"));
         }
+        for region in waiting {
+            let state = self.leases.get(&region).map(|state| {
+                super::leases::LeaseView {
+                    region: region.clone(),
+                    state: state.clone(),
+                }
+                .describe()
+            });
+            match state {
+                Some(state) => message.push_str(&format!("; {state}")),
+                None => message.push_str(&format!(
+                    "; copies into {region} start once this engine holds its lease"
+                )),
+            }
+        }
         self.group = Some(group);
+        self.keep_leases();
         self.save_group(request, message);
         self.sync_standby();
     }
@@ -182,6 +211,7 @@ impl Core {
             return self.fail(request, "replication is not configured");
         };
         self.group = None;
+        self.keep_leases();
         if let Err(e) = group::save(&self.home.config_dir, None) {
             self.fail(request, e);
         }
@@ -227,6 +257,17 @@ impl Core {
         for flow in flows {
             if !group.databases.includes(&flow.db) || self.deleting.values().any(|d| *d == flow.db)
             {
+                continue;
+            }
+            if !self
+                .leases
+                .get(flow.replica.name())
+                .is_some_and(|l| l.is_held())
+            {
+                // Started once this engine holds the replica region's lease.
+                if !self.unleased.iter().any(|u| u.label() == flow.label()) {
+                    self.unleased.push(flow);
+                }
                 continue;
             }
             let db = flow.db.clone();

@@ -73,6 +73,7 @@ impl Core {
                 starting: self.standby_starting.iter().cloned().collect(),
                 note: self.standby_error.clone(),
             }),
+            leases: self.lease_views(),
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(

@@ -94,6 +94,11 @@ impl Core {
         if let Some(replicator) = self.replicator.take() {
             replicator.stop().await;
         }
+        // Last: nothing of this engine writes any more, so a standby may
+        // take over at once.
+        for (_, lease) in std::mem::take(&mut self.lease_tasks) {
+            lease.release().await;
+        }
         self.publish();
     }
 
@@ -143,6 +148,10 @@ impl Core {
     }
 
     pub(super) fn handle(&mut self, request: RequestId, command: Command) {
+        let regions = self.writes_into(&command);
+        if let Err(e) = self.must_hold(&regions, &command.describe()) {
+            return self.fail(request, e);
+        }
         match command {
             Command::ConfigureReplication {
                 secondary,
@@ -456,6 +465,7 @@ impl Core {
                 }
             }
             Internal::Drilled { request, result } => self.drilled(request, result),
+            Internal::Lease { region, state } => self.lease_changed(region, state),
             Internal::Noted { what, outcome } => {
                 if let Some(outcome) = outcome {
                     self.activity.note(what, outcome);

@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub standby: Arc<super::failover::StandbyView>,
     /// Forked branches, live branches and measured operations, from the log.
     pub branches: Arc<super::failover::BranchesView>,
+    /// The group regions' leases: which this engine holds, who holds the rest.
+    pub leases: Vec<super::leases::LeaseView>,
 }
 
 /// What the engine is doing, for the status bar.

@@ -352,6 +352,7 @@ impl LifeboatApp {
                 _ => widgets::muted(ui),
             };
             widgets::badge(ui, colour, format!("engine {}", engine.label()));
+            lease_badge(ui, &snapshot.leases);
             ui.separator();
             for region in &snapshot.regions {
                 let name = &region.spec.name;
@@ -502,4 +503,28 @@ pub fn run(home: Home, regions: Regions, start: StartOptions, demo: bool) -> Res
         }
     });
     result.map_err(|e| e.to_string())
+}
+
+/// Whether this window's engine runs the group (holds its regions' leases)
+/// or stands by while another engine does; the hover says who and where.
+fn lease_badge(ui: &mut egui::Ui, leases: &[crate::engine::leases::LeaseView]) {
+    use crate::control::lease::LeaseState;
+    if leases.is_empty() {
+        return;
+    }
+    let lines: Vec<String> = leases.iter().map(|l| l.describe()).collect();
+    let (colour, text) = if leases.iter().all(|l| l.state.is_held()) {
+        (widgets::good(ui), "runs the group".to_string())
+    } else if let Some(holder) = leases.iter().find_map(|l| match &l.state {
+        LeaseState::Standby { holder } => Some(holder),
+        _ => None,
+    }) {
+        (
+            widgets::warn(ui),
+            format!("standing by: the engine on {} runs the group", holder.host),
+        )
+    } else {
+        (widgets::muted(ui), "looking at the leases".to_string())
+    };
+    widgets::badge(ui, colour, text).on_hover_text(lines.join("\n"));
 }

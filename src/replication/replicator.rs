@@ -145,6 +145,12 @@ impl Replicator {
         self.take(|f| f.db == db)
     }
 
+    /// Stops and forgets every flow that copies into region `replica`.
+    #[must_use = "the flows stop after their current copy: wait for it or spawn the wait"]
+    pub fn remove_into(&mut self, replica: &str) -> Stopping {
+        self.take(|f| f.replica.name() == replica)
+    }
+
     fn take(&mut self, gone: impl Fn(&Flow) -> bool) -> Stopping {
         let (gone, kept): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
             .into_iter()
