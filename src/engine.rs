@@ -21,6 +21,7 @@ pub mod group;
 pub mod history;
 pub mod leases;
 mod publish;
+pub mod published;
 pub mod recovery;
 mod regions;
 mod run;
@@ -70,6 +71,9 @@ pub struct EngineOptions {
     pub discover_every: Duration,
     /// How often the control log is synced between regions and read.
     pub control_every: Duration,
+    /// How often the lease holder publishes its view in the regions (and
+    /// an engine without a lease reads it).
+    pub status_every: Duration,
     /// How often each live branch gets a point-in-time checkpoint at its
     /// home (living `storage::retention()`).
     pub checkpoint_every: Duration,
@@ -86,6 +90,7 @@ impl Default for EngineOptions {
             discover_every: Duration::from_secs(5),
             control_every: Duration::from_secs(5),
             checkpoint_every: Duration::from_secs(600),
+            status_every: published::PUBLISH_EVERY,
         }
     }
 }
@@ -189,6 +194,10 @@ impl Engine {
 
 /// What spawned work reports back to the loop.
 enum Internal {
+    /// What the lease holder published, read (an engine that holds none).
+    StatusRead(Result<Option<Box<published::RemoteView>>>),
+    /// This engine's view written in that many regions.
+    StatusWritten(Result<usize>),
     /// A region's lease changed hands (or could not be read).
     Lease {
         region: String,
@@ -335,6 +344,12 @@ struct Core {
     /// Flows found while this engine did not hold their replica region's
     /// lease: they start as soon as it does.
     unleased: Vec<Flow>,
+    /// The lease holder's published view, while this engine holds no lease.
+    remote: Option<published::Overlay>,
+    status_busy: bool,
+    /// Status objects written and read, for the cost of the control plane.
+    status_writes: u64,
+    status_reads: u64,
     /// Who this engine is in every lease it takes.
     holder: Option<crate::control::lease::Holder>,
     internal_tx: mpsc::UnboundedSender<Internal>,
@@ -397,6 +412,10 @@ impl Core {
             leases: BTreeMap::new(),
             lease_tasks: BTreeMap::new(),
             unleased: Vec::new(),
+            remote: None,
+            status_busy: false,
+            status_writes: 0,
+            status_reads: 0,
             holder: None,
             internal_tx,
             internal_rx,

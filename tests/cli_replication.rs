@@ -605,11 +605,13 @@ fn of_two_engines_on_one_group_one_replicates_and_the_standby_takes_over_a_kille
                 _ => common::s3_spec(kind, name),
             })
             .collect();
-        let (a, b) = (
+        // c runs no engine: it only reads what the group's engine publishes.
+        let (a, b, c) = (
+            tempfile::tempdir().expect("tempdir"),
             tempfile::tempdir().expect("tempdir"),
             tempfile::tempdir().expect("tempdir"),
         );
-        for dir in [&a, &b] {
+        for dir in [&a, &b, &c] {
             let home = lifeboat::config::Home::resolve(Some(dir.path().to_path_buf()), None)
                 .expect("home");
             let mut regions = home.load_regions().expect("regions");
@@ -661,6 +663,27 @@ fn of_two_engines_on_one_group_one_replicates_and_the_standby_takes_over_a_kille
             second.seen
         );
 
+        // Another machine's status shows the running engine's flows.
+        let shown = std::time::Instant::now();
+        let status = loop {
+            let out = run(lifeboat(c.path()), &["status"]);
+            assert!(out.status.success(), "{kind:?}: {}", stderr(&out));
+            let text = stdout(&out);
+            if text.contains(&format!("pid {pid}")) && text.contains("orders/main") {
+                break text;
+            }
+            assert!(
+                shown.elapsed() < std::time::Duration::from_secs(10),
+                "{kind:?}: status never showed the engine: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        };
+        assert!(
+            status.contains("engine: the engine on"),
+            "{kind:?}: {status}"
+        );
+        assert!(!status.contains("stale"), "{kind:?}: {status}");
+
         let killed = std::time::Instant::now();
         first.child.kill().expect("SIGKILL");
         let took = second.until(std::time::Duration::from_secs(30), |l| {
@@ -677,6 +700,20 @@ fn of_two_engines_on_one_group_one_replicates_and_the_standby_takes_over_a_kille
         });
         let _ = writer.kill();
         let _ = writer.wait();
+        if kind == common::Kind::File {
+            // Once the new holder's machine is gone too, its last view is
+            // shown marked stale, with its age.
+            second.child.kill().expect("SIGKILL");
+            std::thread::sleep(std::time::Duration::from_secs(16));
+            let out = run(lifeboat(c.path()), &["status"]);
+            let text = stdout(&out);
+            assert!(
+                text.contains("stale:")
+                    && text.contains("last published")
+                    && text.contains("orders/main"),
+                "{text}"
+            );
+        }
         let out = run(lifeboat(b.path()), &["check", "--db", "orders"]);
         assert!(
             out.status.success(),

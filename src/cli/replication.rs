@@ -219,16 +219,48 @@ fn print_statuses(json: bool, statuses: &[FlowStatus]) -> Result<()> {
 
 pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
     let regions = open_all(ctx)?;
-    let flows = replication::discover(&regions, None, None, args.db.as_deref()).await?;
-    let opts = ReplicationOptions::default();
-    let mut statuses = Vec::new();
-    for flow in flows {
-        let mut copier = BranchCopier::standalone(flow, opts.clone(), Arc::new(NoPins));
-        statuses.push(copier.inspect().await?);
+    // The running engine's view, as it published it in the regions; else
+    // each replica's own cursor, looked at now.
+    let published = match lifeboat::engine::published::read(&regions).await {
+        Ok(view) => view,
+        Err(e) => {
+            tracing::debug!("reading the published status: {e}");
+            None
+        }
+    };
+    let (engine, statuses) = match published {
+        Some(view) => {
+            let statuses: Vec<_> = view
+                .published
+                .flows
+                .iter()
+                .map(|f| f.status.clone())
+                .filter(|s| args.db.as_ref().is_none_or(|db| &s.db == db))
+                .collect();
+            (Some(view.describe()), statuses)
+        }
+        None => {
+            let flows = replication::discover(&regions, None, None, args.db.as_deref()).await?;
+            let opts = ReplicationOptions::default();
+            let mut statuses = Vec::new();
+            for flow in flows {
+                let mut copier = BranchCopier::standalone(flow, opts.clone(), Arc::new(NoPins));
+                statuses.push(copier.inspect().await?);
+            }
+            (None, statuses)
+        }
+    };
+    if json && let Some(engine) = &engine {
+        // stdout stays one JSON array of statuses.
+        eprintln!("engine: {engine}");
     }
     emit(json, &statuses, || {
+        let engine = engine
+            .as_ref()
+            .map(|e| format!("engine: {e}\n"))
+            .unwrap_or_default();
         if statuses.is_empty() {
-            return "no databases yet; create one with `lifeboat db create NAME`".into();
+            return format!("{engine}no databases yet; create one with `lifeboat db create NAME`");
         }
         let mut lines = vec![format!(
             "{:<24} {:<24} {:<9} {:>9} {:>16} {:<26} {:>7}",
@@ -253,7 +285,7 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
                 lines.push(format!("    {detail}"));
             }
         }
-        lines.join("\n")
+        format!("{engine}{}", lines.join("\n"))
     })?;
     Ok(exit_code::OK)
 }

@@ -124,7 +124,7 @@ impl Holder {
 }
 
 /// Where a region's lease stands for this engine.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub enum LeaseState {
     /// Not looked at yet.
     Unknown,

@@ -21,7 +21,7 @@ use super::run::outcome;
 use super::{Core, Internal, RequestId};
 
 /// Where the app's failover stands.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct FailoverView {
     /// Set while a preview is being taken.
     pub previewing: bool,
@@ -43,7 +43,7 @@ pub struct FailoverView {
 }
 
 /// Pre-provisioned workspaces standing in the secondary.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct StandbyView {
     pub workspaces: Vec<crate::workspace::WorkspaceStatus>,
     /// Names being started.

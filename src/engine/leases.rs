@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use super::{Command, Core, Internal};
 
 /// One region's lease as the snapshot shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LeaseView {
     pub region: String,
     pub state: LeaseState,

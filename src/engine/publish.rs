@@ -34,7 +34,7 @@ impl Core {
                 health: self.health.get(&spec.name).cloned(),
             })
             .collect();
-        let snapshot = Snapshot {
+        let mut snapshot = Snapshot {
             seq: self.seq,
             engine: state,
             regions,
@@ -74,6 +74,7 @@ impl Core {
                 note: self.standby_error.clone(),
             }),
             leases: self.lease_views(),
+            remote: None,
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(
@@ -86,6 +87,11 @@ impl Core {
                 error: self.control_error.clone(),
             }),
         };
+        if let Some(overlay) = &self.remote
+            && !self.leases.values().any(|l| l.is_held())
+        {
+            overlay.apply(&mut snapshot);
+        }
         self.snapshot_tx.send_replace(Arc::new(snapshot));
         let repaint = self
             .repaint

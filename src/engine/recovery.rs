@@ -23,7 +23,7 @@ use super::{Core, Internal, RequestId, recovery};
 pub const SHOWN_ROWS: usize = 500;
 
 /// Where the app's switchover or failback stands.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct MoveView {
     /// What is being planned or run.
     pub kind: Option<OperationKind>,
@@ -38,7 +38,7 @@ pub struct MoveView {
 }
 
 /// A recovered branch compared with the live one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ComparisonView {
     pub db: String,
     pub branch: String,
@@ -77,7 +77,7 @@ impl ComparisonView {
 }
 
 /// Where the app's recovery and merges stand.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RecoveryView {
     /// Set while a recovery or a merge runs.
     pub running: bool,

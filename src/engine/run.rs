@@ -31,7 +31,9 @@ impl Core {
         let mut discover = tokio::time::interval(self.opts.discover_every);
         let mut control = tokio::time::interval(self.opts.control_every);
         let mut checkpoint = tokio::time::interval(self.opts.checkpoint_every);
+        let mut status = tokio::time::interval(self.opts.status_every);
         for timer in [
+            &mut status,
             &mut checkpoint,
             &mut publish,
             &mut sample,
@@ -65,6 +67,7 @@ impl Core {
                 }
                 _ = control.tick() => self.read_control(),
                 _ = checkpoint.tick() => self.checkpoint_live_branches(),
+                _ = status.tick() => self.exchange_status(),
                 _ = list.tick() => self.list_databases(),
                 _ = health.tick() => self.check_regions(),
                 _ = discover.tick() => self.discover(),
@@ -94,6 +97,24 @@ impl Core {
         if let Some(replicator) = self.replicator.take() {
             replicator.stop().await;
         }
+        let leased: Vec<_> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.is_held())
+            .filter_map(|(name, _)| self.opened.get(name).cloned())
+            .collect();
+        // A status write in flight lands first, then the status goes.
+        let deadline = tokio::time::Instant::now() + super::published::PUBLISH_EVERY;
+        while self.status_busy {
+            match tokio::time::timeout_at(deadline, self.internal_rx.recv()).await {
+                Ok(Some(Internal::StatusWritten(_) | Internal::StatusRead(_))) => {
+                    self.status_busy = false
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        super::published::withdraw(&leased).await;
         // Last: nothing of this engine writes any more, so a standby may
         // take over at once.
         for (_, lease) in std::mem::take(&mut self.lease_tasks) {
@@ -466,6 +487,8 @@ impl Core {
             }
             Internal::Drilled { request, result } => self.drilled(request, result),
             Internal::Lease { region, state } => self.lease_changed(region, state),
+            Internal::StatusRead(result) => self.status_read(result),
+            Internal::StatusWritten(result) => self.status_written(result),
             Internal::Noted { what, outcome } => {
                 if let Some(outcome) = outcome {
                     self.activity.note(what, outcome);

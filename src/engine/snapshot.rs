@@ -54,10 +54,13 @@ pub struct Snapshot {
     pub branches: Arc<super::failover::BranchesView>,
     /// The group regions' leases: which this engine holds, who holds the rest.
     pub leases: Vec<super::leases::LeaseView>,
+    /// The view the group's engine published, when it runs elsewhere: the
+    /// flows, history, operations and activity above are its.
+    pub remote: Option<Arc<super::published::RemoteView>>,
 }
 
 /// What the engine is doing, for the status bar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub enum EngineState {
     /// Loading the configuration.
     #[default]
@@ -105,7 +108,7 @@ pub struct RegionHealth {
 }
 
 /// A replicated branch, with what the Replication tab shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlowView {
     pub status: FlowStatus,
     /// Bytes of the first copy done, 0 to 1; 1 once the replica is readable

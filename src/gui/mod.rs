@@ -353,6 +353,15 @@ impl LifeboatApp {
             };
             widgets::badge(ui, colour, format!("engine {}", engine.label()));
             lease_badge(ui, &snapshot.leases);
+            if let Some(remote) = &snapshot.remote {
+                let host = &remote.published.holder.host;
+                let (colour, text) = if remote.is_stale() {
+                    (widgets::warn(ui), format!("stale: the engine on {host}"))
+                } else {
+                    (widgets::good(ui), format!("showing the engine on {host}"))
+                };
+                widgets::badge(ui, colour, text).on_hover_text(remote.describe());
+            }
             ui.separator();
             for region in &snapshot.regions {
                 let name = &region.spec.name;

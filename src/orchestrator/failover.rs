@@ -43,7 +43,7 @@ pub const REACH_TIMEOUT: Duration = Duration::from_secs(2);
 pub const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One database as a failover would find it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DbPreview {
     pub db: String,
     /// The live branch now (at the old primary).
@@ -72,7 +72,7 @@ impl DbPreview {
 }
 
 /// What a failover would do and lose.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Preview {
     pub from: String,
     pub to: String,

@@ -210,7 +210,7 @@ impl Recovered {
 }
 
 /// One change as text.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ChangeRow {
     pub key: String,
     pub base: Option<String>,

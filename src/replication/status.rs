@@ -7,7 +7,7 @@ use super::Flow;
 use crate::workload::now_us;
 
 /// The state a user sees for one replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum FlowState {
     /// Not looked at yet.
     Starting,
@@ -47,7 +47,7 @@ impl FlowState {
 pub const STALE_STATUS: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One branch flowing from its home to one replica region.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlowStatus {
     pub db: String,
     pub branch: String,

@@ -151,7 +151,7 @@ pub struct StartOptions {
 }
 
 /// One database's endpoint.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Endpoint {
     pub index: u32,
     pub db: String,
@@ -165,7 +165,7 @@ pub struct Endpoint {
 }
 
 /// A running workspace's state, for the CLI and the GUI.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WorkspaceStatus {
     pub name: String,
     pub region: String,
