@@ -26,6 +26,8 @@ pub mod recovery;
 mod regions;
 mod run;
 pub mod snapshot;
+#[cfg(unix)]
+pub mod socket;
 pub mod workspaces;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -100,7 +102,7 @@ type Repaint = Arc<dyn Fn() + Send + Sync>;
 /// The handle the GUI holds: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct Engine {
-    commands: mpsc::UnboundedSender<(RequestId, Command)>,
+    commands: mpsc::UnboundedSender<(RequestId, Command, Option<String>)>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     next_request: Arc<AtomicU64>,
     repaint: Arc<Mutex<Option<Repaint>>>,
@@ -114,9 +116,23 @@ impl Engine {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let repaint: Arc<Mutex<Option<Repaint>>> = Arc::default();
-        let core = Core::new(home, regions, opts, snapshot_tx, Arc::clone(&repaint));
+        // The local socket clients on this machine reach this engine by.
+        #[cfg(unix)]
+        let socket = match socket::bind(&home.data_dir) {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::warn!("no local socket for this engine: {e}");
+                None
+            }
+        };
+        #[cfg(unix)]
+        let socket_path = socket.as_ref().map(|(_, path)| path.clone());
+        #[cfg(not(unix))]
+        let socket_path = None;
+        let mut core = Core::new(home, regions, opts, snapshot_tx, Arc::clone(&repaint));
+        core.socket = socket_path;
         let task = runtime.spawn(core.run(commands_rx));
-        Engine {
+        let engine = Engine {
             commands,
             snapshots,
             // Ids stay unique across runs: the activity log outlives the engine.
@@ -124,14 +140,25 @@ impl Engine {
             repaint,
             runtime: runtime.clone(),
             task: Arc::new(Mutex::new(Some(task))),
+        };
+        #[cfg(unix)]
+        if let Some((listener, path)) = socket {
+            runtime.spawn(socket::serve(listener, path, engine.clone()));
         }
+        engine
     }
 
     /// Sends `command`; its outcome appears in the activity log under the
     /// returned id. Never blocks.
     pub fn send(&self, command: Command) -> RequestId {
+        self.send_as(command, None)
+    }
+
+    /// Sends `command` on behalf of `who` (a client of the engine's socket;
+    /// `None`: this process's user).
+    pub fn send_as(&self, command: Command, who: Option<String>) -> RequestId {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        if self.commands.send((id, command)).is_err() {
+        if self.commands.send((id, command, who)).is_err() {
             tracing::warn!("the engine has stopped; command {id} dropped");
         }
         id
@@ -344,6 +371,8 @@ struct Core {
     /// Flows found while this engine did not hold their replica region's
     /// lease: they start as soon as it does.
     unleased: Vec<Flow>,
+    /// This engine's local socket, named in the leases it takes.
+    socket: Option<std::path::PathBuf>,
     /// The lease holder's published view, while this engine holds no lease.
     remote: Option<published::Overlay>,
     status_busy: bool,
@@ -412,6 +441,7 @@ impl Core {
             leases: BTreeMap::new(),
             lease_tasks: BTreeMap::new(),
             unleased: Vec::new(),
+            socket: None,
             remote: None,
             status_busy: false,
             status_writes: 0,

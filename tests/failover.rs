@@ -881,3 +881,149 @@ async fn a_pre_provisioned_workspace_becomes_the_writer_at_failover() {
         }
     }
 }
+
+/// A failover run by the engine a `serve` holds the group's leases in,
+/// asked for from the command line; then `recover` and `merge --yes` from
+/// other processes, while a client keeps writing at the new connection
+/// string: the serving workspace is never fenced (every write answered
+/// OK), and after the merge every acknowledged record is there.
+#[test]
+fn a_failover_recover_and_merge_from_other_terminals_go_through_the_engine_and_never_fence_production()
+ {
+    use common::{lifeboat, run, stdout};
+    use std::io::Write;
+    use std::process::Stdio;
+
+    if std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "redis-cli is missing under CI"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    ok(run(lifeboat(data), &["db", "create", "orders"]));
+    ok(run(
+        lifeboat(data),
+        &["workspace", "create", "shop", "--db", "orders"],
+    ));
+    let mut child = lifeboat(data)
+        .args([
+            "workspace",
+            "user",
+            "add",
+            "shop",
+            "app",
+            "--role",
+            "readwrite",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lifeboat runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .expect("password");
+    ok(child.wait_with_output().expect("user add"));
+    ok(run(
+        lifeboat(data),
+        &["group", "configure", "--secondary", "eu-west-1"],
+    ));
+    let write = |records: &str| {
+        ok(run(
+            lifeboat(data),
+            &[
+                "workload",
+                "--db",
+                "orders",
+                "--records",
+                records,
+                "--rate",
+                "1000",
+            ],
+        ))
+    };
+    write("300");
+    let mut engine = common::Served::start(data);
+    engine.until(Duration::from_secs(60), |l| {
+        l.contains("\"db\":\"orders\"") && l.contains("\"InSync\"")
+    });
+    // Replication paused (by the engine, asked from here): the next
+    // records stay in us-east-1 only, and are stranded by the failover.
+    let out = ok(run(lifeboat(data), &["group", "pause", "orders"]));
+    assert!(stdout(&out).contains("orders paused"), "{}", stdout(&out));
+    write("100");
+
+    let out = ok(run(lifeboat(data), &["--json", "failover", "--yes"]));
+    let text = stdout(&out);
+    let record: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no record ({e}): {text}\n{}", common::stderr(&out)));
+    assert_eq!(record["ok"], true, "{record:#}");
+    assert!(
+        common::stderr(&out).contains("sent to the engine"),
+        "{}",
+        common::stderr(&out)
+    );
+    let url = record["endpoints"][0].as_str().expect("an endpoint");
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"));
+    assert_eq!(redis_cli(port, &["set", "first", "write"]), "OK");
+
+    // A client writes throughout the recovery and the merge.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                answers.push(redis_cli(port, &["set", &format!("client/{n}"), "v"]));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            answers
+        })
+    };
+    let out = ok(run(lifeboat(data), &["recover", "--db", "orders", "--yes"]));
+    assert!(
+        common::stderr(&out).contains("sent to the engine"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = ok(run(
+        lifeboat(data),
+        &["merge", "--db", "orders", "--all", "--yes"],
+    ));
+    let merged = stdout(&out);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = client.join().expect("client");
+    assert!(!answers.is_empty());
+    assert!(
+        answers.iter().all(|a| a == "OK"),
+        "production answered: {:?} (merge said: {merged})",
+        answers
+            .iter()
+            .filter(|a| *a != "OK")
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    // 400 workload records (300 replicated, 100 recovered), the first
+    // write and the client's.
+    let size: usize = redis_cli(port, &["dbsize"]).parse().expect("a number");
+    assert_eq!(size, 400 + 1 + answers.len(), "merge said: {merged}");
+    assert_eq!(redis_cli(port, &["get", "first"]), "write");
+}

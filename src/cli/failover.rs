@@ -8,12 +8,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use lifeboat::control::event::{BranchReason, Event, OperationRecord};
-use lifeboat::control::state::ControlState;
 use lifeboat::control::{self};
 use lifeboat::engine::activity::local_user;
 use lifeboat::engine::group;
 use lifeboat::error::{Error, Result, exit_code};
-use lifeboat::orchestrator::failover::{self, FailoverOptions, branch_event};
+use lifeboat::orchestrator::failover::{self, FailoverOptions, branch_event, replicated};
 use lifeboat::orchestrator::{now_ms, report};
 use lifeboat::region::Region;
 use lifeboat::storage::fork;
@@ -131,24 +130,6 @@ fn scope(
     Ok((find(&from)?, find(&to)?, dbs))
 }
 
-/// Databases replicated from `from` to `to`, when the group covers all.
-pub(crate) async fn replicated(
-    from: &Region,
-    to: &Region,
-    state: &ControlState,
-) -> Result<Vec<String>> {
-    let mut dbs = Vec::new();
-    for (db, _) in lifeboat::storage::list_databases(to).await? {
-        let branch = state.live_branch(&db);
-        let cursor =
-            lifeboat::replication::cursor::load(&to.store(), to.name(), &db, branch).await?;
-        if cursor.is_some_and(|c| c.home == from.name()) {
-            dbs.push(db);
-        }
-    }
-    Ok(dbs)
-}
-
 pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Result<i32> {
     let regions = super::workspace::regions(ctx)?;
     let (from, to, mut dbs) = scope(ctx, &regions, &args)?;
@@ -184,6 +165,12 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         })?;
         return Ok(exit_code::OK);
     }
+    let held = match super::route::route(ctx, std::slice::from_ref(&to), "fail over").await? {
+        super::route::Route::Engine(socket) => {
+            return failover_at_engine(json, &args, &preview, &socket).await;
+        }
+        super::route::Route::Here(held) => held,
+    };
     if !json {
         println!("{}", preview.summary());
     }
@@ -203,11 +190,72 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         // the new branches over on its own once the failover is logged.
         standby: BTreeMap::new(),
     };
-    let outcome = failover::failover(&regions, &preview, &engine, &local_user(), options).await?;
+    let outcome = failover::failover(&regions, &preview, &engine, &local_user(), options).await;
+    // The failover is done; serving needs no lease (replication may go on
+    // in an engine started meanwhile).
+    held.release().await;
+    let outcome = outcome?;
     report_and_serve(json, &args.serve, &outcome.record, outcome.workspaces).await
 }
 
-fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
+/// A failover by the engine that runs the group: its preview, then the
+/// failover of that preview's epoch; the engine serves the workspaces.
+async fn failover_at_engine(
+    json: bool,
+    args: &FailoverArgs,
+    here: &failover::Preview,
+    socket: &std::path::Path,
+) -> Result<i32> {
+    super::route::note_engine(socket);
+    if args.serve.port.is_some() || args.serve.bind.is_some() || args.serve.duration.is_some() {
+        return Err(Error::invalid(
+            "the engine that runs the group serves the workspaces on their own addresses; leave out --port, --bind and --duration",
+        ));
+    }
+    let (_, data) =
+        super::route::at_engine(socket, lifeboat::engine::Command::PreviewFailover).await?;
+    let preview: failover::Preview = data
+        .and_then(|d| serde_json::from_value(d).ok())
+        .ok_or_else(|| Error::Failed("the engine sent no preview".into()))?;
+    let mut theirs: Vec<&str> = preview.dbs.iter().map(|d| d.db.as_str()).collect();
+    let mut ours: Vec<&str> = here.dbs.iter().map(|d| d.db.as_str()).collect();
+    theirs.sort();
+    ours.sort();
+    if (preview.from.as_str(), preview.to.as_str()) != (here.from.as_str(), here.to.as_str())
+        || theirs != ours
+    {
+        return Err(Error::invalid(format!(
+            "the engine that runs the group would fail over {} from {} to {}; run it without --from, --to and --db, or stop that engine",
+            theirs.join(", "),
+            preview.from,
+            preview.to
+        )));
+    }
+    if !json {
+        println!("{}", preview.summary());
+    }
+    let (_, data) = super::route::at_engine(
+        socket,
+        lifeboat::engine::Command::Failover {
+            epoch: preview.epoch,
+        },
+    )
+    .await?;
+    let record: OperationRecord = data
+        .and_then(|d| serde_json::from_value(d).ok())
+        .ok_or_else(|| Error::Failed("the engine sent no record of the failover".into()))?;
+    if let Some(path) = &args.serve.report {
+        report::write(path, &record)?;
+    }
+    print_record(json, &record)?;
+    Ok(if record.ok {
+        exit_code::OK
+    } else {
+        exit_code::FAILED
+    })
+}
+
+pub(crate) fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
     if json {
         let line = serde_json::to_string(record)
             .map_err(|e| Error::Failed(format!("cannot encode the record as JSON: {e}")))?;
@@ -287,6 +335,34 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
         let state = control::load(&to).await?;
         dbs = replicated(&from, &to, &state).await?;
     }
+    let held = match super::route::route(ctx, std::slice::from_ref(&to), "run the drill").await? {
+        super::route::Route::Engine(socket) => {
+            super::route::note_engine(&socket);
+            if args.port.is_some() || args.serve_for.is_some() || !args.dbs.is_empty() {
+                return Err(Error::invalid(
+                    "the engine that runs the group drills its own databases and serves the drill workspace itself; leave out --db, --port and --serve-for",
+                ));
+            }
+            let command = lifeboat::engine::Command::Drill {
+                ttl_s: args.ttl.as_secs(),
+                smoke: args.smoke.clone(),
+            };
+            let (_, record) = super::route::at_engine(&socket, command).await?;
+            let record: OperationRecord = record
+                .and_then(|d| serde_json::from_value(d).ok())
+                .ok_or_else(|| Error::Failed("the engine sent no record of the drill".into()))?;
+            if let Some(path) = &args.report {
+                report::write(path, &record)?;
+            }
+            print_record(json, &record)?;
+            return Ok(if record.ok {
+                exit_code::OK
+            } else {
+                exit_code::FAILED
+            });
+        }
+        super::route::Route::Here(held) => held,
+    };
     let engine = control::engine_id(&ctx.home.data_dir)?;
     let options = lifeboat::orchestrator::drill::DrillOptions {
         ttl: args.ttl,
@@ -307,7 +383,9 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
         &local_user(),
         options,
     )
-    .await?;
+    .await;
+    held.release().await;
+    let outcome = outcome?;
     if let Some(path) = &args.report {
         report::write(path, &outcome.record)?;
     }

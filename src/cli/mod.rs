@@ -8,6 +8,7 @@ pub mod failover;
 pub mod group;
 pub mod recovery;
 pub mod replication;
+pub mod route;
 pub mod soak;
 pub mod workspace;
 

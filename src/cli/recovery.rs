@@ -20,8 +20,9 @@ use lifeboat::orchestrator::switchover::{self, SwitchOptions};
 use lifeboat::region::Region;
 use lifeboat::workload::acks::AckLog;
 
-use super::failover::{ServeArgs, replicated, report_and_serve, step_printer};
+use super::failover::{ServeArgs, report_and_serve, step_printer};
 use crate::{Ctx, emit};
+use lifeboat::orchestrator::failover::replicated;
 
 /// Rows of a comparison printed unless told otherwise.
 const SHOWN_ROWS: usize = 20;
@@ -214,13 +215,36 @@ pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result
         })?;
         return Ok(exit_code::OK);
     }
+    let written = [
+        find_region(&regions, &found.source_region)?,
+        find_region(&regions, &found.live_region)?,
+    ];
+    let held = match super::route::route(ctx, &written, "recover").await? {
+        super::route::Route::Engine(socket) => {
+            super::route::note_engine(&socket);
+            let command = lifeboat::engine::Command::Recover {
+                db: args.db.clone(),
+            };
+            let (message, data) = super::route::at_engine(&socket, command).await?;
+            emit(json, &data, || {
+                format!(
+                    "{message}\nCompare with `lifeboat recover --db {db} --show`; merge with `lifeboat merge --db {db}` (--clean, --all, or --take/--keep KEY).",
+                    db = args.db
+                )
+            })?;
+            return Ok(exit_code::OK);
+        }
+        super::route::Route::Here(held) => held,
+    };
     let engine = control::engine_id(&ctx.home.data_dir)?;
     let options = RecoverOptions {
         on_step: (!json).then(step_printer),
         ..RecoverOptions::default()
     };
     let outcome =
-        recover::recover(&regions, &state, &args.db, &engine, &local_user(), options).await?;
+        recover::recover(&regions, &state, &args.db, &engine, &local_user(), options).await;
+    held.release().await;
+    let outcome = outcome?;
     match &outcome.recovered {
         Some(r) => emit(json, &comparison(r), || {
             format!(
@@ -312,6 +336,35 @@ pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32
         })?;
         return Ok(exit_code::OK);
     }
+    // The live branch is written where the log says it lives; the engine
+    // serving it merges through its own writer (nothing here fences it).
+    let live_region = state
+        .live
+        .get(&args.db)
+        .map(|l| l.region.clone())
+        .or_else(|| regions.first().map(|r| r.name().to_string()))
+        .ok_or_else(|| Error::invalid("no region is configured"))?;
+    let written = [find_region(&regions, &live_region)?];
+    let held = match super::route::route(ctx, &written, "merge").await? {
+        super::route::Route::Engine(socket) => {
+            super::route::note_engine(&socket);
+            if args.chunk != merge::CHUNK_KEYS {
+                return Err(Error::invalid(
+                    "the engine that runs the group merges in its own batches; leave out --chunk",
+                ));
+            }
+            let command = lifeboat::engine::Command::Merge {
+                db: args.db.clone(),
+                branch,
+                pick,
+                discard: args.discard,
+            };
+            let (message, data) = super::route::at_engine(&socket, command).await?;
+            emit(json, &data, || message.clone())?;
+            return Ok(exit_code::OK);
+        }
+        super::route::Route::Here(held) => held,
+    };
     let engine = control::engine_id(&ctx.home.data_dir)?;
     let options = MergeOptions {
         pick,
@@ -329,7 +382,9 @@ pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32
         &local_user(),
         options,
     )
-    .await?;
+    .await;
+    held.release().await;
+    let outcome = outcome?;
     emit(json, &outcome, || outcome.record.outcome.clone())?;
     Ok(if outcome.complete {
         exit_code::OK
@@ -433,6 +488,13 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
         })?;
         return Ok(exit_code::OK);
     }
+    let written = [from.clone(), to.clone()];
+    let held = match super::route::route(ctx, &written, kind.name()).await? {
+        super::route::Route::Engine(socket) => {
+            return move_at_engine(json, &args, &plan, &socket).await;
+        }
+        super::route::Route::Here(held) => held,
+    };
     if !json {
         println!("{}", plan.summary());
     }
@@ -449,6 +511,64 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
         on_step: (!json).then(step_printer),
         ..SwitchOptions::default()
     };
-    let outcome = switchover::switchover(&regions, &plan, &engine, &local_user(), options).await?;
+    let outcome = switchover::switchover(&regions, &plan, &engine, &local_user(), options).await;
+    held.release().await;
+    let outcome = outcome?;
     report_and_serve(json, &args.serve, &outcome.record, outcome.workspaces).await
+}
+
+/// A switchover or failback by the engine that runs the group: its plan,
+/// then the move of that plan's epoch; the engine serves the workspaces.
+async fn move_at_engine(
+    json: bool,
+    args: &SwitchArgs,
+    here: &switchover::SwitchPlan,
+    socket: &std::path::Path,
+) -> Result<i32> {
+    super::route::note_engine(socket);
+    let kind = here.kind;
+    if args.serve.port.is_some() || args.serve.bind.is_some() || args.serve.duration.is_some() {
+        return Err(Error::invalid(
+            "the engine that runs the group serves the workspaces on their own addresses; leave out --port, --bind and --duration",
+        ));
+    }
+    let (_, data) =
+        super::route::at_engine(socket, lifeboat::engine::Command::PlanMove { kind }).await?;
+    let plan: switchover::SwitchPlan = data
+        .and_then(|d| serde_json::from_value(d).ok())
+        .ok_or_else(|| Error::Failed("the engine sent no plan".into()))?;
+    let names = |p: &switchover::SwitchPlan| {
+        let mut dbs: Vec<String> = p.dbs.iter().map(|d| d.db.clone()).collect();
+        dbs.sort();
+        (p.from.clone(), p.to.clone(), dbs)
+    };
+    if names(&plan) != names(here) {
+        let (from, to, dbs) = names(&plan);
+        return Err(Error::invalid(format!(
+            "the engine that runs the group would move {} from {from} to {to}; run it without --from, --to and --db, or stop that engine",
+            dbs.join(", ")
+        )));
+    }
+    if !json {
+        println!("{}", plan.summary());
+    }
+    let command = lifeboat::engine::Command::Move {
+        kind,
+        epoch: plan.epoch,
+    };
+    let (_, data) = super::route::at_engine(socket, command).await?;
+    let record: lifeboat::control::event::OperationRecord = data
+        .and_then(|d| serde_json::from_value(d).ok())
+        .ok_or_else(|| {
+            Error::Failed(format!("the engine sent no record of the {}", kind.name()))
+        })?;
+    if let Some(path) = &args.serve.report {
+        lifeboat::orchestrator::report::write(path, &record)?;
+    }
+    super::failover::print_record(json, &record)?;
+    Ok(if record.ok {
+        exit_code::OK
+    } else {
+        exit_code::FAILED
+    })
 }

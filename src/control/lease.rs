@@ -82,6 +82,9 @@ pub struct Holder {
     /// Set by a holder that let go on purpose: a standby may claim at once.
     #[serde(default)]
     pub released: bool,
+    /// The engine's local socket on `host` (engine/socket.rs), if it has one.
+    #[serde(default)]
+    pub socket: Option<String>,
 }
 
 impl Holder {
@@ -96,6 +99,7 @@ impl Holder {
             renewed_ms: 0,
             term_ms: TERM.as_millis() as u64,
             released: false,
+            socket: None,
         }
     }
 
@@ -106,6 +110,19 @@ impl Holder {
             "the engine on {} (pid {}, engine id {}, holding since {since})",
             self.host, self.pid, self.engine
         )
+    }
+
+    /// Whether this holder runs on this machine.
+    pub fn is_here(&self) -> bool {
+        self.host == host_name()
+    }
+
+    /// The socket a client on this machine reaches it by.
+    pub fn local_socket(&self) -> Option<std::path::PathBuf> {
+        self.socket
+            .as_ref()
+            .filter(|_| self.is_here())
+            .map(std::path::PathBuf::from)
     }
 
     fn same_run(&self, other: &Holder) -> bool {

@@ -14,7 +14,7 @@ pub type RequestId = u64;
 
 /// What the GUI or CLI asks the engine to do. Each ends as an activity
 /// entry (`Done` or `Failed` with one line that says why).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Replicate from the primary (the first configured region) to
     /// `secondary`; replaces any group configured before.

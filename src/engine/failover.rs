@@ -164,16 +164,6 @@ impl Core {
         if self.failover.running {
             return self.fail(request, "a failover is running; wait for it to finish");
         }
-        let dbs = self.failover_dbs(&group);
-        if dbs.is_empty() {
-            return self.fail(
-                request,
-                format!(
-                    "no database of the group is live in {} and replicated to {}; nothing to fail over",
-                    group.primary, group.secondary
-                ),
-            );
-        }
         let (from, to) = match (self.region(&group.primary), self.region(&group.secondary)) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(e), _) | (_, Err(e)) => return self.fail(request, e),
@@ -184,6 +174,16 @@ impl Core {
             let result = async {
                 // The log as the secondary holds it: the primary may be gone.
                 let state = control::load(&to).await?;
+                // The group's databases the replicas say are copied there
+                // (the same choice as the CLI's).
+                let mut dbs = crate::orchestrator::failover::replicated(&from, &to, &state).await?;
+                dbs.retain(|db| group.databases.includes(db));
+                if dbs.is_empty() {
+                    return Err(Error::Failed(format!(
+                        "no database of the group is live in {} and replicated to {}; nothing to fail over",
+                        group.primary, group.secondary
+                    )));
+                }
                 crate::orchestrator::failover::preview(&from, &to, &state, &dbs).await
             }
             .await;

@@ -90,9 +90,13 @@ impl Core {
             let Ok(region) = self.region(&name) else {
                 continue;
             };
+            let socket = self.socket.as_ref().map(|p| p.display().to_string());
             let me = self
                 .holder
-                .get_or_insert_with(|| Holder::me(&engine))
+                .get_or_insert_with(|| Holder {
+                    socket,
+                    ..Holder::me(&engine)
+                })
                 .clone();
             let (stop, stop_rx) = watch::channel(false);
             let task = tokio::spawn(follow(
@@ -142,6 +146,14 @@ impl Core {
         };
         let both = vec![group.primary.clone(), group.secondary.clone()];
         let written = match command {
+            Command::StopWorkspace { name } if self.workspaces.contains_key(name) => Vec::new(),
+            Command::ConfigureReplication { .. }
+            | Command::StopReplication
+            | Command::Pause { .. }
+            | Command::Resume { .. }
+            | Command::SetRpoTarget { .. }
+            | Command::CompareRecovered { .. }
+            | Command::StopWorkspace { .. } => both.clone(),
             Command::PreviewFailover
             | Command::Failover { .. }
             | Command::Drill { .. }
@@ -162,6 +174,46 @@ impl Core {
             .into_iter()
             .filter(|r| self.lease_tasks.contains_key(r))
             .collect()
+    }
+
+    /// Where `command` runs: here when this engine runs the group (or no
+    /// engine does), else at the engine that does, through its socket when
+    /// it runs on this machine.
+    pub(super) fn route_of(&self, command: &Command) -> Route {
+        let regions = self.writes_into(command);
+        let group_level = !regions.is_empty() || (self.group.is_none() && is_group_level(command));
+        if !group_level {
+            return Route::Here;
+        }
+        let held = self.must_hold(&regions, &command.describe());
+        // Another engine runs the group: one whose lease this engine stands
+        // by for, or whose published view it shows.
+        let other = self
+            .leases
+            .values()
+            .find_map(|l| match l {
+                LeaseState::Standby { holder } => Some(holder.clone()),
+                _ => None,
+            })
+            .or_else(|| {
+                self.remote
+                    .as_ref()
+                    .filter(|o| !o.view.is_stale())
+                    .map(|o| o.view.published.holder.clone())
+            });
+        match (held, other) {
+            (Ok(()), _) if self.group.is_some() => Route::Here,
+            (_, Some(holder)) => match holder.local_socket() {
+                Some(socket) => Route::Forward(socket),
+                None => Route::Refuse(Error::Failed(format!(
+                    "{} runs the group; {} there (its socket is not reachable from this machine)",
+                    holder.describe(),
+                    command.describe()
+                ))),
+            },
+            (Ok(()), None) => Route::Here,
+            (Err(e), None) => Route::Refuse(e),
+        }
     }
 
     /// Refuses an operation that writes into `regions` unless this engine
@@ -201,6 +253,37 @@ impl Core {
             })
             .collect()
     }
+}
+
+/// Where a command runs.
+pub(super) enum Route {
+    Here,
+    /// At the engine listening on this socket.
+    Forward(std::path::PathBuf),
+    Refuse(Error),
+}
+
+/// Commands that act on the replication group, wherever its engine runs.
+fn is_group_level(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::ConfigureReplication { .. }
+            | Command::StopReplication
+            | Command::Pause { .. }
+            | Command::Resume { .. }
+            | Command::SetRpoTarget { .. }
+            | Command::PreviewFailover
+            | Command::Failover { .. }
+            | Command::Drill { .. }
+            | Command::StartPreprovisioning
+            | Command::StopPreprovisioning
+            | Command::DeleteBranch { .. }
+            | Command::PlanMove { .. }
+            | Command::Move { .. }
+            | Command::Recover { .. }
+            | Command::CompareRecovered { .. }
+            | Command::Merge { .. }
+    )
 }
 
 /// One region's lease task: ticks when due, reports each change, releases

@@ -75,6 +75,7 @@ impl Core {
             }),
             leases: self.lease_views(),
             remote: None,
+            holder: self.holder.clone(),
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(

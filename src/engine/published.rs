@@ -331,6 +331,42 @@ impl Core {
         });
     }
 
+    /// Every second, while another engine on this machine runs the group:
+    /// its view through its socket (no store request, and fresh).
+    pub(super) fn read_status_nearby(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.status_busy || self.leases.values().any(|l| l.is_held()) {
+                return;
+            }
+            let socket = self
+                .leases
+                .values()
+                .find_map(|l| match l {
+                    crate::control::lease::LeaseState::Standby { holder } => holder.local_socket(),
+                    _ => None,
+                })
+                .or_else(|| {
+                    self.remote
+                        .as_ref()
+                        .and_then(|o| o.view.published.holder.local_socket())
+                });
+            let Some(socket) = socket else {
+                return;
+            };
+            self.status_busy = true;
+            self.spawn(async move {
+                let read = super::socket::status(&socket).await.map(|published| {
+                    Some(Box::new(RemoteView {
+                        published,
+                        region: "its local socket".into(),
+                    }))
+                });
+                Internal::StatusRead(read)
+            });
+        }
+    }
+
     pub(super) fn status_read(&mut self, result: Result<Option<Box<RemoteView>>>) {
         self.status_busy = false;
         match result {

@@ -15,11 +15,15 @@ use crate::workload::now_us;
 
 use super::activity::{self, Outcome};
 use super::group::ReplicationKind;
+use super::leases::Route;
 use super::snapshot::EngineState;
 use super::{Command, Core, Internal, RequestId, recovery};
 
 impl Core {
-    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<(RequestId, Command)>) {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<(RequestId, Command, Option<String>)>,
+    ) {
         self.open_regions();
         self.resume_group();
         self.state = EngineState::Idle;
@@ -47,11 +51,12 @@ impl Core {
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some((_, Command::Shutdown)) | None => break,
-                    Some((request, command)) => {
-                        self.activity.begin(request, &self.who, command.describe());
+                    Some((_, Command::Shutdown, _)) | None => break,
+                    Some((request, command, who)) => {
+                        let who = who.unwrap_or_else(|| self.who.clone());
+                        self.activity.begin(request, &who, command.describe());
                         self.activity_changed();
-                        self.handle(request, command);
+                        self.route(request, command, who);
                         self.publish();
                     }
                 },
@@ -62,6 +67,7 @@ impl Core {
                 _ = publish.tick() => self.publish(),
                 _ = sample.tick() => {
                     self.sample();
+                    self.read_status_nearby();
                     self.reap_demo();
                     self.reap_workspaces();
                 }
@@ -168,11 +174,29 @@ impl Core {
         });
     }
 
-    pub(super) fn handle(&mut self, request: RequestId, command: Command) {
-        let regions = self.writes_into(&command);
-        if let Err(e) = self.must_hold(&regions, &command.describe()) {
-            return self.fail(request, e);
+    /// Runs `command` here, or sends it to the engine that runs the group.
+    fn route(&mut self, request: RequestId, command: Command, who: String) {
+        match self.route_of(&command) {
+            Route::Here => self.handle(request, command),
+            Route::Refuse(e) => self.fail(request, e),
+            #[cfg(unix)]
+            Route::Forward(socket) => self.spawn(async move {
+                let outcome = match super::socket::run(&socket, command, &who).await {
+                    Ok((outcome, _)) => outcome,
+                    Err(e) => Outcome::Failed(crate::error::one_line(&e.to_string())),
+                };
+                Internal::Finished {
+                    request,
+                    outcome,
+                    relist: true,
+                }
+            }),
+            #[cfg(not(unix))]
+            Route::Forward(_) => self.fail(request, "no local socket on this platform"),
         }
+    }
+
+    pub(super) fn handle(&mut self, request: RequestId, command: Command) {
         match command {
             Command::ConfigureReplication {
                 secondary,

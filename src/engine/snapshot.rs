@@ -57,6 +57,8 @@ pub struct Snapshot {
     /// The view the group's engine published, when it runs elsewhere: the
     /// flows, history, operations and activity above are its.
     pub remote: Option<Arc<super::published::RemoteView>>,
+    /// Who this engine is in the leases it takes (once it took part).
+    pub holder: Option<crate::control::lease::Holder>,
 }
 
 /// What the engine is doing, for the status bar.

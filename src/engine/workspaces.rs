@@ -21,7 +21,10 @@ use super::{Core, Internal, RequestId};
 
 /// A password on its way to being hashed: never printed, not even in a
 /// debug log.
-#[derive(Clone, PartialEq, Eq)]
+/// It crosses the engine's local socket (mode 0600) as plain text, as it
+/// was typed; it is never logged.
+#[derive(Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(pub String);
 
 impl fmt::Debug for Secret {
@@ -31,7 +34,7 @@ impl fmt::Debug for Secret {
 }
 
 /// A change to the control plane, as the app asks for it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub enum ControlChange {
     /// Any event that carries no secret (workspaces, removals, rules,
     /// pipelines).

@@ -71,6 +71,21 @@ impl DbPreview {
     }
 }
 
+/// The databases whose live branch is replicated from `from` to `to`, as
+/// the replicas' own cursors say (not what a copier last did): what a
+/// failover takes unless told otherwise, in the app and the CLI alike.
+pub async fn replicated(from: &Region, to: &Region, state: &ControlState) -> Result<Vec<String>> {
+    let mut dbs = Vec::new();
+    for (db, _) in crate::storage::list_databases(to).await? {
+        let branch = state.live_branch(&db);
+        let cursor = crate::replication::cursor::load(&to.store(), to.name(), &db, branch).await?;
+        if cursor.is_some_and(|c| c.home == from.name()) {
+            dbs.push(db);
+        }
+    }
+    Ok(dbs)
+}
+
 /// What a failover would do and lose.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Preview {

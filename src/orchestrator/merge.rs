@@ -33,7 +33,7 @@ use crate::workspace::keyspace::AttachedDb;
 pub const CHUNK_KEYS: usize = 500;
 
 /// Which value wins a conflicting key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum Choice {
     /// The value the stranded region ended with.
     Recovered,
@@ -42,7 +42,7 @@ pub enum Choice {
 }
 
 /// What to merge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum Pick {
     /// Every recovered key; conflicts take the recovered value.
     All,

@@ -205,3 +205,98 @@ pub async fn orders_fixture(kind: Kind, name: &str) -> OrdersFixture {
         acks,
     }
 }
+
+/// A `serve` whose stdout and stderr lines arrive on a channel as they are
+/// printed, each with when it arrived.
+pub struct Served {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+    pub seen: Vec<String>,
+}
+
+impl Served {
+    pub fn start(data: &std::path::Path) -> Served {
+        use std::io::BufRead as _;
+        let mut child = lifeboat(data)
+            .args([
+                "--json",
+                "serve",
+                "--report-every",
+                "1s",
+                "--duration",
+                "120s",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("lifeboat serve runs");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err) as Box<dyn std::io::Read + Send>,
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if tx.send((std::time::Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Served {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `within` for a line that `wanted` accepts; when it came.
+    pub fn until(
+        &mut self,
+        within: std::time::Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> std::time::Instant {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) => {
+                    let hit = wanted(&line);
+                    self.seen.push(line);
+                    if hit {
+                        return at;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such line within {within:?}; seen:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The flows of the newest status line printed so far.
+    pub fn flows_now(&mut self) -> Vec<serde_json::Value> {
+        while let Ok((_, line)) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen
+            .iter()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Vec<serde_json::Value>>(l).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
