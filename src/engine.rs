@@ -371,6 +371,8 @@ struct Core {
     /// Flows found while this engine did not hold their replica region's
     /// lease: they start as soon as it does.
     unleased: Vec<Flow>,
+    /// Stranded writes this engine tried to recover by itself, and when.
+    auto_recovery: BTreeMap<(String, String), Instant>,
     /// This engine's local socket, named in the leases it takes.
     socket: Option<std::path::PathBuf>,
     /// The lease holder's published view, while this engine holds no lease.
@@ -442,6 +444,7 @@ impl Core {
             lease_tasks: BTreeMap::new(),
             unleased: Vec::new(),
             socket: None,
+            auto_recovery: BTreeMap::new(),
             remote: None,
             status_busy: false,
             status_writes: 0,

@@ -206,7 +206,6 @@ async fn failover_at_engine(
     here: &failover::Preview,
     socket: &std::path::Path,
 ) -> Result<i32> {
-    super::route::note_engine(socket);
     if args.serve.port.is_some() || args.serve.bind.is_some() || args.serve.duration.is_some() {
         return Err(Error::invalid(
             "the engine that runs the group serves the workspaces on their own addresses; leave out --port, --bind and --duration",
@@ -337,7 +336,6 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
     }
     let held = match super::route::route(ctx, std::slice::from_ref(&to), "run the drill").await? {
         super::route::Route::Engine(socket) => {
-            super::route::note_engine(&socket);
             if args.port.is_some() || args.serve_for.is_some() || !args.dbs.is_empty() {
                 return Err(Error::invalid(
                     "the engine that runs the group drills its own databases and serves the drill workspace itself; leave out --db, --port and --serve-for",

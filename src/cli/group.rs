@@ -255,14 +255,21 @@ pub async fn serve(ctx: &Ctx, json: bool, args: ServeArgs) -> Result<i32> {
     Ok(exit_code::OK)
 }
 
+/// Prints what this engine copies: nothing while it stands by (its
+/// snapshot then shows the flows of the engine that runs the group).
 fn print(json: bool, snapshot: &Snapshot) -> Result<()> {
+    let own: &[lifeboat::engine::FlowView] = if snapshot.remote.is_some() {
+        &[]
+    } else {
+        &snapshot.flows
+    };
     if json {
-        let statuses: Vec<_> = snapshot.flows.iter().map(|f| &f.status).collect();
+        let statuses: Vec<_> = own.iter().map(|f| &f.status).collect();
         let line = serde_json::to_string(&statuses)
             .map_err(|e| Error::Failed(format!("cannot encode the status as JSON: {e}")))?;
         println!("{line}");
     } else {
-        for flow in &snapshot.flows {
+        for flow in own {
             println!("{}", flow.status.line());
         }
     }

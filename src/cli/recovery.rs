@@ -221,7 +221,6 @@ pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result
     ];
     let held = match super::route::route(ctx, &written, "recover").await? {
         super::route::Route::Engine(socket) => {
-            super::route::note_engine(&socket);
             let command = lifeboat::engine::Command::Recover {
                 db: args.db.clone(),
             };
@@ -347,7 +346,6 @@ pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32
     let written = [find_region(&regions, &live_region)?];
     let held = match super::route::route(ctx, &written, "merge").await? {
         super::route::Route::Engine(socket) => {
-            super::route::note_engine(&socket);
             if args.chunk != merge::CHUNK_KEYS {
                 return Err(Error::invalid(
                     "the engine that runs the group merges in its own batches; leave out --chunk",
@@ -525,7 +523,6 @@ async fn move_at_engine(
     here: &switchover::SwitchPlan,
     socket: &std::path::Path,
 ) -> Result<i32> {
-    super::route::note_engine(socket);
     let kind = here.kind;
     if args.serve.port.is_some() || args.serve.bind.is_some() || args.serve.duration.is_some() {
         return Err(Error::invalid(

@@ -152,14 +152,21 @@ pub(crate) async fn at_engine(
 ) -> Result<(String, Option<serde_json::Value>)> {
     let (outcome, data) = lifeboat::engine::socket::run(socket, command, &local_user()).await?;
     match outcome {
-        Outcome::Done(message) => Ok((message, data)),
+        Outcome::Done(message) => {
+            note_engine(socket);
+            Ok((message, data))
+        }
         Outcome::Failed(message) => Err(Error::Failed(message)),
         Outcome::Running => Err(Error::Failed("the engine did not finish".into())),
     }
 }
 
-/// Tells the user the command ran at the engine, not here.
-pub(crate) fn note_engine(socket: &std::path::Path) {
+/// Tells the user (once) that the command ran at the engine, not here.
+fn note_engine(socket: &std::path::Path) {
+    static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     eprintln!(
         "sent to the engine that runs the group (its socket {})",
         socket.display()

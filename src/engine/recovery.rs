@@ -17,7 +17,7 @@ use crate::region::Region;
 
 use super::activity::Outcome;
 use super::group::GroupConfig;
-use super::{Core, Internal, RequestId, recovery};
+use super::{Core, Internal, RequestId, failover, recovery};
 
 /// Rows of a comparison the app is sent (the CLI's `--json` has them all).
 pub const SHOWN_ROWS: usize = 500;
@@ -88,6 +88,9 @@ pub struct RecoveryView {
     pub last: Option<OperationRecord>,
     pub error: Option<String>,
 }
+
+/// How long after a failed recovery the engine tries again by itself.
+const AUTO_RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Core {
     /// Where the group's live branches are written, and the other region:
@@ -276,11 +279,83 @@ impl Core {
         }
     }
 
+    /// Once a region a failover left answers again, recovers the writes
+    /// each database left stranded there, one at a time, without being
+    /// asked (merging them stays a person's choice). Runs after every
+    /// health check and read of the control log; a failed try is tried
+    /// again after `AUTO_RECOVERY_RETRY`.
+    pub(super) fn recover_by_itself(&mut self) {
+        if self.recovery.running {
+            return;
+        }
+        let Some(group) = self.group.clone() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        for (db, branch) in failover::BranchesView::of(&self.control_state).unrecovered() {
+            let Some(live_region) = self
+                .control_state
+                .branch(&db, &branch)
+                .map(|b| b.fork.region.clone())
+            else {
+                continue;
+            };
+            let stranded_in = if live_region == group.primary {
+                group.secondary.clone()
+            } else {
+                group.primary.clone()
+            };
+            let answers = self.health.get(&stranded_in).is_some_and(|h| h.reachable);
+            if !answers || !self.holds_lease(&live_region) || !self.holds_lease(&stranded_in) {
+                continue;
+            }
+            let key = (db.clone(), branch.clone());
+            if self
+                .auto_recovery
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < AUTO_RECOVERY_RETRY)
+            {
+                continue;
+            }
+            self.auto_recovery.insert(key, now);
+            let request = crate::workload::now_us();
+            self.activity.begin(
+                request,
+                "engine",
+                format!(
+                    "recover the writes of {db} stranded in {stranded_in} (by itself: {stranded_in} answers again)"
+                ),
+            );
+            self.activity_changed();
+            self.recover(request, db);
+            return;
+        }
+    }
+
     pub(super) fn recover(&mut self, request: RequestId, db: String) {
         if self.recovery.running {
             return self.fail(
                 request,
                 "a recovery or merge is running; wait for it to finish",
+            );
+        }
+        let unrecovered = failover::BranchesView::of(&self.control_state).unrecovered();
+        if self.group.is_some() && !unrecovered.iter().any(|(d, _)| *d == db) {
+            let done = self
+                .control_state
+                .recovered
+                .get(&db)
+                .and_then(|r| r.keys().next_back().cloned());
+            return self.fail(
+                request,
+                match done {
+                    Some(branch) => format!(
+                        "the writes of {db} stranded by its failover were recovered already, as branch {branch}; compare them with `lifeboat recover --db {db} --show` and merge them with `lifeboat merge --db {db}`"
+                    ),
+                    None => format!(
+                        "the live branch of {db} was not made by a failover, or its stranded writes were looked at already: nothing to recover"
+                    ),
+                },
             );
         }
         let Some(engine) = self.engine_id(request) else {

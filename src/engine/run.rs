@@ -323,6 +323,7 @@ impl Core {
                     self.health.insert(name, h);
                 }
                 self.clock_warnings = warnings;
+                self.recover_by_itself();
             }
             Internal::Configured {
                 request,
@@ -370,6 +371,7 @@ impl Core {
                         self.sync_standby();
                         self.control_read_us = Some(now_us());
                         self.control_error = None;
+                        self.recover_by_itself();
                     }
                     Err(e) => self.control_error = Some(e.to_string()),
                 }
