@@ -86,6 +86,9 @@ enum Command {
     /// Run the engine headless: replicate the saved group until Ctrl-C,
     /// printing every replica's status.
     Serve(cli::group::ServeArgs),
+    /// Run the engine as a systemd user service (install, uninstall, status).
+    #[command(subcommand)]
+    Service(cli::service::ServiceCommand),
     /// Write to a database homed in each of two regions, replicate both
     /// ways and take each region down in turn, checking after every step.
     Soak(cli::soak::SoakArgs),
@@ -815,6 +818,7 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Soak(a) => cli::soak::soak(&ctx, json, a).await,
             Command::Group(c) => cli::group::group(&ctx, json, c).await,
             Command::Serve(a) => cli::group::serve(&ctx, json, a).await,
+            Command::Service(c) => cli::service::service(&ctx, json, c).await,
             Command::Workspace(c) => cli::workspace::workspace(&ctx, json, c).await,
             Command::Control(c) => cli::workspace::control_command(&ctx, json, c).await,
             Command::Failover(a) => cli::failover::failover_command(&ctx, json, a).await,

@@ -29,6 +29,10 @@ fn bench_all_runs_on_local_and_s3_regions() {
             "2",
             "--switchovers",
             "2",
+            "--kills",
+            "2",
+            "--watch-for",
+            "5s",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -92,4 +96,15 @@ fn bench_all_runs_on_local_and_s3_regions() {
     assert_eq!(s["records_recovered"], s["records_stranded"], "{s:#}");
     assert_eq!(s["records_lost_after_merge"], 0, "{s:#}");
     assert!(table.contains("| records stranded |"), "{table}");
+    // Two engines on one group: a standby took over each killed holder,
+    // and the status and the lease were read and counted.
+    let e = &figures["engine"];
+    assert_eq!(e["kills"], 2, "{e:#}");
+    for figure in ["takeover_p99_ms", "staleness_p99_ms", "lease_puts_per_min"] {
+        assert!(e[figure].as_f64().is_some_and(|v| v > 0.0), "{e:#}");
+    }
+    assert!(
+        table.contains("| standby takeover after SIGKILL (2 kills) |"),
+        "{table}"
+    );
 }

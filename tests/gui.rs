@@ -1101,3 +1101,85 @@ fn help_explains_the_terms_and_about_names_the_build() {
     );
     assert!(app.harness.query_by_label("Apache-2.0").is_some());
 }
+
+/// The app opened while a service engine (`lifeboat serve`) runs the group
+/// is its client (issue 18): it shows that engine's flows and history, its
+/// Failover button fails over through that engine, and closing the app
+/// leaves replication running.
+#[test]
+fn the_app_beside_a_service_engine_shows_it_and_fails_over_through_it() {
+    let mut app = App::open(&[("orders", 300)]);
+    let lifeboat = || {
+        let mut cmd = common::lifeboat(&app.home.data_dir);
+        cmd.arg("--config-dir").arg(&app.home.config_dir);
+        cmd
+    };
+    let out = common::run(
+        lifeboat(),
+        &["group", "configure", "--secondary", "eu-west-1"],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let mut service = common::Served::start_with(lifeboat());
+    service.until(Duration::from_secs(60), |l| {
+        l.contains("\"db\":\"orders\"") && l.contains("\"InSync\"")
+    });
+    let pid = service.child.id();
+
+    // The app shows the service's view: its flows, its history, and where
+    // it runs.
+    app.until("the service's flows", Duration::from_secs(30), |h| {
+        let s = h.state().snapshot();
+        s.remote
+            .as_ref()
+            .is_some_and(|r| r.published.holder.pid == pid)
+            && count_label(h, "In sync") == 1
+            && s.history.lag_s.contains_key("orders")
+    });
+    app.until_shown("showing the engine on", Duration::from_secs(10));
+    assert!(
+        app.harness.state().snapshot().holder.is_none(),
+        "the app's own engine took no lease"
+    );
+
+    // Failover, through the service.
+    app.until("Failover enabled", Duration::from_secs(20), |h| {
+        h.query_by_role_and_label(Role::Button, "Failover")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click_role(Role::Button, "Failover");
+    app.until("the preview", Duration::from_secs(30), |h| {
+        h.query_by_label("Fail over now").is_some()
+    });
+    app.type_into("Type to confirm", "eu-west-1");
+    app.click("Fail over now");
+    app.until_shown("failover-1 is live in eu-west-1", Duration::from_secs(60));
+    let record = app
+        .harness
+        .state()
+        .snapshot()
+        .failover
+        .last
+        .clone()
+        .expect("a record");
+    assert!(record.ok, "{record:#?}");
+    let by = app.harness.state().snapshot().activity.iter().any(|e| {
+        e.what.starts_with("fail over (epoch")
+            && matches!(e.outcome, lifeboat::engine::activity::Outcome::Done(_))
+    });
+    assert!(by, "the app's activity says the failover was done");
+
+    // The app closes; the service goes on replicating the new live branch
+    // back to the old primary.
+    drop(app);
+    service.until(Duration::from_secs(60), |l| {
+        l.contains("\"branch\":\"failover-1\"") && l.contains("\"home\":\"eu-west-1\"")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    service.until(Duration::from_secs(10), |l| {
+        l.contains("\"branch\":\"failover-1\"")
+    });
+    assert!(
+        service.child.try_wait().expect("status").is_none(),
+        "the service still runs"
+    );
+}

@@ -25,6 +25,7 @@ use lifeboat::storage::{DbLocation, branch_path};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
+use super::bench_engine;
 use super::bench_failover;
 use super::bench_recovery;
 use super::bench_workspace::{self, WorkspaceFigures, WorkspaceKnobs};
@@ -43,10 +44,19 @@ pub enum BenchCommand {
     /// Failovers under a running workload, on demand and pre-provisioned:
     /// RTO and RPO p50/p99 against the targets.
     Failover(FailoverBench),
+    /// Two `serve` engines on one group: standby takeover after SIGKILL,
+    /// staleness of the published status, the requests both cost.
+    Engine(EngineBench),
     /// Switchovers under a running workload (RTO p50/p99), a failback's
     /// bytes copied against the database's size, and records stranded by a
     /// failover against records recovered.
     Recovery(RecoveryBench),
+}
+
+#[derive(Args, Debug)]
+pub struct EngineBench {
+    #[command(flatten)]
+    knobs: bench_engine::EngineKnobs,
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +90,8 @@ pub struct AllBench {
     failover: bench_failover::FailoverKnobs,
     #[command(flatten)]
     recovery: bench_recovery::RecoveryKnobs,
+    #[command(flatten)]
+    engine: bench_engine::EngineKnobs,
 }
 
 /// What the replication benchmark measures, and how hard.
@@ -212,6 +224,20 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
             let _ = std::fs::remove_dir_all(&scratch);
             let figures = result?;
             crate::emit(json, &figures, || bench_failover::table(&figures))?;
+            Ok(exit_code::OK)
+        }
+        BenchCommand::Engine(args) => {
+            let scratch = ctx
+                .home
+                .data_dir
+                .join("bench")
+                .join(format!("engine-{}", workload::now_us()));
+            let result = bench_engine::measure(&scratch, &args.knobs).await;
+            if let Err(e) = std::fs::remove_dir_all(&scratch) {
+                tracing::debug!("removing {}: {e}", scratch.display());
+            }
+            let figures = result?;
+            crate::emit(json, &figures, || bench_engine::table(&figures))?;
             Ok(exit_code::OK)
         }
         BenchCommand::Recovery(args) => {
@@ -356,6 +382,8 @@ struct AllFigures {
     failover: Option<bench_failover::FailoverFigures>,
     /// Switchovers, a failback, stranded writes.
     recovery: Option<bench_recovery::RecoveryFigures>,
+    /// Two engines on one group: takeover, status staleness, their cost.
+    engine: Option<bench_engine::EngineFigures>,
     /// Kinds of region left out, with why.
     skipped: Vec<String>,
 }
@@ -383,6 +411,7 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
         &args.workspace,
         &args.failover,
         &args.recovery,
+        &args.engine,
     )
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -407,6 +436,7 @@ async fn all_in(
     workspace_knobs: &WorkspaceKnobs,
     failover_knobs: &bench_failover::FailoverKnobs,
     recovery_knobs: &bench_recovery::RecoveryKnobs,
+    engine_knobs: &bench_engine::EngineKnobs,
 ) -> Result<AllFigures> {
     let mut replicate = Vec::new();
     let mut skipped = Vec::new();
@@ -437,6 +467,7 @@ async fn all_in(
     };
     let failover = Some(bench_failover::measure(&scratch.join("failover"), failover_knobs).await?);
     let recovery = Some(bench_recovery::measure(&scratch.join("recovery"), recovery_knobs).await?);
+    let engine = Some(bench_engine::measure(&scratch.join("engine"), engine_knobs).await?);
     Ok(AllFigures {
         bench: "all",
         machine: machine(),
@@ -444,6 +475,7 @@ async fn all_in(
         workspace,
         failover,
         recovery,
+        engine,
         skipped,
     })
 }
@@ -502,6 +534,9 @@ fn table(figures: &AllFigures) -> String {
     }
     if let Some(recovery) = &figures.recovery {
         lines.push(bench_recovery::table(recovery));
+    }
+    if let Some(engine) = &figures.engine {
+        lines.push(bench_engine::table(engine));
     }
     for skipped in &figures.skipped {
         lines.push(format!("\nnot run: {skipped}"));

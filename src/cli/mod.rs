@@ -1,6 +1,7 @@
 //! Subcommands that live in their own files (one per area).
 
 pub mod bench;
+pub mod bench_engine;
 pub mod bench_failover;
 pub mod bench_recovery;
 pub mod bench_workspace;
@@ -9,6 +10,7 @@ pub mod group;
 pub mod recovery;
 pub mod replication;
 pub mod route;
+pub mod service;
 pub mod soak;
 pub mod workspace;
 
@@ -26,6 +28,12 @@ pub async fn report_until_stopped(
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // systemd stops a service with SIGTERM: the same clean stop as Ctrl-C.
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| lifeboat::error::Error::Failed(format!("cannot watch for SIGTERM: {e}")))?;
+    #[cfg(not(unix))]
+    let mut term = ();
     let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
     loop {
@@ -37,8 +45,19 @@ pub async fn report_until_stopped(
         };
         tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
+            _ = term_signal(&mut term) => return Ok(()),
             _ = until_deadline => return Ok(()),
             _ = ticks.tick() => report()?,
         }
     }
+}
+
+#[cfg(unix)]
+async fn term_signal(term: &mut tokio::signal::unix::Signal) {
+    term.recv().await;
+}
+
+#[cfg(not(unix))]
+async fn term_signal(_: &mut ()) {
+    std::future::pending::<()>().await;
 }

@@ -492,11 +492,11 @@ impl RegionLease {
     }
 }
 
-/// Who holds `region`'s lease as its newest renewal says, without taking
-/// part (`lifeboat status` from any machine); `None` when nobody ever did.
-pub async fn holder(region: &Region) -> Result<Option<Holder>> {
+/// The newest renewal of `region`'s lease and its name's number, without
+/// taking part (one LIST and one GET); `None` when nobody ever held it.
+pub async fn newest(region: &Region) -> Result<Option<(u64, Holder)>> {
     let probe = RegionLease::new(region.clone(), Holder::me("0000000000000000"));
-    Ok(probe.list_newest().await?.map(|s| s.holder))
+    Ok(probe.list_newest().await?.map(|s| (s.seq, s.holder)))
 }
 
 fn name(seq: u64) -> Path {

@@ -118,6 +118,10 @@ pub enum Command {
         pick: Pick,
         discard: bool,
     },
+    /// Installs and starts `lifeboat serve` on this data folder as a
+    /// systemd user service (`lifeboat service install`), which takes over
+    /// once this engine lets go of the leases.
+    InstallService,
     /// Stop everything (cursors saved) and end the engine.
     Shutdown,
 }
@@ -199,6 +203,7 @@ impl Command {
                 format!("start workspace {name} in {region}")
             }
             Command::StopWorkspace { name } => format!("stop workspace {name} here"),
+            Command::InstallService => "install the engine as a service".into(),
             Command::Shutdown => "stop the engine".into(),
         }
     }

@@ -306,6 +306,7 @@ impl Core {
                 pick,
                 discard,
             } => self.merge(request, db, branch, pick, discard),
+            Command::InstallService => self.install_service(request),
             Command::Shutdown => {}
         }
     }
@@ -359,6 +360,8 @@ impl Core {
                     self.list_databases();
                     self.discover();
                     self.read_control();
+                    // A command another engine ran: its view, at once.
+                    self.read_status_nearby();
                 }
             }
             Internal::ControlRead(result) => {

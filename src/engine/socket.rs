@@ -1,8 +1,12 @@
 //! The engine's local socket: how the app and the CLI on the same machine
 //! reach the engine that holds the group's leases (DESIGN.md "One engine,
-//! many clients"). It lives in the engine's data folder as `engine.sock`,
+//! many clients"). It lives in the engine's data folder,
 //! mode 0600 (only its user may connect), and its path is written in every
 //! lease the engine holds, so a client finds it from the stores.
+//!
+//! Its name is `engine-<pid>.sock`: two engines may run on one data folder
+//! (the app beside a service), and each is reached by the path its lease
+//! names; a socket whose process is gone is removed by the next engine.
 //!
 //! One request per connection, one JSON line each way: `Run` sends a
 //! command (it runs as if typed in the engine's own window, under the
@@ -26,8 +30,9 @@ use super::activity::Outcome;
 use super::published::Published;
 use super::{Command, Engine, RequestId, Snapshot};
 
-/// The socket's name in the data folder.
-pub const SOCKET_FILE: &str = "engine.sock";
+/// The sockets' names in the data folder: `engine-<pid>.sock`.
+const SOCKET_PREFIX: &str = "engine-";
+const SOCKET_SUFFIX: &str = ".sock";
 
 /// A request line's bound (a command with its arguments; a password).
 const MAX_REQUEST: u64 = 1 << 20;
@@ -67,17 +72,29 @@ pub enum Reply {
     Refused(String),
 }
 
-/// Binds `engine.sock` in `data_dir` unless another engine listens there
-/// already (then `None`); a socket left by a dead engine is replaced.
+/// Binds this process's socket in `data_dir`, first removing those of
+/// engines that are gone.
 pub fn bind(data_dir: &Path) -> Result<Option<(std::os::unix::net::UnixListener, PathBuf)>> {
-    let path = data_dir.join(SOCKET_FILE);
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-            return Ok(None);
-        }
-        std::fs::remove_file(&path).map_err(|e| Error::file(&path, e))?;
-    }
     std::fs::create_dir_all(data_dir).map_err(|e| Error::file(data_dir, e))?;
+    if let Ok(entries) = std::fs::read_dir(data_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_socket = name.starts_with(SOCKET_PREFIX) && name.ends_with(SOCKET_SUFFIX);
+            if is_socket && std::os::unix::net::UnixStream::connect(entry.path()).is_err() {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::debug!("removing {}: {e}", entry.path().display());
+                }
+            }
+        }
+    }
+    let path = data_dir.join(format!(
+        "{SOCKET_PREFIX}{}{SOCKET_SUFFIX}",
+        std::process::id()
+    ));
+    if path.exists() {
+        // Another engine of this process listens (tests run several).
+        return Ok(None);
+    }
     let listener =
         std::os::unix::net::UnixListener::bind(&path).map_err(|e| Error::file(&path, e))?;
     use std::os::unix::fs::PermissionsExt as _;

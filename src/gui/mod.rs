@@ -188,6 +188,8 @@ pub struct LifeboatApp {
     tour: tour::Tour,
     /// The panel to open when the engine is ready.
     opening: Option<Panel>,
+    /// The request that installs the engine as a service, once asked.
+    service_request: Option<crate::engine::RequestId>,
 }
 
 impl LifeboatApp {
@@ -200,6 +202,14 @@ impl LifeboatApp {
         if let Some(tab) = start.tab {
             prefs.tab = tab;
         }
+        // Engine messages carry arrows and other symbols the proportional
+        // font lacks (summaries written for the terminal): the monospace
+        // font, which has them, stands in.
+        let mut fonts = egui::FontDefinitions::default();
+        if let Some(family) = fonts.families.get_mut(&egui::FontFamily::Proportional) {
+            family.push("Hack".into());
+        }
+        cc.egui_ctx.set_fonts(fonts);
         let ctx = cc.egui_ctx.clone();
         engine.on_publish(move || ctx.request_repaint());
         // The tour stays out of the way of a panel asked for on start.
@@ -222,6 +232,7 @@ impl LifeboatApp {
             help: Default::default(),
             tour,
             opening: start.open,
+            service_request: None,
         }
     }
 
@@ -343,8 +354,8 @@ impl LifeboatApp {
         });
     }
 
-    fn status_bar(&self, ui: &mut egui::Ui) {
-        let snapshot = &self.snapshot;
+    fn status_bar(&mut self, ui: &mut egui::Ui) {
+        let snapshot = Arc::clone(&self.snapshot);
         ui.horizontal_wrapped(|ui| {
             let engine = snapshot.engine;
             let colour = match engine {
@@ -353,6 +364,31 @@ impl LifeboatApp {
             };
             widgets::badge(ui, colour, format!("engine {}", engine.label()));
             lease_badge(ui, &snapshot.leases);
+            // The engine runs in this window: replication stops with it
+            // unless a service takes over.
+            let runs_here =
+                !snapshot.leases.is_empty() && snapshot.leases.iter().all(|l| l.state.is_held());
+            if runs_here {
+                let outcome = widgets::outcome_of(&snapshot, self.service_request.unwrap_or(0));
+                match outcome {
+                    Some(crate::engine::activity::Outcome::Done(message)) => {
+                        ui.label(RichText::new(message).color(widgets::good(ui)));
+                    }
+                    Some(crate::engine::activity::Outcome::Failed(message)) => {
+                        ui.label(RichText::new(message).color(widgets::bad(ui)));
+                    }
+                    _ => {
+                        let reason = (!cfg!(target_os = "linux")).then_some(
+                            "the engine runs as a service only on Linux (systemd) for now; keep this window open, or run `lifeboat serve`",
+                        );
+                        let button = widgets::button_unless(ui, "Run as a service", reason)
+                        .on_hover_text("replication stops when this window closes; a systemd user service keeps it running and starts it at login");
+                        if button.clicked() {
+                            self.service_request = Some(self.engine.send(Command::InstallService));
+                        }
+                    }
+                }
+            }
             if let Some(remote) = &snapshot.remote {
                 let host = &remote.published.holder.host;
                 let (colour, text) = if remote.is_stale() {

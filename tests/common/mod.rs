@@ -216,8 +216,13 @@ pub struct Served {
 
 impl Served {
     pub fn start(data: &std::path::Path) -> Served {
+        Served::start_with(lifeboat(data))
+    }
+
+    /// `cmd` (a `lifeboat` with its folders) serving for two minutes.
+    pub fn start_with(mut cmd: Command) -> Served {
         use std::io::BufRead as _;
-        let mut child = lifeboat(data)
+        let mut child = cmd
             .args([
                 "--json",
                 "serve",
@@ -274,8 +279,8 @@ impl Served {
                     }
                 }
                 Err(_) => panic!(
-                    "no such line within {within:?}; seen:\n{}",
-                    self.seen.join("\n")
+                    "no such line within {within:?}; the last seen:\n{}",
+                    self.seen[self.seen.len().saturating_sub(12)..].join("\n")
                 ),
             }
         }
