@@ -80,10 +80,11 @@ pub fn bind(data_dir: &Path) -> Result<Option<(std::os::unix::net::UnixListener,
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let is_socket = name.starts_with(SOCKET_PREFIX) && name.ends_with(SOCKET_SUFFIX);
-            if is_socket && std::os::unix::net::UnixStream::connect(entry.path()).is_err() {
-                if let Err(e) = std::fs::remove_file(entry.path()) {
-                    tracing::debug!("removing {}: {e}", entry.path().display());
-                }
+            if is_socket
+                && std::os::unix::net::UnixStream::connect(entry.path()).is_err()
+                && let Err(e) = std::fs::remove_file(entry.path())
+            {
+                tracing::debug!("removing {}: {e}", entry.path().display());
             }
         }
     }
