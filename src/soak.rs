@@ -717,7 +717,11 @@ impl Soak {
                     for prefix in [
                         format!("{}/{}", crate::storage::DBS_PREFIX, db.flow.db),
                         format!("{}/{}", crate::region::shadow::SHADOW_PREFIX, db.flow.db),
-                        format!("{}/{}", replication::cursor::REPLICATION_PREFIX, db.flow.db),
+                        format!(
+                            "{}/{}",
+                            crate::storage::cursor::REPLICATION_PREFIX,
+                            db.flow.db
+                        ),
                     ] {
                         crate::storage::fork::remove_files(&store, &prefix.as_str().into()).await?;
                     }

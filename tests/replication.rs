@@ -15,10 +15,10 @@ use common::Kind;
 use lifeboat::region::Region;
 use lifeboat::region::faults::FaultPlan;
 use lifeboat::replication::copier::BranchCopier;
-use lifeboat::replication::cut::ManifestView;
-use lifeboat::replication::files::{Dir, FileRef, RequestCounter, Side};
 use lifeboat::replication::pins::NoPins;
 use lifeboat::replication::{Flow, FlowState, ReplicationOptions, Replicator, check, discover};
+use lifeboat::storage::cut::ManifestView;
+use lifeboat::storage::files::{Dir, FileRef, RequestCounter, Side};
 use lifeboat::storage::{DbLocation, branch_path};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::verify::{VerifyReport, verify};
@@ -949,8 +949,8 @@ async fn a_cursor_behind_the_replicas_manifest_never_lets_wal_files_pass_a_gap()
         copier.run_once().await.expect("first copy");
         let replica_end = *wal_ids(&replica).await.last().expect("WAL at the replica");
         // The crash: a cursor that vouches for nothing.
-        let fresh = lifeboat::replication::cursor::ReplicaCursor::new(p.a.name(), "orders", "main");
-        lifeboat::replication::cursor::save(&p.b.store(), p.b.name(), &fresh)
+        let fresh = lifeboat::storage::cursor::ReplicaCursor::new(p.a.name(), "orders", "main");
+        lifeboat::storage::cursor::save(&p.b.store(), p.b.name(), &fresh)
             .await
             .expect("reset the cursor");
         while wal_ids(&home)

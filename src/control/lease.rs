@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::replication::files::{delete_if_present, get_if_present};
+use crate::region::objects::{delete_if_present, get_if_present};
 
 /// Where every region keeps its lease.
 pub const LEASE_PREFIX: &str = "_lifeboat/lease";

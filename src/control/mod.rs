@@ -20,8 +20,8 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 use crate::error::{Error, Result};
 use crate::region::Region;
+use crate::region::objects::get_if_present;
 use crate::region::retry::retrying;
-use crate::replication::files::get_if_present;
 use crate::workload::now_us;
 use event::{EVENT_FORMAT, Envelope, Event, Hlc};
 use state::ControlState;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::control;
 use crate::error::Error;
 use crate::region::{self, Region};
-use crate::replication::cursor;
+use crate::storage::cursor;
 use crate::storage::{self, DbLocation};
 
 use super::run::outcome;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::control::lease::Holder;
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::replication::files::get_if_present;
+use crate::region::objects::get_if_present;
 
 use super::activity::ActivityEntry;
 use super::failover::{FailoverView, StandbyView};
@@ -232,7 +232,7 @@ pub async fn withdraw(regions: &[Region]) {
         let store = region.store();
         let deleted = tokio::time::timeout(
             PUBLISH_EVERY,
-            crate::replication::files::delete_if_present(store.as_ref(), &path),
+            crate::region::objects::delete_if_present(store.as_ref(), &path),
         )
         .await;
         if !matches!(deleted, Ok(Ok(()))) {

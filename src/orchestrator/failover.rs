@@ -26,9 +26,9 @@ use crate::control::state::ControlState;
 use crate::control::{self};
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::replication::cursor;
 use crate::replication::pins::BranchPins;
 use crate::storage::DbLocation;
+use crate::storage::cursor;
 use crate::storage::fork::{Forked, fork};
 use crate::workload::acks::AckLog;
 use crate::workload::verify::verify;
@@ -78,7 +78,7 @@ pub async fn replicated(from: &Region, to: &Region, state: &ControlState) -> Res
     let mut dbs = Vec::new();
     for (db, _) in crate::storage::list_databases(to).await? {
         let branch = state.live_branch(&db);
-        let cursor = crate::replication::cursor::load(&to.store(), to.name(), &db, branch).await?;
+        let cursor = crate::storage::cursor::load(&to.store(), to.name(), &db, branch).await?;
         if cursor.is_some_and(|c| c.home == from.name()) {
             dbs.push(db);
         }

@@ -10,6 +10,7 @@
 
 pub mod faults;
 pub mod http_faults;
+pub mod objects;
 pub mod retry;
 pub mod shadow;
 

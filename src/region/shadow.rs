@@ -28,7 +28,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 
-use crate::storage::DBS_PREFIX;
+use super::objects::DBS_PREFIX;
 
 /// Where shadow parents live in a region's store.
 pub const SHADOW_PREFIX: &str = "_lifeboat/shadow";

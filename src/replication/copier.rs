@@ -28,16 +28,16 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::{Semaphore, watch};
 
-use super::cursor::{self, ReplicaCursor};
-use super::cut::{CutReport, ManifestView, contiguous_wal_end};
-use super::files::{
-    BranchFiles, CopyError, Dir, FileMeta, FileRef, RequestCounter, Side, copy_file,
-};
 use super::pins::Pins;
 use super::status::{FlowState, FlowStatus};
 use super::{Flow, ReplicationOptions};
 use crate::error::{Error, Result};
 use crate::storage::branch_path;
+use crate::storage::cursor::{self, ReplicaCursor};
+use crate::storage::cut::{CutReport, ManifestView, contiguous_wal_end};
+use crate::storage::files::{
+    BranchFiles, CopyError, Dir, FileMeta, FileRef, RequestCounter, Side, copy_file,
+};
 use crate::workload::now_us;
 
 /// Most per-WAL delay samples kept between two drains.

@@ -17,9 +17,6 @@
 
 pub mod check;
 pub mod copier;
-pub mod cursor;
-pub mod cut;
-pub mod files;
 pub mod pins;
 pub mod replicator;
 pub mod status;
@@ -29,7 +26,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::storage::list_databases;
+use crate::storage::{cursor, list_databases};
 
 pub use replicator::Replicator;
 pub use status::{FlowState, FlowStatus};

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::files::FileRef;
 use crate::control::event::BranchForked;
 use crate::control::state::ControlState;
+use crate::storage::files::FileRef;
 
 /// Says whether a file of a branch replica must be kept.
 pub trait Pins: Send + Sync {

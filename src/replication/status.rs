@@ -6,6 +6,9 @@ use serde::Serialize;
 use super::Flow;
 use crate::workload::now_us;
 
+/// Sizes in words; at home in storage, named here for the callers of statuses.
+pub use crate::storage::human_bytes;
+
 /// The state a user sees for one replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum FlowState {
@@ -206,21 +209,5 @@ impl FlowStatus {
             line.push_str(&format!(" ({detail})"));
         }
         line
-    }
-}
-
-/// `1.5 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -13,13 +13,13 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use serde::Serialize;
 
+use super::human_bytes;
 use super::{ADMIN_TIMEOUT, DBS_PREFIX, DbLocation};
 use crate::engine::group::GroupConfig;
 use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::region::retry::retrying;
-use crate::replication::cursor::{self, REPLICATION_PREFIX};
-use crate::replication::status::human_bytes;
+use crate::storage::cursor::{self, REPLICATION_PREFIX};
 
 /// How long the plan watches for new WAL files: a writer at work flushes
 /// its WAL every 100 ms while it takes writes.
@@ -321,7 +321,7 @@ async fn delete_all(region: &Region, mut paths: Vec<Path>) -> Result<u64> {
     let store = region.store();
     paths.sort_by_key(|p| !p.as_ref().contains("/manifest/"));
     for path in &paths {
-        crate::replication::files::delete_if_present(store.as_ref(), path)
+        crate::region::objects::delete_if_present(store.as_ref(), path)
             .await
             .map_err(|e| Error::store(region.name(), &format!("deleting {path}"), &e))?;
     }

@@ -28,9 +28,9 @@ use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::region::retry::retrying;
 use crate::region::shadow::shadow_path;
-use crate::replication::cursor;
-use crate::replication::cut::{ManifestView, contiguous_wal_end};
-use crate::replication::files::{BranchFiles, Dir, FileRef, RequestCounter, Side};
+use crate::storage::cursor;
+use crate::storage::cut::{ManifestView, contiguous_wal_end};
+use crate::storage::files::{BranchFiles, Dir, FileRef, RequestCounter, Side};
 
 /// What a fork holds and what it took.
 #[derive(Debug, Clone, Serialize)]
@@ -301,7 +301,7 @@ pub(crate) async fn remove_files(store: &Arc<dyn ObjectStore>, prefix: &Path) ->
         .await
         .map_err(|e| Error::Failed(format!("listing {prefix}: {e}")))?;
     for meta in &listed {
-        crate::replication::files::delete_if_present(store.as_ref(), &meta.location)
+        crate::region::objects::delete_if_present(store.as_ref(), &meta.location)
             .await
             .map_err(|e| Error::Failed(format!("deleting {}: {e}", meta.location)))?;
     }

@@ -10,7 +10,10 @@
 //! object-store retries, so an unreachable region fails an operation
 //! instead of hanging it (SlateDB retries forever by default).
 
+pub mod cursor;
+pub mod cut;
 pub mod delete;
+pub mod files;
 pub mod fork;
 pub mod pitr;
 pub mod view;
@@ -37,8 +40,7 @@ use crate::region::{Region, RegionUrl, validate_name};
 /// The branch a new database starts with.
 pub const MAIN_BRANCH: &str = "main";
 
-/// The prefix under which databases live in a region's store.
-pub const DBS_PREFIX: &str = "dbs";
+pub use crate::region::objects::DBS_PREFIX;
 
 /// Retries SlateDB makes on one object-store call before it gives up.
 pub const SLATEDB_MAX_RETRIES: u32 = 3;
@@ -290,8 +292,7 @@ impl DbLocation {
     /// Fails when a replication cursor marks this branch as a replica here.
     pub async fn require_home(&self) -> Result<()> {
         let found =
-            crate::replication::cursor::load(&self.store, &self.label, &self.db, &self.branch)
-                .await?;
+            crate::storage::cursor::load(&self.store, &self.label, &self.db, &self.branch).await?;
         match found {
             Some(cursor) => Err(Error::Invalid(format!(
                 "{}/{} in region `{}` is a replica of region `{}`; write at its home (--region {})",
@@ -568,5 +569,21 @@ pub fn describe_location(location: &RegionUrl) -> String {
         RegionUrl::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
         RegionUrl::Gcs { bucket, prefix } => format!("gs://{bucket}/{prefix}"),
         RegionUrl::Azure { container, prefix } => format!("az://{container}/{prefix}"),
+    }
+}
+
+/// `1.5 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

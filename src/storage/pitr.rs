@@ -21,7 +21,7 @@ use slatedb::config::CheckpointOptions;
 use super::{ADMIN_TIMEOUT, DbLocation};
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::replication::files::{Dir, FileRef, RequestCounter, Side};
+use crate::storage::files::{Dir, FileRef, RequestCounter, Side};
 
 /// The name Lifeboat's scheduled checkpoints carry.
 pub const CHECKPOINT_NAME: &str = "lifeboat-pitr";
@@ -92,7 +92,7 @@ pub async fn locate(region: &Region, db: &str, source: &str, at_ms: u64) -> Resu
     // Consistent bases: the checkpointed manifests, and at a replica the
     // newest one too (at a home it moves on, and only a checkpoint keeps
     // a fork's files from the home's garbage collector).
-    let at_replica = crate::replication::cursor::load(&region.store(), region.name(), db, source)
+    let at_replica = crate::storage::cursor::load(&region.store(), region.name(), db, source)
         .await?
         .is_some();
     let newest = manifests
@@ -134,7 +134,7 @@ pub async fn locate(region: &Region, db: &str, source: &str, at_ms: u64) -> Resu
         .read(&FileRef::Manifest(manifest_id))
         .await?
         .ok_or_else(|| Error::Failed(format!("manifest {manifest_id} vanished; try again")))?;
-    let view = crate::replication::cut::ManifestView::parse(manifest_id, bytes)
+    let view = crate::storage::cut::ManifestView::parse(manifest_id, bytes)
         .await
         .map_err(Error::Failed)?;
     let after = FileRef::Wal(view.replay_after_wal_id);

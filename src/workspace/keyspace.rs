@@ -27,8 +27,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::replication::cursor;
 use crate::storage::DbLocation;
+use crate::storage::cursor;
 use crate::workload::now_us;
 
 /// Keys that start with these bytes are Lifeboat's, not the client's.

@@ -18,6 +18,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::error::{Error, Result};
+use crate::region::objects::{delete_if_present, get_if_present};
 use crate::region::retry::retrying;
 use crate::storage::name_in;
 
@@ -360,29 +361,6 @@ impl Side {
         })
         .await
         .map_err(|e| self.err(format!("deleting {path}"), &e))
-    }
-}
-
-/// One attempt at reading a whole object; `None` when it is not there.
-pub(crate) async fn get_if_present(
-    store: &dyn ObjectStore,
-    path: &Path,
-) -> object_store::Result<Option<Bytes>> {
-    match store.get(path).await {
-        Ok(got) => got.bytes().await.map(Some),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(err) => Err(err),
-    }
-}
-
-/// One attempt at deleting an object; one already gone counts as deleted.
-pub(crate) async fn delete_if_present(
-    store: &dyn ObjectStore,
-    path: &Path,
-) -> object_store::Result<()> {
-    match store.delete(path).await {
-        Err(object_store::Error::NotFound { .. }) => Ok(()),
-        other => other,
     }
 }
 

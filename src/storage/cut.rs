@@ -167,7 +167,7 @@ impl CutReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::files::FileMeta;
+    use crate::storage::files::FileMeta;
 
     fn view(replay_after: u64) -> ManifestView {
         ManifestView {

@@ -13,8 +13,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::files::{delete_if_present, get_if_present};
 use crate::error::{Error, Result};
+use crate::region::objects::{delete_if_present, get_if_present};
 use crate::region::retry::retrying;
 
 /// The cursor format this build reads and writes.
