@@ -20,6 +20,7 @@ mod flows;
 pub mod group;
 pub mod history;
 pub mod leases;
+mod operation;
 mod publish;
 pub mod published;
 pub mod recovery;
@@ -221,6 +222,8 @@ impl Engine {
 
 /// What spawned work reports back to the loop.
 enum Internal {
+    /// A step of an operation ended.
+    Step(operation::Op, crate::control::event::Step),
     /// What the lease holder published, read (an engine that holds none).
     StatusRead(Result<Option<Box<published::RemoteView>>>),
     /// This engine's view written in that many regions.
@@ -273,12 +276,10 @@ enum Internal {
         request: RequestId,
         result: Result<crate::orchestrator::failover::Preview>,
     },
-    FailoverStep(crate::control::event::Step),
     FailedOver {
         request: RequestId,
         result: Result<crate::orchestrator::failover::FailoverOutcome>,
     },
-    DrillStep(crate::control::event::Step),
     Drilled {
         request: RequestId,
         result: Result<crate::orchestrator::drill::DrillOutcome>,
@@ -292,12 +293,10 @@ enum Internal {
         request: RequestId,
         result: Result<SwitchPlan>,
     },
-    MoveStep(crate::control::event::Step),
     Moved {
         request: RequestId,
         result: Result<crate::orchestrator::switchover::SwitchOutcome>,
     },
-    RecoveryStep(crate::control::event::Step),
     Recovered {
         request: RequestId,
         result: Result<crate::orchestrator::recover::RecoverOutcome>,

@@ -88,6 +88,20 @@ impl App {
         }
     }
 
+    /// Closes the window as a user does (the app and its engine end), and
+    /// hands back the folder, which stays.
+    fn close(self) -> tempfile::TempDir {
+        let App {
+            harness,
+            runtime,
+            _dir,
+            ..
+        } = self;
+        drop(harness);
+        drop(runtime);
+        _dir
+    }
+
     /// Steps frames until `ready` holds, failing after `timeout`.
     fn until(
         &mut self,
@@ -1153,6 +1167,10 @@ fn the_app_beside_a_service_engine_shows_it_and_fails_over_through_it() {
     app.type_into("Type to confirm", "eu-west-1");
     app.click("Fail over now");
     app.until_shown("failover-1 is live in eu-west-1", Duration::from_secs(60));
+    // The record is the service's, as it publishes it.
+    app.until("the service's record", Duration::from_secs(10), |h| {
+        h.state().snapshot().failover.last.is_some()
+    });
     let record = app
         .harness
         .state()
@@ -1170,7 +1188,7 @@ fn the_app_beside_a_service_engine_shows_it_and_fails_over_through_it() {
 
     // The app closes; the service goes on replicating the new live branch
     // back to the old primary.
-    drop(app);
+    let _dir = app.close();
     service.until(Duration::from_secs(60), |l| {
         l.contains("\"branch\":\"failover-1\"") && l.contains("\"home\":\"eu-west-1\"")
     });

@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::orchestrator::failover::Preview;
 use crate::region::Region;
 
-use super::activity::Outcome;
 use super::group::{self, GroupConfig};
+use super::operation::{Lifecycle, Op, record_outcome};
 use super::run::outcome;
 use super::{Core, Internal, RequestId};
 
@@ -224,12 +224,10 @@ impl Core {
             acks,
             standby: self.standby.clone(),
             pins: Some(Arc::clone(&self.pins)),
-            on_step: Some(self.steps_to(Internal::FailoverStep)),
+            on_step: Some(self.steps_of(Op::Failover)),
             ..Default::default()
         };
-        self.failover.running = true;
-        self.failover.steps.clear();
-        self.failover.error = None;
+        self.failover.begin();
         let who = self.who.clone();
         self.spawn(async move {
             let result = async {
@@ -252,10 +250,12 @@ impl Core {
         request: RequestId,
         result: Result<crate::orchestrator::failover::FailoverOutcome>,
     ) {
-        self.failover.running = false;
         self.failover.preview = None;
-        match result {
-            Ok(outcome) => {
+        if let Some(failed) = self.failover.ended(&result) {
+            return self.finish(request, failed);
+        }
+        if let Ok(outcome) = result {
+            {
                 let record = outcome.record;
                 for ws in outcome.workspaces {
                     self.workspaces.insert(ws.name().to_string(), ws);
@@ -273,19 +273,12 @@ impl Core {
                         }
                     }
                 }
-                let rto = record
-                    .rto_ms
-                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
-                let message = format!("{}; RTO {rto}", record.outcome);
+                let outcome = record_outcome(&record);
                 self.failover.last = Some(record);
-                self.finish(request, Outcome::Done(message));
+                self.finish(request, outcome);
                 self.read_control();
                 // The new live branches start flowing back to the old primary.
                 self.discover();
-            }
-            Err(e) => {
-                self.failover.error = Some(crate::error::one_line(&e.to_string()));
-                self.fail(request, e);
             }
         }
     }
@@ -328,7 +321,7 @@ impl Core {
             smoke,
             acks: self.acks_for(&dbs),
             pins: Some(Arc::clone(&self.pins)),
-            on_step: Some(self.steps_to(Internal::DrillStep)),
+            on_step: Some(self.steps_of(Op::Drill)),
             ..Default::default()
         };
         // The smoke commands are the group's: the next drill starts from them.
@@ -340,9 +333,7 @@ impl Core {
                 tracing::warn!("saving the drill's smoke commands: {e}");
             }
         }
-        self.drill.running = true;
-        self.drill.steps.clear();
-        self.drill.error = None;
+        self.drill.begin();
         let who = self.who.clone();
         let from = group.primary.clone();
         self.spawn(async move {
@@ -357,33 +348,18 @@ impl Core {
         request: RequestId,
         result: Result<crate::orchestrator::drill::DrillOutcome>,
     ) {
-        self.drill.running = false;
-        match result {
-            Ok(outcome) => {
-                let record = outcome.record;
-                if let Some(ws) = outcome.workspace {
-                    self.drill_workspaces.insert(record.id.clone(), ws);
-                }
-                let rto = record
-                    .rto_ms
-                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
-                let message = format!("{}; RTO {rto}", record.outcome);
-                let ok = record.ok;
-                self.drill.last = Some(record);
-                self.finish(
-                    request,
-                    if ok {
-                        Outcome::Done(message)
-                    } else {
-                        Outcome::Failed(message)
-                    },
-                );
-                self.read_control();
+        if let Some(failed) = self.drill.ended(&result) {
+            return self.finish(request, failed);
+        }
+        if let Ok(outcome) = result {
+            let record = outcome.record;
+            if let Some(ws) = outcome.workspace {
+                self.drill_workspaces.insert(record.id.clone(), ws);
             }
-            Err(e) => {
-                self.drill.error = Some(crate::error::one_line(&e.to_string()));
-                self.fail(request, e);
-            }
+            let outcome = record_outcome(&record);
+            self.drill.last = Some(record);
+            self.finish(request, outcome);
+            self.read_control();
         }
     }
 

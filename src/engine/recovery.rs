@@ -17,6 +17,7 @@ use crate::region::Region;
 
 use super::activity::Outcome;
 use super::group::GroupConfig;
+use super::operation::{Lifecycle, Op, record_outcome};
 use super::{Core, Internal, RequestId, failover, recovery};
 
 /// Rows of a comparison the app is sent (the CLI's `--json` has them all).
@@ -213,12 +214,10 @@ impl Core {
             serving,
             acks,
             pins: Some(Arc::clone(&self.pins)),
-            on_step: Some(self.steps_to(Internal::MoveStep)),
+            on_step: Some(self.steps_of(Op::Move)),
             ..Default::default()
         };
-        self.moving.running = true;
-        self.moving.steps.clear();
-        self.moving.error = None;
+        self.moving.begin();
         let who = self.who.clone();
         self.spawn(async move {
             let result = async {
@@ -241,10 +240,12 @@ impl Core {
         request: RequestId,
         result: Result<crate::orchestrator::switchover::SwitchOutcome>,
     ) {
-        self.moving.running = false;
         self.moving.plan = None;
-        match result {
-            Ok(outcome) => {
+        if let Some(failed) = self.moving.ended(&result) {
+            return self.finish(request, failed);
+        }
+        if let Ok(outcome) = result {
+            {
                 for ws in outcome.workspaces {
                     self.workspaces.insert(ws.name().to_string(), ws);
                 }
@@ -263,18 +264,11 @@ impl Core {
                     });
                 }
                 let record = outcome.record;
-                let rto = record
-                    .rto_ms
-                    .map_or("not measured".to_string(), |ms| format!("{ms} ms"));
-                let message = format!("{}; RTO {rto}", record.outcome);
+                let outcome = record_outcome(&record);
                 self.moving.last = Some(record);
-                self.finish(request, Outcome::Done(message));
+                self.finish(request, outcome);
                 self.read_control();
                 self.discover();
-            }
-            Err(e) => {
-                self.moving.error = Some(crate::error::one_line(&e.to_string()));
-                self.fail(request, e);
             }
         }
     }
@@ -365,12 +359,10 @@ impl Core {
         let state = self.control_state.clone();
         let options = crate::orchestrator::recover::RecoverOptions {
             pins: Some(Arc::clone(&self.pins)),
-            on_step: Some(self.steps_to(Internal::RecoveryStep)),
+            on_step: Some(self.steps_of(Op::Recovery)),
             ..Default::default()
         };
-        self.recovery.running = true;
-        self.recovery.steps.clear();
-        self.recovery.error = None;
+        self.recovery.begin();
         self.recovery.comparison = None;
         let who = self.who.clone();
         self.spawn(async move {
@@ -380,6 +372,46 @@ impl Core {
             .await;
             Internal::Recovered { request, result }
         });
+    }
+
+    pub(super) fn recovered(
+        &mut self,
+        request: RequestId,
+        result: Result<crate::orchestrator::recover::RecoverOutcome>,
+    ) {
+        if let Some(failed) = self.recovery.ended(&result) {
+            return self.finish(request, failed);
+        }
+        if let Ok(outcome) = result {
+            self.recovery.comparison = outcome.recovered.as_ref().map(recovery::ComparisonView::of);
+            let message = outcome.record.outcome.clone();
+            self.recovery.last = Some(outcome.record);
+            self.finish(request, Outcome::Done(message));
+            self.read_control();
+        }
+    }
+
+    pub(super) fn merged(
+        &mut self,
+        request: RequestId,
+        result: Result<crate::orchestrator::merge::MergeOutcome>,
+    ) {
+        if let Some(failed) = self.recovery.ended(&result) {
+            return self.finish(request, failed);
+        }
+        if let Ok(outcome) = result {
+            let message = outcome.record.outcome.clone();
+            let compared = self.recovery.comparison.take();
+            self.recovery.last = Some(outcome.record);
+            self.finish(request, Outcome::Done(message));
+            self.read_control();
+            // What is left to merge, unless the branch is gone.
+            if let Some(c) = compared
+                && !outcome.discarded
+            {
+                self.compare(super::run::INTERNAL_REQUEST, c.db, c.branch);
+            }
+        }
     }
 
     pub(super) fn compare(&mut self, request: RequestId, db: String, branch: String) {
@@ -436,12 +468,10 @@ impl Core {
             pick,
             target,
             discard,
-            on_step: Some(self.steps_to(Internal::RecoveryStep)),
+            on_step: Some(self.steps_of(Op::Recovery)),
             ..Default::default()
         };
-        self.recovery.running = true;
-        self.recovery.steps.clear();
-        self.recovery.error = None;
+        self.recovery.begin();
         let who = self.who.clone();
         self.spawn(async move {
             let result = crate::orchestrator::merge::merge(

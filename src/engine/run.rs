@@ -418,9 +418,7 @@ impl Core {
                     }
                 }
             }
-            Internal::FailoverStep(step) => self.failover.steps.push(step),
-            Internal::MoveStep(step) => self.moving.steps.push(step),
-            Internal::RecoveryStep(step) => self.recovery.steps.push(step),
+            Internal::Step(op, step) => self.view_of(op).step(step),
             Internal::MovePlanned { request, result } => {
                 self.moving.planning = false;
                 match result {
@@ -437,23 +435,7 @@ impl Core {
                 }
             }
             Internal::Moved { request, result } => self.moved(request, result),
-            Internal::Recovered { request, result } => {
-                self.recovery.running = false;
-                match result {
-                    Ok(outcome) => {
-                        self.recovery.comparison =
-                            outcome.recovered.as_ref().map(recovery::ComparisonView::of);
-                        let message = outcome.record.outcome.clone();
-                        self.recovery.last = Some(outcome.record);
-                        self.finish(request, Outcome::Done(message));
-                        self.read_control();
-                    }
-                    Err(e) => {
-                        self.recovery.error = Some(crate::error::one_line(&e.to_string()));
-                        self.fail(request, e);
-                    }
-                }
-            }
+            Internal::Recovered { request, result } => self.recovered(request, result),
             Internal::Compared { request, result } => {
                 self.recovery.comparing = false;
                 match result {
@@ -470,29 +452,7 @@ impl Core {
                     }
                 }
             }
-            Internal::Merged { request, result } => {
-                self.recovery.running = false;
-                match result {
-                    Ok(outcome) => {
-                        let message = outcome.record.outcome.clone();
-                        let compared = self.recovery.comparison.take();
-                        self.recovery.last = Some(outcome.record);
-                        self.finish(request, Outcome::Done(message));
-                        self.read_control();
-                        // What is left to merge, unless the branch is gone.
-                        if let Some(c) = compared
-                            && !outcome.discarded
-                        {
-                            self.compare(INTERNAL_REQUEST, c.db, c.branch);
-                        }
-                    }
-                    Err(e) => {
-                        self.recovery.error = Some(crate::error::one_line(&e.to_string()));
-                        self.fail(request, e);
-                    }
-                }
-            }
-            Internal::DrillStep(step) => self.drill.steps.push(step),
+            Internal::Merged { request, result } => self.merged(request, result),
             Internal::StandbyStarted { name, result } => {
                 self.standby_starting.remove(&name);
                 match result {
@@ -555,17 +515,6 @@ impl Core {
                 }
             }
         }
-    }
-
-    /// Each step of an operation, as it ends, back to the engine as `wrap(step)`.
-    pub(super) fn steps_to(
-        &self,
-        wrap: fn(crate::control::event::Step) -> Internal,
-    ) -> crate::orchestrator::OnStep {
-        let tx = self.internal_tx.clone();
-        Box::new(move |step| {
-            let _ = tx.send(wrap(step.clone()));
-        })
     }
 
     /// This data folder's engine id for the control log; on failure the
