@@ -118,7 +118,10 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
             "is the primary; choose another region",
         ),
         (
-            Command::Failover { epoch: 1 },
+            Command::Failover {
+                epoch: 1,
+                asked_ms: None,
+            },
             "look at what a failover would lose first",
         ),
         (

@@ -131,6 +131,8 @@ fn scope(
 }
 
 pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Result<i32> {
+    // RTO counts from here: the preview and the hand-over are part of it.
+    let asked = (std::time::Instant::now(), now_ms());
     let regions = super::workspace::regions(ctx)?;
     let (from, to, mut dbs) = scope(ctx, &regions, &args)?;
     // The log as the new primary holds it (the old one may be gone).
@@ -167,7 +169,7 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
     }
     let held = match super::route::route(ctx, std::slice::from_ref(&to), "fail over").await? {
         super::route::Route::Engine(socket) => {
-            return failover_at_engine(json, &args, &preview, &socket).await;
+            return failover_at_engine(json, &args, &preview, &socket, asked.1).await;
         }
         super::route::Route::Here(held) => held,
     };
@@ -189,6 +191,7 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         // A workspace standing in the new primary in another process takes
         // the new branches over on its own once the failover is logged.
         standby: BTreeMap::new(),
+        asked: Some(asked.0),
     };
     let outcome = failover::failover(&regions, &preview, &engine, &local_user(), options).await;
     // The failover is done; serving needs no lease (replication may go on
@@ -205,6 +208,7 @@ async fn failover_at_engine(
     args: &FailoverArgs,
     here: &failover::Preview,
     socket: &std::path::Path,
+    asked_ms: u64,
 ) -> Result<i32> {
     if args.serve.port.is_some() || args.serve.bind.is_some() || args.serve.duration.is_some() {
         return Err(Error::invalid(
@@ -237,6 +241,7 @@ async fn failover_at_engine(
         socket,
         lifeboat::engine::Command::Failover {
             epoch: preview.epoch,
+            asked_ms: Some(asked_ms),
         },
     )
     .await?;

@@ -419,6 +419,7 @@ pub async fn failback_command(ctx: &Ctx, json: bool, args: SwitchArgs) -> Result
 }
 
 async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKind) -> Result<i32> {
+    let asked = (std::time::Instant::now(), lifeboat::orchestrator::now_ms());
     let regions = super::workspace::regions(ctx)?;
     let state = live_state(&regions).await?;
     let group = group::load(&ctx.home.config_dir)?;
@@ -489,7 +490,7 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
     let written = [from.clone(), to.clone()];
     let held = match super::route::route(ctx, &written, kind.name()).await? {
         super::route::Route::Engine(socket) => {
-            return move_at_engine(json, &args, &plan, &socket).await;
+            return move_at_engine(json, &args, &plan, &socket, asked.1).await;
         }
         super::route::Route::Here(held) => held,
     };
@@ -507,6 +508,7 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
         serve: !args.serve.no_serve,
         acks,
         on_step: (!json).then(step_printer),
+        asked: Some(asked.0),
         ..SwitchOptions::default()
     };
     let outcome = switchover::switchover(&regions, &plan, &engine, &local_user(), options).await;
@@ -522,6 +524,7 @@ async fn move_at_engine(
     args: &SwitchArgs,
     here: &switchover::SwitchPlan,
     socket: &std::path::Path,
+    asked_ms: u64,
 ) -> Result<i32> {
     let kind = here.kind;
     if args.serve.port.is_some() || args.serve.bind.is_some() || args.serve.duration.is_some() {
@@ -552,6 +555,7 @@ async fn move_at_engine(
     let command = lifeboat::engine::Command::Move {
         kind,
         epoch: plan.epoch,
+        asked_ms: Some(asked_ms),
     };
     let (_, data) = super::route::at_engine(socket, command).await?;
     let record: lifeboat::control::event::OperationRecord = data

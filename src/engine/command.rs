@@ -78,7 +78,13 @@ pub enum Command {
     PreviewFailover,
     /// Fails the group over as the preview of epoch `epoch` said: fences,
     /// forks, records, serves, measures. Refused if the preview is stale.
-    Failover { epoch: u64 },
+    Failover {
+        epoch: u64,
+        /// When the asker asked (ms since the epoch, this machine's clock):
+        /// RTO counts from there. `None`: when the engine got it.
+        #[serde(default)]
+        asked_ms: Option<u64>,
+    },
     /// Test failover: forks drill branches in the secondary, serves them
     /// from a drill workspace, verifies them and reports; they expire
     /// after `ttl_s`.
@@ -105,7 +111,13 @@ pub enum Command {
     /// group's live branches would move (the snapshot's `moving.plan`).
     PlanMove { kind: OperationKind },
     /// Moves the live branches as the plan of epoch `epoch` said.
-    Move { kind: OperationKind, epoch: u64 },
+    Move {
+        kind: OperationKind,
+        epoch: u64,
+        /// As for `Failover`.
+        #[serde(default)]
+        asked_ms: Option<u64>,
+    },
     /// Recovers the writes of `db` stranded where its live branch was
     /// failed over from (the region must answer again).
     Recover { db: String },
@@ -184,9 +196,9 @@ impl Command {
             Command::StartPreprovisioning => "start pre-provisioning".into(),
             Command::StopPreprovisioning => "stop pre-provisioning".into(),
             Command::Drill { ttl_s, .. } => format!("test failover (branches kept {ttl_s} s)"),
-            Command::Failover { epoch } => format!("fail over (epoch {epoch})"),
+            Command::Failover { epoch, .. } => format!("fail over (epoch {epoch})"),
             Command::PlanMove { kind } => format!("plan a {}", kind.name()),
-            Command::Move { kind, epoch } => format!("{} (epoch {epoch})", kind.name()),
+            Command::Move { kind, epoch, .. } => format!("{} (epoch {epoch})", kind.name()),
             Command::Recover { db } => format!("recover the stranded writes of {db}"),
             Command::CompareRecovered { db, branch } => {
                 format!("compare {db}/{branch} with the live branch")

@@ -191,7 +191,12 @@ impl Core {
         });
     }
 
-    pub(super) fn run_failover(&mut self, request: RequestId, epoch: u64) {
+    pub(super) fn run_failover(
+        &mut self,
+        request: RequestId,
+        epoch: u64,
+        asked: Option<std::time::Instant>,
+    ) {
         if self.failover.running {
             return self.fail(request, "a failover is running already");
         }
@@ -225,6 +230,7 @@ impl Core {
             standby: self.standby.clone(),
             pins: Some(Arc::clone(&self.pins)),
             on_step: Some(self.steps_of(Op::Failover)),
+            asked: asked.or_else(|| Some(std::time::Instant::now())),
             ..Default::default()
         };
         self.failover.begin();

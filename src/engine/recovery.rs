@@ -174,7 +174,13 @@ impl Core {
         });
     }
 
-    pub(super) fn run_move(&mut self, request: RequestId, kind: OperationKind, epoch: u64) {
+    pub(super) fn run_move(
+        &mut self,
+        request: RequestId,
+        kind: OperationKind,
+        epoch: u64,
+        asked: Option<std::time::Instant>,
+    ) {
         if self.moving.running {
             return self.fail(request, format!("a {} is running already", kind.name()));
         }
@@ -215,6 +221,7 @@ impl Core {
             acks,
             pins: Some(Arc::clone(&self.pins)),
             on_step: Some(self.steps_of(Op::Move)),
+            asked: asked.or_else(|| Some(std::time::Instant::now())),
             ..Default::default()
         };
         self.moving.begin();

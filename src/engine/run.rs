@@ -294,10 +294,16 @@ impl Core {
             Command::DeleteBranch { db, branch } => self.delete_branch(request, db, branch),
             Command::StartPreprovisioning => self.set_preprovisioning(request, true),
             Command::StopPreprovisioning => self.set_preprovisioning(request, false),
-            Command::Failover { epoch } => self.run_failover(request, epoch),
+            Command::Failover { epoch, asked_ms } => {
+                self.run_failover(request, epoch, asked_at(asked_ms))
+            }
             Command::ExportReport { id, path } => self.export_report(request, id, path),
             Command::PlanMove { kind } => self.plan_move(request, kind),
-            Command::Move { kind, epoch } => self.run_move(request, kind, epoch),
+            Command::Move {
+                kind,
+                epoch,
+                asked_ms,
+            } => self.run_move(request, kind, epoch, asked_at(asked_ms)),
             Command::Recover { db } => self.recover(request, db),
             Command::CompareRecovered { db, branch } => self.compare(request, db, branch),
             Command::Merge {
@@ -548,4 +554,16 @@ pub(super) fn outcome(result: Result<String>) -> Outcome {
         Ok(message) => Outcome::Done(message),
         Err(e) => Outcome::Failed(crate::error::one_line(&e.to_string())),
     }
+}
+
+/// The moment `asked_ms` (a client's clock on this machine) names, on this
+/// process's clock: now when it is unset, in the future or over ten minutes
+/// old (a clock that jumped).
+fn asked_at(asked_ms: Option<u64>) -> Option<std::time::Instant> {
+    let ago = crate::orchestrator::now_ms().checked_sub(asked_ms?)?;
+    let ago = std::time::Duration::from_millis(ago);
+    if ago > std::time::Duration::from_secs(600) {
+        return None;
+    }
+    std::time::Instant::now().checked_sub(ago)
 }

@@ -174,6 +174,7 @@ impl FailoverPanel {
                 {
                     self.typed.clear();
                     self.run_request = Some(engine.send(Command::Failover {
+                        asked_ms: None,
                         epoch: preview.epoch,
                     }));
                 }

@@ -238,6 +238,7 @@ impl MovePanel {
                 {
                     self.typed.clear();
                     self.run_request = Some(engine.send(Command::Move {
+                        asked_ms: None,
                         kind: self.kind,
                         epoch: plan.epoch,
                     }));

@@ -269,6 +269,10 @@ pub struct FailoverOptions {
     /// Pre-provisioned workspaces standing in the new primary (by name,
     /// with their probe tokens): promoted instead of started.
     pub standby: BTreeMap<String, (Arc<Workspace>, String)>,
+    /// When the failover was asked for (the command started, the button was
+    /// pressed): RTO counts from there to the first write a client gets
+    /// acknowledged. Default: when this call began.
+    pub asked: Option<Instant>,
 }
 
 /// What a failover did.
@@ -302,8 +306,8 @@ pub async fn failover(
             "another failover (epoch {current}) happened since this one was previewed; look again"
         )));
     }
-    let mut steps = Steps::new(options.on_step);
-    let started_ms = now_ms();
+    let mut steps = Steps::asked_at(options.on_step, options.asked);
+    let started_ms = steps.asked_ms();
     let epoch = preview.epoch;
     let name = format!("failover-{epoch}");
 

@@ -29,11 +29,22 @@ pub struct Steps {
 
 impl Steps {
     pub fn new(on_step: Option<OnStep>) -> Steps {
+        Steps::asked_at(on_step, None)
+    }
+
+    /// Steps of an operation asked for at `asked` (default: now): its RTO
+    /// counts from there, the asker's preview and hand-over included.
+    pub fn asked_at(on_step: Option<OnStep>, asked: Option<Instant>) -> Steps {
         Steps {
-            started: Instant::now(),
+            started: asked.unwrap_or_else(Instant::now),
             steps: Vec::new(),
             on_step,
         }
+    }
+
+    /// When the operation was asked for, in ms since the Unix epoch.
+    pub fn asked_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.elapsed_ms())
     }
 
     /// Since the operation was asked for.

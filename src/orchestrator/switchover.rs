@@ -342,6 +342,8 @@ pub struct SwitchOptions {
     pub pins: Option<Arc<BranchPins>>,
     pub on_step: Option<OnStep>,
     pub replication: Option<ReplicationOptions>,
+    /// When the move was asked for: RTO counts from there.
+    pub asked: Option<std::time::Instant>,
 }
 
 /// What a switchover did.
@@ -377,8 +379,8 @@ pub async fn switchover(
             state.epoch
         )));
     }
-    let mut steps = Steps::new(options.on_step);
-    let started_ms = now_ms();
+    let mut steps = Steps::asked_at(options.on_step, options.asked);
+    let started_ms = steps.asked_ms();
     let dbs: Vec<String> = plan.dbs.iter().map(|d| d.db.clone()).collect();
     let name = format!("{}-{}", plan.kind.name(), plan.epoch);
 
