@@ -126,4 +126,18 @@ open_app --open failback
 sleep 6
 shot failback
 close_app
+# The app beside the engine running as a service: it shows that engine's
+# view (the status bar says where it runs) and closing it leaves the
+# service replicating.
+lifeboat serve --report-every 60s >"$work/serve.log" 2>&1 &
+serve_pid=$!
+sleep 3
+open_app --tab replication
+sleep 8
+shot service
+close_app
+kill -0 "$serve_pid" 2>/dev/null ||
+    { echo "error: closing the app stopped the service's engine; its log:" >&2; cat "$work/serve.log" >&2; exit 1; }
+kill "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
 echo "{\"app_rss_mib\": $((rss_kib / 1024)), \"demo_seconds\": $demo_seconds}"

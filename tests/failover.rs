@@ -287,40 +287,12 @@ fn ok(out: std::process::Output) -> std::process::Output {
     out
 }
 
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-e"])
-        .args(["--user", "app", "--pass", PASSWORD, "--no-auth-warning"])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    format!("{}{}", common::stdout(&out), common::stderr(&out))
-        .trim()
-        .to_string()
-}
-
-/// The incident responder's path through the real binary: preview (nothing
-/// changes), failover with --yes, and `redis-cli` writing at the new
-/// connection string with the user the primary had.
-#[test]
-fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
-    use common::{lifeboat, run, stdout};
-    use std::io::{BufRead, BufReader, Write};
+/// `orders` in us-east-1, served by workspace `shop`, with user `app`
+/// (readwrite, password `PASSWORD`, typed on stdin as a person would).
+fn shop_with_a_user(data: &std::path::Path) {
+    use common::{lifeboat, run};
+    use std::io::Write;
     use std::process::Stdio;
-
-    let found = std::process::Command::new("redis-cli")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found || std::env::var("CI").is_err(),
-        "redis-cli is missing under CI"
-    );
-    if !found {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path();
     ok(run(lifeboat(data), &["db", "create", "orders"]));
     ok(run(
         lifeboat(data),
@@ -348,6 +320,43 @@ fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
         .write_all(format!("{PASSWORD}\n").as_bytes())
         .expect("password");
     ok(child.wait_with_output().expect("user add"));
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-e"])
+        .args(["--user", "app", "--pass", PASSWORD, "--no-auth-warning"])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    format!("{}{}", common::stdout(&out), common::stderr(&out))
+        .trim()
+        .to_string()
+}
+
+/// The incident responder's path through the real binary: preview (nothing
+/// changes), failover with --yes, and `redis-cli` writing at the new
+/// connection string with the user the primary had.
+#[test]
+fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
+    use common::{lifeboat, run, stdout};
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let found = std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var("CI").is_err(),
+        "redis-cli is missing under CI"
+    );
+    if !found {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    shop_with_a_user(data);
     ok(run(
         lifeboat(data),
         &[
@@ -891,8 +900,6 @@ async fn a_pre_provisioned_workspace_becomes_the_writer_at_failover() {
 fn a_failover_and_merge_from_other_terminals_go_through_the_engine_which_recovers_by_itself_and_never_fences_production()
  {
     use common::{lifeboat, run, stdout};
-    use std::io::Write;
-    use std::process::Stdio;
 
     if std::process::Command::new("redis-cli")
         .arg("--version")
@@ -907,33 +914,7 @@ fn a_failover_and_merge_from_other_terminals_go_through_the_engine_which_recover
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path();
-    ok(run(lifeboat(data), &["db", "create", "orders"]));
-    ok(run(
-        lifeboat(data),
-        &["workspace", "create", "shop", "--db", "orders"],
-    ));
-    let mut child = lifeboat(data)
-        .args([
-            "workspace",
-            "user",
-            "add",
-            "shop",
-            "app",
-            "--role",
-            "readwrite",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lifeboat runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .expect("password");
-    ok(child.wait_with_output().expect("user add"));
+    shop_with_a_user(data);
     ok(run(
         lifeboat(data),
         &["group", "configure", "--secondary", "eu-west-1"],

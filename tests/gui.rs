@@ -102,6 +102,30 @@ impl App {
         _dir
     }
 
+    /// Fails over to eu-west-1 from the Replication tab (the name typed to
+    /// confirm) and waits for the record, which must be ok.
+    fn fail_over_to_eu(&mut self) -> lifeboat::control::event::OperationRecord {
+        self.click_role(Role::Button, "Failover");
+        self.until("the preview", Duration::from_secs(30), |h| {
+            h.query_by_label("Fail over now").is_some()
+        });
+        self.type_into("Type to confirm", "eu-west-1");
+        self.click("Fail over now");
+        self.until("the record", Duration::from_secs(60), |h| {
+            h.state().snapshot().failover.last.is_some()
+        });
+        let record = self
+            .harness
+            .state()
+            .snapshot()
+            .failover
+            .last
+            .clone()
+            .expect("a record");
+        assert!(record.ok, "{record:#?}");
+        record
+    }
+
     /// Steps frames until `ready` holds, failing after `timeout`.
     fn until(
         &mut self,
@@ -981,24 +1005,7 @@ fn a_pre_provisioned_workspace_stands_in_the_secondary_and_takes_over_at_failove
     app.until("In sync", Duration::from_secs(90), |h| {
         count_label(h, "In sync") == 1
     });
-    app.click_role(Role::Button, "Failover");
-    app.until("the preview", Duration::from_secs(30), |h| {
-        h.query_by_label("Fail over now").is_some()
-    });
-    app.type_into("Type to confirm", "eu-west-1");
-    app.click("Fail over now");
-    app.until("the outcome", Duration::from_secs(60), |h| {
-        h.state().snapshot().failover.last.is_some()
-    });
-    let record = app
-        .harness
-        .state()
-        .snapshot()
-        .failover
-        .last
-        .clone()
-        .expect("a record");
-    assert!(record.ok, "{record:#?}");
+    let record = app.fail_over_to_eu();
     assert!(
         record
             .steps
@@ -1160,26 +1167,9 @@ fn the_app_beside_a_service_engine_shows_it_and_fails_over_through_it() {
         h.query_by_role_and_label(Role::Button, "Failover")
             .is_some_and(|b| !b.accesskit_node().is_disabled())
     });
-    app.click_role(Role::Button, "Failover");
-    app.until("the preview", Duration::from_secs(30), |h| {
-        h.query_by_label("Fail over now").is_some()
-    });
-    app.type_into("Type to confirm", "eu-west-1");
-    app.click("Fail over now");
-    app.until_shown("failover-1 is live in eu-west-1", Duration::from_secs(60));
     // The record is the service's, as it publishes it.
-    app.until("the service's record", Duration::from_secs(10), |h| {
-        h.state().snapshot().failover.last.is_some()
-    });
-    let record = app
-        .harness
-        .state()
-        .snapshot()
-        .failover
-        .last
-        .clone()
-        .expect("a record");
-    assert!(record.ok, "{record:#?}");
+    app.fail_over_to_eu();
+    app.until_shown("failover-1 is live in eu-west-1", Duration::from_secs(30));
     let by = app.harness.state().snapshot().activity.iter().any(|e| {
         e.what.starts_with("fail over (epoch")
             && matches!(e.outcome, lifeboat::engine::activity::Outcome::Done(_))

@@ -363,20 +363,9 @@ impl RegionLease {
         }
         let mut record = self.me.clone();
         record.renewed_ms = now_ms;
-        let text = ron::to_string(&record)
-            .map_err(|e| Error::Failed(format!("cannot encode the lease: {e}")))?;
         let path = name(seq);
         let store = self.region.store();
-        let put = store
-            .put_opts(
-                &path,
-                PutPayload::from(text.into_bytes()),
-                PutOptions {
-                    mode: PutMode::Create,
-                    ..PutOptions::default()
-                },
-            )
-            .await;
+        let put = create(store.as_ref(), &path, &record).await?;
         let won = match put {
             Ok(_) => true,
             // Another engine took the name, unless it was our own put
@@ -429,21 +418,8 @@ impl RegionLease {
         let mut record = self.me.clone();
         record.renewed_ms = crate::orchestrator::now_ms();
         record.released = true;
-        let text = ron::to_string(&record)
-            .map_err(|e| Error::Failed(format!("cannot encode the lease: {e}")))?;
         let path = name(seen.seq + 1);
-        let put = self
-            .region
-            .store()
-            .put_opts(
-                &path,
-                PutPayload::from(text.into_bytes()),
-                PutOptions {
-                    mode: PutMode::Create,
-                    ..PutOptions::default()
-                },
-            )
-            .await;
+        let put = create(self.region.store().as_ref(), &path, &record).await?;
         self.held_until = None;
         self.state = LeaseState::Unknown;
         match put {
@@ -497,6 +473,24 @@ impl RegionLease {
 pub async fn newest(region: &Region) -> Result<Option<(u64, Holder)>> {
     let probe = RegionLease::new(region.clone(), Holder::me("0000000000000000"));
     Ok(probe.list_newest().await?.map(|s| (s.seq, s.holder)))
+}
+
+/// One create-only put of `record` at `path`; the store's answer, for the
+/// caller to tell a won name from a taken one.
+async fn create(
+    store: &dyn ObjectStore,
+    path: &Path,
+    record: &Holder,
+) -> Result<object_store::Result<object_store::PutResult>> {
+    let text = ron::to_string(record)
+        .map_err(|e| Error::Failed(format!("cannot encode the lease: {e}")))?;
+    let options = PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    Ok(store
+        .put_opts(path, PutPayload::from(text.into_bytes()), options)
+        .await)
 }
 
 fn name(seq: u64) -> Path {
