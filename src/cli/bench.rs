@@ -44,6 +44,13 @@ pub enum BenchCommand {
     /// Failovers under a running workload, on demand and pre-provisioned:
     /// RTO and RPO p50/p99 against the targets.
     Failover(FailoverBench),
+    /// (For `bench failover`: a client that writes at ADDR until a write
+    /// is acknowledged, and prints when.)
+    #[command(hide = true)]
+    FirstWrite {
+        #[arg(long)]
+        addr: String,
+    },
     /// Two `serve` engines on one group: standby takeover after SIGKILL,
     /// staleness of the published status, the requests both cost.
     Engine(EngineBench),
@@ -224,6 +231,11 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
             let _ = std::fs::remove_dir_all(&scratch);
             let figures = result?;
             crate::emit(json, &figures, || bench_failover::table(&figures))?;
+            Ok(exit_code::OK)
+        }
+        BenchCommand::FirstWrite { addr } => {
+            let at = bench_failover::first_write(&addr, Duration::from_secs(60)).await?;
+            println!("{at}");
             Ok(exit_code::OK)
         }
         BenchCommand::Engine(args) => {

@@ -175,15 +175,12 @@ pub async fn preview(
             "no database to fail over; name one with --db or configure replication first",
         ));
     }
-    let (primary_reachable, primary_error) =
-        match tokio::time::timeout(REACH_TIMEOUT, from.probe()).await {
-            Ok(Ok(_)) => (true, None),
-            Ok(Err(e)) => (false, Some(crate::error::one_line(&e.to_string()))),
-            Err(_) => (
-                false,
-                Some(format!("no answer within {} s", REACH_TIMEOUT.as_secs())),
-            ),
-        };
+    // One look, not retried: a primary that is down is the expected case,
+    // and every retry would be RTO.
+    let (primary_reachable, primary_error) = match from.answers(REACH_TIMEOUT).await {
+        Ok(()) => (true, None),
+        Err(e) => (false, Some(crate::error::one_line(&e.to_string()))),
+    };
     let mut out = Vec::new();
     for db in dbs {
         let branch = state.live_branch(db).to_string();

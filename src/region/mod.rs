@@ -580,6 +580,21 @@ impl Region {
         Ok(report)
     }
 
+    /// Whether the region answers one read within `within` (not retried):
+    /// an answer that the object is missing counts.
+    pub async fn answers(&self, within: std::time::Duration) -> Result<()> {
+        let path = Path::from("_lifeboat/reach");
+        match tokio::time::timeout(within, self.store.head(&path)).await {
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(Err(e)) => Err(Error::store(self.name(), "reach", &e)),
+            Err(_) => Err(Error::Failed(format!(
+                "region `{}` did not answer within {} ms",
+                self.name(),
+                within.as_millis()
+            ))),
+        }
+    }
+
     /// What [`Region::probe`] measures, without refusing anything.
     pub async fn measure(&self) -> Result<ProbeReport> {
         let name = self.name();
