@@ -458,6 +458,30 @@ pub async fn restore_command(ctx: &Ctx, json: bool, args: RestoreArgs) -> Result
     }
     let regions = super::workspace::regions(ctx)?;
     let region = ctx.open(&args.region)?;
+    let held = match super::route::route(ctx, std::slice::from_ref(&region), "restore").await? {
+        super::route::Route::Engine(socket) => {
+            if args.from.is_some() {
+                return Err(Error::invalid(
+                    "the engine that runs the group restores off the live branch; leave out --from",
+                ));
+            }
+            let command = lifeboat::engine::Command::Restore {
+                db: args.db.clone(),
+                region: region.name().to_string(),
+                at_ms,
+                name: args
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("restore-{}", at_ms / 1000)),
+            };
+            let (message, _) = super::route::at_engine(&socket, command).await?;
+            emit(json, &serde_json::json!({ "done": message }), || {
+                message.clone()
+            })?;
+            return Ok(exit_code::OK);
+        }
+        super::route::Route::Here(held) => held,
+    };
     let state = control::load_all(&regions).await?;
     let source = args
         .from
@@ -467,11 +491,17 @@ pub async fn restore_command(ctx: &Ctx, json: bool, args: RestoreArgs) -> Result
         .name
         .clone()
         .unwrap_or_else(|| format!("restore-{}", at_ms / 1000));
-    let point = lifeboat::storage::pitr::locate(&region, &args.db, &source, at_ms).await?;
-    let forked = fork::fork_at(&region, &args.db, &source, &name, Some(&point)).await?;
-    let event = Event::BranchForked(branch_event(&forked, BranchReason::Recovery, None));
-    let engine = control::engine_id(&ctx.home.data_dir)?;
-    let appended = control::append(&regions, &engine, &local_user(), event).await?;
+    let restored = async {
+        let point = lifeboat::storage::pitr::locate(&region, &args.db, &source, at_ms).await?;
+        let forked = fork::fork_at(&region, &args.db, &source, &name, Some(&point)).await?;
+        let event = Event::BranchForked(branch_event(&forked, BranchReason::Recovery, None));
+        let engine = control::engine_id(&ctx.home.data_dir)?;
+        let appended = control::append(&regions, &engine, &local_user(), event).await?;
+        Ok::<_, Error>((point, forked, appended))
+    }
+    .await;
+    held.release().await;
+    let (point, forked, appended) = restored?;
     emit(
         json,
         &serde_json::json!({"point": point, "fork": forked}),
@@ -646,6 +676,23 @@ pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Re
             Ok(exit_code::OK)
         }
         BranchCommand::Delete { db, name } => {
+            let held = match super::route::route(ctx, &regions, "delete the branch").await? {
+                super::route::Route::Engine(socket) => {
+                    let command = lifeboat::engine::Command::DeleteBranch {
+                        db: db.clone(),
+                        branch: name.clone(),
+                    };
+                    let (message, _) = super::route::at_engine(&socket, command).await?;
+                    emit(json, &serde_json::json!({ "done": message }), || {
+                        message.clone()
+                    })?;
+                    return Ok(exit_code::OK);
+                }
+                super::route::Route::Here(held) => held,
+            };
+            // Taken for the check only: the deletion below writes nothing
+            // an engine copies (a branch's files and its log event).
+            held.release().await;
             let record = state.branch(&db, &name).ok_or_else(|| {
                 Error::invalid(format!(
                     "`{db}/{name}` is not a forked branch the control log knows; see `lifeboat branch list`"

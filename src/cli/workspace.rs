@@ -401,6 +401,28 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
         .find(|r| r.name() == region_name)
         .cloned()
         .ok_or_else(|| Error::invalid(format!("region `{region_name}` is not configured")))?;
+    // The engine that runs the group serves it, if one does: a writer here
+    // would fence the workspace it may serve already.
+    match super::route::route(ctx, std::slice::from_ref(&region), "start the workspace").await? {
+        super::route::Route::Engine(socket) => {
+            if args.bind.is_some() || args.port.is_some() || args.duration.is_some() {
+                return Err(Error::invalid(
+                    "the engine that runs the group serves the workspace on its own address until stopped; leave out --bind, --port and --duration",
+                ));
+            }
+            let command = lifeboat::engine::Command::StartWorkspace {
+                name: args.name.clone(),
+                region: region_name,
+            };
+            let (message, _) = super::route::at_engine(&socket, command).await?;
+            emit(json, &serde_json::json!({ "done": message }), || {
+                message.clone()
+            })?;
+            return Ok(exit_code::OK);
+        }
+        // Serving takes no lease: replication may go on meanwhile.
+        super::route::Route::Here(held) => held.release().await,
+    }
     // The region's own copy of the log: a workspace starts from it alone.
     let state = control::load(&region).await?;
     let options = StartOptions {
