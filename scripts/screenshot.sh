@@ -129,7 +129,7 @@ close_app
 # The app beside the engine running as a service: it shows that engine's
 # view (the status bar says where it runs) and closing it leaves the
 # service replicating.
-lifeboat serve --report-every 60s >"$work/serve.log" 2>&1 &
+"$bin" --data-dir "$work/data" serve --report-every 60s >"$work/serve.log" 2>&1 &
 serve_pid=$!
 sleep 3
 open_app --tab replication
