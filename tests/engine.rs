@@ -217,3 +217,88 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
     );
     engine.shutdown().await;
 }
+
+/// The engine's socket is private (0600) and bounded: a line that is not a
+/// request is refused in one line, a request larger than 1 MiB is not
+/// read past its bound, a client that says nothing is let go, and a
+/// command sent through it runs under the client's name.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_socket_is_private_bounded_and_runs_commands_as_the_client() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = Home::resolve(Some(dir.path().to_path_buf()), None).expect("home");
+    let regions = home.load_regions().expect("regions");
+    let engine = Engine::start(
+        &tokio::runtime::Handle::current(),
+        home.clone(),
+        regions,
+        quick(),
+    );
+    let socket = home
+        .data_dir
+        .join(format!("engine-{}.sock", std::process::id()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no socket at {}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the socket is private");
+
+    let exchange = |bytes: Vec<u8>| {
+        let socket = socket.clone();
+        async move {
+            let mut stream = tokio::net::UnixStream::connect(&socket)
+                .await
+                .expect("connect");
+            // The engine may hang up before reading it all.
+            let _ = stream.write_all(&bytes).await;
+            let mut reply = String::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply));
+            read.await.expect("an answer or a hang-up in time").ok();
+            reply
+        }
+    };
+    let reply = exchange(b"not json\n".to_vec()).await;
+    assert!(
+        reply.contains("Refused") && reply.contains("not a request"),
+        "{reply}"
+    );
+    let reply = exchange(vec![b'x'; 3 << 20]).await;
+    assert!(reply.is_empty() || reply.contains("Refused"), "{reply}");
+    let started = std::time::Instant::now();
+    let reply = exchange(Vec::new()).await;
+    assert!(reply.is_empty(), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a silent client is let go"
+    );
+
+    let (outcome, _) = lifeboat::engine::socket::run(&socket, Command::RefreshDatabases, "someone")
+        .await
+        .expect("run");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    let entry = engine
+        .snapshot()
+        .activity
+        .iter()
+        .rev()
+        .find(|e| e.what == "list the databases")
+        .cloned()
+        .expect("an entry");
+    assert_eq!(entry.who, "someone");
+    engine.shutdown().await;
+    assert!(!socket.exists(), "the socket goes with the engine");
+}

@@ -126,6 +126,12 @@ impl Core {
         for (_, lease) in std::mem::take(&mut self.lease_tasks) {
             lease.release().await;
         }
+        // Nobody reaches this engine any more.
+        if let Some(socket) = &self.socket
+            && let Err(e) = std::fs::remove_file(socket)
+        {
+            tracing::debug!("removing {}: {e}", socket.display());
+        }
         self.publish();
     }
 

@@ -152,10 +152,11 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, path: PathBuf, en
 async fn answer(stream: UnixStream, engine: &Engine) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
-    BufReader::new(read)
-        .take(MAX_REQUEST)
-        .read_until(b'\n', &mut line)
+    let mut read = BufReader::new(read).take(MAX_REQUEST);
+    // A client that sends nothing gives its connection back.
+    tokio::time::timeout(CONNECT_TIME, read.read_until(b'\n', &mut line))
         .await
+        .map_err(|_| Error::Failed("no request within 2 s".into()))?
         .map_err(|e| Error::Failed(format!("reading a request: {e}")))?;
     let reply = match serde_json::from_slice::<Request>(&line) {
         Err(e) => Reply::Refused(format!("not a request this engine reads: {e}")),
