@@ -282,6 +282,13 @@ fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
         "{:#?}",
         snapshot.flows
     );
+    // The engine runs in this window: the status bar says so and offers to
+    // run it as a service instead (issue 18).
+    app.until_shown("runs the group", Duration::from_secs(10));
+    assert!(
+        app.harness.query_by_label("Run as a service").is_some(),
+        "the status bar offers the service"
+    );
     // The replicas hold every acknowledged record, and the group was saved.
     let eu = app.region("eu-west-1");
     for db in ["orders", "carts"] {
