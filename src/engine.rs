@@ -26,6 +26,7 @@ pub mod published;
 pub mod recovery;
 mod regions;
 mod run;
+mod service;
 pub mod snapshot;
 #[cfg(unix)]
 pub mod socket;
