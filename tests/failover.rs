@@ -1019,4 +1019,16 @@ fn a_failover_and_merge_from_other_terminals_go_through_the_engine_which_recover
     let size: usize = redis_cli(port, &["dbsize"]).parse().expect("a number");
     assert_eq!(size, 400 + 1 + answers.len(), "merge said: {merged}");
     assert_eq!(redis_cli(port, &["get", "first"]), "write");
+    // The recovered branch goes, deleted by the engine too.
+    let out = ok(run(
+        lifeboat(data),
+        &["branch", "delete", "--db", "orders", "recovered-1"],
+    ));
+    assert!(
+        stdout(&out).contains("deleted orders/recovered-1")
+            && common::stderr(&out).contains("sent to the engine"),
+        "{}{}",
+        stdout(&out),
+        common::stderr(&out)
+    );
 }

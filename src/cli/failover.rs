@@ -474,11 +474,7 @@ pub async fn restore_command(ctx: &Ctx, json: bool, args: RestoreArgs) -> Result
                     .clone()
                     .unwrap_or_else(|| format!("restore-{}", at_ms / 1000)),
             };
-            let (message, _) = super::route::at_engine(&socket, command).await?;
-            emit(json, &serde_json::json!({ "done": message }), || {
-                message.clone()
-            })?;
-            return Ok(exit_code::OK);
+            return super::route::done_at_engine(json, &socket, command).await;
         }
         super::route::Route::Here(held) => held,
     };
@@ -682,11 +678,7 @@ pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Re
                         db: db.clone(),
                         branch: name.clone(),
                     };
-                    let (message, _) = super::route::at_engine(&socket, command).await?;
-                    emit(json, &serde_json::json!({ "done": message }), || {
-                        message.clone()
-                    })?;
-                    return Ok(exit_code::OK);
+                    return super::route::done_at_engine(json, &socket, command).await;
                 }
                 super::route::Route::Here(held) => held,
             };

@@ -161,6 +161,20 @@ pub(crate) async fn at_engine(
     }
 }
 
+/// Runs `command` at the engine on `socket` and prints its outcome: what a
+/// CLI command that hands its work over prints.
+pub(crate) async fn done_at_engine(
+    json: bool,
+    socket: &std::path::Path,
+    command: Command,
+) -> Result<i32> {
+    let (message, _) = at_engine(socket, command).await?;
+    crate::emit(json, &serde_json::json!({ "done": message }), || {
+        message.clone()
+    })?;
+    Ok(lifeboat::error::exit_code::OK)
+}
+
 /// Tells the user (once) that the command ran at the engine, not here.
 fn note_engine(socket: &std::path::Path) {
     static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

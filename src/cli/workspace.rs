@@ -414,11 +414,7 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
                 name: args.name.clone(),
                 region: region_name,
             };
-            let (message, _) = super::route::at_engine(&socket, command).await?;
-            emit(json, &serde_json::json!({ "done": message }), || {
-                message.clone()
-            })?;
-            return Ok(exit_code::OK);
+            return super::route::done_at_engine(json, &socket, command).await;
         }
         // Serving takes no lease: replication may go on meanwhile.
         super::route::Route::Here(held) => held.release().await,
