@@ -167,7 +167,15 @@ pub async fn measure(scratch: &Path, knobs: &EngineKnobs) -> Result<EngineFigure
     until_held_by(&replica, engines[0].0.id(), Duration::from_secs(60)).await?;
     engines.push(serve(&dirs[1])?);
 
-    // A client elsewhere reads the status from the stores, as the app does.
+    // The holder's first publication, then a client elsewhere reads the
+    // status from the stores, as the app does.
+    let first = Instant::now();
+    while published::read(std::slice::from_ref(&replica)).await?.is_none() {
+        if first.elapsed() > published::PUBLISH_EVERY * 5 {
+            return Err(Error::Failed("the holder never published its status".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let start_seq = lease::newest(&replica).await?.map_or(0, |(seq, _)| seq);
     let watched = Instant::now();
     let mut ages = Vec::new();
