@@ -170,9 +170,14 @@ pub async fn measure(scratch: &Path, knobs: &EngineKnobs) -> Result<EngineFigure
     // The holder's first publication, then a client elsewhere reads the
     // status from the stores, as the app does.
     let first = Instant::now();
-    while published::read(std::slice::from_ref(&replica)).await?.is_none() {
+    while published::read(std::slice::from_ref(&replica))
+        .await?
+        .is_none()
+    {
         if first.elapsed() > published::PUBLISH_EVERY * 5 {
-            return Err(Error::Failed("the holder never published its status".into()));
+            return Err(Error::Failed(
+                "the holder never published its status".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
