@@ -378,9 +378,6 @@ struct Core {
     /// The lease holder's published view, while this engine holds no lease.
     remote: Option<published::Overlay>,
     status_busy: bool,
-    /// Status objects written and read, for the cost of the control plane.
-    status_writes: u64,
-    status_reads: u64,
     /// Who this engine is in every lease it takes.
     holder: Option<crate::control::lease::Holder>,
     internal_tx: mpsc::UnboundedSender<Internal>,
@@ -447,8 +444,6 @@ impl Core {
             auto_recovery: BTreeMap::new(),
             remote: None,
             status_busy: false,
-            status_writes: 0,
-            status_reads: 0,
             holder: None,
             internal_tx,
             internal_rx,

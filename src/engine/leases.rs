@@ -188,20 +188,7 @@ impl Core {
         let held = self.must_hold(&regions, &command.describe());
         // Another engine runs the group: one whose lease this engine stands
         // by for, or whose published view it shows.
-        let other = self
-            .leases
-            .values()
-            .find_map(|l| match l {
-                LeaseState::Standby { holder } => Some(holder.clone()),
-                _ => None,
-            })
-            .or_else(|| {
-                self.remote
-                    .as_ref()
-                    .filter(|o| !o.view.is_stale())
-                    .map(|o| o.view.published.holder.clone())
-            });
-        match (held, other) {
+        match (held, self.other_holder(true).cloned()) {
             (Ok(()), _) if self.group.is_some() => Route::Here,
             (_, Some(holder)) => match holder.local_socket() {
                 Some(socket) => Route::Forward(socket),
@@ -214,6 +201,24 @@ impl Core {
             (Ok(()), None) => Route::Here,
             (Err(e), None) => Route::Refuse(e),
         }
+    }
+
+    /// The engine that runs the group when it is not this one: the holder
+    /// this engine stands by for, else the one whose published view it
+    /// shows (with `fresh`, only while that view is not stale).
+    pub(super) fn other_holder(&self, fresh: bool) -> Option<&Holder> {
+        self.leases
+            .values()
+            .find_map(|l| match l {
+                LeaseState::Standby { holder } => Some(holder),
+                _ => None,
+            })
+            .or_else(|| {
+                self.remote
+                    .as_ref()
+                    .filter(|o| !fresh || !o.view.is_stale())
+                    .map(|o| &o.view.published.holder)
+            })
     }
 
     /// Refuses an operation that writes into `regions` unless this engine

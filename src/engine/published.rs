@@ -41,6 +41,9 @@ pub const PUBLISH_EVERY: Duration = Duration::from_secs(4);
 /// publishing (its machine is gone, or it lost the region).
 pub const STALE_AFTER: Duration = Duration::from_secs(15);
 
+/// Where a view read through the holder's socket was read from.
+const VIA_SOCKET: &str = "its local socket";
+
 /// Activity entries published (the newest).
 pub const ACTIVITY_PUBLISHED: usize = 200;
 
@@ -304,20 +307,26 @@ impl Core {
             .filter(|(_, state)| state.is_held())
             .filter_map(|(name, _)| self.opened.get(name).cloned())
             .collect();
-        self.status_busy = true;
         if leased.is_empty() {
+            // A fresh view through the holder's socket needs no store read.
+            let nearby = self
+                .remote
+                .as_ref()
+                .is_some_and(|o| o.view.region == VIA_SOCKET && !o.view.is_stale());
+            if nearby {
+                return;
+            }
+            self.status_busy = true;
             let regions: Vec<Region> = self.opened.values().cloned().collect();
-            self.status_reads += regions.len() as u64;
             return self.spawn(async move {
                 Internal::StatusRead(read(&regions).await.map(|v| v.map(Box::new)))
             });
         }
         let Some(holder) = self.holder.clone() else {
-            self.status_busy = false;
             return;
         };
+        self.status_busy = true;
         self.remote = None;
-        self.status_writes += leased.len() as u64;
         let snapshot = self.snapshot_tx.borrow().clone();
         self.spawn(async move {
             let result = async {
@@ -339,19 +348,7 @@ impl Core {
             if self.status_busy || self.leases.values().any(|l| l.is_held()) {
                 return;
             }
-            let socket = self
-                .leases
-                .values()
-                .find_map(|l| match l {
-                    crate::control::lease::LeaseState::Standby { holder } => holder.local_socket(),
-                    _ => None,
-                })
-                .or_else(|| {
-                    self.remote
-                        .as_ref()
-                        .and_then(|o| o.view.published.holder.local_socket())
-                });
-            let Some(socket) = socket else {
+            let Some(socket) = self.other_holder(false).and_then(|h| h.local_socket()) else {
                 return;
             };
             self.status_busy = true;
@@ -359,7 +356,7 @@ impl Core {
                 let read = super::socket::status(&socket).await.map(|published| {
                     Some(Box::new(RemoteView {
                         published,
-                        region: "its local socket".into(),
+                        region: VIA_SOCKET.into(),
                     }))
                 });
                 Internal::StatusRead(read)
