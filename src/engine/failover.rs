@@ -17,7 +17,6 @@ use crate::region::Region;
 
 use super::group::{self, GroupConfig};
 use super::operation::{Lifecycle, Op, record_outcome};
-use super::run::outcome;
 use super::{Core, Internal, RequestId};
 
 /// Where the app's failover stands.
@@ -382,18 +381,9 @@ impl Core {
         let Some(record) = record else {
             return self.fail(request, format!("no operation `{id}` in the control log"));
         };
-        self.spawn(async move {
-            let result = tokio::task::spawn_blocking(move || {
-                crate::orchestrator::report::write(&path, &record)
-                    .map(|()| format!("report of {} written to {}", record.id, path.display()))
-            })
-            .await
-            .unwrap_or_else(|e| Err(Error::Failed(format!("the export stopped: {e}"))));
-            Internal::Finished {
-                request,
-                outcome: outcome(result),
-                relist: false,
-            }
+        self.export(request, move || {
+            crate::orchestrator::report::write(&path, &record)
+                .map(|()| format!("report of {} written to {}", record.id, path.display()))
         });
     }
 }

@@ -172,6 +172,24 @@ impl Core {
         });
     }
 
+    /// Writes a file (an export) off the loop; its message ends `request`.
+    pub(super) fn export(
+        &self,
+        request: RequestId,
+        write: impl FnOnce() -> Result<String> + Send + 'static,
+    ) {
+        self.spawn(async move {
+            let result = tokio::task::spawn_blocking(write)
+                .await
+                .unwrap_or_else(|e| Err(Error::Failed(format!("the export stopped: {e}"))));
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: false,
+            }
+        });
+    }
+
     /// Spawns work that reports back with an `Internal`.
     pub(super) fn spawn(&self, work: impl std::future::Future<Output = Internal> + Send + 'static) {
         let tx = self.internal_tx.clone();
@@ -272,18 +290,9 @@ impl Core {
             Command::StopDemo => self.stop_workload(request, None),
             Command::ExportActivity { path } => {
                 let entries = self.activity.entries();
-                self.spawn(async move {
-                    let result = tokio::task::spawn_blocking(move || {
-                        activity::export_csv(&entries, &path)
-                            .map(|n| format!("{n} entries written to {}", path.display()))
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(Error::Failed(format!("the export stopped: {e}"))));
-                    Internal::Finished {
-                        request,
-                        outcome: outcome(result),
-                        relist: false,
-                    }
+                self.export(request, move || {
+                    activity::export_csv(&entries, &path)
+                        .map(|n| format!("{n} entries written to {}", path.display()))
                 });
             }
             Command::Control { change } => self.record_control(request, change),
