@@ -151,26 +151,12 @@ impl Core {
             .collect();
         let stopping: Vec<_> = dropped.iter().map(|db| replicator.remove(db)).collect();
         let count = flows.len();
-        let mut waiting = BTreeSet::new();
-        for flow in flows {
-            // Copies into a region run only while this engine holds its lease.
-            if !self
-                .leases
-                .get(flow.replica.name())
-                .is_some_and(|l| l.is_held())
-            {
-                waiting.insert(flow.replica.name().to_string());
-                if !self.unleased.iter().any(|u| u.label() == flow.label()) {
-                    self.unleased.push(flow);
-                }
-                continue;
-            }
-            let db = flow.db.clone();
-            replicator.add(flow);
-            if group.held.contains(&db) {
-                replicator.hold(&db, true);
-            }
-        }
+        // Copies into a region run only while this engine holds its lease.
+        let waiting: BTreeSet<String> = flows
+            .iter()
+            .filter(|f| !self.holds_lease(f.replica.name()))
+            .map(|f| f.replica.name().to_string())
+            .collect();
         self.stop_off_loop("stop the flows left out".into(), async move {
             for flows in stopping {
                 flows.wait().await;
@@ -200,6 +186,7 @@ impl Core {
             }
         }
         self.group = Some(group);
+        self.add_flows(flows);
         self.keep_leases();
         self.save_group(request, message);
         self.sync_standby();
