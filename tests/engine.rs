@@ -16,6 +16,20 @@ fn quick() -> EngineOptions {
     }
 }
 
+/// The embedded default of a fresh data folder in `dir`, and an engine
+/// over it.
+fn engine_in(dir: &std::path::Path) -> (Home, lifeboat::config::Regions, Engine) {
+    let home = Home::resolve(Some(dir.to_path_buf()), None).expect("home");
+    let regions = home.load_regions().expect("regions");
+    let engine = Engine::start(
+        &tokio::runtime::Handle::current(),
+        home.clone(),
+        regions.clone(),
+        quick(),
+    );
+    (home, regions, engine)
+}
+
 fn outcome(snapshot: &Snapshot, id: RequestId) -> Option<Outcome> {
     snapshot
         .activity
@@ -45,14 +59,7 @@ fn in_sync(snapshot: &Snapshot, dbs: &[&str]) -> bool {
 async fn all_current_and_future_databases_includes_one_created_later_and_the_group_resumes_after_a_restart()
  {
     let dir = tempfile::tempdir().expect("temp dir");
-    let home = Home::resolve(Some(dir.path().to_path_buf()), None).expect("home");
-    let regions = home.load_regions().expect("regions");
-    let engine = Engine::start(
-        &tokio::runtime::Handle::current(),
-        home.clone(),
-        regions.clone(),
-        quick(),
-    );
+    let (home, regions, engine) = engine_in(dir.path());
     let id = engine.send(Command::CreateDatabase {
         region: "us-east-1".into(),
         name: "orders".into(),
@@ -104,9 +111,7 @@ async fn all_current_and_future_databases_includes_one_created_later_and_the_gro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let home = Home::resolve(Some(dir.path().to_path_buf()), None).expect("home");
-    let regions = home.load_regions().expect("regions");
-    let engine = Engine::start(&tokio::runtime::Handle::current(), home, regions, quick());
+    let (_, _, engine) = engine_in(dir.path());
     let cases = [
         (
             Command::ConfigureReplication {
@@ -229,14 +234,7 @@ async fn the_engine_socket_is_private_bounded_and_runs_commands_as_the_client() 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let home = Home::resolve(Some(dir.path().to_path_buf()), None).expect("home");
-    let regions = home.load_regions().expect("regions");
-    let engine = Engine::start(
-        &tokio::runtime::Handle::current(),
-        home.clone(),
-        regions,
-        quick(),
-    );
+    let (home, _, engine) = engine_in(dir.path());
     let socket = home
         .data_dir
         .join(format!("engine-{}.sock", std::process::id()));
@@ -285,6 +283,45 @@ async fn the_engine_socket_is_private_bounded_and_runs_commands_as_the_client() 
         started.elapsed() < Duration::from_secs(5),
         "a silent client is let go"
     );
+    // A request nested a million deep is refused (serde_json's depth
+    // limit), not followed down.
+    let mut nested = vec![b'['; 1 << 19];
+    nested.push(b'\n');
+    let reply = exchange(nested).await;
+    assert!(reply.contains("Refused"), "{reply}");
+
+    // Twice as many silent clients as the socket serves at once: they are
+    // let go, a real request behind them is answered, memory stays bounded.
+    let rss_before = rss_kib();
+    let silent: Vec<_> = (0..64)
+        .map(|_| {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                let mut stream = tokio::net::UnixStream::connect(&socket).await.ok()?;
+                let mut reply = Vec::new();
+                stream.read_to_end(&mut reply).await.ok()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    let (outcome, _) = lifeboat::engine::socket::run(&socket, Command::CheckRegions, "behind")
+        .await
+        .expect("a request behind the silent clients");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "answered in {:?}",
+        asked.elapsed()
+    );
+    for client in silent {
+        client.await.expect("client task");
+    }
+    let grown_mib = rss_kib().saturating_sub(rss_before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the socket held {grown_mib} MiB for its clients"
+    );
 
     let (outcome, _) = lifeboat::engine::socket::run(&socket, Command::RefreshDatabases, "someone")
         .await
@@ -301,4 +338,17 @@ async fn the_engine_socket_is_private_bounded_and_runs_commands_as_the_client() 
     assert_eq!(entry.who, "someone");
     engine.shutdown().await;
     assert!(!socket.exists(), "the socket goes with the engine");
+}
+
+/// This process's resident memory, from /proc (0 where there is none).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
