@@ -51,7 +51,7 @@ use crate::replication::{Flow, ReplicationOptions, Replicator};
 use crate::workload::{BackgroundRun, now_us};
 
 use activity::{ActivityLog, Outcome};
-pub use command::{Command, RequestId};
+pub use command::{Command, RequestId, Scope, Serving};
 pub use demo::{DEMO_DATABASES, DEMO_RATE};
 use group::GroupConfig;
 use history::History;
@@ -81,6 +81,13 @@ pub struct EngineOptions {
     /// How often each live branch gets a point-in-time checkpoint at its
     /// home (living `storage::retention()`).
     pub checkpoint_every: Duration,
+    /// Regions whose lease this engine takes whether or not its group names
+    /// them: an engine a CLI command runs holds those the command writes.
+    pub lease_regions: Vec<String>,
+    /// Recover the stranded writes of a failed region once it answers,
+    /// without being asked (the service does; a command's engine does only
+    /// what it was asked).
+    pub recover_by_itself: bool,
 }
 
 impl Default for EngineOptions {
@@ -95,6 +102,8 @@ impl Default for EngineOptions {
             control_every: Duration::from_secs(5),
             checkpoint_every: Duration::from_secs(600),
             status_every: published::PUBLISH_EVERY,
+            lease_regions: Vec::new(),
+            recover_by_itself: true,
         }
     }
 }
@@ -164,6 +173,37 @@ impl Engine {
             tracing::warn!("the engine has stopped; command {id} dropped");
         }
         id
+    }
+
+    /// Sends `command` on behalf of `who` and waits, at most `within`, for
+    /// its outcome; with the data its asker reads besides (the preview,
+    /// plan or record of the operation it ran).
+    pub async fn run(
+        &self,
+        command: Command,
+        who: Option<String>,
+        within: Duration,
+    ) -> (RequestId, Outcome, Option<serde_json::Value>) {
+        let data_of = command.data_of();
+        let request = self.send_as(command, who);
+        let (snapshot, ended) = self
+            .wait_for(within, |s| {
+                s.activity
+                    .iter()
+                    .any(|e| e.request == request && e.outcome != Outcome::Running)
+            })
+            .await;
+        let outcome = snapshot
+            .activity
+            .iter()
+            .find(|e| e.request == request)
+            .map(|e| e.outcome.clone())
+            .filter(|_| ended)
+            .unwrap_or(Outcome::Failed(format!(
+                "the engine did not finish within {} min",
+                within.as_secs() / 60
+            )));
+        (request, outcome, data_of(&snapshot))
     }
 
     /// The newest snapshot.

@@ -126,6 +126,7 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
             Command::Failover {
                 epoch: 1,
                 asked_ms: None,
+                serving: Default::default(),
             },
             "look at what a failover would lose first",
         ),
@@ -133,6 +134,8 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
             Command::Drill {
                 ttl_s: 60,
                 smoke: vec![],
+                scope: None,
+                port: None,
             },
             "configure replication first",
         ),
@@ -142,6 +145,7 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
                 region: "us-east-1".into(),
                 at_ms: u64::MAX / 2,
                 name: "later".into(),
+                from: None,
             },
             "lies in the future",
         ),

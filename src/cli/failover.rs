@@ -10,14 +10,14 @@ use clap::{Args, Subcommand};
 use lifeboat::control::event::{BranchReason, Event, OperationRecord};
 use lifeboat::control::{self};
 use lifeboat::engine::activity::local_user;
-use lifeboat::engine::group;
+use lifeboat::engine::{Command, Scope, Serving, group};
 use lifeboat::error::{Error, Result, exit_code};
-use lifeboat::orchestrator::failover::{self, FailoverOptions, branch_event, replicated};
+use lifeboat::orchestrator::failover::{self, branch_event};
 use lifeboat::orchestrator::{now_ms, report};
 use lifeboat::region::Region;
 use lifeboat::storage::fork;
-use lifeboat::workload::acks::AckLog;
 
+use super::route::{Client, StepsOf};
 use crate::{Ctx, emit, parse_duration};
 
 #[derive(Args, Debug)]
@@ -56,38 +56,6 @@ pub struct ServeArgs {
     /// Serve this long, then stop (default: until Ctrl-C or `workspace stop`).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-}
-
-/// Writes the report, prints the record, and serves the workspaces the
-/// operation started until `duration`, Ctrl-C or a stop request.
-pub(crate) async fn report_and_serve(
-    json: bool,
-    args: &ServeArgs,
-    record: &OperationRecord,
-    workspaces: Vec<lifeboat::workspace::Workspace>,
-) -> Result<i32> {
-    if let Some(path) = &args.report {
-        report::write(path, record)?;
-    }
-    print_record(json, record)?;
-    // Served or not, a failed step is a failed operation.
-    let code = if record.ok {
-        exit_code::OK
-    } else {
-        exit_code::FAILED
-    };
-    if workspaces.is_empty() {
-        return Ok(code);
-    }
-    let stopped = futures::future::select_all(workspaces.iter().map(|w| Box::pin(w.stopped())));
-    tokio::select! {
-        _ = super::report_until_stopped(args.duration, Duration::from_secs(3600), || Ok(())) => {}
-        _ = stopped => {}
-    }
-    for ws in workspaces {
-        ws.stop().await?;
-    }
-    Ok(code)
 }
 
 /// Which regions and databases a failover concerns: the flags, else the
@@ -132,33 +100,14 @@ fn scope(
 
 pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Result<i32> {
     // RTO counts from here: the preview and the hand-over are part of it.
-    let asked = (std::time::Instant::now(), now_ms());
+    let asked_ms = now_ms();
     let regions = super::workspace::regions(ctx)?;
-    let (from, to, mut dbs) = scope(ctx, &regions, &args)?;
-    // The log as the new primary holds it (the old one may be gone).
-    let state = control::load(&to).await?;
-    if dbs.is_empty() {
-        dbs = replicated(&from, &to, &state).await?;
-    }
-    if dbs.is_empty() {
-        let moved: Vec<String> = state
-            .live
-            .values()
-            .filter(|l| l.region == to.name())
-            .map(|l| format!("{}/{}", l.db, l.branch))
-            .collect();
-        if !moved.is_empty() {
-            return Err(Error::invalid(format!(
-                "{} already live in `{}` (epoch {}); there is nothing to fail over from `{}`",
-                moved.join(", "),
-                to.name(),
-                state.epoch,
-                from.name()
-            )));
-        }
-    }
-    let preview = failover::preview(&from, &to, &state, &dbs).await?;
+    let (from, to, dbs) = scope(ctx, &regions, &args)?;
     if !args.yes {
+        // The log as the new primary holds it (the old one may be gone).
+        let state = control::load(&to).await?;
+        let dbs = failover::to_fail_over(&from, &to, &state, &dbs).await?;
+        let preview = failover::preview(&from, &to, &state, &dbs).await?;
         emit(json, &preview, || {
             format!(
                 "{}\nNothing was changed; run again with --yes to fail over.",
@@ -167,96 +116,88 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         })?;
         return Ok(exit_code::OK);
     }
-    let held = match super::route::route(ctx, std::slice::from_ref(&to), "fail over").await? {
-        super::route::Route::Engine(socket) => {
-            return failover_at_engine(json, &args, &preview, &socket, asked.1).await;
-        }
-        super::route::Route::Here(held) => held,
+    let client = super::route::client(ctx, std::slice::from_ref(&to), "fail over").await?;
+    let scope = Scope {
+        from: from.name().to_string(),
+        to: to.name().to_string(),
+        dbs,
     };
-    if !json {
-        println!("{}", preview.summary());
-    }
-    let engine = control::engine_id(&ctx.home.data_dir)?;
-    let acks: BTreeMap<String, AckLog> = dbs
-        .iter()
-        .map(|db| (db.clone(), AckLog::for_db(&ctx.home.acks_dir(), db)))
-        .collect();
-    let options = FailoverOptions {
-        bind: args.serve.bind.clone(),
-        port: args.serve.port,
-        serve: !args.serve.no_serve,
-        acks,
-        pins: None,
-        on_step: (!json).then(step_printer),
-        // A workspace standing in the new primary in another process takes
-        // the new branches over on its own once the failover is logged.
-        standby: BTreeMap::new(),
-        asked: Some(asked.0),
-    };
-    let outcome = failover::failover(&regions, &preview, &engine, &local_user(), options).await;
-    // The failover is done; serving needs no lease (replication may go on
-    // in an engine started meanwhile).
-    held.release().await;
-    let outcome = outcome?;
-    report_and_serve(json, &args.serve, &outcome.record, outcome.workspaces).await
+    let ran = fail_over_at(json, &client, &args.serve, scope, asked_ms).await;
+    serve_on(client, &args.serve, ran).await
 }
 
-/// A failover by the engine that runs the group: its preview, then the
-/// failover of that preview's epoch; the engine serves the workspaces.
-async fn failover_at_engine(
+/// A failover at `client`'s engine: its preview, then the failover of that
+/// preview's epoch; the engine serves the workspaces it starts.
+async fn fail_over_at(
     json: bool,
-    args: &FailoverArgs,
-    here: &failover::Preview,
-    socket: &std::path::Path,
+    client: &Client,
+    serve: &ServeArgs,
+    scope: Scope,
     asked_ms: u64,
 ) -> Result<i32> {
-    if args.serve.port.is_some() || args.serve.bind.is_some() || args.serve.duration.is_some() {
-        return Err(Error::invalid(
-            "the engine that runs the group serves the workspaces on their own addresses; leave out --port, --bind and --duration",
-        ));
-    }
-    let (_, data) =
-        super::route::at_engine(socket, lifeboat::engine::Command::PreviewFailover).await?;
-    let preview: failover::Preview = data
-        .and_then(|d| serde_json::from_value(d).ok())
-        .ok_or_else(|| Error::Failed("the engine sent no preview".into()))?;
-    let mut theirs: Vec<&str> = preview.dbs.iter().map(|d| d.db.as_str()).collect();
-    let mut ours: Vec<&str> = here.dbs.iter().map(|d| d.db.as_str()).collect();
-    theirs.sort();
-    ours.sort();
-    if (preview.from.as_str(), preview.to.as_str()) != (here.from.as_str(), here.to.as_str())
-        || theirs != ours
-    {
-        return Err(Error::invalid(format!(
-            "the engine that runs the group would fail over {} from {} to {}; run it without --from, --to and --db, or stop that engine",
-            theirs.join(", "),
-            preview.from,
-            preview.to
-        )));
-    }
+    let preview: failover::Preview = client
+        .look(Command::PreviewFailover { scope: Some(scope) })
+        .await?;
     if !json {
         println!("{}", preview.summary());
     }
-    let (_, data) = super::route::at_engine(
-        socket,
-        lifeboat::engine::Command::Failover {
-            epoch: preview.epoch,
-            asked_ms: Some(asked_ms),
-        },
-    )
-    .await?;
-    let record: OperationRecord = data
-        .and_then(|d| serde_json::from_value(d).ok())
-        .ok_or_else(|| Error::Failed("the engine sent no record of the failover".into()))?;
-    if let Some(path) = &args.serve.report {
-        report::write(path, &record)?;
+    let command = Command::Failover {
+        epoch: preview.epoch,
+        asked_ms: Some(asked_ms),
+        serving: serving(serve),
+    };
+    let steps: StepsOf = |s| &s.failover.steps;
+    let record = client.record(command, (!json).then_some(steps)).await?;
+    report_record(json, serve.report.as_deref(), &record)
+}
+
+/// How the CLI's flags ask an operation to serve.
+pub(crate) fn serving(args: &ServeArgs) -> Serving {
+    Serving {
+        serve: !args.no_serve,
+        bind: args.bind.clone(),
+        port: args.port,
     }
-    print_record(json, &record)?;
+}
+
+/// Writes the report (`--report`), prints the record; the exit code of
+/// the operation it records.
+pub(crate) fn report_record(
+    json: bool,
+    report: Option<&std::path::Path>,
+    record: &OperationRecord,
+) -> Result<i32> {
+    if let Some(path) = report {
+        report::write(path, record)?;
+    }
+    print_record(json, record)?;
+    // Served or not, a failed step is a failed operation.
     Ok(if record.ok {
         exit_code::OK
     } else {
         exit_code::FAILED
     })
+}
+
+/// After an operation that started workspaces: an engine of this process
+/// serves them until `--duration`, Ctrl-C or `workspace stop`, then stops;
+/// the engine that runs the group serves on by itself.
+pub(crate) async fn serve_on(client: Client, args: &ServeArgs, ran: Result<i32>) -> Result<i32> {
+    if !client.is_local() && args.duration.is_some() {
+        eprintln!(
+            "the engine that runs the group serves the workspaces until they are stopped; --duration does not apply"
+        );
+    }
+    match ran {
+        Ok(code) => {
+            client.serve_until_stopped(args.duration).await?;
+            Ok(code)
+        }
+        Err(e) => {
+            client.close().await;
+            Err(e)
+        }
+    }
 }
 
 pub(crate) fn print_record(json: bool, record: &OperationRecord) -> Result<()> {
@@ -334,89 +275,35 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
         yes: false,
         serve: ServeArgs::default(),
     };
-    let (from, to, mut dbs) = scope(ctx, &regions, &scope_args)?;
-    if dbs.is_empty() {
-        let state = control::load(&to).await?;
-        dbs = replicated(&from, &to, &state).await?;
+    let (from, to, dbs) = scope(ctx, &regions, &scope_args)?;
+    let client = super::route::client(ctx, std::slice::from_ref(&to), "run the drill").await?;
+    if !client.is_local() && args.serve_for.is_some() {
+        client.close().await;
+        return Err(Error::invalid(
+            "the engine that runs the group serves the drill workspace until its branches expire; leave out --serve-for",
+        ));
     }
-    let held = match super::route::route(ctx, std::slice::from_ref(&to), "run the drill").await? {
-        super::route::Route::Engine(socket) => {
-            if args.port.is_some() || args.serve_for.is_some() || !args.dbs.is_empty() {
-                return Err(Error::invalid(
-                    "the engine that runs the group drills its own databases and serves the drill workspace itself; leave out --db, --port and --serve-for",
-                ));
-            }
-            let command = lifeboat::engine::Command::Drill {
-                ttl_s: args.ttl.as_secs(),
-                smoke: args.smoke.clone(),
-            };
-            let (_, record) = super::route::at_engine(&socket, command).await?;
-            let record: OperationRecord = record
-                .and_then(|d| serde_json::from_value(d).ok())
-                .ok_or_else(|| Error::Failed("the engine sent no record of the drill".into()))?;
-            if let Some(path) = &args.report {
-                report::write(path, &record)?;
-            }
-            print_record(json, &record)?;
-            return Ok(if record.ok {
-                exit_code::OK
-            } else {
-                exit_code::FAILED
-            });
-        }
-        super::route::Route::Here(held) => held,
-    };
-    let engine = control::engine_id(&ctx.home.data_dir)?;
-    let options = lifeboat::orchestrator::drill::DrillOptions {
-        ttl: args.ttl,
-        port: Some(args.port.unwrap_or(0)),
+    let command = Command::Drill {
+        ttl_s: args.ttl.as_secs(),
         smoke: args.smoke.clone(),
-        acks: dbs
-            .iter()
-            .map(|db| (db.clone(), AckLog::for_db(&ctx.home.acks_dir(), db)))
-            .collect(),
-        on_step: (!json).then(step_printer),
-        ..Default::default()
+        scope: Some(Scope {
+            from: from.name().to_string(),
+            to: to.name().to_string(),
+            dbs,
+        }),
+        port: Some(args.port.unwrap_or(0)),
     };
-    let outcome = lifeboat::orchestrator::drill::drill(
-        from.name(),
-        &to,
-        &dbs,
-        &engine,
-        &local_user(),
-        options,
-    )
-    .await;
-    held.release().await;
-    let outcome = outcome?;
-    if let Some(path) = &args.report {
-        report::write(path, &outcome.record)?;
+    let steps: StepsOf = |s| &s.drill.steps;
+    let ran = client
+        .record(command, (!json).then_some(steps))
+        .await
+        .and_then(|record| report_record(json, args.report.as_deref(), &record));
+    // This process's engine serves the drill workspace as long as asked.
+    if let (Ok(_), Some(serve_for), true) = (&ran, args.serve_for, client.is_local()) {
+        super::report_until_stopped(Some(serve_for), Duration::from_secs(3600), || Ok(())).await?;
     }
-    print_record(json, &outcome.record)?;
-    if let Some(ws) = outcome.workspace {
-        if let Some(serve_for) = args.serve_for {
-            super::report_until_stopped(Some(serve_for), Duration::from_secs(3600), || Ok(()))
-                .await?;
-        }
-        ws.stop().await?;
-    }
-    Ok(if outcome.record.ok {
-        exit_code::OK
-    } else {
-        exit_code::FAILED
-    })
-}
-
-pub(crate) fn step_printer() -> lifeboat::orchestrator::OnStep {
-    Box::new(|s: &lifeboat::control::event::Step| {
-        println!(
-            "  {} {} ({} ms): {}",
-            if s.ok { "ok  " } else { "FAIL" },
-            s.name,
-            s.ms,
-            s.detail
-        );
-    })
+    client.close().await;
+    ran
 }
 
 #[derive(Args, Debug)]
@@ -456,67 +343,19 @@ pub async fn restore_command(ctx: &Ctx, json: bool, args: RestoreArgs) -> Result
             args.at
         )));
     }
-    let regions = super::workspace::regions(ctx)?;
     let region = ctx.open(&args.region)?;
-    let held = match super::route::route(ctx, std::slice::from_ref(&region), "restore").await? {
-        super::route::Route::Engine(socket) => {
-            if args.from.is_some() {
-                return Err(Error::invalid(
-                    "the engine that runs the group restores off the live branch; leave out --from",
-                ));
-            }
-            let command = lifeboat::engine::Command::Restore {
-                db: args.db.clone(),
-                region: region.name().to_string(),
-                at_ms,
-                name: args
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("restore-{}", at_ms / 1000)),
-            };
-            return super::route::done_at_engine(json, &socket, command).await;
-        }
-        super::route::Route::Here(held) => held,
+    let client = super::route::client(ctx, std::slice::from_ref(&region), "restore").await?;
+    let command = Command::Restore {
+        db: args.db.clone(),
+        region: region.name().to_string(),
+        at_ms,
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("restore-{}", at_ms / 1000)),
+        from: args.from.clone(),
     };
-    let state = control::load_all(&regions).await?;
-    let source = args
-        .from
-        .clone()
-        .unwrap_or_else(|| state.live_branch(&args.db).to_string());
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("restore-{}", at_ms / 1000));
-    let restored = async {
-        let point = lifeboat::storage::pitr::locate(&region, &args.db, &source, at_ms).await?;
-        let forked = fork::fork_at(&region, &args.db, &source, &name, Some(&point)).await?;
-        let event = Event::BranchForked(branch_event(&forked, BranchReason::Recovery, None));
-        let engine = control::engine_id(&ctx.home.data_dir)?;
-        let appended = control::append(&regions, &engine, &local_user(), event).await?;
-        Ok::<_, Error>((point, forked, appended))
-    }
-    .await;
-    held.release().await;
-    let (point, forked, appended) = restored?;
-    emit(
-        json,
-        &serde_json::json!({"point": point, "fork": forked}),
-        || {
-            format!(
-                "restored {}/{} in {} as of {}: manifest {}, WAL {} (its newest file is stamped {}), {} ms; {}",
-                forked.db,
-                forked.branch,
-                forked.region,
-                lifeboat::workload::verify::format_us(at_ms.saturating_mul(1000)),
-                point.manifest_id,
-                forked.wal_end,
-                lifeboat::workload::verify::format_us(point.state_ms * 1000),
-                forked.took_ms,
-                appended.summary()
-            )
-        },
-    )?;
-    Ok(exit_code::OK)
+    client.done(json, command).await
 }
 
 #[derive(Subcommand, Debug)]
@@ -672,47 +511,26 @@ pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Re
             Ok(exit_code::OK)
         }
         BranchCommand::Delete { db, name } => {
-            let held = match super::route::route(ctx, &regions, "delete the branch").await? {
-                super::route::Route::Engine(socket) => {
-                    let command = lifeboat::engine::Command::DeleteBranch {
-                        db: db.clone(),
-                        branch: name.clone(),
-                    };
-                    return super::route::done_at_engine(json, &socket, command).await;
-                }
-                super::route::Route::Here(held) => held,
-            };
-            // Taken for the check only: the deletion below writes nothing
-            // an engine copies (a branch's files and its log event).
-            held.release().await;
-            let record = state.branch(&db, &name).ok_or_else(|| {
+            // Known to the log, and not live: checked before an engine starts.
+            state.branch(&db, &name).ok_or_else(|| {
                 Error::invalid(format!(
                     "`{db}/{name}` is not a forked branch the control log knows; see `lifeboat branch list`"
                 ))
             })?;
-            let event = state.check(Event::BranchDeleted {
+            state.check(Event::BranchDeleted {
                 db: db.clone(),
                 branch: name.clone(),
             })?;
-            let engine = control::engine_id(&ctx.home.data_dir)?;
-            let appended = control::append(&regions, &engine, &local_user(), event).await?;
-            let mut deleted = 0;
-            for region in &regions {
-                deleted += fork::delete_branch(region, &db, &name, Some(&record.fork.source))
-                    .await
-                    .unwrap_or(0);
-            }
-            emit(
-                json,
-                &serde_json::json!({"deleted_objects": deleted}),
-                || {
-                    format!(
-                        "deleted {db}/{name} ({deleted} objects): {}",
-                        appended.summary()
-                    )
-                },
-            )?;
-            Ok(exit_code::OK)
+            let client = super::route::client(ctx, &regions, "delete the branch").await?;
+            client
+                .done(
+                    json,
+                    Command::DeleteBranch {
+                        db: db.clone(),
+                        branch: name.clone(),
+                    },
+                )
+                .await
         }
     }
 }

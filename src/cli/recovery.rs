@@ -10,17 +10,19 @@ use serde::Serialize;
 use lifeboat::control::event::{BranchReason, OperationKind};
 use lifeboat::control::state::ControlState;
 use lifeboat::control::{self};
-use lifeboat::engine::activity::local_user;
+use lifeboat::engine::activity::Outcome;
 use lifeboat::engine::group;
+use lifeboat::engine::recovery::RecoveryView;
+use lifeboat::engine::{Command, Scope};
 use lifeboat::error::{Error, Result, exit_code};
 use lifeboat::orchestrator::find_region;
-use lifeboat::orchestrator::merge::{self, Choice, MergeOptions, Pick};
-use lifeboat::orchestrator::recover::{self, ChangeRow, RecoverOptions, Recovered, unshown};
-use lifeboat::orchestrator::switchover::{self, SwitchOptions};
+use lifeboat::orchestrator::merge::{self, Choice, Pick};
+use lifeboat::orchestrator::recover::{self, ChangeRow, Recovered, unshown};
+use lifeboat::orchestrator::switchover;
 use lifeboat::region::Region;
-use lifeboat::workload::acks::AckLog;
 
-use super::failover::{ServeArgs, report_and_serve, step_printer};
+use super::failover::{ServeArgs, report_record, serve_on, serving};
+use super::route::{Client, StepsOf};
 use crate::{Ctx, emit};
 use lifeboat::orchestrator::failover::replicated;
 
@@ -219,43 +221,44 @@ pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result
         find_region(&regions, &found.source_region)?,
         find_region(&regions, &found.live_region)?,
     ];
-    let held = match super::route::route(ctx, &written, "recover").await? {
-        super::route::Route::Engine(socket) => {
-            let command = lifeboat::engine::Command::Recover {
-                db: args.db.clone(),
-            };
-            let (message, data) = super::route::at_engine(&socket, command).await?;
-            emit(json, &data, || {
-                format!(
-                    "{message}\nCompare with `lifeboat recover --db {db} --show`; merge with `lifeboat merge --db {db}` (--clean, --all, or --take/--keep KEY).",
-                    db = args.db
-                )
-            })?;
-            return Ok(exit_code::OK);
-        }
-        super::route::Route::Here(held) => held,
+    let client = super::route::client(ctx, &written, "recover").await?;
+    let steps: StepsOf = |s| &s.recovery.steps;
+    let command = Command::Recover {
+        db: args.db.clone(),
     };
-    let engine = control::engine_id(&ctx.home.data_dir)?;
-    let options = RecoverOptions {
-        on_step: (!json).then(step_printer),
-        ..RecoverOptions::default()
+    let ran = client.ask(command, (!json).then_some(steps)).await;
+    client.close().await;
+    let (message, data) = done(ran?)?;
+    let recovery: Option<RecoveryView> = data.and_then(|d| serde_json::from_value(d).ok());
+    let Some(c) = recovery.as_ref().and_then(|r| r.comparison.as_ref()) else {
+        emit(json, &recovery.and_then(|r| r.last), || message.clone())?;
+        return Ok(exit_code::OK);
     };
-    let outcome =
-        recover::recover(&regions, &state, &args.db, &engine, &local_user(), options).await;
-    held.release().await;
-    let outcome = outcome?;
-    match &outcome.recovered {
-        Some(r) => emit(json, &comparison(r), || {
-            format!(
-                "{}\nMerge with `lifeboat merge --db {} --branch {}` (--clean, --all, or --take/--keep KEY).",
-                comparison_text(r, args.rows),
-                r.db,
-                r.branch
-            )
-        })?,
-        None => emit(json, &outcome.record, || outcome.record.outcome.clone())?,
-    }
+    // The whole comparison, read again from the branch the engine made.
+    let state = live_state(&regions).await?;
+    let home = state
+        .branch(&c.db, &c.branch)
+        .map(|b| b.fork.region.clone())
+        .ok_or_else(|| Error::Failed(format!("the log has no branch `{}`", c.branch)))?;
+    let r = recover::inspect(&find_region(&regions, &home)?, &state, &c.db, &c.branch).await?;
+    emit(json, &comparison(&r), || {
+        format!(
+            "{message}\n{}\nMerge with `lifeboat merge --db {} --branch {}` (--clean, --all, or --take/--keep KEY).",
+            comparison_text(&r, args.rows),
+            r.db,
+            r.branch
+        )
+    })?;
     Ok(exit_code::OK)
+}
+
+/// An outcome's message; a failed one as the error it is.
+fn done<T>((outcome, data): (Outcome, T)) -> Result<(String, T)> {
+    match outcome {
+        Outcome::Done(message) => Ok((message, data)),
+        Outcome::Failed(message) => Err(Error::Failed(message)),
+        Outcome::Running => Err(Error::Failed("the engine did not finish".into())),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -344,51 +347,23 @@ pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32
         .or_else(|| regions.first().map(|r| r.name().to_string()))
         .ok_or_else(|| Error::invalid("no region is configured"))?;
     let written = [find_region(&regions, &live_region)?];
-    let held = match super::route::route(ctx, &written, "merge").await? {
-        super::route::Route::Engine(socket) => {
-            if args.chunk != merge::CHUNK_KEYS {
-                return Err(Error::invalid(
-                    "the engine that runs the group merges in its own batches; leave out --chunk",
-                ));
-            }
-            let command = lifeboat::engine::Command::Merge {
-                db: args.db.clone(),
-                branch,
-                pick,
-                discard: args.discard,
-            };
-            let (message, data) = super::route::at_engine(&socket, command).await?;
-            emit(json, &data, || message.clone())?;
-            return Ok(exit_code::OK);
-        }
-        super::route::Route::Here(held) => held,
-    };
-    let engine = control::engine_id(&ctx.home.data_dir)?;
-    let options = MergeOptions {
+    let client = super::route::client(ctx, &written, "merge").await?;
+    let steps: StepsOf = |s| &s.recovery.steps;
+    let command = Command::Merge {
+        db: args.db.clone(),
+        branch,
         pick,
-        chunk_keys: args.chunk,
         discard: args.discard,
-        on_step: (!json).then(step_printer),
-        ..MergeOptions::default()
+        chunk: Some(args.chunk),
     };
-    let outcome = merge::merge(
-        &regions,
-        &state,
-        &args.db,
-        &branch,
-        &engine,
-        &local_user(),
-        options,
-    )
-    .await;
-    held.release().await;
-    let outcome = outcome?;
-    emit(json, &outcome, || outcome.record.outcome.clone())?;
-    Ok(if outcome.complete {
-        exit_code::OK
-    } else {
-        exit_code::FAILED
-    })
+    let ran = client.ask(command, (!json).then_some(steps)).await;
+    client.close().await;
+    let (message, data) = done(ran?)?;
+    let record = data
+        .and_then(|d| serde_json::from_value::<RecoveryView>(d).ok())
+        .and_then(|r| r.last);
+    emit(json, &record, || message.clone())?;
+    Ok(exit_code::OK)
 }
 
 #[derive(Args, Debug)]
@@ -419,7 +394,7 @@ pub async fn failback_command(ctx: &Ctx, json: bool, args: SwitchArgs) -> Result
 }
 
 async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKind) -> Result<i32> {
-    let asked = (std::time::Instant::now(), lifeboat::orchestrator::now_ms());
+    let asked_ms = lifeboat::orchestrator::now_ms();
     let regions = super::workspace::regions(ctx)?;
     let state = live_state(&regions).await?;
     let group = group::load(&ctx.home.config_dir)?;
@@ -488,88 +463,42 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
         return Ok(exit_code::OK);
     }
     let written = [from.clone(), to.clone()];
-    let held = match super::route::route(ctx, &written, kind.name()).await? {
-        super::route::Route::Engine(socket) => {
-            return move_at_engine(json, &args, &plan, &socket, asked.1).await;
-        }
-        super::route::Route::Here(held) => held,
+    let client = super::route::client(ctx, &written, kind.name()).await?;
+    let scope = Scope {
+        from: from.name().to_string(),
+        to: to.name().to_string(),
+        dbs,
     };
-    if !json {
-        println!("{}", plan.summary());
-    }
-    let engine = control::engine_id(&ctx.home.data_dir)?;
-    let acks: BTreeMap<String, AckLog> = dbs
-        .iter()
-        .map(|db| (db.clone(), AckLog::for_db(&ctx.home.acks_dir(), db)))
-        .collect();
-    let options = SwitchOptions {
-        bind: args.serve.bind.clone(),
-        port: args.serve.port,
-        serve: !args.serve.no_serve,
-        acks,
-        on_step: (!json).then(step_printer),
-        asked: Some(asked.0),
-        ..SwitchOptions::default()
-    };
-    let outcome = switchover::switchover(&regions, &plan, &engine, &local_user(), options).await;
-    held.release().await;
-    let outcome = outcome?;
-    report_and_serve(json, &args.serve, &outcome.record, outcome.workspaces).await
+    let ran = move_at(json, &client, &args.serve, scope, kind, asked_ms).await;
+    serve_on(client, &args.serve, ran).await
 }
 
-/// A switchover or failback by the engine that runs the group: its plan,
-/// then the move of that plan's epoch; the engine serves the workspaces.
-async fn move_at_engine(
+/// A switchover or failback at `client`'s engine: its plan, then the move
+/// of that plan's epoch; the engine serves the workspaces it starts.
+async fn move_at(
     json: bool,
-    args: &SwitchArgs,
-    here: &switchover::SwitchPlan,
-    socket: &std::path::Path,
+    client: &Client,
+    serve: &ServeArgs,
+    scope: Scope,
+    kind: OperationKind,
     asked_ms: u64,
 ) -> Result<i32> {
-    let kind = here.kind;
-    if args.serve.port.is_some() || args.serve.bind.is_some() || args.serve.duration.is_some() {
-        return Err(Error::invalid(
-            "the engine that runs the group serves the workspaces on their own addresses; leave out --port, --bind and --duration",
-        ));
-    }
-    let (_, data) =
-        super::route::at_engine(socket, lifeboat::engine::Command::PlanMove { kind }).await?;
-    let plan: switchover::SwitchPlan = data
-        .and_then(|d| serde_json::from_value(d).ok())
-        .ok_or_else(|| Error::Failed("the engine sent no plan".into()))?;
-    let names = |p: &switchover::SwitchPlan| {
-        let mut dbs: Vec<String> = p.dbs.iter().map(|d| d.db.clone()).collect();
-        dbs.sort();
-        (p.from.clone(), p.to.clone(), dbs)
-    };
-    if names(&plan) != names(here) {
-        let (from, to, dbs) = names(&plan);
-        return Err(Error::invalid(format!(
-            "the engine that runs the group would move {} from {from} to {to}; run it without --from, --to and --db, or stop that engine",
-            dbs.join(", ")
-        )));
-    }
+    let plan: switchover::SwitchPlan = client
+        .look(Command::PlanMove {
+            kind,
+            scope: Some(scope),
+        })
+        .await?;
     if !json {
         println!("{}", plan.summary());
     }
-    let command = lifeboat::engine::Command::Move {
+    let command = Command::Move {
         kind,
         epoch: plan.epoch,
         asked_ms: Some(asked_ms),
+        serving: serving(serve),
     };
-    let (_, data) = super::route::at_engine(socket, command).await?;
-    let record: lifeboat::control::event::OperationRecord = data
-        .and_then(|d| serde_json::from_value(d).ok())
-        .ok_or_else(|| {
-            Error::Failed(format!("the engine sent no record of the {}", kind.name()))
-        })?;
-    if let Some(path) = &args.serve.report {
-        lifeboat::orchestrator::report::write(path, &record)?;
-    }
-    super::failover::print_record(json, &record)?;
-    Ok(if record.ok {
-        exit_code::OK
-    } else {
-        exit_code::FAILED
-    })
+    let steps: StepsOf = |s| &s.moving.steps;
+    let record = client.record(command, (!json).then_some(steps)).await?;
+    report_record(json, serve.report.as_deref(), &record)
 }

@@ -1,178 +1,279 @@
 //! Where a CLI command that changes the group runs: at the engine that
 //! holds the leases of the regions it writes (through its local socket),
-//! or, when no engine holds them, in this process, holding those leases
-//! for the command's duration (DESIGN.md "One engine, many clients").
+//! or, when no engine holds them, at an engine this process starts for the
+//! command's duration, which takes those leases (DESIGN.md "One engine,
+//! many clients"). Either way the command goes through the engine's facade
+//! and ends as the engine's outcome.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-
-use lifeboat::control::lease::{self, Holder, LeaseState, RegionLease};
-use lifeboat::engine::Command;
+use lifeboat::control::event::Step;
+use lifeboat::control::lease::{self, LeaseState};
 use lifeboat::engine::activity::{Outcome, local_user};
+use lifeboat::engine::{Command, Engine, EngineOptions, Snapshot};
 use lifeboat::error::{Error, Result};
 use lifeboat::region::Region;
 
 use crate::Ctx;
 
-/// Where to run.
-pub(crate) enum Route {
-    /// No engine holds the leases: this process holds them until released.
-    Here(Held),
-    /// The engine listening on this socket holds them.
-    Engine(PathBuf),
+/// How long a command may run at an engine.
+const COMMAND_TIME: Duration = Duration::from_secs(30 * 60);
+
+/// The engine a command runs at.
+pub(crate) enum Client {
+    /// The engine that runs the group, on this machine, through its socket.
+    Socket(PathBuf),
+    /// An engine of this process, started for the command (no engine ran
+    /// the group); it holds the leases of the regions the command writes.
+    Local(Engine),
 }
 
-/// Leases this process holds, renewed by a task until released.
-pub(crate) struct Held {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Held {
-    /// Lets go of the leases (a standby takes over at once).
-    pub(crate) async fn release(self) {
-        self.stop.send_replace(true);
-        if let Err(e) = self.task.await {
-            tracing::warn!("the lease task ended badly: {e}");
+/// Finds the engine a command that writes into `regions` runs at: the one
+/// holding their leases, else one started here, once it holds them. A
+/// region that does not answer is left out (a failover writes nothing
+/// there).
+pub(crate) async fn client(ctx: &Ctx, regions: &[Region], what: &str) -> Result<Client> {
+    // The holder on this machine, reached without starting anything.
+    for region in regions {
+        if let Ok(Some((_, holder))) = lease::newest(region).await
+            && !holder.released
+            && let Some(socket) = holder.local_socket()
+            && lifeboat::engine::socket::status(&socket).await.is_ok()
+        {
+            return Ok(Client::Socket(socket));
+        }
+    }
+    let names: Vec<String> = regions.iter().map(|r| r.name().to_string()).collect();
+    let engine = Engine::start(
+        &tokio::runtime::Handle::current(),
+        ctx.home.clone(),
+        ctx.regions.clone(),
+        EngineOptions {
+            lease_regions: names.clone(),
+            recover_by_itself: false,
+            ..EngineOptions::default()
+        },
+    );
+    match settle(&engine, &names, what).await {
+        Ok(None) => Ok(Client::Local(engine)),
+        Ok(Some(socket)) => {
+            engine.shutdown().await;
+            Ok(Client::Socket(socket))
+        }
+        Err(e) => {
+            engine.shutdown().await;
+            Err(e)
         }
     }
 }
 
-/// Finds where a command that writes into `regions` runs. A region that
-/// does not answer is left out (a failover writes nothing there).
-pub(crate) async fn route(ctx: &Ctx, regions: &[Region], what: &str) -> Result<Route> {
-    let engine = lifeboat::control::engine_id(&ctx.home.data_dir)?;
-    let me = Holder::me(&engine);
-    let mut leases: Vec<RegionLease> = regions
-        .iter()
-        .map(|r| RegionLease::new(r.clone(), me.clone()))
-        .collect();
-    // A holder elsewhere is alive once its chain moves while we look; a
-    // dead one's lease is taken after its term.
+/// Waits until `engine` read the control log and holds the lease of each
+/// region in `names` (or found it unreadable); the socket of an engine on
+/// this machine that holds one instead. A holder elsewhere is alive once
+/// its chain moves while we look; a dead one's lease is taken after its
+/// term.
+async fn settle(engine: &Engine, names: &[String], what: &str) -> Result<Option<PathBuf>> {
     let mut first_seen: BTreeMap<String, u64> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + lease::TERM + lease::WATCH_EVERY * 2;
+    let patience = lease::TERM + lease::WATCH_EVERY * 2;
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut changes = engine.subscribe();
     loop {
-        let mut settled = 0;
-        for l in &mut leases {
-            let region = l.region().name().to_string();
-            match l.tick().await {
-                LeaseState::Held { .. } | LeaseState::Unreachable { .. } => settled += 1,
-                LeaseState::Standby { holder } => {
+        let snapshot = Arc::clone(&changes.borrow_and_update());
+        let mut settled = snapshot.seq > 0
+            && (snapshot.control.read_us.is_some() || snapshot.control.error.is_some());
+        for name in names {
+            let state = snapshot.leases.iter().find(|l| &l.region == name);
+            match state.map(|l| &l.state) {
+                Some(LeaseState::Held { .. } | LeaseState::Unreachable { .. }) => {}
+                Some(LeaseState::Standby { holder }) => {
+                    settled = false;
                     if let Some(socket) = holder.local_socket()
                         && lifeboat::engine::socket::status(&socket).await.is_ok()
                     {
-                        release_all(&mut leases).await;
-                        return Ok(Route::Engine(socket));
+                        return Ok(Some(socket));
                     }
-                    let renewed = *first_seen
-                        .entry(region.clone())
-                        .or_insert(holder.renewed_ms);
+                    let renewed = *first_seen.entry(name.clone()).or_insert(holder.renewed_ms);
                     if renewed != holder.renewed_ms {
-                        release_all(&mut leases).await;
                         return Err(Error::Failed(format!(
-                            "{} holds the lease of region {region}, so it runs the group: {what} there",
+                            "{} holds the lease of region {name}, so it runs the group: {what} there",
                             holder.describe()
                         )));
                     }
                 }
-                LeaseState::Unknown => {}
+                Some(LeaseState::Unknown) | None => settled = false,
             }
         }
-        if settled == leases.len() {
-            return Ok(Route::Here(keep(leases)));
+        if settled {
+            return Ok(None);
         }
         if tokio::time::Instant::now() >= deadline {
-            release_all(&mut leases).await;
             return Err(Error::Failed(format!(
                 "the leases of {} did not come free within {} s; {what} once the engine holding them stops",
-                regions
-                    .iter()
-                    .map(|r| r.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                (lease::TERM + lease::WATCH_EVERY * 2).as_secs()
+                names.join(", "),
+                patience.as_secs()
             )));
         }
-        let wait = leases
-            .iter()
-            .map(|l| l.next_tick())
-            .min()
-            .unwrap_or(lease::WATCH_EVERY)
-            .max(Duration::from_millis(100));
-        tokio::time::sleep(wait).await;
+        // A snapshot comes every 250 ms; a lease change at once.
+        let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
     }
 }
 
-async fn release_all(leases: &mut [RegionLease]) {
-    for l in leases {
-        if let Err(e) = l.release().await {
-            tracing::warn!("releasing the lease of {}: {e}", l.region().name());
-        }
-    }
-}
+/// Reads the steps of one operation off a snapshot.
+pub(crate) type StepsOf = fn(&Snapshot) -> &[Step];
 
-/// Renews `leases` in a task until released.
-fn keep(mut leases: Vec<RegionLease>) -> Held {
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        loop {
-            let wait = leases
-                .iter()
-                .map(|l| l.next_tick())
-                .min()
-                .unwrap_or(lease::RENEW_EVERY);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stopped.changed() => break,
+impl Client {
+    /// Runs `command` as this user: its outcome, and the data of the
+    /// operation it ran. With `steps`, prints each step as it ends (an
+    /// engine elsewhere reports them in its record only).
+    pub(crate) async fn ask(
+        &self,
+        command: Command,
+        steps: Option<StepsOf>,
+    ) -> Result<(Outcome, Option<serde_json::Value>)> {
+        match self {
+            Client::Socket(socket) => {
+                let ran = lifeboat::engine::socket::run(socket, command, &local_user()).await?;
+                // A refusal is one error line, no more.
+                if matches!(ran.0, Outcome::Done(_)) {
+                    note_engine(socket);
+                }
+                Ok(ran)
             }
-            for l in &mut leases {
-                let was = l.holds();
-                if was && !l.tick().await.is_held() {
-                    tracing::warn!(
-                        "this command lost the lease of {} while it ran",
-                        l.region().name()
-                    );
+            Client::Local(engine) => {
+                let ran = engine.run(command, None, COMMAND_TIME);
+                let Some(steps) = steps else {
+                    let (_, outcome, data) = ran.await;
+                    return Ok((outcome, data));
+                };
+                let mut changes = engine.subscribe();
+                // An operation's steps start empty when it begins.
+                let mut printed = steps(&changes.borrow_and_update()).len();
+                let mut print = |snapshot: &Snapshot| {
+                    let now = steps(snapshot);
+                    if now.len() < printed {
+                        printed = 0;
+                    }
+                    for step in &now[printed..] {
+                        print_step(step);
+                    }
+                    printed = now.len();
+                };
+                tokio::pin!(ran);
+                loop {
+                    tokio::select! {
+                        (_, outcome, data) = &mut ran => {
+                            print(&engine.snapshot());
+                            return Ok((outcome, data));
+                        }
+                        Ok(()) = changes.changed() => {
+                            let snapshot = Arc::clone(&changes.borrow_and_update());
+                            print(&snapshot);
+                        }
+                    }
                 }
             }
         }
-        release_all(&mut leases).await;
-    });
-    Held { stop, task }
-}
+    }
 
-/// Runs `command` at the engine on `socket` as this user; the outcome's
-/// message, and the data of the operation it ran.
-pub(crate) async fn at_engine(
-    socket: &std::path::Path,
-    command: Command,
-) -> Result<(String, Option<serde_json::Value>)> {
-    let (outcome, data) = lifeboat::engine::socket::run(socket, command, &local_user()).await?;
-    match outcome {
-        Outcome::Done(message) => {
-            note_engine(socket);
-            Ok((message, data))
+    /// Runs `command`; the outcome's message and the operation's data. A
+    /// failed outcome is an error.
+    pub(crate) async fn run(
+        &self,
+        command: Command,
+    ) -> Result<(String, Option<serde_json::Value>)> {
+        let (outcome, data) = self.ask(command, None).await?;
+        match outcome {
+            Outcome::Done(message) => Ok((message, data)),
+            Outcome::Failed(message) => Err(Error::Failed(message)),
+            Outcome::Running => Err(Error::Failed("the engine did not finish".into())),
         }
-        Outcome::Failed(message) => Err(Error::Failed(message)),
-        Outcome::Running => Err(Error::Failed("the engine did not finish".into())),
+    }
+
+    /// Runs an operation that leaves a record (failover, drill, move),
+    /// printing its steps with `steps`; the record, ok or not, or why the
+    /// operation left none.
+    pub(crate) async fn record(
+        &self,
+        command: Command,
+        steps: Option<StepsOf>,
+    ) -> Result<lifeboat::control::event::OperationRecord> {
+        let what = command.describe();
+        let (outcome, data) = self.ask(command, steps).await?;
+        match data.and_then(|d| serde_json::from_value(d).ok()) {
+            Some(record) => Ok(record),
+            None => Err(Error::Failed(match outcome {
+                Outcome::Failed(message) => message,
+                _ => format!("the engine left no record of `{what}`"),
+            })),
+        }
+    }
+
+    /// What the preview or plan command `command` found, decoded.
+    pub(crate) async fn look<T: serde::de::DeserializeOwned>(&self, command: Command) -> Result<T> {
+        let what = command.describe();
+        let (_, data) = self.run(command).await?;
+        data.and_then(|d| serde_json::from_value(d).ok())
+            .ok_or_else(|| Error::Failed(format!("the engine answered nothing to `{what}`")))
+    }
+
+    /// Runs `command` and prints its outcome: what a CLI command that
+    /// hands its work over prints. The engine stops after.
+    pub(crate) async fn done(self, json: bool, command: Command) -> Result<i32> {
+        let ran = self.run(command).await;
+        self.close().await;
+        let (message, _) = ran?;
+        crate::emit(json, &serde_json::json!({ "done": message }), || {
+            message.clone()
+        })?;
+        Ok(lifeboat::error::exit_code::OK)
+    }
+
+    /// Whether this process's engine runs the command.
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self, Client::Local(_))
+    }
+
+    /// Stops this process's engine (its flows save their cursors, its
+    /// leases are released); nothing for an engine elsewhere.
+    pub(crate) async fn close(self) {
+        if let Client::Local(engine) = self {
+            engine.shutdown().await;
+        }
+    }
+
+    /// Serves what this process's engine serves until `duration`, Ctrl-C,
+    /// SIGTERM, or until it serves nothing any more (`workspace stop`);
+    /// then stops it. An engine elsewhere serves on by itself.
+    pub(crate) async fn serve_until_stopped(self, duration: Option<Duration>) -> Result<()> {
+        let Client::Local(engine) = &self else {
+            return Ok(());
+        };
+        let serving = |s: &Snapshot| s.control.workspaces.iter().any(|w| w.running.is_some());
+        if serving(&engine.snapshot()) {
+            // A year: until stopped.
+            let idle = engine.wait_for(Duration::from_secs(365 * 86_400), |s| !serving(s));
+            tokio::select! {
+                result = super::report_until_stopped(duration, Duration::from_secs(3600), || Ok(())) => result?,
+                _ = idle => {}
+            }
+        }
+        self.close().await;
+        Ok(())
     }
 }
 
-/// Runs `command` at the engine on `socket` and prints its outcome: what a
-/// CLI command that hands its work over prints.
-pub(crate) async fn done_at_engine(
-    json: bool,
-    socket: &std::path::Path,
-    command: Command,
-) -> Result<i32> {
-    let (message, _) = at_engine(socket, command).await?;
-    crate::emit(json, &serde_json::json!({ "done": message }), || {
-        message.clone()
-    })?;
-    Ok(lifeboat::error::exit_code::OK)
+/// One step as the CLI prints it.
+pub(crate) fn print_step(s: &Step) {
+    println!(
+        "  {} {} ({} ms): {}",
+        if s.ok { "ok  " } else { "FAIL" },
+        s.name,
+        s.ms,
+        s.detail
+    );
 }
 
 /// Tells the user (once) that the command ran at the engine, not here.

@@ -13,8 +13,9 @@ use lifeboat::control::{self, Appended};
 use lifeboat::engine::activity::local_user;
 use lifeboat::error::{Error, Result, exit_code};
 use lifeboat::region::Region;
-use lifeboat::workspace::{self, StartOptions, Workspace, WorkspaceStatus, auth, pipeline};
+use lifeboat::workspace::{self, WorkspaceStatus, auth, pipeline};
 
+use super::route::Client;
 use crate::{Ctx, emit, parse_duration};
 
 #[derive(Subcommand, Debug)]
@@ -401,44 +402,58 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
         .find(|r| r.name() == region_name)
         .cloned()
         .ok_or_else(|| Error::invalid(format!("region `{region_name}` is not configured")))?;
-    // The engine that runs the group serves it, if one does: a writer here
-    // would fence the workspace it may serve already.
-    match super::route::route(ctx, std::slice::from_ref(&region), "start the workspace").await? {
-        super::route::Route::Engine(socket) => {
-            if args.bind.is_some() || args.port.is_some() || args.duration.is_some() {
-                return Err(Error::invalid(
-                    "the engine that runs the group serves the workspace on its own address until stopped; leave out --bind, --port and --duration",
-                ));
-            }
-            let command = lifeboat::engine::Command::StartWorkspace {
-                name: args.name.clone(),
-                region: region_name,
-            };
-            return super::route::done_at_engine(json, &socket, command).await;
-        }
-        // Serving takes no lease: replication may go on meanwhile.
-        super::route::Route::Here(held) => held.release().await,
-    }
-    // The region's own copy of the log: a workspace starts from it alone.
-    let state = control::load(&region).await?;
-    let options = StartOptions {
-        bind: args.bind,
+    // A name not in the region's log is refused before anything starts.
+    control::load(&region).await?.workspace(&args.name)?;
+    // The engine that runs the group serves it, if one does (a writer
+    // here would fence the workspace it may serve already); else an engine
+    // of this process does, which later commands reach.
+    let client =
+        super::route::client(ctx, std::slice::from_ref(&region), "start the workspace").await?;
+    let command = lifeboat::engine::Command::StartWorkspace {
+        name: args.name.clone(),
+        region: region_name,
+        bind: args.bind.clone(),
         port: args.port,
-        ..StartOptions::default()
     };
-    let ws = Workspace::start(region, &state, &args.name, options).await?;
-    print_status(json, &ws.status())?;
-    let stopped = async {
-        tokio::select! {
-            result = super::report_until_stopped(args.duration, args.report_every, || print_status(json, &ws.status())) => result,
-            _ = ws.stopped() => Ok(()),
+    let Client::Local(engine) = &client else {
+        if args.duration.is_some() {
+            client.close().await;
+            return Err(Error::invalid(
+                "the engine that runs the group serves the workspace until it is stopped; leave out --duration",
+            ));
         }
+        return client.done(json, command).await;
     };
-    let result = stopped.await;
-    let last = ws.status();
-    ws.stop().await?;
+    let status = |s: &lifeboat::engine::Snapshot| {
+        s.control
+            .workspace(&args.name)
+            .and_then(|w| w.running.clone())
+    };
+    if let Err(e) = client.run(command).await {
+        client.close().await;
+        return Err(e);
+    }
+    let mut last = status(&engine.snapshot());
+    if let Some(first) = &last {
+        print_status(json, first)?;
+    }
+    let served = async {
+        // A year: until stopped.
+        engine
+            .wait_for(Duration::from_secs(365 * 86_400), |s| status(s).is_none())
+            .await
+    };
+    let result = tokio::select! {
+        result = super::report_until_stopped(args.duration, args.report_every, || {
+            last = status(&engine.snapshot()).or(last.take());
+            last.as_ref().map_or(Ok(()), |s| print_status(json, s))
+        }) => result,
+        _ = served => Ok(()),
+    };
+    let last = status(&engine.snapshot()).or(last);
+    client.close().await;
     result?;
-    if !json {
+    if !json && let Some(last) = last {
         println!(
             "workspace {} stopped after {} s, {} commands",
             last.name, last.uptime_s, last.commands

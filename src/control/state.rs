@@ -304,7 +304,8 @@ impl ControlState {
 }
 
 impl ControlState {
-    fn workspace(&self, name: &str) -> Result<&WorkspaceConfig> {
+    /// Workspace `name`, or an error that lists those defined.
+    pub fn workspace(&self, name: &str) -> Result<&WorkspaceConfig> {
         self.workspaces.get(name).ok_or_else(|| {
             Error::invalid(format!(
                 "workspace `{name}` is not defined (known: {}); create it with `lifeboat workspace create {name} --db NAME`",

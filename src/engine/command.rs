@@ -12,6 +12,37 @@ use super::workspaces::ControlChange;
 /// Names a command, so its outcome can be found in the activity log.
 pub type RequestId = u64;
 
+/// The regions and databases an operation concerns when they are not the
+/// group's (the CLI's `--from`, `--to` and `--db`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Scope {
+    pub from: String,
+    pub to: String,
+    /// Empty: the live branches written in `from` and replicated to `to`.
+    pub dbs: Vec<String>,
+}
+
+/// How an operation that starts workspaces serves them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Serving {
+    /// Start the workspaces (else change and record only).
+    pub serve: bool,
+    /// Listen on this address instead of each workspace's own.
+    pub bind: Option<String>,
+    /// Listen on this port instead of each workspace's own (0: any free one).
+    pub port: Option<u16>,
+}
+
+impl Default for Serving {
+    fn default() -> Self {
+        Serving {
+            serve: true,
+            bind: None,
+            port: None,
+        }
+    }
+}
+
 /// What the GUI or CLI asks the engine to do. Each ends as an activity
 /// entry (`Done` or `Failed` with one line that says why).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -70,12 +101,24 @@ pub enum Command {
     /// every region's control log.
     Control { change: ControlChange },
     /// Serve workspace `name` from `region` in this engine.
-    StartWorkspace { name: String, region: String },
+    StartWorkspace {
+        name: String,
+        region: String,
+        /// Its address, when not its own.
+        #[serde(default)]
+        bind: Option<String>,
+        #[serde(default)]
+        port: Option<u16>,
+    },
     /// Stop serving workspace `name` here.
     StopWorkspace { name: String },
     /// Looks at both regions and shows what a failover of the group would
     /// do and lose (the snapshot's `failover.preview`); changes nothing.
-    PreviewFailover,
+    /// `scope`: other regions or databases than the group's.
+    PreviewFailover {
+        #[serde(default)]
+        scope: Option<Scope>,
+    },
     /// Fails the group over as the preview of epoch `epoch` said: fences,
     /// forks, records, serves, measures. Refused if the preview is stale.
     Failover {
@@ -84,18 +127,30 @@ pub enum Command {
         /// RTO counts from there. `None`: when the engine got it.
         #[serde(default)]
         asked_ms: Option<u64>,
+        #[serde(default)]
+        serving: Serving,
     },
     /// Test failover: forks drill branches in the secondary, serves them
     /// from a drill workspace, verifies them and reports; they expire
     /// after `ttl_s`.
-    Drill { ttl_s: u64, smoke: Vec<String> },
+    Drill {
+        ttl_s: u64,
+        smoke: Vec<String>,
+        #[serde(default)]
+        scope: Option<Scope>,
+        /// The drill workspace's port (default: its own).
+        #[serde(default)]
+        port: Option<u16>,
+    },
     /// Forks `db` as of `at_ms` (point-in-time recovery) in `region`, off
-    /// its live branch, as branch `name`.
+    /// its live branch (or branch `from`), as branch `name`.
     Restore {
         db: String,
         region: String,
         at_ms: u64,
         name: String,
+        #[serde(default)]
+        from: Option<String>,
     },
     /// Stands the group's workspaces up in the secondary, following the
     /// replicas read-only, so that a failover only forks and opens writers
@@ -109,7 +164,11 @@ pub enum Command {
     ExportReport { id: String, path: PathBuf },
     /// Looks at both regions: what a switchover (or failback) of the
     /// group's live branches would move (the snapshot's `moving.plan`).
-    PlanMove { kind: OperationKind },
+    PlanMove {
+        kind: OperationKind,
+        #[serde(default)]
+        scope: Option<Scope>,
+    },
     /// Moves the live branches as the plan of epoch `epoch` said.
     Move {
         kind: OperationKind,
@@ -117,6 +176,8 @@ pub enum Command {
         /// As for `Failover`.
         #[serde(default)]
         asked_ms: Option<u64>,
+        #[serde(default)]
+        serving: Serving,
     },
     /// Recovers the writes of `db` stranded where its live branch was
     /// failed over from (the region must answer again).
@@ -129,6 +190,9 @@ pub enum Command {
         branch: String,
         pick: Pick,
         discard: bool,
+        /// Keys per durable write batch (default: `merge::CHUNK_KEYS`).
+        #[serde(default)]
+        chunk: Option<usize>,
     },
     /// Installs and starts `lifeboat serve` on this data folder as a
     /// systemd user service (`lifeboat service install`), which takes over
@@ -182,12 +246,13 @@ impl Command {
                 format!("export the activity log to {}", path.display())
             }
             Command::Control { change } => change.describe(),
-            Command::PreviewFailover => "look at what a failover would lose".into(),
+            Command::PreviewFailover { .. } => "look at what a failover would lose".into(),
             Command::Restore {
                 db,
                 region,
                 at_ms,
                 name,
+                ..
             } => format!(
                 "restore {db} in {region} as of {} as {name}",
                 crate::workload::verify::format_us(at_ms.saturating_mul(1000))
@@ -197,7 +262,7 @@ impl Command {
             Command::StopPreprovisioning => "stop pre-provisioning".into(),
             Command::Drill { ttl_s, .. } => format!("test failover (branches kept {ttl_s} s)"),
             Command::Failover { epoch, .. } => format!("fail over (epoch {epoch})"),
-            Command::PlanMove { kind } => format!("plan a {}", kind.name()),
+            Command::PlanMove { kind, .. } => format!("plan a {}", kind.name()),
             Command::Move { kind, epoch, .. } => format!("{} (epoch {epoch})", kind.name()),
             Command::Recover { db } => format!("recover the stranded writes of {db}"),
             Command::CompareRecovered { db, branch } => {
@@ -211,12 +276,36 @@ impl Command {
             Command::ExportReport { id, path } => {
                 format!("export the report of {id} to {}", path.display())
             }
-            Command::StartWorkspace { name, region } => {
+            Command::StartWorkspace { name, region, .. } => {
                 format!("start workspace {name} in {region}")
             }
             Command::StopWorkspace { name } => format!("stop workspace {name} here"),
             Command::InstallService => "install the engine as a service".into(),
             Command::Shutdown => "stop the engine".into(),
+        }
+    }
+}
+
+/// What a client reads of a snapshot besides a command's outcome.
+pub(super) type DataOf = fn(&super::Snapshot) -> Option<serde_json::Value>;
+
+impl Command {
+    /// What the asker of this command reads once it ended: the preview,
+    /// plan or record of the operation it ran.
+    pub(super) fn data_of(&self) -> DataOf {
+        fn json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
+            serde_json::to_value(value).ok()
+        }
+        match self {
+            Command::PreviewFailover { .. } => |s| s.failover.preview.as_ref().and_then(json),
+            Command::Failover { .. } => |s| s.failover.last.as_ref().and_then(json),
+            Command::Drill { .. } => |s| s.drill.last.as_ref().and_then(json),
+            Command::PlanMove { .. } => |s| s.moving.plan.as_ref().and_then(json),
+            Command::Move { .. } => |s| s.moving.last.as_ref().and_then(json),
+            Command::Recover { .. } | Command::Merge { .. } | Command::CompareRecovered { .. } => {
+                |s| json(&*s.recovery)
+            }
+            _ => |_| None,
         }
     }
 }

@@ -97,6 +97,7 @@ impl Core {
         region: String,
         at_ms: u64,
         name: String,
+        from: Option<String>,
     ) {
         if at_ms > crate::orchestrator::now_ms() {
             return self.fail(
@@ -105,7 +106,7 @@ impl Core {
             );
         }
         let state = self.control_state.clone();
-        let source = state.live_branch(&db).to_string();
+        let source = from.unwrap_or_else(|| state.live_branch(&db).to_string());
         let event_check =
             region::validate_name("branch", &name).and_then(|()| match state.branch(&db, &name) {
                 Some(_) => Err(Error::invalid(format!(

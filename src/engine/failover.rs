@@ -14,7 +14,9 @@ use crate::control::state::{BranchRecord, ControlState};
 use crate::error::{Error, Result};
 use crate::orchestrator::failover::Preview;
 use crate::region::Region;
+use crate::workload::acks::AckLog;
 
+use super::command::{Scope, Serving};
 use super::group::{self, GroupConfig};
 use super::operation::{Lifecycle, Op, record_outcome};
 use super::{Core, Internal, RequestId};
@@ -156,16 +158,40 @@ impl Core {
         dbs.into_iter().collect()
     }
 
-    pub(super) fn preview_failover(&mut self, request: RequestId) {
-        let Some(group) = self.group.clone() else {
-            return self.fail(request, "configure replication first: a failover moves the group's databases to its secondary");
+    /// Which regions an operation of `scope` (else of the group) runs
+    /// between, and the databases it was asked for (empty: those
+    /// replicated), the group's selection applying when no scope is given.
+    fn scope_of(
+        &self,
+        scope: Option<Scope>,
+        what: &str,
+    ) -> std::result::Result<(Region, Region, Scope, Option<GroupConfig>), String> {
+        let group = self.group.clone();
+        let scope = match (scope, &group) {
+            (Some(scope), _) => scope,
+            (None, Some(g)) => Scope {
+                from: g.primary.clone(),
+                to: g.secondary.clone(),
+                dbs: Vec::new(),
+            },
+            (None, None) => return Err(format!("configure replication first: {what}")),
         };
+        let from = self.region(&scope.from).map_err(|e| e.to_string())?;
+        let to = self.region(&scope.to).map_err(|e| e.to_string())?;
+        let selection = group.filter(|g| g.primary == scope.from && g.secondary == scope.to);
+        Ok((from, to, scope, selection))
+    }
+
+    pub(super) fn preview_failover(&mut self, request: RequestId, scope: Option<Scope>) {
         if self.failover.running {
             return self.fail(request, "a failover is running; wait for it to finish");
         }
-        let (from, to) = match (self.region(&group.primary), self.region(&group.secondary)) {
-            (Ok(f), Ok(t)) => (f, t),
-            (Err(e), _) | (_, Err(e)) => return self.fail(request, e),
+        let (from, to, scope, group) = match self.scope_of(
+            scope,
+            "a failover moves the group's databases to its secondary",
+        ) {
+            Ok(found) => found,
+            Err(e) => return self.fail(request, e),
         };
         self.failover.previewing = true;
         self.failover.preview_error = None;
@@ -173,14 +199,18 @@ impl Core {
             let result = async {
                 // The log as the secondary holds it: the primary may be gone.
                 let state = control::load(&to).await?;
-                // The group's databases the replicas say are copied there
-                // (the same choice as the CLI's).
-                let mut dbs = crate::orchestrator::failover::replicated(&from, &to, &state).await?;
-                dbs.retain(|db| group.databases.includes(db));
+                // The databases the replicas say are copied there (the same
+                // choice as the CLI's).
+                let mut dbs =
+                    crate::orchestrator::failover::to_fail_over(&from, &to, &state, &scope.dbs)
+                        .await?;
+                if let Some(group) = &group {
+                    dbs.retain(|db| group.databases.includes(db));
+                }
                 if dbs.is_empty() {
                     return Err(Error::Failed(format!(
-                        "no database of the group is live in {} and replicated to {}; nothing to fail over",
-                        group.primary, group.secondary
+                        "no database is live in {} and replicated to {}; nothing to fail over",
+                        scope.from, scope.to
                     )));
                 }
                 crate::orchestrator::failover::preview(&from, &to, &state, &dbs).await
@@ -195,6 +225,7 @@ impl Core {
         request: RequestId,
         epoch: u64,
         asked: Option<std::time::Instant>,
+        serving: Serving,
     ) {
         if self.failover.running {
             return self.fail(request, "a failover is running already");
@@ -216,7 +247,7 @@ impl Core {
         };
         // Workspaces this engine serves from the old primary under the names
         // the failover starts: they stop first (same names, same ports).
-        let serving: Vec<_> = preview
+        let stopping: Vec<_> = preview
             .workspaces
             .iter()
             .filter_map(|name| self.workspaces.remove(name))
@@ -224,19 +255,20 @@ impl Core {
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let acks = self.acks_for(preview.dbs.iter().map(|d| &d.db));
         let options = crate::orchestrator::failover::FailoverOptions {
-            serve: true,
+            serve: serving.serve,
+            bind: serving.bind,
+            port: serving.port,
             acks,
             standby: self.standby.clone(),
             pins: Some(Arc::clone(&self.pins)),
             on_step: Some(self.steps_of(Op::Failover)),
             asked: asked.or_else(|| Some(std::time::Instant::now())),
-            ..Default::default()
         };
         self.failover.begin();
         let who = self.who.clone();
         self.spawn(async move {
             let result = async {
-                for ws in serving {
+                for ws in stopping {
                     let name = ws.name().to_string();
                     ws.stop().await.map_err(|e| {
                         Error::Failed(format!("stopping workspace {name} here: {e}"))
@@ -288,13 +320,14 @@ impl Core {
         }
     }
 
-    pub(super) fn run_drill(&mut self, request: RequestId, ttl_s: u64, smoke: Vec<String>) {
-        let Some(group) = self.group.clone() else {
-            return self.fail(
-                request,
-                "configure replication first: a drill forks the secondary's replicas",
-            );
-        };
+    pub(super) fn run_drill(
+        &mut self,
+        request: RequestId,
+        ttl_s: u64,
+        smoke: Vec<String>,
+        scope: Option<Scope>,
+        port: Option<u16>,
+    ) {
         if self.drill.running {
             return self.fail(request, "a drill is running; wait for it to finish");
         }
@@ -304,33 +337,26 @@ impl Core {
                 "a time to live of 0 s would delete the drill at once; give at least a minute",
             );
         }
-        let dbs = self.failover_dbs(&group);
-        if dbs.is_empty() {
-            return self.fail(
-                request,
-                format!(
-                    "no database replicates from {} to {} yet",
-                    group.primary, group.secondary
-                ),
-            );
-        }
-        let to = match self.region(&group.secondary) {
-            Ok(r) => r,
-            Err(e) => return self.fail(request, e),
-        };
+        let asked_scope = scope.is_some();
+        let (from, to, scope, group) =
+            match self.scope_of(scope, "a drill forks the secondary's replicas") {
+                Ok(found) => found,
+                Err(e) => return self.fail(request, e),
+            };
         let Some(engine) = self.engine_id(request) else {
             return;
         };
-        let options = crate::orchestrator::drill::DrillOptions {
+        let mut options = crate::orchestrator::drill::DrillOptions {
             ttl: Duration::from_secs(ttl_s),
+            port,
             smoke,
-            acks: self.acks_for(&dbs),
             pins: Some(Arc::clone(&self.pins)),
             on_step: Some(self.steps_of(Op::Drill)),
             ..Default::default()
         };
         // The smoke commands are the group's: the next drill starts from them.
-        if let Some(group) = self.group.as_mut()
+        if !asked_scope
+            && let Some(group) = self.group.as_mut()
             && group.smoke != options.smoke
         {
             group.smoke = options.smoke.clone();
@@ -338,12 +364,35 @@ impl Core {
                 tracing::warn!("saving the drill's smoke commands: {e}");
             }
         }
+        let acks_dir = self.home.acks_dir();
         self.drill.begin();
         let who = self.who.clone();
-        let from = group.primary.clone();
         self.spawn(async move {
-            let result =
-                crate::orchestrator::drill::drill(&from, &to, &dbs, &engine, &who, options).await;
+            let result = async {
+                // The databases the replicas' cursors say are copied there,
+                // as a failover would take them.
+                let state = control::load(&to).await?;
+                let mut dbs = crate::orchestrator::failover::replicated(&from, &to, &state).await?;
+                if !scope.dbs.is_empty() {
+                    dbs = scope.dbs.clone();
+                }
+                if let Some(group) = &group {
+                    dbs.retain(|db| group.databases.includes(db));
+                }
+                if dbs.is_empty() {
+                    return Err(Error::Failed(format!(
+                        "no database replicates from {} to {} yet",
+                        scope.from, scope.to
+                    )));
+                }
+                options.acks = dbs
+                    .iter()
+                    .map(|db| (db.clone(), AckLog::for_db(&acks_dir, db)))
+                    .collect();
+                crate::orchestrator::drill::drill(from.name(), &to, &dbs, &engine, &who, options)
+                    .await
+            }
+            .await;
             Internal::Drilled { request, result }
         });
     }

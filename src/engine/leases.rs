@@ -56,14 +56,20 @@ impl LeaseTask {
 }
 
 impl Core {
-    /// Runs a lease task for each of the group's regions that has none,
-    /// and releases those of regions no longer in it.
+    /// Runs a lease task for each of the group's regions (and the
+    /// `lease_regions` asked for) that has none, and releases those of
+    /// regions no longer in it.
     pub(super) fn keep_leases(&mut self) {
-        let wanted: Vec<String> = self
+        let mut wanted: Vec<String> = self
             .group
             .as_ref()
             .map(|g| vec![g.primary.clone(), g.secondary.clone()])
             .unwrap_or_default();
+        for region in &self.opts.lease_regions {
+            if !wanted.contains(region) {
+                wanted.push(region.clone());
+            }
+        }
         let gone: Vec<String> = self
             .lease_tasks
             .keys()
@@ -154,7 +160,7 @@ impl Core {
             | Command::SetRpoTarget { .. }
             | Command::CompareRecovered { .. }
             | Command::StopWorkspace { .. } => both.clone(),
-            Command::PreviewFailover
+            Command::PreviewFailover { .. }
             | Command::Failover { .. }
             | Command::Drill { .. }
             | Command::StartPreprovisioning
@@ -277,7 +283,7 @@ fn is_group_level(command: &Command) -> bool {
             | Command::Pause { .. }
             | Command::Resume { .. }
             | Command::SetRpoTarget { .. }
-            | Command::PreviewFailover
+            | Command::PreviewFailover { .. }
             | Command::Failover { .. }
             | Command::Drill { .. }
             | Command::StartPreprovisioning

@@ -20,16 +20,26 @@ pub enum Op {
     Recovery,
 }
 
+/// What a lifecycle moves: running, the steps, the error, the record.
+pub type Parts<'a> = (
+    &'a mut bool,
+    &'a mut Vec<Step>,
+    &'a mut Option<String>,
+    &'a mut Option<OperationRecord>,
+);
+
 /// The part of an operation's view its lifecycle moves.
 pub trait Lifecycle {
-    fn parts(&mut self) -> (&mut bool, &mut Vec<Step>, &mut Option<String>);
+    fn parts(&mut self) -> Parts<'_>;
 
-    /// A run begins: running, no steps yet, no error.
+    /// A run begins: running, no steps yet, no error, and no record until
+    /// this run leaves one (an asker never reads an earlier run's).
     fn begin(&mut self) {
-        let (running, steps, error) = self.parts();
+        let (running, steps, error, last) = self.parts();
         *running = true;
         steps.clear();
         *error = None;
+        *last = None;
     }
 
     fn step(&mut self, step: Step) {
@@ -42,7 +52,7 @@ pub trait Lifecycle {
     where
         Self: Sized,
     {
-        let (running, _, error) = self.parts();
+        let (running, _, error, _) = self.parts();
         *running = false;
         match result {
             Ok(_) => None,
@@ -58,8 +68,13 @@ pub trait Lifecycle {
 macro_rules! lifecycle {
     ($view:ty) => {
         impl Lifecycle for $view {
-            fn parts(&mut self) -> (&mut bool, &mut Vec<Step>, &mut Option<String>) {
-                (&mut self.running, &mut self.steps, &mut self.error)
+            fn parts(&mut self) -> Parts<'_> {
+                (
+                    &mut self.running,
+                    &mut self.steps,
+                    &mut self.error,
+                    &mut self.last,
+                )
             }
         }
     };

@@ -16,6 +16,7 @@ use crate::orchestrator::switchover::SwitchPlan;
 use crate::region::Region;
 
 use super::activity::Outcome;
+use super::command::{Scope, Serving};
 use super::group::GroupConfig;
 use super::operation::{Lifecycle, Op, record_outcome};
 use super::{Core, Internal, RequestId, failover, recovery};
@@ -114,38 +115,50 @@ impl Core {
         }
     }
 
-    pub(super) fn plan_move(&mut self, request: RequestId, kind: OperationKind) {
-        let Some(group) = self.group.clone() else {
-            return self.fail(
-                request,
-                format!(
-                    "configure replication first: a {} moves the group's databases",
-                    kind.name()
-                ),
-            );
-        };
+    pub(super) fn plan_move(
+        &mut self,
+        request: RequestId,
+        kind: OperationKind,
+        scope: Option<Scope>,
+    ) {
         if self.moving.running {
             return self.fail(
                 request,
                 format!("a {} is running; wait for it to finish", kind.name()),
             );
         }
-        let (from, to) = self.move_regions(&group, kind);
-        // The live branches written in `from` and replicated to `to`.
-        let dbs: BTreeSet<String> = self
-            .replicator
-            .as_ref()
-            .map(|r| {
-                r.flows()
-                    .filter(|f| {
-                        f.home.name() == from
-                            && f.replica.name() == to
-                            && f.branch == self.control_state.live_branch(&f.db)
+        let (from, to, dbs) = match scope {
+            // Asked for by name (the CLI resolved them from the log).
+            Some(scope) => (scope.from, scope.to, scope.dbs.into_iter().collect()),
+            None => {
+                let Some(group) = self.group.clone() else {
+                    return self.fail(
+                        request,
+                        format!(
+                            "configure replication first: a {} moves the group's databases",
+                            kind.name()
+                        ),
+                    );
+                };
+                let (from, to) = self.move_regions(&group, kind);
+                // The live branches written in `from` and replicated to `to`.
+                let dbs: BTreeSet<String> = self
+                    .replicator
+                    .as_ref()
+                    .map(|r| {
+                        r.flows()
+                            .filter(|f| {
+                                f.home.name() == from
+                                    && f.replica.name() == to
+                                    && f.branch == self.control_state.live_branch(&f.db)
+                            })
+                            .map(|f| f.db.clone())
+                            .collect()
                     })
-                    .map(|f| f.db.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .unwrap_or_default();
+                (from, to, dbs)
+            }
+        };
         if dbs.is_empty() {
             return self.fail(
                 request,
@@ -180,6 +193,7 @@ impl Core {
         kind: OperationKind,
         epoch: u64,
         asked: Option<std::time::Instant>,
+        serving: Serving,
     ) {
         if self.moving.running {
             return self.fail(request, format!("a {} is running already", kind.name()));
@@ -199,6 +213,7 @@ impl Core {
         let Some(engine) = self.engine_id(request) else {
             return;
         };
+        let asked_serving = serving;
         // The workspaces serving these databases here stop writing first;
         // standing ones in the target give way to the writers.
         let mut serving = Vec::new();
@@ -216,7 +231,9 @@ impl Core {
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let acks = self.acks_for(plan.dbs.iter().map(|d| &d.db));
         let options = crate::orchestrator::switchover::SwitchOptions {
-            serve: true,
+            serve: asked_serving.serve,
+            bind: asked_serving.bind,
+            port: asked_serving.port,
             serving,
             acks,
             pins: Some(Arc::clone(&self.pins)),
@@ -286,7 +303,7 @@ impl Core {
     /// health check and read of the control log; a failed try is tried
     /// again after `AUTO_RECOVERY_RETRY`.
     pub(super) fn recover_by_itself(&mut self) {
-        if self.recovery.running {
+        if !self.opts.recover_by_itself || self.recovery.running {
             return;
         }
         let Some(group) = self.group.clone() else {
@@ -449,6 +466,7 @@ impl Core {
         branch: String,
         pick: Pick,
         discard: bool,
+        chunk: Option<usize>,
     ) {
         if self.recovery.running {
             return self.fail(
@@ -475,6 +493,7 @@ impl Core {
             pick,
             target,
             discard,
+            chunk_keys: chunk.unwrap_or(crate::orchestrator::merge::CHUNK_KEYS),
             on_step: Some(self.steps_of(Op::Recovery)),
             ..Default::default()
         };

@@ -26,6 +26,7 @@ impl Core {
     ) {
         self.open_regions();
         self.resume_group();
+        self.keep_leases();
         self.state = EngineState::Idle;
         self.publish();
         let mut publish = tokio::time::interval(self.opts.publish_every);
@@ -296,29 +297,43 @@ impl Core {
                 });
             }
             Command::Control { change } => self.record_control(request, change),
-            Command::StartWorkspace { name, region } => self.start_workspace(request, name, region),
+            Command::StartWorkspace {
+                name,
+                region,
+                bind,
+                port,
+            } => self.start_workspace(request, name, region, bind, port),
             Command::StopWorkspace { name } => self.stop_workspace(request, &name),
-            Command::PreviewFailover => self.preview_failover(request),
-            Command::Drill { ttl_s, smoke } => self.run_drill(request, ttl_s, smoke),
+            Command::PreviewFailover { scope } => self.preview_failover(request, scope),
+            Command::Drill {
+                ttl_s,
+                smoke,
+                scope,
+                port,
+            } => self.run_drill(request, ttl_s, smoke, scope, port),
             Command::Restore {
                 db,
                 region,
                 at_ms,
                 name,
-            } => self.restore(request, db, region, at_ms, name),
+                from,
+            } => self.restore(request, db, region, at_ms, name, from),
             Command::DeleteBranch { db, branch } => self.delete_branch(request, db, branch),
             Command::StartPreprovisioning => self.set_preprovisioning(request, true),
             Command::StopPreprovisioning => self.set_preprovisioning(request, false),
-            Command::Failover { epoch, asked_ms } => {
-                self.run_failover(request, epoch, asked_at(asked_ms))
-            }
+            Command::Failover {
+                epoch,
+                asked_ms,
+                serving,
+            } => self.run_failover(request, epoch, asked_at(asked_ms), serving),
             Command::ExportReport { id, path } => self.export_report(request, id, path),
-            Command::PlanMove { kind } => self.plan_move(request, kind),
+            Command::PlanMove { kind, scope } => self.plan_move(request, kind, scope),
             Command::Move {
                 kind,
                 epoch,
                 asked_ms,
-            } => self.run_move(request, kind, epoch, asked_at(asked_ms)),
+                serving,
+            } => self.run_move(request, kind, epoch, asked_at(asked_ms), serving),
             Command::Recover { db } => self.recover(request, db),
             Command::CompareRecovered { db, branch } => self.compare(request, db, branch),
             Command::Merge {
@@ -326,7 +341,8 @@ impl Core {
                 branch,
                 pick,
                 discard,
-            } => self.merge(request, db, branch, pick, discard),
+                chunk,
+            } => self.merge(request, db, branch, pick, discard, chunk),
             Command::InstallService => self.install_service(request),
             Command::Shutdown => {}
         }

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 
 use super::activity::Outcome;
 use super::published::Published;
-use super::{Command, Engine, RequestId, Snapshot};
+use super::{Command, Engine, RequestId};
 
 /// The sockets' names in the data folder: `engine-<pid>.sock`.
 const SOCKET_PREFIX: &str = "engine-";
@@ -168,29 +168,11 @@ async fn answer(stream: UnixStream, engine: &Engine) -> Result<()> {
             }
         }
         Ok(Request::Run { command, who }) => {
-            let data_of = data_of(&command);
-            let request = engine.send_as(*command, Some(who));
-            let (snapshot, ended) = engine
-                .wait_for(COMMAND_TIME, |s| {
-                    s.activity
-                        .iter()
-                        .any(|e| e.request == request && e.outcome != Outcome::Running)
-                })
-                .await;
-            let outcome = snapshot
-                .activity
-                .iter()
-                .find(|e| e.request == request)
-                .map(|e| e.outcome.clone())
-                .filter(|_| ended)
-                .unwrap_or(Outcome::Failed(format!(
-                    "the engine did not finish within {} min",
-                    COMMAND_TIME.as_secs() / 60
-                )));
+            let (request, outcome, data) = engine.run(*command, Some(who), COMMAND_TIME).await;
             Reply::Ended {
                 request,
                 outcome,
-                data: data_of(&snapshot),
+                data,
             }
         }
     };
@@ -201,26 +183,6 @@ async fn answer(stream: UnixStream, engine: &Engine) -> Result<()> {
         .write_all(&bytes)
         .await
         .map_err(|e| Error::Failed(format!("writing the reply: {e}")))
-}
-
-type DataOf = fn(&Snapshot) -> Option<serde_json::Value>;
-
-/// What a client of `command` reads besides its outcome.
-fn data_of(command: &Command) -> DataOf {
-    fn json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
-        serde_json::to_value(value).ok()
-    }
-    match command {
-        Command::PreviewFailover => |s| s.failover.preview.as_ref().and_then(json),
-        Command::Failover { .. } => |s| s.failover.last.as_ref().and_then(json),
-        Command::Drill { .. } => |s| s.drill.last.as_ref().and_then(json),
-        Command::PlanMove { .. } => |s| s.moving.plan.as_ref().and_then(json),
-        Command::Move { .. } => |s| s.moving.last.as_ref().and_then(json),
-        Command::Recover { .. } | Command::Merge { .. } | Command::CompareRecovered { .. } => {
-            |s| json(&*s.recovery)
-        }
-        _ => |_| None,
-    }
 }
 
 async fn exchange(socket: &Path, request: &Request, wait: Duration) -> Result<Reply> {

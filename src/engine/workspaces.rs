@@ -198,6 +198,8 @@ impl Core {
         request: RequestId,
         name: String,
         region_name: String,
+        bind: Option<String>,
+        port: Option<u16>,
     ) {
         if self.workspaces.contains_key(&name) || self.workspace_busy.contains_key(&name) {
             return self.fail(
@@ -219,7 +221,11 @@ impl Core {
                     region.clone(),
                     &state,
                     &name,
-                    Default::default(),
+                    crate::workspace::StartOptions {
+                        bind,
+                        port,
+                        ..Default::default()
+                    },
                 )
                 .await
             }

@@ -344,6 +344,7 @@ impl DatabasesTab {
                     region,
                     at_ms,
                     name: form.name.trim().to_string(),
+                    from: None,
                 }));
             }
         });

@@ -123,7 +123,7 @@ impl FailoverPanel {
     pub fn open(&mut self, engine: &Engine) {
         self.open = true;
         self.run_request = None;
-        self.preview_request = Some(engine.send(Command::PreviewFailover));
+        self.preview_request = Some(engine.send(Command::PreviewFailover { scope: None }));
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
@@ -176,6 +176,7 @@ impl FailoverPanel {
                     self.run_request = Some(engine.send(Command::Failover {
                         asked_ms: None,
                         epoch: preview.epoch,
+                        serving: Default::default(),
                     }));
                 }
                 if ui.button("Cancel").clicked() {
@@ -377,6 +378,8 @@ impl DrillPanel {
                     self.request = Some(engine.send(Command::Drill {
                         ttl_s: minutes * 60,
                         smoke,
+                        scope: None,
+                        port: None,
                     }));
                 }
                 if ui.button("Cancel").clicked() {

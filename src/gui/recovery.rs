@@ -137,7 +137,10 @@ impl MovePanel {
     pub fn open(&mut self, engine: &Engine) {
         self.open = true;
         self.run_request = None;
-        self.plan_request = Some(engine.send(Command::PlanMove { kind: self.kind }));
+        self.plan_request = Some(engine.send(Command::PlanMove {
+            kind: self.kind,
+            scope: None,
+        }));
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
@@ -241,6 +244,7 @@ impl MovePanel {
                         asked_ms: None,
                         kind: self.kind,
                         epoch: plan.epoch,
+                        serving: Default::default(),
                     }));
                 }
                 if ui.button("Cancel").clicked() {
@@ -499,6 +503,7 @@ impl RecoverPanel {
                             branch: c.branch.clone(),
                             pick,
                             discard: self.discard,
+                            chunk: None,
                         })
                     };
                     let mut asked = None;

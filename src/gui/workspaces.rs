@@ -304,7 +304,12 @@ impl WorkspacesTab {
                     if button_unless(ui, "Start workspace", reason).clicked()
                         && let Some(region) = self.start_region.clone()
                     {
-                        self.send(engine, Command::StartWorkspace { name: name.clone(), region });
+                        self.send(engine, Command::StartWorkspace {
+                                name: name.clone(),
+                                region,
+                                bind: None,
+                                port: None,
+                            });
                     }
                 }
             }

@@ -86,6 +86,39 @@ pub async fn replicated(from: &Region, to: &Region, state: &ControlState) -> Res
     Ok(dbs)
 }
 
+/// The databases a failover from `from` to `to` takes: those `asked` for,
+/// else the replicated ones. None left because every one is live in `to`
+/// already is an error that says so.
+pub async fn to_fail_over(
+    from: &Region,
+    to: &Region,
+    state: &ControlState,
+    asked: &[String],
+) -> Result<Vec<String>> {
+    if !asked.is_empty() {
+        return Ok(asked.to_vec());
+    }
+    let dbs = replicated(from, to, state).await?;
+    if dbs.is_empty() {
+        let moved: Vec<String> = state
+            .live
+            .values()
+            .filter(|l| l.region == to.name())
+            .map(|l| format!("{}/{}", l.db, l.branch))
+            .collect();
+        if !moved.is_empty() {
+            return Err(Error::invalid(format!(
+                "{} already live in `{}` (epoch {}); there is nothing to fail over from `{}`",
+                moved.join(", "),
+                to.name(),
+                state.epoch,
+                from.name()
+            )));
+        }
+    }
+    Ok(dbs)
+}
+
 /// What a failover would do and lose.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Preview {
