@@ -88,6 +88,8 @@ pub struct EngineOptions {
     /// without being asked (the service does; a command's engine does only
     /// what it was asked).
     pub recover_by_itself: bool,
+    /// Faults injected into regions, by name (the CLI's `--fault`).
+    pub faults: BTreeMap<String, crate::region::faults::FaultPlan>,
 }
 
 impl Default for EngineOptions {
@@ -104,6 +106,7 @@ impl Default for EngineOptions {
             status_every: published::PUBLISH_EVERY,
             lease_regions: Vec::new(),
             recover_by_itself: true,
+            faults: BTreeMap::new(),
         }
     }
 }

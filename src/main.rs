@@ -1,7 +1,7 @@
 //! The `lifeboat` binary: no subcommand opens the app; subcommands run
 //! headless for scripts and for people at a terminal.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -319,13 +319,13 @@ fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 struct Ctx {
     home: Home,
     regions: Regions,
-    faults: HashMap<String, FaultPlan>,
+    faults: BTreeMap<String, FaultPlan>,
 }
 
 impl Ctx {
     fn load(cli: &Cli, home: Home) -> Result<Ctx> {
         let regions = home.load_regions()?;
-        let mut faults = HashMap::new();
+        let mut faults = BTreeMap::new();
         for text in &cli.fault {
             let (region, plan) = text.split_once(':').ok_or_else(|| {
                 Error::invalid(format!(
@@ -353,6 +353,15 @@ impl Ctx {
                     "no region is configured; add one with `lifeboat region add NAME URL`",
                 )
             }),
+        }
+    }
+
+    /// An engine's options for this run: the defaults, with the faults it
+    /// injects.
+    fn engine_options(&self) -> lifeboat::engine::EngineOptions {
+        lifeboat::engine::EngineOptions {
+            faults: self.faults.clone(),
+            ..Default::default()
         }
     }
 

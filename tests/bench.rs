@@ -62,8 +62,9 @@ fn bench_all_runs_on_local_and_s3_regions() {
         );
         assert!(r["idle"]["requests_per_min"].as_f64().is_some(), "{r:#}");
     }
-    // Failovers on demand and pre-provisioned, all of them good.
-    for mode in ["on_demand", "pre_provisioned"] {
+    // Failovers on demand, pre-provisioned and by the command in its own
+    // process (its own engine), all of them good.
+    for mode in ["on_demand", "pre_provisioned", "command"] {
         let m = &figures["failover"][mode];
         assert_eq!(m["failovers"], 2, "{figures:#}");
         assert_eq!(m["all_ok"], true, "{figures:#}");

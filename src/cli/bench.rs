@@ -41,7 +41,8 @@ pub enum BenchCommand {
     /// `redis-benchmark -t set,get` against a workspace and against
     /// redis-server on this machine, with the ratio.
     Workspace(WorkspaceBench),
-    /// Failovers under a running workload, on demand and pre-provisioned:
+    /// Failovers under a running workload, on demand, pre-provisioned and
+    /// as `lifeboat failover --yes` in a process of its own:
     /// RTO and RPO p50/p99 against the targets.
     Failover(FailoverBench),
     /// (For `bench failover`: a client that writes at ADDR until a write

@@ -1,6 +1,8 @@
 //! `lifeboat bench failover`: failovers on two local-folder regions, each
 //! under a running workload, on demand (the workspace is started at
-//! failover) and pre-provisioned (a standing follower is promoted): RTO
+//! failover), pre-provisioned (a standing follower is promoted), and as
+//! the command a responder types (`lifeboat failover --yes` in its own
+//! process, which starts an engine of its own when none runs): RTO
 //! from the ask to the first write acknowledged through the new connection
 //! string, RPO as the age of the oldest acknowledged write the new live
 //! branch lacks (0 when it lacks none), p50 and p99 against the targets.
@@ -72,8 +74,22 @@ pub struct FailoverFigures {
     pub workload_rate: u64,
     pub on_demand: ModeFigures,
     pub pre_provisioned: ModeFigures,
+    /// `lifeboat failover --yes` in a process of its own, no engine
+    /// running: process start, its engine's lease, preview, failover.
+    pub command: ModeFigures,
     /// Aurora Global Database's published RTO, for scale.
     pub aurora_published_rto_ms: f64,
+}
+
+/// How a failover is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In this process; the workspace started at failover.
+    OnDemand,
+    /// In this process; a standing follower promoted.
+    PreProvisioned,
+    /// `lifeboat failover --yes` in a process of its own.
+    Command,
 }
 
 /// One failover's measurements.
@@ -93,27 +109,26 @@ pub async fn measure(scratch: &Path, knobs: &FailoverKnobs) -> Result<FailoverFi
         return Err(Error::invalid("--failovers must be at least 1"));
     }
     let mut modes = Vec::new();
-    for pre_provisioned in [false, true] {
+    for mode in [Mode::OnDemand, Mode::PreProvisioned, Mode::Command] {
         let mut runs = Vec::new();
         for i in 0..knobs.failovers {
-            let dir = scratch.join(format!(
-                "{}-{i}",
-                if pre_provisioned { "pre" } else { "demand" }
-            ));
-            let run = one(&dir, knobs.failover_rate, pre_provisioned).await;
+            let dir = scratch.join(format!("{mode:?}-{i}"));
+            let run = one(&dir, knobs.failover_rate, mode).await;
             let _ = std::fs::remove_dir_all(&dir);
             runs.push(run?);
         }
-        modes.push(figures(&runs, pre_provisioned));
+        modes.push(figures(&runs, mode == Mode::PreProvisioned));
     }
-    let pre_provisioned = modes.pop().ok_or_else(|| Error::Failed("no runs".into()))?;
-    let on_demand = modes.pop().ok_or_else(|| Error::Failed("no runs".into()))?;
+    let mut modes = modes.into_iter();
+    let mut next = || modes.next().ok_or_else(|| Error::Failed("no runs".into()));
+    let (on_demand, pre_provisioned, command) = (next()?, next()?, next()?);
     Ok(FailoverFigures {
         bench: "failover",
         regions: "local folders",
         workload_rate: knobs.failover_rate,
         on_demand,
         pre_provisioned,
+        command,
         aurora_published_rto_ms: 60_000.0,
     })
 }
@@ -143,9 +158,17 @@ fn figures(runs: &[Run], pre_provisioned: bool) -> ModeFigures {
 
 /// Two fresh local regions, `orders` written at `rate`, replicated, a
 /// workspace `shop` defined; one failover.
-async fn one(dir: &Path, rate: u64, pre_provisioned: bool) -> Result<Run> {
+async fn one(dir: &Path, rate: u64, mode: Mode) -> Result<Run> {
+    let pre_provisioned = mode == Mode::PreProvisioned;
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
-    let open = |name: &str| Region::open(&RegionSpec::new(name, &file_url(&dir.join(name))));
+    // Where the embedded default of data folder `dir` keeps its regions,
+    // so that the command finds them.
+    let open = |name: &str| {
+        Region::open(&RegionSpec::new(
+            name,
+            &file_url(&dir.join("regions").join(name)),
+        ))
+    };
     let (a, b) = (open("us-east-1")?, open("eu-west-1")?);
     let regions = vec![a.clone(), b.clone()];
     // The address clients use, known before the failover.
@@ -221,38 +244,32 @@ async fn one(dir: &Path, rate: u64, pre_provisioned: bool) -> Result<Run> {
     );
     let client = first_write_client(port)?;
     let asked = (std::time::Instant::now(), lifeboat::orchestrator::now_ms());
-    let state = control::load(&b).await?;
-    let preview = failover::preview(&a, &b, &state, &["orders".to_string()]).await?;
-    let mut acks_by_db = BTreeMap::new();
-    acks_by_db.insert("orders".to_string(), acks.clone());
-    let outcome = failover::failover(
-        &regions,
-        &preview,
-        "00000000000000bf",
-        "bench",
-        FailoverOptions {
-            serve: true,
-            acks: acks_by_db,
-            standby,
-            asked: Some(asked.0),
-            ..FailoverOptions::default()
-        },
-    )
-    .await;
-    let first_ok_ms = client.await;
+    let (failed_over, first_ok_ms) = if mode == Mode::Command {
+        // The command serves one second after the failover: the client
+        // is done by then.
+        (fail_over_by_command(dir).await, client.await)
+    } else {
+        let outcome = fail_over_here(&regions, &acks, standby, asked.0).await;
+        let first_ok_ms = client.await;
+        let record = match outcome {
+            Ok(outcome) => {
+                for ws in outcome.workspaces {
+                    let _ = ws.stop().await;
+                }
+                Ok(outcome.record)
+            }
+            Err(e) => Err(e),
+        };
+        (record, first_ok_ms)
+    };
     let _ = stop_tx.send(());
     let _ = writer.await;
     replicator.stop().await;
-    let outcome = outcome?;
-    let first_ok_ms = first_ok_ms?;
-    for ws in outcome.workspaces {
-        let _ = ws.stop().await;
-    }
-    drop(outcome.forks);
     if let Some(ws) = standing.and_then(|ws| Arc::try_unwrap(ws).ok()) {
         let _ = ws.stop().await;
     }
-    let record = outcome.record;
+    let record = failed_over?;
+    let first_ok_ms = first_ok_ms?;
     if std::env::var_os("LIFEBOAT_BENCH_STEPS").is_some() {
         for step in &record.steps {
             eprintln!("step {} {} ms {}", step.name, step.ms, step.detail);
@@ -266,6 +283,61 @@ async fn one(dir: &Path, rate: u64, pre_provisioned: bool) -> Result<Run> {
         reported_rto_ms: record.rto_ms.unwrap_or(u64::MAX) as f64,
         rpo_ms: rpo.and_then(|r| r.missing_span_ms).unwrap_or(0) as f64,
         lost: rpo.and_then(|r| r.missing_records).unwrap_or(0) as f64,
+    })
+}
+
+/// The failover in this process (the orchestrator, as an engine runs it).
+async fn fail_over_here(
+    regions: &[Region],
+    acks: &AckLog,
+    standby: BTreeMap<String, (Arc<Workspace>, String)>,
+    asked: std::time::Instant,
+) -> Result<failover::FailoverOutcome> {
+    let (a, b) = (&regions[0], &regions[1]);
+    let state = control::load(b).await?;
+    let preview = failover::preview(a, b, &state, &["orders".to_string()]).await?;
+    let mut acks_by_db = BTreeMap::new();
+    acks_by_db.insert("orders".to_string(), acks.clone());
+    failover::failover(
+        regions,
+        &preview,
+        "00000000000000bf",
+        "bench",
+        FailoverOptions {
+            serve: true,
+            acks: acks_by_db,
+            standby,
+            asked: Some(asked),
+            ..FailoverOptions::default()
+        },
+    )
+    .await
+}
+
+/// `lifeboat failover --yes` on data folder `dir` in a process of its own,
+/// the primary in outage there too; its record (it serves one second more).
+async fn fail_over_by_command(dir: &Path) -> Result<lifeboat::control::event::OperationRecord> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Failed(format!("cannot find this program: {e}")))?;
+    let out = tokio::process::Command::new(exe)
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--config-dir")
+        .arg(dir)
+        .args(["--fault", "us-east-1:outage", "--json", "failover"])
+        .args(["--from", "us-east-1", "--to", "eu-west-1", "--db", "orders"])
+        .args(["--yes", "--duration", "1s"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| Error::Failed(format!("running `lifeboat failover`: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().next().unwrap_or_default()).map_err(|e| {
+        Error::Failed(format!(
+            "`lifeboat failover` printed no record ({e}): {}",
+            lifeboat::error::one_line(&String::from_utf8_lossy(&out.stderr))
+        ))
     })
 }
 
@@ -285,6 +357,7 @@ pub fn table(f: &FailoverFigures) -> String {
     for (name, m) in [
         ("on demand", &f.on_demand),
         ("pre-provisioned", &f.pre_provisioned),
+        ("`lifeboat failover --yes`", &f.command),
     ] {
         lines.push(format!(
             "| {name} | {} | {} | {:.0} / {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} / {:.0} |",

@@ -116,7 +116,13 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         })?;
         return Ok(exit_code::OK);
     }
-    let client = super::route::client(ctx, std::slice::from_ref(&to), "fail over").await?;
+    let client = super::route::client(
+        ctx,
+        std::slice::from_ref(&to),
+        "fail over",
+        super::route::Needs::Leases,
+    )
+    .await?;
     let scope = Scope {
         from: from.name().to_string(),
         to: to.name().to_string(),
@@ -276,7 +282,13 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
         serve: ServeArgs::default(),
     };
     let (from, to, dbs) = scope(ctx, &regions, &scope_args)?;
-    let client = super::route::client(ctx, std::slice::from_ref(&to), "run the drill").await?;
+    let client = super::route::client(
+        ctx,
+        std::slice::from_ref(&to),
+        "run the drill",
+        super::route::Needs::Leases,
+    )
+    .await?;
     if !client.is_local() && args.serve_for.is_some() {
         client.close().await;
         return Err(Error::invalid(
@@ -344,7 +356,13 @@ pub async fn restore_command(ctx: &Ctx, json: bool, args: RestoreArgs) -> Result
         )));
     }
     let region = ctx.open(&args.region)?;
-    let client = super::route::client(ctx, std::slice::from_ref(&region), "restore").await?;
+    let client = super::route::client(
+        ctx,
+        std::slice::from_ref(&region),
+        "restore",
+        super::route::Needs::Log,
+    )
+    .await?;
     let command = Command::Restore {
         db: args.db.clone(),
         region: region.name().to_string(),
@@ -521,7 +539,9 @@ pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Re
                 db: db.clone(),
                 branch: name.clone(),
             })?;
-            let client = super::route::client(ctx, &regions, "delete the branch").await?;
+            let client =
+                super::route::client(ctx, &regions, "delete the branch", super::route::Needs::Log)
+                    .await?;
             client
                 .done(
                     json,

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use lifeboat::engine::activity::Outcome;
 use lifeboat::engine::group::{self, ReplicationKind, Selection};
-use lifeboat::engine::{Command, Engine, EngineOptions, Snapshot};
+use lifeboat::engine::{Command, Engine, Snapshot};
 use lifeboat::error::{Error, Result, exit_code};
 
 use crate::{Ctx, emit, parse_duration};
@@ -77,7 +77,7 @@ async fn engine(ctx: &Ctx) -> Result<Engine> {
         &tokio::runtime::Handle::current(),
         ctx.home.clone(),
         ctx.regions.clone(),
-        EngineOptions::default(),
+        ctx.engine_options(),
     );
     let (snapshot, ready) = engine
         .wait_for(COMMAND_TIMEOUT, |s| {

@@ -221,7 +221,7 @@ pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result
         find_region(&regions, &found.source_region)?,
         find_region(&regions, &found.live_region)?,
     ];
-    let client = super::route::client(ctx, &written, "recover").await?;
+    let client = super::route::client(ctx, &written, "recover", super::route::Needs::Log).await?;
     let steps: StepsOf = |s| &s.recovery.steps;
     let command = Command::Recover {
         db: args.db.clone(),
@@ -347,7 +347,7 @@ pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32
         .or_else(|| regions.first().map(|r| r.name().to_string()))
         .ok_or_else(|| Error::invalid("no region is configured"))?;
     let written = [find_region(&regions, &live_region)?];
-    let client = super::route::client(ctx, &written, "merge").await?;
+    let client = super::route::client(ctx, &written, "merge", super::route::Needs::Log).await?;
     let steps: StepsOf = |s| &s.recovery.steps;
     let command = Command::Merge {
         db: args.db.clone(),
@@ -463,7 +463,8 @@ async fn move_command(ctx: &Ctx, json: bool, args: SwitchArgs, kind: OperationKi
         return Ok(exit_code::OK);
     }
     let written = [from.clone(), to.clone()];
-    let client = super::route::client(ctx, &written, kind.name()).await?;
+    let client =
+        super::route::client(ctx, &written, kind.name(), super::route::Needs::Leases).await?;
     let scope = Scope {
         from: from.name().to_string(),
         to: to.name().to_string(),

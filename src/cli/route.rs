@@ -31,11 +31,27 @@ pub(crate) enum Client {
     Local(Engine),
 }
 
+/// What an engine started here must have before it takes the command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Needs {
+    /// The leases, and the control log read (the command acts on what the
+    /// log says: recover, merge, restore, branch delete).
+    Log,
+    /// Only the leases: the command reads what it needs itself (a failover
+    /// must not wait on the failed region's log).
+    Leases,
+}
+
 /// Finds the engine a command that writes into `regions` runs at: the one
 /// holding their leases, else one started here, once it holds them. A
 /// region that does not answer is left out (a failover writes nothing
 /// there).
-pub(crate) async fn client(ctx: &Ctx, regions: &[Region], what: &str) -> Result<Client> {
+pub(crate) async fn client(
+    ctx: &Ctx,
+    regions: &[Region],
+    what: &str,
+    needs: Needs,
+) -> Result<Client> {
     // The holder on this machine, reached without starting anything.
     for region in regions {
         if let Ok(Some((_, holder))) = lease::newest(region).await
@@ -54,10 +70,10 @@ pub(crate) async fn client(ctx: &Ctx, regions: &[Region], what: &str) -> Result<
         EngineOptions {
             lease_regions: names.clone(),
             recover_by_itself: false,
-            ..EngineOptions::default()
+            ..ctx.engine_options()
         },
     );
-    match settle(&engine, &names, what).await {
+    match settle(&engine, &names, what, needs).await {
         Ok(None) => Ok(Client::Local(engine)),
         Ok(Some(socket)) => {
             engine.shutdown().await;
@@ -70,20 +86,25 @@ pub(crate) async fn client(ctx: &Ctx, regions: &[Region], what: &str) -> Result<
     }
 }
 
-/// Waits until `engine` read the control log and holds the lease of each
+/// Waits until `engine` read the control log (if `needs` it) and holds the lease of each
 /// region in `names` (or found it unreadable); the socket of an engine on
 /// this machine that holds one instead. A holder elsewhere is alive once
 /// its chain moves while we look; a dead one's lease is taken after its
 /// term.
-async fn settle(engine: &Engine, names: &[String], what: &str) -> Result<Option<PathBuf>> {
+async fn settle(
+    engine: &Engine,
+    names: &[String],
+    what: &str,
+    needs: Needs,
+) -> Result<Option<PathBuf>> {
     let mut first_seen: BTreeMap<String, u64> = BTreeMap::new();
     let patience = lease::TERM + lease::WATCH_EVERY * 2;
     let deadline = tokio::time::Instant::now() + patience;
     let mut changes = engine.subscribe();
     loop {
         let snapshot = Arc::clone(&changes.borrow_and_update());
-        let mut settled = snapshot.seq > 0
-            && (snapshot.control.read_us.is_some() || snapshot.control.error.is_some());
+        let log_read = snapshot.control.read_us.is_some() || snapshot.control.error.is_some();
+        let mut settled = snapshot.seq > 0 && (needs == Needs::Leases || log_read);
         for name in names {
             let state = snapshot.leases.iter().find(|l| &l.region == name);
             match state.map(|l| &l.state) {

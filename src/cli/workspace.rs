@@ -407,8 +407,13 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
     // The engine that runs the group serves it, if one does (a writer
     // here would fence the workspace it may serve already); else an engine
     // of this process does, which later commands reach.
-    let client =
-        super::route::client(ctx, std::slice::from_ref(&region), "start the workspace").await?;
+    let client = super::route::client(
+        ctx,
+        std::slice::from_ref(&region),
+        "start the workspace",
+        super::route::Needs::Leases,
+    )
+    .await?;
     let command = lifeboat::engine::Command::StartWorkspace {
         name: args.name.clone(),
         region: region_name,

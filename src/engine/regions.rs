@@ -18,6 +18,9 @@ impl Core {
         for spec in self.regions.specs().to_vec() {
             match Region::open(&spec) {
                 Ok(region) => {
+                    if let Some(plan) = self.opts.faults.get(&spec.name) {
+                        region.faults().set(plan);
+                    }
                     self.opened.insert(spec.name.clone(), region);
                 }
                 Err(e) => {
