@@ -1,21 +1,19 @@
 //! `lifeboat failover` and `lifeboat branch ...`: fail the group's databases
 //! over to the secondary, and list, fork and delete branches.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use lifeboat::control::event::{BranchReason, Event, OperationRecord};
+use lifeboat::control::event::{Event, OperationRecord};
 use lifeboat::control::{self};
 use lifeboat::engine::activity::local_user;
 use lifeboat::engine::{Command, Scope, Serving, group};
 use lifeboat::error::{Error, Result, exit_code};
-use lifeboat::orchestrator::failover::{self, branch_event};
+use lifeboat::orchestrator::failover;
 use lifeboat::orchestrator::{now_ms, report};
 use lifeboat::region::Region;
-use lifeboat::storage::fork;
 
 use super::route::{Client, StepsOf};
 use crate::{Ctx, emit, parse_duration};
@@ -467,52 +465,29 @@ pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Re
                 .from
                 .clone()
                 .unwrap_or_else(|| state.live_branch(&args.db).to_string());
-            let expires_ms = args.ttl.map(|t| now_ms() + t.as_millis() as u64);
-            // Checked before the fork, so a bad name costs nothing.
-            let probe = fork::Forked {
-                region: region.name().to_string(),
+            // Checked before an engine starts, so a bad name costs nothing.
+            lifeboat::region::validate_name("branch", &args.name)?;
+            if state.branch(&args.db, &args.name).is_some() {
+                return Err(Error::invalid(format!(
+                    "branch `{}` of `{}` exists; pick another name",
+                    args.name, args.db
+                )));
+            }
+            let client = super::route::client(
+                ctx,
+                std::slice::from_ref(&region),
+                "fork the branch",
+                super::route::Needs::Log,
+            )
+            .await?;
+            let command = Command::ForkBranch {
                 db: args.db.clone(),
-                source: source.clone(),
-                branch: args.name.clone(),
-                at_replica: false,
-                shadow: None,
-                manifest_id: 0,
-                wal_from: 0,
-                wal_end: 0,
-                wal_copied: 0,
-                pinned: BTreeMap::new(),
-                took_ms: 0,
+                from: Some(source),
+                name: args.name.clone(),
+                region: region.name().to_string(),
+                ttl_s: args.ttl.map(|t| t.as_secs()),
             };
-            state.check(Event::BranchForked(branch_event(
-                &probe,
-                BranchReason::Manual,
-                expires_ms,
-            )))?;
-            let forked = fork::fork(&region, &args.db, &source, &args.name).await?;
-            let event =
-                Event::BranchForked(branch_event(&forked, BranchReason::Manual, expires_ms));
-            let engine = control::engine_id(&ctx.home.data_dir)?;
-            let appended = control::append(&regions, &engine, &local_user(), event).await?;
-            emit(json, &forked, || {
-                format!(
-                    "forked {}/{} off {} in {} at manifest {}, WAL {} ({} WAL files copied, {} ms, {}): {}",
-                    forked.db,
-                    forked.branch,
-                    forked.source,
-                    forked.region,
-                    forked.manifest_id,
-                    forked.wal_end,
-                    forked.wal_copied,
-                    forked.took_ms,
-                    if forked.at_replica {
-                        "at the replica, which was not written"
-                    } else {
-                        "at the home"
-                    },
-                    appended.summary()
-                )
-            })?;
-            Ok(exit_code::OK)
+            client.done(json, command).await
         }
         BranchCommand::Gc => {
             let engine = control::engine_id(&ctx.home.data_dir)?;

@@ -158,6 +158,16 @@ pub enum Command {
     StartPreprovisioning,
     /// Stops the standing workspaces (the group becomes "storage only").
     StopPreprovisioning,
+    /// Forks branch `name` of `db` off `from` (default: the live branch)
+    /// at its newest consistent state in `region`, which becomes its home;
+    /// deleted after `ttl_s` when given.
+    ForkBranch {
+        db: String,
+        from: Option<String>,
+        name: String,
+        region: String,
+        ttl_s: Option<u64>,
+    },
     /// Deletes a forked branch everywhere (never the live one).
     DeleteBranch { db: String, branch: String },
     /// Writes the report of operation `id` (Markdown, or JSON for `.json`).
@@ -258,6 +268,9 @@ impl Command {
                 crate::workload::verify::format_us(at_ms.saturating_mul(1000))
             ),
             Command::DeleteBranch { db, branch } => format!("delete branch {db}/{branch}"),
+            Command::ForkBranch {
+                db, name, region, ..
+            } => format!("fork {db}/{name} in {region}"),
             Command::StartPreprovisioning => "start pre-provisioning".into(),
             Command::StopPreprovisioning => "stop pre-provisioning".into(),
             Command::Drill { ttl_s, .. } => format!("test failover (branches kept {ttl_s} s)"),

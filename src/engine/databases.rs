@@ -159,6 +159,83 @@ impl Core {
         });
     }
 
+    pub(super) fn fork_branch(
+        &mut self,
+        request: RequestId,
+        db: String,
+        from: Option<String>,
+        name: String,
+        region: String,
+        ttl_s: Option<u64>,
+    ) {
+        let state = self.control_state.clone();
+        let source = from.unwrap_or_else(|| state.live_branch(&db).to_string());
+        let expires_ms = ttl_s.map(|t| crate::orchestrator::now_ms() + t.saturating_mul(1000));
+        let region = match self.region(&region) {
+            Ok(r) => r,
+            Err(e) => return self.fail(request, e),
+        };
+        // Checked before the fork, so a bad name costs nothing.
+        let probe = storage::fork::Forked {
+            region: region.name().to_string(),
+            db: db.clone(),
+            source: source.clone(),
+            branch: name.clone(),
+            at_replica: false,
+            shadow: None,
+            manifest_id: 0,
+            wal_from: 0,
+            wal_end: 0,
+            wal_copied: 0,
+            pinned: Default::default(),
+            took_ms: 0,
+        };
+        let manual = control::event::BranchReason::Manual;
+        let checked = state.check(control::event::Event::BranchForked(
+            crate::orchestrator::failover::branch_event(&probe, manual, expires_ms),
+        ));
+        if let Err(e) = checked {
+            return self.fail(request, e);
+        }
+        let Some(engine) = self.engine_id(request) else {
+            return;
+        };
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let pins = Arc::clone(&self.pins);
+        let who = self.who.clone();
+        self.spawn(async move {
+            let result = async {
+                let guard = pins.forking(&db, &source);
+                let forked = storage::fork::fork(&region, &db, &source, &name).await?;
+                drop(guard);
+                let fork = crate::orchestrator::failover::branch_event(&forked, manual, expires_ms);
+                pins.add(&fork);
+                let event = control::event::Event::BranchForked(fork);
+                let appended = control::append(&regions, &engine, &who, event).await?;
+                Ok::<_, Error>(format!(
+                    "forked {db}/{name} off {source} in {} at manifest {}, WAL {} ({} WAL files copied, {} ms, {}): {}",
+                    forked.region,
+                    forked.manifest_id,
+                    forked.wal_end,
+                    forked.wal_copied,
+                    forked.took_ms,
+                    if forked.at_replica {
+                        "at the replica, which was not written"
+                    } else {
+                        "at the home"
+                    },
+                    appended.summary()
+                ))
+            }
+            .await;
+            Internal::Finished {
+                request,
+                outcome: outcome(result),
+                relist: true,
+            }
+        });
+    }
+
     pub(super) fn delete_branch(&mut self, request: RequestId, db: String, branch: String) {
         let state = self.control_state.clone();
         let Some(record) = state.branch(&db, &branch).cloned() else {

@@ -171,6 +171,7 @@ impl Core {
             | Command::Merge { .. }
             | Command::DeleteBranch { .. } => both,
             Command::Restore { region, .. }
+            | Command::ForkBranch { region, .. }
             | Command::StartWorkspace { region, .. }
             | Command::CreateDatabase { region, .. }
             | Command::DeleteDatabase { region, .. } => vec![region.clone()],

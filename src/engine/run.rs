@@ -319,6 +319,13 @@ impl Core {
                 from,
             } => self.restore(request, db, region, at_ms, name, from),
             Command::DeleteBranch { db, branch } => self.delete_branch(request, db, branch),
+            Command::ForkBranch {
+                db,
+                from,
+                name,
+                region,
+                ttl_s,
+            } => self.fork_branch(request, db, from, name, region, ttl_s),
             Command::StartPreprovisioning => self.set_preprovisioning(request, true),
             Command::StopPreprovisioning => self.set_preprovisioning(request, false),
             Command::Failover {

@@ -229,24 +229,50 @@ pub(super) fn operation_ui(
     op: Operation<'_>,
     export: &mut ReportExport,
 ) -> bool {
-    steps_ui(ui, op.steps);
-    if op.running {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            ui.label(op.running_label);
-        });
+    if progress_ui(
+        ui,
+        op.steps,
+        op.running.then_some(op.running_label),
+        op.error,
+    ) {
         return false;
     }
-    if let Some(error) = op.error {
-        ui.label(RichText::new(error).color(widgets::bad(ui)));
-    } else if let Some(record) = op.last {
-        record_ui(ui, record, &snapshot.drill.serving);
-        export.button(ui, engine, record);
-    } else {
-        widgets::feedback(ui, snapshot, op.request);
+    match (op.error, op.last) {
+        // Shown above.
+        (Some(_), _) => {}
+        (None, Some(record)) => {
+            record_ui(ui, record, &snapshot.drill.serving);
+            export.button(ui, engine, record);
+        }
+        (None, None) => {
+            widgets::feedback(ui, snapshot, op.request);
+        }
     }
     export.feedback(ui, snapshot);
     ui.button("Close").clicked()
+}
+
+/// The part every operation panel shows alike: the steps as they end, a
+/// spinner with `running` while it runs, else why it failed. Whether it
+/// still runs.
+pub(super) fn progress_ui(
+    ui: &mut egui::Ui,
+    steps: &[crate::control::event::Step],
+    running: Option<&str>,
+    error: Option<&str>,
+) -> bool {
+    steps_ui(ui, steps);
+    if let Some(label) = running {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(label);
+        });
+        return true;
+    }
+    if let Some(error) = error {
+        ui.label(RichText::new(error).color(widgets::bad(ui)));
+    }
+    false
 }
 
 /// The Test failover panel: a time to live, smoke commands, then the

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use eframe::egui::{self, RichText};
 
-use super::failover::{Operation, ReportExport, operation_ui, steps_ui};
+use super::failover::{Operation, ReportExport, operation_ui, progress_ui};
 use super::widgets::{self, button_unless};
 use crate::control::event::OperationKind;
 use crate::engine::{Command, Engine, RequestId, Snapshot};
@@ -414,16 +414,13 @@ impl RecoverPanel {
                 };
                 ui.label(line);
             }
-            steps_ui(ui, &view.steps);
-            if view.running || view.comparing {
-                ui.horizontal(|ui| {
-                    ui.spinner();
-                    ui.label(if view.running { "Working…" } else { "Comparing…" });
-                });
+            let running = if view.running {
+                Some("Working…")
+            } else {
+                view.comparing.then_some("Comparing…")
+            };
+            if progress_ui(ui, &view.steps, running, view.error.as_deref()) {
                 return;
-            }
-            if let Some(error) = &view.error {
-                ui.label(RichText::new(error).color(widgets::bad(ui)));
             }
             if let Some(record) = &view.last {
                 ui.label(RichText::new(&record.outcome).strong());
