@@ -347,6 +347,52 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
         .to_string()
 }
 
+/// The port of the first endpoint an operation's record names.
+fn endpoint_port(record: &serde_json::Value) -> u16 {
+    let url = record["endpoints"][0].as_str().expect("an endpoint");
+    url.rsplit(':')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+/// Runs `during` (which returns what its last command printed) while a
+/// client writes at `port` every 50 ms, and a second more; asserts that
+/// production answered every write OK. How many it wrote, and what
+/// `during` returned.
+fn writing_throughout(port: u16, during: impl FnOnce() -> String) -> (usize, String) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                answers.push(redis_cli(port, &["set", &format!("client/{n}"), "v"]));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            answers
+        })
+    };
+    let said = during();
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = client.join().expect("client");
+    assert!(!answers.is_empty());
+    assert!(
+        answers.iter().all(|a| a == "OK"),
+        "production answered: {:?} (the last command said: {said})",
+        answers
+            .iter()
+            .filter(|a| *a != "OK")
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    (answers.len(), said)
+}
+
 /// The incident responder's path through the real binary: preview (nothing
 /// changes), failover with --yes, and `redis-cli` writing at the new
 /// connection string with the user the primary had. No engine ran the
@@ -430,16 +476,7 @@ fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
     assert!(record["rto_ms"].as_u64().is_some(), "{record:#}");
     assert_eq!(record["rpo"][0]["missing_records"], 50, "{record:#}");
     assert_eq!(record["rpo"][0]["acknowledged"], 350, "{record:#}");
-    let url = record["endpoints"][0]
-        .as_str()
-        .expect("an endpoint")
-        .to_string();
-    let port: u16 = url
-        .rsplit(':')
-        .next()
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {url}"));
+    let port = endpoint_port(&record);
 
     // The user of the old primary writes at the new connection string.
     assert_eq!(redis_cli(port, &["set", "after", "failover"]), "OK");
@@ -449,53 +486,28 @@ fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
 
     // A client writes throughout the recovery and the merge, asked for
     // from other terminals: both go to the failover command's engine.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut answers = Vec::new();
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                answers.push(redis_cli(port, &["set", &format!("client/{n}"), "v"]));
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            answers
-        })
-    };
-    let out = ok(run(lifeboat(data), &["recover", "--db", "orders", "--yes"]));
-    assert!(
-        common::stderr(&out).contains("sent to the engine"),
-        "{}",
-        common::stderr(&out)
-    );
-    let out = ok(run(
-        lifeboat(data),
-        &["merge", "--db", "orders", "--all", "--yes"],
-    ));
-    let merged = stdout(&out);
-    assert!(
-        common::stderr(&out).contains("sent to the engine"),
-        "{}",
-        common::stderr(&out)
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let answers = client.join().expect("client");
-    assert!(!answers.is_empty());
-    assert!(
-        answers.iter().all(|a| a == "OK"),
-        "production answered: {:?} (merge said: {merged})",
-        answers
-            .iter()
-            .filter(|a| *a != "OK")
-            .take(3)
-            .collect::<Vec<_>>()
-    );
+    let (written, merged) = writing_throughout(port, || {
+        let out = ok(run(lifeboat(data), &["recover", "--db", "orders", "--yes"]));
+        assert!(
+            common::stderr(&out).contains("sent to the engine"),
+            "{}",
+            common::stderr(&out)
+        );
+        let out = ok(run(
+            lifeboat(data),
+            &["merge", "--db", "orders", "--all", "--yes"],
+        ));
+        assert!(
+            common::stderr(&out).contains("sent to the engine"),
+            "{}",
+            common::stderr(&out)
+        );
+        stdout(&out)
+    });
     // 350 workload records (300 replicated, 50 recovered), the first
     // write and the client's.
     let size: usize = redis_cli(port, &["dbsize"]).parse().expect("a number");
-    assert_eq!(size, 350 + 1 + answers.len(), "merge said: {merged}");
+    assert_eq!(size, 350 + 1 + written, "merge said: {merged}");
     let _ = child.kill();
     let _ = child.wait();
 
@@ -1013,73 +1025,42 @@ fn a_failover_and_merge_from_other_terminals_go_through_the_engine_which_recover
         "{}",
         common::stderr(&out)
     );
-    let url = record["endpoints"][0].as_str().expect("an endpoint");
-    let port: u16 = url
-        .rsplit(':')
-        .next()
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {url}"));
+    let port = endpoint_port(&record);
     assert_eq!(redis_cli(port, &["set", "first", "write"]), "OK");
 
     // A client writes throughout the recovery and the merge.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut answers = Vec::new();
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                answers.push(redis_cli(port, &["set", &format!("client/{n}"), "v"]));
-                std::thread::sleep(Duration::from_millis(50));
+    let (written, merged) = writing_throughout(port, || {
+        // us-east-1 answers: the engine recovers what was stranded there by
+        // itself; a person asking again is told where it is.
+        let asked = std::time::Instant::now();
+        loop {
+            let out = run(lifeboat(data), &["recover", "--db", "orders", "--show"]);
+            if out.status.success() {
+                break;
             }
-            answers
-        })
-    };
-    // us-east-1 answers: the engine recovers what was stranded there by
-    // itself; a person asking again is told where it is.
-    let asked = std::time::Instant::now();
-    loop {
-        let out = run(lifeboat(data), &["recover", "--db", "orders", "--show"]);
-        if out.status.success() {
-            break;
+            assert!(
+                asked.elapsed() < Duration::from_secs(60),
+                "the engine never recovered the stranded writes: {}",
+                common::stderr(&out)
+            );
+            std::thread::sleep(Duration::from_millis(500));
         }
-        assert!(
-            asked.elapsed() < Duration::from_secs(60),
-            "the engine never recovered the stranded writes: {}",
-            common::stderr(&out)
+        let out = run(lifeboat(data), &["recover", "--db", "orders", "--yes"]);
+        common::assert_one_error_line(
+            &out,
+            1,
+            &["were recovered already", "lifeboat merge --db orders"],
         );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let out = run(lifeboat(data), &["recover", "--db", "orders", "--yes"]);
-    common::assert_one_error_line(
-        &out,
-        1,
-        &["were recovered already", "lifeboat merge --db orders"],
-    );
-    let out = ok(run(
-        lifeboat(data),
-        &["merge", "--db", "orders", "--all", "--yes"],
-    ));
-    let merged = stdout(&out);
-    std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let answers = client.join().expect("client");
-    assert!(!answers.is_empty());
-    assert!(
-        answers.iter().all(|a| a == "OK"),
-        "production answered: {:?} (merge said: {merged})",
-        answers
-            .iter()
-            .filter(|a| *a != "OK")
-            .take(3)
-            .collect::<Vec<_>>()
-    );
+        let out = ok(run(
+            lifeboat(data),
+            &["merge", "--db", "orders", "--all", "--yes"],
+        ));
+        stdout(&out)
+    });
     // 400 workload records (300 replicated, 100 recovered), the first
     // write and the client's.
     let size: usize = redis_cli(port, &["dbsize"]).parse().expect("a number");
-    assert_eq!(size, 400 + 1 + answers.len(), "merge said: {merged}");
+    assert_eq!(size, 400 + 1 + written, "merge said: {merged}");
     assert_eq!(redis_cli(port, &["get", "first"]), "write");
     // The recovered branch goes, deleted by the engine too.
     let out = ok(run(

@@ -130,23 +130,10 @@ fn resume_failed(snapshot: &Snapshot, since_us: u64) -> Option<String> {
 
 /// Sends `command` and waits for its outcome.
 async fn ask(engine: &Engine, command: Command) -> Result<String> {
-    let id = engine.send(command);
-    let (snapshot, _) = engine
-        .wait_for(COMMAND_TIMEOUT, |s| {
-            s.activity
-                .iter()
-                .any(|e| e.request == id && e.outcome != Outcome::Running)
-        })
-        .await;
-    let outcome = snapshot
-        .activity
-        .iter()
-        .find(|e| e.request == id)
-        .map(|e| e.outcome.clone());
-    match outcome {
-        Some(Outcome::Done(message)) => Ok(message),
-        Some(Outcome::Failed(message)) => Err(Error::Failed(message)),
-        _ => Err(Error::Failed(
+    match engine.run(command, None, COMMAND_TIMEOUT).await.1 {
+        Outcome::Done(message) => Ok(message),
+        Outcome::Failed(message) => Err(Error::Failed(message)),
+        Outcome::Running => Err(Error::Failed(
             "the engine did not answer within 2 minutes".into(),
         )),
     }

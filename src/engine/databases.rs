@@ -121,6 +121,43 @@ impl Core {
             Ok(r) => r,
             Err(e) => return self.fail(request, e),
         };
+        let reason = control::event::BranchReason::Recovery;
+        self.fork_recorded(
+            request,
+            (db.clone(), source.clone(), reason, None),
+            async move {
+                let point = storage::pitr::locate(&region, &db, &source, at_ms).await?;
+                let forked =
+                    storage::fork::fork_at(&region, &db, &source, &name, Some(&point)).await?;
+                let said = format!(
+                    "restored {db} as {name} in {} as of {}: manifest {}, WAL {}",
+                    region.name(),
+                    crate::workload::verify::format_us(at_ms.saturating_mul(1000)),
+                    point.manifest_id,
+                    forked.wal_end
+                );
+                Ok((forked, said))
+            },
+        );
+    }
+
+    /// Runs `fork` (which forks `db` off `source` and says what it did)
+    /// while the pins keep what `source` reads, then records the branch
+    /// (`reason`, expiring at `expires_ms`) in the log; `request` ends
+    /// with what was said and where it was recorded.
+    fn fork_recorded(
+        &mut self,
+        request: RequestId,
+        (db, source, reason, expires_ms): (
+            String,
+            String,
+            control::event::BranchReason,
+            Option<u64>,
+        ),
+        fork: impl std::future::Future<Output = crate::error::Result<(storage::fork::Forked, String)>>
+        + Send
+        + 'static,
+    ) {
         let Some(engine) = self.engine_id(request) else {
             return;
         };
@@ -129,26 +166,14 @@ impl Core {
         let who = self.who.clone();
         self.spawn(async move {
             let result = async {
-                let point = storage::pitr::locate(&region, &db, &source, at_ms).await?;
                 let guard = pins.forking(&db, &source);
-                let forked =
-                    storage::fork::fork_at(&region, &db, &source, &name, Some(&point)).await?;
+                let (forked, said) = fork.await?;
                 drop(guard);
-                let fork = crate::orchestrator::failover::branch_event(
-                    &forked,
-                    control::event::BranchReason::Recovery,
-                    None,
-                );
+                let fork = crate::orchestrator::failover::branch_event(&forked, reason, expires_ms);
                 pins.add(&fork);
                 let event = control::event::Event::BranchForked(fork);
-                control::append(&regions, &engine, &who, event).await?;
-                Ok::<_, Error>(format!(
-                    "restored {db} as {name} in {} as of {}: manifest {}, WAL {}",
-                    region.name(),
-                    crate::workload::verify::format_us(at_ms.saturating_mul(1000)),
-                    point.manifest_id,
-                    forked.wal_end
-                ))
+                let appended = control::append(&regions, &engine, &who, event).await?;
+                Ok::<_, Error>(format!("{said}: {}", appended.summary()))
             }
             .await;
             Internal::Finished {
@@ -197,23 +222,13 @@ impl Core {
         if let Err(e) = checked {
             return self.fail(request, e);
         }
-        let Some(engine) = self.engine_id(request) else {
-            return;
-        };
-        let regions: Vec<Region> = self.opened.values().cloned().collect();
-        let pins = Arc::clone(&self.pins);
-        let who = self.who.clone();
-        self.spawn(async move {
-            let result = async {
-                let guard = pins.forking(&db, &source);
+        self.fork_recorded(
+            request,
+            (db.clone(), source.clone(), manual, expires_ms),
+            async move {
                 let forked = storage::fork::fork(&region, &db, &source, &name).await?;
-                drop(guard);
-                let fork = crate::orchestrator::failover::branch_event(&forked, manual, expires_ms);
-                pins.add(&fork);
-                let event = control::event::Event::BranchForked(fork);
-                let appended = control::append(&regions, &engine, &who, event).await?;
-                Ok::<_, Error>(format!(
-                    "forked {db}/{name} off {source} in {} at manifest {}, WAL {} ({} WAL files copied, {} ms, {}): {}",
+                let said = format!(
+                    "forked {db}/{name} off {source} in {} at manifest {}, WAL {} ({} WAL files copied, {} ms, {})",
                     forked.region,
                     forked.manifest_id,
                     forked.wal_end,
@@ -224,16 +239,10 @@ impl Core {
                     } else {
                         "at the home"
                     },
-                    appended.summary()
-                ))
-            }
-            .await;
-            Internal::Finished {
-                request,
-                outcome: outcome(result),
-                relist: true,
-            }
-        });
+                );
+                Ok((forked, said))
+            },
+        );
     }
 
     pub(super) fn delete_branch(&mut self, request: RequestId, db: String, branch: String) {
