@@ -347,6 +347,22 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
         .to_string()
 }
 
+/// `lifeboat workload` writes `records` records to `orders`, 1,000 a second.
+fn write_orders(data: &std::path::Path, records: &str) {
+    ok(common::run(
+        common::lifeboat(data),
+        &[
+            "workload",
+            "--db",
+            "orders",
+            "--records",
+            records,
+            "--rate",
+            "1000",
+        ],
+    ));
+}
+
 /// The port of the first endpoint an operation's record names.
 fn endpoint_port(record: &serde_json::Value) -> u16 {
     let url = record["endpoints"][0].as_str().expect("an endpoint");
@@ -411,20 +427,7 @@ fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path();
     shop_with_a_user(data);
-    let write = |records: &str| {
-        ok(run(
-            lifeboat(data),
-            &[
-                "workload",
-                "--db",
-                "orders",
-                "--records",
-                records,
-                "--rate",
-                "1000",
-            ],
-        ))
-    };
+    let write = |records: &str| write_orders(data, records);
     write("300");
     ok(run(lifeboat(data), &["replicate", "--once"]));
     // Written after the last copy: stranded in us-east-1 by the failover.
@@ -990,20 +993,7 @@ fn a_failover_and_merge_from_other_terminals_go_through_the_engine_which_recover
         lifeboat(data),
         &["group", "configure", "--secondary", "eu-west-1"],
     ));
-    let write = |records: &str| {
-        ok(run(
-            lifeboat(data),
-            &[
-                "workload",
-                "--db",
-                "orders",
-                "--records",
-                records,
-                "--rate",
-                "1000",
-            ],
-        ))
-    };
+    let write = |records: &str| write_orders(data, records);
     write("300");
     let mut engine = common::Served::start(data);
     engine.until(Duration::from_secs(60), |l| {
