@@ -103,13 +103,16 @@ for panel in wizard drill failover; do
     shot "$panel"
     close_app
 done
-# Writes that reach the primary while nothing copies them are stranded by
-# the failover that follows; they are recovered (the app asks for a typed
-# confirmation first, so the command line does it here) and the app
-# compares them.
+# Writes that reach the primary while nothing copies them (replication of
+# demo-carts paused) are stranded by the failover that follows; they are
+# recovered (the app asks for a typed confirmation first, so the command
+# line does it here) and the app compares them.
+lifeboat group pause demo-carts >"$work/pause.log" 2>&1 ||
+    { echo "error: pausing demo-carts failed; its output:" >&2; cat "$work/pause.log" >&2; exit 1; }
 lifeboat workload --db demo-carts --records 300 --rate 300 >/dev/null
 lifeboat failover --yes --no-serve >"$work/failover.log" 2>&1 ||
     { echo "error: the failover failed; its output:" >&2; cat "$work/failover.log" >&2; exit 1; }
+lifeboat group resume demo-carts >/dev/null
 for db in demo-events demo-orders demo-carts; do
     lifeboat recover --db "$db" --yes >"$work/recover-$db.log" 2>&1 ||
         { echo "error: recovering $db failed; its output:" >&2; cat "$work/recover-$db.log" >&2; exit 1; }

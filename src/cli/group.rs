@@ -114,7 +114,7 @@ fn leases_settled(snapshot: &Snapshot) -> bool {
 }
 
 /// Why the engine started after `since_us` could not resume the saved group.
-fn resume_failed(snapshot: &Snapshot, since_us: u64) -> Option<String> {
+pub(crate) fn resume_failed(snapshot: &Snapshot, since_us: u64) -> Option<String> {
     snapshot
         .activity
         .iter()

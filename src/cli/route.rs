@@ -63,6 +63,8 @@ pub(crate) async fn client(
         }
     }
     let names: Vec<String> = regions.iter().map(|r| r.name().to_string()).collect();
+    let group_saved = lifeboat::engine::group::load(&ctx.home.config_dir)?.is_some();
+    let since_us = lifeboat::workload::now_us();
     let engine = Engine::start(
         &tokio::runtime::Handle::current(),
         ctx.home.clone(),
@@ -73,7 +75,13 @@ pub(crate) async fn client(
             ..ctx.engine_options()
         },
     );
-    match settle(&engine, &names, what, needs).await {
+    let wait = Wait {
+        names: &names,
+        what,
+        needs,
+        group_since_us: group_saved.then_some(since_us),
+    };
+    match settle(&engine, wait).await {
         Ok(None) => Ok(Client::Local(engine)),
         Ok(Some(socket)) => {
             engine.shutdown().await;
@@ -91,12 +99,24 @@ pub(crate) async fn client(
 /// this machine that holds one instead. A holder elsewhere is alive once
 /// its chain moves while we look; a dead one's lease is taken after its
 /// term.
-async fn settle(
-    engine: &Engine,
-    names: &[String],
-    what: &str,
+/// What `settle` waits for.
+struct Wait<'a> {
+    /// The regions whose leases the engine must hold.
+    names: &'a [String],
+    what: &'a str,
     needs: Needs,
-) -> Result<Option<PathBuf>> {
+    /// Set when a group is saved: the engine loads it first (it routes the
+    /// group's commands by it); since when its failure to would count.
+    group_since_us: Option<u64>,
+}
+
+async fn settle(engine: &Engine, wait: Wait<'_>) -> Result<Option<PathBuf>> {
+    let Wait {
+        names,
+        what,
+        needs,
+        group_since_us,
+    } = wait;
     let mut first_seen: BTreeMap<String, u64> = BTreeMap::new();
     let patience = lease::TERM + lease::WATCH_EVERY * 2;
     let deadline = tokio::time::Instant::now() + patience;
@@ -104,17 +124,33 @@ async fn settle(
     loop {
         let snapshot = Arc::clone(&changes.borrow_and_update());
         let log_read = snapshot.control.read_us.is_some() || snapshot.control.error.is_some();
-        let mut settled = snapshot.seq > 0 && (needs == Needs::Leases || log_read);
+        let group_loaded = match group_since_us {
+            None => true,
+            Some(since_us) => {
+                if let Some(message) = super::group::resume_failed(&snapshot, since_us) {
+                    return Err(Error::Failed(format!(
+                        "the saved replication group could not start: {message}"
+                    )));
+                }
+                snapshot.group.is_some()
+            }
+        };
+        let mut settled = snapshot.seq > 0 && group_loaded && (needs == Needs::Leases || log_read);
         for name in names {
             let state = snapshot.leases.iter().find(|l| &l.region == name);
             match state.map(|l| &l.state) {
                 Some(LeaseState::Held { .. } | LeaseState::Unreachable { .. }) => {}
                 Some(LeaseState::Standby { holder }) => {
                     settled = false;
-                    if let Some(socket) = holder.local_socket()
-                        && lifeboat::engine::socket::status(&socket).await.is_ok()
-                    {
-                        return Ok(Some(socket));
+                    if let Some(socket) = holder.local_socket() {
+                        if lifeboat::engine::socket::status(&socket).await.is_ok() {
+                            return Ok(Some(socket));
+                        }
+                        // An engine of this machine that is stopping: it
+                        // renews until it lets go, at the end.
+                        if socket.exists() {
+                            continue;
+                        }
                     }
                     let renewed = *first_seen.entry(name.clone()).or_insert(holder.renewed_ms);
                     if renewed != holder.renewed_ms {

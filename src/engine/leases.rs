@@ -195,8 +195,12 @@ impl Core {
         let held = self.must_hold(&regions, &command.describe());
         // Another engine runs the group: one whose lease this engine stands
         // by for, or whose published view it shows.
+        // A command's engine that holds what it was started to hold runs
+        // what it is asked: its asker chose it already.
+        let asked_here = !self.opts.lease_regions.is_empty()
+            && self.opts.lease_regions.iter().all(|r| self.holds_lease(r));
         match (held, self.other_holder(true).cloned()) {
-            (Ok(()), _) if self.group.is_some() => Route::Here,
+            (Ok(()), _) if self.group.is_some() || asked_here => Route::Here,
             (_, Some(holder)) => match holder.local_socket() {
                 Some(socket) => Route::Forward(socket),
                 None => Route::Refuse(Error::Failed(format!(

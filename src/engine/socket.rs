@@ -160,6 +160,10 @@ async fn answer(stream: UnixStream, engine: &Engine) -> Result<()> {
         .map_err(|e| Error::Failed(format!("reading a request: {e}")))?;
     let reply = match serde_json::from_slice::<Request>(&line) {
         Err(e) => Reply::Refused(format!("not a request this engine reads: {e}")),
+        // Its commands would be dropped: the asker finds the next engine.
+        Ok(_) if engine.snapshot().engine == super::EngineState::Stopping => {
+            Reply::Refused("this engine is stopping; ask again in a few seconds".into())
+        }
         Ok(Request::Status) => {
             let snapshot = engine.snapshot();
             match &snapshot.holder {
