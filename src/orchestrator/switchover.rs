@@ -509,6 +509,16 @@ pub async fn switchover(
         }
     }
     for d in &plan.dbs {
+        // A flow's cursor save in flight lands first (it saw no move), so
+        // the forget below is the last word at the new home.
+        let lock = options
+            .pins
+            .as_ref()
+            .and_then(|p| crate::replication::pins::Pins::cursor_lock(&**p, &d.db, &d.branch));
+        let _swapping = match &lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         cursor::forget(&to, &d.db, &d.branch).await?;
         let mut replica = ReplicaCursor::new(to.name(), &d.db, &d.branch);
         replica.saved_us = crate::workload::now_us();

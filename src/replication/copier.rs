@@ -1153,7 +1153,16 @@ impl BranchCopier {
 
     /// Saves the cursor now (when stopping, and when a manifest lands).
     pub async fn save_cursor(&mut self) -> Result<()> {
-        if !self.loaded || !self.cursor_dirty || self.moved() {
+        if !self.loaded || !self.cursor_dirty {
+            return Ok(());
+        }
+        // A move of the home waits for this save, or this save sees it.
+        let lock = self.pins.cursor_lock(&self.flow.db, &self.flow.branch);
+        let _saving = match &lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        if self.moved() {
             return Ok(());
         }
         self.cursor.requests_per_min = self.status.requests_per_min;

@@ -26,7 +26,18 @@ pub trait Pins: Send + Sync {
     fn moved(&self, _db: &str, _branch: &str, _home: &str) -> bool {
         false
     }
+
+    /// Held while a flow of `db`/`branch` saves its cursor, and by a move
+    /// of its home while it rewrites the cursors: a save that looked at
+    /// `moved` before the move cannot land after it (`None`: nothing moves
+    /// homes here).
+    fn cursor_lock(&self, _db: &str, _branch: &str) -> Option<CursorLock> {
+        None
+    }
 }
+
+/// Held across a cursor save, or a move's cursor swap.
+pub type CursorLock = Arc<tokio::sync::Mutex<()>>;
 
 /// No pins: only the replica's own manifests keep files.
 #[derive(Debug, Default, Clone, Copy)]
@@ -63,6 +74,8 @@ pub struct BranchPins {
     forking: Mutex<BTreeMap<(String, String), usize>>,
     /// (db, branch) → the region a failover or switchover made its home.
     homes: RwLock<BTreeMap<(String, String), String>>,
+    /// (db, branch) → held across a cursor save, or a move's cursor swap.
+    cursors: Mutex<BTreeMap<(String, String), CursorLock>>,
 }
 
 impl BranchPins {
@@ -203,6 +216,14 @@ impl Pins for BranchPins {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(db.to_string(), branch.to_string()))
             .is_some_and(|region| region != home)
+    }
+
+    fn cursor_lock(&self, db: &str, branch: &str) -> Option<CursorLock> {
+        let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = cursors
+            .entry((db.to_string(), branch.to_string()))
+            .or_default();
+        Some(Arc::clone(lock))
     }
 }
 
