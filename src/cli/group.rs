@@ -130,13 +130,11 @@ pub(crate) fn resume_failed(snapshot: &Snapshot, since_us: u64) -> Option<String
 
 /// Sends `command` and waits for its outcome.
 async fn ask(engine: &Engine, command: Command) -> Result<String> {
-    match engine.run(command, None, COMMAND_TIMEOUT).await.1 {
-        Outcome::Done(message) => Ok(message),
-        Outcome::Failed(message) => Err(Error::Failed(message)),
-        Outcome::Running => Err(Error::Failed(
-            "the engine did not answer within 2 minutes".into(),
-        )),
-    }
+    engine
+        .run(command, None, COMMAND_TIMEOUT)
+        .await
+        .1
+        .into_result()
 }
 
 pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> {

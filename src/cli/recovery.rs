@@ -10,7 +10,6 @@ use serde::Serialize;
 use lifeboat::control::event::{BranchReason, OperationKind};
 use lifeboat::control::state::ControlState;
 use lifeboat::control::{self};
-use lifeboat::engine::activity::Outcome;
 use lifeboat::engine::group;
 use lifeboat::engine::recovery::RecoveryView;
 use lifeboat::engine::{Command, Scope};
@@ -228,7 +227,8 @@ pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result
     };
     let ran = client.ask(command, (!json).then_some(steps)).await;
     client.close().await;
-    let (message, data) = done(ran?)?;
+    let (outcome, data) = ran?;
+    let message = outcome.into_result()?;
     let recovery: Option<RecoveryView> = data.and_then(|d| serde_json::from_value(d).ok());
     let Some(c) = recovery.as_ref().and_then(|r| r.comparison.as_ref()) else {
         emit(json, &recovery.and_then(|r| r.last), || message.clone())?;
@@ -250,15 +250,6 @@ pub async fn recover_command(ctx: &Ctx, json: bool, args: RecoverArgs) -> Result
         )
     })?;
     Ok(exit_code::OK)
-}
-
-/// An outcome's message; a failed one as the error it is.
-fn done<T>((outcome, data): (Outcome, T)) -> Result<(String, T)> {
-    match outcome {
-        Outcome::Done(message) => Ok((message, data)),
-        Outcome::Failed(message) => Err(Error::Failed(message)),
-        Outcome::Running => Err(Error::Failed("the engine did not finish".into())),
-    }
 }
 
 #[derive(Args, Debug)]
@@ -358,7 +349,8 @@ pub async fn merge_command(ctx: &Ctx, json: bool, args: MergeArgs) -> Result<i32
     };
     let ran = client.ask(command, (!json).then_some(steps)).await;
     client.close().await;
-    let (message, data) = done(ran?)?;
+    let (outcome, data) = ran?;
+    let message = outcome.into_result()?;
     let record = data
         .and_then(|d| serde_json::from_value::<RecoveryView>(d).ok())
         .and_then(|r| r.last);

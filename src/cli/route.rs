@@ -56,8 +56,7 @@ pub(crate) async fn client(
     for region in regions {
         if let Ok(Some((_, holder))) = lease::newest(region).await
             && !holder.released
-            && let Some(socket) = holder.local_socket()
-            && lifeboat::engine::socket::status(&socket).await.is_ok()
+            && let Some(socket) = answering(&holder).await
         {
             return Ok(Client::Socket(socket));
         }
@@ -94,11 +93,6 @@ pub(crate) async fn client(
     }
 }
 
-/// Waits until `engine` read the control log (if `needs` it) and holds the lease of each
-/// region in `names` (or found it unreadable); the socket of an engine on
-/// this machine that holds one instead. A holder elsewhere is alive once
-/// its chain moves while we look; a dead one's lease is taken after its
-/// term.
 /// What `settle` waits for.
 struct Wait<'a> {
     /// The regions whose leases the engine must hold.
@@ -110,6 +104,11 @@ struct Wait<'a> {
     group_since_us: Option<u64>,
 }
 
+/// Waits until `engine` read the control log (if `needs` it), loaded the
+/// saved group, and holds the lease of each region in `names` (or found it
+/// unreadable); the socket of an engine on this machine that holds one
+/// instead. A holder elsewhere is alive once its chain moves while we
+/// look; a dead one's lease is taken after its term.
 async fn settle(engine: &Engine, wait: Wait<'_>) -> Result<Option<PathBuf>> {
     let Wait {
         names,
@@ -142,15 +141,13 @@ async fn settle(engine: &Engine, wait: Wait<'_>) -> Result<Option<PathBuf>> {
                 Some(LeaseState::Held { .. } | LeaseState::Unreachable { .. }) => {}
                 Some(LeaseState::Standby { holder }) => {
                     settled = false;
-                    if let Some(socket) = holder.local_socket() {
-                        if lifeboat::engine::socket::status(&socket).await.is_ok() {
-                            return Ok(Some(socket));
-                        }
-                        // An engine of this machine that is stopping: it
-                        // renews until it lets go, at the end.
-                        if socket.exists() {
-                            continue;
-                        }
+                    if let Some(socket) = answering(holder).await {
+                        return Ok(Some(socket));
+                    }
+                    // An engine of this machine that is stopping: it
+                    // renews until it lets go, at the end.
+                    if holder.local_socket().is_some_and(|s| s.exists()) {
+                        continue;
                     }
                     let renewed = *first_seen.entry(name.clone()).or_insert(holder.renewed_ms);
                     if renewed != holder.renewed_ms {
@@ -176,6 +173,23 @@ async fn settle(engine: &Engine, wait: Wait<'_>) -> Result<Option<PathBuf>> {
         // A snapshot comes every 250 ms; a lease change at once.
         let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
     }
+}
+
+/// The socket of `holder` when it runs on this machine and answers there.
+async fn answering(holder: &lifeboat::control::lease::Holder) -> Option<PathBuf> {
+    let socket = holder.local_socket()?;
+    lifeboat::engine::socket::status(&socket)
+        .await
+        .is_ok()
+        .then_some(socket)
+}
+
+/// Until `ready` holds for a snapshot of `engine` (the engine serves until
+/// stopped; a year stands for that).
+pub(crate) async fn until(engine: &Engine, ready: impl Fn(&Snapshot) -> bool) {
+    engine
+        .wait_for(Duration::from_secs(365 * 86_400), ready)
+        .await;
 }
 
 /// Reads the steps of one operation off a snapshot.
@@ -242,11 +256,7 @@ impl Client {
         command: Command,
     ) -> Result<(String, Option<serde_json::Value>)> {
         let (outcome, data) = self.ask(command, None).await?;
-        match outcome {
-            Outcome::Done(message) => Ok((message, data)),
-            Outcome::Failed(message) => Err(Error::Failed(message)),
-            Outcome::Running => Err(Error::Failed("the engine did not finish".into())),
-        }
+        Ok((outcome.into_result()?, data))
     }
 
     /// Runs an operation that leaves a record (failover, drill, move),
@@ -310,8 +320,7 @@ impl Client {
         };
         let serving = |s: &Snapshot| s.control.workspaces.iter().any(|w| w.running.is_some());
         if serving(&engine.snapshot()) {
-            // A year: until stopped.
-            let idle = engine.wait_for(Duration::from_secs(365 * 86_400), |s| !serving(s));
+            let idle = until(engine, |s| !serving(s));
             tokio::select! {
                 result = super::report_until_stopped(duration, Duration::from_secs(3600), || Ok(())) => result?,
                 _ = idle => {}

@@ -442,12 +442,7 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
     if let Some(first) = &last {
         print_status(json, first)?;
     }
-    let served = async {
-        // A year: until stopped.
-        engine
-            .wait_for(Duration::from_secs(365 * 86_400), |s| status(s).is_none())
-            .await
-    };
+    let served = super::route::until(engine, |s| status(s).is_none());
     let result = tokio::select! {
         result = super::report_until_stopped(args.duration, args.report_every, || {
             last = status(&engine.snapshot()).or(last.take());

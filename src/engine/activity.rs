@@ -40,6 +40,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The message of a request that ended well; a failed one (or one
+    /// that never ended) as the error it is.
+    pub fn into_result(self) -> Result<String> {
+        match self {
+            Outcome::Done(message) => Ok(message),
+            Outcome::Failed(message) => Err(Error::Failed(message)),
+            Outcome::Running => Err(Error::Failed("the engine did not finish".into())),
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Running => "running",
