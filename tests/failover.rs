@@ -322,19 +322,6 @@ fn shop_with_a_user(data: &std::path::Path) {
     ok(child.wait_with_output().expect("user add"));
 }
 
-/// Whether redis-cli is installed (it must be under CI).
-fn redis_cli_found() -> bool {
-    let found = std::process::Command::new("redis-cli")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found || std::env::var("CI").is_err(),
-        "redis-cli is missing under CI"
-    );
-    found
-}
-
 fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = std::process::Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-e"])
@@ -421,7 +408,7 @@ fn the_cli_fails_over_and_redis_cli_writes_at_the_new_connection_string() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    if !redis_cli_found() {
+    if !common::redis_cli_found() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -983,7 +970,7 @@ fn a_failover_and_merge_from_other_terminals_go_through_the_engine_which_recover
  {
     use common::{lifeboat, run, stdout};
 
-    if !redis_cli_found() {
+    if !common::redis_cli_found() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -16,20 +16,6 @@ use common::{lifeboat, run, stderr, stdout};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// Whether the Redis clients are here (the test command installs them; a
-/// bare `cargo test` without them skips these tests, loudly under CI).
-fn clients_available() -> bool {
-    let found = Command::new("redis-cli")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found || std::env::var("CI").is_err(),
-        "redis-cli is missing under CI: the test command must install redis-tools"
-    );
-    found
-}
-
 /// A data dir with `orders` in us-east-1, a workspace `shop` serving it,
 /// and users `app` (readwrite) and `viewer` (readonly).
 fn shop() -> tempfile::TempDir {
@@ -229,7 +215,7 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn auth_roles_and_commands_through_redis_cli() {
-    if !clients_available() {
+    if !common::redis_cli_found() {
         return;
     }
     let dir = shop();
@@ -343,7 +329,7 @@ fn auth_roles_and_commands_through_redis_cli() {
 /// Finding (issue 17): an admin given `--db` could use every database.
 #[test]
 fn the_databases_a_user_is_given_bound_every_role() {
-    if !clients_available() {
+    if !common::redis_cli_found() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -376,7 +362,7 @@ fn the_databases_a_user_is_given_bound_every_role() {
 
 #[test]
 fn a_client_outside_the_allow_list_is_refused_and_logged() {
-    if !clients_available() {
+    if !common::redis_cli_found() {
         return;
     }
     let dir = shop();
@@ -448,7 +434,7 @@ fn ndjson(source: &Path, files: usize, lines: usize) {
 
 #[test]
 fn a_pipeline_survives_a_killed_workspace_with_no_duplicate_and_no_gap() {
-    if !clients_available() {
+    if !common::redis_cli_found() {
         return;
     }
     let dir = shop();
@@ -559,7 +545,7 @@ fn a_pipeline_survives_a_killed_workspace_with_no_duplicate_and_no_gap() {
 
 #[test]
 fn configuration_written_in_one_region_starts_a_workspace_in_the_other() {
-    if !clients_available() {
+    if !common::redis_cli_found() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -807,7 +793,7 @@ fn auth_request(user: &str, password: &str) -> Vec<u8> {
 
 #[test]
 fn hostile_clients_cannot_take_a_workspace_down() {
-    if !clients_available() {
+    if !common::redis_cli_found() {
         return;
     }
     let dir = shop();

@@ -466,13 +466,7 @@ pub async fn branch_command(ctx: &Ctx, json: bool, command: BranchCommand) -> Re
                 .clone()
                 .unwrap_or_else(|| state.live_branch(&args.db).to_string());
             // Checked before an engine starts, so a bad name costs nothing.
-            lifeboat::region::validate_name("branch", &args.name)?;
-            if state.branch(&args.db, &args.name).is_some() {
-                return Err(Error::invalid(format!(
-                    "branch `{}` of `{}` exists; pick another name",
-                    args.name, args.db
-                )));
-            }
+            state.new_branch_name(&args.db, &args.name)?;
             let client = super::route::client(
                 ctx,
                 std::slice::from_ref(&region),

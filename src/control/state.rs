@@ -304,6 +304,18 @@ impl ControlState {
 }
 
 impl ControlState {
+    /// Checks that `name` may name a new branch of `db`: a valid name no
+    /// branch of it has.
+    pub fn new_branch_name(&self, db: &str, name: &str) -> Result<()> {
+        crate::region::validate_name("branch", name)?;
+        match self.branch(db, name) {
+            Some(_) => Err(Error::invalid(format!(
+                "branch `{name}` of `{db}` exists; pick another name"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Workspace `name`, or an error that lists those defined.
     pub fn workspace(&self, name: &str) -> Result<&WorkspaceConfig> {
         self.workspaces.get(name).ok_or_else(|| {

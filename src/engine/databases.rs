@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::control;
 use crate::error::Error;
-use crate::region::{self, Region};
+use crate::region::Region;
 use crate::storage::cursor;
 use crate::storage::{self, DbLocation};
 
@@ -107,14 +107,7 @@ impl Core {
         }
         let state = self.control_state.clone();
         let source = from.unwrap_or_else(|| state.live_branch(&db).to_string());
-        let event_check =
-            region::validate_name("branch", &name).and_then(|()| match state.branch(&db, &name) {
-                Some(_) => Err(Error::invalid(format!(
-                    "branch `{name}` of `{db}` exists; pick another name"
-                ))),
-                None => Ok(()),
-            });
-        if let Err(e) = event_check {
+        if let Err(e) = state.new_branch_name(&db, &name) {
             return self.fail(request, e);
         }
         let region = match self.region(&region) {

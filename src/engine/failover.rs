@@ -140,22 +140,22 @@ impl BranchesView {
 }
 
 impl Core {
-    /// The group's databases whose live branch is homed in the primary and
-    /// replicated to the secondary: what a failover moves.
-    pub(super) fn failover_dbs(&self, group: &GroupConfig) -> Vec<String> {
+    /// The databases whose live branch this engine copies from `from` to
+    /// `to` (pre-provisioning stands their workspaces up; a move of the
+    /// group takes them).
+    pub(super) fn live_flowing(&self, from: &str, to: &str) -> BTreeSet<String> {
         let Some(replicator) = self.replicator.as_ref() else {
-            return Vec::new();
+            return BTreeSet::new();
         };
-        let dbs: BTreeSet<String> = replicator
+        replicator
             .flows()
             .filter(|f| {
-                f.home.name() == group.primary
-                    && f.replica.name() == group.secondary
+                f.home.name() == from
+                    && f.replica.name() == to
                     && f.branch == self.control_state.live_branch(&f.db)
             })
             .map(|f| f.db.clone())
-            .collect();
-        dbs.into_iter().collect()
+            .collect()
     }
 
     /// Which regions an operation of `scope` (else of the group) runs
@@ -201,18 +201,15 @@ impl Core {
                 let state = control::load(&to).await?;
                 // The databases the replicas say are copied there (the same
                 // choice as the CLI's).
-                let mut dbs =
+                let dbs =
                     crate::orchestrator::failover::to_fail_over(&from, &to, &state, &scope.dbs)
                         .await?;
-                if let Some(group) = &group {
-                    dbs.retain(|db| group.databases.includes(db));
-                }
-                if dbs.is_empty() {
-                    return Err(Error::Failed(format!(
+                let dbs = within(group.as_ref(), dbs).ok_or_else(|| {
+                    Error::Failed(format!(
                         "no database is live in {} and replicated to {}; nothing to fail over",
                         scope.from, scope.to
-                    )));
-                }
+                    ))
+                })?;
                 crate::orchestrator::failover::preview(&from, &to, &state, &dbs).await
             }
             .await;
@@ -371,20 +368,18 @@ impl Core {
             let result = async {
                 // The databases the replicas' cursors say are copied there,
                 // as a failover would take them.
-                let state = control::load(&to).await?;
-                let mut dbs = crate::orchestrator::failover::replicated(&from, &to, &state).await?;
-                if !scope.dbs.is_empty() {
-                    dbs = scope.dbs.clone();
-                }
-                if let Some(group) = &group {
-                    dbs.retain(|db| group.databases.includes(db));
-                }
-                if dbs.is_empty() {
-                    return Err(Error::Failed(format!(
+                let dbs = if scope.dbs.is_empty() {
+                    let state = control::load(&to).await?;
+                    crate::orchestrator::failover::replicated(&from, &to, &state).await?
+                } else {
+                    scope.dbs.clone()
+                };
+                let dbs = within(group.as_ref(), dbs).ok_or_else(|| {
+                    Error::Failed(format!(
                         "no database replicates from {} to {} yet",
                         scope.from, scope.to
-                    )));
-                }
+                    ))
+                })?;
                 options.acks = dbs
                     .iter()
                     .map(|db| (db.clone(), AckLog::for_db(&acks_dir, db)))
@@ -435,4 +430,13 @@ impl Core {
                 .map(|()| format!("report of {} written to {}", record.id, path.display()))
         });
     }
+}
+
+/// `dbs` within the group's selection (all of them without a group);
+/// `None` when that leaves none.
+fn within(group: Option<&GroupConfig>, mut dbs: Vec<String>) -> Option<Vec<String>> {
+    if let Some(group) = group {
+        dbs.retain(|db| group.databases.includes(db));
+    }
+    (!dbs.is_empty()).then_some(dbs)
 }

@@ -2,7 +2,6 @@
 //! them: the plan a DBA confirms, the steps as they run, the comparison of
 //! a recovered branch with the live one, and the outcomes.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -141,21 +140,7 @@ impl Core {
                     );
                 };
                 let (from, to) = self.move_regions(&group, kind);
-                // The live branches written in `from` and replicated to `to`.
-                let dbs: BTreeSet<String> = self
-                    .replicator
-                    .as_ref()
-                    .map(|r| {
-                        r.flows()
-                            .filter(|f| {
-                                f.home.name() == from
-                                    && f.replica.name() == to
-                                    && f.branch == self.control_state.live_branch(&f.db)
-                            })
-                            .map(|f| f.db.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let dbs = self.live_flowing(&from, &to);
                 (from, to, dbs)
             }
         };

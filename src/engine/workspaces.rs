@@ -323,7 +323,7 @@ impl Core {
         let Some(group) = self.group.as_ref() else {
             return Vec::new();
         };
-        let dbs = self.failover_dbs(group);
+        let dbs = self.live_flowing(&group.primary, &group.secondary);
         self.control_state
             .workspaces
             .values()

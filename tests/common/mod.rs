@@ -305,3 +305,17 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// Whether the Redis clients are here (the test command installs them; a
+/// bare `cargo test` without them skips these tests, loudly under CI).
+pub fn redis_cli_found() -> bool {
+    let found = Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var("CI").is_err(),
+        "redis-cli is missing under CI: the test command must install redis-tools"
+    );
+    found
+}
