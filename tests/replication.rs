@@ -70,12 +70,20 @@ struct Orders {
 }
 
 /// Polls fast and heals, scrubs and saves cursors often, so that seconds of
-/// test cover what minutes do in production.
+/// test cover what minutes do in production. The writers here run in the
+/// test's process; the copier is told not to hear them, so it finds their
+/// files as it would a writer's elsewhere (`a_writer_here_is_copied_...`
+/// covers the notices).
 fn fast() -> ReplicationOptions {
     ReplicationOptions {
         copies_in_flight: 8,
         min_poll: Duration::from_millis(5),
         max_poll: Duration::from_millis(50),
+        manifest_look_every: Duration::from_millis(100),
+        // Churning homes collect files a second old.
+        probe_gap: Duration::from_millis(500),
+        cut_check_every: Duration::from_secs(2),
+        hear_writers: false,
         heal_every: Duration::from_millis(700),
         scrub_every: Duration::from_millis(900),
         cursor_save_every: Duration::from_millis(200),
@@ -493,8 +501,10 @@ async fn an_idle_branch_costs_a_bounded_number_of_requests() {
             .expect("writer");
         assert!(report.records_acked > 0);
         let opts = ReplicationOptions {
-            max_poll: Duration::from_millis(50),
+            max_poll: Duration::from_millis(100),
+            manifest_look_every: Duration::from_millis(500),
             heal_every: Duration::from_secs(3600),
+            cut_check_every: Duration::from_secs(3600),
             scrub_every: Duration::from_secs(3600),
             ..fast()
         };
@@ -507,28 +517,47 @@ async fn an_idle_branch_costs_a_bounded_number_of_requests() {
             );
             converge(&replicator, Duration::from_secs(20)).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let before = replicator.statuses()[0].requests_total;
+            let before = replicator.statuses()[0].requests;
+            let region_before = (p.a.meter().total(), p.b.meter().total());
             let window = Duration::from_secs(3);
             tokio::time::sleep(window).await;
-            let requests = replicator.statuses()[0].requests_total - before;
-            replicator.stop().await;
-            // One WAL listing per 50 ms poll, plus the manifests every 5th:
-            // 60 polls make 72 requests; allow for timer slack, not for more.
-            let polls = window.as_millis() as u64 / 50;
-            // moto takes ~100 ms to answer a listing, so it polls less often.
-            let floor = if kind == Kind::Moto {
-                polls / 6
-            } else {
-                polls / 2
-            };
-            assert!(
-                requests >= floor,
-                "{kind:?} {run}: {requests} requests: is it polling at all?"
+            let requests = replicator.statuses()[0].requests.since(&before);
+            let region = (
+                p.a.meter().total().since(&region_before.0),
+                p.b.meter().total().since(&region_before.1),
             );
+            replicator.stop().await;
+            // One read of the next WAL name per 100 ms look, and of the
+            // next manifest's every 500 ms: 36 reads; no listing, no write.
+            let looks = window.as_millis() as u64 / 100;
+            let manifest_looks = window.as_millis() as u64 / 500;
+            assert_eq!(
+                (requests.list, requests.put, requests.delete),
+                (0, 0, 0),
+                "{kind:?} {run}: {}",
+                requests.line()
+            );
+            // moto takes ~100 ms to answer, so it looks less often.
+            let floor = if kind == Kind::Moto { looks / 6 } else { looks / 2 };
             assert!(
-                requests <= polls * 6 / 5 + 6,
-                "{kind:?} {run}: {requests} requests in {window:?} idle (over {} allowed)",
-                polls * 6 / 5 + 6
+                requests.get >= floor,
+                "{kind:?} {run}: {}: is it looking at all?",
+                requests.line()
+            );
+            let most = (looks + manifest_looks) * 6 / 5 + 2;
+            assert!(
+                requests.get <= most,
+                "{kind:?} {run}: {} in {window:?} idle (over {most} GETs)",
+                requests.line()
+            );
+            // The stores saw what the copier counted (give or take the
+            // look under way when the status was taken), and nothing else.
+            let metered = region.0.plus(&region.1);
+            assert!(
+                metered.since(&requests).total() <= 2 && requests.since(&metered).total() <= 2,
+                "{kind:?} {run}: the regions' meters saw {}, the copier {}",
+                metered.line(),
+                requests.line()
             );
         }
     }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::control::state::ControlState;
 use crate::error::{Error, Result};
@@ -143,6 +143,8 @@ impl Core {
                 Arc::clone(&self.pins) as Arc<dyn Pins>,
             )
         });
+        // Quiet homes are looked at once per RPO target, no more often.
+        replicator.set_rpo_target(Duration::from_secs_f64(group.rpo_target_s));
         // Flows of databases no longer selected stop.
         let dropped: BTreeSet<String> = replicator
             .flows()

@@ -10,6 +10,7 @@
 
 pub mod faults;
 pub mod http_faults;
+pub mod meter;
 pub mod objects;
 pub mod retry;
 pub mod shadow;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use faults::{Faults, FaultyStore};
 use http_faults::FaultyConnector;
+use meter::{Meter, MeteredStore, Metering, Notices};
 
 /// How many times the S3/GCS/Azure clients retry one request, and for how long.
 const CLOUD_MAX_RETRIES: usize = 3;
@@ -405,14 +407,16 @@ fn backend(
     }
 }
 
-/// An opened region: its spec, its store (already wrapped by its fault
-/// injector and by the redirects of shadow parents) and the fault switch.
+/// An opened region: its spec, its store (already wrapped by its meter,
+/// its fault injector and the redirects of shadow parents), the fault
+/// switch and the metering.
 #[derive(Debug, Clone)]
 pub struct Region {
     spec: RegionSpec,
     location: RegionUrl,
     store: Arc<dyn ObjectStore>,
     faults: Arc<Faults>,
+    metering: Metering,
 }
 
 /// What a connectivity probe found.
@@ -528,7 +532,13 @@ impl Region {
     pub fn open(spec: &RegionSpec) -> Result<Region> {
         let location = spec.validate()?;
         let faults = Arc::new(Faults::new(&spec.name));
-        let backend = backend(spec, &location, &faults)?;
+        let metering = Metering::of(&spec.name, &spec.url);
+        // The meter counts what reaches the store: a fault injected above
+        // it costs nothing.
+        let backend: Arc<dyn ObjectStore> = Arc::new(MeteredStore::new(
+            backend(spec, &location, &faults)?,
+            metering.clone(),
+        ));
         let faulty: Arc<dyn ObjectStore> = if location.is_cloud() {
             backend
         } else {
@@ -541,6 +551,7 @@ impl Region {
             location,
             store,
             faults,
+            metering,
         })
     }
 
@@ -567,6 +578,16 @@ impl Region {
     /// The region's fault switch.
     pub fn faults(&self) -> &Arc<Faults> {
         &self.faults
+    }
+
+    /// Every request this process made to the region, by class.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.metering.meter
+    }
+
+    /// The files this process wrote to the region, as they land.
+    pub fn notices(&self) -> &Arc<Notices> {
+        &self.metering.notices
     }
 
     /// Checks that the region answers and honours create-only puts: puts,

@@ -1,10 +1,20 @@
 //! The per-branch ordered copier: brings one branch's replica forward from
 //! its home, one pass at a time.
 //!
+//! New files at the home are found without listing: SlateDB numbers WAL
+//! files, manifests and compactions files consecutively, so a pass reads
+//! the next name of each (a GET, whose bytes the copy then puts) until
+//! one is not there, and learns the SSTs from the manifests that name
+//! them. A branch whose writer runs in this process is not even looked
+//! at: the region's notices say which files it wrote, as they land.
+//! Listings are for the start, the list-diff heal, the look at the
+//! replica's cut, and any folder not looked at for `probe_gap` (a file
+//! collected since could hide newer ones behind its name).
+//!
 //! Invariant kept here (DESIGN.md, invariant 2): at every instant, even if
 //! a pass is cut off between any two requests, the replica opens and reads
 //! as a state its home had. A pass therefore
-//! 1. notes the home's manifests before it lists the data they need;
+//! 1. notes the home's manifests before it looks for the data they need;
 //! 2. copies SSTs, compactions files and the WAL files no reader of the
 //!    replica can reach (at or below its manifest's replay point; none
 //!    before it has a manifest, since a crashed predecessor's last manifest
@@ -26,19 +36,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio::sync::{Semaphore, watch};
+use object_store::path::Path;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{Semaphore, broadcast, watch};
 
 use super::pins::Pins;
 use super::status::{FlowState, FlowStatus};
-use super::{Flow, ReplicationOptions};
+use super::{Flow, Pace, ReplicationOptions};
 use crate::error::{Error, Result};
-use crate::storage::branch_path;
+use crate::region::meter::RequestClass;
 use crate::storage::cursor::{self, ReplicaCursor};
 use crate::storage::cut::{CutReport, ManifestView, contiguous_wal_end};
 use crate::storage::files::{
-    BranchFiles, CopyError, Dir, FileMeta, FileRef, RequestCounter, Side, copy_file,
+    BranchFiles, CopyError, Dir, FileMeta, FileRef, Fetched, RequestCounter, Side, copy_file,
 };
+use crate::storage::branch_path;
 use crate::workload::now_us;
+
+/// Most new files one look at a folder reads before the pass copies them
+/// (the next pass goes on at once).
+const LOOK_MAX_FILES: usize = 1000;
+
+/// Most bytes of home files held between the look that read them and
+/// their copy; past it a look stops early, and a copy reads again.
+const FETCHED_MAX_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Most per-WAL delay samples kept between two drains.
 const MAX_DELAY_SAMPLES: usize = 100_000;
@@ -68,10 +89,33 @@ pub struct BranchCopier {
     healed: Option<Instant>,
     /// When the replica's cut was last looked at (`check_cut`).
     cut_checked: Option<Instant>,
+    /// When each folder of the home was last looked at, by name or by a
+    /// listing (index: [`dir_index`]).
+    looked: [Option<Instant>; 4],
+    /// When the home was last looked at on the schedule.
+    last_look: Option<Instant>,
+    /// Whether the last scheduled look found new files.
+    busy: bool,
+    /// Home files read by a look, held until their copy.
+    fetched: HashMap<FileRef, Fetched>,
+    fetched_bytes: u64,
+    /// The replay point of the newest home manifest decoded: WAL at or
+    /// below it is in SSTs, so a look for new WAL starts past it.
+    home_replay_after: u64,
+    /// Files this process wrote at the home, as they land (unless the
+    /// options say not to listen).
+    heard: Option<broadcast::Receiver<Path>>,
+    /// Files heard of and not yet read.
+    heard_files: Vec<FileRef>,
+    /// A look stopped early (or notices were missed): the next pass comes
+    /// at once.
+    more: bool,
+    /// Look at every folder on every pass (`run_once`).
+    eager: bool,
+    pace: Arc<Pace>,
     scrubbed: Option<Instant>,
     /// Where the next scrub starts in the rotation of needed files.
     scrub_after: Option<FileRef>,
-    idle_ticks: u32,
     damaged: Option<String>,
     /// Names copied by this copier, to catch a second copy of one.
     copied: HashSet<FileRef>,
@@ -90,10 +134,20 @@ pub struct BranchCopier {
 /// What one tick did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tick {
-    /// Something was listed or copied: poll again soon.
+    /// Work is left (a look stopped early): go on at once.
     Active,
-    /// Nothing new at the home.
+    /// Everything found was copied: wait for the next look or notice.
     Idle,
+}
+
+/// Where a folder's last-look time is kept.
+fn dir_index(dir: Dir) -> usize {
+    match dir {
+        Dir::Manifest => 0,
+        Dir::Wal => 1,
+        Dir::Compacted => 2,
+        Dir::Compactions => 3,
+    }
 }
 
 impl BranchCopier {
@@ -105,6 +159,20 @@ impl BranchCopier {
         permits: Arc<Semaphore>,
         publish: watch::Sender<FlowStatus>,
         delays_ms: DelaySamples,
+    ) -> BranchCopier {
+        let pace = Pace::new(&opts);
+        BranchCopier::paced(flow, opts, pins, permits, publish, delays_ms, pace)
+    }
+
+    /// A copier whose look interval and in-sync threshold follow `pace`.
+    pub fn paced(
+        flow: Flow,
+        opts: ReplicationOptions,
+        pins: Arc<dyn Pins>,
+        permits: Arc<Semaphore>,
+        publish: watch::Sender<FlowStatus>,
+        delays_ms: DelaySamples,
+        pace: Arc<Pace>,
     ) -> BranchCopier {
         let base = branch_path(&flow.db, &flow.branch);
         let home = Side {
@@ -121,6 +189,9 @@ impl BranchCopier {
         };
         let status = FlowStatus::of(&flow);
         let cursor = ReplicaCursor::new(&home.region, &flow.db, &flow.branch);
+        let heard = opts
+            .hear_writers
+            .then(|| flow.home.notices().listen(&home.base));
         BranchCopier {
             flow,
             opts,
@@ -137,9 +208,19 @@ impl BranchCopier {
             loaded: false,
             healed: None,
             cut_checked: None,
+            looked: [None; 4],
+            last_look: None,
+            busy: false,
+            fetched: HashMap::new(),
+            fetched_bytes: 0,
+            home_replay_after: 0,
+            heard,
+            heard_files: Vec::new(),
+            more: false,
+            eager: false,
+            pace,
             scrubbed: None,
             scrub_after: None,
-            idle_ticks: 0,
             damaged: None,
             copied: HashSet::new(),
             unneeded_since: HashMap::new(),
@@ -254,6 +335,7 @@ impl BranchCopier {
     /// Copies until the replica holds the home's newest manifest and WAL
     /// file as of the first listing (what `replicate --once` promises).
     pub async fn run_once(&mut self) -> Result<FlowStatus> {
+        self.eager = true;
         self.pass().await?;
         let target_manifest = self.home_files.manifests.keys().next_back().copied();
         let target_wal = self.home_files.wals.keys().next_back().copied();
@@ -321,18 +403,16 @@ impl BranchCopier {
         let heal_due = self
             .healed
             .is_none_or(|at| at.elapsed() >= self.opts.heal_every);
-        let tick = if heal_due {
+        if heal_due {
             self.list_everything().await?;
             self.healed = Some(Instant::now());
-            Tick::Active
         } else {
-            self.list_new().await?
-        };
-        if tick == Tick::Active {
-            self.copy_in_order().await?;
-            if heal_due {
-                self.delete_unneeded().await?;
-            }
+            self.look_for_new().await?;
+        }
+        // Nothing new costs no request here.
+        self.copy_in_order().await?;
+        if heal_due {
+            self.delete_unneeded().await?;
         }
         let cut_check_due = self
             .cut_checked
@@ -343,7 +423,7 @@ impl BranchCopier {
         self.status.passes += 1;
         self.refresh_status(true);
         self.maybe_save_cursor().await?;
-        Ok(tick)
+        Ok(if self.more { Tick::Active } else { Tick::Idle })
     }
 
     async fn load_cursor(&self) -> Result<Option<ReplicaCursor>> {
@@ -385,6 +465,7 @@ impl BranchCopier {
                 }
             }
             None => {
+                self.replica.requests.record(RequestClass::Put);
                 cursor::save(&self.replica.store, &self.replica.region, &self.cursor).await?;
                 self.cursor_saved = Instant::now();
             }
@@ -452,6 +533,7 @@ impl BranchCopier {
         // cursor says was copied up to its WAL file must be there.
         self.healed = Some(Instant::now());
         self.cut_checked = Some(Instant::now());
+        self.looked = [Some(Instant::now()); 4];
         if let Some(manifest) = &self.replica_manifest {
             let copied_to = self.cursor.wal_id.max(self.wal_end(manifest));
             let lost = self.lost_from_cut(manifest, &self.replica_files, copied_to);
@@ -474,6 +556,7 @@ impl BranchCopier {
 
     /// The full list-diff: every folder on both sides.
     async fn list_everything(&mut self) -> Result<()> {
+        self.looked = [Some(Instant::now()); 4];
         for dir in Dir::ALL {
             // Manifests are listed (noted) before the data they need.
             let home = self.home.list(dir, None).await?;
@@ -504,7 +587,6 @@ impl BranchCopier {
         // The replica's newest manifest may have changed under us (a restart
         // from another machine, a scrub finding damage): decode it afresh.
         self.replica_manifest = self.newest_replica_manifest().await?;
-        self.idle_ticks = 0;
         Ok(())
     }
 
@@ -536,53 +618,212 @@ impl BranchCopier {
         Ok(None)
     }
 
-    /// The short listings of a follow tick. When idle, only the WAL folder
-    /// is listed (one request), and the manifests every few ticks.
-    async fn list_new(&mut self) -> Result<Tick> {
-        let every = self.opts.manifest_poll_every.max(1);
-        let quick = self.idle_ticks > 0 && !self.idle_ticks.is_multiple_of(every);
-        if quick {
-            let wals = self
-                .home
-                .list(Dir::Wal, self.listed_after(Dir::Wal).as_ref())
-                .await?;
-            if !self.any_new(&wals) {
-                self.idle_ticks += 1;
-                return Ok(Tick::Idle);
+    /// Finds what is new at the home: the files this process's writers
+    /// wrote (heard of), and, when a look is due, the next names of the
+    /// manifests (now and then), the WAL, and the compactions files after
+    /// a new manifest.
+    async fn look_for_new(&mut self) -> Result<()> {
+        let due = self.look_due();
+        self.more = false;
+        self.hear();
+        for file in std::mem::take(&mut self.heard_files) {
+            if self.home_files.get(&file).is_none() {
+                self.read_new(file).await?;
             }
         }
-        // Manifests first: everything a manifest needs was written before it.
-        // (So after a quick look found new WAL, the WAL folder is listed
-        // again, after the manifests.)
-        let manifests = self
-            .home
-            .list(Dir::Manifest, self.listed_after(Dir::Manifest).as_ref())
-            .await?;
-        let wals = self
-            .home
-            .list(Dir::Wal, self.listed_after(Dir::Wal).as_ref())
-            .await?;
-        let new_manifest = self.any_new(&manifests);
-        let new_data = new_manifest || self.any_new(&wals);
-        for (file, meta) in manifests.into_iter().chain(wals) {
-            self.home_files.insert(file, meta);
+        if !due {
+            return Ok(());
         }
-        if new_manifest {
-            let ssts = self.home.list(Dir::Compacted, None).await?;
-            self.home_files.replace_dir(Dir::Compacted, ssts);
-            let after = self.listed_after(Dir::Compactions);
-            for (file, meta) in self.home.list(Dir::Compactions, after.as_ref()).await? {
+        let started = Instant::now();
+        // Never later than the probe gap (the look stays a read by name):
+        // now, when the next look would come too late.
+        let manifest_every = self.opts.manifest_look_every.min(self.opts.probe_gap * 9 / 10);
+        let soon = self.look_interval();
+        let manifests_due = self.eager
+            || self.looked[dir_index(Dir::Manifest)]
+                .is_none_or(|at| at.elapsed() + soon >= manifest_every);
+        let mut found = 0;
+        if manifests_due {
+            let manifests = self.look(Dir::Manifest).await?;
+            if manifests > 0 {
+                self.look(Dir::Compactions).await?;
+            }
+            found += manifests;
+        }
+        found += self.look(Dir::Wal).await?;
+        self.last_look = Some(started);
+        self.busy = found > 0;
+        Ok(())
+    }
+
+    /// Whether a writer of this process holds the branch at the home: then
+    /// every file it writes is heard of, and looks are only a safety net.
+    fn writer_here(&self) -> bool {
+        self.heard.is_some() && self.flow.home.notices().has_writer(&self.home.base)
+    }
+
+    /// How long after a look the next one is due.
+    fn look_interval(&self) -> Duration {
+        if self.writer_here() {
+            return self.opts.notified_look_every;
+        }
+        let every = self.pace.look_every();
+        // A busy branch a fifth sooner, so its lag stays under the target.
+        if self.busy { every * 4 / 5 } else { every }
+    }
+
+    /// Time left until the next look.
+    fn next_look_in(&self) -> Duration {
+        if self.eager || self.more {
+            return Duration::ZERO;
+        }
+        self.last_look.map_or(Duration::ZERO, |at| {
+            self.look_interval().saturating_sub(at.elapsed())
+        })
+    }
+
+    fn look_due(&self) -> bool {
+        self.next_look_in().is_zero()
+    }
+
+    /// Looks for the home's new files in `dir`: by reading the next names
+    /// while the folder was looked at within `probe_gap`, by a listing
+    /// otherwise. Returns how many it found.
+    async fn look(&mut self, dir: Dir) -> Result<usize> {
+        let started = Instant::now();
+        let fresh = self.looked[dir_index(dir)].is_some_and(|at| at.elapsed() < self.opts.probe_gap);
+        let found = if fresh {
+            self.read_next(dir).await?
+        } else {
+            let listed = self
+                .home
+                .list(dir, self.listed_after(dir).as_ref())
+                .await?;
+            let mut found = 0;
+            for (file, meta) in listed {
+                if self.home_files.get(&file).is_none() {
+                    found += 1;
+                }
                 self.home_files.insert(file, meta);
             }
+            found
+        };
+        self.looked[dir_index(dir)] = Some(started);
+        Ok(found)
+    }
+
+    /// Reads the next names of a numbered folder until one is not there.
+    /// A WAL name missing at or below the newest home manifest's replay
+    /// point was collected (its data is in SSTs): the look goes on past it.
+    async fn read_next(&mut self, dir: Dir) -> Result<usize> {
+        let mut next = self.next_id(dir);
+        let mut found = 0;
+        loop {
+            if found >= LOOK_MAX_FILES || self.fetched_bytes >= FETCHED_MAX_BYTES {
+                self.more = true;
+                break;
+            }
+            let file = match dir {
+                Dir::Manifest => FileRef::Manifest(next),
+                Dir::Wal => FileRef::Wal(next),
+                Dir::Compactions => FileRef::Compactions(next),
+                Dir::Compacted => break,
+            };
+            if self.read_new(file).await? {
+                found += 1;
+                next += 1;
+            } else if dir == Dir::Wal && next <= self.home_replay_after {
+                next = self.home_replay_after + 1;
+            } else {
+                break;
+            }
         }
-        let pending = self.pending().0 > 0;
-        if new_data || pending {
-            self.idle_ticks = 0;
-            Ok(Tick::Active)
-        } else {
-            self.idle_ticks += 1;
-            Ok(Tick::Idle)
+        Ok(found)
+    }
+
+    /// The id after the newest the home is known to hold in a numbered
+    /// folder (or the cursor vouches for).
+    fn next_id(&self, dir: Dir) -> u64 {
+        let newest = match self.home_files.newest(dir) {
+            Some(FileRef::Manifest(id) | FileRef::Wal(id) | FileRef::Compactions(id)) => id,
+            _ => 0,
+        };
+        let vouched = match dir {
+            Dir::Manifest => self.cursor.manifest_id,
+            Dir::Wal => self.cursor.wal_id,
+            Dir::Compactions => self.cursor.compactions_id,
+            Dir::Compacted => 0,
+        };
+        newest.max(vouched) + 1
+    }
+
+    /// Reads a home file and keeps its bytes for the copy; whether it was
+    /// there.
+    async fn read_new(&mut self, file: FileRef) -> Result<bool> {
+        let Some(fetched) = self.home.fetch(&file).await? else {
+            return Ok(false);
+        };
+        self.home_files.insert(file.clone(), fetched.meta);
+        self.fetched_bytes += fetched.bytes.as_ref().map_or(0, |b| b.len() as u64);
+        if let Some(old) = self.fetched.insert(file, fetched) {
+            self.fetched_bytes -= old.bytes.map_or(0, |b| b.len() as u64);
         }
+        Ok(true)
+    }
+
+    /// The bytes a look read of `file`, if any (for its copy).
+    fn take_fetched(&mut self, file: &FileRef) -> Option<Fetched> {
+        let fetched = self.fetched.remove(file)?;
+        self.fetched_bytes -= fetched.bytes.as_ref().map_or(0, |b| b.len() as u64);
+        Some(fetched)
+    }
+
+    /// Takes the notices of files written at the home since the last pass.
+    fn hear(&mut self) {
+        let Some(heard) = self.heard.as_mut() else {
+            return;
+        };
+        let mut paths = Vec::new();
+        let mut missed = false;
+        loop {
+            match heard.try_recv() {
+                Ok(path) => paths.push(path),
+                Err(TryRecvError::Lagged(_)) => missed = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        for path in paths {
+            self.note_heard(&path);
+        }
+        if missed {
+            self.missed_notices();
+        }
+    }
+
+    /// Waits until a writer of this process writes a file at the home (or
+    /// one lets go of the branch), keeping what was heard for the next pass.
+    pub async fn wait_heard(&mut self) {
+        let Some(heard) = self.heard.as_mut() else {
+            return std::future::pending().await;
+        };
+        match heard.recv().await {
+            Ok(path) => self.note_heard(&path),
+            Err(RecvError::Lagged(_)) => self.missed_notices(),
+            Err(RecvError::Closed) => std::future::pending().await,
+        }
+    }
+
+    fn note_heard(&mut self, path: &Path) {
+        if let Some(file) = FileRef::at(&self.home.base, path) {
+            self.heard_files.push(file);
+        }
+    }
+
+    /// More was written than the notices kept: every folder is listed at
+    /// the next look, which comes at once.
+    fn missed_notices(&mut self) {
+        self.looked = [None; 4];
+        self.more = true;
     }
 
     /// Where a short listing of the home's `dir` starts: after the newest
@@ -602,13 +843,6 @@ impl BranchCopier {
             )
         });
         self.home_files.newest(dir).max(vouched)
-    }
-
-    /// Whether a listing holds a file the home was not known to have.
-    fn any_new(&self, listed: &[(FileRef, FileMeta)]) -> bool {
-        listed
-            .iter()
-            .any(|(file, _)| self.home_files.get(file).is_none())
     }
 
     /// The newest WAL id a reader of `manifest` at the replica reaches.
@@ -649,7 +883,7 @@ impl BranchCopier {
     /// parallel.
     async fn copy_unseen_data(&mut self) -> Result<()> {
         let floor = self.visible_floor();
-        let jobs: Vec<(FileRef, FileMeta)> = self
+        let jobs: Vec<FileRef> = self
             .home_files
             .iter()
             .filter(|(file, meta)| match file {
@@ -664,36 +898,44 @@ impl BranchCopier {
                 }
                 _ => self.lacks(file, meta),
             })
+            .map(|(file, _)| file)
             .collect();
         self.copy_parallel(jobs).await
     }
 
     /// Copies `jobs` with the configured number in flight, recording each
     /// success as it lands; stops at the first failure.
-    async fn copy_parallel(&mut self, jobs: Vec<(FileRef, FileMeta)>) -> Result<()> {
+    async fn copy_parallel(&mut self, jobs: Vec<FileRef>) -> Result<()> {
         if jobs.is_empty() {
             return Ok(());
         }
         let limit = self.copy_budget.map_or(jobs.len(), |b| b as usize);
-        let jobs: Vec<_> = jobs.into_iter().take(limit).collect();
+        let jobs: Vec<_> = jobs
+            .into_iter()
+            .take(limit)
+            .map(|file| {
+                let fetched = self.take_fetched(&file);
+                (file, fetched)
+            })
+            .collect();
         let home = self.home.clone();
         let replica = self.replica.clone();
         let permits = Arc::clone(&self.permits);
         let mut copies = futures::stream::iter(jobs)
-            .map(move |(file, meta)| {
+            .map(move |(file, fetched)| {
                 let home = home.clone();
                 let replica = replica.clone();
                 let permits = Arc::clone(&permits);
                 async move {
                     let _permit = permits.acquire_owned().await;
-                    let copied = copy_file(&home, &replica, &file, meta.size).await;
-                    (file, meta, copied)
+                    let copied = copy_file(&home, &replica, &file, fetched).await;
+                    (file, copied)
                 }
             })
             .buffer_unordered(self.opts.copies_in_flight.max(1));
-        while let Some((file, meta, copied)) = copies.next().await {
+        while let Some((file, copied)) = copies.next().await {
             match copied {
-                Ok(bytes) => self.record_copy(file, meta, bytes),
+                Ok(meta) => self.record_copy(file, meta),
                 Err(CopyError::Vanished) => self.home_files.remove(&file),
                 Err(CopyError::Failed(err)) => return Err(err),
             }
@@ -708,8 +950,11 @@ impl BranchCopier {
         }
     }
 
-    fn record_copy(&mut self, file: FileRef, meta: FileMeta, bytes: u64) {
+    /// Records a copy of `file`, whose home metadata (and the size copied)
+    /// is `meta`.
+    fn record_copy(&mut self, file: FileRef, meta: FileMeta) {
         let now = now_us();
+        let bytes = meta.size;
         if let FileRef::Wal(_) = file {
             let delay_ms = now.saturating_sub(meta.modified_us) / 1000;
             let mut delays = self.delays_ms.lock().unwrap_or_else(|p| p.into_inner());
@@ -725,6 +970,7 @@ impl BranchCopier {
         }
         self.status.bytes_copied += bytes;
         self.status.objects_copied += 1;
+        self.home_files.insert(file.clone(), meta);
         self.replica_files.insert(
             file,
             FileMeta {
@@ -745,12 +991,13 @@ impl BranchCopier {
             return Ok(());
         };
         let mut next = self.wal_end(manifest) + 1;
-        while let Some(meta) = self.home_files.wals.get(&next).copied() {
+        while self.home_files.wals.contains_key(&next) {
             self.check_budget()?;
             let file = FileRef::Wal(next);
+            let fetched = self.take_fetched(&file);
             let _permit = Arc::clone(&self.permits).acquire_owned().await;
-            match copy_file(&self.home, &self.replica, &file, meta.size).await {
-                Ok(bytes) => self.record_copy(file, meta, bytes),
+            match copy_file(&self.home, &self.replica, &file, fetched).await {
+                Ok(meta) => self.record_copy(file, meta),
                 Err(CopyError::Vanished) => {
                     self.home_files.remove(&file);
                     break;
@@ -767,42 +1014,45 @@ impl BranchCopier {
     /// are all at the replica.
     async fn copy_manifests(&mut self) -> Result<()> {
         let from = self.replica_manifest.as_ref().map_or(0, |m| m.id);
-        let candidates: Vec<(u64, FileMeta)> = self
+        let candidates: Vec<u64> = self
             .home_files
             .manifests
             .range(from + 1..)
-            .map(|(id, meta)| (*id, *meta))
+            .map(|(id, _)| *id)
             .collect();
-        let mut refreshed_ssts = false;
-        for (id, meta) in candidates {
+        for id in candidates {
             self.check_budget()?;
             let file = FileRef::Manifest(id);
-            let Some(bytes) = self.home.read(&file).await? else {
+            let fetched = match self.take_fetched(&file) {
+                Some(fetched) => Some(fetched),
+                None => self.home.fetch(&file).await?,
+            };
+            let bytes = match fetched {
+                Some(Fetched {
+                    bytes: Some(bytes), ..
+                }) => Some(bytes),
+                Some(Fetched { bytes: None, .. }) => self.home.read(&file).await?,
+                None => None,
+            };
+            let Some(bytes) = bytes else {
                 self.home_files.remove(&file);
                 continue;
+            };
+            let meta = FileMeta {
+                size: bytes.len() as u64,
+                ..self.home_files.get(&file).unwrap_or(FileMeta {
+                    size: 0,
+                    modified_us: now_us(),
+                })
             };
             let view = ManifestView::parse(id, bytes.clone())
                 .await
                 .map_err(|e| Error::Failed(format!("{}: the home's {e}", self.label())))?;
+            self.home_replay_after = self.home_replay_after.max(view.replay_after_wal_id);
             let mut missing = view.missing_ssts(&self.replica_files, &self.home_files);
-            if missing
-                .iter()
-                .any(|u| !self.home_files.ssts.contains_key(u))
-                && !refreshed_ssts
-            {
-                // Written after our listing of compacted/: look once more.
-                let ssts = self.home.list(Dir::Compacted, None).await?;
-                self.home_files.replace_dir(Dir::Compacted, ssts);
-                refreshed_ssts = true;
-            }
             if !missing.is_empty() {
-                let jobs = missing
-                    .iter()
-                    .filter_map(|u| {
-                        let sst = FileRef::Sst(u.clone());
-                        self.home_files.get(&sst).map(|m| (sst, m))
-                    })
-                    .collect();
+                // By name: the manifest says which SSTs it reads.
+                let jobs = missing.iter().cloned().map(FileRef::Sst).collect();
                 self.copy_parallel(jobs).await?;
                 missing = view.missing_ssts(&self.replica_files, &self.home_files);
             }
@@ -819,7 +1069,7 @@ impl BranchCopier {
             }
             let _permit = Arc::clone(&self.permits).acquire_owned().await;
             self.replica.write(&file, bytes.clone()).await?;
-            self.record_copy(file, meta, bytes.len() as u64);
+            self.record_copy(file, meta);
             self.cursor.manifest_id = id;
             self.replica_manifest = Some(view);
             // A new replica manifest is worth saving at once: a restart
@@ -1071,6 +1321,7 @@ impl BranchCopier {
     fn refresh_status(&mut self, verified: bool) {
         let now = now_us();
         let (objects_pending, bytes_pending) = self.pending();
+        let next_look_us = now + self.next_look_in().as_micros() as u64;
         let status = &mut self.status;
         status.observed_us = now;
         status.home_manifest_id = self.home_files.manifests.keys().next_back().copied();
@@ -1081,6 +1332,13 @@ impl BranchCopier {
         status.objects_listed = self.home.requests.listed() + self.replica.requests.listed();
         status.requests_per_min =
             self.home.requests.last_minute() + self.replica.requests.last_minute();
+        status.requests = self.home.requests.counts().plus(&self.replica.requests.counts());
+        status.requests_last_min = self
+            .home
+            .requests
+            .last_minute_counts()
+            .plus(&self.replica.requests.last_minute_counts());
+        status.next_look_us = Some(next_look_us);
         let Some(manifest) = &self.replica_manifest else {
             status.state = FlowState::Seeding;
             status.detail = None;
@@ -1135,7 +1393,7 @@ impl BranchCopier {
             (FlowState::Damaged, Some(detail))
         } else if status
             .lag_s
-            .is_some_and(|l| l > self.opts.in_sync_lag.as_secs_f64())
+            .is_some_and(|l| l > self.pace.in_sync_lag().as_secs_f64())
         {
             (FlowState::Lagging, None)
         } else {
@@ -1167,7 +1425,7 @@ impl BranchCopier {
         }
         self.cursor.requests_per_min = self.status.requests_per_min;
         self.cursor.saved_us = now_us();
-        self.replica.requests.record();
+        self.replica.requests.record(RequestClass::Put);
         cursor::save(&self.replica.store, &self.replica.region, &self.cursor).await?;
         self.cursor_dirty = false;
         self.cursor_saved = Instant::now();
@@ -1179,11 +1437,12 @@ impl BranchCopier {
         self.opts.max_backoff
     }
 
-    /// How long to wait before the next tick after `tick`, given the last wait.
-    pub fn next_wait(&self, tick: Tick, last: Duration) -> Duration {
+    /// How long to wait before the next tick after `tick` (a notice of a
+    /// file written here cuts the wait short).
+    pub fn next_wait(&self, tick: Tick) -> Duration {
         match tick {
             Tick::Active => self.opts.min_poll,
-            Tick::Idle => (last * 2).clamp(self.opts.min_poll, self.opts.max_poll),
+            Tick::Idle => self.next_look_in().max(self.opts.min_poll),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod replicator;
 pub mod status;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -37,14 +38,31 @@ pub use status::{FlowState, FlowStatus};
 pub struct ReplicationOptions {
     /// Copies in flight at once, across every branch of one replicator.
     pub copies_in_flight: usize,
-    /// The wait between ticks while a branch is busy.
+    /// The wait before the next pass when a pass left work undone.
     pub min_poll: Duration,
-    /// The longest wait between ticks while a branch is idle; the wait
-    /// doubles from `min_poll` up to this.
+    /// How often a home no writer of this process writes is looked at for
+    /// new WAL files (one GET of the next name each time): the RPO a quiet
+    /// branch keeps. [`ReplicationOptions::for_rpo_target`] sets it; a busy
+    /// branch is looked at a fifth sooner, so the lag stays under it.
     pub max_poll: Duration,
-    /// While idle, the manifests are listed every this many ticks (the WAL
-    /// folder every tick).
-    pub manifest_poll_every: u32,
+    /// How often the home's manifests are looked at when nothing else
+    /// brings them (the WAL carries the data; a manifest moves the replay
+    /// point and names new SSTs).
+    pub manifest_look_every: Duration,
+    /// The longest a folder of the home may go unlooked-at before a
+    /// listing replaces the read of its next name: a home that collects
+    /// files sooner than this after writing them (SlateDB's default WAL
+    /// `min_age` is 60 s) could otherwise hide newer ones behind a
+    /// collected name.
+    pub probe_gap: Duration,
+    /// How often a branch whose writer runs in this process (every file
+    /// it writes is heard of) is looked at anyway, in case a writer
+    /// elsewhere took it over.
+    pub notified_look_every: Duration,
+    /// Whether files written through this process's stores are copied as
+    /// they land, and branches its writers hold are not polled (off: every
+    /// branch is looked at as if written elsewhere).
+    pub hear_writers: bool,
     /// How often a full list-diff of both sides runs (heals what a cursor
     /// missed; deletes what the home deleted).
     pub heal_every: Duration,
@@ -74,9 +92,12 @@ impl Default for ReplicationOptions {
             copies_in_flight: 16,
             min_poll: Duration::from_millis(20),
             max_poll: Duration::from_secs(1),
-            manifest_poll_every: 5,
-            heal_every: Duration::from_secs(300),
-            cut_check_every: Duration::from_secs(30),
+            manifest_look_every: Duration::from_secs(40),
+            probe_gap: Duration::from_secs(45),
+            notified_look_every: Duration::from_secs(60),
+            hear_writers: true,
+            heal_every: Duration::from_secs(900),
+            cut_check_every: Duration::from_secs(300),
             scrub_every: Duration::from_secs(600),
             scrub_bytes: 256 * 1024 * 1024,
             cursor_save_every: Duration::from_secs(5),
@@ -84,6 +105,77 @@ impl Default for ReplicationOptions {
             max_backoff: Duration::from_secs(15),
             delete_grace: Duration::from_secs(60),
         }
+    }
+}
+
+impl ReplicationOptions {
+    /// The defaults, with quiet homes looked at often enough to keep
+    /// `target` (and no more often), and a replica counted in sync while
+    /// its lag is within it.
+    pub fn for_rpo_target(target: Duration) -> ReplicationOptions {
+        let defaults = ReplicationOptions::default();
+        ReplicationOptions {
+            max_poll: look_every_for(target, &defaults),
+            in_sync_lag: target,
+            ..defaults
+        }
+    }
+
+    /// GET-class requests a quiet branch costs a minute at these options
+    /// (its WAL and manifest looks); no LIST between heals.
+    pub fn idle_gets_per_min(&self) -> f64 {
+        let per_min = |every: Duration| 60.0 / every.as_secs_f64().max(0.001);
+        per_min(self.max_poll) + per_min(self.manifest_look_every.max(self.max_poll))
+    }
+
+    /// LIST requests a quiet branch costs a minute on average: the
+    /// list-diff heal (four folders on both sides) and the look at the
+    /// replica's cut (three folders).
+    pub fn idle_lists_per_min(&self) -> f64 {
+        let per_min = |every: Duration, n: f64| n * 60.0 / every.as_secs_f64().max(0.001);
+        per_min(self.heal_every, 8.0) + per_min(self.cut_check_every, 3.0)
+    }
+}
+
+/// How often to look at a quiet home to keep an RPO of `target`: once per
+/// target, within what a look by name allows (`probe_gap`).
+pub fn look_every_for(target: Duration, opts: &ReplicationOptions) -> Duration {
+    target.clamp(opts.min_poll, opts.probe_gap * 9 / 10)
+}
+
+/// The look interval and in-sync threshold every flow of a replicator
+/// shares, changed at run time when the group's RPO target changes.
+#[derive(Debug)]
+pub struct Pace {
+    look_ms: AtomicU64,
+    in_sync_ms: AtomicU64,
+}
+
+impl Pace {
+    pub fn new(opts: &ReplicationOptions) -> Arc<Pace> {
+        Arc::new(Pace {
+            look_ms: AtomicU64::new(opts.max_poll.as_millis() as u64),
+            in_sync_ms: AtomicU64::new(opts.in_sync_lag.as_millis() as u64),
+        })
+    }
+
+    /// Keeps `target` from now on (see [`ReplicationOptions::for_rpo_target`]).
+    pub fn set_rpo_target(&self, target: Duration, opts: &ReplicationOptions) {
+        let look = look_every_for(target, opts);
+        self.look_ms
+            .store(look.as_millis() as u64, Ordering::Relaxed);
+        self.in_sync_ms
+            .store(target.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How often a quiet home is looked at.
+    pub fn look_every(&self) -> Duration {
+        Duration::from_millis(self.look_ms.load(Ordering::Relaxed))
+    }
+
+    /// A replica within this lag is In sync.
+    pub fn in_sync_lag(&self) -> Duration {
+        Duration::from_millis(self.in_sync_ms.load(Ordering::Relaxed))
     }
 }
 

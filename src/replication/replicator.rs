@@ -2,8 +2,9 @@
 //! one bound on copies in flight, each publishing its status on a watch
 //! channel so a GUI or CLI reads the latest without waiting on I/O.
 //!
-//! A loop polls fast while its branch is busy and backs off to
-//! `max_poll` when idle; when a region is unreachable it shows Paused and
+//! A loop looks at its home once per look interval (set from the RPO
+//! target), at once when a writer of this process writes a file there, and
+//! when a region is unreachable it shows Paused and
 //! retries with exponential back-off, resuming where it stopped (every
 //! successful copy is recorded as it lands, so none is repeated).
 
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::copier::{BranchCopier, DelaySamples, Tick};
 use super::pins::Pins;
 use super::status::FlowStatus;
-use super::{Flow, ReplicationOptions, permits};
+use super::{Flow, Pace, ReplicationOptions, permits};
 use crate::error::Result;
 
 /// One running flow.
@@ -50,6 +51,7 @@ pub struct Replicator {
     opts: ReplicationOptions,
     pins: Arc<dyn Pins>,
     permits: Arc<tokio::sync::Semaphore>,
+    pace: Arc<Pace>,
     running: Vec<Running>,
 }
 
@@ -57,10 +59,12 @@ impl Replicator {
     /// Starts a follow loop for every flow.
     pub fn start(flows: Vec<Flow>, opts: ReplicationOptions, pins: Arc<dyn Pins>) -> Replicator {
         let permits = permits(&opts);
+        let pace = Pace::new(&opts);
         let mut replicator = Replicator {
             opts,
             pins,
             permits,
+            pace,
             running: Vec::new(),
         };
         for flow in flows {
@@ -79,13 +83,14 @@ impl Replicator {
         let (stop, stop_rx) = watch::channel(false);
         let (hold, hold_rx) = watch::channel(false);
         let delays_ms = DelaySamples::default();
-        let copier = BranchCopier::new(
+        let copier = BranchCopier::paced(
             flow.clone(),
             self.opts.clone(),
             Arc::clone(&self.pins),
             Arc::clone(&self.permits),
             tx,
             Arc::clone(&delays_ms),
+            Arc::clone(&self.pace),
         );
         let task = tokio::spawn(follow(copier, stop_rx, hold_rx));
         self.running.push(Running {
@@ -106,6 +111,12 @@ impl Replicator {
                 && r.flow.home.name() == flow.home.name()
                 && r.flow.replica.name() == flow.replica.name()
         })
+    }
+
+    /// Looks at quiet homes often enough to keep `target`, and counts a
+    /// replica in sync within it, from now on (every flow, at its next wait).
+    pub fn set_rpo_target(&self, target: Duration) {
+        self.pace.set_rpo_target(target, &self.opts);
     }
 
     /// The flows running, in the order they were added.
@@ -164,7 +175,7 @@ impl Replicator {
 
     /// The latest status of every flow, with lags as of now.
     pub fn statuses(&self) -> Vec<FlowStatus> {
-        let in_sync = self.opts.in_sync_lag.as_secs_f64();
+        let in_sync = self.pace.in_sync_lag().as_secs_f64();
         self.running
             .iter()
             .map(|r| r.status.borrow().refreshed(in_sync))
@@ -216,15 +227,15 @@ impl Replicator {
     }
 }
 
-/// One flow's loop: tick, wait (shorter when busy, longer when idle, with
-/// back-off while a region is down), until stopped. While held, it only
-/// waits to be resumed or stopped.
+/// One flow's loop: tick, wait until the next look is due or a writer of
+/// this process writes a file at the home (with back-off while a region
+/// is down), until stopped. While held, it only waits to be resumed or
+/// stopped.
 async fn follow(
     mut copier: BranchCopier,
     mut stop: watch::Receiver<bool>,
     mut hold: watch::Receiver<bool>,
 ) {
-    let mut wait = Duration::ZERO;
     let mut backoff = Duration::from_millis(250);
     loop {
         if copier.moved() {
@@ -240,32 +251,34 @@ async fn follow(
                 changed = hold.changed() => if changed.is_err() { break },
                 _ = stop.changed() => break,
             }
-            wait = Duration::ZERO;
             continue;
         }
         let ticked = tokio::select! {
             ticked = copier.tick() => ticked,
             _ = stop.changed() => break,
         };
-        match ticked {
+        // While a region is down, notices do not cut the back-off short.
+        let (wait, paused) = match ticked {
             Ok(tick) => {
-                wait = copier.next_wait(tick, wait);
                 backoff = Duration::from_millis(250);
                 if tick == Tick::Active {
                     tracing::debug!(flow = %copier.flow().label(), "{}", copier.status().line());
                 }
+                (copier.next_wait(tick), false)
             }
             Err(err) => {
                 tracing::warn!(flow = %copier.flow().label(), "paused: {err}");
                 copier.paused(&err);
-                wait = backoff;
+                let wait = backoff;
                 backoff = (backoff * 2).min(copier.max_backoff());
+                (wait, true)
             }
-        }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => break,
             _ = hold.changed() => {}
+            _ = copier.wait_heard(), if !paused => {}
         }
     }
     if let Err(err) = copier.save_cursor().await {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::Flow;
+use crate::region::meter::ClassCounts;
 use crate::workload::now_us;
 
 /// Sizes in words; at home in storage, named here for the callers of statuses.
@@ -90,6 +91,16 @@ pub struct FlowStatus {
     /// Entries all listings returned (what a restart from the cursor saves).
     pub objects_listed: u64,
     pub requests_per_min: u64,
+    /// Requests by class, both sides, in all...
+    #[serde(default)]
+    pub requests: ClassCounts,
+    /// ...and over the last minute.
+    #[serde(default)]
+    pub requests_last_min: ClassCounts,
+    /// When the copier means to look at the home again (µs since epoch);
+    /// the status is stale only once that is well past.
+    #[serde(default)]
+    pub next_look_us: Option<u64>,
     pub passes: u64,
     pub scrubs: u64,
     /// When this status was taken (µs since epoch).
@@ -124,6 +135,9 @@ impl FlowStatus {
             requests_total: 0,
             objects_listed: 0,
             requests_per_min: 0,
+            requests: ClassCounts::default(),
+            requests_last_min: ClassCounts::default(),
+            next_look_us: None,
             passes: 0,
             scrubs: 0,
             observed_us: now_us(),
@@ -162,9 +176,13 @@ impl FlowStatus {
         Some(since.map_or(0.0, |since| now_us.saturating_sub(since) as f64 / 1e6))
     }
 
-    /// Whether this status is older than [`STALE_STATUS`] at `now_us`.
+    /// Whether this status is older than [`STALE_STATUS`] at `now_us`,
+    /// counted from the next look it announced when that is later (a
+    /// quiet branch is looked at once per RPO target, a branch whose
+    /// writer runs here only when it writes).
     pub fn is_stale(&self, now_us: u64) -> bool {
-        now_us.saturating_sub(self.observed_us) > STALE_STATUS.as_micros() as u64
+        let due = self.next_look_us.unwrap_or(0).max(self.observed_us);
+        now_us.saturating_sub(due) > STALE_STATUS.as_micros() as u64
     }
 
     /// The lag now, with the state recomputed from it.

@@ -18,6 +18,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::error::{Error, Result};
+use crate::region::meter::{ClassCounts, RequestClass};
 use crate::region::objects::{delete_if_present, get_if_present};
 use crate::region::retry::retrying;
 use crate::storage::name_in;
@@ -101,6 +102,20 @@ impl FileRef {
     /// The object's path under the branch path `base`.
     pub fn path(&self, base: &Path) -> Path {
         base.clone().join(self.dir().name()).join(self.name())
+    }
+
+    /// The file at `path`, when it is one of SlateDB's in the branch
+    /// folder `base`.
+    pub fn at(base: &Path, path: &Path) -> Option<FileRef> {
+        let mut parts = path.prefix_match(base)?;
+        let (folder, name) = (parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let dir = Dir::ALL
+            .into_iter()
+            .find(|dir| dir.name() == folder.as_ref())?;
+        FileRef::parse(dir, name.as_ref())
     }
 
     /// The file named `name` in `dir`, if it is one of SlateDB's.
@@ -230,31 +245,45 @@ impl BranchFiles {
     }
 }
 
-/// Requests made to one side, total and over the last minute.
+/// Requests made to one side, by class, in all and over the last minute.
 #[derive(Debug, Default)]
 pub struct RequestCounter {
-    total: AtomicU64,
+    counts: Mutex<Recent>,
     listed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    total: ClassCounts,
     /// `(second since the epoch, requests in it)`, oldest first, at most 60.
-    recent: Mutex<VecDeque<(u64, u64)>>,
+    seconds: VecDeque<(u64, ClassCounts)>,
 }
 
 impl RequestCounter {
-    pub fn record(&self) {
-        self.total.fetch_add(1, Ordering::Relaxed);
+    pub fn record(&self, class: RequestClass) {
         let now_s = epoch_s();
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        match recent.back_mut() {
-            Some((s, n)) if *s == now_s => *n += 1,
-            _ => recent.push_back((now_s, 1)),
+        let mut recent = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        recent.total.add(class, 1);
+        match recent.seconds.back_mut() {
+            Some((s, n)) if *s == now_s => n.add(class, 1),
+            _ => {
+                let mut n = ClassCounts::default();
+                n.add(class, 1);
+                recent.seconds.push_back((now_s, n));
+            }
         }
-        while recent.front().is_some_and(|(s, _)| *s + 60 <= now_s) {
-            recent.pop_front();
+        while recent.seconds.front().is_some_and(|(s, _)| *s + 60 <= now_s) {
+            recent.seconds.pop_front();
         }
     }
 
+    /// Every request so far, by class.
+    pub fn counts(&self) -> ClassCounts {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+
     pub fn total(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
+        self.counts().total()
     }
 
     /// Counts `entries` returned by a listing.
@@ -267,15 +296,20 @@ impl RequestCounter {
         self.listed.load(Ordering::Relaxed)
     }
 
-    /// Requests in the last 60 seconds.
-    pub fn last_minute(&self) -> u64 {
+    /// Requests in the last 60 seconds, by class.
+    pub fn last_minute_counts(&self) -> ClassCounts {
         let now_s = epoch_s();
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         recent
+            .seconds
             .iter()
             .filter(|(s, _)| *s + 60 > now_s)
-            .map(|(_, n)| n)
-            .sum()
+            .fold(ClassCounts::default(), |sum, (_, n)| sum.plus(n))
+    }
+
+    /// Requests in the last 60 seconds.
+    pub fn last_minute(&self) -> u64 {
+        self.last_minute_counts().total()
     }
 }
 
@@ -309,7 +343,7 @@ impl Side {
         let prefix = self.base.clone().join(dir.name());
         let offset = after.map(|f| f.path(&self.base));
         let listing = retrying(|| {
-            self.requests.record();
+            self.requests.record(RequestClass::List);
             match &offset {
                 Some(offset) => self.store.list_with_offset(Some(&prefix), offset),
                 None => self.store.list(Some(&prefix)),
@@ -334,8 +368,40 @@ impl Side {
     pub async fn read(&self, file: &FileRef) -> Result<Option<Bytes>> {
         let path = file.path(&self.base);
         retrying(|| {
-            self.requests.record();
+            self.requests.record(RequestClass::Get);
             get_if_present(self.store.as_ref(), &path)
+        })
+        .await
+        .map_err(|e| self.err(format!("reading {path}"), &e))
+    }
+
+    /// One look at `file` that brings its bytes when it is there: its
+    /// metadata, and its bytes unless it is too large for one put (then a
+    /// copy streams it again). `None` when it is not there. A read of the
+    /// next name a writer will use is how new files are found without
+    /// listing (a GET costs a twelfth of a LIST on S3).
+    pub async fn fetch(&self, file: &FileRef) -> Result<Option<Fetched>> {
+        let path = file.path(&self.base);
+        retrying(|| async {
+            self.requests.record(RequestClass::Get);
+            let got = match self.store.get(&path).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(err) => return Err(err),
+            };
+            let meta = FileMeta::of(&got.meta);
+            if meta.size > SINGLE_PUT_MAX_BYTES {
+                return Ok(Some(Fetched { meta, bytes: None }));
+            }
+            let bytes = got.bytes().await?;
+            let meta = FileMeta {
+                size: bytes.len() as u64,
+                ..meta
+            };
+            Ok(Some(Fetched {
+                meta,
+                bytes: Some(bytes),
+            }))
         })
         .await
         .map_err(|e| self.err(format!("reading {path}"), &e))
@@ -345,7 +411,7 @@ impl Side {
     pub async fn write(&self, file: &FileRef, bytes: Bytes) -> Result<()> {
         let path = file.path(&self.base);
         retrying(|| {
-            self.requests.record();
+            self.requests.record(RequestClass::Put);
             self.store.put(&path, PutPayload::from(bytes.clone()))
         })
         .await
@@ -356,7 +422,7 @@ impl Side {
     pub async fn delete(&self, file: &FileRef) -> Result<()> {
         let path = file.path(&self.base);
         retrying(|| {
-            self.requests.record();
+            self.requests.record(RequestClass::Delete);
             delete_if_present(self.store.as_ref(), &path)
         })
         .await
@@ -372,31 +438,47 @@ pub enum CopyError {
     Failed(Error),
 }
 
-/// Copies one file from `from` to `to` and returns the bytes copied. Large
-/// files stream through in parts; small ones in one put.
+/// What one read of a file brought: its metadata, and its bytes when it
+/// is small enough to hold ([`SINGLE_PUT_MAX_BYTES`]).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub meta: FileMeta,
+    pub bytes: Option<Bytes>,
+}
+
+/// Copies one file from `from` to `to` (reading it first unless `fetched`
+/// brought its bytes already) and returns the source's metadata, with the
+/// size copied. Large files stream through in parts; small ones go in one
+/// put: a GET and a PUT per file, the floor.
 pub async fn copy_file(
     from: &Side,
     to: &Side,
     file: &FileRef,
-    size: u64,
-) -> std::result::Result<u64, CopyError> {
-    if size <= SINGLE_PUT_MAX_BYTES {
-        let bytes = from.read(file).await.map_err(CopyError::Failed)?;
-        let bytes = bytes.ok_or(CopyError::Vanished)?;
-        let len = bytes.len() as u64;
+    fetched: Option<Fetched>,
+) -> std::result::Result<FileMeta, CopyError> {
+    let fetched = match fetched {
+        Some(fetched) => fetched,
+        None => from
+            .fetch(file)
+            .await
+            .map_err(CopyError::Failed)?
+            .ok_or(CopyError::Vanished)?,
+    };
+    if let Some(bytes) = fetched.bytes {
         to.write(file, bytes).await.map_err(CopyError::Failed)?;
-        return Ok(len);
+        return Ok(fetched.meta);
     }
     let src = file.path(&from.base);
     let dst = file.path(&to.base);
     let streamed = retrying(|| async {
-        from.requests.record();
+        from.requests.record(RequestClass::Get);
         let got = match from.store.get(&src).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(err) => return Err(err),
         };
-        to.requests.record();
+        let meta = FileMeta::of(&got.meta);
+        to.requests.record(RequestClass::Put);
         let mut upload =
             WriteMultipart::new_with_chunk_size(to.store.put_multipart(&dst).await?, PART_BYTES);
         let mut stream = got.into_stream();
@@ -410,13 +492,19 @@ pub async fn copy_file(
             Ok(())
         }
         .await;
+        // Each part and the completion are requests of their own.
+        for _ in 0..len.div_ceil(PART_BYTES as u64) + 1 {
+            to.requests.record(RequestClass::Put);
+        }
         match streamed {
             Ok(()) => {
                 upload.finish().await?;
-                Ok(Some(len))
+                Ok(Some(FileMeta { size: len, ..meta }))
             }
             Err(err) => {
-                let _ = upload.abort().await;
+                if let Err(abort) = upload.abort().await {
+                    tracing::debug!("aborting the upload of {dst} failed too: {abort}");
+                }
                 Err(err)
             }
         }
@@ -453,5 +541,12 @@ mod tests {
             None
         );
         assert_eq!(FileRef::parse(Dir::Manifest, "5.manifest"), None);
+        let base = Path::from("dbs/orders/main");
+        assert_eq!(
+            FileRef::at(&base, &FileRef::Wal(9).path(&base)),
+            Some(FileRef::Wal(9))
+        );
+        let elsewhere = Path::from("dbs/orders/other");
+        assert_eq!(FileRef::at(&base, &FileRef::Wal(9).path(&elsewhere)), None);
     }
 }

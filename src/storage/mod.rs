@@ -34,6 +34,7 @@ use slatedb::config::{
 use slatedb::{Db, DbReader, DbReaderMode};
 
 use crate::error::{Error, Result};
+use crate::region::meter::{Notices, WriterMark};
 use crate::region::retry::retrying;
 use crate::region::{Region, RegionUrl, validate_name};
 
@@ -98,6 +99,9 @@ pub struct DbLocation {
     pub path: Path,
     /// Whether the store supports If-Match updates (GC boundary files).
     pub if_match: bool,
+    /// The notices of the region it lies in (where a writer says it holds
+    /// the branch, so the replicator need not poll it).
+    pub notices: Option<Arc<Notices>>,
 }
 
 impl DbLocation {
@@ -117,6 +121,7 @@ impl DbLocation {
             store: region.store(),
             path: branch_path(db, branch),
             if_match: region.location().supports_if_match(),
+            notices: Some(Arc::clone(region.notices())),
         })
     }
 
@@ -130,6 +135,7 @@ impl DbLocation {
             store: region.store(),
             path: Path::from(""),
             if_match: region.location().supports_if_match(),
+            notices: Some(Arc::clone(region.notices())),
         }
     }
 
@@ -249,6 +255,14 @@ impl DbLocation {
             .with_settings(settings)
             .build();
         self.bounded("open writer", OPEN_TIMEOUT, build).await
+    }
+
+    /// Says that a writer of this process holds this branch open until the
+    /// mark is dropped: the replicator then copies each file it writes as
+    /// it lands, and does not poll the branch (long-lived writers:
+    /// workspaces, workloads).
+    pub fn mark_writer(&self) -> Option<WriterMark> {
+        self.notices.as_ref().map(|n| n.writer(&self.path))
     }
 
     /// Opens a read-only reader that follows the newest manifest and WAL and

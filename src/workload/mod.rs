@@ -318,6 +318,8 @@ pub async fn run(
         location.settings()
     };
     let db = location.open_writer_with(false, settings).await?;
+    // Every file this writer makes durable reaches the replicator at once.
+    let _writing_here = location.mark_writer();
     let start_seq = highest_seq(&db)
         .await
         .map_err(|e| Error::database(&location.label, &location.db, "find the highest record", &e))?

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::region::Region;
+use crate::region::meter::WriterMark;
 use crate::storage::DbLocation;
 use crate::storage::cursor;
 use crate::workload::now_us;
@@ -66,6 +67,9 @@ pub struct AttachedDb {
     synced_us: Mutex<Option<u64>>,
     /// Why writes are refused now (a planned switchover under way).
     frozen: Mutex<Option<String>>,
+    /// Held while this writer is open: the replicator copies what it
+    /// writes as it lands instead of polling for it.
+    writing_here: Mutex<Option<WriterMark>>,
 }
 
 /// A condition on SET.
@@ -97,6 +101,7 @@ impl AttachedDb {
         let replica_of =
             cursor::load(&region.store(), region.name(), name, &location.branch).await?;
         let flush_wanted = Arc::new(Notify::new());
+        let writing_here = replica_of.is_none().then(|| location.mark_writer()).flatten();
         let (handle, flusher) = match &replica_of {
             Some(_) => (
                 Handle::Follower(Box::new(location.open_reader().await?)),
@@ -121,6 +126,7 @@ impl AttachedDb {
             write_lock: tokio::sync::Mutex::new(()),
             flush_wanted,
             flusher,
+            writing_here: Mutex::new(writing_here),
         })
     }
 
@@ -413,6 +419,12 @@ impl AttachedDb {
             Handle::Writer(db) => db.close().await,
             Handle::Follower(reader) => reader.close().await,
         };
+        // Closed (or failing to): a writer elsewhere may take the branch
+        // over, so the replicator looks at it again.
+        self.writing_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         closed.map_err(|e| Error::database(&self.region, &self.name, "close", &e))
     }
 }
