@@ -563,6 +563,70 @@ async fn an_idle_branch_costs_a_bounded_number_of_requests() {
     }
 }
 
+/// A branch whose writer runs in this process is not looked at: every
+/// file the writer makes durable is heard of as it lands and copied with
+/// one read and one write, and an idle writer costs no request at all.
+/// Once the writer lets go, the home is looked at again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_here_is_copied_as_it_lands_and_never_polled() {
+    for kind in common::kinds() {
+        let p = pair(kind);
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
+        let opts = ReplicationOptions {
+            hear_writers: true,
+            notified_look_every: Duration::from_secs(3600),
+            heal_every: Duration::from_secs(3600),
+            cut_check_every: Duration::from_secs(3600),
+            scrub_every: Duration::from_secs(3600),
+            cursor_save_every: Duration::from_secs(3600),
+            ..fast()
+        };
+        let replicator = Replicator::start(vec![flow], opts, Arc::new(NoPins));
+        converge(&replicator, Duration::from_secs(20)).await;
+
+        // An open writer that writes nothing: not one request.
+        let idle = home.open_writer(false).await.expect("writer");
+        let mark = home.mark_writer();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = replicator.statuses()[0].requests;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let quiet = replicator.statuses()[0].requests.since(&before);
+        assert_eq!(quiet.total(), 0, "{kind:?}: idle writer: {}", quiet.line());
+        drop(mark);
+        idle.close().await.expect("close");
+
+        // A writer at work (the workload holds the branch while it runs).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = replicator.statuses()[0].clone();
+        let writer = writing(&home, acks.clone(), 500, 3, false, 100);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let during = replicator.statuses()[0].clone();
+        let requests = during.requests.since(&before.requests);
+        let copies = during.objects_copied - before.objects_copied;
+        assert!(copies >= 10, "{kind:?}: only {copies} copies: {during:#?}");
+        assert_eq!(requests.list, 0, "{kind:?}: {}", requests.line());
+        // A read and a write per file (a few reads of the WAL at the start,
+        // before the workload's writer said it holds the branch).
+        assert!(
+            requests.total() as f64 <= 2.0 * copies as f64 + 8.0,
+            "{kind:?}: {} for {copies} copies",
+            requests.line()
+        );
+        writer.await.expect("writer");
+        // Let go: looked at again, and caught up.
+        converge(&replicator, Duration::from_secs(20)).await;
+        let after = replicator.statuses()[0].requests.since(&during.requests);
+        assert!(after.get > 0, "{kind:?}: not looked at after the writer closed");
+        replicator.stop().await;
+        assert_has_everything(&replica, &acks, &format!("{kind:?} heard writes")).await;
+    }
+}
+
 /// Test 5: two databases with homes in opposite regions replicate at once
 /// through one replicator, and both replicas check clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
