@@ -4,6 +4,7 @@
 pub mod about;
 pub mod config;
 pub mod control;
+pub mod cost;
 pub mod engine;
 pub mod error;
 pub mod gui;

@@ -33,6 +33,12 @@ fn bench_all_runs_on_local_and_s3_regions() {
             "2",
             "--watch-for",
             "5s",
+            "--cost-busy-for",
+            "4s",
+            "--cost-rate",
+            "500",
+            "--cost-idle-for",
+            "10s",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -108,4 +114,23 @@ fn bench_all_runs_on_local_and_s3_regions() {
         table.contains("| standby takeover after SIGKILL (2 kills) |"),
         "{table}"
     );
+    // Requests by class: a quiet branch costs no LIST and a look a second
+    // at an RPO target of 1 s; a busy one about a read and a write per
+    // object copied, whether the writer is heard or looked for.
+    let c = figures["cost"]["runs"].as_array().expect("cost runs");
+    assert_eq!(c.len(), if s3 { 2 } else { 1 }, "{figures:#}");
+    for run in c {
+        for busy in run["busy"].as_array().expect("busy") {
+            let per_object = busy["requests_per_object"].as_f64().expect("per object");
+            assert!(per_object > 1.9 && per_object < 3.0, "{busy:#}");
+        }
+        for idle in run["idle"].as_array().expect("idle") {
+            assert_eq!(idle["requests"]["list"], 0, "{idle:#}");
+            assert!(idle["per_month"][0]["dollars_per_month"].as_f64().is_some(), "{idle:#}");
+        }
+        let one_s = &run["idle"][0];
+        let per_min = one_s["per_min"]["get"].as_f64().expect("gets a minute");
+        assert!(per_min > 30.0 && per_min < 80.0, "{one_s:#}");
+    }
+    assert!(table.contains("quiet, RPO target 10 s"), "{table}");
 }

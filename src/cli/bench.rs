@@ -25,6 +25,7 @@ use lifeboat::storage::{DbLocation, branch_path};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
+use super::bench_cost::{self, CostFigures, CostKnobs};
 use super::bench_engine;
 use super::bench_failover;
 use super::bench_recovery;
@@ -55,6 +56,10 @@ pub enum BenchCommand {
     /// Two `serve` engines on one group: standby takeover after SIGKILL,
     /// staleness of the published status, the requests both cost.
     Engine(EngineBench),
+    /// Requests by class per object copied under a steady writer and per
+    /// quiet minute at RPO targets 1 s and 10 s, in dollars a
+    /// database-month at S3, GCS, Azure and R2 list prices.
+    Cost(CostBench),
     /// Switchovers under a running workload (RTO p50/p99), a failback's
     /// bytes copied against the database's size, and records stranded by a
     /// failover against records recovered.
@@ -65,6 +70,12 @@ pub enum BenchCommand {
 pub struct EngineBench {
     #[command(flatten)]
     knobs: bench_engine::EngineKnobs,
+}
+
+#[derive(Args, Debug)]
+pub struct CostBench {
+    #[command(flatten)]
+    knobs: CostKnobs,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +111,8 @@ pub struct AllBench {
     recovery: bench_recovery::RecoveryKnobs,
     #[command(flatten)]
     engine: bench_engine::EngineKnobs,
+    #[command(flatten)]
+    cost: CostKnobs,
 }
 
 /// What the replication benchmark measures, and how hard.
@@ -253,6 +266,17 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
             crate::emit(json, &figures, || bench_engine::table(&figures))?;
             Ok(exit_code::OK)
         }
+        BenchCommand::Cost(args) => {
+            let run = format!("cost-{}", workload::now_us());
+            let scratch = ctx.home.data_dir.join("bench").join(&run);
+            let result = cost(&scratch, &run, &args.knobs).await;
+            if let Err(e) = std::fs::remove_dir_all(&scratch) {
+                tracing::debug!("removing {}: {e}", scratch.display());
+            }
+            let figures = result?;
+            crate::emit(json, &figures, || bench_cost::table(&figures))?;
+            Ok(exit_code::OK)
+        }
         BenchCommand::Recovery(args) => {
             let scratch = ctx
                 .home
@@ -279,6 +303,30 @@ pub(super) fn quantile_ms(sorted: &[f64], q: f64) -> f64 {
 pub(super) fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values.sort_by(f64::total_cmp);
     values
+}
+
+/// `bench cost` on local folders, and on S3 when its servers are given.
+async fn cost(scratch: &Path, run: &str, knobs: &CostKnobs) -> Result<CostFigures> {
+    let mut runs = Vec::new();
+    let local = scratch.join("local");
+    let pair = BenchPair::local(&local)?;
+    runs.push(bench_cost::measure(pair.kind, &pair.a, &pair.b, &local, knobs).await?);
+    if let Some(pair) = BenchPair::s3_from_env(&format!("{run}-cost")) {
+        let pair = pair?;
+        let s3 = scratch.join("s3");
+        let measured = bench_cost::measure(pair.kind, &pair.a, &pair.b, &s3, knobs).await;
+        for region in [&pair.a, &pair.b] {
+            if let Err(e) = wipe(region).await {
+                eprintln!("bench: could not clean up {}: {e}", region.name());
+            }
+        }
+        runs.push(measured?);
+    }
+    Ok(CostFigures {
+        bench: "cost",
+        prices_as_of: lifeboat::cost::PRICES_AS_OF,
+        runs,
+    })
 }
 
 /// Two fresh regions to measure on, and how rclone reaches the same files.
@@ -397,6 +445,8 @@ struct AllFigures {
     recovery: Option<bench_recovery::RecoveryFigures>,
     /// Two engines on one group: takeover, status staleness, their cost.
     engine: Option<bench_engine::EngineFigures>,
+    /// Requests by class and their dollars.
+    cost: Option<CostFigures>,
     /// Kinds of region left out, with why.
     skipped: Vec<String>,
 }
@@ -425,6 +475,7 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
         &args.failover,
         &args.recovery,
         &args.engine,
+        &args.cost,
     )
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -450,6 +501,7 @@ async fn all_in(
     failover_knobs: &bench_failover::FailoverKnobs,
     recovery_knobs: &bench_recovery::RecoveryKnobs,
     engine_knobs: &bench_engine::EngineKnobs,
+    cost_knobs: &CostKnobs,
 ) -> Result<AllFigures> {
     let mut replicate = Vec::new();
     let mut skipped = Vec::new();
@@ -481,6 +533,7 @@ async fn all_in(
     let failover = Some(bench_failover::measure(&scratch.join("failover"), failover_knobs).await?);
     let recovery = Some(bench_recovery::measure(&scratch.join("recovery"), recovery_knobs).await?);
     let engine = Some(bench_engine::measure(&scratch.join("engine"), engine_knobs).await?);
+    let cost = Some(cost(&scratch.join("cost"), run, cost_knobs).await?);
     Ok(AllFigures {
         bench: "all",
         machine: machine(),
@@ -489,6 +542,7 @@ async fn all_in(
         failover,
         recovery,
         engine,
+        cost,
         skipped,
     })
 }
@@ -550,6 +604,9 @@ fn table(figures: &AllFigures) -> String {
     }
     if let Some(engine) = &figures.engine {
         lines.push(bench_engine::table(engine));
+    }
+    if let Some(cost) = &figures.cost {
+        lines.push(bench_cost::table(cost));
     }
     for skipped in &figures.skipped {
         lines.push(format!("\nnot run: {skipped}"));

@@ -1,6 +1,7 @@
 //! Subcommands that live in their own files (one per area).
 
 pub mod bench;
+pub mod bench_cost;
 pub mod bench_engine;
 pub mod bench_failover;
 pub mod bench_recovery;
