@@ -126,7 +126,10 @@ fn bench_all_runs_on_local_and_s3_regions() {
         }
         for idle in run["idle"].as_array().expect("idle") {
             assert_eq!(idle["requests"]["list"], 0, "{idle:#}");
-            assert!(idle["per_month"][0]["dollars_per_month"].as_f64().is_some(), "{idle:#}");
+            assert!(
+                idle["per_month"][0]["dollars_per_month"].as_f64().is_some(),
+                "{idle:#}"
+            );
         }
         let one_s = &run["idle"][0];
         let per_min = one_s["per_min"]["get"].as_f64().expect("gets a minute");

@@ -538,7 +538,11 @@ async fn an_idle_branch_costs_a_bounded_number_of_requests() {
                 requests.line()
             );
             // moto takes ~100 ms to answer, so it looks less often.
-            let floor = if kind == Kind::Moto { looks / 6 } else { looks / 2 };
+            let floor = if kind == Kind::Moto {
+                looks / 6
+            } else {
+                looks / 2
+            };
             assert!(
                 requests.get >= floor,
                 "{kind:?} {run}: {}: is it looking at all?",
@@ -621,7 +625,10 @@ async fn a_writer_here_is_copied_as_it_lands_and_never_polled() {
         // Let go: looked at again, and caught up.
         converge(&replicator, Duration::from_secs(20)).await;
         let after = replicator.statuses()[0].requests.since(&during.requests);
-        assert!(after.get > 0, "{kind:?}: not looked at after the writer closed");
+        assert!(
+            after.get > 0,
+            "{kind:?}: not looked at after the writer closed"
+        );
         replicator.stop().await;
         assert_has_everything(&replica, &acks, &format!("{kind:?} heard writes")).await;
     }

@@ -467,17 +467,7 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
     let run = format!("bench-{}", workload::now_us());
     let scratch = ctx.home.data_dir.join("bench").join(&run);
     std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
-    let result = all_in(
-        &scratch,
-        &run,
-        &args.knobs,
-        &args.workspace,
-        &args.failover,
-        &args.recovery,
-        &args.engine,
-        &args.cost,
-    )
-    .await;
+    let result = all_in(&scratch, &run, &args).await;
     let _ = std::fs::remove_dir_all(&scratch);
     let figures = result?;
     let text = serde_json::to_string_pretty(&figures)
@@ -493,16 +483,8 @@ async fn all(ctx: &Ctx, json: bool, args: AllBench) -> Result<i32> {
     Ok(exit_code::OK)
 }
 
-async fn all_in(
-    scratch: &Path,
-    run: &str,
-    args: &ReplicateKnobs,
-    workspace_knobs: &WorkspaceKnobs,
-    failover_knobs: &bench_failover::FailoverKnobs,
-    recovery_knobs: &bench_recovery::RecoveryKnobs,
-    engine_knobs: &bench_engine::EngineKnobs,
-    cost_knobs: &CostKnobs,
-) -> Result<AllFigures> {
+async fn all_in(scratch: &Path, run: &str, all: &AllBench) -> Result<AllFigures> {
+    let args = &all.knobs;
     let mut replicate = Vec::new();
     let mut skipped = Vec::new();
     let local = scratch.join("local");
@@ -528,12 +510,12 @@ async fn all_in(
             skipped.push(format!("workspace: {missing}"));
             None
         }
-        None => Some(bench_workspace::measure(&scratch.join("workspace"), workspace_knobs).await?),
+        None => Some(bench_workspace::measure(&scratch.join("workspace"), &all.workspace).await?),
     };
-    let failover = Some(bench_failover::measure(&scratch.join("failover"), failover_knobs).await?);
-    let recovery = Some(bench_recovery::measure(&scratch.join("recovery"), recovery_knobs).await?);
-    let engine = Some(bench_engine::measure(&scratch.join("engine"), engine_knobs).await?);
-    let cost = Some(cost(&scratch.join("cost"), run, cost_knobs).await?);
+    let failover = Some(bench_failover::measure(&scratch.join("failover"), &all.failover).await?);
+    let recovery = Some(bench_recovery::measure(&scratch.join("recovery"), &all.recovery).await?);
+    let engine = Some(bench_engine::measure(&scratch.join("engine"), &all.engine).await?);
+    let cost = Some(cost(&scratch.join("cost"), run, &all.cost).await?);
     Ok(AllFigures {
         bench: "all",
         machine: machine(),

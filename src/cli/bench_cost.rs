@@ -117,7 +117,10 @@ pub async fn measure(
 ) -> Result<CostRun> {
     let mut busy = Vec::new();
     for (writer, hear) in [("elsewhere", false), ("here", true)] {
-        eprintln!("bench: cost on {kind}, {} writes/s, writer {writer}", knobs.rate);
+        eprintln!(
+            "bench: cost on {kind}, {} writes/s, writer {writer}",
+            knobs.rate
+        );
         busy.push(busy_run(a, b, scratch, knobs, writer, hear).await?);
     }
     let mut idle = Vec::new();
@@ -175,11 +178,7 @@ async fn busy_run(
         hear_writers: hear,
         ..ReplicationOptions::for_rpo_target(Duration::from_secs(1))
     };
-    let replicator = Replicator::start(
-        vec![Flow::new(&db, "main", a, b)],
-        opts,
-        Arc::new(NoPins),
-    );
+    let replicator = Replicator::start(vec![Flow::new(&db, "main", a, b)], opts, Arc::new(NoPins));
     let before = caught_up(&replicator, Duration::from_secs(30)).await;
     let stores_before = meters(a, b);
     replicator.drain_wal_delays_ms();
@@ -206,7 +205,9 @@ async fn busy_run(
     );
     replicator.stop().await;
     if let Some(err) = report.error {
-        return Err(lifeboat::Error::Failed(format!("the bench's writer: {err}")));
+        return Err(lifeboat::Error::Failed(format!(
+            "the bench's writer: {err}"
+        )));
     }
     let requests = after.requests.since(&before.requests);
     let objects = after.objects_copied - before.objects_copied;
@@ -249,11 +250,7 @@ async fn idle_run(
     workload::run(&home, &spec, &acks, std::future::pending()).await?;
     let opts = ReplicationOptions::for_rpo_target(Duration::from_secs_f64(target_s));
     let amortized_list_per_min = opts.idle_lists_per_min();
-    let replicator = Replicator::start(
-        vec![Flow::new(&db, "main", a, b)],
-        opts,
-        Arc::new(NoPins),
-    );
+    let replicator = Replicator::start(vec![Flow::new(&db, "main", a, b)], opts, Arc::new(NoPins));
     caught_up(&replicator, Duration::from_secs(60)).await;
     // Settled: past the first looks after the seed.
     tokio::time::sleep(Duration::from_secs_f64(target_s.min(5.0))).await;

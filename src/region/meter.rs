@@ -24,8 +24,7 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    UploadPart,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -151,7 +150,10 @@ impl Meter {
     /// Requests so far by database.
     pub fn per_db(&self) -> BTreeMap<String, ClassCounts> {
         let per_db = self.per_db.lock().unwrap_or_else(|p| p.into_inner());
-        per_db.iter().map(|(db, c)| (db.clone(), c.read())).collect()
+        per_db
+            .iter()
+            .map(|(db, c)| (db.clone(), c.read()))
+            .collect()
     }
 }
 

@@ -45,12 +45,12 @@ use super::status::{FlowState, FlowStatus};
 use super::{Flow, Pace, ReplicationOptions};
 use crate::error::{Error, Result};
 use crate::region::meter::RequestClass;
+use crate::storage::branch_path;
 use crate::storage::cursor::{self, ReplicaCursor};
 use crate::storage::cut::{CutReport, ManifestView, contiguous_wal_end};
 use crate::storage::files::{
-    BranchFiles, CopyError, Dir, FileMeta, FileRef, Fetched, RequestCounter, Side, copy_file,
+    BranchFiles, CopyError, Dir, Fetched, FileMeta, FileRef, RequestCounter, Side, copy_file,
 };
-use crate::storage::branch_path;
 use crate::workload::now_us;
 
 /// Most new files one look at a folder reads before the pass copies them
@@ -637,7 +637,10 @@ impl BranchCopier {
         let started = Instant::now();
         // Never later than the probe gap (the look stays a read by name):
         // now, when the next look would come too late.
-        let manifest_every = self.opts.manifest_look_every.min(self.opts.probe_gap * 9 / 10);
+        let manifest_every = self
+            .opts
+            .manifest_look_every
+            .min(self.opts.probe_gap * 9 / 10);
         let soon = self.look_interval();
         let manifests_due = self.eager
             || self.looked[dir_index(Dir::Manifest)]
@@ -691,14 +694,12 @@ impl BranchCopier {
     /// otherwise. Returns how many it found.
     async fn look(&mut self, dir: Dir) -> Result<usize> {
         let started = Instant::now();
-        let fresh = self.looked[dir_index(dir)].is_some_and(|at| at.elapsed() < self.opts.probe_gap);
+        let fresh =
+            self.looked[dir_index(dir)].is_some_and(|at| at.elapsed() < self.opts.probe_gap);
         let found = if fresh {
             self.read_next(dir).await?
         } else {
-            let listed = self
-                .home
-                .list(dir, self.listed_after(dir).as_ref())
-                .await?;
+            let listed = self.home.list(dir, self.listed_after(dir).as_ref()).await?;
             let mut found = 0;
             for (file, meta) in listed {
                 if self.home_files.get(&file).is_none() {
@@ -1332,7 +1333,11 @@ impl BranchCopier {
         status.objects_listed = self.home.requests.listed() + self.replica.requests.listed();
         status.requests_per_min =
             self.home.requests.last_minute() + self.replica.requests.last_minute();
-        status.requests = self.home.requests.counts().plus(&self.replica.requests.counts());
+        status.requests = self
+            .home
+            .requests
+            .counts()
+            .plus(&self.replica.requests.counts());
         status.requests_last_min = self
             .home
             .requests

@@ -272,7 +272,11 @@ impl RequestCounter {
                 recent.seconds.push_back((now_s, n));
             }
         }
-        while recent.seconds.front().is_some_and(|(s, _)| *s + 60 <= now_s) {
+        while recent
+            .seconds
+            .front()
+            .is_some_and(|(s, _)| *s + 60 <= now_s)
+        {
             recent.seconds.pop_front();
         }
     }

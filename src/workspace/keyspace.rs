@@ -101,7 +101,10 @@ impl AttachedDb {
         let replica_of =
             cursor::load(&region.store(), region.name(), name, &location.branch).await?;
         let flush_wanted = Arc::new(Notify::new());
-        let writing_here = replica_of.is_none().then(|| location.mark_writer()).flatten();
+        let writing_here = replica_of
+            .is_none()
+            .then(|| location.mark_writer())
+            .flatten();
         let (handle, flusher) = match &replica_of {
             Some(_) => (
                 Handle::Follower(Box::new(location.open_reader().await?)),
