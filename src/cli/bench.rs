@@ -828,13 +828,7 @@ async fn lag(
             }
         }
     };
-    let delays = sorted(
-        replicator
-            .drain_wal_delays_ms()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-    );
+    let delays = replicator.drain_sorted_wal_delays_ms();
     replicator.stop().await;
     let rpo = sorted(rpo);
     let rpo_seen = sorted(rpo_seen);

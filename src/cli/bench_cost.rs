@@ -24,7 +24,7 @@ use lifeboat::storage::DbLocation;
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
-use super::bench::{quantile_ms, sorted};
+use super::bench::quantile_ms;
 use crate::parse_duration;
 
 /// The listing copier's figures, measured before this one (issue 19).
@@ -37,13 +37,13 @@ const TARGET_PER_OBJECT: f64 = 2.2;
 pub struct CostKnobs {
     /// How long the steady writer runs for each busy figure.
     #[arg(long = "cost-busy-for", default_value = "40s", value_parser = parse_duration)]
-    busy_for: Duration,
+    cost_busy_for: Duration,
     /// Writes per second of the steady writer.
     #[arg(long = "cost-rate", default_value_t = 2000)]
-    rate: u64,
+    cost_rate: u64,
     /// How long requests are counted on a quiet branch, per RPO target.
     #[arg(long = "cost-idle-for", default_value = "60s", value_parser = parse_duration)]
-    idle_for: Duration,
+    cost_idle_for: Duration,
 }
 
 /// Dollars a database-month at one store's prices.
@@ -119,7 +119,7 @@ pub async fn measure(
     for (writer, hear) in [("elsewhere", false), ("here", true)] {
         eprintln!(
             "bench: cost on {kind}, {} writes/s, writer {writer}",
-            knobs.rate
+            knobs.cost_rate
         );
         busy.push(busy_run(a, b, scratch, knobs, writer, hear).await?);
     }
@@ -184,8 +184,8 @@ async fn busy_run(
     replicator.drain_wal_delays_ms();
     let started = Instant::now();
     let spec = WorkloadSpec {
-        rate: Rate::PerSecond(knobs.rate),
-        duration: Some(knobs.busy_for),
+        rate: Rate::PerSecond(knobs.cost_rate),
+        duration: Some(knobs.cost_busy_for),
         records: None,
         value_bytes: 100,
         churn: false,
@@ -196,13 +196,7 @@ async fn busy_run(
     let after = caught_up(&replicator, Duration::from_secs(30)).await;
     let seconds = started.elapsed().as_secs_f64();
     let store_requests = meters(a, b).since(&stores_before);
-    let delays = sorted(
-        replicator
-            .drain_wal_delays_ms()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-    );
+    let delays = replicator.drain_sorted_wal_delays_ms();
     replicator.stop().await;
     if let Some(err) = report.error {
         return Err(lifeboat::Error::Failed(format!(
@@ -214,7 +208,7 @@ async fn busy_run(
     let per_object = requests.total() as f64 / objects.max(1) as f64;
     Ok(BusyFigures {
         writer,
-        writes_per_s: knobs.rate,
+        writes_per_s: knobs.cost_rate,
         seconds,
         objects_copied: objects,
         requests,
@@ -256,7 +250,7 @@ async fn idle_run(
     tokio::time::sleep(Duration::from_secs_f64(target_s.min(5.0))).await;
     let before = replicator.statuses().remove(0).requests;
     let started = Instant::now();
-    tokio::time::sleep(knobs.idle_for).await;
+    tokio::time::sleep(knobs.cost_idle_for).await;
     let seconds = started.elapsed().as_secs_f64();
     let requests = replicator.statuses().remove(0).requests.since(&before);
     replicator.stop().await;

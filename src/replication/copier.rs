@@ -94,6 +94,8 @@ pub struct BranchCopier {
     looked: [Option<Instant>; 4],
     /// When the home was last looked at on the schedule.
     last_look: Option<Instant>,
+    /// When the replica's newest manifest was last read by name.
+    replica_looked: Option<Instant>,
     /// Whether the last scheduled look found new files.
     busy: bool,
     /// Home files read by a look, held until their copy.
@@ -151,20 +153,8 @@ fn dir_index(dir: Dir) -> usize {
 }
 
 impl BranchCopier {
-    /// A copier for `flow`; nothing is read until the first tick.
-    pub fn new(
-        flow: Flow,
-        opts: ReplicationOptions,
-        pins: Arc<dyn Pins>,
-        permits: Arc<Semaphore>,
-        publish: watch::Sender<FlowStatus>,
-        delays_ms: DelaySamples,
-    ) -> BranchCopier {
-        let pace = Pace::new(&opts);
-        BranchCopier::paced(flow, opts, pins, permits, publish, delays_ms, pace)
-    }
-
-    /// A copier whose look interval and in-sync threshold follow `pace`.
+    /// A copier for `flow` whose look interval and in-sync threshold
+    /// follow `pace`; nothing is read until the first tick.
     pub fn paced(
         flow: Flow,
         opts: ReplicationOptions,
@@ -210,6 +200,7 @@ impl BranchCopier {
             cut_checked: None,
             looked: [None; 4],
             last_look: None,
+            replica_looked: None,
             busy: false,
             fetched: HashMap::new(),
             fetched_bytes: 0,
@@ -248,7 +239,8 @@ impl BranchCopier {
         permits: Arc<Semaphore>,
     ) -> BranchCopier {
         let (tx, _rx) = watch::channel(FlowStatus::of(&flow));
-        BranchCopier::new(flow, opts, pins, permits, tx, DelaySamples::default())
+        let pace = Pace::new(&opts);
+        BranchCopier::paced(flow, opts, pins, permits, tx, DelaySamples::default(), pace)
     }
 
     /// Makes every pass stop after `copies` successful copies in total (a
@@ -416,7 +408,8 @@ impl BranchCopier {
         }
         let cut_check_due = self
             .cut_checked
-            .is_none_or(|at| at.elapsed() >= self.opts.cut_check_every);
+            .is_none_or(|at| at.elapsed() >= self.opts.cut_check_every)
+            || self.replica_manifest_gone().await?;
         if cut_check_due && !heal_due {
             self.check_cut().await?;
         }
@@ -424,6 +417,20 @@ impl BranchCopier {
         self.refresh_status(true);
         self.maybe_save_cursor().await?;
         Ok(if self.more { Tick::Active } else { Tick::Idle })
+    }
+
+    /// Whether a read by name (due every `replica_look_every`) finds the
+    /// replica's newest manifest gone: deleted under the copier.
+    async fn replica_manifest_gone(&mut self) -> Result<bool> {
+        let due = self
+            .replica_looked
+            .is_none_or(|at| at.elapsed() >= self.opts.replica_look_every);
+        let Some(manifest) = self.replica_manifest.as_ref().filter(|_| due) else {
+            return Ok(false);
+        };
+        let file = FileRef::Manifest(manifest.id);
+        self.replica_looked = Some(Instant::now());
+        Ok(self.replica.fetch(&file).await?.is_none())
     }
 
     async fn load_cursor(&self) -> Result<Option<ReplicaCursor>> {
@@ -472,6 +479,7 @@ impl BranchCopier {
         }
         // Files are re-read on the schedule, not all at once on start.
         self.scrubbed = Some(Instant::now());
+        self.replica_looked = Some(Instant::now());
         self.loaded = true;
         Ok(())
     }

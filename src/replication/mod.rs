@@ -71,6 +71,10 @@ pub struct ReplicationOptions {
     /// state shown is never older than this look at the replica). The
     /// first pass of a copier always looks.
     pub cut_check_every: Duration,
+    /// How often the replica's newest manifest is read by name (one GET):
+    /// a replica deleted under the copier is seen within this, and its cut
+    /// looked at and copied again, without waiting for `cut_check_every`.
+    pub replica_look_every: Duration,
     /// How often a scrub re-reads the replica's needed files.
     pub scrub_every: Duration,
     /// Bytes a scrub reads at most (it resumes where the last one stopped).
@@ -98,6 +102,7 @@ impl Default for ReplicationOptions {
             hear_writers: true,
             heal_every: Duration::from_secs(900),
             cut_check_every: Duration::from_secs(300),
+            replica_look_every: Duration::from_secs(60),
             scrub_every: Duration::from_secs(600),
             scrub_bytes: 256 * 1024 * 1024,
             cursor_save_every: Duration::from_secs(5),
@@ -125,7 +130,9 @@ impl ReplicationOptions {
     /// (its WAL and manifest looks); no LIST between heals.
     pub fn idle_gets_per_min(&self) -> f64 {
         let per_min = |every: Duration| 60.0 / every.as_secs_f64().max(0.001);
-        per_min(self.max_poll) + per_min(self.manifest_look_every.max(self.max_poll))
+        per_min(self.max_poll)
+            + per_min(self.manifest_look_every.max(self.max_poll))
+            + per_min(self.replica_look_every)
     }
 
     /// LIST requests a quiet branch costs a minute on average: the

@@ -197,6 +197,18 @@ impl Replicator {
         }
     }
 
+    /// The per-WAL replication delays recorded since the last call, in
+    /// milliseconds, ascending.
+    pub fn drain_sorted_wal_delays_ms(&self) -> Vec<f64> {
+        let mut delays: Vec<f64> = self
+            .drain_wal_delays_ms()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        delays.sort_by(f64::total_cmp);
+        delays
+    }
+
     /// Takes the per-WAL replication delays recorded since the last call.
     pub fn drain_wal_delays_ms(&self) -> Vec<u32> {
         self.running
