@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetResult, ObjectStore, ObjectStoreExt};
 
 /// Where every region keeps its databases: `dbs/<db>/<branch>/`.
 pub const DBS_PREFIX: &str = "dbs";
@@ -14,8 +14,19 @@ pub async fn get_if_present(
     store: &dyn ObjectStore,
     path: &Path,
 ) -> object_store::Result<Option<Bytes>> {
+    match open_if_present(store, path).await? {
+        Some(got) => got.bytes().await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// One GET of an object, its body not yet read; `None` when it is not there.
+pub async fn open_if_present(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> object_store::Result<Option<GetResult>> {
     match store.get(path).await {
-        Ok(got) => got.bytes().await.map(Some),
+        Ok(got) => Ok(Some(got)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(err) => Err(err),
     }

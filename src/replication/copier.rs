@@ -90,7 +90,7 @@ pub struct BranchCopier {
     /// When the replica's cut was last looked at (`check_cut`).
     cut_checked: Option<Instant>,
     /// When each folder of the home was last looked at, by name or by a
-    /// listing (index: [`dir_index`]).
+    /// listing (index: the `Dir`).
     looked: [Option<Instant>; 4],
     /// When the home was last looked at on the schedule.
     last_look: Option<Instant>,
@@ -140,16 +140,6 @@ pub enum Tick {
     Active,
     /// Everything found was copied: wait for the next look or notice.
     Idle,
-}
-
-/// Where a folder's last-look time is kept.
-fn dir_index(dir: Dir) -> usize {
-    match dir {
-        Dir::Manifest => 0,
-        Dir::Wal => 1,
-        Dir::Compacted => 2,
-        Dir::Compactions => 3,
-    }
 }
 
 impl BranchCopier {
@@ -651,7 +641,7 @@ impl BranchCopier {
             .min(self.opts.probe_gap * 9 / 10);
         let soon = self.look_interval();
         let manifests_due = self.eager
-            || self.looked[dir_index(Dir::Manifest)]
+            || self.looked[Dir::Manifest as usize]
                 .is_none_or(|at| at.elapsed() + soon >= manifest_every);
         let mut found = 0;
         if manifests_due {
@@ -702,8 +692,7 @@ impl BranchCopier {
     /// otherwise. Returns how many it found.
     async fn look(&mut self, dir: Dir) -> Result<usize> {
         let started = Instant::now();
-        let fresh =
-            self.looked[dir_index(dir)].is_some_and(|at| at.elapsed() < self.opts.probe_gap);
+        let fresh = self.looked[dir as usize].is_some_and(|at| at.elapsed() < self.opts.probe_gap);
         let found = if fresh {
             self.read_next(dir).await?
         } else {
@@ -717,7 +706,7 @@ impl BranchCopier {
             }
             found
         };
-        self.looked[dir_index(dir)] = Some(started);
+        self.looked[dir as usize] = Some(started);
         Ok(found)
     }
 

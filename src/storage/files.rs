@@ -19,7 +19,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMul
 
 use crate::error::{Error, Result};
 use crate::region::meter::{ClassCounts, RequestClass};
-use crate::region::objects::{delete_if_present, get_if_present};
+use crate::region::objects::{delete_if_present, get_if_present, open_if_present};
 use crate::region::retry::retrying;
 use crate::storage::name_in;
 
@@ -388,10 +388,8 @@ impl Side {
         let path = file.path(&self.base);
         retrying(|| async {
             self.requests.record(RequestClass::Get);
-            let got = match self.store.get(&path).await {
-                Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(err) => return Err(err),
+            let Some(got) = open_if_present(self.store.as_ref(), &path).await? else {
+                return Ok(None);
             };
             let meta = FileMeta::of(&got.meta);
             if meta.size > SINGLE_PUT_MAX_BYTES {
@@ -476,10 +474,8 @@ pub async fn copy_file(
     let dst = file.path(&to.base);
     let streamed = retrying(|| async {
         from.requests.record(RequestClass::Get);
-        let got = match from.store.get(&src).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(err) => return Err(err),
+        let Some(got) = open_if_present(from.store.as_ref(), &src).await? else {
+            return Ok(None);
         };
         let meta = FileMeta::of(&got.meta);
         to.requests.record(RequestClass::Put);
