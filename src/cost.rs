@@ -232,6 +232,16 @@ impl Rates {
         }
     }
 
+    /// Each class at least `floor`'s.
+    pub fn at_least(&self, floor: &Rates) -> Rates {
+        Rates {
+            list: self.list.max(floor.list),
+            put: self.put.max(floor.put),
+            get: self.get.max(floor.get),
+            delete: self.delete.max(floor.delete),
+        }
+    }
+
     pub fn times(&self, k: f64) -> Rates {
         Rates {
             list: self.list * k,
@@ -243,7 +253,7 @@ impl Rates {
 }
 
 /// What a group as configured will do in a month.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Forecast {
     pub requests_per_min: Rates,
     /// What each region holds.
@@ -253,13 +263,214 @@ pub struct Forecast {
 }
 
 /// A month's bill at one store's prices, in dollars.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonthlyBill {
     pub store: String,
     pub requests: f64,
     pub storage: f64,
     pub transfer: f64,
     pub total: f64,
+}
+
+/// The row of `rows` whose prices a region of `kind` (`s3`, `gs`, `az`,
+/// `file`, `memory`) pays, and whether that is only a what-if: a local
+/// folder pays no requests, so it is priced as the first row (S3 Standard
+/// in the published table) to show what the same traffic would cost there.
+pub fn row_for<'a>(rows: &'a [Prices], kind: &str, endpoint: Option<&str>) -> (&'a Prices, bool) {
+    let r2 = endpoint.is_some_and(|e| e.contains("r2.cloudflarestorage.com"));
+    let word = match kind {
+        "s3" if r2 => Some("r2"),
+        "s3" => Some("s3"),
+        "gs" => Some("gcs"),
+        "az" => Some("azure"),
+        _ => None,
+    };
+    let found = word.and_then(|w| rows.iter().find(|p| p.store.to_lowercase().contains(w)));
+    match (found, rows.first()) {
+        (Some(row), _) => (row, false),
+        (None, Some(first)) => (first, word.is_none()),
+        (None, None) => (&FALLBACK, true),
+    }
+}
+
+/// Never used while `load` refuses an empty table; there for the type.
+static FALLBACK: Prices = Prices {
+    store: String::new(),
+    source: String::new(),
+    as_of: String::new(),
+    list_per_1000: 0.0,
+    put_per_1000: 0.0,
+    get_per_1000: 0.0,
+    delete_per_1000: 0.0,
+    storage_gb_month: 0.0,
+    transfer_gb: 0.0,
+};
+
+/// Requests a minute a quiet branch costs at RPO target `target` (its
+/// looks by name and, on average, its heals), by class.
+pub fn idle_rates(target: std::time::Duration) -> Rates {
+    let opts = crate::replication::ReplicationOptions::for_rpo_target(target);
+    Rates {
+        get: opts.idle_gets_per_min(),
+        list: opts.idle_lists_per_min(),
+        ..Rates::default()
+    }
+}
+
+/// The row a region pays (see [`row_for`]).
+pub fn row_for_spec<'a>(rows: &'a [Prices], spec: &crate::region::RegionSpec) -> (&'a Prices, bool) {
+    let kind = spec.validate().map_or("file", |u| u.kind());
+    row_for(rows, kind, spec.endpoint.as_deref())
+}
+
+/// What an RPO target costs a quiet database, in a line for the place it
+/// is set: `about 61 GET and 1.1 LIST a minute per quiet database: $1.10 a
+/// database-month at S3 Standard list prices`. `what_if`: the region is a
+/// local folder, which bills nothing; the line says so.
+pub fn target_line(target: std::time::Duration, prices: &Prices, what_if: bool) -> String {
+    let rates = idle_rates(target);
+    let month = dollars(prices.requests_per_month(&rates));
+    let at = if what_if {
+        format!(
+            "on a local folder that bills nothing; {month} a database-month at {} list prices",
+            prices.store
+        )
+    } else {
+        format!("{month} a database-month at {} list prices", prices.store)
+    };
+    format!(
+        "about {:.0} GET and {:.1} LIST a minute per quiet database, {at}",
+        rates.get, rates.list
+    )
+}
+
+/// What one replicated branch costs at its home store's prices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowCost {
+    pub db: String,
+    pub branch: String,
+    pub home: String,
+    pub replica: String,
+    /// Requests a minute, over the last minute.
+    pub per_min: Rates,
+    /// The price row used.
+    pub store: String,
+    /// True when the home is a local folder, priced as a what-if.
+    pub what_if: bool,
+    /// A month at this rate, in dollars.
+    pub month: f64,
+}
+
+/// What a group costs: each branch now, and a month of the group as
+/// configured at every row of the table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupCost {
+    pub flows: Vec<FlowCost>,
+    /// All flows together, requests a minute.
+    pub per_min: Rates,
+    pub forecast: Forecast,
+    /// The forecast at each row of the table.
+    pub bills: Vec<MonthlyBill>,
+}
+
+/// What the forecast of a group starts from.
+pub struct GroupUse<'a> {
+    pub flows: &'a [crate::replication::FlowStatus],
+    /// The store kind and endpoint of a region, by name.
+    pub region_kind: &'a dyn Fn(&str) -> (String, Option<String>),
+    pub rpo_target: std::time::Duration,
+    /// What the primary holds, bytes.
+    pub stored_bytes: f64,
+    /// Bytes copied a second, on average lately.
+    pub copied_bytes_per_s: f64,
+}
+
+impl GroupCost {
+    /// Each branch at its last minute's rate, and a month of the group:
+    /// every branch at least at what its RPO target costs it quiet, the
+    /// primary's bytes stored in both regions, and the bytes copied lately
+    /// crossing between them all month.
+    pub fn of(rows: &[Prices], group: &GroupUse) -> GroupCost {
+        let idle = idle_rates(group.rpo_target);
+        let mut per_min = Rates::default();
+        let mut forecast_rates = Rates::default();
+        let flows = group
+            .flows
+            .iter()
+            .map(|status| {
+                let rates = Rates::over(&status.requests_last_min, 1.0);
+                per_min = per_min.plus(&rates);
+                forecast_rates = forecast_rates.plus(&rates.at_least(&idle));
+                let (kind, endpoint) = (group.region_kind)(&status.home);
+                let (row, what_if) = row_for(rows, &kind, endpoint.as_deref());
+                FlowCost {
+                    db: status.db.clone(),
+                    branch: status.branch.clone(),
+                    home: status.home.clone(),
+                    replica: status.replica.clone(),
+                    per_min: rates,
+                    store: row.store.clone(),
+                    what_if,
+                    month: row.requests_per_month(&rates),
+                }
+            })
+            .collect();
+        let forecast = Forecast {
+            requests_per_min: forecast_rates,
+            stored_bytes_per_region: group.stored_bytes,
+            written_bytes_per_month: group.copied_bytes_per_s * MINUTES_PER_MONTH * 60.0,
+        };
+        GroupCost {
+            flows,
+            per_min,
+            bills: rows.iter().map(|row| row.month(&forecast)).collect(),
+            forecast,
+        }
+    }
+}
+
+/// What one process asked of a region: in all, and a minute lately, with
+/// what a month of that costs at the region's store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionCost {
+    pub region: String,
+    pub total: ClassCounts,
+    /// Requests a minute, over the last minute.
+    pub per_min: Rates,
+    pub store: String,
+    pub what_if: bool,
+    pub month: f64,
+}
+
+/// What the engine publishes of the bill: the group's cost and the
+/// prices it used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostView {
+    pub bill: GroupCost,
+    /// Everything the engine's process asked of each region lately.
+    #[serde(default)]
+    pub regions: Vec<RegionCost>,
+    /// The rows in use (a user's `prices.ron`, or the published table).
+    pub prices: Vec<Prices>,
+    /// Where they came from: the user's file, or `list prices as of 2026-11`.
+    pub prices_from: String,
+    /// Why the user's file was not used, when it was not.
+    pub prices_error: Option<String>,
+}
+
+/// The prices to use from `config_dir`, with where they came from and
+/// why a user's file was refused (the published table is used then).
+pub fn load_or_published(config_dir: &Path) -> (Vec<Prices>, String, Option<String>) {
+    let file = prices_file(config_dir);
+    match load(config_dir) {
+        Ok(rows) if file.exists() => (rows, file.display().to_string(), None),
+        Ok(rows) => (rows, format!("list prices as of {PRICES_AS_OF}"), None),
+        Err(e) => (
+            published(),
+            format!("list prices as of {PRICES_AS_OF}"),
+            Some(e.to_string()),
+        ),
+    }
 }
 
 /// `$0.42`, `$3.10`, `$1,204`: dollars the way a bill reads.

@@ -67,11 +67,17 @@ pub struct EngineOptions {
     pub publish_every: Duration,
     /// How often the Dashboard's history takes a sample.
     pub sample_every: Duration,
-    /// How often every region's databases are listed.
+    /// How often each region's database names are looked at (one LIST
+    /// each): a change describes every branch again and looks for flows.
     pub list_every: Duration,
+    /// How often every branch is described even when no name changed and
+    /// no replicated manifest moved (several LISTs a branch).
+    pub describe_every: Duration,
     /// How often every region is health-checked.
     pub health_every: Duration,
-    /// How often new databases in the primary are looked for.
+    /// How often the group's flows are looked for in full even when no
+    /// database name changed (a branch forked elsewhere shows in the
+    /// control log, which looks at once).
     pub discover_every: Duration,
     /// How often the control log is synced between regions and read.
     pub control_every: Duration,
@@ -98,9 +104,10 @@ impl Default for EngineOptions {
             replication: ReplicationOptions::default(),
             publish_every: Duration::from_millis(250),
             sample_every: Duration::from_secs(1),
-            list_every: Duration::from_secs(10),
+            list_every: Duration::from_secs(15),
+            describe_every: Duration::from_secs(300),
             health_every: Duration::from_secs(15),
-            discover_every: Duration::from_secs(5),
+            discover_every: Duration::from_secs(900),
             control_every: Duration::from_secs(5),
             checkpoint_every: Duration::from_secs(600),
             status_every: published::PUBLISH_EVERY,
@@ -284,6 +291,8 @@ enum Internal {
         outcome: Option<Outcome>,
     },
     Listed(Vec<RegionDatabases>),
+    /// Each region's database names (`None`: it did not answer).
+    Named(BTreeMap<String, Option<BTreeSet<String>>>),
     Health(Vec<(String, RegionHealth)>, Vec<String>),
     Configured {
         request: RequestId,
@@ -364,10 +373,17 @@ struct Core {
     group: Option<GroupConfig>,
     replicator: Option<Replicator>,
     health: BTreeMap<String, RegionHealth>,
+    /// When each region was last probed in full.
+    probed_at: BTreeMap<String, Instant>,
     clock_warnings: Vec<String>,
     databases: Vec<RegionDatabases>,
     listed_us: Option<u64>,
     history: Arc<History>,
+    /// The prices the bill is figured at, and the bill as of the last sample.
+    prices: (Vec<crate::cost::Prices>, String, Option<String>),
+    cost: Arc<crate::cost::CostView>,
+    /// Each opened region's request counts over the last minute.
+    region_samples: BTreeMap<String, std::collections::VecDeque<(Instant, crate::region::meter::ClassCounts)>>,
     activity: ActivityLog,
     activity_view: Arc<Vec<activity::ActivityEntry>>,
     demo: BTreeMap<String, BackgroundRun>,
@@ -377,6 +393,14 @@ struct Core {
     seq: u64,
     last_copied: Option<(Instant, u64)>,
     listing: bool,
+    /// Each region's database names at the last look, and whether one is
+    /// under way.
+    names: BTreeMap<String, Option<BTreeSet<String>>>,
+    naming: bool,
+    /// When every branch was last described, and each replicated home's
+    /// newest manifest then (one that moved describes them again).
+    described_at: Option<Instant>,
+    described_manifests: BTreeMap<(String, String), Option<u64>>,
     checking: bool,
     discovering: bool,
     control_state: ControlState,
@@ -441,6 +465,15 @@ impl Core {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let activity = ActivityLog::load(home.data_dir.join("activity.jsonl"));
         let activity_view = Arc::new(activity.entries());
+        let prices = crate::cost::load_or_published(&home.config_dir);
+        // The prices show before the first sample figures a bill (the
+        // wizard prices each RPO target).
+        let cost = Arc::new(crate::cost::CostView {
+            prices: prices.0.clone(),
+            prices_from: prices.1.clone(),
+            prices_error: prices.2.clone(),
+            ..Default::default()
+        });
         Core {
             home,
             regions,
@@ -449,10 +482,14 @@ impl Core {
             group: None,
             replicator: None,
             health: BTreeMap::new(),
+            probed_at: BTreeMap::new(),
             clock_warnings: Vec::new(),
             databases: Vec::new(),
             listed_us: None,
             history: Arc::default(),
+            prices,
+            cost,
+            region_samples: BTreeMap::new(),
             activity,
             activity_view,
             demo: BTreeMap::new(),
@@ -461,6 +498,10 @@ impl Core {
             seq: 0,
             last_copied: None,
             listing: false,
+            names: BTreeMap::new(),
+            naming: false,
+            described_at: None,
+            described_manifests: BTreeMap::new(),
             checking: false,
             discovering: false,
             control_state: ControlState::default(),

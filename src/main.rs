@@ -128,6 +128,10 @@ enum Command {
     /// The control log every region holds: sync it, read it.
     #[command(subcommand)]
     Control(cli::workspace::ControlCommand),
+    /// What replication costs: the prices in use, what each RPO target
+    /// costs a quiet database.
+    #[command(subcommand)]
+    Cost(cli::cost::CostCommand),
     /// Benchmarks that print JSON figures.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -823,6 +827,7 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Verify(a) => verify_command(&ctx, json, a).await,
             Command::Replicate(a) => cli::replication::replicate(&ctx, json, a).await,
             Command::Status(a) => cli::replication::status(&ctx, json, a).await,
+            Command::Cost(c) => cli::cost::cost(&ctx, json, c),
             Command::Check(a) => cli::replication::check(&ctx, json, a).await,
             Command::Soak(a) => cli::soak::soak(&ctx, json, a).await,
             Command::Group(c) => cli::group::group(&ctx, json, c).await,

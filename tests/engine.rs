@@ -11,6 +11,7 @@ use lifeboat::engine::{Command, Engine, EngineOptions, RequestId, Snapshot};
 fn quick() -> EngineOptions {
     EngineOptions {
         list_every: Duration::from_millis(500),
+        describe_every: Duration::from_secs(2),
         discover_every: Duration::from_millis(300),
         ..EngineOptions::default()
     }

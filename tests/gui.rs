@@ -30,6 +30,7 @@ struct App {
 fn quick_engine() -> EngineOptions {
     EngineOptions {
         list_every: Duration::from_millis(500),
+        describe_every: Duration::from_secs(2),
         health_every: Duration::from_secs(2),
         discover_every: Duration::from_millis(500),
         ..EngineOptions::default()

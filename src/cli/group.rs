@@ -160,6 +160,10 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                         let held: Vec<_> = g.held.iter().cloned().collect();
                         text.push_str(&format!("; paused: {}", held.join(", ")));
                     }
+                    let target = Duration::from_secs_f64(g.rpo_target_s.max(0.001));
+                    if let Some(cost) = rpo_target_cost(ctx, target) {
+                        text.push_str(&format!("\nthe RPO target costs {cost}"));
+                    }
                     text
                 }
             }
@@ -205,14 +209,35 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
         GroupCommand::Resume { db } => Command::Resume { db },
         GroupCommand::Stop => Command::StopReplication,
     };
+    // What the target costs, where it is set.
+    let target_cost = match &command {
+        Command::ConfigureReplication { rpo_target_s, .. } => {
+            rpo_target_cost(ctx, Duration::from_secs_f64(*rpo_target_s))
+        }
+        _ => None,
+    };
     let engine = engine(ctx).await?;
     let result = ask(&engine, command).await;
     engine.shutdown().await;
     let message = result?;
-    emit(json, &serde_json::json!({ "done": message }), || {
-        message.clone()
+    let out = serde_json::json!({ "done": message, "rpo_target_cost": target_cost });
+    emit(json, &out, || match &target_cost {
+        Some(cost) => format!("{message}\nthe RPO target costs {cost}"),
+        None => message.clone(),
     })?;
     Ok(exit_code::OK)
+}
+
+/// What `target` costs a quiet database of the primary, at the prices in
+/// use (`None` without a primary).
+fn rpo_target_cost(ctx: &Ctx, target: Duration) -> Option<String> {
+    let (rows, _, error) = lifeboat::cost::load_or_published(&ctx.home.config_dir);
+    if let Some(error) = error {
+        eprintln!("warning: {error}; using the published prices");
+    }
+    let primary = ctx.regions.specs().first()?;
+    let (row, what_if) = lifeboat::cost::row_for_spec(&rows, primary);
+    Some(lifeboat::cost::target_line(target, row, what_if))
 }
 
 pub async fn serve(ctx: &Ctx, json: bool, args: ServeArgs) -> Result<i32> {

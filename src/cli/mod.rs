@@ -6,6 +6,7 @@ pub mod bench_engine;
 pub mod bench_failover;
 pub mod bench_recovery;
 pub mod bench_workspace;
+pub mod cost;
 pub mod failover;
 pub mod group;
 pub mod recovery;

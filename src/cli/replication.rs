@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use lifeboat::control::event::BranchReason;
+use lifeboat::cost::{self, CostView, dollars};
 use lifeboat::error::{Error, Result, exit_code};
 use lifeboat::region::Region;
 use lifeboat::replication::copier::BranchCopier;
@@ -228,7 +229,7 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
             None
         }
     };
-    let (engine, statuses) = match published {
+    let (engine, statuses, cost) = match published {
         Some(view) => {
             let statuses: Vec<_> = view
                 .published
@@ -237,7 +238,8 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
                 .map(|f| f.status.clone())
                 .filter(|s| args.db.as_ref().is_none_or(|db| &s.db == db))
                 .collect();
-            (Some(view.describe()), statuses)
+            let cost = view.published.cost.clone();
+            (Some(view.describe()), statuses, cost)
         }
         None => {
             let flows = replication::discover(&regions, None, None, args.db.as_deref()).await?;
@@ -247,8 +249,15 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
                 let mut copier = BranchCopier::standalone(flow, opts.clone(), Arc::new(NoPins));
                 statuses.push(copier.inspect().await?);
             }
-            (None, statuses)
+            (None, statuses, CostView::default())
         }
+    };
+    // An engine too old to publish its bill, or none running: figured here
+    // from the statuses (requests only; storage needs the engine's listing).
+    let cost = if cost.prices.is_empty() {
+        local_cost(ctx, &statuses)
+    } else {
+        cost
     };
     if json && let Some(engine) = &engine {
         // stdout stays one JSON array of statuses.
@@ -262,13 +271,20 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
         if statuses.is_empty() {
             return format!("{engine}no databases yet; create one with `lifeboat db create NAME`");
         }
+        let month_of = |s: &FlowStatus| {
+            cost.bill
+                .flows
+                .iter()
+                .find(|f| f.db == s.db && f.branch == s.branch && f.replica == s.replica)
+                .map_or("-".to_string(), |f| dollars(f.month))
+        };
         let mut lines = vec![format!(
-            "{:<24} {:<24} {:<9} {:>9} {:>16} {:<26} {:>7}",
-            "DATABASE", "HOME → REPLICA", "STATE", "LAG", "PENDING", "LAST SYNC", "REQ/MIN"
+            "{:<24} {:<24} {:<9} {:>9} {:>16} {:<26} {:>7} {:>9}",
+            "DATABASE", "HOME → REPLICA", "STATE", "LAG", "PENDING", "LAST SYNC", "REQ/MIN", "$/MONTH"
         )];
         for s in &statuses {
             lines.push(format!(
-                "{:<24} {:<24} {:<9} {:>9} {:>16} {:<26} {:>7}",
+                "{:<24} {:<24} {:<9} {:>9} {:>16} {:<26} {:>7} {:>9}",
                 format!("{}/{}", s.db, s.branch),
                 format!("{} → {}", s.home, s.replica),
                 s.state.label(),
@@ -279,15 +295,99 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
                     replication::status::human_bytes(s.bytes_pending)
                 ),
                 s.last_sync_us.map_or("never".into(), format_us),
-                s.requests_per_min
+                s.requests_last_min.total(),
+                month_of(s)
             ));
             if let Some(detail) = &s.detail {
                 lines.push(format!("    {detail}"));
             }
         }
+        lines.extend(cost_lines(&cost, &statuses, args.db.is_none()));
         format!("{engine}{}", lines.join("\n"))
     })?;
     Ok(exit_code::OK)
+}
+
+/// The bill of `statuses` figured here, at this machine's prices.
+fn local_cost(ctx: &Ctx, statuses: &[FlowStatus]) -> CostView {
+    let (rows, prices_from, prices_error) = cost::load_or_published(&ctx.home.config_dir);
+    let region_kind = |name: &str| {
+        ctx.regions.get(name).map_or(("file".to_string(), None), |spec| {
+            let kind = spec.validate().map_or("file", |u| u.kind());
+            (kind.to_string(), spec.endpoint.clone())
+        })
+    };
+    let rpo_target = lifeboat::engine::group::load(&ctx.home.config_dir)
+        .ok()
+        .flatten()
+        .map_or(1.0, |g| g.rpo_target_s);
+    let bill = cost::GroupCost::of(
+        &rows,
+        &cost::GroupUse {
+            flows: statuses,
+            region_kind: &region_kind,
+            rpo_target: Duration::from_secs_f64(rpo_target.max(0.001)),
+            stored_bytes: 0.0,
+            copied_bytes_per_s: 0.0,
+        },
+    );
+    CostView {
+        bill,
+        regions: Vec::new(),
+        prices: rows,
+        prices_from,
+        prices_error,
+    }
+}
+
+/// The requests of `statuses` last minute by class, what a month of them
+/// costs, and (for the whole group) the month forecast at every store.
+fn cost_lines(cost: &CostView, statuses: &[FlowStatus], whole_group: bool) -> Vec<String> {
+    let mut last_min = lifeboat::region::meter::ClassCounts::default();
+    for s in statuses {
+        last_min = last_min.plus(&s.requests_last_min);
+    }
+    let what_if = cost.bill.flows.iter().any(|f| f.what_if);
+    let mut lines = vec![String::new(), format!(
+        "replication requests, last minute: {} ({})",
+        last_min.total(),
+        last_min.line()
+    )];
+    if whole_group && !cost.bill.bills.is_empty() {
+        let bills: Vec<String> = cost
+            .bill
+            .bills
+            .iter()
+            .map(|b| format!("{} {}", b.store, dollars(b.total)))
+            .collect();
+        lines.push(format!(
+            "a month of the group as configured (requests, both regions' storage, transfer): {}",
+            bills.join(" · ")
+        ));
+    }
+    for r in &cost.regions {
+        let p = &r.per_min;
+        lines.push(format!(
+            "{}: everything the engine asked of it, a minute lately: {:.0} LIST, {:.0} PUT, {:.0} GET, {:.0} DELETE; {} a month at {}",
+            r.region,
+            p.list,
+            p.put,
+            p.get,
+            p.delete,
+            dollars(r.month),
+            r.store
+        ));
+    }
+    if what_if {
+        lines.push(
+            "local folders bill nothing; their $/MONTH is what the same requests cost at the first store's prices".into(),
+        );
+    }
+    lines.push(format!("prices: {} (`lifeboat cost prices`)", cost.prices_from));
+    if let Some(error) = &cost.prices_error {
+        lines.push(format!("warning: {error}; the published prices were used"));
+    }
+    lines
 }
 
 pub async fn check(ctx: &Ctx, json: bool, args: CheckArgs) -> Result<i32> {

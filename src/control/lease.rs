@@ -105,9 +105,17 @@ impl Holder {
 
     /// Who, in words: `engine 1a2b… (pid 42 on host, since 10:04:05)`.
     pub fn describe(&self) -> String {
-        let since = crate::workload::verify::format_us(self.since_ms.saturating_mul(1000));
+        // An engine's own identity carries no claim time until a lease
+        // task claimed with it.
+        let since = match self.since_ms {
+            0 => String::new(),
+            ms => format!(
+                ", holding since {}",
+                crate::workload::verify::format_us(ms.saturating_mul(1000))
+            ),
+        };
         format!(
-            "the engine on {} (pid {}, engine id {}, holding since {since})",
+            "the engine on {} (pid {}, engine id {}{since})",
             self.host, self.pid, self.engine
         )
     }

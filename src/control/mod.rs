@@ -29,6 +29,15 @@ use state::ControlState;
 /// Where the log lives in every region.
 pub const LOG_PREFIX: &str = "_lifeboat/log";
 
+/// An object every append rewrites after writing its event (the event's
+/// name): a reader that finds it unchanged knows the log is too, for one
+/// GET instead of a listing of the whole log.
+pub const HEAD_PATH: &str = "_lifeboat/log-head";
+
+/// The longest a reader trusts an unchanged head before listing anyway
+/// (an append whose head write failed, or a writer of an older version).
+pub const LIST_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Reads of event objects in flight at once.
 const READS_IN_FLIGHT: usize = 16;
 
@@ -104,9 +113,96 @@ pub async fn read(region: &Region) -> Result<BTreeMap<EventName, Envelope>> {
 #[derive(Debug, Default)]
 pub struct LogCache {
     events: BTreeMap<EventName, Envelope>,
+    /// Each region's head at its last listing, and when that was.
+    heads: BTreeMap<String, (Option<bytes::Bytes>, std::time::Instant)>,
+    /// What [`LogCache::load`] last folded each region's copy to.
+    folded: BTreeMap<String, ControlState>,
 }
 
 impl LogCache {
+    /// Whether `region`'s log may have changed since it was last listed
+    /// here: its head moved, could not be read, or the last listing is
+    /// older than [`LIST_AT_LEAST_EVERY`]. Returns the head read, to keep
+    /// once the listing that follows succeeded (read before listing, so an
+    /// event appended meanwhile moves it again).
+    async fn head_moved(&self, region: &Region) -> (bool, Option<Option<bytes::Bytes>>) {
+        let store = region.store();
+        let head = match get_if_present(store.as_ref(), &Path::from(HEAD_PATH)).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::debug!(region = %region.name(), "control log head: {e}");
+                return (true, None);
+            }
+        };
+        let moved = match self.heads.get(region.name()) {
+            Some((seen, at)) => seen != &head || at.elapsed() >= LIST_AT_LEAST_EVERY,
+            None => true,
+        };
+        (moved, Some(head))
+    }
+
+    fn keep_head(&mut self, region: &Region, head: Option<Option<bytes::Bytes>>) {
+        if let Some(head) = head {
+            self.heads.insert(
+                region.name().to_string(),
+                (head, std::time::Instant::now()),
+            );
+        }
+    }
+
+    /// The engine's look at the log: one GET of each region's head; only
+    /// when one moved, a listing of every region, the reads of new events,
+    /// and copies of the events a reachable region lacks from one that has
+    /// them (as [`sync`] does). Returns the state the union folds to; fails
+    /// only when no region has ever answered.
+    pub async fn sync_and_load(&mut self, regions: &[Region]) -> Result<(ControlState, SyncReport)> {
+        let mut heads = Vec::new();
+        let mut moved_any = false;
+        for region in regions {
+            let (moved, head) = self.head_moved(region).await;
+            moved_any |= moved;
+            heads.push((region, head));
+        }
+        if !moved_any {
+            let report = SyncReport {
+                events: self.events.len(),
+                ..SyncReport::default()
+            };
+            return Ok((self.state(), report));
+        }
+        let report = match sync(regions).await {
+            Ok(report) => report,
+            Err(e) if self.heads.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::debug!("control log sync: {e}");
+                SyncReport::default()
+            }
+        };
+        let mut read_any = false;
+        let mut first_error = None;
+        for (region, head) in heads {
+            match self.read_new(region).await {
+                Ok(()) => {
+                    read_any = true;
+                    if !report.unreachable.iter().any(|(r, _)| r == region.name()) {
+                        self.keep_head(region, head);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (read_any, first_error) {
+            (false, Some(e)) if self.heads.is_empty() => Err(e),
+            _ => Ok((self.state(), report)),
+        }
+    }
+
+    fn state(&self) -> ControlState {
+        ControlState::fold(self.events.values().cloned().collect())
+    }
+
     /// Reads the events of `region` not read before.
     pub async fn read_new(&mut self, region: &Region) -> Result<()> {
         let names: Vec<EventName> = list(region)
@@ -121,6 +217,10 @@ impl LogCache {
     /// The state `region`'s copy of the log folds to (what a workspace
     /// there starts from).
     pub async fn load(&mut self, region: &Region) -> Result<ControlState> {
+        let (moved, head) = self.head_moved(region).await;
+        if !moved && let Some(state) = self.folded.get(region.name()) {
+            return Ok(state.clone());
+        }
         let names: BTreeSet<EventName> = list(region).await?.into_iter().collect();
         let new: Vec<EventName> = names
             .iter()
@@ -134,7 +234,10 @@ impl LogCache {
             .filter(|(name, _)| names.contains(name))
             .map(|(_, e)| e.clone())
             .collect();
-        Ok(ControlState::fold(events))
+        let state = ControlState::fold(events);
+        self.keep_head(region, head);
+        self.folded.insert(region.name().to_string(), state.clone());
+        Ok(state)
     }
 
     /// The state the union of every reachable region folds to; fails only
@@ -350,7 +453,23 @@ async fn put_new(region: &Region, path: &Path, bytes: Vec<u8>) -> Result<bool> {
     })
     .await;
     match put {
-        Ok(_) => Ok(true),
+        Ok(_) => {
+            // Readers list the log only once its head moved.
+            let (head_path, head) = (
+                Path::from(HEAD_PATH),
+                PutPayload::from(path.to_string().into_bytes()),
+            );
+            let moved =
+                retrying(|| store.put_opts(&head_path, head.clone(), PutOptions::default()));
+            if let Err(e) = moved.await {
+                tracing::warn!(
+                    region = %region.name(),
+                    "the control log's head was not moved ({e}); readers see {path} within {} s",
+                    LIST_AT_LEAST_EVERY.as_secs()
+                );
+            }
+            Ok(true)
+        }
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(Error::store(region.name(), &format!("writing {path}"), &e)),
     }

@@ -1,8 +1,9 @@
 //! Databases and branches: listing every region, delete, restore to a
 //! point in time, delete a branch, expire drill branches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::control;
 use crate::error::Error;
@@ -81,6 +82,8 @@ impl Core {
             return;
         }
         self.listing = true;
+        self.described_at = Some(Instant::now());
+        self.described_manifests = self.replicated_manifests();
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let order = self.regions.names();
         self.spawn(async move {
@@ -88,6 +91,59 @@ impl Core {
             listed.sort_by_key(|l| order.iter().position(|n| n == &l.region));
             Internal::Listed(listed)
         });
+    }
+
+    /// Looks at each region's database names (one LIST each).
+    pub(super) fn look_at_names(&mut self) {
+        if self.naming {
+            return;
+        }
+        self.naming = true;
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        self.spawn(async move {
+            let names = futures::future::join_all(regions.iter().map(|region| async move {
+                let names = match storage::database_names(region).await {
+                    Ok(names) => Some(names),
+                    Err(e) => {
+                        tracing::debug!(region = %region.name(), "database names: {e}");
+                        None
+                    }
+                };
+                (region.name().to_string(), names)
+            }))
+            .await;
+            Internal::Named(names.into_iter().collect())
+        });
+    }
+
+    /// The names looked at: a database made or deleted anywhere, or a
+    /// region that stopped or started answering, lists every branch again
+    /// and looks for new flows; so does a replicated home whose newest
+    /// manifest moved (its size changed), or the time since the last full
+    /// listing passing `describe_every`.
+    pub(super) fn named(&mut self, names: BTreeMap<String, Option<BTreeSet<String>>>) {
+        self.naming = false;
+        let changed = names != self.names;
+        self.names = names;
+        let due = self
+            .described_at
+            .is_none_or(|at| at.elapsed() >= self.opts.describe_every);
+        if changed || due || self.replicated_manifests() != self.described_manifests {
+            self.list_databases();
+        }
+        if changed {
+            self.discover();
+        }
+    }
+
+    /// Each replicated home branch's newest manifest, as its copier saw it.
+    fn replicated_manifests(&self) -> BTreeMap<(String, String), Option<u64>> {
+        self.replicator.as_ref().map_or_else(BTreeMap::new, |r| {
+            r.statuses()
+                .into_iter()
+                .map(|s| ((s.db, s.branch), s.home_manifest_id))
+                .collect()
+        })
     }
 
     pub(super) fn restore(

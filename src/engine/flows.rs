@@ -291,7 +291,9 @@ impl Core {
 
     /// One sample a second for the Dashboard.
     pub(super) fn sample(&mut self) {
+        self.sample_region_requests();
         let Some(replicator) = &self.replicator else {
+            self.cost = Arc::new(self.figure_cost(&[]));
             return;
         };
         let statuses = replicator.statuses();
@@ -315,6 +317,98 @@ impl Core {
         self.last_copied = Some((now, copied));
         let t_s = now_us() as f64 / 1e6;
         Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64);
+        self.cost = Arc::new(self.figure_cost(&statuses));
+    }
+
+    /// Each opened region's request counts now, kept for a minute, so that
+    /// the bill shows everything this process asked of each region in the
+    /// last minute (replication, listings, leases, the published status).
+    fn sample_region_requests(&mut self) {
+        let now = Instant::now();
+        for (name, region) in &self.opened {
+            let samples = self.region_samples.entry(name.clone()).or_default();
+            samples.push_back((now, region.meter().total()));
+            while samples
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(60))
+            {
+                samples.pop_front();
+            }
+        }
+        self.region_samples
+            .retain(|name, _| self.opened.contains_key(name));
+    }
+
+    /// The group's bill at the prices in use: each branch at its last
+    /// minute's rate, and a month of the group as configured (its primary's
+    /// bytes in both regions, the last hour's copying crossing all month).
+    fn figure_cost(&self, statuses: &[crate::replication::FlowStatus]) -> crate::cost::CostView {
+        use crate::cost::{CostView, GroupCost, GroupUse};
+        let (rows, from, error) = &self.prices;
+        let specs = self.regions.specs();
+        let region_kind = |name: &str| {
+            specs.iter().find(|s| s.name == name).map_or(
+                ("file".to_string(), None),
+                |spec| {
+                    let kind = spec.validate().map_or("file", |u| u.kind());
+                    (kind.to_string(), spec.endpoint.clone())
+                },
+            )
+        };
+        let primary = self.group.as_ref().map(|g| g.primary.as_str());
+        let stored_bytes: u64 = self
+            .databases
+            .iter()
+            .filter(|r| Some(r.region.as_str()) == primary)
+            .flat_map(|r| &r.branches)
+            .filter(|b| b.replica_of.is_none())
+            .filter_map(|b| b.info.as_ref().map(|i| i.size_bytes))
+            .sum();
+        let copied = &self.history.copied_bytes_per_s;
+        let copied_bytes_per_s =
+            copied.iter().map(|p| p[1]).sum::<f64>() / copied.len().max(1) as f64;
+        let rpo_target = self
+            .group
+            .as_ref()
+            .map_or(1.0, |g| g.rpo_target_s)
+            .max(0.001);
+        let bill = GroupCost::of(
+            rows,
+            &GroupUse {
+                flows: statuses,
+                region_kind: &region_kind,
+                rpo_target: Duration::from_secs_f64(rpo_target),
+                stored_bytes: stored_bytes as f64,
+                copied_bytes_per_s,
+            },
+        );
+        let regions = self
+            .region_samples
+            .iter()
+            .filter_map(|(name, samples)| {
+                let ((first_at, first), (last_at, last)) = (samples.front()?, samples.back()?);
+                let minutes = last_at.duration_since(*first_at).as_secs_f64() / 60.0;
+                let last_min = last.since(first);
+                let (kind, endpoint) = region_kind(name);
+                let (row, what_if) = crate::cost::row_for(rows, &kind, endpoint.as_deref());
+                let per_min = crate::cost::Rates::over(&last_min, minutes.max(1.0 / 60.0));
+                Some(crate::cost::RegionCost {
+                    region: name.clone(),
+                    total: *last,
+                    per_min,
+                    store: row.store.clone(),
+                    what_if,
+                    month: row.requests_per_month(&per_min),
+                })
+            })
+            .collect();
+        CostView {
+            bill,
+            regions,
+            prices: rows.clone(),
+            prices_from: from.clone(),
+            prices_error: error.clone(),
+        }
     }
 
     /// A point-in-time checkpoint of every live branch of the group, at

@@ -45,6 +45,7 @@ impl Core {
             databases: self.databases.clone(),
             databases_listed_us: self.listed_us,
             history: Arc::clone(&self.history),
+            cost: Arc::clone(&self.cost),
             activity: Arc::clone(&self.activity_view),
             demo_workloads: self.demo.keys().cloned().collect(),
             failover: Arc::new(self.failover.clone()),

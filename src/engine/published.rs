@@ -1,13 +1,14 @@
 //! The engine's view, published where a client on any machine can read it:
-//! `_lifeboat/status/engine.json` in every region whose lease this engine
-//! holds, rewritten every [`PUBLISH_EVERY`]. An engine that holds no lease
+//! `_lifeboat/status/engine.json` in a region whose lease this engine
+//! holds (the first that takes it), rewritten every [`PUBLISH_EVERY`]. An engine that holds no lease
 //! (a standby, or the app on a machine that runs no engine of the group)
 //! reads it instead and shows it, marked stale once it stops changing.
 //!
 //! Only a region's lease holder writes its status object, so two engines
-//! never overwrite each other's. Cost: one PUT per region per
-//! `PUBLISH_EVERY` for the holder (15 a minute); one GET per region per
-//! `PUBLISH_EVERY` for each engine that watches.
+//! never overwrite each other's; a reader keeps the newest it finds.
+//! Cost: one PUT per `PUBLISH_EVERY` for the holder (15 a minute, however
+//! many regions it holds); one GET per region per `PUBLISH_EVERY` for each
+//! engine that watches.
 
 use std::time::Duration;
 
@@ -62,6 +63,9 @@ pub struct Published {
     pub flows: Vec<FlowView>,
     pub leases: Vec<LeaseView>,
     pub history: History,
+    /// What replication costs (absent from an older engine's view).
+    #[serde(default)]
+    pub cost: crate::cost::CostView,
     pub activity: Vec<ActivityEntry>,
     pub failover: FailoverView,
     pub moving: MoveView,
@@ -83,6 +87,7 @@ impl Published {
             flows: snapshot.flows.clone(),
             leases: snapshot.leases.clone(),
             history: (*snapshot.history).clone(),
+            cost: (*snapshot.cost).clone(),
             activity: snapshot.activity.iter().skip(skip).cloned().collect(),
             failover: (*snapshot.failover).clone(),
             moving: (*snapshot.moving).clone(),
@@ -144,6 +149,7 @@ fn human_age(s: f64) -> String {
 pub struct Overlay {
     pub view: Arc<RemoteView>,
     history: Arc<History>,
+    cost: Arc<crate::cost::CostView>,
     failover: Arc<FailoverView>,
     moving: Arc<MoveView>,
     recovery: Arc<RecoveryView>,
@@ -156,6 +162,7 @@ impl Overlay {
         let p = &view.published;
         Overlay {
             history: Arc::new(p.history.clone()),
+            cost: Arc::new(p.cost.clone()),
             failover: Arc::new(p.failover.clone()),
             moving: Arc::new(p.moving.clone()),
             recovery: Arc::new(p.recovery.clone()),
@@ -175,6 +182,7 @@ impl Overlay {
         }
         snapshot.flows = p.flows.clone();
         snapshot.history = Arc::clone(&self.history);
+        snapshot.cost = Arc::clone(&self.cost);
         snapshot.failover = Arc::clone(&self.failover);
         snapshot.moving = Arc::clone(&self.moving);
         snapshot.recovery = Arc::clone(&self.recovery);
@@ -195,35 +203,38 @@ impl Overlay {
     }
 }
 
-/// Writes `bytes` as the published view in each of `regions`; how many
-/// took it.
+/// Writes `bytes` as the published view in the first of `regions` that
+/// takes it (readers read every region and keep the newest, so one copy
+/// serves; the next region takes over while one does not answer): one PUT
+/// per publish, however many regions this engine holds.
 async fn write(regions: &[Region], bytes: Vec<u8>) -> Result<usize> {
     let path = Path::from(STATUS_PATH);
     let payload = PutPayload::from(bytes);
-    let puts = futures::future::join_all(regions.iter().map(|region| {
-        let (path, payload) = (path.clone(), payload.clone());
-        async move {
-            let store = region.store();
-            tokio::time::timeout(
-                PUBLISH_EVERY,
-                store.put_opts(&path, payload, PutOptions::default()),
-            )
-            .await
-            .map_err(|_| {
-                Error::Failed(format!(
+    let mut first_error = None;
+    for region in regions {
+        let store = region.store();
+        let put = tokio::time::timeout(
+            PUBLISH_EVERY,
+            store.put_opts(&path, payload.clone(), PutOptions::default()),
+        )
+        .await;
+        match put {
+            Ok(Ok(_)) => return Ok(1),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(Error::store(region.name(), "writing the status", &e));
+            }
+            Err(_) => {
+                first_error.get_or_insert(Error::Failed(format!(
                     "region {} did not take the status within {} s",
                     region.name(),
                     PUBLISH_EVERY.as_secs()
-                ))
-            })?
-            .map_err(|e| Error::store(region.name(), "writing the status", &e))
+                )));
+            }
         }
-    }))
-    .await;
-    let written = puts.iter().filter(|p| p.is_ok()).count();
-    match puts.into_iter().find_map(|p| p.err()) {
-        Some(e) if written == 0 => Err(e),
-        _ => Ok(written),
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(0),
     }
 }
 
@@ -322,9 +333,19 @@ impl Core {
                 Internal::StatusRead(read(&regions).await.map(|v| v.map(Box::new)))
             });
         }
-        let Some(holder) = self.holder.clone() else {
+        let Some(mut holder) = self.holder.clone() else {
             return;
         };
+        // Since when it holds: its oldest held lease's claim.
+        holder.since_ms = self
+            .leases
+            .values()
+            .filter_map(|l| match l {
+                crate::control::lease::LeaseState::Held { since_ms } => Some(*since_ms),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(0);
         self.status_busy = true;
         self.remote = None;
         let snapshot = self.snapshot_tx.borrow().clone();

@@ -156,38 +156,82 @@ impl Core {
         );
     }
 
-    pub(super) fn check_regions(&mut self) {
+    /// Checks every region: in full (a put, a second create-only put, a
+    /// read and a delete: reachability, conditional puts, clock skew) when
+    /// `full`, when a region was never probed or did not answer last time,
+    /// or every [`FULL_PROBE_EVERY`]; otherwise with one HEAD, keeping what
+    /// the last full probe learnt.
+    pub(super) fn check_regions(&mut self, full: bool) {
         if self.checking {
             return;
         }
         self.checking = true;
-        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        let now = std::time::Instant::now();
+        let plans: Vec<(Region, Option<RegionHealth>)> = self
+            .opened
+            .values()
+            .map(|r| {
+                let last = self.health.get(r.name()).filter(|h| h.reachable).cloned();
+                let probed = self.probed_at.get(r.name());
+                let light = !full && probed.is_some_and(|at| now.duration_since(*at) < FULL_PROBE_EVERY);
+                (r.clone(), last.filter(|_| light))
+            })
+            .collect();
+        for (region, light) in &plans {
+            if light.is_none() {
+                self.probed_at.insert(region.name().to_string(), now);
+            }
+        }
+        let warnings_before = self.clock_warnings.clone();
         self.spawn(async move {
-            let probes = futures::future::join_all(regions.iter().map(|r| async move {
-                let probe = tokio::time::timeout(Duration::from_secs(20), r.measure())
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::Failed(format!(
-                            "region `{}` did not answer within 20 s",
-                            r.name()
-                        )))
-                    });
-                (r.name().to_string(), probe)
+            let full_probes = plans.iter().filter(|(_, light)| light.is_none()).count();
+            let probes = futures::future::join_all(plans.iter().map(|(r, light)| async move {
+                let health = match light {
+                    Some(last) => {
+                        let started = std::time::Instant::now();
+                        match r.answers(Duration::from_secs(20)).await {
+                            Ok(()) => RegionHealth {
+                                checked_us: now_us(),
+                                latency_ms: Some(started.elapsed().as_millis() as u64),
+                                ..last.clone()
+                            },
+                            Err(e) => unreachable(crate::error::one_line(&e.to_string())),
+                        }
+                    }
+                    None => {
+                        let probe = tokio::time::timeout(Duration::from_secs(20), r.measure())
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Error::Failed(format!(
+                                    "region `{}` did not answer within 20 s",
+                                    r.name()
+                                )))
+                            });
+                        return (r.name().to_string(), health_of(&probe), probe.ok());
+                    }
+                };
+                (r.name().to_string(), health, None)
             }))
             .await;
-            let reports: Vec<ProbeReport> = probes
-                .iter()
-                .filter_map(|(_, p)| p.as_ref().ok().cloned())
-                .collect();
-            let warnings = region::clock_warnings(&reports);
+            let reports: Vec<ProbeReport> =
+                probes.iter().filter_map(|(_, _, p)| p.clone()).collect();
+            // Clocks are compared by the full probes only.
+            let warnings = if full_probes > 0 {
+                region::clock_warnings(&reports)
+            } else {
+                warnings_before
+            };
             let health = probes
                 .into_iter()
-                .map(|(name, probe)| (name, health_of(&probe)))
+                .map(|(name, health, _)| (name, health))
                 .collect();
             Internal::Health(health, warnings)
         });
     }
 }
+
+/// How often a region is probed in full; a HEAD checks it in between.
+pub const FULL_PROBE_EVERY: Duration = Duration::from_secs(600);
 
 pub(super) fn unreachable(error: String) -> RegionHealth {
     RegionHealth {

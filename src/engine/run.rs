@@ -75,8 +75,8 @@ impl Core {
                 _ = control.tick() => self.read_control(),
                 _ = checkpoint.tick() => self.checkpoint_live_branches(),
                 _ = status.tick() => self.exchange_status(),
-                _ = list.tick() => self.list_databases(),
-                _ = health.tick() => self.check_regions(),
+                _ = list.tick() => self.look_at_names(),
+                _ = health.tick() => self.check_regions(false),
                 _ = discover.tick() => self.discover(),
             }
         }
@@ -278,7 +278,7 @@ impl Core {
             Command::SaveRegion { replacing, spec } => self.save_region(request, replacing, spec),
             Command::RemoveRegion { name } => self.remove_region(request, &name),
             Command::CheckRegions => {
-                self.check_regions();
+                self.check_regions(true);
                 self.finish(request, Outcome::Done("health check started".into()));
             }
             Command::RefreshDatabases => {
@@ -362,6 +362,7 @@ impl Core {
                 self.databases = databases;
                 self.listed_us = Some(now_us());
             }
+            Internal::Named(names) => self.named(names),
             Internal::Health(health, warnings) => {
                 self.checking = false;
                 for (name, h) in health {
@@ -413,7 +414,14 @@ impl Core {
                 match result {
                     Ok(state) => {
                         self.pins.update(&state);
+                        // A branch forked, a database failed over or moved
+                        // elsewhere: its flows, and its rows, at once.
+                        let changed = state.events != self.control_state.events;
                         self.control_state = state;
+                        if changed {
+                            self.discover();
+                            self.list_databases();
+                        }
                         self.expire_branches();
                         self.sync_standby();
                         self.control_read_us = Some(now_us());

@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub databases_listed_us: Option<u64>,
     /// Lag, throughput and request samples over time.
     pub history: Arc<History>,
+    /// What replication costs at the prices in use, as of the last sample.
+    pub cost: Arc<crate::cost::CostView>,
     /// Every action, oldest first (capped).
     pub activity: Arc<Vec<ActivityEntry>>,
     /// Demo workloads running, by database.

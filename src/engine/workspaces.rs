@@ -159,11 +159,11 @@ impl Core {
         let cache = Arc::clone(&self.control_cache);
         self.spawn(async move {
             let result = async {
-                let report = control::sync(&regions).await?;
+                let (state, report) = cache.lock().await.sync_and_load(&regions).await?;
                 for (region, e) in &report.unreachable {
                     tracing::debug!(region = %region, "control log sync: {e}");
                 }
-                cache.lock().await.load_all(&regions).await
+                Ok(state)
             }
             .await;
             Internal::ControlRead(result)

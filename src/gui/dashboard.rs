@@ -8,6 +8,7 @@ use egui_plot::{HLine, Legend, Line, MarkerShape, Plot, Points};
 
 use super::help::Term;
 use super::widgets::{self, human_bytes};
+use crate::cost::dollars;
 use crate::engine::Snapshot;
 use crate::engine::history::Series;
 
@@ -110,7 +111,16 @@ impl DashboardTab {
             stat(ui, "Copying", &format!("{}/s", human_bytes(rate as u64)));
             let rpm = history.requests_per_min.back().map_or(0.0, |p| p[1]);
             stat(ui, "Requests/min", &format!("{rpm:.0}"));
+            if let Some(bill) = primary_bill(snapshot) {
+                stat(ui, "Forecast a month", &dollars(bill.total)).on_hover_text(format!(
+                    "The group as configured at {} prices: requests, both regions' storage and transfer (Cost, below)",
+                    bill.store
+                ));
+            }
         });
+        egui::CollapsingHeader::new("Cost and forecast")
+            .id_salt("cost")
+            .show(ui, |ui| cost_ui(ui, snapshot));
         ui.horizontal(|ui| {
             ui.label("Show the last");
             for window in [Window::FiveMinutes, Window::FifteenMinutes, Window::Hour] {
@@ -285,6 +295,120 @@ fn operations_ui(
             }
             plot.hline(HLine::new("RTO target", RTO_TARGET_S).color(bad));
             plot.hline(HLine::new("RPO target", rpo_target_s).color(warn));
+        });
+}
+
+/// The forecast at the prices of the store the primary is in.
+fn primary_bill(snapshot: &Snapshot) -> Option<&crate::cost::MonthlyBill> {
+    let cost = &snapshot.cost;
+    let group = snapshot.group.as_ref()?;
+    let spec = &snapshot
+        .regions
+        .iter()
+        .find(|r| r.spec.name == group.primary)?
+        .spec;
+    let (row, _) = crate::cost::row_for_spec(&cost.prices, spec);
+    cost.bill.bills.iter().find(|b| b.store == row.store)
+}
+
+/// Rows of the per-database cost table shown at once (the rest scroll).
+const COST_ROWS_SHOWN: f32 = 8.0;
+
+/// The bill: a month of the group as configured at each store, what it
+/// starts from, and each replicated branch's requests now.
+fn cost_ui(ui: &mut egui::Ui, snapshot: &Snapshot) {
+    let cost = &snapshot.cost;
+    let bill = &cost.bill;
+    if snapshot.group.is_none() || bill.bills.is_empty() {
+        ui.label("Configure replication (Replication tab) to see what it costs.");
+        return;
+    }
+    let forecast = &bill.forecast;
+    let now_at = |store: &str| {
+        cost.prices
+            .iter()
+            .find(|p| p.store == store)
+            .map_or(0.0, |p| p.requests_per_month(&bill.per_min))
+    };
+    egui::Grid::new("cost-bills")
+        .num_columns(6)
+        .striped(true)
+        .spacing([16.0, 4.0])
+        .show(ui, |ui| {
+            for head in [
+                "Store",
+                "Requests now, a month",
+                "Forecast: requests",
+                "Storage, both regions",
+                "Transfer",
+                "Forecast a month",
+            ] {
+                ui.label(RichText::new(head).strong());
+            }
+            ui.end_row();
+            for b in &bill.bills {
+                ui.label(&b.store);
+                ui.label(dollars(now_at(&b.store)));
+                ui.label(dollars(b.requests));
+                ui.label(dollars(b.storage));
+                ui.label(dollars(b.transfer));
+                ui.label(RichText::new(dollars(b.total)).strong());
+                ui.end_row();
+            }
+        });
+    let target = snapshot.group.as_ref().map_or(1.0, |g| g.rpo_target_s);
+    let muted = widgets::muted(ui);
+    ui.label(
+        RichText::new(format!(
+            "Forecast: {} replicated branches, each at least what a quiet one costs at the {target} s RPO target ({:.0} requests a minute in all); {} at the primary, stored in both regions; {}/s copied over the last hour, crossing between regions all month. Prices: {}.",
+            bill.flows.len(),
+            forecast.requests_per_min.total(),
+            human_bytes(forecast.stored_bytes_per_region as u64),
+            human_bytes((forecast.written_bytes_per_month / crate::cost::MINUTES_PER_MONTH / 60.0) as u64),
+            cost.prices_from
+        ))
+        .small()
+        .color(muted),
+    );
+    if let Some(error) = &cost.prices_error {
+        ui.label(
+            RichText::new(format!("{error}; the published prices are used"))
+                .color(widgets::warn(ui)),
+        );
+    }
+    if bill.flows.iter().any(|f| f.what_if) {
+        ui.label(
+            RichText::new("Local folders bill nothing: their rows show what the same requests would cost at the first store's prices.")
+                .small()
+                .color(muted),
+        );
+    }
+    ui.add_space(4.0);
+    ui.label(RichText::new("Each replicated branch, over the last minute").strong());
+    let row_height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
+    egui::ScrollArea::vertical()
+        .id_salt("cost-flows")
+        .max_height(row_height * COST_ROWS_SHOWN)
+        .auto_shrink([false, true])
+        .show_rows(ui, row_height, bill.flows.len(), |ui, rows| {
+            egui::Grid::new("cost-flows-grid")
+                .num_columns(4)
+                .striped(true)
+                .spacing([16.0, 4.0])
+                .start_row(rows.start)
+                .show(ui, |ui| {
+                    for f in &bill.flows[rows] {
+                        ui.label(format!("{}/{}", f.db, f.branch));
+                        ui.label(format!("{} → {}", f.home, f.replica));
+                        let r = &f.per_min;
+                        ui.label(format!(
+                            "{:.0} LIST · {:.0} PUT · {:.0} GET · {:.0} DELETE",
+                            r.list, r.put, r.get, r.delete
+                        ));
+                        ui.label(format!("{} a month at {}", dollars(f.month), f.store));
+                        ui.end_row();
+                    }
+                });
         });
 }
 

@@ -493,6 +493,14 @@ fn wizard_ui(
             )
             .accessible_name("RPO target in seconds");
             ui.end_row();
+
+            ui.label("");
+            ui.label(
+                RichText::new(target_cost(snapshot, primary, wizard.rpo_target_s))
+                    .small()
+                    .color(widgets::muted(ui)),
+            );
+            ui.end_row();
         });
         ui.horizontal(|ui| {
             let reason = if wizard.secondary.is_none() {
@@ -526,6 +534,21 @@ fn wizard_ui(
         }
     });
     close
+}
+
+/// What an RPO target of `target_s` costs a quiet database of `primary`
+/// at the prices the engine uses.
+fn target_cost(snapshot: &Snapshot, primary: &str, target_s: f64) -> String {
+    let prices = &snapshot.cost.prices;
+    let Some(region) = snapshot.regions.iter().find(|r| r.spec.name == primary) else {
+        return String::new();
+    };
+    if prices.is_empty() {
+        return String::new();
+    }
+    let (row, what_if) = crate::cost::row_for_spec(prices, &region.spec);
+    let target = std::time::Duration::from_secs_f64(target_s.max(0.001));
+    format!("Costs {}", crate::cost::target_line(target, row, what_if))
 }
 
 /// The workspaces pre-provisioning keeps standing in the secondary.

@@ -635,10 +635,12 @@ impl BranchCopier {
         let started = Instant::now();
         // Never later than the probe gap (the look stays a read by name):
         // now, when the next look would come too late.
-        let manifest_every = self
-            .opts
-            .manifest_look_every
-            .min(self.opts.probe_gap * 9 / 10);
+        let manifest_every = if self.busy {
+            self.opts.busy_manifest_look_every
+        } else {
+            self.opts.manifest_look_every
+        }
+        .min(self.opts.probe_gap * 9 / 10);
         let soon = self.look_interval();
         let manifests_due = self.eager
             || self.looked[Dir::Manifest as usize]

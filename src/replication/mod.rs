@@ -45,15 +45,19 @@ pub struct ReplicationOptions {
     /// branch keeps. [`ReplicationOptions::for_rpo_target`] sets it; a busy
     /// branch is looked at a fifth sooner, so the lag stays under it.
     pub max_poll: Duration,
-    /// How often the home's manifests are looked at when nothing else
-    /// brings them (the WAL carries the data; a manifest moves the replay
-    /// point and names new SSTs).
+    /// How often a quiet home's manifests are looked at (the WAL carries
+    /// the data; a manifest moves the replay point and names new SSTs).
     pub manifest_look_every: Duration,
+    /// How often a busy home's are: each new manifest shortens the WAL
+    /// tail a failover replays at the replica.
+    pub busy_manifest_look_every: Duration,
     /// The longest a folder of the home may go unlooked-at before a
     /// listing replaces the read of its next name: a home that collects
-    /// files sooner than this after writing them (SlateDB's default WAL
-    /// `min_age` is 60 s) could otherwise hide newer ones behind a
-    /// collected name.
+    /// files sooner than this after writing them could otherwise hide
+    /// newer ones behind a collected name. SlateDB collects nothing
+    /// younger than its `min_age` (300 s by default, and Lifeboat's
+    /// writers keep WAL files for the point-in-time window); a writer set
+    /// to collect sooner costs lag until the next heal, never order.
     pub probe_gap: Duration,
     /// How often a branch whose writer runs in this process (every file
     /// it writes is heard of) is looked at anyway, in case a writer
@@ -96,12 +100,13 @@ impl Default for ReplicationOptions {
             copies_in_flight: 16,
             min_poll: Duration::from_millis(20),
             max_poll: Duration::from_secs(1),
-            manifest_look_every: Duration::from_secs(40),
-            probe_gap: Duration::from_secs(45),
+            manifest_look_every: Duration::from_secs(120),
+            busy_manifest_look_every: Duration::from_secs(10),
+            probe_gap: Duration::from_secs(150),
             notified_look_every: Duration::from_secs(60),
             hear_writers: true,
             heal_every: Duration::from_secs(900),
-            cut_check_every: Duration::from_secs(300),
+            cut_check_every: Duration::from_secs(900),
             replica_look_every: Duration::from_secs(60),
             scrub_every: Duration::from_secs(600),
             scrub_bytes: 256 * 1024 * 1024,

@@ -548,17 +548,8 @@ fn wal_gaps(wals: &[(u64, u64)], replay_after: u64) -> Vec<u64> {
 /// The databases in a region, by name, with their branches.
 pub async fn list_databases(region: &Region) -> Result<Vec<(String, Vec<String>)>> {
     let store = region.store();
-    let dbs = Path::from(DBS_PREFIX);
-    let top = retrying(|| store.list_with_delimiter(Some(&dbs)))
-        .await
-        .map_err(|e| Error::store(region.name(), "listing databases", &e))?;
     let mut out = Vec::new();
-    let names: BTreeSet<String> = top
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename().map(str::to_string))
-        .collect();
-    for name in names {
+    for name in database_names(region).await? {
         let db_path = Path::from(DBS_PREFIX).join(name.as_str());
         let listed = retrying(|| store.list_with_delimiter(Some(&db_path)))
             .await
@@ -573,6 +564,21 @@ pub async fn list_databases(region: &Region) -> Result<Vec<(String, Vec<String>)
         }
     }
     Ok(out)
+}
+
+/// The names under `dbs/` in `region`: one listing (of up to 1,000 names
+/// a page), however many databases and files they hold.
+pub async fn database_names(region: &Region) -> Result<BTreeSet<String>> {
+    let store = region.store();
+    let dbs = Path::from(DBS_PREFIX);
+    let top = retrying(|| store.list_with_delimiter(Some(&dbs)))
+        .await
+        .map_err(|e| Error::store(region.name(), "listing databases", &e))?;
+    Ok(top
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_string))
+        .collect())
 }
 
 /// Where a region keeps its files, for messages (`/path` or `s3://b/p`).

@@ -24,6 +24,7 @@ pub fn fast() -> ReplicationOptions {
         min_poll: Duration::from_millis(5),
         max_poll: Duration::from_millis(50),
         manifest_look_every: Duration::from_millis(100),
+        busy_manifest_look_every: Duration::from_millis(100),
         probe_gap: Duration::from_millis(500),
         cut_check_every: Duration::from_secs(2),
         heal_every: Duration::from_millis(700),
