@@ -318,7 +318,10 @@ pub fn idle_rates(target: std::time::Duration) -> Rates {
 }
 
 /// The row a region pays (see [`row_for`]).
-pub fn row_for_spec<'a>(rows: &'a [Prices], spec: &crate::region::RegionSpec) -> (&'a Prices, bool) {
+pub fn row_for_spec<'a>(
+    rows: &'a [Prices],
+    spec: &crate::region::RegionSpec,
+) -> (&'a Prices, bool) {
     let kind = spec.validate().map_or("file", |u| u.kind());
     row_for(rows, kind, spec.endpoint.as_deref())
 }

@@ -70,9 +70,12 @@ pub struct EngineOptions {
     /// How often each region's database names are looked at (one LIST
     /// each): a change describes every branch again and looks for flows.
     pub list_every: Duration,
-    /// How often every branch is described even when no name changed and
-    /// no replicated manifest moved (several LISTs a branch).
+    /// How often every branch is described even when no name changed: one
+    /// recursive listing of each branch (a request per 1,000 files).
     pub describe_every: Duration,
+    /// How often, at most, a replicated branch whose home's manifest moved
+    /// is described again on its own (a busy branch holds many files).
+    pub describe_moved_every: Duration,
     /// How often every region is health-checked.
     pub health_every: Duration,
     /// How often the group's flows are looked for in full even when no
@@ -105,7 +108,8 @@ impl Default for EngineOptions {
             publish_every: Duration::from_millis(250),
             sample_every: Duration::from_secs(1),
             list_every: Duration::from_secs(15),
-            describe_every: Duration::from_secs(300),
+            describe_every: Duration::from_secs(1800),
+            describe_moved_every: Duration::from_secs(300),
             health_every: Duration::from_secs(15),
             discover_every: Duration::from_secs(900),
             control_every: Duration::from_secs(5),
@@ -291,6 +295,9 @@ enum Internal {
         outcome: Option<Outcome>,
     },
     Listed(Vec<RegionDatabases>),
+    /// Branches described again: `(region, db, branch, row)`, no row for
+    /// one that is gone.
+    Described(Vec<(String, String, String, Option<BranchRow>)>),
     /// Each region's database names (`None`: it did not answer).
     Named(BTreeMap<String, Option<BTreeSet<String>>>),
     Health(Vec<(String, RegionHealth)>, Vec<String>),
@@ -376,14 +383,17 @@ struct Core {
     /// When each region was last probed in full.
     probed_at: BTreeMap<String, Instant>,
     clock_warnings: Vec<String>,
-    databases: Vec<RegionDatabases>,
+    databases: Arc<Vec<RegionDatabases>>,
+    /// The flows' rows as last read, and when.
+    flows_cache: Option<(Instant, Arc<Vec<FlowView>>)>,
     listed_us: Option<u64>,
     history: Arc<History>,
     /// The prices the bill is figured at, and the bill as of the last sample.
     prices: (Vec<crate::cost::Prices>, String, Option<String>),
     cost: Arc<crate::cost::CostView>,
     /// Each opened region's request counts over the last minute.
-    region_samples: BTreeMap<String, std::collections::VecDeque<(Instant, crate::region::meter::ClassCounts)>>,
+    region_samples:
+        BTreeMap<String, std::collections::VecDeque<(Instant, crate::region::meter::ClassCounts)>>,
     activity: ActivityLog,
     activity_view: Arc<Vec<activity::ActivityEntry>>,
     demo: BTreeMap<String, BackgroundRun>,
@@ -397,10 +407,14 @@ struct Core {
     /// under way.
     names: BTreeMap<String, Option<BTreeSet<String>>>,
     naming: bool,
+    /// Branches whose manifest moved are being described again.
+    describing: bool,
+    /// New databases whose flows are looked for once the look under way ends.
+    discover_pending: BTreeSet<String>,
     /// When every branch was last described, and each replicated home's
     /// newest manifest then (one that moved describes them again).
     described_at: Option<Instant>,
-    described_manifests: BTreeMap<(String, String), Option<u64>>,
+    described_manifests: BTreeMap<(String, String), (Option<u64>, Instant)>,
     checking: bool,
     discovering: bool,
     control_state: ControlState,
@@ -484,7 +498,8 @@ impl Core {
             health: BTreeMap::new(),
             probed_at: BTreeMap::new(),
             clock_warnings: Vec::new(),
-            databases: Vec::new(),
+            databases: Arc::default(),
+            flows_cache: None,
             listed_us: None,
             history: Arc::default(),
             prices,
@@ -500,6 +515,8 @@ impl Core {
             listing: false,
             names: BTreeMap::new(),
             naming: false,
+            describing: false,
+            discover_pending: BTreeSet::new(),
             described_at: None,
             described_manifests: BTreeMap::new(),
             checking: false,

@@ -39,6 +39,14 @@ fn bench_all_runs_on_local_and_s3_regions() {
             "500",
             "--cost-idle-for",
             "10s",
+            "--scale-dbs",
+            "40",
+            "--scale-writers",
+            "4",
+            "--scale-busy-for",
+            "8s",
+            "--scale-idle-for",
+            "8s",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -136,4 +144,32 @@ fn bench_all_runs_on_local_and_s3_regions() {
         assert!(per_min > 30.0 && per_min < 80.0, "{one_s:#}");
     }
     assert!(table.contains("quiet, RPO target 10 s"), "{table}");
+    // One engine, many databases: every one seeded, the written ones'
+    // lag measured, each region's requests counted, `status` timed.
+    let sc = &figures["scale"];
+    assert_eq!(sc["dbs"], 40, "{sc:#}");
+    assert!(sc["seed_s"].as_f64().is_some_and(|s| s > 0.0), "{sc:#}");
+    assert!(
+        sc["rss_per_db_kib"].as_f64().is_some_and(|k| k > 0.0),
+        "{sc:#}"
+    );
+    assert!(
+        sc["writer_lag_p99_s"].as_f64().is_some_and(|l| l > 0.0),
+        "{sc:#}"
+    );
+    assert!(
+        sc["status_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{sc:#}"
+    );
+    let quiet = sc["idle_requests"].as_array().expect("regions");
+    assert_eq!(quiet.len(), 2, "{sc:#}");
+    // Forty quiet databases at RPO 1 s: about forty GETs a second at
+    // their homes, and a few LISTs a minute in all.
+    for region in quiet {
+        assert!(
+            region["per_min"]["list"].as_f64().is_some_and(|l| l < 20.0),
+            "{sc:#}"
+        );
+    }
+    assert!(table.contains("One engine, 40 databases"), "{table}");
 }

@@ -665,18 +665,34 @@ fn the_prices_and_the_cost_of_each_rpo_target_are_shown() {
         .collect();
     assert_eq!(
         stores,
-        ["S3 Standard", "GCS Standard", "Azure Blob Hot", "Cloudflare R2"]
+        [
+            "S3 Standard",
+            "GCS Standard",
+            "Azure Blob Hot",
+            "Cloudflare R2"
+        ]
     );
     let file = std::path::PathBuf::from(prices["file"].as_str().expect("file"));
 
     let out = run(
         lifeboat(dir.path()),
-        &["--json", "cost", "targets", "--rpo-target", "1s", "--rpo-target", "10s"],
+        &[
+            "--json",
+            "cost",
+            "targets",
+            "--rpo-target",
+            "1s",
+            "--rpo-target",
+            "10s",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let targets: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
     let per_min = |i: usize, class: &str| targets[i]["per_min"][class].as_f64().expect("rate");
-    assert!(per_min(0, "get") <= 65.0 && per_min(0, "get") >= 55.0, "{targets}");
+    assert!(
+        per_min(0, "get") <= 65.0 && per_min(0, "get") >= 55.0,
+        "{targets}"
+    );
     assert!(per_min(1, "get") <= 8.0, "{targets}");
     assert!(per_min(1, "list") < 1.0, "{targets}");
     let s3_month = targets[1]["month"][0][1].as_f64().expect("dollars");

@@ -258,6 +258,11 @@ fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
         !pre.accesskit_node().is_disabled(),
         "pre-provisioning is a choice"
     );
+    // What the RPO target costs, where it is set (issue 19).
+    app.until_shown(
+        "Costs about 62 GET and 0.7 LIST a minute per quiet database",
+        Duration::from_secs(5),
+    );
     app.click("Submit");
     app.until(
         "two rows at 100% and In sync",
@@ -305,6 +310,29 @@ fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
         assert_eq!(acks.missing_acked, 0, "{report:?}");
     }
     assert!(lifeboat::engine::group::group_file(&app.home.config_dir).exists());
+    // The bill: a month of the group at each store, and each branch's
+    // requests, from the engine's counts.
+    app.click("Dashboard");
+    app.until_shown("Forecast a month", Duration::from_secs(10));
+    app.click("Cost and forecast");
+    for text in [
+        "S3 Standard",
+        "Cloudflare R2",
+        "Storage, both regions",
+        "orders/main",
+    ] {
+        app.until_shown(text, Duration::from_secs(10));
+    }
+    let cost = app.harness.state().snapshot().cost.clone();
+    assert_eq!(cost.bill.flows.len(), 2, "{cost:?}");
+    assert!(
+        cost.bill
+            .bills
+            .iter()
+            .all(|b| b.total > 0.0 && b.storage > 0.0),
+        "{cost:?}"
+    );
+    assert!(cost.regions.iter().all(|r| r.total.total() > 0), "{cost:?}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ use super::bench_cost::{self, CostFigures, CostKnobs};
 use super::bench_engine;
 use super::bench_failover;
 use super::bench_recovery;
+use super::bench_scale;
 use super::bench_workspace::{self, WorkspaceFigures, WorkspaceKnobs};
 use crate::{Ctx, parse_duration};
 
@@ -60,6 +61,9 @@ pub enum BenchCommand {
     /// quiet minute at RPO targets 1 s and 10 s, in dollars a
     /// database-month at S3, GCS, Azure and R2 list prices.
     Cost(CostBench),
+    /// One engine replicating a thousand databases, some written: CPU,
+    /// resident memory, requests a minute, the writers' lag, `status` time.
+    Scale(ScaleBench),
     /// Switchovers under a running workload (RTO p50/p99), a failback's
     /// bytes copied against the database's size, and records stranded by a
     /// failover against records recovered.
@@ -76,6 +80,12 @@ pub struct EngineBench {
 pub struct CostBench {
     #[command(flatten)]
     knobs: CostKnobs,
+}
+
+#[derive(Args, Debug)]
+pub struct ScaleBench {
+    #[command(flatten)]
+    knobs: bench_scale::ScaleKnobs,
 }
 
 #[derive(Args, Debug)]
@@ -113,6 +123,8 @@ pub struct AllBench {
     engine: bench_engine::EngineKnobs,
     #[command(flatten)]
     cost: CostKnobs,
+    #[command(flatten)]
+    scale: bench_scale::ScaleKnobs,
 }
 
 /// What the replication benchmark measures, and how hard.
@@ -275,6 +287,20 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
             }
             let figures = result?;
             crate::emit(json, &figures, || bench_cost::table(&figures))?;
+            Ok(exit_code::OK)
+        }
+        BenchCommand::Scale(args) => {
+            let scratch = ctx
+                .home
+                .data_dir
+                .join("bench")
+                .join(format!("scale-{}", workload::now_us()));
+            let result = bench_scale::measure(&scratch, &args.knobs).await;
+            if let Err(e) = std::fs::remove_dir_all(&scratch) {
+                tracing::debug!("removing {}: {e}", scratch.display());
+            }
+            let figures = result?;
+            crate::emit(json, &figures, || bench_scale::table(&figures))?;
             Ok(exit_code::OK)
         }
         BenchCommand::Recovery(args) => {
@@ -447,6 +473,8 @@ struct AllFigures {
     engine: Option<bench_engine::EngineFigures>,
     /// Requests by class and their dollars.
     cost: Option<CostFigures>,
+    /// A thousand databases on one engine.
+    scale: Option<bench_scale::ScaleFigures>,
     /// Kinds of region left out, with why.
     skipped: Vec<String>,
 }
@@ -516,6 +544,7 @@ async fn all_in(scratch: &Path, run: &str, all: &AllBench) -> Result<AllFigures>
     let recovery = Some(bench_recovery::measure(&scratch.join("recovery"), &all.recovery).await?);
     let engine = Some(bench_engine::measure(&scratch.join("engine"), &all.engine).await?);
     let cost = Some(cost(&scratch.join("cost"), run, &all.cost).await?);
+    let scale = Some(bench_scale::measure(&scratch.join("scale"), &all.scale).await?);
     Ok(AllFigures {
         bench: "all",
         machine: machine(),
@@ -525,6 +554,7 @@ async fn all_in(scratch: &Path, run: &str, all: &AllBench) -> Result<AllFigures>
         recovery,
         engine,
         cost,
+        scale,
         skipped,
     })
 }
@@ -589,6 +619,9 @@ fn table(figures: &AllFigures) -> String {
     }
     if let Some(cost) = &figures.cost {
         lines.push(bench_cost::table(cost));
+    }
+    if let Some(scale) = &figures.scale {
+        lines.push(bench_scale::table(scale));
     }
     for skipped in &figures.skipped {
         lines.push(format!("\nnot run: {skipped}"));

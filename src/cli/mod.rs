@@ -5,6 +5,7 @@ pub mod bench_cost;
 pub mod bench_engine;
 pub mod bench_failover;
 pub mod bench_recovery;
+pub mod bench_scale;
 pub mod bench_workspace;
 pub mod cost;
 pub mod failover;

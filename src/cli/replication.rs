@@ -280,7 +280,14 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
         };
         let mut lines = vec![format!(
             "{:<24} {:<24} {:<9} {:>9} {:>16} {:<26} {:>7} {:>9}",
-            "DATABASE", "HOME → REPLICA", "STATE", "LAG", "PENDING", "LAST SYNC", "REQ/MIN", "$/MONTH"
+            "DATABASE",
+            "HOME → REPLICA",
+            "STATE",
+            "LAG",
+            "PENDING",
+            "LAST SYNC",
+            "REQ/MIN",
+            "$/MONTH"
         )];
         for s in &statuses {
             lines.push(format!(
@@ -312,10 +319,12 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
 fn local_cost(ctx: &Ctx, statuses: &[FlowStatus]) -> CostView {
     let (rows, prices_from, prices_error) = cost::load_or_published(&ctx.home.config_dir);
     let region_kind = |name: &str| {
-        ctx.regions.get(name).map_or(("file".to_string(), None), |spec| {
-            let kind = spec.validate().map_or("file", |u| u.kind());
-            (kind.to_string(), spec.endpoint.clone())
-        })
+        ctx.regions
+            .get(name)
+            .map_or(("file".to_string(), None), |spec| {
+                let kind = spec.validate().map_or("file", |u| u.kind());
+                (kind.to_string(), spec.endpoint.clone())
+            })
     };
     let rpo_target = lifeboat::engine::group::load(&ctx.home.config_dir)
         .ok()
@@ -348,11 +357,14 @@ fn cost_lines(cost: &CostView, statuses: &[FlowStatus], whole_group: bool) -> Ve
         last_min = last_min.plus(&s.requests_last_min);
     }
     let what_if = cost.bill.flows.iter().any(|f| f.what_if);
-    let mut lines = vec![String::new(), format!(
-        "replication requests, last minute: {} ({})",
-        last_min.total(),
-        last_min.line()
-    )];
+    let mut lines = vec![
+        String::new(),
+        format!(
+            "replication requests, last minute: {} ({})",
+            last_min.total(),
+            last_min.line()
+        ),
+    ];
     if whole_group && !cost.bill.bills.is_empty() {
         let bills: Vec<String> = cost
             .bill
@@ -383,7 +395,10 @@ fn cost_lines(cost: &CostView, statuses: &[FlowStatus], whole_group: bool) -> Ve
             "local folders bill nothing; their $/MONTH is what the same requests cost at the first store's prices".into(),
         );
     }
-    lines.push(format!("prices: {} (`lifeboat cost prices`)", cost.prices_from));
+    lines.push(format!(
+        "prices: {} (`lifeboat cost prices`)",
+        cost.prices_from
+    ));
     if let Some(error) = &cost.prices_error {
         lines.push(format!("warning: {error}; the published prices were used"));
     }

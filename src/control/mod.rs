@@ -143,10 +143,8 @@ impl LogCache {
 
     fn keep_head(&mut self, region: &Region, head: Option<Option<bytes::Bytes>>) {
         if let Some(head) = head {
-            self.heads.insert(
-                region.name().to_string(),
-                (head, std::time::Instant::now()),
-            );
+            self.heads
+                .insert(region.name().to_string(), (head, std::time::Instant::now()));
         }
     }
 
@@ -155,7 +153,10 @@ impl LogCache {
     /// and copies of the events a reachable region lacks from one that has
     /// them (as [`sync`] does). Returns the state the union folds to; fails
     /// only when no region has ever answered.
-    pub async fn sync_and_load(&mut self, regions: &[Region]) -> Result<(ControlState, SyncReport)> {
+    pub async fn sync_and_load(
+        &mut self,
+        regions: &[Region],
+    ) -> Result<(ControlState, SyncReport)> {
         let mut heads = Vec::new();
         let mut moved_any = false;
         for region in regions {

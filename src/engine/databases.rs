@@ -81,9 +81,15 @@ impl Core {
         if self.listing {
             return;
         }
+        tracing::debug!("listing every region's databases");
         self.listing = true;
-        self.described_at = Some(Instant::now());
-        self.described_manifests = self.replicated_manifests();
+        let now = Instant::now();
+        self.described_at = Some(now);
+        self.described_manifests = self
+            .replicated_manifests()
+            .into_iter()
+            .map(|(key, id)| (key, (id, now)))
+            .collect();
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         let order = self.regions.names();
         self.spawn(async move {
@@ -118,21 +124,158 @@ impl Core {
 
     /// The names looked at: a database made or deleted anywhere, or a
     /// region that stopped or started answering, lists every branch again
-    /// and looks for new flows; so does a replicated home whose newest
-    /// manifest moved (its size changed), or the time since the last full
-    /// listing passing `describe_every`.
+    /// and looks for new flows; so does `describe_every` passing since the
+    /// last full listing. Otherwise only replicated branches whose home's
+    /// manifest moved are described again.
     pub(super) fn named(&mut self, names: BTreeMap<String, Option<BTreeSet<String>>>) {
         self.naming = false;
         let changed = names != self.names;
-        self.names = names;
         let due = self
             .described_at
             .is_none_or(|at| at.elapsed() >= self.opts.describe_every);
-        if changed || due || self.replicated_manifests() != self.described_manifests {
+        // A region seen for the first time, or that stopped or started
+        // answering, is listed whole; otherwise only the names that came
+        // or went are, so a thousand databases cost one LIST a look.
+        let whole = due
+            || names.iter().any(|(region, now)| {
+                now.is_none() || self.names.get(region).is_none_or(Option::is_none)
+            });
+        let old = std::mem::replace(&mut self.names, names);
+        tracing::debug!(changed, due, whole, "database names looked at");
+        if whole {
             self.list_databases();
+            if changed {
+                self.discover();
+            }
+            return;
         }
-        if changed {
-            self.discover();
+        if !changed {
+            return self.describe_moved();
+        }
+        let mut added: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut came = BTreeSet::new();
+        for (region, now) in &self.names {
+            let (Some(now), Some(Some(before))) = (now, old.get(region)) else {
+                continue;
+            };
+            let gone: BTreeSet<&String> = before.difference(now).collect();
+            if !gone.is_empty() {
+                let databases = Arc::make_mut(&mut self.databases);
+                if let Some(listed) = databases.iter_mut().find(|r| &r.region == region) {
+                    listed.branches.retain(|b| !gone.contains(&b.db));
+                }
+            }
+            let new: BTreeSet<String> = now.difference(before).cloned().collect();
+            // Flows start from a home: the primary, or the secondary once
+            // a failover made live branches there (replicas appearing in
+            // the secondary start none).
+            let home = self.group.as_ref().is_some_and(|g| {
+                g.primary == *region
+                    || (g.secondary == *region
+                        && !super::flows::failed_over(&self.control_state, g).is_empty())
+            });
+            if home {
+                came.extend(new.iter().cloned());
+            }
+            if !new.is_empty() {
+                added.insert(region.clone(), new);
+            }
+        }
+        if !added.is_empty() {
+            self.describe_names(added);
+        }
+        if !came.is_empty() {
+            self.discover_only(came);
+        }
+    }
+
+    /// Describes every branch of the databases `added` names in each
+    /// region (new since the last look).
+    fn describe_names(&mut self, added: BTreeMap<String, BTreeSet<String>>) {
+        let regions: Vec<Region> = added
+            .keys()
+            .filter_map(|name| self.opened.get(name).cloned())
+            .collect();
+        self.spawn(async move {
+            let mut rows = Vec::new();
+            for region in &regions {
+                let store = region.store();
+                for db in added.get(region.name()).into_iter().flatten() {
+                    let branches = match storage::branch_names(&store, region.name(), db).await {
+                        Ok(branches) => branches,
+                        Err(e) => {
+                            tracing::debug!(region = %region.name(), db = %db, "branches: {e}");
+                            continue;
+                        }
+                    };
+                    for branch in branches {
+                        let row = describe_branch(region, db, &branch).await;
+                        rows.push((region.name().to_string(), db.clone(), branch, row));
+                    }
+                }
+            }
+            Internal::Described(rows)
+        });
+    }
+
+    /// Describes again, in every region, only the replicated branches
+    /// whose home's newest manifest moved since they were described, each
+    /// at most every `describe_moved_every`.
+    fn describe_moved(&mut self) {
+        if self.listing || self.describing {
+            return;
+        }
+        let now = Instant::now();
+        let spacing = self.opts.describe_moved_every;
+        let moved: Vec<((String, String), Option<u64>)> = self
+            .replicated_manifests()
+            .into_iter()
+            .filter(|(key, id)| match self.described_manifests.get(key) {
+                Some((seen, at)) => seen != id && now.duration_since(*at) >= spacing,
+                None => true,
+            })
+            .collect();
+        if moved.is_empty() {
+            return;
+        }
+        self.describing = true;
+        for (key, id) in &moved {
+            self.described_manifests.insert(key.clone(), (*id, now));
+        }
+        let moved: Vec<(String, String)> = moved.into_iter().map(|(key, _)| key).collect();
+        let regions: Vec<Region> = self.opened.values().cloned().collect();
+        self.spawn(async move {
+            let mut rows = Vec::new();
+            for region in &regions {
+                for (db, branch) in &moved {
+                    let row = describe_branch(region, db, branch).await;
+                    rows.push((region.name().to_string(), db.clone(), branch.clone(), row));
+                }
+            }
+            Internal::Described(rows)
+        });
+    }
+
+    /// Rows described again replace (or join, or leave) the listing.
+    pub(super) fn described(&mut self, rows: Vec<(String, String, String, Option<BranchRow>)>) {
+        self.describing = false;
+        for (region, db, branch, row) in rows {
+            let databases = Arc::make_mut(&mut self.databases);
+            let Some(listed) = databases.iter_mut().find(|r| r.region == region) else {
+                continue;
+            };
+            let at = listed
+                .branches
+                .iter()
+                .position(|b| b.db == db && b.branch == branch);
+            match (at, row) {
+                (Some(i), Some(row)) => listed.branches[i] = row,
+                (Some(i), None) => {
+                    listed.branches.remove(i);
+                }
+                (None, Some(row)) => listed.branches.push(row),
+                (None, None) => {}
+            }
         }
     }
 
@@ -391,32 +534,37 @@ pub(super) async fn list_region(region: &Region) -> RegionDatabases {
             return out;
         }
     };
-    let store = region.store();
     for (db, branches) in listed {
         for branch in branches {
-            let Ok(location) = DbLocation::branch_in_region(region, &db, &branch) else {
-                continue;
-            };
-            let replica_of = match cursor::load(&store, region.name(), &db, &branch).await {
-                Ok(found) => found.map(|c| c.home),
-                Err(_) => None,
-            };
-            let (info, error) = match location.describe().await {
-                Ok(info) => (Some(info), None),
-                // A deleted branch's empty folder, or a replica whose first
-                // manifest has not landed yet.
-                Err(Error::DatabaseNotFound { .. }) if replica_of.is_none() => continue,
-                Err(Error::DatabaseNotFound { .. }) => (None, Some("seeding".into())),
-                Err(e) => (None, Some(crate::error::one_line(&e.to_string()))),
-            };
-            out.branches.push(BranchRow {
-                db: db.clone(),
-                branch,
-                info,
-                replica_of,
-                error,
-            });
+            if let Some(row) = describe_branch(region, &db, &branch).await {
+                out.branches.push(row);
+            }
         }
     }
     out
+}
+
+/// One branch of `region` as the Databases tab shows it; `None` for a
+/// deleted branch's empty folder.
+async fn describe_branch(region: &Region, db: &str, branch: &str) -> Option<BranchRow> {
+    let location = DbLocation::branch_in_region(region, db, branch).ok()?;
+    let replica_of = match cursor::load(&region.store(), region.name(), db, branch).await {
+        Ok(found) => found.map(|c| c.home),
+        Err(_) => None,
+    };
+    let (info, error) = match location.describe().await {
+        Ok(info) => (Some(info), None),
+        // A deleted branch's empty folder, or a replica whose first
+        // manifest has not landed yet.
+        Err(Error::DatabaseNotFound { .. }) if replica_of.is_none() => return None,
+        Err(Error::DatabaseNotFound { .. }) => (None, Some("seeding".into())),
+        Err(e) => (None, Some(crate::error::one_line(&e.to_string()))),
+    };
+    Some(BranchRow {
+        db: db.to_string(),
+        branch: branch.to_string(),
+        info,
+        replica_of,
+        error,
+    })
 }

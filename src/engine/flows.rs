@@ -94,7 +94,7 @@ impl Core {
                 let (primary, secondary) = (regions.0?, regions.1?);
                 let pair = [primary.clone(), secondary.clone()];
                 let warnings = region::preflight(&pair).await?;
-                let flows = discover_flows(&pair, &group, &failed_over).await?;
+                let flows = discover_flows(&pair, &group, &failed_over, None).await?;
                 if let Selection::Only(dbs) = &group.databases {
                     for db in dbs {
                         if !flows.iter().any(|f| &f.db == db) {
@@ -283,9 +283,42 @@ impl Core {
             return;
         };
         self.discovering = true;
+        self.discover_pending.clear();
+        tracing::debug!("looking for the group's flows");
         let failed_over = failed_over(&self.control_state, &group);
         self.spawn(async move {
-            Internal::Discovered(discover_flows(&[primary, secondary], &group, &failed_over).await)
+            Internal::Discovered(
+                discover_flows(&[primary, secondary], &group, &failed_over, None).await,
+            )
+        });
+    }
+
+    /// Looks for the flows of the databases `names` only (new since the
+    /// last look at the names); while a look is under way, they wait for
+    /// the next.
+    pub(super) fn discover_only(&mut self, names: BTreeSet<String>) {
+        let Some(group) = self.group.clone() else {
+            return;
+        };
+        if self.replicator.is_none() {
+            return;
+        }
+        if self.discovering {
+            self.discover_pending.extend(names);
+            return;
+        }
+        let (Ok(primary), Ok(secondary)) =
+            (self.region(&group.primary), self.region(&group.secondary))
+        else {
+            return;
+        };
+        self.discovering = true;
+        tracing::debug!(databases = names.len(), "looking for new databases' flows");
+        let failed_over = failed_over(&self.control_state, &group);
+        self.spawn(async move {
+            Internal::Discovered(
+                discover_flows(&[primary, secondary], &group, &failed_over, Some(&names)).await,
+            )
         });
     }
 
@@ -347,13 +380,13 @@ impl Core {
         let (rows, from, error) = &self.prices;
         let specs = self.regions.specs();
         let region_kind = |name: &str| {
-            specs.iter().find(|s| s.name == name).map_or(
-                ("file".to_string(), None),
-                |spec| {
+            specs
+                .iter()
+                .find(|s| s.name == name)
+                .map_or(("file".to_string(), None), |spec| {
                     let kind = spec.validate().map_or("file", |u| u.kind());
                     (kind.to_string(), spec.endpoint.clone())
-                },
-            )
+                })
         };
         let primary = self.group.as_ref().map(|g| g.primary.as_str());
         let stored_bytes: u64 = self
@@ -457,12 +490,30 @@ pub(super) async fn discover_flows(
     pair: &[Region; 2],
     group: &GroupConfig,
     failed_over: &BTreeSet<(String, String)>,
+    only: Option<&BTreeSet<String>>,
 ) -> Result<Vec<Flow>> {
-    let mut flows =
-        replication::discover(pair, Some(&group.primary), Some(&group.secondary), None).await?;
+    // Every database, or only those named (one at a time: a name with no
+    // branch to copy yet, or none homed here, finds none).
+    let find = |from: &str, to: &str| {
+        let (from, to) = (from.to_string(), to.to_string());
+        async move {
+            let Some(names) = only else {
+                return replication::discover(pair, Some(&from), Some(&to), None).await;
+            };
+            let mut flows = Vec::new();
+            for db in names {
+                match replication::discover(pair, Some(&from), Some(&to), Some(db)).await {
+                    Ok(found) => flows.extend(found),
+                    Err(Error::DatabaseNotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(flows)
+        }
+    };
+    let mut flows = find(&group.primary, &group.secondary).await?;
     if !failed_over.is_empty() {
-        let back =
-            replication::discover(pair, Some(&group.secondary), Some(&group.primary), None).await?;
+        let back = find(&group.secondary, &group.primary).await?;
         flows.extend(
             back.into_iter()
                 .filter(|f| failed_over.contains(&(f.db.clone(), f.branch.clone()))),

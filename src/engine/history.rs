@@ -49,6 +49,40 @@ impl History {
         self.lag_s.remove(db);
     }
 
+    /// What is published for other machines: the totals' hour, and the
+    /// lag of at most `most` databases (those that lagged most) over the
+    /// last `window_s` seconds, so that a thousand quiet databases do not
+    /// make every publication megabytes long.
+    pub fn published(&self, window_s: f64, most: usize) -> History {
+        let cut = |series: &Series| -> Series {
+            let from = series.back().map_or(0.0, |p| p[0] - window_s);
+            series.iter().filter(|p| p[0] >= from).copied().collect()
+        };
+        let mut worst: Vec<(&String, f64)> = self
+            .lag_s
+            .iter()
+            .map(|(db, series)| {
+                let from = series.back().map_or(0.0, |p| p[0] - window_s);
+                let max = series
+                    .iter()
+                    .filter(|p| p[0] >= from)
+                    .map(|p| p[1])
+                    .fold(0.0, f64::max);
+                (db, max)
+            })
+            .collect();
+        worst.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        History {
+            lag_s: worst
+                .into_iter()
+                .take(most)
+                .map(|(db, _)| (db.clone(), cut(&self.lag_s[db])))
+                .collect(),
+            copied_bytes_per_s: self.copied_bytes_per_s.clone(),
+            requests_per_min: self.requests_per_min.clone(),
+        }
+    }
+
     /// The samples of `db` above `target_s`: the RPO breaches.
     pub fn breaches(&self, db: &str, target_s: f64) -> Vec<[f64; 2]> {
         self.lag_s
@@ -75,5 +109,33 @@ mod tests {
         let breaches = history.breaches("orders", 1.0);
         assert_eq!(breaches.len(), 36);
         assert!(breaches.iter().all(|p| p[1] == 5.0));
+    }
+
+    #[test]
+    fn what_is_published_keeps_the_databases_that_lagged_most_lately() {
+        let mut history = History::default();
+        for t in 0..2000 {
+            let lags: BTreeMap<String, f64> = (0..100)
+                .map(|i| {
+                    (
+                        format!("db-{i:03}"),
+                        if i == 7 && t > 1900 {
+                            9.0
+                        } else {
+                            0.01 * i as f64
+                        },
+                    )
+                })
+                .collect();
+            history.record(t as f64, &lags, 1.0, 60.0);
+        }
+        let published = history.published(60.0, 3);
+        let dbs: Vec<&str> = published.lag_s.keys().map(String::as_str).collect();
+        assert_eq!(dbs, ["db-007", "db-098", "db-099"]);
+        assert!(
+            published.lag_s.values().all(|s| s.len() == 61),
+            "{published:?}"
+        );
+        assert_eq!(published.requests_per_min.len(), 2000);
     }
 }

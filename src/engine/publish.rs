@@ -8,14 +8,34 @@ use super::snapshot::{EngineState, FlowView, RegionView, Snapshot};
 use super::workspaces::{self, ControlView};
 use super::{Core, failover};
 
+/// How long the rows of the flows are reused between snapshots: a
+/// thousand statuses are read once, not four times, a second.
+const FLOWS_FRESH_FOR: std::time::Duration = std::time::Duration::from_millis(900);
+
 impl Core {
+    /// Every flow's row, read from the copiers at most once per
+    /// [`FLOWS_FRESH_FOR`] (sooner when a flow came or went).
+    fn flow_views(&mut self) -> Arc<Vec<FlowView>> {
+        let count = self.replicator.as_ref().map_or(0, |r| r.flows().count());
+        if let Some((at, flows)) = &self.flows_cache
+            && at.elapsed() < FLOWS_FRESH_FOR
+            && flows.len() == count
+        {
+            return Arc::clone(flows);
+        }
+        let flows: Arc<Vec<FlowView>> = Arc::new(
+            self.replicator
+                .as_ref()
+                .map(|r| r.statuses().into_iter().map(FlowView::of).collect())
+                .unwrap_or_default(),
+        );
+        self.flows_cache = Some((std::time::Instant::now(), Arc::clone(&flows)));
+        flows
+    }
+
     pub(super) fn publish(&mut self) {
         self.seq += 1;
-        let flows: Vec<FlowView> = self
-            .replicator
-            .as_ref()
-            .map(|r| r.statuses().into_iter().map(FlowView::of).collect())
-            .unwrap_or_default();
+        let flows = self.flow_views();
         let state = match self.state {
             EngineState::Idle | EngineState::Replicating if !flows.is_empty() => {
                 EngineState::Replicating
@@ -42,7 +62,7 @@ impl Core {
             clock_warnings: self.clock_warnings.clone(),
             group: self.group.clone(),
             flows,
-            databases: self.databases.clone(),
+            databases: Arc::clone(&self.databases),
             databases_listed_us: self.listed_us,
             history: Arc::clone(&self.history),
             cost: Arc::clone(&self.cost),

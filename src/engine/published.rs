@@ -45,6 +45,11 @@ pub const STALE_AFTER: Duration = Duration::from_secs(15);
 /// Where a view read through the holder's socket was read from.
 const VIA_SOCKET: &str = "its local socket";
 
+/// The per-database lag published: the last 15 minutes of the 50
+/// databases that lagged most in them (the totals keep their hour).
+pub const PUBLISHED_LAG_WINDOW_S: f64 = 900.0;
+pub const PUBLISHED_LAG_SERIES: usize = 50;
+
 /// Activity entries published (the newest).
 pub const ACTIVITY_PUBLISHED: usize = 200;
 
@@ -84,9 +89,11 @@ impl Published {
             published_ms: crate::orchestrator::now_ms(),
             engine: snapshot.engine,
             group: snapshot.group.clone(),
-            flows: snapshot.flows.clone(),
+            flows: (*snapshot.flows).clone(),
             leases: snapshot.leases.clone(),
-            history: (*snapshot.history).clone(),
+            history: snapshot
+                .history
+                .published(PUBLISHED_LAG_WINDOW_S, PUBLISHED_LAG_SERIES),
             cost: (*snapshot.cost).clone(),
             activity: snapshot.activity.iter().skip(skip).cloned().collect(),
             failover: (*snapshot.failover).clone(),
@@ -149,6 +156,7 @@ fn human_age(s: f64) -> String {
 pub struct Overlay {
     pub view: Arc<RemoteView>,
     history: Arc<History>,
+    flows: Arc<Vec<FlowView>>,
     cost: Arc<crate::cost::CostView>,
     failover: Arc<FailoverView>,
     moving: Arc<MoveView>,
@@ -162,6 +170,7 @@ impl Overlay {
         let p = &view.published;
         Overlay {
             history: Arc::new(p.history.clone()),
+            flows: Arc::new(p.flows.clone()),
             cost: Arc::new(p.cost.clone()),
             failover: Arc::new(p.failover.clone()),
             moving: Arc::new(p.moving.clone()),
@@ -180,7 +189,7 @@ impl Overlay {
         if snapshot.group.is_none() {
             snapshot.group = p.group.clone();
         }
-        snapshot.flows = p.flows.clone();
+        snapshot.flows = Arc::clone(&self.flows);
         snapshot.history = Arc::clone(&self.history);
         snapshot.cost = Arc::clone(&self.cost);
         snapshot.failover = Arc::clone(&self.failover);

@@ -146,7 +146,7 @@ impl Core {
         }
         self.regions = regions;
         self.health.remove(name);
-        self.databases.retain(|d| d.region != name);
+        std::sync::Arc::make_mut(&mut self.databases).retain(|d| d.region != name);
         self.open_regions();
         self.finish(
             request,
@@ -173,7 +173,8 @@ impl Core {
             .map(|r| {
                 let last = self.health.get(r.name()).filter(|h| h.reachable).cloned();
                 let probed = self.probed_at.get(r.name());
-                let light = !full && probed.is_some_and(|at| now.duration_since(*at) < FULL_PROBE_EVERY);
+                let light =
+                    !full && probed.is_some_and(|at| now.duration_since(*at) < FULL_PROBE_EVERY);
                 (r.clone(), last.filter(|_| light))
             })
             .collect();

@@ -359,10 +359,11 @@ impl Core {
         match internal {
             Internal::Listed(databases) => {
                 self.listing = false;
-                self.databases = databases;
+                self.databases = Arc::new(databases);
                 self.listed_us = Some(now_us());
             }
             Internal::Named(names) => self.named(names),
+            Internal::Described(rows) => self.described(rows),
             Internal::Health(health, warnings) => {
                 self.checking = false;
                 for (name, h) in health {
@@ -383,6 +384,10 @@ impl Core {
                 match result {
                     Ok(flows) => self.add_flows(flows),
                     Err(e) => tracing::warn!("looking for new databases failed: {e}"),
+                }
+                let pending = std::mem::take(&mut self.discover_pending);
+                if !pending.is_empty() {
+                    self.discover_only(pending);
                 }
             }
             Internal::RegionProbed {

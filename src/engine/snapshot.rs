@@ -26,10 +26,11 @@ pub struct Snapshot {
     pub clock_warnings: Vec<String>,
     /// The replication group, once configured.
     pub group: Option<GroupConfig>,
-    /// One row per replicated branch and replica.
-    pub flows: Vec<FlowView>,
-    /// Per region, its databases and branches (refreshed every few seconds).
-    pub databases: Vec<RegionDatabases>,
+    /// One row per replicated branch and replica (shared: a thousand rows
+    /// are not copied per frame).
+    pub flows: Arc<Vec<FlowView>>,
+    /// Per region, its databases and branches, as last listed.
+    pub databases: Arc<Vec<RegionDatabases>>,
     /// When the database listing was taken (µs since epoch).
     pub databases_listed_us: Option<u64>,
     /// Lag, throughput and request samples over time.

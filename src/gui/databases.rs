@@ -98,7 +98,7 @@ impl DatabasesTab {
                 if snapshot.databases.is_empty() {
                     ui.label("Listing the regions…");
                 }
-                for region in &snapshot.databases {
+                for region in snapshot.databases.iter() {
                     self.region_ui(ui, engine, region, snapshot);
                 }
                 ui.add_space(10.0);

@@ -295,7 +295,7 @@ impl ReplicationTab {
                             }
                         }
                         ui.end_row();
-                        for flow in &snapshot.flows {
+                        for flow in snapshot.flows.iter() {
                             let status = &flow.status;
                             let (role, tip) = branch_role(snapshot, &status.db, &status.branch);
                             let name = format!("{}/{} · {role}", status.db, status.branch);

@@ -62,7 +62,10 @@ const LOOK_MAX_FILES: usize = 1000;
 const FETCHED_MAX_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Most per-WAL delay samples kept between two drains.
-const MAX_DELAY_SAMPLES: usize = 100_000;
+const MAX_DELAY_SAMPLES: usize = 20_000;
+
+/// WAL delays kept for the status's last-minute p99.
+const RECENT_DELAYS_KEPT: usize = 2_000;
 
 /// Per-WAL replication delays (home write to replica write), in milliseconds.
 pub type DelaySamples = Arc<Mutex<Vec<u32>>>;
@@ -129,6 +132,9 @@ pub struct BranchCopier {
     status: FlowStatus,
     publish: watch::Sender<FlowStatus>,
     delays_ms: DelaySamples,
+    /// The last minute's WAL delays (at most [`RECENT_DELAYS_KEPT`]), for
+    /// the status's p99.
+    recent_delays: std::collections::VecDeque<(Instant, u32)>,
     /// Stop after this many successful copies (tests cut passes anywhere).
     copy_budget: Option<u64>,
 }
@@ -209,6 +215,7 @@ impl BranchCopier {
             status,
             publish,
             delays_ms,
+            recent_delays: std::collections::VecDeque::new(),
             copy_budget: None,
         }
     }
@@ -950,16 +957,44 @@ impl BranchCopier {
         }
     }
 
+    /// The p99 of the WAL delays of the last minute (`None` without any).
+    fn recent_wal_delay_p99_ms(&self) -> Option<u32> {
+        let fresh = |t: &Instant| t.elapsed() <= Duration::from_secs(60);
+        let mut delays: Vec<u32> = self
+            .recent_delays
+            .iter()
+            .filter(|(t, _)| fresh(t))
+            .map(|(_, d)| *d)
+            .collect();
+        if delays.is_empty() {
+            return None;
+        }
+        delays.sort_unstable();
+        let at = ((delays.len() - 1) as f64 * 0.99).round() as usize;
+        delays.get(at).copied()
+    }
+
     /// Records a copy of `file`, whose home metadata (and the size copied)
     /// is `meta`.
     fn record_copy(&mut self, file: FileRef, meta: FileMeta) {
         let now = now_us();
         let bytes = meta.size;
         if let FileRef::Wal(_) = file {
-            let delay_ms = now.saturating_sub(meta.modified_us) / 1000;
+            let delay_ms =
+                (now.saturating_sub(meta.modified_us) / 1000).min(u32::MAX as u64) as u32;
             let mut delays = self.delays_ms.lock().unwrap_or_else(|p| p.into_inner());
             if delays.len() < MAX_DELAY_SAMPLES {
-                delays.push(delay_ms.min(u32::MAX as u64) as u32);
+                delays.push(delay_ms);
+            }
+            let at = Instant::now();
+            self.recent_delays.push_back((at, delay_ms));
+            while self.recent_delays.len() > RECENT_DELAYS_KEPT
+                || self
+                    .recent_delays
+                    .front()
+                    .is_some_and(|(t, _)| at.duration_since(*t) > Duration::from_secs(60))
+            {
+                self.recent_delays.pop_front();
             }
         }
         if let FileRef::Compactions(id) = file {
@@ -1322,6 +1357,7 @@ impl BranchCopier {
         let now = now_us();
         let (objects_pending, bytes_pending) = self.pending();
         let next_look_us = now + self.next_look_in().as_micros() as u64;
+        let wal_delay_p99_ms = self.recent_wal_delay_p99_ms();
         let status = &mut self.status;
         status.observed_us = now;
         status.home_manifest_id = self.home_files.manifests.keys().next_back().copied();
@@ -1343,6 +1379,7 @@ impl BranchCopier {
             .last_minute_counts()
             .plus(&self.replica.requests.last_minute_counts());
         status.next_look_us = Some(next_look_us);
+        status.wal_delay_p99_ms = wal_delay_p99_ms;
         let Some(manifest) = &self.replica_manifest else {
             status.state = FlowState::Seeding;
             status.detail = None;

@@ -101,6 +101,10 @@ pub struct FlowStatus {
     /// the status is stale only once that is well past.
     #[serde(default)]
     pub next_look_us: Option<u64>,
+    /// The p99, over the last minute, of how long a WAL file took from its
+    /// home write to its copy (the lag a writer's records see).
+    #[serde(default)]
+    pub wal_delay_p99_ms: Option<u32>,
     pub passes: u64,
     pub scrubs: u64,
     /// When this status was taken (µs since epoch).
@@ -138,6 +142,7 @@ impl FlowStatus {
             requests: ClassCounts::default(),
             requests_last_min: ClassCounts::default(),
             next_look_us: None,
+            wal_delay_p99_ms: None,
             passes: 0,
             scrubs: 0,
             observed_us: now_us(),

@@ -550,20 +550,29 @@ pub async fn list_databases(region: &Region) -> Result<Vec<(String, Vec<String>)
     let store = region.store();
     let mut out = Vec::new();
     for name in database_names(region).await? {
-        let db_path = Path::from(DBS_PREFIX).join(name.as_str());
-        let listed = retrying(|| store.list_with_delimiter(Some(&db_path)))
-            .await
-            .map_err(|e| Error::store(region.name(), "listing branches", &e))?;
-        let branches: Vec<String> = listed
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
-            .collect();
+        let branches = branch_names(&store, region.name(), &name).await?;
         if !branches.is_empty() {
             out.push((name, branches));
         }
     }
     Ok(out)
+}
+
+/// The branches of `db` in a region (one listing).
+pub async fn branch_names(
+    store: &Arc<dyn ObjectStore>,
+    region: &str,
+    db: &str,
+) -> Result<Vec<String>> {
+    let db_path = Path::from(DBS_PREFIX).join(db);
+    let listed = retrying(|| store.list_with_delimiter(Some(&db_path)))
+        .await
+        .map_err(|e| Error::store(region, "listing branches", &e))?;
+    Ok(listed
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_string))
+        .collect())
 }
 
 /// The names under `dbs/` in `region`: one listing (of up to 1,000 names
