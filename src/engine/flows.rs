@@ -271,32 +271,19 @@ impl Core {
 
     /// Looks for databases created in the primary since the group started.
     pub(super) fn discover(&mut self) {
-        let Some(group) = self.group.clone() else {
-            return;
-        };
-        if self.discovering || self.replicator.is_none() {
-            return;
-        }
-        let (Ok(primary), Ok(secondary)) =
-            (self.region(&group.primary), self.region(&group.secondary))
-        else {
-            return;
-        };
-        self.discovering = true;
-        self.discover_pending.clear();
-        tracing::debug!("looking for the group's flows");
-        let failed_over = failed_over(&self.control_state, &group);
-        self.spawn(async move {
-            Internal::Discovered(
-                discover_flows(&[primary, secondary], &group, &failed_over, None).await,
-            )
-        });
+        self.look_for_flows(None);
     }
 
     /// Looks for the flows of the databases `names` only (new since the
-    /// last look at the names); while a look is under way, they wait for
-    /// the next.
+    /// last look at the names).
     pub(super) fn discover_only(&mut self, names: BTreeSet<String>) {
+        self.look_for_flows(Some(names));
+    }
+
+    /// Looks for the group's flows, of every database or of `only`; while
+    /// a look is under way, named databases wait for the next (a full look
+    /// then covers them).
+    fn look_for_flows(&mut self, only: Option<BTreeSet<String>>) {
         let Some(group) = self.group.clone() else {
             return;
         };
@@ -304,7 +291,7 @@ impl Core {
             return;
         }
         if self.discovering {
-            self.discover_pending.extend(names);
+            self.discover_pending.extend(only.into_iter().flatten());
             return;
         }
         let (Ok(primary), Ok(secondary)) =
@@ -313,11 +300,17 @@ impl Core {
             return;
         };
         self.discovering = true;
-        tracing::debug!(databases = names.len(), "looking for new databases' flows");
+        if only.is_none() {
+            self.discover_pending.clear();
+        }
+        tracing::debug!(
+            databases = only.as_ref().map(BTreeSet::len),
+            "looking for the group's flows"
+        );
         let failed_over = failed_over(&self.control_state, &group);
         self.spawn(async move {
             Internal::Discovered(
-                discover_flows(&[primary, secondary], &group, &failed_over, Some(&names)).await,
+                discover_flows(&[primary, secondary], &group, &failed_over, only.as_ref()).await,
             )
         });
     }
@@ -379,15 +372,6 @@ impl Core {
         use crate::cost::{CostView, GroupCost, GroupUse};
         let (rows, from, error) = &self.prices;
         let specs = self.regions.specs();
-        let region_kind = |name: &str| {
-            specs
-                .iter()
-                .find(|s| s.name == name)
-                .map_or(("file".to_string(), None), |spec| {
-                    let kind = spec.validate().map_or("file", |u| u.kind());
-                    (kind.to_string(), spec.endpoint.clone())
-                })
-        };
         let primary = self.group.as_ref().map(|g| g.primary.as_str());
         let stored_bytes: u64 = self
             .databases
@@ -409,7 +393,7 @@ impl Core {
             rows,
             &GroupUse {
                 flows: statuses,
-                region_kind: &region_kind,
+                regions: specs,
                 rpo_target: Duration::from_secs_f64(rpo_target),
                 stored_bytes: stored_bytes as f64,
                 copied_bytes_per_s,
@@ -422,8 +406,7 @@ impl Core {
                 let ((first_at, first), (last_at, last)) = (samples.front()?, samples.back()?);
                 let minutes = last_at.duration_since(*first_at).as_secs_f64() / 60.0;
                 let last_min = last.since(first);
-                let (kind, endpoint) = region_kind(name);
-                let (row, what_if) = crate::cost::row_for(rows, &kind, endpoint.as_deref());
+                let (row, what_if) = crate::cost::row_for_region(rows, specs, name);
                 let per_min = crate::cost::Rates::over(&last_min, minutes.max(1.0 / 60.0));
                 Some(crate::cost::RegionCost {
                     region: name.clone(),

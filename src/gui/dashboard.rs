@@ -78,7 +78,7 @@ impl DashboardTab {
             .filter_map(|f| f.status.lag_s)
             .fold(None, |w: Option<f64>, l| Some(w.map_or(l, |w| w.max(l))));
         // Each database's lag within the window, and its breaches, once a frame.
-        let lags: Vec<_> = history
+        let mut lags: Vec<_> = history
             .lag_s
             .iter()
             .map(|(db, series)| {
@@ -89,6 +89,13 @@ impl DashboardTab {
             })
             .collect();
         let breaches: usize = lags.iter().map(|(_, _, marks)| marks.len()).sum();
+        // A thousand lines are no plot: those that lagged most.
+        let plotted_of = lags.len();
+        if plotted_of > PLOTTED_DATABASES {
+            let worst = |points: &[[f64; 2]]| points.iter().map(|p| p[1]).fold(0.0, f64::max);
+            lags.sort_by(|a, b| worst(&b.1).total_cmp(&worst(&a.1)));
+            lags.truncate(PLOTTED_DATABASES);
+        }
         let in_sync = snapshot
             .flows
             .iter()
@@ -140,7 +147,14 @@ impl DashboardTab {
         } else {
             operations_ui(ui, operations, target, height * 0.6);
         }
-        ui.label(RichText::new("Replication lag (RPO) per database, seconds").strong());
+        let title = if plotted_of > PLOTTED_DATABASES {
+            format!(
+                "Replication lag (RPO), seconds: the {PLOTTED_DATABASES} of {plotted_of} databases that lagged most"
+            )
+        } else {
+            "Replication lag (RPO) per database, seconds".to_string()
+        };
+        ui.label(RichText::new(title).strong());
         let bad = widgets::bad(ui);
         Plot::new("lag")
             .height(height)
@@ -196,6 +210,9 @@ impl DashboardTab {
         });
     }
 }
+
+/// Databases the lag plot draws at most.
+const PLOTTED_DATABASES: usize = 20;
 
 /// RTO targets the product promises: a failover with a workspace made on
 /// demand, and with one pre-provisioned.

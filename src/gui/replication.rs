@@ -63,7 +63,24 @@ pub struct ReplicationTab {
     switchover: super::recovery::MovePanel,
     failback: super::recovery::MovePanel,
     recover: super::recovery::RecoverPanel,
+    /// Rows shown: those whose database, branch or regions hold this text.
+    filter: String,
+    sort: Sort,
 }
+
+/// The order of the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Name,
+    /// Errors first, then lagging, seeding, paused, in sync.
+    State,
+    /// Most lag first.
+    Lag,
+}
+
+/// Above this many rows the table draws only those on screen, one line
+/// each (an error is in its state's tooltip instead of a line under it).
+const ROWS_DRAWN_ALL: usize = 100;
 
 impl Default for ReplicationTab {
     fn default() -> Self {
@@ -77,6 +94,8 @@ impl Default for ReplicationTab {
             switchover: super::recovery::MovePanel::new(OperationKind::Switchover),
             failback: super::recovery::MovePanel::new(OperationKind::Failback),
             recover: Default::default(),
+            filter: String::new(),
+            sort: Sort::Name,
         }
     }
 }
@@ -270,116 +289,208 @@ impl ReplicationTab {
             return;
         }
         let target = snapshot.group.as_ref().map_or(1.0, |g| g.rpo_target_s);
-        egui::ScrollArea::vertical()
-            .auto_shrink([false, true])
-            .show(ui, |ui| {
+        ui.horizontal(|ui| {
+            ui.label("Filter");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.filter)
+                    .hint_text("database, branch or region")
+                    .desired_width(200.0),
+            )
+            .accessible_name("Filter replicas");
+            ui.label("Sort by");
+            for (sort, label) in [
+                (Sort::Name, "name"),
+                (Sort::State, "state"),
+                (Sort::Lag, "lag"),
+            ] {
+                ui.selectable_value(&mut self.sort, sort, label);
+            }
+        });
+        let needle = self.filter.trim().to_lowercase();
+        let mut shown: Vec<&crate::engine::FlowView> = snapshot
+            .flows
+            .iter()
+            .filter(|f| {
+                let s = &f.status;
+                needle.is_empty()
+                    || [&s.db, &s.branch, &s.home, &s.replica]
+                        .iter()
+                        .any(|t| t.to_lowercase().contains(&needle))
+            })
+            .collect();
+        match self.sort {
+            Sort::Name => {}
+            Sort::State => shown.sort_by_key(|f| state_rank(f.state_label())),
+            Sort::Lag => shown.sort_by(|a, b| {
+                b.status
+                    .lag_s
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&a.status.lag_s.unwrap_or(f64::INFINITY))
+            }),
+        }
+        if shown.len() < snapshot.flows.len() {
+            ui.label(
+                RichText::new(format!(
+                    "{} of {} replicas",
+                    shown.len(),
+                    snapshot.flows.len()
+                ))
+                .color(widgets::muted(ui)),
+            );
+        }
+        let every_row = shown.len() <= ROWS_DRAWN_ALL;
+        let row_height = ui.spacing().interact_size.y + 6.0;
+        let grid =
+            |ui: &mut egui::Ui, rows: &[&crate::engine::FlowView], start: usize, tab: &mut Self| {
                 egui::Grid::new("flows")
                     .striped(true)
                     .num_columns(7)
                     .spacing([16.0, 6.0])
+                    .min_row_height(row_height - 6.0)
+                    .start_row(start)
                     .show(ui, |ui| {
-                        use super::help::Term;
-                        let titles = [
-                            ("Database", None),
-                            ("Home to replica", None),
-                            ("Initial seed", Some(Term::Seed)),
-                            ("State", None),
-                            ("Lag", Some(Term::Lag)),
-                            ("Last sync", None),
-                            ("", None),
-                        ];
-                        for (title, term) in titles {
-                            let label = ui.label(RichText::new(title).strong());
-                            if let Some(term) = term {
-                                label.on_hover_text(term.tip());
-                            }
+                        if start == 0 {
+                            header(ui);
                         }
-                        ui.end_row();
-                        for flow in snapshot.flows.iter() {
-                            let status = &flow.status;
-                            let (role, tip) = branch_role(snapshot, &status.db, &status.branch);
-                            let name = format!("{}/{} · {role}", status.db, status.branch);
-                            let name = if role == "live" {
-                                RichText::new(name).strong()
-                            } else {
-                                RichText::new(name).color(widgets::muted(ui))
-                            };
-                            ui.label(name).on_hover_text(tip);
-                            ui.label(format!("{} to {}", status.home, status.replica));
-                            let percent = (flow.seed_progress * 100.0).floor();
-                            let seed = if flow.seed_bytes_total == 0 {
-                                if flow.seed_progress >= 1.0 {
-                                    "done"
-                                } else {
-                                    "not started"
-                                }
-                                .to_string()
-                            } else {
-                                format!(
-                                    "{percent:.0}% · {} of {}",
-                                    human_bytes(flow.seed_bytes_done),
-                                    human_bytes(flow.seed_bytes_total)
-                                )
-                            };
-                            ui.add(
-                                egui::ProgressBar::new(flow.seed_progress)
-                                    .desired_width(200.0)
-                                    .text(seed),
-                            );
-                            let state = flow.state_label();
-                            let colour = widgets::state_colour(ui, state);
-                            let badge = widgets::badge(ui, colour, state);
-                            if let Some(error) = flow.error() {
-                                badge.on_hover_text(error);
-                            } else if let Some(detail) = &status.detail {
-                                badge.on_hover_text(detail);
-                            }
-                            let lag_text = RichText::new(widgets::lag(status.lag_s));
-                            let lag_text = if status.lag_s.is_some_and(|l| l > target) {
-                                lag_text.color(widgets::bad(ui))
-                            } else {
-                                lag_text
-                            };
-                            ui.label(lag_text);
-                            match status.last_sync_us {
-                                Some(at) => {
-                                    ui.label(widgets::ago(at)).on_hover_text(widgets::clock(at))
-                                }
-                                None => ui.label("never"),
-                            };
-                            let held = status.state == crate::replication::FlowState::Held;
-                            let (text, command) = if held {
-                                (
-                                    "Resume",
-                                    Command::Resume {
-                                        db: status.db.clone(),
-                                    },
-                                )
-                            } else {
-                                (
-                                    "Pause",
-                                    Command::Pause {
-                                        db: status.db.clone(),
-                                    },
-                                )
-                            };
-                            if ui
-                                .button(text)
-                                .accessible_name(format!("{text} {}", status.db))
-                                .clicked()
-                            {
-                                self.pending = Some(engine.send(command));
-                            }
-                            ui.end_row();
-                            if let Some(error) = flow.error() {
-                                ui.label("");
-                                ui.label("");
-                                ui.label(RichText::new(error).color(widgets::bad(ui)).small());
-                                ui.end_row();
-                            }
+                        for flow in rows {
+                            tab.row(ui, engine, snapshot, flow, target, every_row);
                         }
                     });
+            };
+        let area = egui::ScrollArea::vertical().auto_shrink([false, true]);
+        if every_row {
+            area.show(ui, |ui| grid(ui, &shown, 0, self));
+        } else {
+            // The header is row 0; rows on screen only.
+            area.show_rows(ui, row_height, shown.len() + 1, |ui, range| {
+                let from = range.start.saturating_sub(1);
+                let to = range.end.saturating_sub(1).min(shown.len());
+                grid(ui, &shown[from..to], range.start, self);
             });
+        }
+    }
+
+    /// One replica's row; `error_line`: its error on a line of its own.
+    fn row(
+        &mut self,
+        ui: &mut egui::Ui,
+        engine: &Engine,
+        snapshot: &Snapshot,
+        flow: &crate::engine::FlowView,
+        target: f64,
+        error_line: bool,
+    ) {
+        let status = &flow.status;
+        let (role, tip) = branch_role(snapshot, &status.db, &status.branch);
+        let name = format!("{}/{} · {role}", status.db, status.branch);
+        let name = if role == "live" {
+            RichText::new(name).strong()
+        } else {
+            RichText::new(name).color(widgets::muted(ui))
+        };
+        ui.label(name).on_hover_text(tip);
+        ui.label(format!("{} to {}", status.home, status.replica));
+        let percent = (flow.seed_progress * 100.0).floor();
+        let seed = if flow.seed_bytes_total == 0 {
+            if flow.seed_progress >= 1.0 {
+                "done"
+            } else {
+                "not started"
+            }
+            .to_string()
+        } else {
+            format!(
+                "{percent:.0}% · {} of {}",
+                human_bytes(flow.seed_bytes_done),
+                human_bytes(flow.seed_bytes_total)
+            )
+        };
+        ui.add(
+            egui::ProgressBar::new(flow.seed_progress)
+                .desired_width(200.0)
+                .text(seed),
+        );
+        let state = flow.state_label();
+        let colour = widgets::state_colour(ui, state);
+        let badge = widgets::badge(ui, colour, state);
+        if let Some(error) = flow.error() {
+            badge.on_hover_text(error);
+        } else if let Some(detail) = &status.detail {
+            badge.on_hover_text(detail);
+        }
+        let lag_text = RichText::new(widgets::lag(status.lag_s));
+        let lag_text = if status.lag_s.is_some_and(|l| l > target) {
+            lag_text.color(widgets::bad(ui))
+        } else {
+            lag_text
+        };
+        ui.label(lag_text);
+        match status.last_sync_us {
+            Some(at) => ui.label(widgets::ago(at)).on_hover_text(widgets::clock(at)),
+            None => ui.label("never"),
+        };
+        let held = status.state == crate::replication::FlowState::Held;
+        let (text, command) = if held {
+            (
+                "Resume",
+                Command::Resume {
+                    db: status.db.clone(),
+                },
+            )
+        } else {
+            (
+                "Pause",
+                Command::Pause {
+                    db: status.db.clone(),
+                },
+            )
+        };
+        if ui
+            .button(text)
+            .accessible_name(format!("{text} {}", status.db))
+            .clicked()
+        {
+            self.pending = Some(engine.send(command));
+        }
+        ui.end_row();
+        if error_line && let Some(error) = flow.error() {
+            ui.label("");
+            ui.label("");
+            ui.label(RichText::new(error).color(widgets::bad(ui)).small());
+            ui.end_row();
+        }
+    }
+}
+
+/// The table's titles.
+fn header(ui: &mut egui::Ui) {
+    use super::help::Term;
+    let titles = [
+        ("Database", None),
+        ("Home to replica", None),
+        ("Initial seed", Some(Term::Seed)),
+        ("State", None),
+        ("Lag", Some(Term::Lag)),
+        ("Last sync", None),
+        ("", None),
+    ];
+    for (title, term) in titles {
+        let label = ui.label(RichText::new(title).strong());
+        if let Some(term) = term {
+            label.on_hover_text(term.tip());
+        }
+    }
+    ui.end_row();
+}
+
+/// Where a state sorts: what needs a person first.
+fn state_rank(state: &str) -> u8 {
+    match state {
+        "Error" => 0,
+        "Lagging" => 1,
+        "Seeding" | "Starting" => 2,
+        "Paused" => 3,
+        _ => 4,
     }
 }
 
