@@ -227,14 +227,23 @@ impl Core {
         }
         let now = Instant::now();
         let spacing = self.opts.describe_moved_every;
-        let moved: Vec<((String, String), Option<u64>)> = self
-            .replicated_manifests()
-            .into_iter()
-            .filter(|(key, id)| match self.described_manifests.get(key) {
-                Some((seen, at)) => seen != id && now.duration_since(*at) >= spacing,
-                None => true,
-            })
-            .collect();
+        let mut moved: Vec<((String, String), Option<u64>)> = Vec::new();
+        for (key, id) in self.replicated_manifests() {
+            match self.described_manifests.get(&key) {
+                Some((Some(seen), at)) => {
+                    if Some(*seen) != id && now.duration_since(*at) >= spacing {
+                        moved.push((key, id));
+                    }
+                }
+                // A copier that had not looked yet when the branch was
+                // listed, or a flow newer than the listing (its database
+                // was described when its name came): what it sees now is
+                // what was listed, not a move.
+                _ => {
+                    self.described_manifests.insert(key, (id, now));
+                }
+            }
+        }
         if moved.is_empty() {
             return;
         }
