@@ -388,8 +388,7 @@ struct Core {
     flows_cache: Option<(Instant, Arc<Vec<FlowView>>)>,
     listed_us: Option<u64>,
     history: Arc<History>,
-    /// The prices the bill is figured at, and the bill as of the last sample.
-    prices: (Vec<crate::cost::Prices>, String, Option<String>),
+    /// The bill as of the last sample, with the prices it is figured at.
     cost: Arc<crate::cost::CostView>,
     /// Each opened region's request counts over the last minute.
     region_samples:
@@ -479,13 +478,13 @@ impl Core {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let activity = ActivityLog::load(home.data_dir.join("activity.jsonl"));
         let activity_view = Arc::new(activity.entries());
-        let prices = crate::cost::load_or_published(&home.config_dir);
+        let (prices, prices_from, prices_error) = crate::cost::load_or_published(&home.config_dir);
         // The prices show before the first sample figures a bill (the
         // wizard prices each RPO target).
         let cost = Arc::new(crate::cost::CostView {
-            prices: prices.0.clone(),
-            prices_from: prices.1.clone(),
-            prices_error: prices.2.clone(),
+            prices,
+            prices_from,
+            prices_error,
             ..Default::default()
         });
         Core {
@@ -502,7 +501,6 @@ impl Core {
             flows_cache: None,
             listed_us: None,
             history: Arc::default(),
-            prices,
             cost,
             region_samples: BTreeMap::new(),
             activity,

@@ -145,20 +145,31 @@ async fn until_held_by(region: &Region, pid: u32, within: Duration) -> Result<In
     }
 }
 
-pub async fn measure(scratch: &Path, knobs: &EngineKnobs) -> Result<EngineFigures> {
+/// The embedded default's two regions as local folders under
+/// `scratch/regions`, which several data folders can share.
+pub(super) fn shared_regions(scratch: &Path) -> Vec<RegionSpec> {
     let shared = scratch.join("regions");
-    let specs: Vec<RegionSpec> = ["us-east-1", "eu-west-1"]
+    ["us-east-1", "eu-west-1"]
         .iter()
         .map(|name| RegionSpec::new(name, &file_url(&shared.join(name))))
-        .collect();
+        .collect()
+}
+
+/// Points the data folder `dir` at `specs`.
+pub(super) fn use_regions(dir: &Path, specs: &[RegionSpec]) -> Result<()> {
+    let home = Home::resolve(Some(dir.to_path_buf()), None)?;
+    let mut regions = home.load_regions()?;
+    for spec in specs {
+        regions.replace(&spec.name, spec.clone())?;
+    }
+    home.save_regions(&regions)
+}
+
+pub async fn measure(scratch: &Path, knobs: &EngineKnobs) -> Result<EngineFigures> {
+    let specs = shared_regions(scratch);
     let dirs: Vec<PathBuf> = ["a", "b"].iter().map(|d| scratch.join(d)).collect();
     for dir in &dirs {
-        let home = Home::resolve(Some(dir.clone()), None)?;
-        let mut regions = home.load_regions()?;
-        for spec in &specs {
-            regions.replace(&spec.name, spec.clone())?;
-        }
-        home.save_regions(&regions)?;
+        use_regions(dir, &specs)?;
     }
     run(&dirs[0], &["db", "create", "orders"])?;
     for dir in &dirs {

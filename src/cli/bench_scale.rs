@@ -16,18 +16,17 @@ use clap::Args;
 use futures::StreamExt;
 use serde::Serialize;
 
-use lifeboat::config::{Home, file_url};
 use lifeboat::cost::RegionCost;
 use lifeboat::engine::published;
 use lifeboat::error::{Error, Result};
-use lifeboat::region::{Region, RegionSpec};
+use lifeboat::region::Region;
 use lifeboat::replication::FlowState;
 use lifeboat::storage::DbLocation;
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
 use super::bench::{quantile_ms, sorted};
-use super::bench_engine::{Serve, lifeboat, run};
+use super::bench_engine::{Serve, lifeboat, run, shared_regions, use_regions};
 use crate::parse_duration;
 
 const TARGET_IDLE_CPU_PCT: f64 = 10.0;
@@ -193,18 +192,9 @@ async fn view(regions: &[Region]) -> Result<Option<published::RemoteView>> {
 }
 
 pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures> {
-    let shared = scratch.join("regions");
-    let specs: Vec<RegionSpec> = ["us-east-1", "eu-west-1"]
-        .iter()
-        .map(|name| RegionSpec::new(name, &file_url(&shared.join(name))))
-        .collect();
+    let specs = shared_regions(scratch);
     let data: PathBuf = scratch.join("engine");
-    let home = Home::resolve(Some(data.clone()), None)?;
-    let mut saved = home.load_regions()?;
-    for spec in &specs {
-        saved.replace(&spec.name, spec.clone())?;
-    }
-    home.save_regions(&saved)?;
+    use_regions(&data, &specs)?;
     let regions: Vec<Region> = specs.iter().map(Region::open).collect::<Result<_>>()?;
     let names: Vec<String> = (0..knobs.scale_dbs).map(|i| format!("db-{i:04}")).collect();
     eprintln!("bench: scale, creating {} databases", knobs.scale_dbs);

@@ -171,21 +171,38 @@ impl LogCache {
             };
             return Ok((self.state(), report));
         }
-        let report = match sync(regions).await {
-            Ok(report) => report,
+        // One listing of each region serves the copies and the reads.
+        let (report, held) = match sync_listed(regions).await {
+            Ok(synced) => synced,
             Err(e) if self.heads.is_empty() => return Err(e),
+            // A copy that failed leaves the reads to a listing of their own.
             Err(e) => {
                 tracing::debug!("control log sync: {e}");
-                SyncReport::default()
+                let mut held = Vec::new();
+                for region in regions {
+                    if let Ok(names) = list(region).await {
+                        held.push((region, names.into_iter().collect()));
+                    }
+                }
+                (SyncReport::default(), held)
             }
         };
         let mut read_any = false;
         let mut first_error = None;
-        for (region, head) in heads {
-            match self.read_new(region).await {
-                Ok(()) => {
+        for (region, names) in held {
+            let new: Vec<EventName> = names
+                .into_iter()
+                .filter(|n| !self.events.contains_key(n))
+                .collect();
+            match fetch(region, new).await {
+                Ok(found) => {
+                    self.events.extend(found);
                     read_any = true;
-                    if !report.unreachable.iter().any(|(r, _)| r == region.name()) {
+                    if !report.unreachable.iter().any(|(r, _)| r == region.name())
+                        && let Some((_, head)) =
+                            heads.iter_mut().find(|(r, _)| r.name() == region.name())
+                    {
+                        let head = head.take();
                         self.keep_head(region, head);
                     }
                 }
@@ -489,6 +506,14 @@ pub struct SyncReport {
 
 /// Copies every log object one reachable region lacks from one that has it.
 pub async fn sync(regions: &[Region]) -> Result<SyncReport> {
+    Ok(sync_listed(regions).await?.0)
+}
+
+/// [`sync`], also returning what each reachable region's listing held
+/// before the copies (so a reader needs no second listing).
+async fn sync_listed(
+    regions: &[Region],
+) -> Result<(SyncReport, Vec<(&Region, BTreeSet<EventName>)>)> {
     let mut report = SyncReport::default();
     let mut held: Vec<(&Region, BTreeSet<EventName>)> = Vec::new();
     for region in regions {
@@ -527,7 +552,7 @@ pub async fn sync(regions: &[Region]) -> Result<SyncReport> {
             report.copied.insert(region.name().to_string(), copied);
         }
     }
-    Ok(report)
+    Ok((report, held))
 }
 
 #[cfg(test)]

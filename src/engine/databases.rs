@@ -154,6 +154,10 @@ impl Core {
         }
         let mut added: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut came = BTreeSet::new();
+        let homes_in_secondary = self
+            .group
+            .as_ref()
+            .is_some_and(|g| !super::flows::failed_over(&self.control_state, g).is_empty());
         for (region, now) in &self.names {
             let (Some(now), Some(Some(before))) = (now, old.get(region)) else {
                 continue;
@@ -170,9 +174,7 @@ impl Core {
             // a failover made live branches there (replicas appearing in
             // the secondary start none).
             let home = self.group.as_ref().is_some_and(|g| {
-                g.primary == *region
-                    || (g.secondary == *region
-                        && !super::flows::failed_over(&self.control_state, g).is_empty())
+                g.primary == *region || (g.secondary == *region && homes_in_secondary)
             });
             if home {
                 came.extend(new.iter().cloned());
@@ -227,31 +229,30 @@ impl Core {
         }
         let now = Instant::now();
         let spacing = self.opts.describe_moved_every;
-        let mut moved: Vec<((String, String), Option<u64>)> = Vec::new();
+        let mut moved: Vec<(String, String)> = Vec::new();
         for (key, id) in self.replicated_manifests() {
-            match self.described_manifests.get(&key) {
+            let is_move = match self.described_manifests.get(&key) {
                 Some((Some(seen), at)) => {
-                    if Some(*seen) != id && now.duration_since(*at) >= spacing {
-                        moved.push((key, id));
+                    if Some(*seen) == id || now.duration_since(*at) < spacing {
+                        continue;
                     }
+                    true
                 }
                 // A copier that had not looked yet when the branch was
                 // listed, or a flow newer than the listing (its database
                 // was described when its name came): what it sees now is
                 // what was listed, not a move.
-                _ => {
-                    self.described_manifests.insert(key, (id, now));
-                }
+                _ => false,
+            };
+            self.described_manifests.insert(key.clone(), (id, now));
+            if is_move {
+                moved.push(key);
             }
         }
         if moved.is_empty() {
             return;
         }
         self.describing = true;
-        for (key, id) in &moved {
-            self.described_manifests.insert(key.clone(), (*id, now));
-        }
-        let moved: Vec<(String, String)> = moved.into_iter().map(|(key, _)| key).collect();
         let regions: Vec<Region> = self.opened.values().cloned().collect();
         self.spawn(async move {
             let mut rows = Vec::new();

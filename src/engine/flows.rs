@@ -370,7 +370,7 @@ impl Core {
     /// bytes in both regions, the last hour's copying crossing all month).
     fn figure_cost(&self, statuses: &[crate::replication::FlowStatus]) -> crate::cost::CostView {
         use crate::cost::{CostView, GroupCost, GroupUse};
-        let (rows, from, error) = &self.prices;
+        let rows = &self.cost.prices;
         let specs = self.regions.specs();
         let primary = self.group.as_ref().map(|g| g.primary.as_str());
         let stored_bytes: u64 = self
@@ -422,8 +422,8 @@ impl Core {
             bill,
             regions,
             prices: rows.clone(),
-            prices_from: from.clone(),
-            prices_error: error.clone(),
+            prices_from: self.cost.prices_from.clone(),
+            prices_error: self.cost.prices_error.clone(),
         }
     }
 

@@ -21,6 +21,13 @@ pub struct History {
     pub requests_per_min: Series,
 }
 
+/// The samples of `series` within `window_s` of its newest (samples come
+/// in time order).
+fn last_of(series: &Series, window_s: f64) -> impl Iterator<Item = &[f64; 2]> {
+    let from = series.back().map_or(0.0, |p| p[0] - window_s);
+    series.range(series.partition_point(|p| p[0] < from)..)
+}
+
 fn push(series: &mut Series, t_s: f64, value: f64) {
     series.push_back([t_s, value]);
     while series.len() > HISTORY_SAMPLES {
@@ -54,20 +61,12 @@ impl History {
     /// last `window_s` seconds, so that a thousand quiet databases do not
     /// make every publication megabytes long.
     pub fn published(&self, window_s: f64, most: usize) -> History {
-        let cut = |series: &Series| -> Series {
-            let from = series.back().map_or(0.0, |p| p[0] - window_s);
-            series.iter().filter(|p| p[0] >= from).copied().collect()
-        };
+        let cut = |series: &Series| -> Series { last_of(series, window_s).copied().collect() };
         let mut worst: Vec<(&String, f64)> = self
             .lag_s
             .iter()
             .map(|(db, series)| {
-                let from = series.back().map_or(0.0, |p| p[0] - window_s);
-                let max = series
-                    .iter()
-                    .filter(|p| p[0] >= from)
-                    .map(|p| p[1])
-                    .fold(0.0, f64::max);
+                let max = last_of(series, window_s).map(|p| p[1]).fold(0.0, f64::max);
                 (db, max)
             })
             .collect();
