@@ -617,9 +617,10 @@ async fn a_writer_here_is_copied_as_it_lands_and_never_polled() {
         // machine copies fewer of them in the window, never none).
         assert!(copies >= 3, "{kind:?}: only {copies} copies: {during:#?}");
         // No polling: at most the one listing of `compactions/` that the
-        // writer's opening manifest brings when it is found by a look just
-        // before the writer's mark is heard (that folder was last looked
-        // at longer than the probe gap ago).
+        // idle writer's closing manifest brings when the look after its
+        // mark dropped finds it late, on a loaded machine (that folder was
+        // last looked at longer than the probe gap ago). The workload marks
+        // the branch before it opens, so its opening manifest is heard.
         assert!(requests.list <= 1, "{kind:?}: {}", requests.line());
         writer.await.expect("writer");
         // Let go: looked at again, and caught up.

@@ -317,9 +317,11 @@ pub async fn run(
     } else {
         location.settings()
     };
-    let db = location.open_writer_with(false, settings).await?;
-    // Every file this writer makes durable reaches the replicator at once.
+    // Every file this writer makes durable reaches the replicator at once,
+    // from the manifest its opening writes on (marked after the open, a
+    // look in between finds that manifest and lists `compactions/`).
     let _writing_here = location.mark_writer();
+    let db = location.open_writer_with(false, settings).await?;
     let start_seq = highest_seq(&db)
         .await
         .map_err(|e| Error::database(&location.label, &location.db, "find the highest record", &e))?
