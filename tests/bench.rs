@@ -27,6 +27,12 @@ fn bench_all_runs_on_local_and_s3_regions() {
             "3s",
             "--failovers",
             "2",
+            "--tail-failovers",
+            "1",
+            "--tail-for",
+            "25s",
+            "--tail-rate",
+            "1000",
             "--switchovers",
             "2",
             "--kills",
@@ -85,6 +91,16 @@ fn bench_all_runs_on_local_and_s3_regions() {
         assert!(m["rto_p99_ms"].as_f64().is_some_and(|v| v > 0.0), "{m:#}");
     }
     assert!(table.contains("| pre-provisioned | 2 | yes |"), "{table}");
+    // After 25 s of writes (about 260 WAL files), the fork copies only
+    // what came since the writer's last memtable flush, at most 10 s ago.
+    let t = &figures["failover"]["long_tail"];
+    for mode in ["on_demand", "pre_provisioned"] {
+        assert_eq!(t[mode]["all_ok"], true, "{t:#}");
+    }
+    assert!(
+        t["tail_files_p99"].as_f64().is_some_and(|n| n < 150.0),
+        "{t:#}"
+    );
     // Switchovers lose nothing; a failback copies what was made since the
     // failover, not the database; every stranded record is recovered.
     let r = &figures["recovery"];

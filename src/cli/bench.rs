@@ -39,7 +39,7 @@ pub enum BenchCommand {
     Replicate(ReplicateBench),
     /// Every benchmark on local folders and on S3 regions; prints a table.
     /// `lifeboat bench all --json FILE` also writes the figures to FILE.
-    All(AllBench),
+    All(Box<AllBench>),
     /// `redis-benchmark -t set,get` against a workspace and against
     /// redis-server on this machine, with the ratio.
     Workspace(WorkspaceBench),
@@ -234,7 +234,7 @@ struct ReplicateFigures {
 pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
     match command {
         BenchCommand::Replicate(args) => replicate(ctx, args).await,
-        BenchCommand::All(args) => all(ctx, json, args).await,
+        BenchCommand::All(args) => all(ctx, json, *args).await,
         BenchCommand::Workspace(args) => {
             let scratch = ctx
                 .home

@@ -44,6 +44,30 @@ pub struct FailoverKnobs {
     /// Writes per second of the workload running through each failover.
     #[arg(long, default_value_t = 500)]
     pub failover_rate: u64,
+    /// Failovers of each kind after a long WAL tail (0: none).
+    #[arg(long, default_value_t = 3)]
+    pub tail_failovers: usize,
+    /// How long the workload writes before each long-tail failover.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub tail_for: Duration,
+    /// Writes per second of the long-tail workload.
+    #[arg(long, default_value_t = 3000)]
+    pub tail_rate: u64,
+    /// Added latency of every request at the secondary in the long-tail
+    /// runs (a store across regions).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20ms")]
+    pub tail_latency: Duration,
+}
+
+/// How the primary is written before a failover, and how far the
+/// secondary is.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    rate: u64,
+    /// Writing after the replica first caught up, before the failover.
+    writes_for: Duration,
+    /// Added to every request at the secondary.
+    latency: Option<Duration>,
 }
 
 /// One kind of failover's figures.
@@ -77,8 +101,25 @@ pub struct FailoverFigures {
     /// `lifeboat failover --yes` in a process of its own, no engine
     /// running: process start, its engine's lease, preview, failover.
     pub command: ModeFigures,
+    /// After a long WAL tail, with the secondary far away.
+    pub long_tail: Option<LongTailFigures>,
     /// Aurora Global Database's published RTO, for scale.
     pub aurora_published_rto_ms: f64,
+}
+
+/// Failovers after the workload wrote for minutes, the secondary answering
+/// each request `latency_ms` later: the fork copies the WAL tail past the
+/// replica's newest manifest and the new writer replays it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LongTailFigures {
+    pub written_for_s: f64,
+    pub workload_rate: u64,
+    pub secondary_latency_ms: f64,
+    /// WAL files the fork copied past the replica's manifest, p50 and p99.
+    pub tail_files_p50: f64,
+    pub tail_files_p99: f64,
+    pub on_demand: ModeFigures,
+    pub pre_provisioned: ModeFigures,
 }
 
 /// How a failover is run.
@@ -102,35 +143,79 @@ struct Run {
     reported_rto_ms: f64,
     rpo_ms: f64,
     lost: f64,
+    /// WAL files the fork copied past the replica's manifest.
+    tail_files: f64,
 }
 
 pub async fn measure(scratch: &Path, knobs: &FailoverKnobs) -> Result<FailoverFigures> {
     if knobs.failovers == 0 {
         return Err(Error::invalid("--failovers must be at least 1"));
     }
-    let mut modes = Vec::new();
-    for mode in [Mode::OnDemand, Mode::PreProvisioned, Mode::Command] {
-        let mut runs = Vec::new();
-        for i in 0..knobs.failovers {
-            let dir = scratch.join(format!("{mode:?}-{i}"));
-            let run = one(&dir, knobs.failover_rate, mode).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            runs.push(run?);
-        }
-        modes.push(figures(&runs, mode == Mode::PreProvisioned));
-    }
-    let mut modes = modes.into_iter();
-    let mut next = || modes.next().ok_or_else(|| Error::Failed("no runs".into()));
-    let (on_demand, pre_provisioned, command) = (next()?, next()?, next()?);
+    let short = Case {
+        rate: knobs.failover_rate,
+        writes_for: Duration::from_millis(1500),
+        latency: None,
+    };
+    let on_demand = runs(scratch, "short", short, Mode::OnDemand, knobs.failovers).await?;
+    let pre_provisioned = runs(
+        scratch,
+        "short",
+        short,
+        Mode::PreProvisioned,
+        knobs.failovers,
+    )
+    .await?;
+    let command = runs(scratch, "short", short, Mode::Command, knobs.failovers).await?;
+    let long_tail = if knobs.tail_failovers == 0 {
+        None
+    } else {
+        let long = Case {
+            rate: knobs.tail_rate,
+            writes_for: knobs.tail_for,
+            latency: Some(knobs.tail_latency).filter(|l| !l.is_zero()),
+        };
+        let n = knobs.tail_failovers;
+        let on_demand = runs(scratch, "long", long, Mode::OnDemand, n).await?;
+        let pre_provisioned = runs(scratch, "long", long, Mode::PreProvisioned, n).await?;
+        let tails = super::bench::sorted(
+            on_demand
+                .iter()
+                .chain(&pre_provisioned)
+                .map(|r| r.tail_files)
+                .collect(),
+        );
+        Some(LongTailFigures {
+            written_for_s: long.writes_for.as_secs_f64(),
+            workload_rate: long.rate,
+            secondary_latency_ms: long.latency.unwrap_or_default().as_secs_f64() * 1000.0,
+            tail_files_p50: super::bench::quantile_ms(&tails, 0.5),
+            tail_files_p99: super::bench::quantile_ms(&tails, 0.99),
+            on_demand: figures(&on_demand, false),
+            pre_provisioned: figures(&pre_provisioned, true),
+        })
+    };
     Ok(FailoverFigures {
         bench: "failover",
         regions: "local folders",
         workload_rate: knobs.failover_rate,
-        on_demand,
-        pre_provisioned,
-        command,
+        on_demand: figures(&on_demand, false),
+        pre_provisioned: figures(&pre_provisioned, true),
+        command: figures(&command, false),
+        long_tail,
         aurora_published_rto_ms: 60_000.0,
     })
+}
+
+/// `n` failovers of `mode` in `case`, each on fresh regions.
+async fn runs(scratch: &Path, name: &str, case: Case, mode: Mode, n: usize) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for i in 0..n {
+        let dir = scratch.join(format!("{name}-{mode:?}-{i}"));
+        let run = one(&dir, case, mode).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        runs.push(run?);
+    }
+    Ok(runs)
 }
 
 fn figures(runs: &[Run], pre_provisioned: bool) -> ModeFigures {
@@ -158,7 +243,7 @@ fn figures(runs: &[Run], pre_provisioned: bool) -> ModeFigures {
 
 /// Two fresh local regions, `orders` written at `rate`, replicated, a
 /// workspace `shop` defined; one failover.
-async fn one(dir: &Path, rate: u64, mode: Mode) -> Result<Run> {
+async fn one(dir: &Path, case: Case, mode: Mode) -> Result<Run> {
     let pre_provisioned = mode == Mode::PreProvisioned;
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
     // Where the embedded default of data folder `dir` keeps its regions,
@@ -170,6 +255,10 @@ async fn one(dir: &Path, rate: u64, mode: Mode) -> Result<Run> {
         ))
     };
     let (a, b) = (open("us-east-1")?, open("eu-west-1")?);
+    if let Some(latency) = case.latency {
+        b.faults()
+            .set(&fault_plan(&format!("latency={}ms", latency.as_millis()))?);
+    }
     let regions = vec![a.clone(), b.clone()];
     // The address clients use, known before the failover.
     let port = free_port()?;
@@ -189,8 +278,8 @@ async fn one(dir: &Path, rate: u64, mode: Mode) -> Result<Run> {
         let (home, acks) = (home.clone(), acks.clone());
         tokio::spawn(async move {
             let spec = WorkloadSpec {
-                rate: Rate::PerSecond(rate),
-                duration: Some(Duration::from_secs(120)),
+                rate: Rate::PerSecond(case.rate),
+                duration: Some(case.writes_for + Duration::from_secs(120)),
                 records: None,
                 value_bytes: 200,
                 churn: false,
@@ -212,7 +301,7 @@ async fn one(dir: &Path, rate: u64, mode: Mode) -> Result<Run> {
             "the replica never caught up before the failover".into(),
         ));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(case.writes_for).await;
 
     let mut standby = BTreeMap::new();
     let mut standing = None;
@@ -237,17 +326,13 @@ async fn one(dir: &Path, rate: u64, mode: Mode) -> Result<Run> {
     }
     // The primary goes away; a client in another process writes at the
     // address until a write is acknowledged; the failover is asked for.
-    a.faults().set(
-        &"outage"
-            .parse()
-            .map_err(|e| Error::Failed(format!("the outage plan: {e}")))?,
-    );
+    a.faults().set(&fault_plan("outage")?);
     let client = first_write_client(port)?;
     let asked = (std::time::Instant::now(), lifeboat::orchestrator::now_ms());
     let (failed_over, first_ok_ms) = if mode == Mode::Command {
         // The command serves one second after the failover: the client
         // is done by then.
-        (fail_over_by_command(dir).await, client.await)
+        (fail_over_by_command(dir, case.latency).await, client.await)
     } else {
         let outcome = fail_over_here(&regions, &acks, standby, asked.0).await;
         let first_ok_ms = client.await;
@@ -274,10 +359,20 @@ async fn one(dir: &Path, rate: u64, mode: Mode) -> Result<Run> {
         for step in &record.steps {
             eprintln!("step {} {} ms {}", step.name, step.ms, step.detail);
         }
-        eprintln!("asked->first ok {} ms", first_ok_ms.saturating_sub(asked.1));
+        eprintln!(
+            "asked at {} ms since the epoch, first ok {} ms later",
+            asked.1,
+            first_ok_ms.saturating_sub(asked.1)
+        );
     }
     let rpo = record.rpo.first();
+    let tail_files = record
+        .steps
+        .iter()
+        .find_map(|s| wal_files_copied(&s.detail))
+        .unwrap_or_default() as f64;
     Ok(Run {
+        tail_files,
         ok: record.ok && record.rto_ms.is_some(),
         rto_ms: first_ok_ms.saturating_sub(asked.1) as f64,
         reported_rto_ms: record.rto_ms.unwrap_or(u64::MAX) as f64,
@@ -316,10 +411,20 @@ async fn fail_over_here(
 
 /// `lifeboat failover --yes` on data folder `dir` in a process of its own,
 /// the primary in outage there too; its record (it serves one second more).
-async fn fail_over_by_command(dir: &Path) -> Result<lifeboat::control::event::OperationRecord> {
+async fn fail_over_by_command(
+    dir: &Path,
+    latency: Option<Duration>,
+) -> Result<lifeboat::control::event::OperationRecord> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Failed(format!("cannot find this program: {e}")))?;
-    let out = tokio::process::Command::new(exe)
+    let mut command = tokio::process::Command::new(exe);
+    if let Some(latency) = latency {
+        command.args([
+            "--fault",
+            &format!("eu-west-1:latency={}ms", latency.as_millis()),
+        ]);
+    }
+    let out = command
         .arg("--data-dir")
         .arg(dir)
         .arg("--config-dir")
@@ -354,11 +459,20 @@ pub fn table(f: &FailoverFigures) -> String {
         "| failover | runs | all ok | RTO a client saw p50 / p99 (ms) | RTO target p99 | RTO reported p99 (ms) | RPO p50 / p99 (ms) | RPO target p99 | records lost p50 / p99 |".into(),
         "|---|---|---|---|---|---|---|---|---|".into(),
     ];
-    for (name, m) in [
-        ("on demand", &f.on_demand),
-        ("pre-provisioned", &f.pre_provisioned),
-        ("`lifeboat failover --yes`", &f.command),
-    ] {
+    let mut rows = vec![
+        ("on demand".to_string(), &f.on_demand),
+        ("pre-provisioned".to_string(), &f.pre_provisioned),
+        ("`lifeboat failover --yes`".to_string(), &f.command),
+    ];
+    if let Some(t) = &f.long_tail {
+        let after = format!(
+            "after {:.0} s at {} writes/s, +{:.0} ms a request at the secondary",
+            t.written_for_s, t.workload_rate, t.secondary_latency_ms
+        );
+        rows.push((format!("on demand, {after}"), &t.on_demand));
+        rows.push((format!("pre-provisioned, {after}"), &t.pre_provisioned));
+    }
+    for (name, m) in rows {
         lines.push(format!(
             "| {name} | {} | {} | {:.0} / {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} / {:.0} |",
             m.failovers,
@@ -374,7 +488,30 @@ pub fn table(f: &FailoverFigures) -> String {
             m.lost_records_p99
         ));
     }
+    if let Some(t) = &f.long_tail {
+        lines.push(format!(
+            "\nThe long-tail forks copied {:.0} WAL files past the replica's manifest (p50; p99 {:.0}): Lifeboat's writers flush their memtable every {} s while writes come, so the tail stays short however long they write.",
+            t.tail_files_p50,
+            t.tail_files_p99,
+            lifeboat::storage::MEMTABLE_AGE_BOUND.as_secs()
+        ));
+    }
     lines.join("\n")
+}
+
+/// The WAL files a fork step's detail says it copied
+/// ("… (manifest 4, WAL 900, 12 WAL files copied, 80 ms)").
+fn wal_files_copied(detail: &str) -> Option<u64> {
+    let before = detail.split(" WAL files copied").next()?;
+    if before.len() == detail.len() {
+        return None;
+    }
+    before.rsplit(' ').next()?.parse().ok()
+}
+
+fn fault_plan(plan: &str) -> Result<lifeboat::region::faults::FaultPlan> {
+    plan.parse()
+        .map_err(|e| Error::Failed(format!("the fault plan `{plan}`: {e}")))
 }
 
 /// A port free on loopback now.

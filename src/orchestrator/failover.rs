@@ -401,8 +401,8 @@ pub async fn failover(
         .iter()
         .map(|f| {
             format!(
-                "{}/{} off {} (manifest {}, WAL {}, {} ms)",
-                f.db, f.branch, f.source, f.manifest_id, f.wal_end, f.took_ms
+                "{}/{} off {} (manifest {}, WAL {}, {} WAL files copied, {} ms)",
+                f.db, f.branch, f.source, f.manifest_id, f.wal_end, f.wal_copied, f.took_ms
             )
         })
         .collect::<Vec<_>>()

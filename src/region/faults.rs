@@ -321,12 +321,31 @@ impl std::error::Error for InjectedFault {}
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     faults: Arc<Faults>,
+    /// Whether `inner` refuses a put with attributes (a local folder).
+    /// SlateDB tags each conditional put with an id attribute and, refused,
+    /// puts again without it: every manifest write cost two calls, one of
+    /// them refused (and counted by the meter below). Such a store gets
+    /// the put without its attributes at once.
+    attributes_refused: bool,
 }
 
 impl FaultyStore {
     /// Wraps `inner` with the switch `faults`.
     pub fn new(inner: Arc<dyn ObjectStore>, faults: Arc<Faults>) -> Self {
-        FaultyStore { inner, faults }
+        FaultyStore {
+            inner,
+            faults,
+            attributes_refused: false,
+        }
+    }
+
+    /// Wraps `inner`, a store that refuses attributes on a put (see
+    /// `attributes_refused`).
+    pub fn refusing_attributes(inner: Arc<dyn ObjectStore>, faults: Arc<Faults>) -> Self {
+        FaultyStore {
+            attributes_refused: true,
+            ..FaultyStore::new(inner, faults)
+        }
     }
 }
 
@@ -370,6 +389,13 @@ fn gate_list(
     .boxed()
 }
 
+/// Every request a region is asked, at trace level under the target
+/// `lifeboat::requests`: what an operation waits on, request by request
+/// (`RUST_LOG=lifeboat::requests=trace`).
+fn trace_request(faults: &Faults, op: &str, path: &Path) {
+    tracing::trace!(target: "lifeboat::requests", "{} {op} {path}", faults.region);
+}
+
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl ObjectStore for FaultyStore {
@@ -379,8 +405,17 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        trace_request(&self.faults, "put", location);
         self.faults.before("put").await?;
         self.faults.transfer(payload.content_length() as u64).await;
+        let opts = if self.attributes_refused {
+            PutOptions {
+                attributes: Default::default(),
+                ..opts
+            }
+        } else {
+            opts
+        };
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -389,7 +424,16 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        trace_request(&self.faults, "put_multipart", location);
         self.faults.before("put_multipart").await?;
+        let opts = if self.attributes_refused {
+            PutMultipartOptions {
+                attributes: Default::default(),
+                ..opts
+            }
+        } else {
+            opts
+        };
         let upload = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(FaultyUpload {
             upload,
@@ -402,6 +446,7 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        trace_request(&self.faults, "get", location);
         self.faults.before("get").await?;
         let result = self.inner.get_opts(location, options).await?;
         if !self.faults.limited() {
@@ -426,6 +471,7 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
+        trace_request(&self.faults, "get_ranges", location);
         self.faults.before("get_ranges").await?;
         let parts = self.inner.get_ranges(location, ranges).await?;
         let total: u64 = parts.iter().map(|b| b.len() as u64).sum();
@@ -442,6 +488,9 @@ impl ObjectStore for FaultyStore {
             .then(move |location| {
                 let faults = Arc::clone(&faults);
                 async move {
+                    if let Ok(location) = &location {
+                        trace_request(&faults, "delete", location);
+                    }
                     faults.before("delete").await?;
                     location
                 }
@@ -451,6 +500,7 @@ impl ObjectStore for FaultyStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        trace_request(&self.faults, "list", prefix.unwrap_or(&Path::default()));
         gate_list(Arc::clone(&self.faults), "list", self.inner.list(prefix))
     }
 
@@ -459,6 +509,7 @@ impl ObjectStore for FaultyStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        trace_request(&self.faults, "list", prefix.unwrap_or(&Path::default()));
         gate_list(
             Arc::clone(&self.faults),
             "list",
@@ -467,6 +518,7 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        trace_request(&self.faults, "list", prefix.unwrap_or(&Path::default()));
         self.faults.before("list").await?;
         self.inner.list_with_delimiter(prefix).await
     }
@@ -477,6 +529,7 @@ impl ObjectStore for FaultyStore {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
+        trace_request(&self.faults, "copy", from);
         self.faults.before("copy").await?;
         self.inner.copy_opts(from, to, options).await
     }
@@ -487,6 +540,7 @@ impl ObjectStore for FaultyStore {
         to: &Path,
         options: RenameOptions,
     ) -> object_store::Result<()> {
+        trace_request(&self.faults, "rename", from);
         self.faults.before("rename").await?;
         self.inner.rename_opts(from, to, options).await
     }

@@ -539,10 +539,13 @@ impl Region {
             backend(spec, &location, &faults)?,
             metering.clone(),
         ));
-        let faulty: Arc<dyn ObjectStore> = if location.is_cloud() {
-            backend
-        } else {
-            Arc::new(FaultyStore::new(backend, Arc::clone(&faults)))
+        let faulty: Arc<dyn ObjectStore> = match location {
+            _ if location.is_cloud() => backend,
+            RegionUrl::File(_) => Arc::new(FaultyStore::refusing_attributes(
+                backend,
+                Arc::clone(&faults),
+            )),
+            _ => Arc::new(FaultyStore::new(backend, Arc::clone(&faults))),
         };
         // Forks off replicas read their source through shadow parents.
         let store: Arc<dyn ObjectStore> = Arc::new(shadow::ShadowStore::new(faulty));

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Serialize;
@@ -31,6 +32,9 @@ use crate::region::shadow::shadow_path;
 use crate::storage::cursor;
 use crate::storage::cut::{ManifestView, contiguous_wal_end};
 use crate::storage::files::{BranchFiles, Dir, FileRef, RequestCounter, Side};
+
+/// WAL files of a fork's tail copied at once.
+const TAIL_COPIES_IN_FLIGHT: usize = 64;
 
 /// What a fork holds and what it took.
 #[derive(Debug, Clone, Serialize)]
@@ -225,13 +229,23 @@ async fn make(
     if let Some(p) = point {
         wal_end = wal_end.min(p.wal_end).max(copied_to);
     }
-    for id in copied_to + 1..=wal_end {
-        let from_path = FileRef::Wal(id).path(&from.path);
-        let to_path = FileRef::Wal(id).path(&target.path);
-        retrying(|| store.copy(&from_path, &to_path))
-            .await
-            .map_err(|e| Error::store(region.name(), &format!("copying {from_path}"), &e))?;
-    }
+    // In parallel: the tail is on the path of every failover's RTO, and a
+    // store far away answers each copy in tens of milliseconds. Nothing
+    // opens the fork before they all land.
+    futures::stream::iter(copied_to + 1..=wal_end)
+        .map(|id| {
+            let from_path = FileRef::Wal(id).path(&from.path);
+            let to_path = FileRef::Wal(id).path(&target.path);
+            let store = &store;
+            async move {
+                retrying(|| store.copy(&from_path, &to_path))
+                    .await
+                    .map_err(|e| Error::store(region.name(), &format!("copying {from_path}"), &e))
+            }
+        })
+        .buffer_unordered(TAIL_COPIES_IN_FLIGHT)
+        .try_collect::<()>()
+        .await?;
     let mut pinned: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (path, ssts) in &own.external {
         if let Some(branch) = branch_of(&Path::from(path.as_str())) {
@@ -296,7 +310,6 @@ async fn newest_manifest(side: &Side) -> Result<(u64, bytes::Bytes)> {
 
 /// Deletes every object under `prefix`. Returns how many were deleted.
 pub(crate) async fn remove_files(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<u64> {
-    use futures::TryStreamExt;
     let listed: Vec<_> = retrying(|| store.list(Some(prefix)).try_collect::<Vec<_>>())
         .await
         .map_err(|e| Error::Failed(format!("listing {prefix}: {e}")))?;

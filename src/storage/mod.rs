@@ -83,6 +83,41 @@ pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// moving (a replicator in full flow).
 const DESCRIBE_LOOKS: usize = 5;
 
+/// The longest a Lifeboat writer leaves acknowledged writes in the WAL
+/// alone before it flushes its memtable to an L0 SST. SlateDB flushes a
+/// memtable only when it is full (64 MiB), so a steady writer's WAL tail
+/// past its manifest grew with time (892 files after 90 s at 3,000
+/// writes/s), and a failover forks that whole tail and replays it. Ten
+/// seconds keep the tail to a few hundred files at most, at the cost of an
+/// SST and a manifest written every ten seconds while writes come.
+pub const MEMTABLE_AGE_BOUND: Duration = Duration::from_secs(10);
+
+/// Flushes `db`'s memtable every `every` while writes came since the last
+/// flush, so that the WAL tail past its newest manifest stays short (see
+/// [`MEMTABLE_AGE_BOUND`]). Returns when the database closes; the caller
+/// aborts it when it closes the database itself.
+pub async fn bound_memtable_age(db: Db, every: Duration) {
+    let options = slatedb::config::FlushOptions {
+        flush_type: slatedb::config::FlushType::MemTable,
+    };
+    let mut flushed_to = db.status().durable_seq;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let durable = db.status().durable_seq;
+        if durable <= flushed_to {
+            continue;
+        }
+        match db.flush_with_options(options.clone()).await {
+            Ok(()) => flushed_to = durable,
+            Err(e) if matches!(e.kind(), slatedb::ErrorKind::Closed(_)) => return,
+            // The next tick tries again; the writes stay in the WAL, durable.
+            Err(e) => tracing::warn!("memtable flush failed (tried again in {every:?}): {e}"),
+        }
+    }
+}
+
 /// One SlateDB database in one store: a branch of a database in a region,
 /// or a copy at any URL. `label` names the place in messages.
 #[derive(Debug, Clone)]

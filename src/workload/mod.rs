@@ -322,6 +322,9 @@ pub async fn run(
     // look in between finds that manifest and lists `compactions/`).
     let _writing_here = location.mark_writer();
     let db = location.open_writer_with(false, settings).await?;
+    let flusher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        crate::storage::bound_memtable_age(db.clone(), crate::storage::MEMTABLE_AGE_BOUND),
+    ));
     let start_seq = highest_seq(&db)
         .await
         .map_err(|e| Error::database(&location.label, &location.db, "find the highest record", &e))?
@@ -394,6 +397,7 @@ pub async fn run(
     let elapsed = started.elapsed();
     // The WAL flush on close keeps unflushed records in WAL files, as a
     // running application leaves them; nothing acknowledged depends on it.
+    drop(flusher);
     let close =
         db.close_with_options(CloseOptions::default().with_flush_type(Some(FlushType::Wal)));
     let close_error = location.bounded("close", ADMIN_TIMEOUT, close).await.err();

@@ -114,7 +114,20 @@ impl AttachedDb {
                 let mut settings = location.settings();
                 settings.flush_interval = Some(WAL_FLUSH);
                 let db = location.open_writer_with(false, settings).await?;
-                let flusher = tokio::spawn(flush_on_demand(db.clone(), Arc::clone(&flush_wanted)));
+                // Group commit, and a WAL tail that stays short for a
+                // failover's fork to copy and replay.
+                let flusher = tokio::spawn({
+                    let (db, wanted) = (db.clone(), Arc::clone(&flush_wanted));
+                    async move {
+                        tokio::join!(
+                            flush_on_demand(db.clone(), wanted),
+                            crate::storage::bound_memtable_age(
+                                db,
+                                crate::storage::MEMTABLE_AGE_BOUND
+                            )
+                        );
+                    }
+                });
                 (Handle::Writer(db), Some(flusher))
             }
         };
