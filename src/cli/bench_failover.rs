@@ -329,10 +329,13 @@ async fn one(dir: &Path, case: Case, mode: Mode) -> Result<Run> {
     a.faults().set(&fault_plan("outage")?);
     let client = first_write_client(port)?;
     let asked = (std::time::Instant::now(), lifeboat::orchestrator::now_ms());
+    // The record, and the WAL files the forks copied (the command's
+    // process does not say: 0).
     let (failed_over, first_ok_ms) = if mode == Mode::Command {
         // The command serves one second after the failover: the client
         // is done by then.
-        (fail_over_by_command(dir, case.latency).await, client.await)
+        let record = fail_over_by_command(dir, case.latency).await;
+        (record.map(|r| (r, 0)), client.await)
     } else {
         let outcome = fail_over_here(&regions, &acks, standby, asked.0).await;
         let first_ok_ms = client.await;
@@ -341,7 +344,8 @@ async fn one(dir: &Path, case: Case, mode: Mode) -> Result<Run> {
                 for ws in outcome.workspaces {
                     let _ = ws.stop().await;
                 }
-                Ok(outcome.record)
+                let copied = outcome.forks.iter().map(|f| f.wal_copied).sum();
+                Ok((outcome.record, copied))
             }
             Err(e) => Err(e),
         };
@@ -353,7 +357,7 @@ async fn one(dir: &Path, case: Case, mode: Mode) -> Result<Run> {
     if let Some(ws) = standing.and_then(|ws| Arc::try_unwrap(ws).ok()) {
         let _ = ws.stop().await;
     }
-    let record = failed_over?;
+    let (record, tail_files) = failed_over?;
     let first_ok_ms = first_ok_ms?;
     if std::env::var_os("LIFEBOAT_BENCH_STEPS").is_some() {
         for step in &record.steps {
@@ -366,13 +370,8 @@ async fn one(dir: &Path, case: Case, mode: Mode) -> Result<Run> {
         );
     }
     let rpo = record.rpo.first();
-    let tail_files = record
-        .steps
-        .iter()
-        .find_map(|s| wal_files_copied(&s.detail))
-        .unwrap_or_default() as f64;
     Ok(Run {
-        tail_files,
+        tail_files: tail_files as f64,
         ok: record.ok && record.rto_ms.is_some(),
         rto_ms: first_ok_ms.saturating_sub(asked.1) as f64,
         reported_rto_ms: record.rto_ms.unwrap_or(u64::MAX) as f64,
@@ -497,16 +496,6 @@ pub fn table(f: &FailoverFigures) -> String {
         ));
     }
     lines.join("\n")
-}
-
-/// The WAL files a fork step's detail says it copied
-/// ("… (manifest 4, WAL 900, 12 WAL files copied, 80 ms)").
-fn wal_files_copied(detail: &str) -> Option<u64> {
-    let before = detail.split(" WAL files copied").next()?;
-    if before.len() == detail.len() {
-        return None;
-    }
-    before.rsplit(' ').next()?.parse().ok()
 }
 
 fn fault_plan(plan: &str) -> Result<lifeboat::region::faults::FaultPlan> {

@@ -21,8 +21,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
+    Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    UploadPart,
 };
 use serde::{Deserialize, Serialize};
 
@@ -347,6 +348,15 @@ impl FaultyStore {
             ..FaultyStore::new(inner, faults)
         }
     }
+
+    /// The attributes of a put that `inner` is given.
+    fn passed(&self, attributes: Attributes) -> Attributes {
+        if self.attributes_refused {
+            Attributes::default()
+        } else {
+            attributes
+        }
+    }
 }
 
 impl fmt::Display for FaultyStore {
@@ -408,13 +418,9 @@ impl ObjectStore for FaultyStore {
         trace_request(&self.faults, "put", location);
         self.faults.before("put").await?;
         self.faults.transfer(payload.content_length() as u64).await;
-        let opts = if self.attributes_refused {
-            PutOptions {
-                attributes: Default::default(),
-                ..opts
-            }
-        } else {
-            opts
+        let opts = PutOptions {
+            attributes: self.passed(opts.attributes),
+            ..opts
         };
         self.inner.put_opts(location, payload, opts).await
     }
@@ -426,13 +432,9 @@ impl ObjectStore for FaultyStore {
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         trace_request(&self.faults, "put_multipart", location);
         self.faults.before("put_multipart").await?;
-        let opts = if self.attributes_refused {
-            PutMultipartOptions {
-                attributes: Default::default(),
-                ..opts
-            }
-        } else {
-            opts
+        let opts = PutMultipartOptions {
+            attributes: self.passed(opts.attributes),
+            ..opts
         };
         let upload = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(FaultyUpload {
