@@ -544,15 +544,20 @@ fn first_write_client(port: u16) -> Result<impl std::future::Future<Output = Res
 /// connection when one fails) until one answers `+OK`; prints when, in ms
 /// since the epoch.
 pub async fn first_write(addr: &str, within: Duration) -> Result<u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let deadline = tokio::time::Instant::now() + within;
     let request = b"*3\r\n$3\r\nSET\r\n$12\r\nrto-measured\r\n$1\r\n1\r\n";
     while tokio::time::Instant::now() < deadline {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
-            let mut reply = [0u8; 64];
-            while stream.write_all(request).await.is_ok() {
-                match stream.read(&mut reply).await {
-                    Ok(n) if reply[..n].starts_with(b"+OK") => {
+        if let Ok(stream) = tokio::net::TcpStream::connect(addr).await {
+            // One whole reply line per SET: a READONLY line is longer than
+            // any fixed read, and a client that reads less than each reply
+            // falls behind and sees its `+OK` late.
+            let mut stream = tokio::io::BufReader::new(stream);
+            let mut reply = Vec::new();
+            while stream.get_mut().write_all(request).await.is_ok() {
+                reply.clear();
+                match (&mut stream).take(4096).read_until(b'\n', &mut reply).await {
+                    Ok(_) if reply.starts_with(b"+OK") => {
                         return Ok(lifeboat::orchestrator::now_ms());
                     }
                     Ok(0) | Err(_) => break,

@@ -375,6 +375,8 @@ pub struct Appended {
     /// Regions that could not be reached, with why; `sync` copies the
     /// event there once they are back.
     pub missed: Vec<(String, String)>,
+    /// The event as recorded, to fold into a state already read.
+    pub envelope: Envelope,
 }
 
 impl Appended {
@@ -396,6 +398,19 @@ impl Appended {
 /// `engine` on behalf of `who`. Fails when no region took it.
 pub async fn append(regions: &[Region], engine: &str, who: &str, event: Event) -> Result<Appended> {
     let (events, _) = read_all(regions).await?;
+    append_after(regions, &events, engine, who, event).await
+}
+
+/// As [`append`], after `events`: every event `regions` hold, read just
+/// before by the caller (a failover that read its one reachable region's
+/// log saves the round trips of reading it again on the path of its RTO).
+pub async fn append_after(
+    regions: &[Region],
+    events: &BTreeMap<EventName, Envelope>,
+    engine: &str,
+    who: &str,
+    event: Event,
+) -> Result<Appended> {
     let newest = events.values().map(|e| e.hlc).max();
     let last_seq = events
         .keys()
@@ -437,6 +452,7 @@ pub async fn append(regions: &[Region], engine: &str, who: &str, event: Event) -
                 hlc,
                 written,
                 missed,
+                envelope,
             });
         }
         if !taken {

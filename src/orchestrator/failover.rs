@@ -209,60 +209,33 @@ pub async fn preview(
         ));
     }
     // One look, not retried: a primary that is down is the expected case,
-    // and every retry would be RTO.
-    let (primary_reachable, primary_error) = match from.answers(REACH_TIMEOUT).await {
-        Ok(()) => (true, None),
-        Err(e) => (false, Some(crate::error::one_line(&e.to_string()))),
-    };
-    let mut out = Vec::new();
-    for db in dbs {
-        let branch = state.live_branch(db).to_string();
-        let replica = DbLocation::branch_in_region(to, db, &branch)?;
-        let cursor = cursor::load(&to.store(), to.name(), db, &branch).await?;
-        match &cursor {
-            Some(c) if c.home == from.name() => {}
-            Some(c) => {
-                return Err(Error::invalid(format!(
-                    "{db}/{branch} in `{}` replicates from `{}`, not `{}`; fail over from its home",
-                    to.name(),
-                    c.home,
-                    from.name()
-                )));
-            }
-            None => {
-                return Err(Error::invalid(format!(
-                    "`{}` holds no replica of {db}/{branch}; configure replication to it and wait for the seed, then fail over",
-                    to.name()
-                )));
-            }
+    // and every retry would be RTO. It runs while the replicas are looked
+    // at (a region that is gone answers only at the timeout).
+    let reach = async {
+        match from.answers(REACH_TIMEOUT).await {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(crate::error::one_line(&e.to_string()))),
         }
-        let info = replica.describe().await?;
-        let replica_wal_end = info
-            .wal_gaps
-            .first()
-            .map_or(info.newest_wal_id.unwrap_or(0), |gap| gap - 1)
-            .max(info.replay_after_wal_id);
-        let lag_ms = cursor
-            .and_then(|c| c.synced_us)
-            .map(|synced| crate::workload::now_us().saturating_sub(synced) / 1000);
-        let home_wal_end = if primary_reachable {
-            DbLocation::branch_in_region(from, db, &branch)?
+    };
+    let replicas = futures::future::try_join_all(
+        dbs.iter()
+            .map(|db| look_at_replica(from, to, db, state.live_branch(db))),
+    );
+    let ((primary_reachable, primary_error), looked) = tokio::join!(reach, replicas);
+    let mut out = looked?;
+    if primary_reachable {
+        let homes = futures::future::join_all(out.iter().map(|db| async move {
+            DbLocation::branch_in_region(from, &db.db, &db.branch)
+                .ok()?
                 .list_ids("wal", "sst")
                 .await
                 .ok()
                 .and_then(|ids| ids.last().map(|(id, _)| *id))
-        } else {
-            None
-        };
-        out.push(DbPreview {
-            db: db.clone(),
-            branch,
-            replica_manifest: info.newest_manifest_id,
-            replica_wal_end,
-            lag_ms,
-            lag_live: false,
-            home_wal_end,
-        });
+        }))
+        .await;
+        for (db, home_wal_end) in out.iter_mut().zip(homes) {
+            db.home_wal_end = home_wal_end;
+        }
     }
     let workspaces = state
         .workspaces
@@ -278,6 +251,55 @@ pub async fn preview(
         primary_error,
         dbs: out,
         workspaces,
+    })
+}
+
+/// What the preview needs of one database's replica in `to`: its cursor
+/// (which must name `from` as home) and its newest consistent state.
+async fn look_at_replica(from: &Region, to: &Region, db: &str, branch: &str) -> Result<DbPreview> {
+    let replica = DbLocation::branch_in_region(to, db, branch)?;
+    // Both at once; the cursor speaks first (a missing replica then says
+    // how to make one, not that a database is missing).
+    let store = to.store();
+    let (cursor, info) = tokio::join!(
+        cursor::load(&store, to.name(), db, branch),
+        replica.describe()
+    );
+    let cursor = cursor?;
+    match &cursor {
+        Some(c) if c.home == from.name() => {}
+        Some(c) => {
+            return Err(Error::invalid(format!(
+                "{db}/{branch} in `{}` replicates from `{}`, not `{}`; fail over from its home",
+                to.name(),
+                c.home,
+                from.name()
+            )));
+        }
+        None => {
+            return Err(Error::invalid(format!(
+                "`{}` holds no replica of {db}/{branch}; configure replication to it and wait for the seed, then fail over",
+                to.name()
+            )));
+        }
+    }
+    let info = info?;
+    let replica_wal_end = info
+        .wal_gaps
+        .first()
+        .map_or(info.newest_wal_id.unwrap_or(0), |gap| gap - 1)
+        .max(info.replay_after_wal_id);
+    let lag_ms = cursor
+        .and_then(|c| c.synced_us)
+        .map(|synced| crate::workload::now_us().saturating_sub(synced) / 1000);
+    Ok(DbPreview {
+        db: db.to_string(),
+        branch: branch.to_string(),
+        replica_manifest: info.newest_manifest_id,
+        replica_wal_end,
+        lag_ms,
+        lag_live: false,
+        home_wal_end: None,
     })
 }
 
@@ -330,12 +352,19 @@ pub async fn failover(
         find_region(regions, &preview.to)?,
     );
     // Two failovers at once: the second to look sees the first's epoch.
-    let current = control::load(&to).await?.epoch;
-    if current + 1 != preview.epoch {
-        return Err(Error::invalid(format!(
-            "another failover (epoch {current}) happened since this one was previewed; look again"
-        )));
-    }
+    // The log read here, with the failover's own event, is what the
+    // workspaces start from and what the event is appended after: no
+    // second read on the path of RTO.
+    let checked = async {
+        let log = control::read(&to).await?;
+        let current = ControlState::fold(log.values().cloned().collect()).epoch;
+        if current + 1 != preview.epoch {
+            return Err(Error::invalid(format!(
+                "another failover (epoch {current}) happened since this one was previewed; look again"
+            )));
+        }
+        Ok(log)
+    };
     let mut steps = Steps::asked_at(options.on_step, options.asked);
     let started_ms = steps.asked_ms();
     let epoch = preview.epoch;
@@ -373,7 +402,17 @@ pub async fn failover(
         .await;
         (since, made)
     };
-    let (fenced, (fork_since, made)) = tokio::join!(fence, forks);
+    // Nothing is fenced before the look at the epoch; with the primary
+    // gone there is nothing to fence, and the look runs with the forks
+    // (those made are deleted if it finds another failover).
+    let (log, fenced, (fork_since, made)) = if preview.primary_reachable {
+        let log = checked.await?;
+        let (fenced, made) = tokio::join!(fence, forks);
+        (Ok(log), fenced, made)
+    } else {
+        let (log, made) = tokio::join!(checked, forks);
+        (log, None, made)
+    };
     let forked_ms = now_ms();
     if let Some((since, fenced, failed)) = fenced {
         let ok = failed.is_empty();
@@ -417,17 +456,19 @@ pub async fn failover(
             errors.join("; ")
         },
     );
-    if !errors.is_empty() {
+    if !errors.is_empty() || log.is_err() {
         // Nothing is recorded as live: the forks that were made are deleted.
         for f in &forked {
             let _ =
                 crate::storage::fork::delete_branch(&to, &f.db, &f.branch, Some(&f.source)).await;
         }
+        log?;
         return Err(Error::Failed(format!(
             "the failover stopped before anything changed: {}",
             errors.join("; ")
         )));
     }
+    let log = log?;
     if let Some(pins) = &options.pins {
         for f in &forked {
             pins.add(&branch_event(f, BranchReason::Failover, None));
@@ -455,7 +496,12 @@ pub async fn failover(
             .collect(),
     };
     let log_regions = log_regions(&to, &from, preview.primary_reachable);
-    let appended = control::append(&log_regions, engine, who, event).await?;
+    // With the primary gone the log just read is all there is to see.
+    let appended = if preview.primary_reachable {
+        control::append(&log_regions, engine, who, event).await?
+    } else {
+        control::append_after(&log_regions, &log, engine, who, event).await?
+    };
     steps.done(
         format!("record epoch {epoch}"),
         since,
@@ -476,7 +522,9 @@ pub async fn failover(
             .iter()
             .map(|l| (l.db.clone(), l.branch.clone()))
             .collect();
-        let mut state = None;
+        let mut log: Vec<_> = log.into_values().collect();
+        log.push(appended.envelope.clone());
+        let state = ControlState::fold(log);
         for ws_name in &preview.workspaces {
             let since = Instant::now();
             // Pre-provisioned: the standing follower takes the new branches.
@@ -501,17 +549,13 @@ pub async fn failover(
                 }
                 continue;
             }
-            let state = match &mut state {
-                Some(state) => state,
-                None => state.insert(control::load(&to).await?),
-            };
             let start = StartOptions {
                 bind: options.bind.clone(),
                 port: options.port,
                 probe_token: Some(token.clone()),
                 ..StartOptions::default()
             };
-            match Workspace::start(to.clone(), state, ws_name, start).await {
+            match Workspace::start(to.clone(), &state, ws_name, start).await {
                 Ok(ws) => {
                     let status = ws.status();
                     endpoints.extend(status.endpoints.iter().map(|e| e.url.clone()));

@@ -93,19 +93,43 @@ pub async fn fork_at(
             "a branch cannot be forked into itself; name the new branch something other than `{source}`"
         )));
     }
-    from.require().await?;
-    if target.exists().await? {
+    let store = region.store();
+    // The state the fork starts from: the source's newest manifest, or
+    // the one the point in time names.
+    let parent = async {
+        let source = side(region, &from.path);
+        let read = match point {
+            None => newest_manifest(&source).await,
+            Some(p) => match source.read(&FileRef::Manifest(p.manifest_id)).await {
+                Ok(Some(bytes)) => Ok((p.manifest_id, bytes)),
+                Ok(None) => Err(Error::Failed(format!(
+                    "manifest {} of {} vanished before the restore read it; try again",
+                    p.manifest_id, source.base
+                ))),
+                Err(e) => Err(e),
+            },
+        };
+        if read.is_err() {
+            // A source that is not there says so.
+            from.require().await?;
+        }
+        read
+    };
+    // The three looks at once: a failover forks on the path of its RTO.
+    let (parent, taken, cursor) = tokio::try_join!(
+        parent,
+        target.exists(),
+        cursor::load(&store, region.name(), db, source)
+    )?;
+    if taken {
         return Err(Error::Invalid(format!(
             "branch `{branch}` of `{db}` already exists in region `{}`; pick another name or delete it first",
             region.name()
         )));
     }
-    let store = region.store();
-    let at_replica = cursor::load(&store, region.name(), db, source)
-        .await?
-        .is_some();
+    let at_replica = cursor.is_some();
     let shadow = at_replica.then(|| shadow_path(db, source, branch));
-    let made = make(region, &target, &from, shadow.as_ref(), point).await;
+    let made = make(region, &target, &from, shadow.as_ref(), point, parent).await;
     match made {
         Ok(Made {
             manifest_id,
@@ -147,34 +171,22 @@ struct Made {
     wal_copied: u64,
 }
 
-/// Makes the fork: the shadow's manifest (at a replica), the clone, the WAL
-/// tail.
+/// Makes the fork off the parent manifest `(parent_id, parent_bytes)`:
+/// the shadow's manifest (at a replica), the clone, the WAL tail.
 async fn make(
     region: &Region,
     target: &DbLocation,
     from: &DbLocation,
     shadow: Option<&Path>,
     point: Option<&PointInTime>,
+    (parent_id, parent_bytes): (u64, bytes::Bytes),
 ) -> Result<Made> {
     let store = region.store();
     let source = side(region, &from.path);
-    // The state the fork starts from: the source's newest manifest, or
-    // the one the point in time names.
-    let (parent_id, parent_bytes) = match point {
-        None => newest_manifest(&source).await?,
-        Some(p) => {
-            let bytes = source
-                .read(&FileRef::Manifest(p.manifest_id))
-                .await?
-                .ok_or_else(|| {
-                    Error::Failed(format!(
-                        "manifest {} of {} vanished before the restore read it; try again",
-                        p.manifest_id, source.base
-                    ))
-                })?;
-            (p.manifest_id, bytes)
-        }
-    };
+    let parent_next_wal = ManifestView::parse(parent_id, parent_bytes.clone())
+        .await
+        .map_err(Error::Failed)?
+        .next_wal_id;
     let parent = match shadow {
         Some(shadow) => {
             // The shadow starts as a copy of the replica's newest manifest.
@@ -202,13 +214,20 @@ async fn make(
         }
         _ => CloneSourceSpec::new(parent.clone()),
     };
-    target
-        .bounded(
+    // The source's WAL past its parent manifest is listed while the clone
+    // is made (the clone copies the WAL its parent names, and no more).
+    let listed_after = parent_next_wal.saturating_sub(1);
+    let listed_from = FileRef::Wal(listed_after);
+    let (cloned, listed) = tokio::join!(
+        target.bounded(
             "fork",
             ADMIN_TIMEOUT,
             admin.create_clone_builder_from_source(spec).build(),
-        )
-        .await?;
+        ),
+        source.list(Dir::Wal, Some(&listed_from))
+    );
+    cloned?;
+    let mut listed = listed?;
     // The fork's own manifest: the SSTs it reads in place, and where its
     // WAL ends (what follows is the fork's to copy).
     let (own_id, own_bytes) = newest_manifest(&side(region, &target.path)).await?;
@@ -216,9 +235,14 @@ async fn make(
         .await
         .map_err(Error::Failed)?;
     let copied_to = own.next_wal_id.saturating_sub(1);
+    if copied_to < listed_after {
+        // The clone copied less than its parent names: list from there.
+        listed = source
+            .list(Dir::Wal, Some(&FileRef::Wal(copied_to)))
+            .await?;
+    }
     let mut files = BranchFiles::default();
-    let after = FileRef::Wal(copied_to);
-    for (file, meta) in source.list(Dir::Wal, Some(&after)).await? {
+    for (file, meta) in listed {
         files.insert(file, meta);
     }
     let start = ManifestView {

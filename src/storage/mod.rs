@@ -10,6 +10,7 @@
 //! object-store retries, so an unreachable region fails an operation
 //! instead of hanging it (SlateDB retries forever by default).
 
+pub mod compactor;
 pub mod cursor;
 pub mod cut;
 pub mod delete;
@@ -282,10 +283,17 @@ impl DbLocation {
     /// Opens the writer with `settings` (which should come from
     /// [`db_settings`] or [`churn_settings`]: both bound retries).
     pub async fn open_writer_with(&self, create: bool, settings: Settings) -> Result<Db> {
-        if !create {
-            self.require().await?;
-        }
-        self.require_home().await?;
+        // Both looks at once: each is a round trip to the store, and a
+        // failover's writer opens on the path of its RTO.
+        let exists = async { if create { Ok(()) } else { self.require().await } };
+        tokio::try_join!(exists, self.require_home())?;
+        self.open_checked_writer(settings).await
+    }
+
+    /// Opens the writer of a branch the caller has just seen here and seen
+    /// not to be a replica (what [`Self::open_writer_with`] checks first):
+    /// no second look on a failover's path.
+    pub async fn open_checked_writer(&self, settings: Settings) -> Result<Db> {
         let build = Db::builder(self.path.clone(), Arc::clone(&self.store))
             .with_settings(settings)
             .build();

@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::region::meter::WriterMark;
 use crate::storage::DbLocation;
+use crate::storage::compactor::BesideCompactor;
 use crate::storage::cursor;
 use crate::workload::now_us;
 
@@ -63,6 +64,8 @@ pub struct AttachedDb {
     /// Wakes the flusher (writers only).
     flush_wanted: Arc<Notify>,
     flusher: Option<JoinHandle<()>>,
+    /// A writer's compactor, started once the writer is open.
+    compactor: Option<BesideCompactor>,
     /// When a follower's replica last held everything its home had (µs).
     synced_us: Mutex<Option<u64>>,
     /// Why writes are refused now (a planned switchover under way).
@@ -97,14 +100,18 @@ impl AttachedDb {
         branch: &str,
     ) -> Result<AttachedDb> {
         let location = DbLocation::branch_in_region(region, name, branch)?;
-        location.require().await?;
-        let replica_of =
-            cursor::load(&region.store(), region.name(), name, &location.branch).await?;
+        // Both looks at once: a failover attaches on the path of its RTO.
+        let store = region.store();
+        let (_, replica_of) = tokio::try_join!(
+            location.require(),
+            cursor::load(&store, region.name(), name, &location.branch)
+        )?;
         let flush_wanted = Arc::new(Notify::new());
         let writing_here = replica_of
             .is_none()
             .then(|| location.mark_writer())
             .flatten();
+        let mut compactor = None;
         let (handle, flusher) = match &replica_of {
             Some(_) => (
                 Handle::Follower(Box::new(location.open_reader().await?)),
@@ -113,7 +120,9 @@ impl AttachedDb {
             None => {
                 let mut settings = location.settings();
                 settings.flush_interval = Some(WAL_FLUSH);
-                let db = location.open_writer_with(false, settings).await?;
+                let compactor_options = settings.compactor_options.take();
+                let db = location.open_checked_writer(settings).await?;
+                compactor = compactor_options.map(|o| BesideCompactor::start(&location, o));
                 // Group commit, and a WAL tail that stays short for a
                 // failover's fork to copy and replay.
                 let flusher = tokio::spawn({
@@ -142,6 +151,7 @@ impl AttachedDb {
             write_lock: tokio::sync::Mutex::new(()),
             flush_wanted,
             flusher,
+            compactor,
             writing_here: Mutex::new(writing_here),
         })
     }
@@ -430,6 +440,9 @@ impl AttachedDb {
     pub async fn close(&self) -> Result<()> {
         if let Some(flusher) = &self.flusher {
             flusher.abort();
+        }
+        if let Some(compactor) = &self.compactor {
+            compactor.stop().await;
         }
         let closed = match &self.handle {
             Handle::Writer(db) => db.close().await,
