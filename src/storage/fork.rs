@@ -183,10 +183,9 @@ async fn make(
 ) -> Result<Made> {
     let store = region.store();
     let source = side(region, &from.path);
-    let parent_next_wal = ManifestView::parse(parent_id, parent_bytes.clone())
+    let parent_view = ManifestView::parse(parent_id, parent_bytes.clone())
         .await
-        .map_err(Error::Failed)?
-        .next_wal_id;
+        .map_err(Error::Failed)?;
     let parent = match shadow {
         Some(shadow) => {
             // The shadow starts as a copy of the replica's newest manifest.
@@ -216,7 +215,7 @@ async fn make(
     };
     // The source's WAL past its parent manifest is listed while the clone
     // is made (the clone copies the WAL its parent names, and no more).
-    let listed_after = parent_next_wal.saturating_sub(1);
+    let listed_after = parent_view.next_wal_id.saturating_sub(1);
     let listed_from = FileRef::Wal(listed_after);
     let (cloned, listed) = tokio::join!(
         target.bounded(
@@ -227,49 +226,39 @@ async fn make(
         source.list(Dir::Wal, Some(&listed_from))
     );
     cloned?;
-    let mut listed = listed?;
-    // The fork's own manifest: the SSTs it reads in place, and where its
-    // WAL ends (what follows is the fork's to copy).
-    let (own_id, own_bytes) = newest_manifest(&side(region, &target.path)).await?;
-    let own = ManifestView::parse(own_id, own_bytes)
-        .await
-        .map_err(Error::Failed)?;
-    let copied_to = own.next_wal_id.saturating_sub(1);
-    if copied_to < listed_after {
-        // The clone copied less than its parent names: list from there.
-        listed = source
-            .list(Dir::Wal, Some(&FileRef::Wal(copied_to)))
-            .await?;
-    }
     let mut files = BranchFiles::default();
-    for (file, meta) in listed {
+    for (file, meta) in listed? {
         files.insert(file, meta);
     }
     let start = ManifestView {
-        replay_after_wal_id: copied_to,
-        ..own.clone()
+        replay_after_wal_id: listed_after,
+        ..parent_view
     };
     let mut wal_end = contiguous_wal_end(&start, &files, 0);
     if let Some(p) = point {
-        wal_end = wal_end.min(p.wal_end).max(copied_to);
+        wal_end = wal_end.min(p.wal_end).max(listed_after);
     }
-    // In parallel: the tail is on the path of every failover's RTO, and a
-    // store far away answers each copy in tens of milliseconds. Nothing
-    // opens the fork before they all land.
-    futures::stream::iter(copied_to + 1..=wal_end)
-        .map(|id| {
-            let from_path = FileRef::Wal(id).path(&from.path);
-            let to_path = FileRef::Wal(id).path(&target.path);
-            let store = &store;
-            async move {
-                retrying(|| store.copy(&from_path, &to_path))
-                    .await
-                    .map_err(|e| Error::store(region.name(), &format!("copying {from_path}"), &e))
-            }
-        })
-        .buffer_unordered(TAIL_COPIES_IN_FLIGHT)
-        .try_collect::<()>()
-        .await?;
+    // The tail is copied while the fork's own manifest (the SSTs it reads
+    // in place, where its WAL ends) is read: both are on the path of every
+    // failover's RTO. Nothing opens the fork before they all land.
+    let own = async {
+        let (own_id, own_bytes) = newest_manifest(&side(region, &target.path)).await?;
+        ManifestView::parse(own_id, own_bytes)
+            .await
+            .map_err(Error::Failed)
+    };
+    let (own, copied) = tokio::join!(
+        own,
+        copy_wal(region, from, target, listed_after + 1..=wal_end)
+    );
+    let own = own?;
+    copied?;
+    let copied_to = own.next_wal_id.saturating_sub(1);
+    if copied_to < listed_after {
+        // The clone copied less than its parent names: the rest too.
+        copy_wal(region, from, target, copied_to + 1..=listed_after).await?;
+    }
+    let wal_end = wal_end.max(copied_to);
     let mut pinned: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (path, ssts) in &own.external {
         if let Some(branch) = branch_of(&Path::from(path.as_str())) {
@@ -288,6 +277,31 @@ async fn make(
         wal_end,
         wal_copied: wal_end - copied_to,
     })
+}
+
+/// Copies WAL files `ids` of `from` to `target`, in parallel: a store far
+/// away answers each copy in tens of milliseconds.
+async fn copy_wal(
+    region: &Region,
+    from: &DbLocation,
+    target: &DbLocation,
+    ids: std::ops::RangeInclusive<u64>,
+) -> Result<()> {
+    let store = region.store();
+    futures::stream::iter(ids)
+        .map(|id| {
+            let from_path = FileRef::Wal(id).path(&from.path);
+            let to_path = FileRef::Wal(id).path(&target.path);
+            let store = &store;
+            async move {
+                retrying(|| store.copy(&from_path, &to_path))
+                    .await
+                    .map_err(|e| Error::store(region.name(), &format!("copying {from_path}"), &e))
+            }
+        })
+        .buffer_unordered(TAIL_COPIES_IN_FLIGHT)
+        .try_collect::<()>()
+        .await
 }
 
 /// The branch whose files lie at `path`: `dbs/<db>/<branch>`, or the
