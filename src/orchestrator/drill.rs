@@ -237,6 +237,8 @@ pub async fn drill(
             .collect(),
         no_pipelines: true,
         detached,
+        // The drill's forks, made just now.
+        just_forked: forks.iter().map(|f| f.db.clone()).collect(),
     };
     match Workspace::start(to.clone(), &ws_state, &ws_name, start).await {
         Ok(ws) => {

@@ -88,6 +88,17 @@ pub enum SetIf {
 /// A failure a client sees as one error line.
 pub type OpResult<T> = std::result::Result<T, String>;
 
+/// What the caller of [`AttachedDb::attach_as`] already knows of the
+/// branch it attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Nothing: attaching looks whether it exists and is a replica here.
+    Nothing,
+    /// The caller has just forked it here: it exists, and a fork is a
+    /// home, never a replica (a failover's workspaces, on its RTO path).
+    JustForked,
+}
+
 impl AttachedDb {
     /// Attaches branch `branch` (the live one) of database `name` of
     /// `region` at `index`: as its writer when the region is its home, as a
@@ -99,13 +110,30 @@ impl AttachedDb {
         name: &str,
         branch: &str,
     ) -> Result<AttachedDb> {
+        Self::attach_as(region, index, name, branch, Seen::Nothing).await
+    }
+
+    /// As [`Self::attach`], with what the caller has `seen` of the branch.
+    pub async fn attach_as(
+        region: &Region,
+        index: u32,
+        name: &str,
+        branch: &str,
+        seen: Seen,
+    ) -> Result<AttachedDb> {
         let location = DbLocation::branch_in_region(region, name, branch)?;
-        // Both looks at once: a failover attaches on the path of its RTO.
-        let store = region.store();
-        let (_, replica_of) = tokio::try_join!(
-            location.require(),
-            cursor::load(&store, region.name(), name, &location.branch)
-        )?;
+        let replica_of = match seen {
+            Seen::JustForked => None,
+            Seen::Nothing => {
+                // Both looks at once.
+                let store = region.store();
+                let (_, replica_of) = tokio::try_join!(
+                    location.require(),
+                    cursor::load(&store, region.name(), name, &location.branch)
+                )?;
+                replica_of
+            }
+        };
         let flush_wanted = Arc::new(Notify::new());
         let writing_here = replica_of
             .is_none()

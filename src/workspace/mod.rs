@@ -19,7 +19,7 @@ pub mod protocol;
 pub mod security;
 pub mod session;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -36,7 +36,7 @@ use crate::control::state::{ControlState, User, WorkspaceConfig};
 use crate::error::{Error, Result};
 use crate::region::Region;
 use firewall::Firewall;
-use keyspace::AttachedDb;
+use keyspace::{AttachedDb, Seen};
 use pipeline::{PipelineStatus, Pipelines};
 use session::Session;
 
@@ -148,6 +148,10 @@ pub struct StartOptions {
     /// workspace): serve it as started until stopped, without reading it
     /// again (else the refresh would stop it as "removed from the log").
     pub detached: bool,
+    /// Databases whose branch the caller has just forked in this region (a
+    /// failover): attached without looking whether it exists and is a
+    /// replica.
+    pub just_forked: BTreeSet<String>,
 }
 
 /// One database's endpoint.
@@ -220,23 +224,43 @@ impl Workspace {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Failed(format!("no local address: {e}")))?;
-        let mut dbs = BTreeMap::new();
-        for attachment in &config.databases {
+        // All at once: each opens a writer or a reader, many calls to the
+        // store, and a failover's workspace starts on the path of its RTO.
+        let attached = futures::future::join_all(config.databases.iter().map(|attachment| {
             let branch = options
                 .branches
                 .get(&attachment.db)
                 .map_or_else(|| state.live_branch(&attachment.db), String::as_str);
-            match AttachedDb::attach(&region, attachment.index, &attachment.db, branch).await {
-                Ok(db) => {
-                    dbs.insert(attachment.index, Arc::new(db));
+            let seen = if options.just_forked.contains(&attachment.db) {
+                Seen::JustForked
+            } else {
+                Seen::Nothing
+            };
+            let region = &region;
+            async move {
+                AttachedDb::attach_as(region, attachment.index, &attachment.db, branch, seen)
+                    .await
+                    .map(|db| (attachment.index, Arc::new(db)))
+            }
+        }))
+        .await;
+        let mut dbs = BTreeMap::new();
+        let mut failed = None;
+        for result in attached {
+            match result {
+                Ok((index, db)) => {
+                    dbs.insert(index, db);
                 }
                 Err(e) => {
-                    for db in dbs.values() {
-                        let _ = AttachedDb::close(db).await;
-                    }
-                    return Err(e);
+                    failed.get_or_insert(e);
                 }
             }
+        }
+        if let Some(e) = failed {
+            for db in dbs.values() {
+                let _ = AttachedDb::close(db).await;
+            }
+            return Err(e);
         }
         let started_at = state.newest;
         let (stop, _) = watch::channel(false);
@@ -347,8 +371,10 @@ impl Workspace {
     /// Takes over `branches` (db → branch, homed in this workspace's
     /// region) in place of what serves those databases now: a standing
     /// follower becomes the writer of a failover's new live branches.
+    /// Swaps the databases for `branches`, which the caller (a failover)
+    /// has just forked in this workspace's region.
     pub async fn promote(&self, branches: &BTreeMap<String, String>) -> Result<()> {
-        promote(&self.shared, branches).await
+        promote(&self.shared, branches, Seen::JustForked).await
     }
 
     /// Refuses writes to `dbs` from now on, with a message that says
@@ -524,7 +550,7 @@ async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at
         if shared.follows_live {
             let moved = moved_here(&shared, &state);
             if !moved.is_empty() {
-                match promote(&shared, &moved).await {
+                match promote(&shared, &moved, Seen::Nothing).await {
                     Ok(()) => {
                         tracing::info!(workspace = %shared.name, "now writing the live branches {moved:?}")
                     }
@@ -557,7 +583,7 @@ fn moved_here(shared: &Shared, state: &ControlState) -> BTreeMap<String, String>
 /// Attaches `branches` (db → branch, homed here) in place of what serves
 /// those databases now, then closes what they replace. Clients keep their
 /// connections; their next command goes to the new branch.
-async fn promote(shared: &Shared, branches: &BTreeMap<String, String>) -> Result<()> {
+async fn promote(shared: &Shared, branches: &BTreeMap<String, String>, seen: Seen) -> Result<()> {
     // One promotion at a time: the failover's and the refresh loop's would
     // otherwise open two writers, and the second fences the first.
     let _one = shared.promoting.lock().await;
@@ -568,7 +594,7 @@ async fn promote(shared: &Shared, branches: &BTreeMap<String, String>) -> Result
             .filter(|b| **b != db.location.branch)?;
         let region = shared.region.clone();
         Some(async move {
-            AttachedDb::attach(&region, db.index, &db.name, branch)
+            AttachedDb::attach_as(&region, db.index, &db.name, branch, seen)
                 .await
                 .map(|fresh| (db.index, Arc::new(fresh)))
         })
