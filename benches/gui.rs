@@ -173,7 +173,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "peak_rss_mib": peak_mib,
         "targets": { "frame_p99_ms": 16.0, "rss_mib": 300.0 },
         "met": p99 < 16.0 && peak_mib < 300.0,
-        "how": "egui_kittest steps of the real app (layout, widgets, accessibility tree; no GPU raster), engine and 50 flows in the same process",
+        "how": format!("egui_kittest steps of the real app (layout, widgets, accessibility tree; no GPU raster), engine and {count} flows in the same process"),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     runtime.block_on(engine.shutdown());

@@ -458,6 +458,21 @@ fn a_database_is_deleted_only_after_its_name_is_typed() {
 }
 
 #[test]
+fn the_databases_filter_shows_only_the_databases_it_names() {
+    let mut app = App::open(&[("orders", 10), ("payments", 10)]);
+    app.click("Databases");
+    app.until("both listed", Duration::from_secs(20), |h| {
+        h.query_by_label("Delete orders in us-east-1").is_some()
+            && h.query_by_label("Delete payments in us-east-1").is_some()
+    });
+    app.type_into("Filter databases", "PAY");
+    app.until("only payments", Duration::from_secs(5), |h| {
+        h.query_by_label("Delete orders in us-east-1").is_none()
+            && h.query_by_label("Delete payments in us-east-1").is_some()
+    });
+}
+
+#[test]
 fn every_tab_and_form_names_every_control() {
     let mut app = App::open(&[("orders", 100)]);
     app.until("the unconfigured tab", Duration::from_secs(20), |h| {
