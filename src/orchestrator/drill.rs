@@ -227,18 +227,19 @@ pub async fn drill(
     let mut rto_to = "the first write acknowledged through the drill workspace".to_string();
     let token = crate::workspace::commands::probe_token();
     let since = Instant::now();
+    let drill_branches: std::collections::BTreeMap<String, String> = forks
+        .iter()
+        .map(|f| (f.db.clone(), f.branch.clone()))
+        .collect();
     let start = StartOptions {
         bind: options.bind.clone().or_else(|| Some("127.0.0.1".into())),
         port: options.port,
         probe_token: Some(token.clone()),
-        branches: forks
-            .iter()
-            .map(|f| (f.db.clone(), f.branch.clone()))
-            .collect(),
+        branches: drill_branches.clone(),
         no_pipelines: true,
         detached,
         // The drill's forks, made just now.
-        just_forked: forks.iter().map(|f| f.db.clone()).collect(),
+        just_forked: drill_branches,
     };
     match Workspace::start(to.clone(), &ws_state, &ws_name, start).await {
         Ok(ws) => {

@@ -553,7 +553,7 @@ pub async fn failover(
                 bind: options.bind.clone(),
                 port: options.port,
                 probe_token: Some(token.clone()),
-                just_forked: branches.keys().cloned().collect(),
+                just_forked: branches.clone(),
                 ..StartOptions::default()
             };
             match Workspace::start(to.clone(), &state, ws_name, start).await {

@@ -19,7 +19,7 @@ pub mod protocol;
 pub mod security;
 pub mod session;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -148,10 +148,10 @@ pub struct StartOptions {
     /// workspace): serve it as started until stopped, without reading it
     /// again (else the refresh would stop it as "removed from the log").
     pub detached: bool,
-    /// Databases whose branch the caller has just forked in this region (a
-    /// failover): attached without looking whether it exists and is a
-    /// replica.
-    pub just_forked: BTreeSet<String>,
+    /// Branches (db → branch) the caller has just forked in this region (a
+    /// failover, a drill): when one is what a database attaches, it is
+    /// attached without looking whether it exists and is a replica.
+    pub just_forked: BTreeMap<String, String>,
 }
 
 /// One database's endpoint.
@@ -231,11 +231,12 @@ impl Workspace {
                 .branches
                 .get(&attachment.db)
                 .map_or_else(|| state.live_branch(&attachment.db), String::as_str);
-            let seen = if options.just_forked.contains(&attachment.db) {
-                Seen::JustForked
-            } else {
-                Seen::Nothing
-            };
+            let seen =
+                if options.just_forked.get(&attachment.db).map(String::as_str) == Some(branch) {
+                    Seen::JustForked
+                } else {
+                    Seen::Nothing
+                };
             let region = &region;
             async move {
                 AttachedDb::attach_as(region, attachment.index, &attachment.db, branch, seen)
@@ -368,11 +369,10 @@ impl Workspace {
         }
     }
 
-    /// Takes over `branches` (db → branch, homed in this workspace's
-    /// region) in place of what serves those databases now: a standing
-    /// follower becomes the writer of a failover's new live branches.
-    /// Swaps the databases for `branches`, which the caller (a failover)
-    /// has just forked in this workspace's region.
+    /// Takes over `branches` (db → branch, which the caller, a failover,
+    /// has just forked in this workspace's region) in place of what serves
+    /// those databases now: a standing follower becomes the writer of a
+    /// failover's new live branches.
     pub async fn promote(&self, branches: &BTreeMap<String, String>) -> Result<()> {
         promote(&self.shared, branches, Seen::JustForked).await
     }
