@@ -72,12 +72,7 @@ impl ActivityTab {
             .activity
             .iter()
             .rev()
-            .filter(|e| {
-                filter.is_empty()
-                    || e.what.to_lowercase().contains(&filter)
-                    || e.who.to_lowercase().contains(&filter)
-                    || e.outcome.message().to_lowercase().contains(&filter)
-            })
+            .filter(|e| widgets::matches_filter(&filter, &[&e.what, &e.who, &e.outcome.message()]))
             .collect();
         if rows.is_empty() {
             ui.label("Nothing yet: what you do in this window is listed here.");

@@ -390,11 +390,7 @@ impl DatabasesTab {
         let shown: Vec<&crate::engine::BranchRow> = region
             .branches
             .iter()
-            .filter(|row| {
-                needle.is_empty()
-                    || row.db.to_lowercase().contains(&needle)
-                    || row.branch.to_lowercase().contains(&needle)
-            })
+            .filter(|row| widgets::matches_filter(&needle, &[&row.db, &row.branch]))
             .collect();
         if shown.is_empty() {
             ui.label(

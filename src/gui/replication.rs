@@ -312,10 +312,7 @@ impl ReplicationTab {
             .iter()
             .filter(|f| {
                 let s = &f.status;
-                needle.is_empty()
-                    || [&s.db, &s.branch, &s.home, &s.replica]
-                        .iter()
-                        .any(|t| t.to_lowercase().contains(&needle))
+                widgets::matches_filter(&needle, &[&s.db, &s.branch, &s.home, &s.replica])
             })
             .collect();
         match self.sort {

@@ -34,6 +34,13 @@ pub fn bad(ui: &egui::Ui) -> Color32 {
     }
 }
 
+/// Whether a row with `fields` is shown under the filter `needle`
+/// (already lowercased; empty shows every row): a field holds it,
+/// ignoring case.
+pub fn matches_filter(needle: &str, fields: &[&str]) -> bool {
+    needle.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(needle))
+}
+
 pub fn muted(ui: &egui::Ui) -> Color32 {
     ui.visuals().weak_text_color()
 }
