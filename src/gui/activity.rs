@@ -72,7 +72,7 @@ impl ActivityTab {
             .activity
             .iter()
             .rev()
-            .filter(|e| widgets::matches_filter(&filter, &[&e.what, &e.who, &e.outcome.message()]))
+            .filter(|e| widgets::matches_filter(&filter, &[&e.what, &e.who, e.outcome.message()]))
             .collect();
         if rows.is_empty() {
             ui.label("Nothing yet: what you do in this window is listed here.");
