@@ -125,6 +125,78 @@ async fn a_fork_at_a_replica_never_writes_into_it_and_holds_its_newest_state() {
     }
 }
 
+/// A copier puts a manifest before the WAL tail it names; a home lost in
+/// between leaves a replica whose manifest names WAL files it does not
+/// hold (a reader replays up to the first missing one). A fork there
+/// holds what a reader sees, and its writer's WAL follows on from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_at_a_replica_short_of_the_wal_its_manifest_names_holds_what_a_reader_sees() {
+    for kind in common::kinds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = common::region(kind, "us-east-1", dir.path());
+        let b = common::region(kind, "eu-west-1", dir.path());
+        let home = DbLocation::in_region(&a, "orders").expect("names");
+        home.create().await.expect("create");
+        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+        let replicator = Replicator::start(
+            vec![Flow::new("orders", "main", &a, &b)],
+            fast(),
+            Arc::new(NoPins),
+        );
+        // The writer's close writes a manifest naming every WAL file.
+        let report = writing(&home, &acks, 400, 2).await.expect("writer");
+        assert!(report.error.is_none(), "{kind:?}: {:?}", report.error);
+        in_sync(&replicator).await;
+        replicator.stop().await;
+
+        let replica = DbLocation::in_region(&b, "orders").expect("names");
+        let info = replica.describe().await.expect("describe");
+        let named_end = info.next_wal_id.saturating_sub(1);
+        assert!(
+            named_end > info.replay_after_wal_id,
+            "{kind:?}: the manifest should name a WAL file past its replay point: {info:?}"
+        );
+        // The copier got the tail across only up to `held` (one file short
+        // of what the manifest names, or more) before the home went.
+        let held = named_end - 1;
+        for id in held + 1..=info.newest_wal_id.expect("WAL files") {
+            let path = object_store::path::Path::from(format!("dbs/orders/main/wal/{id:020}.sst"));
+            object_store::ObjectStoreExt::delete(&b.store(), &path)
+                .await
+                .expect("delete");
+        }
+        let seen = verify(&replica, None).await.expect("verify replica");
+        assert!(
+            seen.highest_gap_free_seq > 0,
+            "{kind:?}: {}",
+            seen.summary()
+        );
+
+        let forked = fork(&b, "orders", "main", "drill-1")
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: fork: {e}"));
+        assert_eq!(forked.wal_end, held, "{kind:?}: {forked:?}");
+        let branch = DbLocation::branch_in_region(&b, "orders", "drill-1").expect("names");
+        let view = verify(&branch, None).await.expect("verify fork");
+        assert!(view.consistent, "{kind:?}: {}", view.summary());
+        assert_eq!(
+            view.highest_gap_free_seq, seen.highest_gap_free_seq,
+            "{kind:?}: the fork is not what a reader of the replica sees"
+        );
+        // A writer on the fork writes past it, and a reader opened after
+        // finds what it wrote.
+        let writer = branch.open_writer(false).await.expect("writer on the fork");
+        writer.put(b"after-fork", b"yes").await.expect("put");
+        writer.close().await.expect("close");
+        let reader = branch.open_reader().await.expect("reader");
+        assert_eq!(
+            reader.get(b"after-fork").await.expect("get").as_deref(),
+            Some(&b"yes"[..]),
+            "{kind:?}"
+        );
+    }
+}
+
 /// Defines workspace `shop` (open, serving orders at index 0) in both regions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_old_writer() {

@@ -187,19 +187,7 @@ async fn make(
         .await
         .map_err(Error::Failed)?;
     let parent = match shadow {
-        Some(shadow) => {
-            // The shadow starts as a copy of the replica's newest manifest.
-            let (id, bytes) = (parent_id, parent_bytes);
-            let path = FileRef::Manifest(id).path(shadow);
-            let create = PutOptions {
-                mode: PutMode::Create,
-                ..PutOptions::default()
-            };
-            retrying(|| store.put_opts(&path, PutPayload::from(bytes.clone()), create.clone()))
-                .await
-                .map_err(|e| Error::store(region.name(), &format!("writing {path}"), &e))?;
-            shadow.clone()
-        }
+        Some(shadow) => shadow.clone(),
         None => from.path.clone(),
     };
     let admin = slatedb::admin::AdminBuilder::new(target.path.clone(), Arc::clone(&store)).build();
@@ -213,30 +201,65 @@ async fn make(
         }
         _ => CloneSourceSpec::new(parent.clone()),
     };
-    // The source's WAL past its parent manifest is listed while the clone
-    // is made (the clone copies the WAL its parent names, and no more).
-    let listed_after = parent_view.next_wal_id.saturating_sub(1);
-    let listed_from = FileRef::Wal(listed_after);
-    let (cloned, listed) = tokio::join!(
-        target.bounded(
-            "fork",
-            ADMIN_TIMEOUT,
-            admin.create_clone_builder_from_source(spec).build(),
-        ),
-        source.list(Dir::Wal, Some(&listed_from))
+    let clone = target.bounded(
+        "fork",
+        ADMIN_TIMEOUT,
+        admin.create_clone_builder_from_source(spec).build(),
     );
-    cloned?;
-    let mut files = BranchFiles::default();
-    for (file, meta) in listed? {
-        files.insert(file, meta);
-    }
+    // SlateDB's clone copies every WAL file its parent's manifest names,
+    // and no more; the fork copies the rest of the run itself (`files`,
+    // from `clone_end` on).
+    let named_end = parent_view.next_wal_id.saturating_sub(1);
+    let (clone_end, files) = match shadow {
+        Some(shadow) => {
+            // A replica may hold less WAL than its newest manifest names:
+            // the copier puts a manifest before the tail it names, and a
+            // home lost in between leaves it so (a reader replays up to
+            // the first missing file). Its WAL is listed from the replay
+            // point while the shadow's manifest is written, and a shadow
+            // whose manifest names more than the replica holds names only
+            // what it holds.
+            let after = FileRef::Wal(parent_view.replay_after_wal_id);
+            let (listed, written) = tokio::join!(
+                source.list(Dir::Wal, Some(&after)),
+                put_manifest(region, shadow, parent_id, &parent_bytes, PutMode::Create)
+            );
+            written?;
+            let mut files = BranchFiles::default();
+            files.replace_dir(Dir::Wal, listed?);
+            let held = contiguous_wal_end(&parent_view, &files, 0);
+            if held < named_end {
+                if point.is_some() {
+                    return Err(Error::Failed(format!(
+                        "{} in region `{}` no longer holds WAL files {}..={} of this point in time; pick a later one",
+                        from.path,
+                        region.name(),
+                        held + 1,
+                        named_end
+                    )));
+                }
+                let bytes = naming_wal_up_to(parent_id, &parent_bytes, held).await?;
+                put_manifest(region, shadow, parent_id, &bytes, PutMode::Overwrite).await?;
+            }
+            clone.await?;
+            (named_end.min(held), files)
+        }
+        None => {
+            let after = FileRef::Wal(named_end);
+            let (cloned, listed) = tokio::join!(clone, source.list(Dir::Wal, Some(&after)));
+            cloned?;
+            let mut files = BranchFiles::default();
+            files.replace_dir(Dir::Wal, listed?);
+            (named_end, files)
+        }
+    };
     let start = ManifestView {
-        replay_after_wal_id: listed_after,
+        replay_after_wal_id: clone_end,
         ..parent_view
     };
     let mut wal_end = contiguous_wal_end(&start, &files, 0);
     if let Some(p) = point {
-        wal_end = wal_end.min(p.wal_end).max(listed_after);
+        wal_end = wal_end.min(p.wal_end).max(clone_end);
     }
     // The tail is copied while the fork's own manifest (the SSTs it reads
     // in place, where its WAL ends) is read: both are on the path of every
@@ -247,16 +270,13 @@ async fn make(
             .await
             .map_err(Error::Failed)
     };
-    let (own, copied) = tokio::join!(
-        own,
-        copy_wal(region, from, target, listed_after + 1..=wal_end)
-    );
+    let (own, copied) = tokio::join!(own, copy_wal(region, from, target, clone_end + 1..=wal_end));
     let own = own?;
     copied?;
     let copied_to = own.next_wal_id.saturating_sub(1);
-    if copied_to < listed_after {
+    if copied_to < clone_end {
         // The clone copied less than its parent names: the rest too.
-        copy_wal(region, from, target, copied_to + 1..=listed_after).await?;
+        copy_wal(region, from, target, copied_to + 1..=clone_end).await?;
     }
     let wal_end = wal_end.max(copied_to);
     let mut pinned: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -277,6 +297,84 @@ async fn make(
         wal_end,
         wal_copied: wal_end - copied_to,
     })
+}
+
+/// Writes manifest `id` (`bytes`) of the shadow parent at `shadow`.
+async fn put_manifest(
+    region: &Region,
+    shadow: &Path,
+    id: u64,
+    bytes: &bytes::Bytes,
+    mode: PutMode,
+) -> Result<()> {
+    let store = region.store();
+    let path = FileRef::Manifest(id).path(shadow);
+    let opts = PutOptions {
+        mode,
+        ..PutOptions::default()
+    };
+    retrying(|| store.put_opts(&path, PutPayload::from(bytes.clone()), opts.clone()))
+        .await
+        .map_err(|e| Error::store(region.name(), &format!("writing {path}"), &e))?;
+    Ok(())
+}
+
+/// Manifest `id` (`bytes`) with its last WAL id (`wal_id_last_seen`, one
+/// below what SlateDB calls `next_wal_sst_id`) set to `last`: the same
+/// state, naming less WAL. SlateDB keeps its encoder to itself, so the
+/// field is rewritten in place in the flatbuffer (version 2, the one 0.18
+/// writes), and the result is decoded again with SlateDB's own decoder to
+/// check that it changed that field and nothing else.
+async fn naming_wal_up_to(id: u64, bytes: &bytes::Bytes, last: u64) -> Result<bytes::Bytes> {
+    /// Where `wal_id_last_seen` sits in `ManifestV2`'s vtable (SlateDB
+    /// 0.18's `ManifestV2::VT_WAL_ID_LAST_SEEN`).
+    const VT_WAL_ID_LAST_SEEN: usize = 16;
+    let unsupported = || {
+        Error::Failed(format!(
+            "manifest {id} is in a format this Lifeboat cannot shorten; the replica names WAL files it does not hold, so wait for its copier to catch up and fork again"
+        ))
+    };
+    let u16_at = |b: &[u8], at: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?) as usize)
+    };
+    let u32_at = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    if bytes.get(..2) != Some(&[0, 2][..]) {
+        return Err(unsupported());
+    }
+    let fb = &bytes[2..];
+    // The root table, its vtable (the table's first word, a signed offset
+    // back to it), and the field's offset in the table (0: not written).
+    let field = (|| {
+        let table = u32_at(fb, 0)? as usize;
+        let back = u32_at(fb, table)? as i32 as i64;
+        let vtable = usize::try_from(table as i64 - back).ok()?;
+        let vtable_len = u16_at(fb, vtable)?;
+        if vtable_len < VT_WAL_ID_LAST_SEEN + 2 {
+            return None;
+        }
+        let offset = u16_at(fb, vtable + VT_WAL_ID_LAST_SEEN)?;
+        (offset != 0 && fb.len() >= table + offset + 8).then_some(2 + table + offset)
+    })()
+    .ok_or_else(unsupported)?;
+    let mut out = bytes.to_vec();
+    out[field..field + 8].copy_from_slice(&last.to_le_bytes());
+    let out = bytes::Bytes::from(out);
+    let (was, now) = tokio::try_join!(
+        ManifestView::parse(id, bytes.clone()),
+        ManifestView::parse(id, out.clone())
+    )
+    .map_err(Error::Failed)?;
+    if now
+        != (ManifestView {
+            next_wal_id: last + 1,
+            ..was
+        })
+    {
+        return Err(unsupported());
+    }
+    Ok(out)
 }
 
 /// Copies WAL files `ids` of `from` to `target`, in parallel: a store far
