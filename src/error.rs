@@ -162,7 +162,8 @@ pub fn explain_store_error(err: &object_store::Error) -> String {
     if lower.contains("invalidaccesskeyid")
         || lower.contains("signaturedoesnotmatch")
         || lower.contains("accessdenied")
-        || lower.contains("403")
+        // A status, not "403" alone: object names and ports hold it too.
+        || lower.contains("403 forbidden")
     {
         return format!("access denied; check the credentials the region's env vars hold ({text})");
     }

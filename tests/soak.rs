@@ -8,7 +8,8 @@ mod common;
 use common::{TEST_KEYS, add_s3_region, lifeboat, run, stderr, stdout};
 
 /// One soak at a time: two at once on two cores starve each other's steps
-/// (the S3 soak then fits one step in its two minutes).
+/// (the S3 soak then fits one step in its two minutes). Under nextest, each
+/// test is a process of its own, and the `soak` test group does this.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]

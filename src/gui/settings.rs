@@ -94,7 +94,8 @@ fn in_form_words(kind: Kind, message: &str) -> (Field, String) {
     if lower.contains("environment variable `") {
         return (Field::Keys, plain);
     }
-    if lower.contains("access denied") || lower.contains("403") {
+    // A status, not "403" alone: a probe's random object name holds that too.
+    if lower.contains("access denied") || lower.contains("403 forbidden") {
         return (
             Field::Keys,
             format!(
@@ -598,6 +599,18 @@ mod tests {
                 "region `r`: store error (probe put): Error performing PUT http://127.0.0.1:9/b/x after 3 retries, max_retries: 3, retry_timeout: 15s - HTTP error: error sending request",
                 Field::Endpoint,
                 "Cannot reach the server: check Endpoint",
+            ),
+            // "403" in the probe's random name is no refusal (seen once in
+            // the GUI test: `...-c6728bdd4031433b`).
+            (
+                "not saved: region `ap-south-1`: probe put failed: unreachable: Error performing PUT http://127.0.0.1:43703/lifeboat/_lifeboat/probe/8232-c6728bdd4031433b in 360ms, after 3 retries - HTTP error: error sending request for url: tcp connect error: Connection refused (os error 111); check the endpoint and that the server is running",
+                Field::Endpoint,
+                "Cannot reach the server: check Endpoint",
+            ),
+            (
+                "region `r`: probe put failed: Server returned non-2xx status code: 403 Forbidden",
+                Field::Keys,
+                "Access denied",
             ),
         ];
         for (message, field, words) in cases {
