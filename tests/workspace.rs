@@ -98,12 +98,18 @@ impl Served {
             }
         });
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
-                    && tx.send(value).is_err()
-                {
-                    return;
+        std::thread::spawn({
+            let log = Arc::clone(&log);
+            move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    match serde_json::from_str::<serde_json::Value>(&line) {
+                        Ok(value) => {
+                            if tx.send(value).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => log.lock().expect("log").push(format!("stdout: {line}")),
+                    }
                 }
             }
         });
@@ -111,10 +117,10 @@ impl Served {
             Ok(first) => first,
             Err(_) => {
                 let _ = child.kill();
-                let _ = child.wait();
+                let status = child.wait();
                 std::thread::sleep(Duration::from_millis(200));
                 let log = log.lock().expect("log").join("\n");
-                panic!("the workspace did not start: {log}");
+                panic!("the workspace did not start ({status:?}): {log}");
             }
         };
         let addr = first["addr"]

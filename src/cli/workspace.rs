@@ -438,7 +438,20 @@ async fn start(ctx: &Ctx, json: bool, regions: &[Region], args: StartArgs) -> Re
         client.close().await;
         return Err(e);
     }
-    let mut last = status(&engine.snapshot());
+    // The outcome can come before the snapshot that shows the workspace
+    // running: without this wait, a loaded machine saw the command end at
+    // once, silently, as if the workspace had stopped.
+    let (shown, running) = engine
+        .wait_for(Duration::from_secs(30), |s| status(s).is_some())
+        .await;
+    if !running {
+        client.close().await;
+        return Err(Error::Failed(format!(
+            "workspace `{}` started but its engine never showed it running; see the log",
+            args.name
+        )));
+    }
+    let mut last = status(&shown);
     if let Some(first) = &last {
         print_status(json, first)?;
     }
