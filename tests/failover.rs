@@ -171,11 +171,17 @@ async fn a_fork_at_a_replica_short_of_the_wal_its_manifest_names_holds_what_a_re
             "{kind:?}: {}",
             seen.summary()
         );
+        let before = settled(&b, "dbs/orders/main").await;
 
         let forked = fork(&b, "orders", "main", "drill-1")
             .await
             .unwrap_or_else(|e| panic!("{kind:?}: fork: {e}"));
         assert_eq!(forked.wal_end, held, "{kind:?}: {forked:?}");
+        assert_eq!(
+            snapshot(&b, "dbs/orders/main").await,
+            before,
+            "{kind:?}: the fork wrote into the replica"
+        );
         let branch = DbLocation::branch_in_region(&b, "orders", "drill-1").expect("names");
         let view = verify(&branch, None).await.expect("verify fork");
         assert!(view.consistent, "{kind:?}: {}", view.summary());

@@ -229,13 +229,13 @@ async fn make(
             files.replace_dir(Dir::Wal, listed?);
             let held = contiguous_wal_end(&parent_view, &files, 0);
             if held < named_end {
-                if point.is_some() {
+                if let Some(p) = point.filter(|p| held < p.wal_end) {
                     return Err(Error::Failed(format!(
-                        "{} in region `{}` no longer holds WAL files {}..={} of this point in time; pick a later one",
+                        "{} in region `{}` no longer holds WAL files {}..={} of this point in time; restore at another time",
                         from.path,
                         region.name(),
                         held + 1,
-                        named_end
+                        p.wal_end
                     )));
                 }
                 let bytes = naming_wal_up_to(parent_id, &parent_bytes, held).await?;
@@ -350,12 +350,13 @@ async fn naming_wal_up_to(id: u64, bytes: &bytes::Bytes, last: u64) -> Result<by
         let table = u32_at(fb, 0)? as usize;
         let back = u32_at(fb, table)? as i32 as i64;
         let vtable = usize::try_from(table as i64 - back).ok()?;
-        let vtable_len = u16_at(fb, vtable)?;
+        let (vtable_len, table_len) = (u16_at(fb, vtable)?, u16_at(fb, vtable + 2)?);
         if vtable_len < VT_WAL_ID_LAST_SEEN + 2 {
             return None;
         }
         let offset = u16_at(fb, vtable + VT_WAL_ID_LAST_SEEN)?;
-        (offset != 0 && fb.len() >= table + offset + 8).then_some(2 + table + offset)
+        (offset != 0 && offset + 8 <= table_len && fb.len() >= table + offset + 8)
+            .then_some(2 + table + offset)
     })()
     .ok_or_else(unsupported)?;
     let mut out = bytes.to_vec();
@@ -473,4 +474,54 @@ pub async fn delete_branch(
     }
     cursor::forget(region, db, branch).await?;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The field `naming_wal_up_to` rewrites is where this SlateDB keeps
+    /// it: a manifest a real writer left names less WAL after it, and reads
+    /// the same otherwise (a SlateDB upgrade that moves it fails here).
+    #[tokio::test]
+    async fn a_manifest_is_shortened_to_name_less_wal_and_nothing_else() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let root = Path::from("db");
+        let db = slatedb::Db::builder(root.clone(), Arc::clone(&store))
+            .build()
+            .await
+            .expect("open");
+        for i in 0..3u8 {
+            db.put(&[i], b"v").await.expect("put");
+            db.flush().await.expect("flush the WAL");
+        }
+        db.flush_with_options(slatedb::config::FlushOptions {
+            flush_type: slatedb::config::FlushType::MemTable,
+        })
+        .await
+        .expect("flush the memtable");
+        db.close().await.expect("close");
+        let side = Side {
+            region: "r".into(),
+            store,
+            base: root,
+            requests: Arc::new(RequestCounter::default()),
+        };
+        let (id, bytes) = newest_manifest(&side).await.expect("manifest");
+        let was = ManifestView::parse(id, bytes.clone())
+            .await
+            .expect("decode");
+        // The field is written (not left out as 0) once a WAL file exists.
+        assert!(was.next_wal_id >= 3, "{was:?}");
+        let last = was.next_wal_id - 2;
+        let shortened = naming_wal_up_to(id, &bytes, last).await.expect("shorten");
+        let now = ManifestView::parse(id, shortened).await.expect("decode");
+        assert_eq!(
+            now,
+            ManifestView {
+                next_wal_id: last + 1,
+                ..was
+            }
+        );
+    }
 }

@@ -138,20 +138,30 @@ pub async fn locate(region: &Region, db: &str, source: &str, at_ms: u64) -> Resu
         .await
         .map_err(Error::Failed)?;
     let after = FileRef::Wal(view.replay_after_wal_id);
+    // The run of WAL after the replay point: up to T, and as far as the
+    // branch holds it.
     let mut wal_end = view.replay_after_wal_id;
+    let mut held_to = view.replay_after_wal_id;
+    let mut by_then = true;
     let mut state_ms = manifest_ms;
     for (file, meta) in side.list(Dir::Wal, Some(&after)).await? {
         let FileRef::Wal(id) = file else {
             continue;
         };
-        if id != wal_end + 1 || !counts(meta.modified_us) {
+        if id != held_to + 1 {
             break;
         }
-        wal_end = id;
-        state_ms = state_ms.max(meta.modified_us / 1000);
+        held_to = id;
+        by_then &= counts(meta.modified_us);
+        if by_then {
+            wal_end = id;
+            state_ms = state_ms.max(meta.modified_us / 1000);
+        }
     }
-    // WAL the manifest itself records is part of its state.
-    wal_end = wal_end.max(view.next_wal_id.saturating_sub(1));
+    // WAL the manifest itself records is part of its state, as far as the
+    // branch holds it: a replica may hold less than its manifest names (the
+    // copier puts a manifest before its tail).
+    wal_end = wal_end.max(view.next_wal_id.saturating_sub(1).min(held_to));
     Ok(PointInTime {
         at_ms,
         manifest_id,
