@@ -440,6 +440,46 @@ fn bad_configuration_exits_2_and_a_fixed_group_starts() {
         &["group", "configure", "--secondary", "eu-west-1"],
     );
     assert!(out.status.success(), "{}", common::stderr(&out));
+
+    // Who copies the data: set once, kept by a configure that does not say.
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "group",
+            "configure",
+            "--secondary",
+            "eu-west-1",
+            "--data",
+            "nobody",
+        ],
+    );
+    assert_one_error_line(&out, 2, &["nobody", "lifeboat, store"]);
+    for args in [
+        &[
+            "group",
+            "configure",
+            "--secondary",
+            "eu-west-1",
+            "--data",
+            "store",
+        ][..],
+        &[
+            "group",
+            "configure",
+            "--secondary",
+            "eu-west-1",
+            "--rpo-target",
+            "2s",
+        ],
+    ] {
+        let out = run(lifeboat(dir.path()), args);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let shown = common::stdout(&run(lifeboat(dir.path()), &["group", "show"]));
+        assert!(
+            shown.contains("the store replicates data files"),
+            "{args:?}: {shown}"
+        );
+    }
 }
 
 /// Finding (issue 17): a torn last line in the acknowledgement log (a crash

@@ -71,6 +71,7 @@ async fn all_current_and_future_databases_includes_one_created_later_and_the_gro
         databases: Selection::All,
         kind: ReplicationKind::StorageOnly,
         rpo_target_s: 2.0,
+        data: Default::default(),
     });
     assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
     let (snapshot, ok) = engine
@@ -120,6 +121,7 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
                 databases: Selection::All,
                 kind: ReplicationKind::StorageOnly,
                 rpo_target_s: 1.0,
+                data: Default::default(),
             },
             "is the primary; choose another region",
         ),
@@ -163,6 +165,7 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
                 databases: Selection::Only(["nope".to_string()].into()),
                 kind: ReplicationKind::StorageOnly,
                 rpo_target_s: 1.0,
+                data: Default::default(),
             },
             "database `nope` has no home in us-east-1",
         ),

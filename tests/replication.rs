@@ -1173,3 +1173,212 @@ async fn catching_up_past_collected_wal_never_shows_a_gap_under_one_manifest() {
         assert_has_everything(&replica, &acks, &format!("{kind:?} after catching up")).await;
     }
 }
+
+/// `weed filer.sync` copying one folder of SeaweedFS A's bucket to one of
+/// B's, one way and never deleting: the region pair replicating data by
+/// itself, as S3 Cross-Region Replication would. Killed on drop.
+struct FilerSync {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl FilerSync {
+    /// Syncs `from` (a path in A's bucket) to `to` (in B's), from `since_ms`.
+    fn start(dir: &std::path::Path, from: &str, to: &str, since_ms: u64) -> FilerSync {
+        let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set"));
+        let bucket = env("LIFEBOAT_S3_BUCKET");
+        let log = dir.join(format!("filer-sync-{since_ms}.log"));
+        let child = std::process::Command::new(env("LIFEBOAT_WEED"))
+            .arg("filer.sync")
+            .arg(format!("-a={}", env("LIFEBOAT_WEED_FILER_A")))
+            .arg(format!("-b={}", env("LIFEBOAT_WEED_FILER_B")))
+            .arg("-isActivePassive")
+            .arg("-b.doDeleteFiles=false")
+            .arg(format!("-a.path=/buckets/{bucket}/{from}"))
+            .arg(format!("-b.path=/buckets/{bucket}/{to}"))
+            .arg(format!("-a.fromTsMs={since_ms}"))
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("weed filer.sync starts");
+        FilerSync { child, log }
+    }
+}
+
+impl Drop for FilerSync {
+    fn drop(&mut self) {
+        if let Err(e) = self.child.kill() {
+            eprintln!("filer.sync (log {}): {e}", self.log.display());
+        }
+        if let Err(e) = self.child.wait() {
+            eprintln!("filer.sync: {e}");
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// The key prefix of an S3 region (`s3://bucket/PREFIX`).
+fn s3_prefix(region: &Region) -> String {
+    let url = &region.spec().url;
+    let rest = url.strip_prefix("s3://").expect("an s3 url");
+    rest.split_once('/').expect("a prefix").1.to_string()
+}
+
+/// The SSTs in a branch's `compacted/` folder.
+async fn compacted(
+    region: &Region,
+    branch: &object_store::path::Path,
+) -> std::collections::BTreeSet<String> {
+    let side = Side {
+        region: region.name().to_string(),
+        store: region.store(),
+        base: branch.clone(),
+        requests: Arc::new(RequestCounter::default()),
+    };
+    side.list(Dir::Compacted, None)
+        .await
+        .expect("list compacted")
+        .into_iter()
+        .filter_map(|(file, _)| match file {
+            FileRef::Sst(ulid) => Some(ulid),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes for a moment and then flushes the memtable into an L0 SST; returns
+/// the SSTs the home holds after.
+async fn write_and_flush(
+    region: &Region,
+    home: &DbLocation,
+    acks: &AckLog,
+) -> std::collections::BTreeSet<String> {
+    let spec = WorkloadSpec {
+        rate: Rate::PerSecond(300),
+        duration: Some(Duration::from_secs(2)),
+        records: None,
+        value_bytes: 200,
+        churn: false,
+    };
+    let report = workload::run(home, &spec, acks, std::future::pending())
+        .await
+        .expect("workload");
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let db = home.open_writer(false).await.expect("writer");
+    db.flush_with_options(slatedb::config::FlushOptions {
+        flush_type: slatedb::config::FlushType::MemTable,
+    })
+    .await
+    .expect("flush the memtable");
+    db.close().await.expect("close");
+    compacted(region, &branch_path("orders", "main")).await
+}
+
+/// A group set to "store replicates data" (two SeaweedFS servers joined by
+/// `weed filer.sync` over the branch's `compacted/` folder): Lifeboat copies
+/// no SST, and a manifest reaches the replica only once the store has every
+/// SST it names; while filer.sync is stopped (a store that falls behind),
+/// the WAL still carries every write across and the replica stays readable
+/// at an older manifest; once it runs again, the replica catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_copying_data_lifeboat_keeps_the_order() {
+    if !common::s3_available() {
+        return;
+    }
+    let Pair { dir, a, b } = pair(Kind::S3);
+    let branch = branch_path("orders", "main");
+    let synced = format!("{branch}/compacted");
+    let (from, to) = (
+        format!("{}/{synced}", s3_prefix(&a)),
+        format!("{}/{synced}", s3_prefix(&b)),
+    );
+    let home = DbLocation::in_region(&a, "orders").expect("names");
+    home.create().await.expect("create");
+    let replica = DbLocation::in_region(&b, "orders").expect("names");
+    let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+    let mut sync = Some(FilerSync::start(dir.path(), &from, &to, now_ms()));
+    let replicator = Replicator::start(
+        vec![Flow::new("orders", "main", &a, &b)],
+        ReplicationOptions {
+            data_by_store: true,
+            ..common::flows::fast()
+        },
+        Arc::new(NoPins),
+    );
+    let newest_manifest_lands = |replicator: &Replicator| {
+        replicator
+            .statuses()
+            .iter()
+            .all(|s| s.home_manifest_id.is_some() && s.replica_manifest_id == s.home_manifest_id)
+    };
+
+    // The store copies the first SST; the manifest naming it follows.
+    let first = write_and_flush(&a, &home, &acks).await;
+    assert!(!first.is_empty(), "the flush made no SST");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(newest_manifest_lands(&replicator) && compacted(&b, &branch).await.is_superset(&first))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never took the store's SSTs: {:#?}",
+            replicator.statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    common::flows::caught_up(&replica, &acks).await;
+
+    // filer.sync stops: the next SST does not cross, and neither does the
+    // manifest that names it; the WAL still does.
+    let stopped_ms = now_ms();
+    drop(sync.take());
+    let second = write_and_flush(&a, &home, &acks).await;
+    let new: Vec<String> = second.difference(&first).cloned().collect();
+    assert!(!new.is_empty(), "the second flush made no SST");
+    common::flows::caught_up(&replica, &acks).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = compacted(&b, &branch).await;
+    assert!(
+        new.iter().all(|sst| !held.contains(sst)),
+        "Lifeboat copied an SST the store was to copy"
+    );
+    let statuses = replicator.statuses();
+    assert!(!newest_manifest_lands(&replicator), "{statuses:#?}");
+    assert!(
+        statuses.iter().any(|s| s
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("waits for the store"))),
+        "the status does not say what the replica waits for: {statuses:#?}"
+    );
+    let view = verify(&replica, Some(&acks)).await.expect("verify");
+    assert!(view.consistent, "{}", view.summary());
+
+    // filer.sync runs again from where it stopped: the replica catches up.
+    sync = Some(FilerSync::start(
+        dir.path(),
+        &from,
+        &to,
+        stopped_ms.saturating_sub(1_000),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !newest_manifest_lands(&replicator) {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never caught up with the store: {:#?}",
+            replicator.statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(compacted(&b, &branch).await.is_superset(&second));
+    let view = verify(&replica, Some(&acks)).await.expect("verify");
+    assert!(view.consistent, "{}", view.summary());
+    assert_eq!(view.acks.as_ref().map(|a| a.missing_acked), Some(0));
+    replicator.stop().await;
+    drop(sync);
+}

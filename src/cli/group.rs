@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use lifeboat::engine::activity::Outcome;
-use lifeboat::engine::group::{self, ReplicationKind, Selection};
+use lifeboat::engine::group::{self, DataCopy, ReplicationKind, Selection};
 use lifeboat::engine::{Command, Engine, Snapshot};
 use lifeboat::error::{Error, Result, exit_code};
 
@@ -38,6 +38,15 @@ pub enum GroupCommand {
         /// flag a saved group keeps its type, and a new one is storage only.
         #[arg(long)]
         storage_only: bool,
+        /// Who copies the SSTs (the bulk of the bytes): `lifeboat`, or
+        /// `store` for a region pair that replicates each database's
+        /// `compacted/` folder itself, without deletes (S3 Cross-Region
+        /// Replication, GCS dual-region, Azure object replication,
+        /// SeaweedFS filer.sync); Lifeboat then copies each manifest once the
+        /// store has every SST it names. Without it a saved group keeps its
+        /// setting, and a new one is `lifeboat`.
+        #[arg(long, value_enum)]
+        data: Option<DataArg>,
     },
     /// Stop copying a database until resumed.
     Pause {
@@ -51,6 +60,13 @@ pub enum GroupCommand {
     },
     /// Stop replicating and forget the group (the replicas stay).
     Stop,
+}
+
+/// `--data` of `group configure`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DataArg {
+    Lifeboat,
+    Store,
 }
 
 #[derive(Args, Debug)]
@@ -150,10 +166,11 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                         Selection::Only(dbs) => dbs.iter().cloned().collect::<Vec<_>>().join(", "),
                     };
                     let mut text = format!(
-                        "{} → {}: {dbs}; {}; RPO target {} s",
+                        "{} → {}: {dbs}; {}; {}; RPO target {} s",
                         g.primary,
                         g.secondary,
                         g.kind.label(),
+                        g.data.label(),
                         g.rpo_target_s
                     );
                     if !g.held.is_empty() {
@@ -176,6 +193,7 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
             rpo_target,
             pre_provisioned,
             storage_only,
+            data,
         } => {
             ctx.regions.get(&secondary)?;
             if let Some(primary) = ctx.regions.names().first() {
@@ -186,12 +204,20 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                 };
                 group::check(primary, &secondary, rpo_target.as_secs_f64(), fixes)?;
             }
+            let saved = group::load(&ctx.home.config_dir)?;
             let kind = if pre_provisioned {
                 ReplicationKind::PreProvisioned
             } else if storage_only {
                 ReplicationKind::StorageOnly
             } else {
-                group::load(&ctx.home.config_dir)?.map_or(ReplicationKind::StorageOnly, |g| g.kind)
+                saved
+                    .as_ref()
+                    .map_or(ReplicationKind::StorageOnly, |g| g.kind)
+            };
+            let data = match data {
+                Some(DataArg::Lifeboat) => DataCopy::Lifeboat,
+                Some(DataArg::Store) => DataCopy::Store,
+                None => saved.as_ref().map_or(DataCopy::Lifeboat, |g| g.data),
             };
             let databases = if dbs.is_empty() {
                 Selection::All
@@ -203,6 +229,7 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                 databases,
                 kind,
                 rpo_target_s: rpo_target.as_secs_f64(),
+                data,
             }
         }
         GroupCommand::Pause { db } => Command::Pause { db },

@@ -6,7 +6,7 @@ use crate::control::event::OperationKind;
 use crate::orchestrator::merge::Pick;
 use crate::region::RegionSpec;
 
-use super::group::{ReplicationKind, Selection};
+use super::group::{DataCopy, ReplicationKind, Selection};
 use super::workspaces::ControlChange;
 
 /// Names a command, so its outcome can be found in the activity log.
@@ -55,6 +55,9 @@ pub enum Command {
         kind: ReplicationKind,
         /// Lag above this counts as an RPO breach (seconds).
         rpo_target_s: f64,
+        /// Who moves the SSTs (absent: Lifeboat).
+        #[serde(default)]
+        data: DataCopy,
     },
     /// Stop every flow and forget the group (replicas stay where they are).
     StopReplication,

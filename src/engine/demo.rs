@@ -25,7 +25,7 @@ use crate::workload::acks::AckLog;
 use crate::workload::{BackgroundRun, Rate, WorkloadSpec};
 
 use super::activity::Outcome;
-use super::group::{self, GroupConfig, ReplicationKind, Selection};
+use super::group::{self, DataCopy, GroupConfig, ReplicationKind, Selection};
 use super::run::outcome;
 use super::{Command, Core, Internal, RequestId};
 
@@ -108,12 +108,14 @@ impl Core {
                     rpo_target_s: group::DEFAULT_RPO_TARGET_S,
                     held: BTreeSet::new(),
                     smoke: Vec::new(),
+                    data: DataCopy::default(),
                 };
                 let describe = Command::ConfigureReplication {
                     secondary: group.secondary.clone(),
                     databases: Selection::All,
                     kind: group.kind,
                     rpo_target_s: group.rpo_target_s,
+                    data: group.data,
                 }
                 .describe();
                 self.activity.begin(0, "engine", describe);

@@ -15,7 +15,7 @@ use crate::storage::{self, DbLocation};
 use crate::workload::now_us;
 
 use super::activity::Outcome;
-use super::group::{self, GroupConfig, ReplicationKind, Selection};
+use super::group::{self, DataCopy, GroupConfig, ReplicationKind, Selection};
 use super::{Core, Internal, RequestId};
 
 impl Core {
@@ -47,6 +47,7 @@ impl Core {
         databases: Selection,
         kind: ReplicationKind,
         rpo_target_s: f64,
+        data: DataCopy,
     ) {
         let Some(primary) = self.primary() else {
             return self.fail(request, "no region is configured; add two in Settings");
@@ -81,6 +82,7 @@ impl Core {
             rpo_target_s,
             held,
             smoke,
+            data,
         };
         self.spawn_configure(request, group);
     }
@@ -145,6 +147,7 @@ impl Core {
         });
         // Quiet homes are looked at once per RPO target, no more often.
         replicator.set_rpo_target(Duration::from_secs_f64(group.rpo_target_s));
+        replicator.set_data_by_store(group.data == DataCopy::Store);
         // Flows of databases no longer selected stop.
         let dropped: BTreeSet<String> = replicator
             .flows()

@@ -47,6 +47,30 @@ impl ReplicationKind {
     }
 }
 
+/// Who moves the SSTs, the bulk of a database's bytes, between the regions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataCopy {
+    /// Lifeboat copies every file.
+    #[default]
+    Lifeboat,
+    /// The region pair replicates each branch's `compacted/` folder by
+    /// itself (S3 Cross-Region Replication, GCS dual-region, Azure object
+    /// replication, SeaweedFS `filer.sync`), without deletes; Lifeboat
+    /// copies the manifests, the WAL and the compactions files in order,
+    /// each manifest once the store has every SST it names.
+    Store,
+}
+
+impl DataCopy {
+    /// In words, as the app and `group show` print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            DataCopy::Lifeboat => "Lifeboat copies every file",
+            DataCopy::Store => "the store replicates data files; Lifeboat keeps the order",
+        }
+    }
+}
+
 /// One replication group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupConfig {
@@ -62,6 +86,9 @@ pub struct GroupConfig {
     /// The drill's smoke commands, as last run.
     #[serde(default)]
     pub smoke: Vec<String>,
+    /// Who moves the SSTs.
+    #[serde(default)]
+    pub data: DataCopy,
 }
 
 /// How the place a group is set in says to fix it.
@@ -163,6 +190,7 @@ mod tests {
             rpo_target_s: 2.5,
             held: ["orders".to_string()].into(),
             smoke: vec!["GET greeting".into()],
+            data: DataCopy::Store,
         };
         save(dir.path(), Some(&group)).expect("save");
         assert_eq!(load(dir.path()).expect("load"), Some(group));
@@ -181,6 +209,7 @@ mod tests {
             rpo_target_s: rpo,
             held: BTreeSet::new(),
             smoke: Vec::new(),
+            data: DataCopy::Lifeboat,
         };
         for (bad, needle) in [
             (group("us-east-1", 1.0), "us-east-1 is the primary"),

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use eframe::egui::{self, RichText};
 
 use super::widgets::{self, button_unless, feedback, human_bytes};
-use crate::engine::group::{ReplicationKind, Selection};
+use crate::engine::group::{DataCopy, ReplicationKind, Selection};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
 /// What the wizard holds while it is open.
@@ -18,6 +18,7 @@ struct Wizard {
     chosen: BTreeSet<String>,
     kind: ReplicationKind,
     rpo_target_s: f64,
+    data: DataCopy,
     pending: Option<RequestId>,
 }
 
@@ -35,6 +36,7 @@ impl Wizard {
                 },
                 kind: group.kind,
                 rpo_target_s: group.rpo_target_s,
+                data: group.data,
                 pending: None,
             },
             None => Wizard {
@@ -47,6 +49,7 @@ impl Wizard {
                 chosen: BTreeSet::new(),
                 kind: ReplicationKind::StorageOnly,
                 rpo_target_s: crate::engine::group::DEFAULT_RPO_TARGET_S,
+                data: DataCopy::Lifeboat,
                 pending: None,
             },
         }
@@ -184,6 +187,9 @@ impl ReplicationTab {
                         );
                     }
                     ui.label(format!("· {}", group.kind.label()));
+                    if group.data == DataCopy::Store {
+                        ui.label(format!("· {}", group.data.label()));
+                    }
                     ui.label(match &group.databases {
                         Selection::All => "· all current and future databases".to_string(),
                         Selection::Only(dbs) => format!("· {} database(s)", dbs.len()),
@@ -592,6 +598,20 @@ fn wizard_ui(
             });
             ui.end_row();
 
+            ui.label("Data files");
+            ui.vertical(|ui| {
+                ui.radio_value(&mut wizard.data, DataCopy::Lifeboat, "Lifeboat copies every file");
+                ui.radio_value(
+                    &mut wizard.data,
+                    DataCopy::Store,
+                    "The store replicates them; Lifeboat keeps the order",
+                )
+                .on_hover_text(
+                    "For a region pair that replicates objects itself (S3 Cross-Region Replication, GCS dual-region, Azure object replication, SeaweedFS filer.sync): set it to replicate each database's compacted/ folder, and not deletes. Lifeboat then copies no SST: it copies each manifest once the store has every SST it names, and the WAL and manifests itself, in order.",
+                );
+            });
+            ui.end_row();
+
             super::help::term_label(ui, "RPO target", super::help::Term::Rpo);
             ui.add(
                 egui::DragValue::new(&mut wizard.rpo_target_s)
@@ -631,6 +651,7 @@ fn wizard_ui(
                     databases,
                     kind: wizard.kind,
                     rpo_target_s: wizard.rpo_target_s,
+                    data: wizard.data,
                 }));
             }
             if ui.button("Cancel").clicked() {

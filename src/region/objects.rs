@@ -32,6 +32,18 @@ pub async fn open_if_present(
     }
 }
 
+/// One HEAD of an object; `None` when it is not there.
+pub async fn head_if_present(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> object_store::Result<Option<object_store::ObjectMeta>> {
+    match store.head(path).await {
+        Ok(meta) => Ok(Some(meta)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// One attempt at deleting an object; one already gone counts as deleted.
 pub async fn delete_if_present(store: &dyn ObjectStore, path: &Path) -> object_store::Result<()> {
     match store.delete(path).await {

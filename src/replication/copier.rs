@@ -137,6 +137,9 @@ pub struct BranchCopier {
     recent_delays: std::collections::VecDeque<(Instant, u32)>,
     /// Stop after this many successful copies (tests cut passes anywhere).
     copy_budget: Option<u64>,
+    /// With the store copying SSTs: the home manifest waiting for it, and
+    /// how many of its SSTs the replica lacks.
+    waiting_for_store: Option<(u64, usize)>,
 }
 
 /// What one tick did.
@@ -217,6 +220,7 @@ impl BranchCopier {
             delays_ms,
             recent_delays: std::collections::VecDeque::new(),
             copy_budget: None,
+            waiting_for_store: None,
         }
     }
 
@@ -890,6 +894,8 @@ impl BranchCopier {
     /// parallel.
     async fn copy_unseen_data(&mut self) -> Result<()> {
         let floor = self.visible_floor();
+        let by_store = self.pace.data_by_store();
+        let needed = self.replica_manifest.as_ref();
         let jobs: Vec<FileRef> = self
             .home_files
             .iter()
@@ -901,6 +907,12 @@ impl BranchCopier {
                 // land, and its readers would meet the gap.
                 FileRef::Wal(id) => {
                     (floor.is_some_and(|f| *id <= f) || self.suspect.contains(file))
+                        && self.lacks(file, meta)
+                }
+                // With the store copying SSTs, Lifeboat copies only those
+                // the replica's newest state lost (a repair).
+                FileRef::Sst(ulid) if by_store => {
+                    (needed.is_some_and(|m| m.ssts.contains(ulid)) || self.suspect.contains(file))
                         && self.lacks(file, meta)
                 }
                 _ => self.lacks(file, meta),
@@ -1048,6 +1060,7 @@ impl BranchCopier {
     /// Manifests newer than the replica's, ascending, each once its SSTs
     /// are all at the replica.
     async fn copy_manifests(&mut self) -> Result<()> {
+        self.waiting_for_store = None;
         let from = self.replica_manifest.as_ref().map_or(0, |m| m.id);
         let candidates: Vec<u64> = self
             .home_files
@@ -1083,14 +1096,25 @@ impl BranchCopier {
             let view = ManifestView::parse(id, bytes.clone())
                 .await
                 .map_err(|e| Error::Failed(format!("{}: the home's {e}", self.label())))?;
-            self.home_replay_after = self.home_replay_after.max(view.replay_after_wal_id);
             let mut missing = view.missing_ssts(&self.replica_files, &self.home_files);
-            if !missing.is_empty() {
+            let mut store_behind = false;
+            if !missing.is_empty() && self.pace.data_by_store() {
+                store_behind = self.look_for_store_copies(&missing).await?;
+                missing = view.missing_ssts(&self.replica_files, &self.home_files);
+            } else if !missing.is_empty() {
                 // By name: the manifest says which SSTs it reads.
                 let jobs = missing.iter().cloned().map(FileRef::Sst).collect();
                 self.copy_parallel(jobs).await?;
                 missing = view.missing_ssts(&self.replica_files, &self.home_files);
             }
+            if !missing.is_empty() && store_behind {
+                // The store has not copied them yet: neither this manifest
+                // nor any later one lands before it does, and the WAL up to
+                // its replay point is still the replica's to copy.
+                self.waiting_for_store = Some((id, missing.len()));
+                return Ok(());
+            }
+            self.home_replay_after = self.home_replay_after.max(view.replay_after_wal_id);
             if !missing.is_empty() {
                 // The home garbage-collected what this manifest lists: it is
                 // no longer a state anyone can read, so it is not copied.
@@ -1112,6 +1136,45 @@ impl BranchCopier {
             self.cursor_saved = Instant::now() - self.opts.cursor_save_every;
         }
         Ok(())
+    }
+
+    /// With the store copying SSTs: looks (HEAD) at each of `missing` at
+    /// the replica, and at the home when its size is not known yet; one at
+    /// the replica at the home's size counts as held. Returns whether the
+    /// home holds every one (the store is then behind, and the manifest
+    /// waits for it; else the home collected one, and the manifest is no
+    /// state anyone can read).
+    async fn look_for_store_copies(&mut self, missing: &[String]) -> Result<bool> {
+        let looks = missing.iter().map(|ulid| {
+            let file = FileRef::Sst(ulid.clone());
+            let known = self.home_files.get(&file);
+            let (home, replica) = (&self.home, &self.replica);
+            async move {
+                let (at_home, at_replica) = tokio::try_join!(
+                    async {
+                        match known {
+                            Some(meta) => Ok(Some(meta)),
+                            None => home.head(&file).await,
+                        }
+                    },
+                    replica.head(&file)
+                )?;
+                Ok::<_, Error>((file, at_home, at_replica))
+            }
+        });
+        let looked = futures::future::try_join_all(looks).await?;
+        let mut all_at_home = true;
+        for (file, at_home, at_replica) in looked {
+            let Some(at_home) = at_home else {
+                all_at_home = false;
+                continue;
+            };
+            self.home_files.insert(file.clone(), at_home);
+            if let Some(there) = at_replica.filter(|there| there.size == at_home.size) {
+                self.replica_files.insert(file, there);
+            }
+        }
+        Ok(all_at_home)
     }
 
     /// The delete half of a list-diff alone: lists both sides in full and
@@ -1432,13 +1495,18 @@ impl BranchCopier {
                 )
             };
             (FlowState::Damaged, Some(detail))
-        } else if status
-            .lag_s
-            .is_some_and(|l| l > self.pace.in_sync_lag().as_secs_f64())
-        {
-            (FlowState::Lagging, None)
         } else {
-            (FlowState::InSync, None)
+            let waiting = self.waiting_for_store.map(|(manifest, ssts)| {
+                format!("manifest {manifest} waits for the store to copy {ssts} SST(s)")
+            });
+            if status
+                .lag_s
+                .is_some_and(|l| l > self.pace.in_sync_lag().as_secs_f64())
+            {
+                (FlowState::Lagging, waiting)
+            } else {
+                (FlowState::InSync, waiting)
+            }
         };
         self.publish.send_replace(status.clone());
     }

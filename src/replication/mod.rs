@@ -22,7 +22,7 @@ pub mod replicator;
 pub mod status;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -92,6 +92,14 @@ pub struct ReplicationOptions {
     /// How long a replica file stays after it stopped being needed: a
     /// reader that opened an older manifest may still be reading it.
     pub delete_grace: Duration,
+    /// The region pair copies the branches' compacted SSTs by itself (S3
+    /// Cross-Region Replication, GCS dual-region, Azure object
+    /// replication, SeaweedFS `filer.sync`, set to replicate `compacted/`
+    /// only and never deletes): the copier copies no SST and waits until
+    /// each one a manifest needs is at the replica at the home's size; it
+    /// still copies the manifests, the WAL and the compactions files, in
+    /// order. Changed at run time through [`Pace`].
+    pub data_by_store: bool,
 }
 
 impl Default for ReplicationOptions {
@@ -114,6 +122,7 @@ impl Default for ReplicationOptions {
             in_sync_lag: Duration::from_secs(1),
             max_backoff: Duration::from_secs(15),
             delete_grace: Duration::from_secs(60),
+            data_by_store: false,
         }
     }
 }
@@ -155,12 +164,14 @@ pub fn look_every_for(target: Duration, opts: &ReplicationOptions) -> Duration {
     target.clamp(opts.min_poll, opts.probe_gap * 9 / 10)
 }
 
-/// The look interval and in-sync threshold every flow of a replicator
-/// shares, changed at run time when the group's RPO target changes.
+/// The look interval, the in-sync threshold and who copies the SSTs, which
+/// every flow of a replicator shares, changed at run time when the group's
+/// settings change.
 #[derive(Debug)]
 pub struct Pace {
     look_ms: AtomicU64,
     in_sync_ms: AtomicU64,
+    data_by_store: AtomicBool,
 }
 
 impl Pace {
@@ -168,7 +179,18 @@ impl Pace {
         Arc::new(Pace {
             look_ms: AtomicU64::new(opts.max_poll.as_millis() as u64),
             in_sync_ms: AtomicU64::new(opts.in_sync_lag.as_millis() as u64),
+            data_by_store: AtomicBool::new(opts.data_by_store),
         })
+    }
+
+    /// See [`ReplicationOptions::data_by_store`].
+    pub fn set_data_by_store(&self, by_store: bool) {
+        self.data_by_store.store(by_store, Ordering::Relaxed);
+    }
+
+    /// Whether the region pair copies the SSTs by itself.
+    pub fn data_by_store(&self) -> bool {
+        self.data_by_store.load(Ordering::Relaxed)
     }
 
     /// Keeps `target` from now on (see [`ReplicationOptions::for_rpo_target`]).

@@ -119,6 +119,12 @@ impl Replicator {
         self.pace.set_rpo_target(target, &self.opts);
     }
 
+    /// Whether the region pair copies the SSTs by itself from now on (see
+    /// [`ReplicationOptions::data_by_store`]).
+    pub fn set_data_by_store(&self, by_store: bool) {
+        self.pace.set_data_by_store(by_store);
+    }
+
     /// The flows running, in the order they were added.
     pub fn flows(&self) -> impl Iterator<Item = &Flow> {
         self.running.iter().map(|r| &r.flow)

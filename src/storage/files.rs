@@ -19,7 +19,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMul
 
 use crate::error::{Error, Result};
 use crate::region::meter::{ClassCounts, RequestClass};
-use crate::region::objects::{delete_if_present, get_if_present, open_if_present};
+use crate::region::objects::{delete_if_present, get_if_present, head_if_present, open_if_present};
 use crate::region::retry::retrying;
 use crate::storage::name_in;
 
@@ -407,6 +407,19 @@ impl Side {
         })
         .await
         .map_err(|e| self.err(format!("reading {path}"), &e))
+    }
+
+    /// The file's metadata, without its bytes (a HEAD, priced as a GET);
+    /// `None` when it is not there.
+    pub async fn head(&self, file: &FileRef) -> Result<Option<FileMeta>> {
+        let path = file.path(&self.base);
+        retrying(|| {
+            self.requests.record(RequestClass::Get);
+            head_if_present(self.store.as_ref(), &path)
+        })
+        .await
+        .map(|meta| meta.as_ref().map(FileMeta::of))
+        .map_err(|e| self.err(format!("looking at {path}"), &e))
     }
 
     /// Writes a whole file (the replica side only).
