@@ -25,24 +25,35 @@ use lifeboat::workload::{self, Rate, WorkloadSpec};
 
 use common::flows::{acked_by, caught_up, fast, in_sync, settled, shop, snapshot, writing};
 
+/// `orders` homed in a fresh `us-east-1` of `kind`, written for `secs` at
+/// 400 records/s and replicated to `eu-west-1` until in sync; the
+/// replicator has stopped.
+async fn written_and_replicated(
+    kind: common::Kind,
+    secs: u64,
+) -> (tempfile::TempDir, Region, Region, AckLog) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = common::region(kind, "us-east-1", dir.path());
+    let b = common::region(kind, "eu-west-1", dir.path());
+    let home = DbLocation::in_region(&a, "orders").expect("names");
+    home.create().await.expect("create");
+    let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+    let replicator = Replicator::start(
+        vec![Flow::new("orders", "main", &a, &b)],
+        fast(),
+        Arc::new(NoPins),
+    );
+    let report = writing(&home, &acks, 400, secs).await.expect("writer");
+    assert!(report.error.is_none(), "{kind:?}: {:?}", report.error);
+    in_sync(&replicator).await;
+    replicator.stop().await;
+    (dir, a, b, acks)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_at_a_replica_never_writes_into_it_and_holds_its_newest_state() {
     for kind in common::kinds() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let a = common::region(kind, "us-east-1", dir.path());
-        let b = common::region(kind, "eu-west-1", dir.path());
-        let home = DbLocation::in_region(&a, "orders").expect("names");
-        home.create().await.expect("create");
-        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
-        let replicator = Replicator::start(
-            vec![Flow::new("orders", "main", &a, &b)],
-            fast(),
-            Arc::new(NoPins),
-        );
-        let report = writing(&home, &acks, 400, 3).await.expect("writer");
-        assert!(report.error.is_none(), "{kind:?}: {:?}", report.error);
-        in_sync(&replicator).await;
-        replicator.stop().await;
+        let (_dir, _a, b, acks) = written_and_replicated(kind, 3).await;
 
         let replica = DbLocation::in_region(&b, "orders").expect("names");
         let before = settled(&b, "dbs/orders/main").await;
@@ -132,22 +143,8 @@ async fn a_fork_at_a_replica_never_writes_into_it_and_holds_its_newest_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_at_a_replica_short_of_the_wal_its_manifest_names_holds_what_a_reader_sees() {
     for kind in common::kinds() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let a = common::region(kind, "us-east-1", dir.path());
-        let b = common::region(kind, "eu-west-1", dir.path());
-        let home = DbLocation::in_region(&a, "orders").expect("names");
-        home.create().await.expect("create");
-        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
-        let replicator = Replicator::start(
-            vec![Flow::new("orders", "main", &a, &b)],
-            fast(),
-            Arc::new(NoPins),
-        );
-        // The writer's close writes a manifest naming every WAL file.
-        let report = writing(&home, &acks, 400, 2).await.expect("writer");
-        assert!(report.error.is_none(), "{kind:?}: {:?}", report.error);
-        in_sync(&replicator).await;
-        replicator.stop().await;
+        // The writer's close writes a manifest naming its WAL.
+        let (_dir, _a, b, _acks) = written_and_replicated(kind, 2).await;
 
         let replica = DbLocation::in_region(&b, "orders").expect("names");
         let info = replica.describe().await.expect("describe");
