@@ -27,6 +27,7 @@ pub mod recovery;
 mod regions;
 mod run;
 mod service;
+mod share;
 pub mod snapshot;
 #[cfg(unix)]
 pub mod socket;
@@ -99,6 +100,10 @@ pub struct EngineOptions {
     pub recover_by_itself: bool,
     /// Faults injected into regions, by name (the CLI's `--fault`).
     pub faults: BTreeMap<String, crate::region::faults::FaultPlan>,
+    /// Share the group's flows with the other engines started so
+    /// (`serve --share`, docs/sharing.md): coordinate them while holding
+    /// the secondary's lease, copy those given while another does.
+    pub share_flows: bool,
 }
 
 impl Default for EngineOptions {
@@ -118,6 +123,7 @@ impl Default for EngineOptions {
             lease_regions: Vec::new(),
             recover_by_itself: true,
             faults: BTreeMap::new(),
+            share_flows: false,
         }
     }
 }
@@ -307,6 +313,20 @@ enum Internal {
         result: Result<(Vec<Flow>, Vec<String>)>,
     },
     Discovered(Result<Vec<Flow>>),
+    /// The helpers' beats, read (all of them when `listed`).
+    BeatsRead {
+        result: Result<Vec<control::share::Beat>>,
+        listed: bool,
+    },
+    /// This helper's beat, begun at `began`, written; with whether the
+    /// coordinator still holds the replica regions of the flows `starting`.
+    BeatWritten {
+        began: tokio::time::Instant,
+        starting: Vec<crate::replication::FlowKey>,
+        result: Result<BTreeMap<String, bool>>,
+    },
+    /// Flows this helper was told to stop have stopped.
+    HelperStopped(Vec<crate::replication::FlowKey>),
     RegionProbed {
         request: RequestId,
         replacing: Option<String>,
@@ -460,6 +480,12 @@ struct Core {
     status_busy: bool,
     /// Who this engine is in every lease it takes.
     holder: Option<crate::control::lease::Holder>,
+    /// Sharing the flows (`share_flows`): the coordinator's side while
+    /// this engine holds the secondary's lease, the helper's otherwise,
+    /// and the shares it publishes.
+    coordinating: Option<share::Coordinating>,
+    helping: Option<share::Helping>,
+    shares: Option<control::share::Shares>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -544,6 +570,9 @@ impl Core {
             remote: None,
             status_busy: false,
             holder: None,
+            coordinating: None,
+            helping: None,
+            shares: None,
             internal_tx,
             internal_rx,
             snapshot_tx,

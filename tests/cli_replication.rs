@@ -646,6 +646,155 @@ fn of_two_engines_on_one_group_one_replicates_and_the_standby_takes_over_a_kille
     }
 }
 
+/// The databases each engine reports it copies, once every flow of `dbs`
+/// is copied by exactly one of `engines`, each copies a part, and that
+/// held for three looks a second apart.
+fn shared_out(
+    engines: &mut [Served],
+    dbs: &[String],
+    within: std::time::Duration,
+) -> Vec<std::collections::BTreeSet<String>> {
+    let deadline = std::time::Instant::now() + within;
+    let mut last: Option<Vec<std::collections::BTreeSet<String>>> = None;
+    let mut steady = 0;
+    loop {
+        let parts: Vec<std::collections::BTreeSet<String>> = engines
+            .iter_mut()
+            .map(|e| {
+                e.flows_now()
+                    .iter()
+                    .filter_map(|f| f["db"].as_str().map(String::from))
+                    .collect()
+            })
+            .collect();
+        let copies: usize = parts.iter().map(|p| p.len()).sum();
+        let covered: std::collections::BTreeSet<&String> = parts.iter().flatten().collect();
+        let shared = copies == dbs.len()
+            && covered.len() == dbs.len()
+            && parts.iter().all(|p| !p.is_empty());
+        steady = if shared && last.as_ref() == Some(&parts) {
+            steady + 1
+        } else {
+            0
+        };
+        if steady >= 2 {
+            return parts;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flows were not shared out within {within:?}: {parts:?}"
+        );
+        last = Some(parts);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Four engines (four data folders, as four machines) started with
+/// `serve --share` share one group's eight flows: each flow is copied by
+/// exactly one engine, each engine copies a part, and writes reach the
+/// replicas; a helper killed with SIGKILL has its flows copied by the
+/// other three within a minute, still each by one, and every replica
+/// checks out as a gap-free prefix.
+#[test]
+fn four_engines_share_a_groups_flows_and_a_killed_ones_flows_move() {
+    let shared = tempfile::tempdir().expect("tempdir");
+    let dirs: Vec<tempfile::TempDir> = (0..4)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    for dir in &dirs {
+        let home =
+            lifeboat::config::Home::resolve(Some(dir.path().to_path_buf()), None).expect("home");
+        let mut regions = home.load_regions().expect("regions");
+        for name in ["us-east-1", "eu-west-1"] {
+            let url = lifeboat::config::file_url(&shared.path().join(name));
+            let spec = lifeboat::region::RegionSpec::new(name, &url);
+            regions.replace(name, spec).expect("replace");
+        }
+        home.save_regions(&regions).expect("save");
+    }
+    let dbs: Vec<String> = (0..8).map(|i| format!("db{i}")).collect();
+    for db in &dbs {
+        let out = run(lifeboat(dirs[0].path()), &["db", "create", db]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for dir in &dirs {
+        let out = run(
+            lifeboat(dir.path()),
+            &["group", "configure", "--secondary", "eu-west-1"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut engines = vec![Served::start_sharing(dirs[0].path())];
+    engines[0].until(std::time::Duration::from_secs(30), |l| {
+        l.contains("eu-west-1: this engine holds the lease")
+    });
+    engines.extend(dirs[1..].iter().map(|d| Served::start_sharing(d.path())));
+    let started = std::time::Instant::now();
+    let parts = shared_out(&mut engines, &dbs, std::time::Duration::from_secs(90));
+    eprintln!("shared out {:?} after {:?}", parts, started.elapsed());
+
+    // Writes to every database reach its replica, whoever copies it.
+    let writers: Vec<std::process::Child> = dbs
+        .iter()
+        .map(|db| {
+            lifeboat(dirs[0].path())
+                .args(["workload", "--db", db, "--rate", "100", "--duration", "3s"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("lifeboat runs")
+        })
+        .collect();
+    for mut writer in writers {
+        assert!(writer.wait().expect("wait").success(), "a writer failed");
+    }
+    let written = std::time::Instant::now();
+    loop {
+        let statuses: Vec<serde_json::Value> =
+            engines.iter_mut().flat_map(|e| e.flows_now()).collect();
+        let caught_up = dbs.iter().all(|db| {
+            statuses.iter().any(|s| {
+                s["db"] == db.as_str()
+                    && s["state"] == "InSync"
+                    && s["home_wal_id"].as_u64().is_some_and(|w| w > 1)
+                    && s["replica_wal_id"] == s["home_wal_id"]
+            })
+        });
+        if caught_up {
+            break;
+        }
+        assert!(
+            written.elapsed() < std::time::Duration::from_secs(30),
+            "not every replica caught up: {statuses:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // A helper that dies: its flows move to the others.
+    let victim = (1..engines.len())
+        .find(|i| !parts[*i].is_empty())
+        .expect("a helper copies a part");
+    let mut gone = engines.remove(victim);
+    gone.child.kill().expect("SIGKILL");
+    let killed = std::time::Instant::now();
+    let after = shared_out(&mut engines, &dbs, std::time::Duration::from_secs(60));
+    eprintln!(
+        "{:?} moved to the others {:?} after the helper was killed: {after:?}",
+        parts[victim],
+        killed.elapsed()
+    );
+    drop(engines);
+    for db in &dbs {
+        let out = run(lifeboat(dirs[0].path()), &["check", "--db", db]);
+        assert!(
+            out.status.success(),
+            "{db}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
+
 /// The prices the bill is figured at are shown with the file that
 /// replaces them; each RPO target's cost is what the issue promised (a
 /// quiet database at 1 s: about a GET a second; at 10 s: under 8 a

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Share the group's flows with the other engines started with
+    /// `--share` (on other machines): the one holding the secondary's lease
+    /// hands each a part and takes back a dead one's (docs/sharing.md).
+    #[arg(long)]
+    share: bool,
 }
 
 /// How long a command may take before the CLI gives up on it.
@@ -85,6 +90,11 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// An engine over this machine's configuration, with its saved group
 /// loaded (or none saved).
 async fn engine(ctx: &Ctx) -> Result<Engine> {
+    engine_with(ctx, ctx.engine_options()).await
+}
+
+/// [`engine`] with these options.
+async fn engine_with(ctx: &Ctx, options: lifeboat::engine::EngineOptions) -> Result<Engine> {
     let saved = group::load(&ctx.home.config_dir)?.is_some();
     // Only this engine's own attempt counts: the activity log keeps the
     // failures of earlier runs, long since fixed.
@@ -93,7 +103,7 @@ async fn engine(ctx: &Ctx) -> Result<Engine> {
         &tokio::runtime::Handle::current(),
         ctx.home.clone(),
         ctx.regions.clone(),
-        ctx.engine_options(),
+        options,
     );
     let (snapshot, ready) = engine
         .wait_for(COMMAND_TIMEOUT, |s| {
@@ -273,7 +283,11 @@ pub async fn serve(ctx: &Ctx, json: bool, args: ServeArgs) -> Result<i32> {
             "no replication group to serve; configure one with `lifeboat group configure --secondary REGION`",
         ));
     }
-    let engine = engine(ctx).await?;
+    let options = lifeboat::engine::EngineOptions {
+        share_flows: args.share,
+        ..ctx.engine_options()
+    };
+    let engine = engine_with(ctx, options).await?;
     let mut leases = Vec::new();
     super::report_until_stopped(args.duration, args.report_every, || {
         let snapshot = engine.snapshot();
@@ -293,21 +307,27 @@ pub async fn serve(ctx: &Ctx, json: bool, args: ServeArgs) -> Result<i32> {
 }
 
 /// Prints what this engine copies: nothing while it stands by (its
-/// snapshot then shows the flows of the engine that runs the group).
+/// snapshot then shows the flows of the engine that runs the group), only
+/// its part while it shares them (docs/sharing.md).
 fn print(json: bool, snapshot: &Snapshot) -> Result<()> {
-    let own: &[lifeboat::engine::FlowView] = if snapshot.remote.is_some() {
-        &[]
+    let own: Vec<&lifeboat::replication::FlowStatus> = if snapshot.remote.is_some() {
+        snapshot.helping.iter().collect()
     } else {
-        &snapshot.flows
+        snapshot
+            .flows
+            .iter()
+            .map(|f| &f.status)
+            .filter(|s| s.copied_by.is_none())
+            .collect()
     };
     if json {
-        let statuses: Vec<_> = own.iter().map(|f| &f.status).collect();
+        let statuses = &own;
         let line = serde_json::to_string(&statuses)
             .map_err(|e| Error::Failed(format!("cannot encode the status as JSON: {e}")))?;
         println!("{line}");
     } else {
-        for flow in own {
-            println!("{}", flow.status.line());
+        for status in own {
+            println!("{}", status.line());
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod lease;
+pub mod share;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};

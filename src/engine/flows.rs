@@ -225,7 +225,7 @@ impl Core {
     }
 
     pub(super) fn hold(&mut self, request: RequestId, db: &str, held: bool) {
-        let (Some(group), Some(replicator)) = (self.group.as_mut(), self.replicator.as_ref())
+        let (Some(group), Some(replicator)) = (self.group.as_mut(), self.replicator.as_mut())
         else {
             return self.fail(request, "replication is not configured");
         };
@@ -237,6 +237,9 @@ impl Core {
         } else {
             group.held.remove(db);
         }
+        // A paused database's flows are copied here (a helper's are taken
+        // back at the next look).
+        self.place_flows();
         let verb = if held { "paused" } else { "resumed" };
         self.save_group(request, format!("{db} {verb}"));
     }
@@ -263,12 +266,21 @@ impl Core {
                 continue;
             }
             let db = flow.db.clone();
-            if replicator.add(flow) {
+            // Sharing, the coordinator places each flow (here or at a helper).
+            let added = if self.opts.share_flows {
+                replicator.know(flow)
+            } else {
+                replicator.add(flow)
+            };
+            if added {
                 tracing::info!("replicating new database {db}");
                 if group.held.contains(&db) {
                     replicator.hold(&db, true);
                 }
             }
+        }
+        if self.opts.share_flows {
+            self.place_flows();
         }
     }
 

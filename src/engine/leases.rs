@@ -137,6 +137,9 @@ impl Core {
             self.add_flows(ready);
             self.discover();
         }
+        if was != now {
+            self.share_tick();
+        }
     }
 
     /// Whether this engine holds `region`'s lease.

@@ -97,6 +97,8 @@ impl Core {
             leases: self.lease_views(),
             remote: None,
             holder: self.holder.clone(),
+            shares: self.shares.clone(),
+            helping: self.helping_statuses(),
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(

@@ -77,6 +77,10 @@ pub struct Published {
     pub recovery: RecoveryView,
     pub drill: FailoverView,
     pub standby: StandbyView,
+    /// Which helper engine copies which flows (absent when no engine
+    /// shares the group's flows).
+    #[serde(default)]
+    pub shares: Option<crate::control::share::Shares>,
 }
 
 impl Published {
@@ -101,6 +105,7 @@ impl Published {
             recovery: (*snapshot.recovery).clone(),
             drill: (*snapshot.drill).clone(),
             standby: (*snapshot.standby).clone(),
+            shares: snapshot.shares.clone(),
         }
     }
 }
@@ -197,6 +202,7 @@ impl Overlay {
         snapshot.recovery = Arc::clone(&self.recovery);
         snapshot.drill = Arc::clone(&self.drill);
         snapshot.standby = Arc::clone(&self.standby);
+        snapshot.shares = p.shares.clone();
         let mut activity: Vec<ActivityEntry> = p.activity.clone();
         for entry in snapshot.activity.iter() {
             if !activity

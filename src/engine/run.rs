@@ -37,7 +37,9 @@ impl Core {
         let mut control = tokio::time::interval(self.opts.control_every);
         let mut checkpoint = tokio::time::interval(self.opts.checkpoint_every);
         let mut status = tokio::time::interval(self.opts.status_every);
+        let mut share = tokio::time::interval(crate::control::share::BEAT_EVERY);
         for timer in [
+            &mut share,
             &mut status,
             &mut checkpoint,
             &mut publish,
@@ -68,6 +70,7 @@ impl Core {
                 _ = publish.tick() => self.publish(),
                 _ = sample.tick() => {
                     self.sample();
+                    self.fence_helper();
                     self.read_status_nearby();
                     self.reap_demo();
                     self.reap_workspaces();
@@ -78,6 +81,7 @@ impl Core {
                 _ = list.tick() => self.look_at_names(),
                 _ = health.tick() => self.check_regions(false),
                 _ = discover.tick() => self.discover(),
+                _ = share.tick(), if self.opts.share_flows => self.share_tick(),
             }
         }
         self.state = EngineState::Stopping;
@@ -104,6 +108,7 @@ impl Core {
         if let Some(replicator) = self.replicator.take() {
             replicator.stop().await;
         }
+        self.leave_share().await;
         let leased: Vec<_> = self
             .leases
             .iter()
@@ -391,6 +396,13 @@ impl Core {
                     self.discover_only(pending);
                 }
             }
+            Internal::BeatsRead { result, listed } => self.beats_read(result, listed),
+            Internal::BeatWritten {
+                began,
+                starting,
+                result,
+            } => self.beat_written(began, starting, result),
+            Internal::HelperStopped(keys) => self.helper_stopped(keys),
             Internal::RegionProbed {
                 request,
                 replacing,

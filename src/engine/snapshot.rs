@@ -62,6 +62,11 @@ pub struct Snapshot {
     pub remote: Option<Arc<super::published::RemoteView>>,
     /// Who this engine is in the leases it takes (once it took part).
     pub holder: Option<crate::control::lease::Holder>,
+    /// Which helper engine copies which flows, while this engine
+    /// coordinates engines sharing the group (docs/sharing.md).
+    pub shares: Option<crate::control::share::Shares>,
+    /// The flows this engine copies as a helper of the group's engine.
+    pub helping: Vec<FlowStatus>,
 }
 
 /// What the engine is doing, for the status bar.

@@ -241,6 +241,48 @@ impl Flow {
             self.replica.name()
         )
     }
+
+    /// The flow by name, to compare and send across engines.
+    pub fn key(&self) -> FlowKey {
+        FlowKey {
+            db: self.db.clone(),
+            branch: self.branch.clone(),
+            home: self.home.name().to_string(),
+            replica: self.replica.name().to_string(),
+        }
+    }
+}
+
+/// One flow, by name: a branch and the two regions it flows between.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct FlowKey {
+    pub db: String,
+    pub branch: String,
+    pub home: String,
+    pub replica: String,
+}
+
+impl FlowKey {
+    pub fn of_status(status: &FlowStatus) -> FlowKey {
+        FlowKey {
+            db: status.db.clone(),
+            branch: status.branch.clone(),
+            home: status.home.clone(),
+            replica: status.replica.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} {} → {}",
+            self.db, self.branch, self.home, self.replica
+        )
+    }
 }
 
 /// Which flows exist among `regions`: every branch goes from the region

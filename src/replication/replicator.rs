@@ -8,6 +8,7 @@
 //! retries with exponential back-off, resuming where it stopped (every
 //! successful copy is recorded as it lands, so none is repeated).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 use super::copier::{BranchCopier, DelaySamples, Tick};
 use super::pins::Pins;
 use super::status::FlowStatus;
-use super::{Flow, Pace, ReplicationOptions, permits};
+use super::{Flow, FlowKey, Pace, ReplicationOptions, permits};
 use crate::error::Result;
 
 /// One running flow.
@@ -30,6 +31,14 @@ struct Running {
     /// Set while a person has paused this flow.
     hold: watch::Sender<bool>,
     task: JoinHandle<()>,
+}
+
+/// A flow this replicator knows and does not copy: another engine sharing
+/// the group copies it, or none does yet (docs/sharing.md).
+struct Away {
+    flow: Flow,
+    /// What the engine copying it last reported, with `copied_by` set.
+    status: FlowStatus,
 }
 
 /// Flows told to stop; `wait` returns once each has saved its cursor.
@@ -53,6 +62,11 @@ pub struct Replicator {
     permits: Arc<tokio::sync::Semaphore>,
     pace: Arc<Pace>,
     running: Vec<Running>,
+    away: Vec<Away>,
+    /// Flows handed away that are still stopping here.
+    parting: Vec<(FlowKey, JoinHandle<()>)>,
+    /// Databases a person paused: their flows start paused here.
+    held: BTreeSet<String>,
 }
 
 impl Replicator {
@@ -66,6 +80,9 @@ impl Replicator {
             permits,
             pace,
             running: Vec::new(),
+            away: Vec::new(),
+            parting: Vec::new(),
+            held: BTreeSet::new(),
         };
         for flow in flows {
             replicator.add(flow);
@@ -79,6 +96,8 @@ impl Replicator {
         if self.position(&flow).is_some() {
             return false;
         }
+        let key = flow.key();
+        self.away.retain(|a| a.flow.key() != key);
         let (tx, rx) = watch::channel(FlowStatus::of(&flow));
         let (stop, stop_rx) = watch::channel(false);
         let (hold, hold_rx) = watch::channel(false);
@@ -92,6 +111,7 @@ impl Replicator {
             Arc::clone(&delays_ms),
             Arc::clone(&self.pace),
         );
+        hold.send_replace(self.held.contains(&flow.db));
         let task = tokio::spawn(follow(copier, stop_rx, hold_rx));
         self.running.push(Running {
             flow,
@@ -102,6 +122,67 @@ impl Replicator {
             task,
         });
         true
+    }
+
+    /// Knows `flow` without copying it (an engine sharing the group's
+    /// flows places it: here with [`Replicator::add`], or at a helper);
+    /// returns whether it was new.
+    pub fn know(&mut self, flow: Flow) -> bool {
+        let key = flow.key();
+        if self.position(&flow).is_some() || self.away.iter().any(|a| a.flow.key() == key) {
+            return false;
+        }
+        let status = FlowStatus::of(&flow);
+        self.away.push(Away { flow, status });
+        true
+    }
+
+    /// Stops copying the flow `key` here and keeps knowing it (another
+    /// engine is to copy it once it stopped: see [`Replicator::here`]).
+    pub fn hand_away(&mut self, key: &FlowKey) {
+        let Some(at) = self.running.iter().position(|r| &r.flow.key() == key) else {
+            return;
+        };
+        let running = self.running.remove(at);
+        running.stop.send_replace(true);
+        let status = running.status.borrow().clone();
+        self.parting.push((key.clone(), running.task));
+        self.away.push(Away {
+            flow: running.flow,
+            status,
+        });
+    }
+
+    /// Starts copying here the flow `key` it knows; returns whether it did.
+    pub fn bring_here(&mut self, key: &FlowKey) -> bool {
+        match self.away.iter().position(|a| &a.flow.key() == key) {
+            Some(at) => {
+                let away = self.away.remove(at);
+                self.add(away.flow)
+            }
+            None => false,
+        }
+    }
+
+    /// The flows copied here, or still stopping here.
+    pub fn here(&mut self) -> BTreeSet<FlowKey> {
+        self.parting.retain(|(_, task)| !task.is_finished());
+        self.running
+            .iter()
+            .map(|r| r.flow.key())
+            .chain(self.parting.iter().map(|(key, _)| key.clone()))
+            .collect()
+    }
+
+    /// What another engine reports of a flow this one knows and does not
+    /// copy (`by`: who copies it, `None` while nobody does).
+    pub fn set_away(&mut self, key: &FlowKey, status: Option<FlowStatus>, by: Option<String>) {
+        if let Some(away) = self.away.iter_mut().find(|a| &a.flow.key() == key) {
+            if let Some(status) = status {
+                away.status = status;
+            }
+            away.status.copied_by = by;
+        }
     }
 
     fn position(&self, flow: &Flow) -> Option<usize> {
@@ -125,27 +206,35 @@ impl Replicator {
         self.pace.set_data_by_store(by_store);
     }
 
-    /// The flows running, in the order they were added.
+    /// The flows it knows: those running, in the order they were added,
+    /// then those copied elsewhere.
     pub fn flows(&self) -> impl Iterator<Item = &Flow> {
-        self.running.iter().map(|r| &r.flow)
+        self.running
+            .iter()
+            .map(|r| &r.flow)
+            .chain(self.away.iter().map(|a| &a.flow))
     }
 
     /// Pauses (`held`) or resumes every flow of database `db`; returns how
     /// many flows it touched.
-    pub fn hold(&self, db: &str, held: bool) -> usize {
+    pub fn hold(&mut self, db: &str, held: bool) -> usize {
         let mut touched = 0;
         for running in self.running.iter().filter(|r| r.flow.db == db) {
             running.hold.send_replace(held);
             touched += 1;
+        }
+        touched += self.away.iter().filter(|a| a.flow.db == db).count();
+        if touched > 0 && held {
+            self.held.insert(db.to_string());
+        } else {
+            self.held.remove(db);
         }
         touched
     }
 
     /// Whether database `db` has a flow that a person paused.
     pub fn is_held(&self, db: &str) -> bool {
-        self.running
-            .iter()
-            .any(|r| r.flow.db == db && *r.hold.borrow())
+        self.held.contains(db)
     }
 
     /// Stops and forgets the flows of `db`/`branch` (their cursors are
@@ -162,6 +251,12 @@ impl Replicator {
         self.take(|f| f.db == db)
     }
 
+    /// Stops and forgets the flow `key`.
+    #[must_use = "the flow stops after its current copy: wait for it or spawn the wait"]
+    pub fn remove_flow(&mut self, key: &FlowKey) -> Stopping {
+        self.take(|f| &f.key() == key)
+    }
+
     /// Stops and forgets every flow that copies into region `replica`.
     #[must_use = "the flows stop after their current copy: wait for it or spawn the wait"]
     pub fn remove_into(&mut self, replica: &str) -> Stopping {
@@ -169,6 +264,7 @@ impl Replicator {
     }
 
     fn take(&mut self, gone: impl Fn(&Flow) -> bool) -> Stopping {
+        self.away.retain(|a| !gone(&a.flow));
         let (gone, kept): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
             .into_iter()
             .partition(|r| gone(&r.flow));
@@ -185,6 +281,7 @@ impl Replicator {
         self.running
             .iter()
             .map(|r| r.status.borrow().refreshed(in_sync))
+            .chain(self.away.iter().map(|a| a.status.refreshed(in_sync)))
             .collect()
     }
 
@@ -231,8 +328,11 @@ impl Replicator {
             running.stop.send_replace(true);
         }
         let statuses = self.statuses();
-        for running in self.running {
-            let _ = running.task.await;
+        let tasks = self.running.into_iter().map(|r| r.task);
+        for task in tasks.chain(self.parting.into_iter().map(|(_, task)| task)) {
+            if let Err(e) = task.await {
+                tracing::warn!("a flow ended badly: {e}");
+            }
         }
         statuses
     }
@@ -241,6 +341,9 @@ impl Replicator {
     pub fn abort(self) {
         for running in self.running {
             running.task.abort();
+        }
+        for (_, task) in self.parting {
+            task.abort();
         }
     }
 }

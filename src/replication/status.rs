@@ -105,6 +105,10 @@ pub struct FlowStatus {
     /// home write to its copy (the lag a writer's records see).
     #[serde(default)]
     pub wal_delay_p99_ms: Option<u32>,
+    /// The engine that copies this flow, when another than the one showing
+    /// it (several engines sharing a group's flows, docs/sharing.md).
+    #[serde(default)]
+    pub copied_by: Option<String>,
     pub passes: u64,
     pub scrubs: u64,
     /// When this status was taken (µs since epoch).
@@ -143,6 +147,7 @@ impl FlowStatus {
             requests_last_min: ClassCounts::default(),
             next_look_us: None,
             wal_delay_p99_ms: None,
+            copied_by: None,
             passes: 0,
             scrubs: 0,
             observed_us: now_us(),
@@ -230,6 +235,9 @@ impl FlowStatus {
         );
         if let Some(detail) = &self.detail {
             line.push_str(&format!(" ({detail})"));
+        }
+        if let Some(by) = &self.copied_by {
+            line.push_str(&format!("; copied by {by}"));
         }
         line
     }

@@ -220,17 +220,21 @@ impl Served {
     }
 
     /// `cmd` (a `lifeboat` with its folders) serving for two minutes.
-    pub fn start_with(mut cmd: Command) -> Served {
+    pub fn start_with(cmd: Command) -> Served {
+        Served::serving(cmd, &["--duration", "120s"])
+    }
+
+    /// An engine of `data` sharing the group's flows (`serve --share`)
+    /// for four minutes.
+    pub fn start_sharing(data: &std::path::Path) -> Served {
+        Served::serving(lifeboat(data), &["--share", "--duration", "240s"])
+    }
+
+    fn serving(mut cmd: Command, extra: &[&str]) -> Served {
         use std::io::BufRead as _;
         let mut child = cmd
-            .args([
-                "--json",
-                "serve",
-                "--report-every",
-                "1s",
-                "--duration",
-                "120s",
-            ])
+            .args(["--json", "serve", "--report-every", "1s"])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
