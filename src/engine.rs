@@ -315,16 +315,12 @@ enum Internal {
     Discovered(Result<Vec<Flow>>),
     /// The helpers' beats, read (all of them when `listed`).
     BeatsRead {
+        turn: u64,
         result: Result<Vec<control::share::Beat>>,
         listed: bool,
     },
-    /// This helper's beat, begun at `began`, written; with whether the
-    /// coordinator still holds the replica regions of the flows `starting`.
-    BeatWritten {
-        began: tokio::time::Instant,
-        starting: Vec<crate::replication::FlowKey>,
-        result: Result<BTreeMap<String, bool>>,
-    },
+    /// This helper's beat written (or not).
+    BeatWritten(Box<share::BeatOutcome>),
     /// Flows this helper was told to stop have stopped.
     HelperStopped(Vec<crate::replication::FlowKey>),
     RegionProbed {
@@ -486,6 +482,9 @@ struct Core {
     coordinating: Option<share::Coordinating>,
     helping: Option<share::Helping>,
     shares: Option<control::share::Shares>,
+    /// Turns at coordinating or helping so far (a report of an old turn is
+    /// dropped).
+    share_turns: u64,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -573,6 +572,7 @@ impl Core {
             coordinating: None,
             helping: None,
             shares: None,
+            share_turns: 0,
             internal_tx,
             internal_rx,
             snapshot_tx,

@@ -54,7 +54,7 @@ pub const SHARE_PREFIX: &str = "_lifeboat/share";
 
 /// How often a helper writes its beat, and the coordinator reads the beats
 /// it knows.
-pub const BEAT_EVERY: Duration = Duration::from_secs(3);
+pub const BEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// How often the coordinator lists the beats to find new helpers.
 pub const LIST_EVERY: Duration = Duration::from_secs(30);
@@ -66,6 +66,10 @@ pub const DEAD_AFTER: Duration = lease::TERM;
 /// How long after a beat began a helper may copy: its flows stop before
 /// the coordinator may count it dead.
 pub const VALID_FOR: Duration = lease::VALID_FOR;
+
+/// A helper dead this long has its beat taken away by the coordinator (a
+/// killed helper leaves its beat behind).
+pub const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// How long one beat write, read or listing may take.
 pub const CALL_TIME: Duration = Duration::from_secs(2);
@@ -85,6 +89,10 @@ pub const MAX_HELPERS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     pub coordinator: String,
+    /// Which of the coordinator's turns (an engine may coordinate, lose
+    /// the lease and coordinate again, its versions starting afresh).
+    #[serde(default)]
+    pub term: u64,
     pub version: u64,
 }
 
@@ -118,6 +126,9 @@ pub struct HelperShare {
 pub struct Shares {
     /// The coordinator's run (`Holder::instance`).
     pub coordinator: String,
+    /// Its turn at coordinating (when it began, ms since the epoch).
+    #[serde(default)]
+    pub term: u64,
     pub version: u64,
     /// By helper run.
     pub helpers: BTreeMap<String, HelperShare>,
@@ -146,6 +157,7 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct Coordinator {
     me: String,
+    term: u64,
     version: u64,
     assigned: BTreeMap<String, BTreeSet<FlowKey>>,
     /// Flows taken from a helper, by the version that took them: held for
@@ -157,11 +169,13 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator for this engine's run `me`; it starts or hands out
-    /// nothing until its first listing of the beats.
-    pub fn new(me: &str) -> Coordinator {
+    /// A coordinator for this engine's run `me`, in its turn `term` (a
+    /// number larger than any of its earlier turns); it starts or hands
+    /// out nothing until its first listing of the beats.
+    pub fn new(me: &str, term: u64) -> Coordinator {
         Coordinator {
             me: me.to_string(),
+            term,
             version: 0,
             assigned: BTreeMap::new(),
             revoked: BTreeMap::new(),
@@ -226,6 +240,23 @@ impl Coordinator {
             .collect()
     }
 
+    /// Helpers dead for [`FORGET_AFTER`]: forgotten here, their beats to
+    /// be taken away (a killed helper's stays behind).
+    pub fn forget_long_dead(&mut self, now: Instant) -> Vec<String> {
+        let gone: Vec<String> = self
+            .helpers
+            .iter()
+            .filter(|(_, seen)| now.duration_since(seen.changed_at) >= FORGET_AFTER)
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        for instance in &gone {
+            self.helpers.remove(instance);
+            self.assigned.remove(instance);
+            self.revoked.retain(|_, (h, _)| h != instance);
+        }
+        gone
+    }
+
     /// The statuses live helpers report of the flows they copy.
     pub fn statuses(&self, now: Instant) -> Vec<(String, FlowStatus)> {
         let alive = self.alive(now);
@@ -266,14 +297,14 @@ impl Coordinator {
         self.assigned.retain(|h, _| alive.contains(h));
         self.revoked.retain(|_, (h, _)| alive.contains(h));
         // Taken flows it acted on and let go of are free.
-        let me = self.me.clone();
+        let (me, term) = (self.me.clone(), self.term);
         let helpers = &self.helpers;
         self.revoked.retain(|flow, (h, version)| {
             let beat = &helpers[h.as_str()].beat;
             let acted = beat
                 .applied
                 .as_ref()
-                .is_some_and(|a| a.coordinator == me && a.version >= *version);
+                .is_some_and(|a| a.coordinator == me && a.term == term && a.version >= *version);
             !(acted && !beat.running.contains(flow))
         });
         // Flows a helper cannot copy, gone, or wanted here go back.
@@ -402,6 +433,7 @@ impl Coordinator {
     pub fn shares(&self) -> Shares {
         Shares {
             coordinator: self.me.clone(),
+            term: self.term,
             version: self.version,
             helpers: self
                 .assigned
@@ -465,12 +497,12 @@ impl Helper {
     }
 
     /// What the newest `shares` ask of this helper, once (an older or the
-    /// same version of the same coordinator asks nothing). `current` is the
-    /// coordinator whose view this is, as the leases show it now; an
-    /// assignment of another coordinator changes nothing.
+    /// same version of the same coordinator's turn asks nothing; another
+    /// coordinator's, or another turn's, replaces what it was given).
     pub fn assigned(&mut self, shares: &Shares) -> Option<Changes> {
         if let Some(applied) = &self.applied
             && applied.coordinator == shares.coordinator
+            && applied.term == shares.term
             && applied.version >= shares.version
         {
             return None;
@@ -486,6 +518,7 @@ impl Helper {
         };
         self.applied = Some(Applied {
             coordinator: shares.coordinator.clone(),
+            term: shares.term,
             version: shares.version,
         });
         self.cannot.retain(|(f, _)| mine.contains(f));
@@ -511,6 +544,15 @@ impl Helper {
     /// A flow that stopped.
     pub fn stopped(&mut self, flow: &FlowKey) {
         self.running.remove(flow);
+    }
+
+    /// It stopped copying for want of a written beat: the next shares are
+    /// acted on afresh, whatever their version, so what it is still given
+    /// starts again once it beats (its beats said nothing it acted on
+    /// meanwhile, so the coordinator frees nothing it took back).
+    pub fn fenced(&mut self) {
+        self.running.clear();
+        self.applied = None;
     }
 
     /// The flows it runs, starts or stops.
@@ -624,31 +666,30 @@ pub async fn read_beats(region: &Region, known: Option<Vec<String>>) -> Result<V
             .await?;
             let Some(bytes) = bytes else { return Ok(None) };
             if bytes.len() > MAX_BEAT_BYTES {
-                return Err(Error::Failed(format!(
+                return Ok(Some(Err(format!(
                     "{path} in region {} is {} bytes, over the {MAX_BEAT_BYTES} a beat may take",
                     region.name(),
                     bytes.len()
-                )));
+                ))));
             }
-            serde_json::from_slice::<Beat>(&bytes)
-                .map(Some)
-                .map_err(|e| {
-                    Error::Failed(format!(
-                        "{path} in region {} is not a beat this version reads: {e}",
-                        region.name()
-                    ))
-                })
+            Ok::<_, Error>(Some(serde_json::from_slice::<Beat>(&bytes).map_err(|e| {
+                format!(
+                    "{path} in region {} is not a beat this version reads: {e}",
+                    region.name()
+                )
+            })))
         }
     }))
     .await;
     let mut beats = Vec::new();
     for read in reads {
-        match read {
-            Ok(Some(beat)) => beats.push(beat),
-            Ok(None) => {}
-            // A broken beat is no helper; an unreadable one is no answer.
-            Err(e @ Error::Failed(_)) => tracing::warn!("{e}"),
-            Err(e) => return Err(e),
+        // A broken beat is no helper; a read that found no answer (an
+        // error, a timeout) fails the whole look: a helper is never taken
+        // for gone because its region was slow.
+        match read? {
+            Some(Ok(beat)) => beats.push(beat),
+            Some(Err(broken)) => tracing::warn!("{broken}"),
+            None => {}
         }
     }
     Ok(beats)
@@ -716,7 +757,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn nothing_starts_before_the_beats_are_listed() {
-        let mut c = Coordinator::new("c");
+        let mut c = Coordinator::new("c", 1);
         let plan = c.plan(&keys(3), &BTreeSet::new(), |_| false, Instant::now());
         assert_eq!(plan, Plan::default());
         c.beats_read(Vec::new(), true, Instant::now());
@@ -727,7 +768,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn flows_spread_over_helpers_and_never_run_twice() {
         let flows = keys(8);
-        let mut c = Coordinator::new("c");
+        let mut c = Coordinator::new("c", 1);
         c.beats_read(Vec::new(), true, Instant::now());
         let mut here: BTreeSet<FlowKey> = BTreeSet::new();
         let plan = c.plan(&flows, &here, |_| false, Instant::now());
@@ -760,7 +801,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_dead_helpers_flows_come_back_only_after_its_term() {
         let flows = keys(4);
-        let mut c = Coordinator::new("c");
+        let mut c = Coordinator::new("c", 1);
         let mut helpers = vec![Helper::new(helper("h1"))];
         round(&mut c, &mut helpers, Instant::now());
         let here = BTreeSet::new();
@@ -788,7 +829,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_flow_wanted_here_waits_until_the_helper_let_go() {
         let flows = keys(2);
-        let mut c = Coordinator::new("c");
+        let mut c = Coordinator::new("c", 1);
         let mut helpers = vec![Helper::new(helper("h1"))];
         round(&mut c, &mut helpers, Instant::now());
         let plan = c.plan(&flows, &BTreeSet::new(), |_| false, Instant::now());
@@ -820,14 +861,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_new_coordinator_adopts_what_helpers_run() {
         let flows = keys(4);
-        let mut old = Coordinator::new("old");
+        let mut old = Coordinator::new("old", 1);
         let mut helpers = vec![Helper::new(helper("h1"))];
         round(&mut old, &mut helpers, Instant::now());
         let plan = old.plan(&flows, &BTreeSet::new(), |_| false, Instant::now());
         assert_eq!(plan.start_here.len(), 2);
         apply(&old, &mut helpers);
         let theirs = helpers[0].running().clone();
-        let mut new = Coordinator::new("new");
+        let mut new = Coordinator::new("new", 1);
         round(&mut new, &mut helpers, Instant::now());
         let plan = new.plan(&flows, &BTreeSet::new(), |_| false, Instant::now());
         let started: BTreeSet<FlowKey> = plan.start_here.into_iter().collect();
@@ -857,6 +898,7 @@ mod tests {
         let mut h = Helper::new(helper("h1"));
         let mut shares = Shares {
             coordinator: "c".into(),
+            term: 1,
             version: 2,
             helpers: BTreeMap::from([(
                 "h1".to_string(),
@@ -870,5 +912,12 @@ mod tests {
         assert_eq!(h.assigned(&shares), None);
         shares.version = 1;
         assert_eq!(h.assigned(&shares), None);
+        // The same engine coordinating again counts its versions afresh.
+        shares.term = 2;
+        let again = h.assigned(&shares).expect("a new turn is acted on");
+        assert!(again.start.is_empty() && again.stop.is_empty());
+        // Fenced, it acts on the same shares again and starts its part.
+        h.fenced();
+        assert_eq!(h.assigned(&shares).map(|c| c.start.len()), Some(1));
     }
 }

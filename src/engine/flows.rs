@@ -245,6 +245,7 @@ impl Core {
     }
 
     pub(super) fn add_flows(&mut self, flows: Vec<Flow>) {
+        let places = self.places_flows();
         let (Some(group), Some(replicator)) = (self.group.as_ref(), self.replicator.as_mut())
         else {
             return;
@@ -267,7 +268,7 @@ impl Core {
             }
             let db = flow.db.clone();
             // Sharing, the coordinator places each flow (here or at a helper).
-            let added = if self.opts.share_flows {
+            let added = if places {
                 replicator.know(flow)
             } else {
                 replicator.add(flow)
@@ -279,7 +280,7 @@ impl Core {
                 }
             }
         }
-        if self.opts.share_flows {
+        if places {
             self.place_flows();
         }
     }

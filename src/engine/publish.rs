@@ -99,6 +99,7 @@ impl Core {
             holder: self.holder.clone(),
             shares: self.shares.clone(),
             helping: self.helping_statuses(),
+            sharing: self.opts.share_flows,
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(

@@ -81,6 +81,10 @@ pub struct Published {
     /// shares the group's flows).
     #[serde(default)]
     pub shares: Option<crate::control::share::Shares>,
+    /// Whether it shares the flows (`serve --share`): the helpers of an
+    /// engine that does not stop copying.
+    #[serde(default)]
+    pub sharing: bool,
 }
 
 impl Published {
@@ -106,6 +110,7 @@ impl Published {
             drill: (*snapshot.drill).clone(),
             standby: (*snapshot.standby).clone(),
             shares: snapshot.shares.clone(),
+            sharing: snapshot.sharing,
         }
     }
 }

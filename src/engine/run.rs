@@ -396,12 +396,12 @@ impl Core {
                     self.discover_only(pending);
                 }
             }
-            Internal::BeatsRead { result, listed } => self.beats_read(result, listed),
-            Internal::BeatWritten {
-                began,
-                starting,
+            Internal::BeatsRead {
+                turn,
                 result,
-            } => self.beat_written(began, starting, result),
+                listed,
+            } => self.beats_read(turn, result, listed),
+            Internal::BeatWritten(outcome) => self.beat_written(*outcome),
             Internal::HelperStopped(keys) => self.helper_stopped(keys),
             Internal::RegionProbed {
                 request,

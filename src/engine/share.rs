@@ -6,7 +6,7 @@
 //! flows the shares give it, beating in the secondary).
 //!
 //! Double copying is never a consistency risk (a replica stays readable
-//! with two copiers on one flow: DESIGN.md invariant 2 holds per copy);
+//! with two copiers on one flow: every copy keeps DESIGN.md invariant 2);
 //! the protocol keeps one engine per flow so the bill and the work are
 //! not doubled.
 
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 
 use crate::control::lease::Holder;
-use crate::control::share::{self, Beat, Coordinator, FlowKey, Helper};
+use crate::control::share::{self, Beat, Coordinator, FlowKey, Helper, Shares};
 use crate::error::Result;
 use crate::replication::{Flow, FlowStatus};
 
@@ -24,15 +24,20 @@ use super::{Core, Internal};
 /// The coordinator's side, while this engine holds the secondary's lease.
 pub(super) struct Coordinating {
     coordinator: Coordinator,
+    /// This turn at coordinating (reports of an earlier turn are dropped).
+    turn: u64,
     /// A read of the beats is under way.
     busy: bool,
-    /// When the beats were last listed (new helpers found).
+    /// When the beats were last listed (new helpers found), and last read.
     listed_at: Option<Instant>,
+    read_at: Option<Instant>,
 }
 
 /// The helper's side, while another engine holds the secondary's lease.
 pub(super) struct Helping {
     helper: Helper,
+    /// This turn at helping (reports of an earlier turn are dropped).
+    turn: u64,
     /// The secondary its beats are written to.
     region: String,
     /// Flows given to it that start once a beat listing them is written.
@@ -40,6 +45,20 @@ pub(super) struct Helping {
     /// A beat is being written.
     busy: bool,
 }
+
+/// A beat written, and whether the engine that gave the flows starting
+/// still holds their replica regions.
+pub(super) struct BeatOutcome {
+    pub(super) turn: u64,
+    pub(super) began: Instant,
+    pub(super) starting: Vec<FlowKey>,
+    pub(super) written: Result<()>,
+    pub(super) holds: Result<BTreeMap<String, bool>>,
+}
+
+/// Placing is put off once the beats were last read this long ago: an
+/// unread helper is not a dead one.
+const READ_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Core {
     /// Every [`share::BEAT_EVERY`], and at once when a lease changes
@@ -58,22 +77,45 @@ impl Core {
             self.stop_helping();
             self.coordinate(&secondary, &me);
         } else {
-            if self.coordinating.take().is_some() {
-                self.shares = None;
-            }
+            self.stop_coordinating();
             self.help(&secondary, me);
         }
+    }
+
+    /// Whether this engine places the group's flows (rather than starting
+    /// each where it is found).
+    pub(super) fn places_flows(&self) -> bool {
+        self.opts.share_flows
+            && self
+                .group
+                .as_ref()
+                .is_some_and(|g| self.holds_lease(&g.secondary))
+    }
+
+    fn next_share_turn(&mut self) -> u64 {
+        self.share_turns += 1;
+        self.share_turns
     }
 
     fn coordinate(&mut self, secondary: &str, me: &Holder) {
         let Ok(region) = self.region(secondary) else {
             return;
         };
-        let coordinating = self.coordinating.get_or_insert_with(|| Coordinating {
-            coordinator: Coordinator::new(&me.instance),
-            busy: false,
-            listed_at: None,
-        });
+        if self.coordinating.is_none() {
+            let turn = self.next_share_turn();
+            self.coordinating = Some(Coordinating {
+                // Later turns of this run have larger terms: a helper
+                // never takes a new turn's versions for old ones.
+                coordinator: Coordinator::new(&me.instance, turn),
+                turn,
+                busy: false,
+                listed_at: None,
+                read_at: None,
+            });
+        }
+        let Some(coordinating) = self.coordinating.as_mut() else {
+            return;
+        };
         if coordinating.busy {
             return;
         }
@@ -82,32 +124,68 @@ impl Core {
             .is_none_or(|at| at.elapsed() >= share::LIST_EVERY);
         let known = (!list).then(|| coordinating.coordinator.known());
         coordinating.busy = true;
+        let turn = coordinating.turn;
         self.spawn(async move {
             Internal::BeatsRead {
+                turn,
                 result: share::read_beats(&region, known).await,
                 listed: list,
             }
         });
     }
 
+    /// The secondary's lease is gone: flows into regions this engine still
+    /// holds run here again; the others stopped with the lease.
+    fn stop_coordinating(&mut self) {
+        if self.coordinating.take().is_none() {
+            return;
+        }
+        self.shares = None;
+        let leased: BTreeSet<String> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.is_held())
+            .map(|(r, _)| r.clone())
+            .collect();
+        if let Some(replicator) = self.replicator.as_mut() {
+            for key in replicator.away_keys() {
+                if leased.contains(&key.replica) {
+                    replicator.bring_here(&key);
+                }
+            }
+        }
+    }
+
     /// The helpers' beats, read: the flows are placed again.
-    pub(super) fn beats_read(&mut self, result: Result<Vec<Beat>>, listed: bool) {
-        let Some(coordinating) = self.coordinating.as_mut() else {
+    pub(super) fn beats_read(&mut self, turn: u64, result: Result<Vec<Beat>>, listed: bool) {
+        let Some(coordinating) = self.coordinating.as_mut().filter(|c| c.turn == turn) else {
             return;
         };
         coordinating.busy = false;
-        match result {
-            Ok(beats) => {
-                let now = Instant::now();
-                coordinating.coordinator.beats_read(beats, listed, now);
-                if listed {
-                    coordinating.listed_at = Some(now);
-                }
-                self.place_flows();
-            }
+        let beats = match result {
+            Ok(beats) => beats,
             // Unread beats say nothing of the helpers: nothing moves.
-            Err(e) => tracing::warn!("reading the helpers' beats: {e}"),
+            Err(e) => return tracing::warn!("reading the helpers' beats: {e}"),
+        };
+        let now = Instant::now();
+        coordinating.coordinator.beats_read(beats, listed, now);
+        coordinating.read_at = Some(now);
+        if listed {
+            coordinating.listed_at = Some(now);
         }
+        let forgotten = coordinating.coordinator.forget_long_dead(now);
+        if !forgotten.is_empty()
+            && let Some(secondary) = self.group.as_ref().map(|g| g.secondary.clone())
+            && let Ok(region) = self.region(&secondary)
+        {
+            self.stop_off_loop("take dead helpers' share beats away".into(), async move {
+                for instance in forgotten {
+                    share::remove_beat(&region, &instance).await?;
+                }
+                Ok(())
+            });
+        }
+        self.place_flows();
     }
 
     /// Places the flows this engine knows: starts its part here, stops
@@ -131,6 +209,12 @@ impl Core {
         else {
             return;
         };
+        if coordinating
+            .read_at
+            .is_none_or(|at| at.elapsed() > READ_FRESH_FOR)
+        {
+            return;
+        }
         let flows: BTreeSet<FlowKey> = replicator
             .flows()
             .filter(|f| leased.contains(f.replica.name()))
@@ -174,29 +258,44 @@ impl Core {
         });
     }
 
+    /// The shares the group's engine asks this helper to follow: its
+    /// published shares; none at all (stop everything) from an engine that
+    /// does not share; nothing yet while it has not looked at the beats.
+    fn shares_to_follow(&self) -> Option<Shares> {
+        let view = &self.remote.as_ref().filter(|o| !o.view.is_stale())?.view;
+        let published = &view.published;
+        if !published.sharing {
+            return Some(Shares {
+                coordinator: published.holder.instance.clone(),
+                ..Shares::default()
+            });
+        }
+        published.shares.clone()
+    }
+
     fn help(&mut self, secondary: &str, me: Holder) {
         let Ok(region) = self.region(secondary) else {
             return;
         };
-        self.helping.get_or_insert_with(|| Helping {
-            helper: Helper::new(me),
-            region: secondary.to_string(),
-            to_start: Vec::new(),
-            busy: false,
-        });
+        if self.helping.is_none() {
+            let turn = self.next_share_turn();
+            self.helping = Some(Helping {
+                helper: Helper::new(me),
+                turn,
+                region: secondary.to_string(),
+                to_start: Vec::new(),
+                busy: false,
+            });
+        }
         if self.fence_helper() {
             return;
         }
+        let shares = self.shares_to_follow();
         let (Some(helping), Some(replicator)) = (self.helping.as_mut(), self.replicator.as_mut())
         else {
             return;
         };
         let copying = replicator.here();
-        let shares = self
-            .remote
-            .as_ref()
-            .filter(|o| !o.view.is_stale())
-            .and_then(|o| o.view.published.shares.clone());
         let mut unknown = false;
         let mut stopping = Vec::new();
         if let Some(shares) = shares
@@ -236,15 +335,20 @@ impl Core {
         if unknown {
             self.discover();
         }
-        let Some(helping) = self.helping.as_mut() else {
+        self.beat(region);
+    }
+
+    /// Writes this helper's next beat (unless one is being written), then
+    /// asks whether the engine that gave the flows about to start still
+    /// holds their replica regions.
+    fn beat(&mut self, region: crate::region::Region) {
+        let (Some(helping), Some(replicator)) = (self.helping.as_mut(), self.replicator.as_ref())
+        else {
             return;
         };
         if helping.busy {
             return;
         }
-        let Some(replicator) = self.replicator.as_ref() else {
-            return;
-        };
         let running = helping.helper.running().clone();
         let statuses = replicator
             .statuses()
@@ -264,14 +368,18 @@ impl Core {
             .filter_map(|name| self.opened.get(&name).cloned())
             .collect();
         helping.busy = true;
+        let turn = helping.turn;
         let began = Instant::now();
         self.spawn(async move {
-            let result = async {
-                share::write_beat(&region, &beat).await?;
+            let written = share::write_beat(&region, &beat).await;
+            let holds = async {
                 // Started only while the engine that gave them still holds
                 // their replica regions, read after the beat that lists them.
                 let mut holds = BTreeMap::new();
-                if let Some(coordinator) = coordinator.filter(|_| !starting.is_empty()) {
+                if written.is_err() || starting.is_empty() {
+                    return Ok(holds);
+                }
+                if let Some(coordinator) = coordinator {
                     for replica in &replicas {
                         let held = share::still_holds(replica, &coordinator).await?;
                         holds.insert(replica.name().to_string(), held);
@@ -280,11 +388,13 @@ impl Core {
                 Ok(holds)
             }
             .await;
-            Internal::BeatWritten {
+            Internal::BeatWritten(Box::new(BeatOutcome {
+                turn,
                 began,
                 starting,
-                result,
-            }
+                written,
+                holds,
+            }))
         });
     }
 
@@ -306,6 +416,7 @@ impl Core {
             copying.len()
         );
         helping.to_start.clear();
+        helping.helper.fenced();
         let stopping: Vec<_> = copying
             .iter()
             .map(|key| replicator.remove_flow(key))
@@ -321,25 +432,26 @@ impl Core {
     }
 
     /// A beat written (or not): the flows it listed as starting start.
-    pub(super) fn beat_written(
-        &mut self,
-        began: Instant,
-        starting: Vec<FlowKey>,
-        result: Result<BTreeMap<String, bool>>,
-    ) {
-        let (Some(helping), Some(replicator)) = (self.helping.as_mut(), self.replicator.as_mut())
-        else {
+    pub(super) fn beat_written(&mut self, outcome: BeatOutcome) {
+        let (Some(helping), Some(replicator)) = (
+            self.helping.as_mut().filter(|h| h.turn == outcome.turn),
+            self.replicator.as_mut(),
+        ) else {
             return;
         };
         helping.busy = false;
-        let holds = match result {
+        if let Err(e) = outcome.written {
+            return tracing::warn!("writing this engine's share beat: {e}");
+        }
+        helping.helper.beat_written(outcome.began);
+        let holds = match outcome.holds {
             Ok(holds) => holds,
-            Err(e) => return tracing::warn!("writing this engine's share beat: {e}"),
+            // Asked again after the next beat.
+            Err(e) => return tracing::warn!("reading the coordinator's lease: {e}"),
         };
-        helping.helper.beat_written(began);
         let (ready, waiting): (Vec<Flow>, Vec<Flow>) = std::mem::take(&mut helping.to_start)
             .into_iter()
-            .partition(|f| starting.contains(&f.key()));
+            .partition(|f| outcome.starting.contains(&f.key()));
         helping.to_start = waiting;
         for flow in ready {
             let key = flow.key();
@@ -357,10 +469,14 @@ impl Core {
 
     /// Flows this helper stopped have saved their cursors.
     pub(super) fn helper_stopped(&mut self, keys: Vec<FlowKey>) {
-        if let Some(helping) = self.helping.as_mut() {
-            for key in &keys {
-                helping.helper.stopped(key);
-            }
+        let (Some(helping), Some(replicator)) = (self.helping.as_mut(), self.replicator.as_mut())
+        else {
+            return;
+        };
+        let here = replicator.here();
+        for key in keys.iter().filter(|k| !here.contains(k)) {
+            // (One given again meanwhile runs, and stays listed.)
+            helping.helper.stopped(key);
         }
     }
 

@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub shares: Option<crate::control::share::Shares>,
     /// The flows this engine copies as a helper of the group's engine.
     pub helping: Vec<FlowStatus>,
+    /// Whether this engine shares the flows with others (`serve --share`).
+    pub sharing: bool,
 }
 
 /// What the engine is doing, for the status bar.

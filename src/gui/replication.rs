@@ -392,7 +392,15 @@ impl ReplicationTab {
             RichText::new(name).color(widgets::muted(ui))
         };
         ui.label(name).on_hover_text(tip);
-        ui.label(format!("{} to {}", status.home, status.replica));
+        match &status.copied_by {
+            // Another engine sharing the group's flows copies this one.
+            Some(by) => ui
+                .label(format!("{} to {} · shared", status.home, status.replica))
+                .on_hover_text(format!(
+                    "copied by {by}, an engine sharing the group's flows"
+                )),
+            None => ui.label(format!("{} to {}", status.home, status.replica)),
+        };
         let percent = (flow.seed_progress * 100.0).floor();
         let seed = if flow.seed_bytes_total == 0 {
             if flow.seed_progress >= 1.0 {

@@ -164,6 +164,11 @@ impl Replicator {
         }
     }
 
+    /// The flows it knows and does not copy.
+    pub fn away_keys(&self) -> Vec<FlowKey> {
+        self.away.iter().map(|a| a.flow.key()).collect()
+    }
+
     /// The flows copied here, or still stopping here.
     pub fn here(&mut self) -> BTreeSet<FlowKey> {
         self.parting.retain(|(_, task)| !task.is_finished());
