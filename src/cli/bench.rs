@@ -290,17 +290,14 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
             Ok(exit_code::OK)
         }
         BenchCommand::Scale(args) => {
-            let scratch = ctx
-                .home
-                .data_dir
-                .join("bench")
-                .join(format!("scale-{}", workload::now_us()));
-            let result = bench_scale::measure(&scratch, &args.knobs).await;
+            let run = format!("scale-{}", workload::now_us());
+            let scratch = ctx.home.data_dir.join("bench").join(&run);
+            let result = scale(&scratch, &run, &args.knobs).await;
             if let Err(e) = std::fs::remove_dir_all(&scratch) {
                 tracing::debug!("removing {}: {e}", scratch.display());
             }
             let figures = result?;
-            crate::emit(json, &figures, || bench_scale::table(&figures))?;
+            crate::emit(json, &figures, || figures.table())?;
             Ok(exit_code::OK)
         }
         BenchCommand::Recovery(args) => {
@@ -355,6 +352,97 @@ async fn cost(scratch: &Path, run: &str, knobs: &CostKnobs) -> Result<CostFigure
     })
 }
 
+/// The two SeaweedFS servers of `scripts/s3-servers`, from the
+/// environment it writes.
+struct S3Servers {
+    a: String,
+    b: String,
+    bucket: String,
+    key: String,
+    secret: String,
+}
+
+impl S3Servers {
+    fn from_env() -> Option<S3Servers> {
+        let var = |name: &str| std::env::var(name).ok();
+        Some(S3Servers {
+            a: var("LIFEBOAT_S3_A")?,
+            b: var("LIFEBOAT_S3_B")?,
+            bucket: var("LIFEBOAT_S3_BUCKET")?,
+            key: var("LIFEBOAT_S3_KEY")?,
+            secret: var("LIFEBOAT_S3_SECRET")?,
+        })
+    }
+}
+
+/// Region `name` on the S3 server at `endpoint`, under `prefix` of
+/// `bucket` (credentials named by the servers' variables).
+fn s3_region_spec(name: &str, bucket: &str, prefix: &str, endpoint: &str) -> RegionSpec {
+    let mut spec = RegionSpec::new(name, &format!("s3://{bucket}/{prefix}"));
+    spec.endpoint = Some(endpoint.to_string());
+    spec.access_key_env = Some("LIFEBOAT_S3_KEY".into());
+    spec.secret_key_env = Some("LIFEBOAT_S3_SECRET".into());
+    spec
+}
+
+/// `bench scale` on local folders, and on S3 when its servers are given.
+async fn scale(scratch: &Path, run: &str, knobs: &bench_scale::ScaleKnobs) -> Result<ScaleRuns> {
+    let local = scratch.join("local");
+    let mut runs = vec![
+        bench_scale::measure(
+            &local,
+            knobs,
+            bench_engine::shared_regions(&local),
+            "local folders",
+        )
+        .await?,
+    ];
+    if let Some(s3) = S3Servers::from_env() {
+        let specs = vec![
+            s3_region_spec("us-east-1", &s3.bucket, &format!("{run}-scale-a"), &s3.a),
+            s3_region_spec("eu-west-1", &s3.bucket, &format!("{run}-scale-b"), &s3.b),
+        ];
+        let measured = bench_scale::measure(
+            &scratch.join("s3"),
+            knobs,
+            specs.clone(),
+            "S3 (two SeaweedFS servers)",
+        )
+        .await;
+        for spec in &specs {
+            let wiped = match Region::open(spec) {
+                Ok(region) => wipe(&region).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = wiped {
+                eprintln!("bench: could not clean up {}: {e}", spec.name);
+            }
+        }
+        runs.push(measured?);
+    }
+    Ok(ScaleRuns {
+        bench: "scale",
+        runs,
+    })
+}
+
+/// `bench scale`'s runs, one per kind of region.
+#[derive(Debug, Serialize)]
+pub struct ScaleRuns {
+    pub bench: &'static str,
+    pub runs: Vec<bench_scale::ScaleFigures>,
+}
+
+impl ScaleRuns {
+    fn table(&self) -> String {
+        self.runs
+            .iter()
+            .map(bench_scale::table)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// Two fresh regions to measure on, and how rclone reaches the same files.
 struct BenchPair {
     /// What the regions are, for the table (`local folders`, `S3 (SeaweedFS)`).
@@ -392,16 +480,16 @@ impl BenchPair {
     /// Two S3 regions, one on each SeaweedFS server of `scripts/s3-servers`
     /// (found through the environment it writes), under fresh prefixes.
     fn s3_from_env(run: &str) -> Option<Result<BenchPair>> {
-        let var = |name: &str| std::env::var(name).ok();
-        let (a, b) = (var("LIFEBOAT_S3_A")?, var("LIFEBOAT_S3_B")?);
-        let bucket = var("LIFEBOAT_S3_BUCKET")?;
-        let (key, secret) = (var("LIFEBOAT_S3_KEY")?, var("LIFEBOAT_S3_SECRET")?);
+        let S3Servers {
+            a,
+            b,
+            bucket,
+            key,
+            secret,
+        } = S3Servers::from_env()?;
         let open = |name: &str, endpoint: &str| -> Result<(Region, String)> {
             let prefix = format!("{run}-{name}");
-            let mut spec = RegionSpec::new(name, &format!("s3://{bucket}/{prefix}"));
-            spec.endpoint = Some(endpoint.to_string());
-            spec.access_key_env = Some("LIFEBOAT_S3_KEY".into());
-            spec.secret_key_env = Some("LIFEBOAT_S3_SECRET".into());
+            let spec = s3_region_spec(name, &bucket, &prefix, endpoint);
             Ok((Region::open(&spec)?, prefix))
         };
         let pair = (|| {
@@ -474,7 +562,7 @@ struct AllFigures {
     /// Requests by class and their dollars.
     cost: Option<CostFigures>,
     /// A thousand databases on one engine.
-    scale: Option<bench_scale::ScaleFigures>,
+    scale: Option<ScaleRuns>,
     /// Kinds of region left out, with why.
     skipped: Vec<String>,
 }
@@ -544,7 +632,7 @@ async fn all_in(scratch: &Path, run: &str, all: &AllBench) -> Result<AllFigures>
     let recovery = Some(bench_recovery::measure(&scratch.join("recovery"), &all.recovery).await?);
     let engine = Some(bench_engine::measure(&scratch.join("engine"), &all.engine).await?);
     let cost = Some(cost(&scratch.join("cost"), run, &all.cost).await?);
-    let scale = Some(bench_scale::measure(&scratch.join("scale"), &all.scale).await?);
+    let scale = Some(scale(&scratch.join("scale"), run, &all.scale).await?);
     Ok(AllFigures {
         bench: "all",
         machine: machine(),
@@ -621,7 +709,7 @@ fn table(figures: &AllFigures) -> String {
         lines.push(bench_cost::table(cost));
     }
     if let Some(scale) = &figures.scale {
-        lines.push(bench_scale::table(scale));
+        lines.push(scale.table());
     }
     for skipped in &figures.skipped {
         lines.push(format!("\nnot run: {skipped}"));

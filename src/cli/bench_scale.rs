@@ -19,14 +19,14 @@ use serde::Serialize;
 use lifeboat::cost::RegionCost;
 use lifeboat::engine::published;
 use lifeboat::error::{Error, Result};
-use lifeboat::region::Region;
+use lifeboat::region::{Region, RegionSpec};
 use lifeboat::replication::FlowState;
 use lifeboat::storage::DbLocation;
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::{self, Rate, WorkloadSpec};
 
 use super::bench::{quantile_ms, sorted};
-use super::bench_engine::{Serve, lifeboat, run, shared_regions, use_regions};
+use super::bench_engine::{Serve, lifeboat, run, use_regions};
 use crate::parse_duration;
 
 const TARGET_IDLE_CPU_PCT: f64 = 10.0;
@@ -191,8 +191,14 @@ async fn view(regions: &[Region]) -> Result<Option<published::RemoteView>> {
     published::read(regions).await
 }
 
-pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures> {
-    let specs = shared_regions(scratch);
+/// One engine over `knobs.scale_dbs` databases in `specs` (named
+/// us-east-1 and eu-west-1), `kind` saying what they are for the table.
+pub async fn measure(
+    scratch: &Path,
+    knobs: &ScaleKnobs,
+    specs: Vec<RegionSpec>,
+    kind: &'static str,
+) -> Result<ScaleFigures> {
     let data: PathBuf = scratch.join("engine");
     use_regions(&data, &specs)?;
     let regions: Vec<Region> = specs.iter().map(Region::open).collect::<Result<_>>()?;
@@ -306,7 +312,7 @@ pub async fn measure(scratch: &Path, knobs: &ScaleKnobs) -> Result<ScaleFigures>
     let lag_p99 = lags.last().copied().unwrap_or(0.0);
     Ok(ScaleFigures {
         bench: "scale",
-        regions: "local folders",
+        regions: kind,
         dbs: knobs.scale_dbs,
         writers: knobs.scale_writers,
         records_per_s_each: knobs.scale_rate,

@@ -28,7 +28,7 @@
 //!   acted on the version that took it and no longer lists it;
 //! - a flow the coordinator gives away stops here before it is assigned.
 //!
-//! Cost: a helper's beat is one PUT per [`BEAT_EVERY`] (20 a minute); the
+//! Cost: a helper's beat is one PUT per [`BEAT_EVERY`] (30 a minute); the
 //! coordinator lists the beats every [`LIST_EVERY`] (2 LISTs a minute,
 //! about $0.43 a month at S3's list prices, whether or not any helper
 //! runs) and reads each known helper's beat every [`BEAT_EVERY`].
@@ -305,7 +305,7 @@ impl Coordinator {
                 .applied
                 .as_ref()
                 .is_some_and(|a| a.coordinator == me && a.term == term && a.version >= *version);
-            !(acted && !beat.running.contains(flow))
+            !acted || beat.running.contains(flow)
         });
         // Flows a helper cannot copy, gone, or wanted here go back.
         for h in &alive {
