@@ -732,6 +732,22 @@ fn four_engines_share_a_groups_flows_and_a_killed_ones_flows_move() {
     let started = std::time::Instant::now();
     let parts = shared_out(&mut engines, &dbs, std::time::Duration::from_secs(90));
     eprintln!("shared out {:?} after {:?}", parts, started.elapsed());
+    // `status` says which engine copies each flow the coordinator lent.
+    let lent: usize = parts[1..].iter().map(|p| p.len()).sum();
+    let shown = std::time::Instant::now();
+    loop {
+        let out = run(lifeboat(dirs[0].path()), &["status"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        if text.matches("copied by").count() == lent {
+            break;
+        }
+        assert!(
+            shown.elapsed() < std::time::Duration::from_secs(15),
+            "status never named the {lent} flows' engines: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 
     // Writes to every database reach its replica, whoever copies it.
     let writers: Vec<std::process::Child> = dbs

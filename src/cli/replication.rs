@@ -308,6 +308,9 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
             if let Some(detail) = &s.detail {
                 lines.push(format!("    {detail}"));
             }
+            if let Some(by) = &s.copied_by {
+                lines.push(format!("    copied by {by}"));
+            }
         }
         lines.extend(cost_lines(&cost, &statuses, args.db.is_none()));
         format!("{engine}{}", lines.join("\n"))
