@@ -10,6 +10,7 @@
 
 pub mod faults;
 pub mod http_faults;
+pub mod local;
 pub mod meter;
 pub mod objects;
 pub mod retry;
@@ -356,7 +357,7 @@ fn backend(
                 )
             })?;
             let store = LocalFileSystem::new_with_prefix(dir).map_err(build_err)?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(local::LocalStore::new(store)))
         }
         RegionUrl::Memory(id) => Ok(memory_store(id)),
         RegionUrl::S3 { bucket, prefix } => {
