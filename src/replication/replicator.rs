@@ -434,3 +434,75 @@ pub async fn once(
     });
     futures::future::join_all(runs).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::{Region, RegionSpec};
+    use crate::replication::pins::NoPins;
+
+    fn flow(db: &str) -> Flow {
+        let open = |name: &str| {
+            Region::open(&RegionSpec::new(
+                name,
+                &format!("memory://replicator-{db}-{name}"),
+            ))
+            .expect("region")
+        };
+        Flow::new(db, "main", &open("a"), &open("b"))
+    }
+
+    /// A flow it knows and does not copy is listed and shown, but copied
+    /// only once brought here; handed away, it counts as here until its
+    /// loop has stopped; a pause set while it was away holds it here.
+    #[tokio::test]
+    async fn known_flows_run_only_here_and_stop_before_they_leave() {
+        let mut replicator =
+            Replicator::start(Vec::new(), ReplicationOptions::default(), Arc::new(NoPins));
+        let (one, two) = (flow("one"), flow("two"));
+        assert!(replicator.know(one.clone()));
+        assert!(!replicator.know(one.clone()), "known once");
+        assert!(replicator.add(two.clone()));
+        assert_eq!(replicator.flows().count(), 2);
+        assert_eq!(replicator.here(), [two.key()].into());
+        assert_eq!(replicator.away_keys(), vec![one.key()]);
+
+        replicator.set_away(&one.key(), None, Some("host (pid 7)".into()));
+        let shown = replicator.statuses();
+        let by = |db: &str| {
+            shown
+                .iter()
+                .find(|s| s.db == db)
+                .and_then(|s| s.copied_by.clone())
+        };
+        assert_eq!(by("one").as_deref(), Some("host (pid 7)"));
+        assert_eq!(by("two"), None);
+
+        assert_eq!(replicator.hold("one", true), 1);
+        assert!(replicator.is_held("one"));
+        assert!(replicator.bring_here(&one.key()));
+        assert!(!replicator.bring_here(&one.key()), "already here");
+        assert_eq!(replicator.here().len(), 2);
+        let held = replicator
+            .wait_until(Duration::from_secs(10), |s| {
+                s.db != "one" || s.state == crate::replication::FlowState::Held
+            })
+            .await;
+        assert!(held, "brought here paused: {:?}", replicator.statuses());
+
+        replicator.hand_away(&two.key());
+        assert_eq!(replicator.away_keys(), vec![two.key()]);
+        assert!(
+            replicator.here().contains(&two.key()),
+            "here until its loop has stopped"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while replicator.here().contains(&two.key()) {
+            assert!(tokio::time::Instant::now() < deadline, "never stopped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        replicator.remove_flow(&two.key()).wait().await;
+        assert_eq!(replicator.flows().count(), 1, "removed while away");
+        replicator.stop().await;
+    }
+}
