@@ -3,6 +3,8 @@
 //! change; flows into a region run only while its lease is held, and
 //! operations that write into a region are refused without it.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -140,6 +142,15 @@ impl Core {
         if was != now {
             self.share_tick();
         }
+    }
+
+    /// The regions whose leases this engine holds.
+    pub(super) fn held_regions(&self) -> BTreeSet<String> {
+        self.leases
+            .iter()
+            .filter(|(_, l)| l.is_held())
+            .map(|(r, _)| r.clone())
+            .collect()
     }
 
     /// Whether this engine holds `region`'s lease.

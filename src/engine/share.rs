@@ -141,12 +141,7 @@ impl Core {
             return;
         }
         self.shares = None;
-        let leased: BTreeSet<String> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| l.is_held())
-            .map(|(r, _)| r.clone())
-            .collect();
+        let leased = self.held_regions();
         if let Some(replicator) = self.replicator.as_mut() {
             for key in replicator.away_keys() {
                 if leased.contains(&key.replica) {
@@ -191,12 +186,7 @@ impl Core {
     /// Places the flows this engine knows: starts its part here, stops
     /// what a helper is to take, shows where the rest are copied.
     pub(super) fn place_flows(&mut self) {
-        let leased: BTreeSet<String> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| l.is_held())
-            .map(|(r, _)| r.clone())
-            .collect();
+        let leased = self.held_regions();
         let held = self
             .group
             .as_ref()
@@ -302,7 +292,7 @@ impl Core {
             && let Some(changes) = helping.helper.assigned(&shares)
         {
             for key in changes.stop {
-                helping.to_start.retain(|f| f.key() != key);
+                helping.to_start.retain(|f| !f.is(&key));
                 if copying.contains(&key) {
                     stopping.push((key.clone(), replicator.remove_flow(&key)));
                 } else {
@@ -310,7 +300,7 @@ impl Core {
                 }
             }
             for key in changes.start {
-                match self.unleased.iter().find(|f| f.key() == key) {
+                match self.unleased.iter().find(|f| f.is(&key)) {
                     Some(flow) => helping.to_start.push(flow.clone()),
                     None => {
                         unknown = true;

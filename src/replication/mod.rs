@@ -242,6 +242,14 @@ impl Flow {
         )
     }
 
+    /// Whether this is the flow named `key` (no copy made).
+    pub fn is(&self, key: &FlowKey) -> bool {
+        self.db == key.db
+            && self.branch == key.branch
+            && self.home.name() == key.home
+            && self.replica.name() == key.replica
+    }
+
     /// The flow by name, to compare and send across engines.
     pub fn key(&self) -> FlowKey {
         FlowKey {

@@ -97,7 +97,7 @@ impl Replicator {
             return false;
         }
         let key = flow.key();
-        self.away.retain(|a| a.flow.key() != key);
+        self.away.retain(|a| !a.flow.is(&key));
         let (tx, rx) = watch::channel(FlowStatus::of(&flow));
         let (stop, stop_rx) = watch::channel(false);
         let (hold, hold_rx) = watch::channel(false);
@@ -129,7 +129,7 @@ impl Replicator {
     /// returns whether it was new.
     pub fn know(&mut self, flow: Flow) -> bool {
         let key = flow.key();
-        if self.position(&flow).is_some() || self.away.iter().any(|a| a.flow.key() == key) {
+        if self.position(&flow).is_some() || self.away.iter().any(|a| a.flow.is(&key)) {
             return false;
         }
         let status = FlowStatus::of(&flow);
@@ -140,7 +140,7 @@ impl Replicator {
     /// Stops copying the flow `key` here and keeps knowing it (another
     /// engine is to copy it once it stopped: see [`Replicator::here`]).
     pub fn hand_away(&mut self, key: &FlowKey) {
-        let Some(at) = self.running.iter().position(|r| &r.flow.key() == key) else {
+        let Some(at) = self.running.iter().position(|r| r.flow.is(key)) else {
             return;
         };
         let running = self.running.remove(at);
@@ -155,7 +155,7 @@ impl Replicator {
 
     /// Starts copying here the flow `key` it knows; returns whether it did.
     pub fn bring_here(&mut self, key: &FlowKey) -> bool {
-        match self.away.iter().position(|a| &a.flow.key() == key) {
+        match self.away.iter().position(|a| a.flow.is(key)) {
             Some(at) => {
                 let away = self.away.remove(at);
                 self.add(away.flow)
@@ -182,7 +182,7 @@ impl Replicator {
     /// What another engine reports of a flow this one knows and does not
     /// copy (`by`: who copies it, `None` while nobody does).
     pub fn set_away(&mut self, key: &FlowKey, status: Option<FlowStatus>, by: Option<String>) {
-        if let Some(away) = self.away.iter_mut().find(|a| &a.flow.key() == key) {
+        if let Some(away) = self.away.iter_mut().find(|a| a.flow.is(key)) {
             if let Some(status) = status {
                 away.status = status;
             }
@@ -191,12 +191,8 @@ impl Replicator {
     }
 
     fn position(&self, flow: &Flow) -> Option<usize> {
-        self.running.iter().position(|r| {
-            r.flow.db == flow.db
-                && r.flow.branch == flow.branch
-                && r.flow.home.name() == flow.home.name()
-                && r.flow.replica.name() == flow.replica.name()
-        })
+        let key = flow.key();
+        self.running.iter().position(|r| r.flow.is(&key))
     }
 
     /// Looks at quiet homes often enough to keep `target`, and counts a
@@ -259,7 +255,7 @@ impl Replicator {
     /// Stops and forgets the flow `key`.
     #[must_use = "the flow stops after its current copy: wait for it or spawn the wait"]
     pub fn remove_flow(&mut self, key: &FlowKey) -> Stopping {
-        self.take(|f| &f.key() == key)
+        self.take(|f| f.is(key))
     }
 
     /// Stops and forgets every flow that copies into region `replica`.
