@@ -192,8 +192,16 @@ async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
             churn: false,
         };
         let faults = std::sync::Arc::clone(region.faults());
+        // The outage comes once writes are acknowledged, not at a set time:
+        // on a loaded machine opening the writer alone can take longer than
+        // any fixed delay, and an outage during the open is another test.
+        let ack_path = acks.path().to_path_buf();
         let cut = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(800)).await;
+            let acked = || std::fs::metadata(&ack_path).is_ok_and(|m| m.len() > 0);
+            while !acked() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
             faults.set_outage(true);
         });
         let report = workload::run(orders, &spec, acks, std::future::pending())

@@ -189,9 +189,26 @@ pub struct Notices {
     branches: Mutex<HashMap<String, Branch>>,
 }
 
+/// A file written under a branch folder, and when (µs since the epoch):
+/// a listener that reads it late still knows how long it waited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub path: Path,
+    pub at_us: u64,
+}
+
+impl Written {
+    fn now(path: Path) -> Written {
+        Written {
+            path,
+            at_us: crate::workload::now_us(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Branch {
-    written: broadcast::Sender<Path>,
+    written: broadcast::Sender<Written>,
     writers: usize,
 }
 
@@ -212,7 +229,7 @@ impl Notices {
 
     /// Hears of every file written from now on under the branch folder
     /// `base` (`dbs/<db>/<branch>`).
-    pub fn listen(&self, base: &Path) -> broadcast::Receiver<Path> {
+    pub fn listen(&self, base: &Path) -> broadcast::Receiver<Written> {
         self.with_branch(base.as_ref(), |b| b.written.subscribe())
     }
 
@@ -242,7 +259,7 @@ impl Notices {
             && branch.written.receiver_count() > 0
         {
             // Only "no listener" fails, and nobody listening is fine.
-            branch.written.send(path.clone()).ok();
+            branch.written.send(Written::now(path.clone())).ok();
         }
     }
 }
@@ -260,7 +277,9 @@ impl Drop for WriterMark {
             b.writers = b.writers.saturating_sub(1);
             // Listeners hear the branch itself: look at it again.
             if b.written.receiver_count() > 0 {
-                b.written.send(Path::from(self.base.as_str())).ok();
+                b.written
+                    .send(Written::now(Path::from(self.base.as_str())))
+                    .ok();
             }
         });
     }
@@ -529,7 +548,7 @@ mod tests {
             }
         );
         assert_eq!(metering.meter.per_db()["orders"].get, 1);
-        assert_eq!(heard.try_recv().expect("heard"), wal);
+        assert_eq!(heard.try_recv().expect("heard").path, wal);
         assert!(heard.try_recv().is_err());
         assert!(!metering.notices.has_writer(&base));
         let mark = metering.notices.writer(&base);

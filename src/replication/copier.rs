@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use object_store::path::Path;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Semaphore, broadcast, watch};
 
@@ -44,7 +43,7 @@ use super::pins::Pins;
 use super::status::{FlowState, FlowStatus};
 use super::{Flow, Pace, ReplicationOptions};
 use crate::error::{Error, Result};
-use crate::region::meter::RequestClass;
+use crate::region::meter::{RequestClass, Written};
 use crate::storage::branch_path;
 use crate::storage::cursor::{self, ReplicaCursor};
 use crate::storage::cut::{CutReport, ManifestView, contiguous_wal_end};
@@ -66,6 +65,11 @@ const MAX_DELAY_SAMPLES: usize = 20_000;
 
 /// WAL delays kept for the status's last-minute p99.
 const RECENT_DELAYS_KEPT: usize = 2_000;
+
+/// How often a pass that copies for long publishes how far it got: over a
+/// slow link one pass can take many seconds, and the status it began with
+/// (in sync) would stand meanwhile.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Per-WAL replication delays (home write to replica write), in milliseconds.
 pub type DelaySamples = Arc<Mutex<Vec<u32>>>;
@@ -109,12 +113,15 @@ pub struct BranchCopier {
     home_replay_after: u64,
     /// Files this process wrote at the home, as they land (unless the
     /// options say not to listen).
-    heard: Option<broadcast::Receiver<Path>>,
-    /// Files heard of and not yet read.
-    heard_files: Vec<FileRef>,
+    heard: Option<broadcast::Receiver<Written>>,
+    /// Files heard of and not yet read, each with when it was heard.
+    heard_files: Vec<(FileRef, u64)>,
     /// A look stopped early (or notices were missed): the next pass comes
     /// at once.
     more: bool,
+    /// A look of `wal/` stopped at its limit: the home holds WAL past what
+    /// was read, so the replica lags even once all of that is copied.
+    wal_beyond: bool,
     /// Look at every folder on every pass (`run_once`).
     eager: bool,
     pace: Arc<Pace>,
@@ -207,6 +214,7 @@ impl BranchCopier {
             heard,
             heard_files: Vec::new(),
             more: false,
+            wal_beyond: false,
             eager: false,
             pace,
             scrubbed: None,
@@ -634,8 +642,9 @@ impl BranchCopier {
     async fn look_for_new(&mut self) -> Result<()> {
         let due = self.look_due();
         self.more = false;
+        self.wal_beyond = false;
         self.hear();
-        for file in std::mem::take(&mut self.heard_files) {
+        for (file, _) in std::mem::take(&mut self.heard_files) {
             if self.home_files.get(&file).is_none() {
                 self.read_new(file).await?;
             }
@@ -732,6 +741,7 @@ impl BranchCopier {
         loop {
             if found >= LOOK_MAX_FILES || self.fetched_bytes >= FETCHED_MAX_BYTES {
                 self.more = true;
+                self.wal_beyond |= dir == Dir::Wal;
                 break;
             }
             let file = match dir {
@@ -794,17 +804,17 @@ impl BranchCopier {
         let Some(heard) = self.heard.as_mut() else {
             return;
         };
-        let mut paths = Vec::new();
+        let mut notices = Vec::new();
         let mut missed = false;
         loop {
             match heard.try_recv() {
-                Ok(path) => paths.push(path),
+                Ok(written) => notices.push(written),
                 Err(TryRecvError::Lagged(_)) => missed = true,
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
-        for path in paths {
-            self.note_heard(&path);
+        for written in notices {
+            self.note_heard(written);
         }
         if missed {
             self.missed_notices();
@@ -818,15 +828,15 @@ impl BranchCopier {
             return std::future::pending().await;
         };
         match heard.recv().await {
-            Ok(path) => self.note_heard(&path),
+            Ok(written) => self.note_heard(written),
             Err(RecvError::Lagged(_)) => self.missed_notices(),
             Err(RecvError::Closed) => std::future::pending().await,
         }
     }
 
-    fn note_heard(&mut self, path: &Path) {
-        if let Some(file) = FileRef::at(&self.home.base, path) {
-            self.heard_files.push(file);
+    fn note_heard(&mut self, written: Written) {
+        if let Some(file) = FileRef::at(&self.home.base, &written.path) {
+            self.heard_files.push((file, written.at_us));
         }
     }
 
@@ -952,14 +962,33 @@ impl BranchCopier {
                 }
             })
             .buffer_unordered(self.opts.copies_in_flight.max(1));
-        while let Some((file, copied)) = copies.next().await {
+        loop {
+            let landed = tokio::select! {
+                landed = copies.next() => landed,
+                () = tokio::time::sleep(PROGRESS_EVERY) => {
+                    self.progress();
+                    continue;
+                }
+            };
+            let Some((file, copied)) = landed else {
+                break;
+            };
             match copied {
                 Ok(meta) => self.record_copy(file, meta),
                 Err(CopyError::Vanished) => self.home_files.remove(&file),
                 Err(CopyError::Failed(err)) => return Err(err),
             }
+            self.progress();
         }
         self.check_budget()
+    }
+
+    /// Publishes the status mid-pass, at most every [`PROGRESS_EVERY`].
+    fn progress(&mut self) {
+        let due = self.status.observed_us + PROGRESS_EVERY.as_micros() as u64;
+        if now_us() >= due {
+            self.refresh_status(false);
+        }
     }
 
     fn check_budget(&self) -> Result<()> {
@@ -1051,6 +1080,7 @@ impl BranchCopier {
                 }
                 Err(CopyError::Failed(err)) => return Err(err),
             }
+            self.progress();
             next += 1;
         }
         self.cursor.wal_id = self.cursor.wal_id.max(next - 1);
@@ -1400,6 +1430,24 @@ impl BranchCopier {
         Ok(())
     }
 
+    /// When the oldest write past WAL `wal_end` was made durable at the
+    /// home, for WAL known to be there but not read yet: heard of (its
+    /// notice time), or past where a look stopped at its limit (then the
+    /// next file began filling once WAL `wal_end` was written).
+    fn unread_wal_since(&self, wal_end: u64) -> Option<u64> {
+        let heard = self
+            .heard_files
+            .iter()
+            .filter(|(file, _)| matches!(file, FileRef::Wal(id) if *id > wal_end))
+            .map(|(_, at)| *at)
+            .min();
+        let beyond = self
+            .wal_beyond
+            .then(|| self.home_files.wals.get(&wal_end).map(|m| m.modified_us))
+            .flatten();
+        heard.into_iter().chain(beyond).min()
+    }
+
     /// Home files the replica lacks: `(objects, bytes)`. Manifests older
     /// than the replica's newest are not wanted.
     fn pending(&self) -> (u64, u64) {
@@ -1417,10 +1465,26 @@ impl BranchCopier {
     /// `verified`: the pass behind it succeeded, so a replica that holds
     /// everything listed counts as synced now.
     fn refresh_status(&mut self, verified: bool) {
+        // What the home's writer made durable while this pass copied counts
+        // too: a replica that copied all it had read is not in sync while
+        // more waits (over a slow link, each pass would end "in sync").
+        self.hear();
         let now = now_us();
-        let (objects_pending, bytes_pending) = self.pending();
+        let (mut objects_pending, bytes_pending) = self.pending();
+        objects_pending += self
+            .heard_files
+            .iter()
+            .filter(|(file, _)| self.home_files.get(file).is_none())
+            .count() as u64;
         let next_look_us = now + self.next_look_in().as_micros() as u64;
         let wal_delay_p99_ms = self.recent_wal_delay_p99_ms();
+        let cut = self
+            .replica_manifest
+            .as_ref()
+            .map(|m| CutReport::of(m, &self.replica_files, &self.home_files, 0));
+        let unread_since = cut
+            .as_ref()
+            .and_then(|cut| self.unread_wal_since(cut.wal_end));
         let status = &mut self.status;
         status.observed_us = now;
         status.home_manifest_id = self.home_files.manifests.keys().next_back().copied();
@@ -1443,7 +1507,7 @@ impl BranchCopier {
             .plus(&self.replica.requests.last_minute_counts());
         status.next_look_us = Some(next_look_us);
         status.wal_delay_p99_ms = wal_delay_p99_ms;
-        let Some(manifest) = &self.replica_manifest else {
+        let (Some(manifest), Some(cut)) = (&self.replica_manifest, cut) else {
             status.state = FlowState::Seeding;
             status.detail = None;
             status.replica_manifest_id = None;
@@ -1452,7 +1516,6 @@ impl BranchCopier {
             self.publish.send_replace(status.clone());
             return;
         };
-        let cut = CutReport::of(manifest, &self.replica_files, &self.home_files, 0);
         status.replica_manifest_id = Some(manifest.id);
         status.replica_wal_id = Some(cut.wal_end);
         // The home's commit time of the replica's newest state, and of the
@@ -1468,7 +1531,8 @@ impl BranchCopier {
             .wals
             .range(cut.wal_end + 1..)
             .next()
-            .map(|(_, m)| m.modified_us);
+            .map(|(_, m)| m.modified_us)
+            .or(unread_since);
         if cut.readable() && self.damaged.is_some() {
             // Whatever the scrub or list-diff found has been copied again.
             self.damaged = None;
@@ -1553,5 +1617,69 @@ impl BranchCopier {
             Tick::Active => self.opts.min_poll,
             Tick::Idle => self.next_look_in().max(self.opts.min_poll),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::{Region, RegionSpec};
+    use crate::replication::pins::NoPins;
+    use crate::storage::DbLocation;
+
+    /// A pass copies what it read; what the home's writer made durable
+    /// meanwhile is lag all the same. Over a slow link every pass used to
+    /// end "in sync, lag 0" while the backlog grew.
+    #[tokio::test]
+    async fn what_was_heard_and_not_yet_copied_is_lag() {
+        let open = |name: &str| {
+            Region::open(&RegionSpec::new(
+                name,
+                &format!("memory://copier-heard-{name}"),
+            ))
+            .expect("region")
+        };
+        let (a, b) = (open("a"), open("b"));
+        let home = DbLocation::in_region(&a, "orders").expect("names");
+        home.create().await.expect("create");
+        let opts = ReplicationOptions {
+            hear_writers: true,
+            ..ReplicationOptions::default()
+        };
+        let (publish, shown) = watch::channel(FlowStatus::of(&Flow::new("orders", "main", &a, &b)));
+        let mut copier = BranchCopier::paced(
+            Flow::new("orders", "main", &a, &b),
+            opts.clone(),
+            Arc::new(NoPins),
+            Arc::new(Semaphore::new(4)),
+            publish,
+            DelaySamples::default(),
+            Pace::new(&opts),
+        );
+        let _mark = home.mark_writer();
+        let db = home.open_writer(false).await.expect("writer");
+        db.put(b"k1", b"v1").await.expect("put");
+        db.flush().await.expect("flush");
+        copier.pass().await.expect("first pass");
+        assert_eq!(shown.borrow().objects_pending, 0, "{:#?}", *shown.borrow());
+        assert_eq!(shown.borrow().state, FlowState::InSync);
+
+        // Durable at the home, heard, not read by any pass yet.
+        db.put(b"k2", b"v2").await.expect("put");
+        db.flush().await.expect("flush");
+        let written_by = now_us();
+        copier.refresh_status(false);
+        let status = shown.borrow().clone();
+        assert!(status.objects_pending >= 1, "{status:#?}");
+        let since = status
+            .uncovered_since_us
+            .expect("the heard WAL is uncovered");
+        assert!(since <= written_by, "{status:#?}");
+        let later = status.lag_s_at(written_by + 2_000_000).expect("lag");
+        assert!(later >= 2.0, "lag {later} s two seconds on: {status:#?}");
+
+        copier.pass().await.expect("second pass");
+        assert_eq!(shown.borrow().uncovered_since_us, None);
+        db.close().await.expect("close");
     }
 }
