@@ -412,29 +412,9 @@ pub async fn append_after(
     who: &str,
     event: Event,
 ) -> Result<Appended> {
-    let newest = events.values().map(|e| e.hlc).max();
-    let last_seq = events
-        .keys()
-        .filter(|n| n.engine == engine)
-        .map(|n| n.seq)
-        .max()
-        .unwrap_or(0);
-    let now_ms = now_us() / 1000;
     for attempt in 0..APPEND_TRIES {
-        let name = EventName {
-            engine: engine.to_string(),
-            seq: last_seq + 1 + attempt as u64,
-            nonce: format!("{:08x}", fastrand::u32(..)),
-        };
-        let hlc = Hlc::after(newest, now_ms);
-        let envelope = Envelope {
-            format: EVENT_FORMAT,
-            engine: engine.to_string(),
-            seq: name.seq,
-            hlc,
-            who: who.to_string(),
-            event: event.clone(),
-        };
+        let (name, envelope) = next_envelope(events, engine, who, event.clone(), attempt as u64);
+        let hlc = envelope.hlc;
         let text = ron::ser::to_string_pretty(&envelope, ron::ser::PrettyConfig::default())
             .map_err(|e| Error::Failed(format!("cannot encode a control log event: {e}")))?;
         let mut written = Vec::new();
@@ -470,6 +450,39 @@ pub async fn append_after(
     Err(Error::Failed(
         "the control log kept changing under this command; try again".into(),
     ))
+}
+
+/// The envelope `event` is appended in after `events` (on the
+/// `attempt`-th try), and its name: what a failover's workspaces serve
+/// while it is being recorded.
+pub fn next_envelope(
+    events: &BTreeMap<EventName, Envelope>,
+    engine: &str,
+    who: &str,
+    event: Event,
+    attempt: u64,
+) -> (EventName, Envelope) {
+    let newest = events.values().map(|e| e.hlc).max();
+    let last_seq = events
+        .keys()
+        .filter(|n| n.engine == engine)
+        .map(|n| n.seq)
+        .max()
+        .unwrap_or(0);
+    let name = EventName {
+        engine: engine.to_string(),
+        seq: last_seq + 1 + attempt,
+        nonce: format!("{:08x}", fastrand::u32(..)),
+    };
+    let envelope = Envelope {
+        format: EVENT_FORMAT,
+        engine: engine.to_string(),
+        seq: name.seq,
+        hlc: Hlc::after(newest, now_us() / 1000),
+        who: who.to_string(),
+        event,
+    };
+    (name, envelope)
 }
 
 /// A create-only put: `false` when the name is taken.

@@ -240,6 +240,7 @@ pub async fn drill(
         detached,
         // The drill's forks, made just now.
         just_forked: drill_branches,
+        serve_after: None,
     };
     match Workspace::start(to.clone(), &ws_state, &ws_name, start).await {
         Ok(ws) => {

@@ -32,7 +32,7 @@ use crate::storage::cursor;
 use crate::storage::fork::{Forked, fork};
 use crate::workload::acks::AckLog;
 use crate::workload::verify::verify;
-use crate::workspace::{StartOptions, Workspace, connection_string};
+use crate::workspace::{Recorded, StartOptions, Workspace, connection_string};
 
 /// How long the old primary gets to answer before it counts as down.
 pub const REACH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -345,7 +345,7 @@ pub async fn failover(
     preview: &Preview,
     engine: &str,
     who: &str,
-    options: FailoverOptions,
+    mut options: FailoverOptions,
 ) -> Result<FailoverOutcome> {
     let (from, to) = (
         find_region(regions, &preview.from)?,
@@ -365,7 +365,7 @@ pub async fn failover(
         }
         Ok(log)
     };
-    let mut steps = Steps::asked_at(options.on_step, options.asked);
+    let mut steps = Steps::asked_at(options.on_step.take(), options.asked);
     let started_ms = steps.asked_ms();
     let epoch = preview.epoch;
     let name = format!("failover-{epoch}");
@@ -402,16 +402,18 @@ pub async fn failover(
         .await;
         (since, made)
     };
-    // Nothing is fenced before the look at the epoch; with the primary
-    // gone there is nothing to fence, and the look runs with the forks
-    // (those made are deleted if it finds another failover).
-    let (log, fenced, (fork_since, made)) = if preview.primary_reachable {
+    // Nothing is fenced before the look at the epoch; the forks are made
+    // meanwhile (those made are deleted if it finds another failover, and
+    // a fork never takes a name already made: another failover's branch
+    // is refused, not replaced).
+    let checked_then_fenced = async {
         let log = checked.await?;
-        let (fenced, made) = tokio::join!(fence, forks);
-        (Ok(log), fenced, made)
-    } else {
-        let (log, made) = tokio::join!(checked, forks);
-        (log, None, made)
+        Ok::<_, Error>((log, fence.await))
+    };
+    let (looked, (fork_since, made)) = tokio::join!(checked_then_fenced, forks);
+    let (log, fenced) = match looked {
+        Ok((log, fenced)) => (Ok(log), fenced),
+        Err(e) => (Err(e), None),
     };
     let forked_ms = now_ms();
     if let Some((since, fenced, failed)) = fenced {
@@ -496,88 +498,54 @@ pub async fn failover(
             .collect(),
     };
     let log_regions = log_regions(&to, &from, preview.primary_reachable);
-    // With the primary gone the log just read is all there is to see.
-    let appended = if preview.primary_reachable {
-        control::append(&log_regions, engine, who, event).await?
-    } else {
-        control::append_after(&log_regions, &log, engine, who, event).await?
+    // The workspaces serve the state with this event in it (their refresh
+    // reads the one recorded later and finds it served already).
+    let state = ControlState::fold(
+        log.values()
+            .cloned()
+            .chain([control::next_envelope(&log, engine, who, event.clone(), 0).1])
+            .collect(),
+    );
+    // The new writers open while the epoch is recorded; no client writes
+    // through them before it stands (see `Recorded`).
+    let (recorded_tx, recorded) = Recorded::gate();
+    let record = async {
+        // With the primary gone the log just read is all there is to see.
+        let appended = if preview.primary_reachable {
+            control::append(&log_regions, engine, who, event).await
+        } else {
+            control::append_after(&log_regions, &log, engine, who, event).await
+        };
+        recorded_tx.send_replace(Some(appended.is_ok()));
+        (appended, since.elapsed())
     };
-    steps.done(
+    let serving = options.serve && !preview.workspaces.is_empty();
+    let serve = async {
+        let mut served = Served::default();
+        if serving {
+            serve(&to, &state, preview, &live, &options, recorded, &mut served).await;
+        }
+        served
+    };
+    let ((appended, record_took), served) = tokio::join!(record, serve);
+    let appended = appended?;
+    steps.took(
         format!("record epoch {epoch}"),
-        since,
+        record_took.as_millis() as u64,
         true,
         appended.summary(),
     );
-
-    // Serve: the workspaces of these databases, from the log in `to`.
-    let mut workspaces = Vec::new();
-    let mut endpoints = Vec::new();
-    let standby = options.standby;
-    // Where to probe: (address, indexes, token) of every serving workspace.
-    let mut targets: Vec<(SocketAddr, Vec<u32>, String)> = Vec::new();
-    let mut promoted = Vec::new();
-    let (rto, rto_to) = if options.serve && !preview.workspaces.is_empty() {
-        let token = crate::workspace::commands::probe_token();
-        let branches: BTreeMap<String, String> = live
-            .iter()
-            .map(|l| (l.db.clone(), l.branch.clone()))
-            .collect();
-        let mut log: Vec<_> = log.into_values().collect();
-        log.push(appended.envelope.clone());
-        let state = ControlState::fold(log);
-        for ws_name in &preview.workspaces {
-            let since = Instant::now();
-            // Pre-provisioned: the standing follower takes the new branches.
-            if let Some((ws, standby_token)) = standby.get(ws_name) {
-                let result = ws.promote(&branches).await;
-                let ok = result.is_ok();
-                steps.done(
-                    format!("promote pre-provisioned workspace {ws_name}"),
-                    since,
-                    ok,
-                    match result {
-                        Ok(()) => format!("writing at {}", ws.addr()),
-                        Err(e) => e.to_string(),
-                    },
-                );
-                if ok {
-                    let status = ws.status();
-                    endpoints.extend(status.endpoints.iter().map(|e| e.url.clone()));
-                    let indexes = status.endpoints.iter().map(|e| e.index).collect();
-                    targets.push((ws.addr(), indexes, standby_token.clone()));
-                    promoted.push(ws_name.clone());
-                }
-                continue;
-            }
-            let start = StartOptions {
-                bind: options.bind.clone(),
-                port: options.port,
-                probe_token: Some(token.clone()),
-                just_forked: branches.clone(),
-                ..StartOptions::default()
-            };
-            match Workspace::start(to.clone(), &state, ws_name, start).await {
-                Ok(ws) => {
-                    let status = ws.status();
-                    endpoints.extend(status.endpoints.iter().map(|e| e.url.clone()));
-                    steps.done(
-                        format!("start workspace {ws_name} in {}", to.name()),
-                        since,
-                        true,
-                        format!("listening on {}", ws.addr()),
-                    );
-                    let indexes = status.endpoints.iter().map(|e| e.index).collect();
-                    targets.push((ws.addr(), indexes, token.clone()));
-                    workspaces.push(ws);
-                }
-                Err(e) => steps.done(
-                    format!("start workspace {ws_name} in {}", to.name()),
-                    since,
-                    false,
-                    e.to_string(),
-                ),
-            }
-        }
+    let Served {
+        workspaces,
+        endpoints,
+        targets,
+        promoted,
+        steps: serve_steps,
+    } = served;
+    for (name, ms, ok, detail) in serve_steps {
+        steps.took(name, ms, ok, detail);
+    }
+    let (rto, rto_to) = if serving {
         // RTO ends at the first write acknowledged through a new endpoint.
         first_write(&targets, &mut steps).await
     } else {
@@ -624,6 +592,100 @@ pub async fn failover(
         workspaces,
         promoted,
     })
+}
+
+/// What the workspaces of a failover became.
+#[derive(Default)]
+struct Served {
+    /// Started here (on demand).
+    workspaces: Vec<Workspace>,
+    endpoints: Vec<String>,
+    /// Where to probe: (address, indexes, token) of every serving workspace.
+    targets: Vec<(SocketAddr, Vec<u32>, String)>,
+    /// Pre-provisioned ones that took the new branches.
+    promoted: Vec<String>,
+    /// (name, ms, ok, detail): they run beside the record of the epoch.
+    steps: Vec<(String, u64, bool, String)>,
+}
+
+/// Serves the failed-over databases from `to`: each workspace of the
+/// preview, promoted where one stands by, started otherwise; none writes
+/// before `recorded` says the failover stands.
+async fn serve(
+    to: &Region,
+    state: &ControlState,
+    preview: &Preview,
+    live: &[LiveBranch],
+    options: &FailoverOptions,
+    recorded: Recorded,
+    served: &mut Served,
+) {
+    let token = crate::workspace::commands::probe_token();
+    let branches: BTreeMap<String, String> = live
+        .iter()
+        .map(|l| (l.db.clone(), l.branch.clone()))
+        .collect();
+    for ws_name in &preview.workspaces {
+        let since = Instant::now();
+        // Pre-provisioned: the standing follower takes the new branches.
+        if let Some((ws, standby_token)) = options.standby.get(ws_name) {
+            let result = ws.promote_after(&branches, recorded.clone()).await;
+            let ok = result.is_ok();
+            served.steps.push((
+                format!("promote pre-provisioned workspace {ws_name}"),
+                since.elapsed().as_millis() as u64,
+                ok,
+                match result {
+                    Ok(()) => format!("writing at {}", ws.addr()),
+                    Err(e) => e.to_string(),
+                },
+            ));
+            if ok {
+                let status = ws.status();
+                served
+                    .endpoints
+                    .extend(status.endpoints.iter().map(|e| e.url.clone()));
+                let indexes = status.endpoints.iter().map(|e| e.index).collect();
+                served
+                    .targets
+                    .push((ws.addr(), indexes, standby_token.clone()));
+                served.promoted.push(ws_name.clone());
+            }
+            continue;
+        }
+        let start = StartOptions {
+            bind: options.bind.clone(),
+            port: options.port,
+            probe_token: Some(token.clone()),
+            just_forked: branches.clone(),
+            serve_after: Some(recorded.clone()),
+            ..StartOptions::default()
+        };
+        let step = format!("start workspace {ws_name} in {}", to.name());
+        match Workspace::start(to.clone(), state, ws_name, start).await {
+            Ok(ws) => {
+                let status = ws.status();
+                served
+                    .endpoints
+                    .extend(status.endpoints.iter().map(|e| e.url.clone()));
+                served.steps.push((
+                    step,
+                    since.elapsed().as_millis() as u64,
+                    true,
+                    format!("listening on {}", ws.addr()),
+                ));
+                let indexes = status.endpoints.iter().map(|e| e.index).collect();
+                served.targets.push((ws.addr(), indexes, token.clone()));
+                served.workspaces.push(ws);
+            }
+            Err(e) => served.steps.push((
+                step,
+                since.elapsed().as_millis() as u64,
+                false,
+                e.to_string(),
+            )),
+        }
+    }
 }
 
 /// The regions a failover records in: the new primary, and the old one

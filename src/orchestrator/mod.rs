@@ -54,9 +54,14 @@ impl Steps {
 
     /// Records a step that took `since.elapsed()`.
     pub fn done(&mut self, name: impl Into<String>, since: Instant, ok: bool, detail: String) {
+        self.took(name, since.elapsed().as_millis() as u64, ok, detail);
+    }
+
+    /// Records a step that took `ms` (one that ran beside others).
+    pub fn took(&mut self, name: impl Into<String>, ms: u64, ok: bool, detail: String) {
         let step = Step {
             name: name.into(),
-            ms: since.elapsed().as_millis() as u64,
+            ms,
             ok,
             detail,
         };

@@ -152,6 +152,39 @@ pub struct StartOptions {
     /// failover, a drill): when one is what a database attaches, it is
     /// attached without looking whether it exists and is a replica.
     pub just_forked: BTreeMap<String, String>,
+    /// Serve only once the operation that made these branches live has
+    /// recorded it (a failover opens the writers while it records).
+    pub serve_after: Option<Recorded>,
+}
+
+/// Whether the operation that made a workspace's branches live recorded
+/// it in the control log. A failover opens the new writers while it
+/// records the new epoch: no client writes through them before the record
+/// stands, and none ever does when it could not be written.
+#[derive(Debug, Clone)]
+pub struct Recorded(watch::Receiver<Option<bool>>);
+
+impl Recorded {
+    /// The gate, and its sender: `Some(true)` once recorded, `Some(false)`
+    /// (or dropped) when it could not be.
+    pub fn gate() -> (watch::Sender<Option<bool>>, Recorded) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Recorded(rx))
+    }
+
+    async fn wait(mut self) -> bool {
+        matches!(
+            self.0.wait_for(Option::is_some).await.as_deref(),
+            Ok(Some(true))
+        )
+    }
+}
+
+/// Why a workspace held by [`Recorded`] does not serve.
+fn not_recorded(workspace: &str) -> Error {
+    Error::Failed(format!(
+        "workspace `{workspace}` does not serve: the failover that made its branches live could not record it"
+    ))
 }
 
 /// One database's endpoint.
@@ -257,7 +290,13 @@ impl Workspace {
                 }
             }
         }
-        if let Some(e) = failed {
+        let held = match &options.serve_after {
+            Some(recorded) if failed.is_none() && !recorded.clone().wait().await => {
+                Some(not_recorded(&config.name))
+            }
+            _ => None,
+        };
+        if let Some(e) = failed.or(held) {
             for db in dbs.values() {
                 let _ = AttachedDb::close(db).await;
             }
@@ -374,7 +413,17 @@ impl Workspace {
     /// those databases now: a standing follower becomes the writer of a
     /// failover's new live branches.
     pub async fn promote(&self, branches: &BTreeMap<String, String>) -> Result<()> {
-        promote(&self.shared, branches, Seen::JustForked).await
+        promote(&self.shared, branches, Seen::JustForked, None).await
+    }
+
+    /// As [`Self::promote`], writing through the new branches only once
+    /// `recorded` says their failover stands; the writers open meanwhile.
+    pub async fn promote_after(
+        &self,
+        branches: &BTreeMap<String, String>,
+        recorded: Recorded,
+    ) -> Result<()> {
+        promote(&self.shared, branches, Seen::JustForked, Some(recorded)).await
     }
 
     /// Refuses writes to `dbs` from now on, with a message that says
@@ -550,7 +599,7 @@ async fn refresh_loop(shared: Arc<Shared>, pipelines: Arc<Pipelines>, started_at
         if shared.follows_live {
             let moved = moved_here(&shared, &state);
             if !moved.is_empty() {
-                match promote(&shared, &moved, Seen::Nothing).await {
+                match promote(&shared, &moved, Seen::Nothing, None).await {
                     Ok(()) => {
                         tracing::info!(workspace = %shared.name, "now writing the live branches {moved:?}")
                     }
@@ -583,7 +632,12 @@ fn moved_here(shared: &Shared, state: &ControlState) -> BTreeMap<String, String>
 /// Attaches `branches` (db → branch, homed here) in place of what serves
 /// those databases now, then closes what they replace. Clients keep their
 /// connections; their next command goes to the new branch.
-async fn promote(shared: &Shared, branches: &BTreeMap<String, String>, seen: Seen) -> Result<()> {
+async fn promote(
+    shared: &Shared,
+    branches: &BTreeMap<String, String>,
+    seen: Seen,
+    recorded: Option<Recorded>,
+) -> Result<()> {
     // One promotion at a time: the failover's and the refresh loop's would
     // otherwise open two writers, and the second fences the first.
     let _one = shared.promoting.lock().await;
@@ -600,11 +654,35 @@ async fn promote(shared: &Shared, branches: &BTreeMap<String, String>, seen: See
         })
     }))
     .await;
+    let mut fresh = Vec::new();
+    let mut failed = None;
+    for result in attached {
+        match result {
+            Ok(opened) => fresh.push(opened),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    let held = match recorded {
+        Some(recorded) if failed.is_none() && !recorded.clone().wait().await => {
+            Some(not_recorded(&shared.name))
+        }
+        _ => None,
+    };
+    if let Some(e) = failed.or(held) {
+        // What opened is closed: the workspace goes on as it was.
+        for (_, db) in &fresh {
+            if let Err(close) = db.close().await {
+                tracing::debug!(workspace = %shared.name, "closing an unused writer: {close}");
+            }
+        }
+        return Err(e);
+    }
     let mut next = (*current).clone();
     let mut replaced = Vec::new();
-    for result in attached {
-        let (index, fresh) = result?;
-        if let Some(old) = next.insert(index, fresh) {
+    for (index, db) in fresh {
+        if let Some(old) = next.insert(index, db) {
             replaced.push(old);
         }
     }
