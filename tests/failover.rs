@@ -940,6 +940,53 @@ async fn a_restore_at_a_time_holds_exactly_what_was_committed_by_then() {
     }
 }
 
+/// A failover opens the new writers while it records the epoch: a
+/// workspace held by that record serves nothing when it could not be
+/// written, and starts serving only once it stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_writers_serve_only_once_the_failover_is_recorded() {
+    use lifeboat::workspace::{Recorded, StartOptions, Workspace};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = common::region(common::Kind::File, "eu-west-1", dir.path());
+    shop(std::slice::from_ref(&b)).await;
+    DbLocation::in_region(&b, "orders")
+        .expect("names")
+        .create()
+        .await
+        .expect("create");
+    let state = control::load(&b).await.expect("log");
+    let held = |recorded| StartOptions {
+        port: Some(0),
+        serve_after: Some(recorded),
+        ..StartOptions::default()
+    };
+
+    let (not_recorded, gate) = Recorded::gate();
+    not_recorded.send_replace(Some(false));
+    let refused = Workspace::start(b.clone(), &state, "shop", held(gate))
+        .await
+        .err()
+        .expect("a workspace whose failover was not recorded does not serve");
+    assert!(
+        refused.to_string().contains("could not record"),
+        "{refused}"
+    );
+
+    let (recorded, gate) = Recorded::gate();
+    let start = Workspace::start(b.clone(), &state, "shop", held(gate));
+    tokio::pin!(start);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), &mut start)
+            .await
+            .is_err(),
+        "served before the record stood"
+    );
+    recorded.send_replace(Some(true));
+    let ws = start.await.expect("serves once recorded");
+    assert_eq!(ws.status().endpoints[0].mode, "writer");
+    ws.stop().await.expect("stop");
+}
+
 /// Pre-provisioning: a workspace standing in the secondary follows the
 /// replicas read-only; a failover promotes it to the new branches' writer
 /// (in-process), and one served by another process takes them over on its

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::control::lease::{Holder, LeaseState, RegionLease};
 use crate::error::{Error, Result};
+use crate::region::Region;
 
 use super::{Command, Core, Internal};
 
@@ -150,6 +151,14 @@ impl Core {
             .iter()
             .filter(|(_, l)| l.is_held())
             .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// The opened regions whose lease this engine holds.
+    pub(super) fn held_opened(&self) -> Vec<Region> {
+        self.held_regions()
+            .iter()
+            .filter_map(|name| self.opened.get(name).cloned())
             .collect()
     }
 

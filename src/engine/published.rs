@@ -332,12 +332,7 @@ impl Core {
         if self.status_busy {
             return;
         }
-        let leased: Vec<Region> = self
-            .leases
-            .iter()
-            .filter(|(_, state)| state.is_held())
-            .filter_map(|(name, _)| self.opened.get(name).cloned())
-            .collect();
+        let leased = self.held_opened();
         if leased.is_empty() {
             // A fresh view through the holder's socket needs no store read.
             let nearby = self

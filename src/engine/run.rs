@@ -109,12 +109,7 @@ impl Core {
             replicator.stop().await;
         }
         self.leave_share().await;
-        let leased: Vec<_> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| l.is_held())
-            .filter_map(|(name, _)| self.opened.get(name).cloned())
-            .collect();
+        let leased = self.held_opened();
         // A status write in flight lands first, then the status goes.
         let deadline = tokio::time::Instant::now() + super::published::PUBLISH_EVERY;
         while self.status_busy {

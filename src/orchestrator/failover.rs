@@ -29,7 +29,7 @@ use crate::region::Region;
 use crate::replication::pins::BranchPins;
 use crate::storage::DbLocation;
 use crate::storage::cursor;
-use crate::storage::fork::{Forked, fork};
+use crate::storage::fork::{Forked, fork_seen};
 use crate::workload::acks::AckLog;
 use crate::workload::verify::verify;
 use crate::workspace::{Recorded, StartOptions, Workspace, connection_string};
@@ -394,7 +394,7 @@ pub async fn failover(
             let to = &to;
             let name = &name;
             async move {
-                let forked = fork(to, &db.db, &db.branch, name).await;
+                let forked = fork_seen(to, &db.db, &db.branch, name, db.replica_manifest).await;
                 drop(guard);
                 forked
             }

@@ -73,7 +73,21 @@ pub struct Forked {
 /// source's newest consistent state. Fails if `branch` exists. On failure
 /// nothing of the fork is left behind.
 pub async fn fork(region: &Region, db: &str, source: &str, branch: &str) -> Result<Forked> {
-    fork_at(region, db, source, branch, None).await
+    fork_from(region, db, source, branch, None, None).await
+}
+
+/// As [`fork`], where a look just before (a failover's preview) saw
+/// manifest `seen` as the source's newest: it is read while a listing past
+/// it checks that nothing newer came, one round trip on the path of RTO
+/// instead of a listing and then a read.
+pub async fn fork_seen(
+    region: &Region,
+    db: &str,
+    source: &str,
+    branch: &str,
+    seen: u64,
+) -> Result<Forked> {
+    fork_from(region, db, source, branch, None, Some(seen)).await
 }
 
 /// Forks `branch` off `source` as of `point` (a point-in-time restore), or
@@ -84,6 +98,17 @@ pub async fn fork_at(
     source: &str,
     branch: &str,
     point: Option<&PointInTime>,
+) -> Result<Forked> {
+    fork_from(region, db, source, branch, point, None).await
+}
+
+async fn fork_from(
+    region: &Region,
+    db: &str,
+    source: &str,
+    branch: &str,
+    point: Option<&PointInTime>,
+    seen: Option<u64>,
 ) -> Result<Forked> {
     let started = Instant::now();
     let target = DbLocation::branch_in_region(region, db, branch)?;
@@ -98,9 +123,10 @@ pub async fn fork_at(
     // the one the point in time names.
     let parent = async {
         let source = side(region, &from.path);
-        let read = match point {
-            None => newest_manifest(&source).await,
-            Some(p) => match source.read(&FileRef::Manifest(p.manifest_id)).await {
+        let read = match (point, seen) {
+            (None, Some(seen)) => newest_if_still(&source, seen).await,
+            (None, None) => newest_manifest(&source).await,
+            (Some(p), _) => match source.read(&FileRef::Manifest(p.manifest_id)).await {
                 Ok(Some(bytes)) => Ok((p.manifest_id, bytes)),
                 Ok(None) => Err(Error::Failed(format!(
                     "manifest {} of {} vanished before the restore read it; try again",
@@ -426,6 +452,20 @@ pub(crate) fn side(region: &Region, base: &Path) -> Side {
 
 /// The newest manifest of a branch folder and its bytes; tries again when
 /// the garbage collector deletes it between the listing and the read.
+/// Manifest `seen` when it is still the newest (nothing listed past it),
+/// else the newest: the listing and the read at once.
+async fn newest_if_still(side: &Side, seen: u64) -> Result<(u64, bytes::Bytes)> {
+    let manifest = FileRef::Manifest(seen);
+    let (newer, read) = tokio::join!(
+        side.list(Dir::Manifest, Some(&manifest)),
+        side.read(&manifest)
+    );
+    match (newer?.is_empty(), read?) {
+        (true, Some(bytes)) => Ok((seen, bytes)),
+        _ => newest_manifest(side).await,
+    }
+}
+
 async fn newest_manifest(side: &Side) -> Result<(u64, bytes::Bytes)> {
     for _ in 0..5 {
         let listed = side.list(Dir::Manifest, None).await?;
