@@ -157,6 +157,17 @@ pub struct ReplicateBench {
     /// Keep the scratch folder (under <data-dir>/bench) afterwards.
     #[arg(long)]
     keep: bool,
+    /// Where the two regions are: two fresh local folders, or one on each
+    /// S3 server of `scripts/s3-servers` (its environment sourced).
+    #[arg(long, value_enum, default_value = "local")]
+    on: BenchRegions,
+}
+
+/// Where `bench replicate` puts its two regions.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum BenchRegions {
+    Local,
+    S3,
 }
 
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
@@ -529,10 +540,28 @@ async fn replicate(ctx: &Ctx, args: ReplicateBench) -> Result<i32> {
         .join("bench")
         .join(format!("replicate-{}", workload::now_us()));
     std::fs::create_dir_all(&scratch).map_err(|e| Error::file(&scratch, e))?;
-    let result = match BenchPair::local(&scratch) {
-        Ok(pair) => replicate_on(&pair, &scratch, &args.knobs).await,
-        Err(e) => Err(e),
+    let pair = match args.on {
+        BenchRegions::Local => BenchPair::local(&scratch),
+        BenchRegions::S3 => {
+            let run = format!("bench-{}", workload::now_us());
+            BenchPair::s3_from_env(&run).unwrap_or_else(|| {
+                Err(Error::invalid(
+                    "--on s3 needs the S3 servers' environment: run `scripts/s3-servers start` and source the file `scripts/s3-servers env` names",
+                ))
+            })
+        }
     };
+    let result = match &pair {
+        Ok(pair) => replicate_on(pair, &scratch, &args.knobs).await,
+        Err(e) => Err(Error::Failed(e.to_string())),
+    };
+    if let (Ok(pair), BenchRegions::S3) = (&pair, args.on) {
+        for region in [&pair.a, &pair.b] {
+            if let Err(e) = wipe(region).await {
+                eprintln!("bench: could not clean up {}: {e}", region.name());
+            }
+        }
+    }
     if !args.keep {
         let _ = std::fs::remove_dir_all(&scratch);
     }
