@@ -498,14 +498,17 @@ pub async fn failover(
             .collect(),
     };
     let log_regions = log_regions(&to, &from, preview.primary_reachable);
+    let serving = options.serve && !preview.workspaces.is_empty();
     // The workspaces serve the state with this event in it (their refresh
     // reads the one recorded later and finds it served already).
-    let state = ControlState::fold(
-        log.values()
-            .cloned()
-            .chain([control::next_envelope(&log, engine, who, event.clone(), 0).1])
-            .collect(),
-    );
+    let state = serving.then(|| {
+        ControlState::fold(
+            log.values()
+                .cloned()
+                .chain([control::next_envelope(&log, engine, who, event.clone(), 0).1])
+                .collect(),
+        )
+    });
     // The new writers open while the epoch is recorded; no client writes
     // through them before it stands (see `Recorded`).
     let (recorded_tx, recorded) = Recorded::gate();
@@ -519,13 +522,11 @@ pub async fn failover(
         recorded_tx.send_replace(Some(appended.is_ok()));
         (appended, since.elapsed())
     };
-    let serving = options.serve && !preview.workspaces.is_empty();
     let serve = async {
-        let mut served = Served::default();
-        if serving {
-            serve(&to, &state, preview, &live, &options, recorded, &mut served).await;
+        match &state {
+            Some(state) => serve(&to, state, preview, &live, &options, recorded).await,
+            None => Served::default(),
         }
-        served
     };
     let ((appended, record_took), served) = tokio::join!(record, serve);
     let appended = appended?;
@@ -618,8 +619,8 @@ async fn serve(
     live: &[LiveBranch],
     options: &FailoverOptions,
     recorded: Recorded,
-    served: &mut Served,
-) {
+) -> Served {
+    let mut served = Served::default();
     let token = crate::workspace::commands::probe_token();
     let branches: BTreeMap<String, String> = live
         .iter()
@@ -686,6 +687,7 @@ async fn serve(
             )),
         }
     }
+    served
 }
 
 /// The regions a failover records in: the new primary, and the old one

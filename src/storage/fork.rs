@@ -450,8 +450,6 @@ pub(crate) fn side(region: &Region, base: &Path) -> Side {
     }
 }
 
-/// The newest manifest of a branch folder and its bytes; tries again when
-/// the garbage collector deletes it between the listing and the read.
 /// Manifest `seen` when it is still the newest (nothing listed past it),
 /// else the newest: the listing and the read at once.
 async fn newest_if_still(side: &Side, seen: u64) -> Result<(u64, bytes::Bytes)> {
@@ -466,6 +464,8 @@ async fn newest_if_still(side: &Side, seen: u64) -> Result<(u64, bytes::Bytes)> 
     }
 }
 
+/// The newest manifest of a branch folder and its bytes; tries again when
+/// the garbage collector deletes it between the listing and the read.
 async fn newest_manifest(side: &Side) -> Result<(u64, bytes::Bytes)> {
     for _ in 0..5 {
         let listed = side.list(Dir::Manifest, None).await?;

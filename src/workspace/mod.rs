@@ -172,19 +172,16 @@ impl Recorded {
         (tx, Recorded(rx))
     }
 
-    async fn wait(mut self) -> bool {
-        matches!(
-            self.0.wait_for(Option::is_some).await.as_deref(),
-            Ok(Some(true))
-        )
+    /// Waits for the record; `workspace` does not serve when it could not
+    /// be written.
+    async fn stands(mut self, workspace: &str) -> Result<()> {
+        match self.0.wait_for(Option::is_some).await.as_deref() {
+            Ok(Some(true)) => Ok(()),
+            _ => Err(Error::Failed(format!(
+                "workspace `{workspace}` does not serve: the failover that made its branches live could not record it"
+            ))),
+        }
     }
-}
-
-/// Why a workspace held by [`Recorded`] does not serve.
-fn not_recorded(workspace: &str) -> Error {
-    Error::Failed(format!(
-        "workspace `{workspace}` does not serve: the failover that made its branches live could not record it"
-    ))
 }
 
 /// One database's endpoint.
@@ -290,10 +287,8 @@ impl Workspace {
                 }
             }
         }
-        let held = match &options.serve_after {
-            Some(recorded) if failed.is_none() && !recorded.clone().wait().await => {
-                Some(not_recorded(&config.name))
-            }
+        let held = match (&failed, &options.serve_after) {
+            (None, Some(recorded)) => recorded.clone().stands(&config.name).await.err(),
             _ => None,
         };
         if let Some(e) = failed.or(held) {
@@ -664,10 +659,8 @@ async fn promote(
             }
         }
     }
-    let held = match recorded {
-        Some(recorded) if failed.is_none() && !recorded.clone().wait().await => {
-            Some(not_recorded(&shared.name))
-        }
+    let held = match (&failed, recorded) {
+        (None, Some(recorded)) => recorded.stands(&shared.name).await.err(),
         _ => None,
     };
     if let Some(e) = failed.or(held) {
