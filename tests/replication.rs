@@ -943,14 +943,115 @@ async fn a_restart_resumes_from_the_cursor_with_a_few_requests() {
             "{kind:?}: copied {copies}, {new_files} new: {status:#?}"
         );
         assert_eq!(status.duplicate_copies, 0);
-        // The history before the cursor is not listed again.
-        let everything = before.object_count + at_replica.object_count;
+        // The history before the cursor is not listed again: a full
+        // list-diff would list every file on both sides, the home's WAL up
+        // to the cursor among them.
+        let after = replica.describe().await.expect("describe");
+        let everything = before.object_count + after.object_count;
+        let history = seeded.replica_wal_id.expect("the seed's WAL");
         assert!(
-            status.objects_listed * 2 < everything,
-            "{kind:?}: listed {} entries of {everything}: {status:#?}",
+            status.objects_listed + history <= everything,
+            "{kind:?}: listed {} entries of {everything} with {history} WAL files before the cursor: {status:#?}",
             status.objects_listed
         );
         assert_has_everything(&replica, &acks, &format!("{kind:?} after a restart")).await;
+    }
+}
+
+/// A seed copies the home's newest state and what its checkpoints keep,
+/// not the history: WAL already in SSTs before the oldest checkpoint is
+/// left behind, and so are the manifests in between; the WAL from a
+/// checkpoint on crosses (a point-in-time restore at the replica replays
+/// it), and the replica reads back every acknowledged record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_copies_the_newest_state_and_its_checkpoints_not_the_history() {
+    for kind in common::kinds() {
+        let p = pair(kind);
+        let Orders {
+            home,
+            replica,
+            acks,
+            flow,
+        } = p.orders().await;
+        write_and_flush(&p.a, &home, &acks).await;
+        let kept = lifeboat::storage::pitr::checkpoint(&home, Duration::from_secs(3600))
+            .await
+            .expect("a checkpoint");
+        write_and_flush(&p.a, &home, &acks).await;
+
+        let files = |region: &Region| Side {
+            region: region.name().to_string(),
+            store: region.store(),
+            base: branch_path("orders", "main"),
+            requests: Arc::new(RequestCounter::default()),
+        };
+        let ids = |listed: Vec<(FileRef, _)>| -> Vec<u64> {
+            listed
+                .into_iter()
+                .filter_map(|(f, _)| match f {
+                    FileRef::Wal(id) | FileRef::Manifest(id) => Some(id),
+                    _ => None,
+                })
+                .collect()
+        };
+        let at_home = files(&p.a);
+        let manifest = |id: u64| {
+            let at_home = at_home.clone();
+            async move {
+                let bytes = at_home
+                    .read(&FileRef::Manifest(id))
+                    .await
+                    .expect("read")
+                    .expect("a manifest");
+                ManifestView::parse(id, bytes).await.expect("decodes")
+            }
+        };
+        let home_wal = ids(at_home.list(Dir::Wal, None).await.expect("list"));
+        let home_manifests = ids(at_home.list(Dir::Manifest, None).await.expect("list"));
+        // The oldest state the home keeps: its newest manifest's, or a
+        // checkpoint's (ours, or the compactor's).
+        let newest = manifest(*home_manifests.last().expect("manifests")).await;
+        assert!(newest.checkpoint_manifest_ids.contains(&kept), "{kind:?}");
+        let mut oldest_replay = newest.replay_after_wal_id;
+        for &id in &newest.checkpoint_manifest_ids {
+            oldest_replay = oldest_replay.min(manifest(id).await.replay_after_wal_id);
+        }
+
+        let seeded = lifeboat::replication::replicator::once(vec![flow], fast(), Arc::new(NoPins))
+            .await
+            .into_iter()
+            .next()
+            .expect("a flow")
+            .1
+            .expect("seeded");
+        assert_eq!(seeded.state, FlowState::InSync, "{kind:?}: {seeded:#?}");
+        assert_eq!(seeded.objects_pending, 0, "{kind:?}: {seeded:#?}");
+
+        let at_replica = files(&p.b);
+        let replica_wal = ids(at_replica.list(Dir::Wal, None).await.expect("list"));
+        let replica_manifests = ids(at_replica.list(Dir::Manifest, None).await.expect("list"));
+        let history: Vec<u64> = home_wal
+            .iter()
+            .copied()
+            .filter(|id| *id <= oldest_replay)
+            .collect();
+        let since: Vec<u64> = home_wal
+            .iter()
+            .copied()
+            .filter(|id| *id > oldest_replay)
+            .collect();
+        assert!(!history.is_empty() && !since.is_empty(), "{kind:?}");
+        assert_eq!(
+            replica_wal, since,
+            "{kind:?}: the replica's WAL is not the home's from the checkpoint on"
+        );
+        assert!(
+            replica_manifests.contains(&kept)
+                && replica_manifests.last() == home_manifests.last()
+                && replica_manifests.len() < home_manifests.len(),
+            "{kind:?}: manifests {replica_manifests:?} of the home's {home_manifests:?} (checkpoint {kept})"
+        );
+        assert_has_everything(&replica, &acks, &format!("{kind:?} after the seed")).await;
     }
 }
 

@@ -185,15 +185,25 @@ struct Machine {
 
 #[derive(Serialize)]
 struct SeedFigures {
+    /// Every file of the database at the home (what rclone copies).
+    database_bytes: u64,
+    database_objects: u64,
+    /// What Lifeboat copied: the newest state, not the history.
     bytes: u64,
     objects: u64,
+    /// From the start to a replica that opens at the home's newest state.
     lifeboat_s: f64,
+    /// Bytes Lifeboat moved a second.
     lifeboat_mb_s: f64,
     rclone_s: Option<f64>,
+    /// Bytes rclone moved a second.
     rclone_mb_s: Option<f64>,
     rclone_version: Option<String>,
-    /// Lifeboat's speed over rclone's (above 1: faster).
+    /// rclone's time over Lifeboat's, for the same database (above 1:
+    /// Lifeboat had a replica sooner).
     ratio_vs_rclone: Option<f64>,
+    /// Lifeboat's bytes a second over rclone's.
+    throughput_ratio_vs_rclone: Option<f64>,
     replica_check: String,
 }
 
@@ -698,23 +708,31 @@ fn table(figures: &AllFigures) -> String {
             m.cores, m.os, m.build
         ),
         String::new(),
-        "| regions | seed | Lifeboat MB/s | rclone MB/s | ratio | lag per WAL file p50 / p99 (ms) | RPO p99, stamped / first seen (ms) | idle requests/min |".into(),
+        "| regions | seed: database, Lifeboat copied | Lifeboat s (MB/s) | rclone s (MB/s) | time ratio (MB/s ratio) | lag per WAL file p50 / p99 (ms) | RPO p99, stamped / first seen (ms) | idle requests/min |".into(),
         "|---|---|---|---|---|---|---|---|".into(),
     ];
     for r in &figures.replicate {
-        let or_dash = |v: Option<f64>, digits: usize| {
-            v.map_or("—".to_string(), |v| format!("{v:.digits$}"))
+        let bytes = lifeboat::replication::status::human_bytes;
+        let seed = &r.seed;
+        let rclone = match (seed.rclone_s, seed.rclone_mb_s) {
+            (Some(s), Some(mb_s)) => format!("{s:.1} ({mb_s:.0})"),
+            _ => "—".to_string(),
+        };
+        let ratio = match (seed.ratio_vs_rclone, seed.throughput_ratio_vs_rclone) {
+            (Some(time), Some(mb_s)) => format!("{time:.2}× ({mb_s:.2}×)"),
+            _ => "—".to_string(),
         };
         lines.push(format!(
-            "| {} | {} in {} objects | {:.0} | {} | {} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} |",
+            "| {} | {} in {} objects; {} in {} | {:.1} ({:.0}) | {} | {} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} |",
             r.regions,
-            lifeboat::replication::status::human_bytes(r.seed.bytes),
-            r.seed.objects,
-            r.seed.lifeboat_mb_s,
-            or_dash(r.seed.rclone_mb_s, 0),
-            r.seed
-                .ratio_vs_rclone
-                .map_or("—".to_string(), |v| format!("{v:.2}×")),
+            bytes(seed.database_bytes),
+            seed.database_objects,
+            bytes(seed.bytes),
+            seed.objects,
+            seed.lifeboat_s,
+            seed.lifeboat_mb_s,
+            rclone,
+            ratio,
             r.lag.wal_delay_p50_ms,
             r.lag.wal_delay_p99_ms,
             r.lag.rpo_p99_ms,
@@ -852,6 +870,8 @@ async fn seed(
     let lifeboat_mb_s = mb / lifeboat_s;
     let rclone_mb_s = rclone_s.map(|s| info.size_bytes as f64 / 1e6 / s);
     Ok(SeedFigures {
+        database_bytes: info.size_bytes,
+        database_objects: info.object_count,
         bytes: copied.0,
         objects: copied.1,
         lifeboat_s,
@@ -859,7 +879,8 @@ async fn seed(
         rclone_s,
         rclone_mb_s,
         rclone_version,
-        ratio_vs_rclone: rclone_mb_s.map(|r| lifeboat_mb_s / r),
+        ratio_vs_rclone: rclone_s.map(|r| r / lifeboat_s),
+        throughput_ratio_vs_rclone: rclone_mb_s.map(|r| lifeboat_mb_s / r),
         replica_check,
     })
 }

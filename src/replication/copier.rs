@@ -30,6 +30,16 @@
 //!    checkpoint in it, nor a pin needs it (invariant 3), and it has not
 //!    been needed for a grace period (a reader of an older manifest may
 //!    still be reading it).
+//!
+//! What the replica wants is what the home's GC keeps: the files of the
+//! replica's newest state and of the checkpoints in it ([`Keep`]), and
+//! whatever is newer. The rest is history: SSTs compacted away and WAL
+//! already in SSTs before the replica's state reached them. It is never
+//! copied and never counted as pending. A seed (a replica with no manifest)
+//! therefore lands the home's newest manifest and the ones its checkpoints
+//! keep, not every manifest the home still holds, and copies the SSTs they
+//! name by name: a database written for an hour seeds its data once, not
+//! its WAL and every SST compaction has since replaced.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -147,6 +157,44 @@ pub struct BranchCopier {
     /// With the store copying SSTs: the home manifest waiting for it, and
     /// how many of its SSTs the replica lacks.
     waiting_for_store: Option<(u64, usize)>,
+    /// What the replica's newest state and its checkpoints need, worked out
+    /// for the manifest it names ([`BranchCopier::keep`]).
+    keep: Option<Keep>,
+    /// The newest home manifest decoded (what a seed copies toward).
+    home_newest: Option<ManifestView>,
+}
+
+/// A home manifest read for its copy.
+struct HomeManifest {
+    view: ManifestView,
+    bytes: bytes::Bytes,
+    meta: FileMeta,
+}
+
+/// The files a replica state and the checkpoints in it need: what the
+/// home's GC keeps of them. A file the replica lacks outside of it (and
+/// older than the state) is history.
+#[derive(Debug, Clone, Default)]
+struct Keep {
+    /// The replica manifest this was worked out for.
+    manifest_id: u64,
+    /// Every checkpoint's manifest was found (else it is worked out again).
+    complete: bool,
+    manifests: BTreeSet<u64>,
+    ssts: BTreeSet<String>,
+    /// WAL ids the states read, as half-open ranges: what is not deleted.
+    wal: Vec<(u64, u64)>,
+    /// The first WAL id past the oldest state's replay point: what is
+    /// copied. A point-in-time restore at the replica replays from a
+    /// checkpoint's manifest up to any time after it (`storage::pitr`), so
+    /// the WAL between the checkpoints counts too.
+    wal_from: u64,
+}
+
+impl Keep {
+    fn wal(&self, id: u64) -> bool {
+        self.wal.iter().any(|(lo, hi)| (*lo..*hi).contains(&id))
+    }
 }
 
 /// What one tick did.
@@ -229,6 +277,8 @@ impl BranchCopier {
             recent_delays: std::collections::VecDeque::new(),
             copy_budget: None,
             waiting_for_store: None,
+            keep: None,
+            home_newest: None,
         }
     }
 
@@ -379,6 +429,7 @@ impl BranchCopier {
     pub async fn inspect(&mut self) -> Result<FlowStatus> {
         let found = self.load_cursor().await?;
         self.list_everything().await?;
+        self.refresh_keep().await?;
         self.refresh_status(true);
         let status = &mut self.status;
         match &found {
@@ -904,8 +955,9 @@ impl BranchCopier {
     /// parallel.
     async fn copy_unseen_data(&mut self) -> Result<()> {
         let floor = self.visible_floor();
-        let by_store = self.pace.data_by_store();
-        let needed = self.replica_manifest.as_ref();
+        self.refresh_keep().await?;
+        let keep = self.keep.as_ref();
+        let kept_wal = |id: u64| keep.is_none_or(|k| id >= k.wal_from);
         let jobs: Vec<FileRef> = self
             .home_files
             .iter()
@@ -914,22 +966,109 @@ impl BranchCopier {
                 // A suspect WAL file is rewritten in place wherever it is.
                 // With no manifest at the replica, no WAL file is copied out
                 // of order: a manifest put by a crashed predecessor may still
-                // land, and its readers would meet the gap.
+                // land, and its readers would meet the gap. Below the
+                // replica's replay point, only from the oldest checkpoint's.
                 FileRef::Wal(id) => {
-                    (floor.is_some_and(|f| *id <= f) || self.suspect.contains(file))
+                    (floor.is_some_and(|f| *id <= f) && kept_wal(*id)
+                        || self.suspect.contains(file))
                         && self.lacks(file, meta)
                 }
-                // With the store copying SSTs, Lifeboat copies only those
-                // the replica's newest state lost (a repair).
-                FileRef::Sst(ulid) if by_store => {
-                    (needed.is_some_and(|m| m.ssts.contains(ulid)) || self.suspect.contains(file))
+                // SSTs come by name with the manifests that need them
+                // (`copy_manifests`); here only those a kept state lost (a
+                // repair), whoever copies the rest (Lifeboat or the store).
+                FileRef::Sst(ulid) => {
+                    (keep.is_some_and(|k| k.ssts.contains(ulid)) || self.suspect.contains(file))
                         && self.lacks(file, meta)
                 }
-                _ => self.lacks(file, meta),
+                FileRef::Compactions(_) => self.lacks(file, meta),
             })
             .map(|(file, _)| file)
             .collect();
         self.copy_parallel(jobs).await
+    }
+
+    /// Works out what the replica's newest state and the checkpoints in it
+    /// need ([`Keep`]; `None` while it has no manifest), once per manifest:
+    /// the checkpoints' manifests are read at the replica.
+    async fn refresh_keep(&mut self) -> Result<()> {
+        let Some(newest) = self.replica_manifest.as_ref() else {
+            self.keep = None;
+            return Ok(());
+        };
+        if self
+            .keep
+            .as_ref()
+            .is_some_and(|k| k.manifest_id == newest.id && k.complete)
+        {
+            return Ok(());
+        }
+        let newest = newest.clone();
+        let mut keep = Keep {
+            manifest_id: newest.id,
+            complete: true,
+            manifests: BTreeSet::from([newest.id]),
+            ssts: newest.ssts.clone(),
+            wal: vec![(newest.replay_after_wal_id + 1, u64::MAX)],
+            wal_from: newest.replay_after_wal_id + 1,
+        };
+        for &id in &newest.checkpoint_manifest_ids {
+            keep.manifests.insert(id);
+            if id == newest.id {
+                continue;
+            }
+            match self.read_replica_manifest(id).await? {
+                Some(view) => {
+                    keep.ssts.extend(view.ssts.iter().cloned());
+                    keep.wal
+                        .push((view.replay_after_wal_id + 1, view.next_wal_id));
+                    keep.wal_from = keep.wal_from.min(view.replay_after_wal_id + 1);
+                }
+                // A checkpoint whose manifest never reached the replica:
+                // every WAL file, since its range is unknown (and asked
+                // again next time).
+                None => {
+                    keep.wal.push((0, u64::MAX));
+                    keep.wal_from = 0;
+                    keep.complete = false;
+                }
+            }
+        }
+        self.keep = Some(keep);
+        Ok(())
+    }
+
+    /// Whether the replica wants `file` (it is not history): the files of
+    /// its newest state and its checkpoints, and whatever is newer; with no
+    /// manifest yet, what the home's newest decoded state needs.
+    fn wanted(&self, file: &FileRef) -> bool {
+        if self.suspect.contains(file) {
+            return true;
+        }
+        // Worked out for an older replica manifest (mid-pass), it keeps
+        // more, never less.
+        let keep = self.keep.as_ref();
+        match (file, &self.replica_manifest) {
+            (FileRef::Wal(id), Some(m)) => {
+                *id > m.replay_after_wal_id || keep.is_none_or(|k| *id >= k.wal_from)
+            }
+            (FileRef::Wal(id), None) => self
+                .home_newest
+                .as_ref()
+                .is_none_or(|h| *id > h.replay_after_wal_id),
+            (FileRef::Sst(ulid), Some(m)) => {
+                m.ssts.contains(ulid)
+                    || keep.is_some_and(|k| k.ssts.contains(ulid))
+                    || self
+                        .home_newest
+                        .as_ref()
+                        .is_some_and(|h| h.id > m.id && h.ssts.contains(ulid))
+            }
+            (FileRef::Sst(ulid), None) => self
+                .home_newest
+                .as_ref()
+                .is_none_or(|h| h.ssts.contains(ulid)),
+            (FileRef::Manifest(_) | FileRef::Compactions(_), _) => true,
+        }
     }
 
     /// Copies `jobs` with the configured number in flight, recording each
@@ -1088,63 +1227,68 @@ impl BranchCopier {
     }
 
     /// Manifests newer than the replica's, ascending, each once its SSTs
-    /// are all at the replica.
+    /// are all at the replica (copied by name, all of them at once). A seed
+    /// lands only the home's newest manifest and those its checkpoints keep.
     async fn copy_manifests(&mut self) -> Result<()> {
         self.waiting_for_store = None;
         let from = self.replica_manifest.as_ref().map_or(0, |m| m.id);
-        let candidates: Vec<u64> = self
+        let mut candidates: Vec<u64> = self
             .home_files
             .manifests
             .range(from + 1..)
             .map(|(id, _)| *id)
             .collect();
-        for id in candidates {
+        let mut read = Vec::with_capacity(candidates.len());
+        if self.replica_manifest.is_none()
+            && let Some(&newest) = candidates.last()
+            && let Some(manifest) = self.read_home_manifest(newest).await?
+        {
+            // Older manifests are history a seed need not replay.
+            let kept = &manifest.view.checkpoint_manifest_ids;
+            candidates.retain(|id| *id == newest || kept.contains(id));
+            candidates.pop();
+            read.push(manifest);
+        }
+        for id in candidates.into_iter().rev() {
+            if let Some(manifest) = self.read_home_manifest(id).await? {
+                read.push(manifest);
+            }
+        }
+        read.reverse();
+        if let Some(newest) = read.last().map(|m| &m.view)
+            && self.home_newest.as_ref().is_none_or(|h| h.id < newest.id)
+        {
+            self.home_newest = Some(newest.clone());
+        }
+        self.home_replay_after = read
+            .iter()
+            .map(|m| m.view.replay_after_wal_id)
+            .fold(self.home_replay_after, u64::max);
+        if !self.pace.data_by_store() {
+            // By name: the manifests say which SSTs they read.
+            let missing: BTreeSet<String> = read
+                .iter()
+                .flat_map(|m| m.view.missing_ssts(&self.replica_files, &self.home_files))
+                .collect();
+            self.copy_parallel(missing.into_iter().map(FileRef::Sst).collect())
+                .await?;
+        }
+        for HomeManifest { view, bytes, meta } in read {
             self.check_budget()?;
-            let file = FileRef::Manifest(id);
-            let fetched = match self.take_fetched(&file) {
-                Some(fetched) => Some(fetched),
-                None => self.home.fetch(&file).await?,
-            };
-            let bytes = match fetched {
-                Some(Fetched {
-                    bytes: Some(bytes), ..
-                }) => Some(bytes),
-                Some(Fetched { bytes: None, .. }) => self.home.read(&file).await?,
-                None => None,
-            };
-            let Some(bytes) = bytes else {
-                self.home_files.remove(&file);
-                continue;
-            };
-            let meta = FileMeta {
-                size: bytes.len() as u64,
-                ..self.home_files.get(&file).unwrap_or(FileMeta {
-                    size: 0,
-                    modified_us: now_us(),
-                })
-            };
-            let view = ManifestView::parse(id, bytes.clone())
-                .await
-                .map_err(|e| Error::Failed(format!("{}: the home's {e}", self.label())))?;
+            let id = view.id;
             let mut missing = view.missing_ssts(&self.replica_files, &self.home_files);
-            let mut store_behind = false;
             if !missing.is_empty() && self.pace.data_by_store() {
-                store_behind = self.look_for_store_copies(&missing).await?;
+                let store_behind = self.look_for_store_copies(&missing).await?;
                 missing = view.missing_ssts(&self.replica_files, &self.home_files);
-            } else if !missing.is_empty() {
-                // By name: the manifest says which SSTs it reads.
-                let jobs = missing.iter().cloned().map(FileRef::Sst).collect();
-                self.copy_parallel(jobs).await?;
-                missing = view.missing_ssts(&self.replica_files, &self.home_files);
+                if !missing.is_empty() && store_behind {
+                    // The store has not copied them yet: neither this
+                    // manifest nor any later one lands before it does, and
+                    // the WAL up to its replay point is still the replica's
+                    // to copy.
+                    self.waiting_for_store = Some((id, missing.len()));
+                    return Ok(());
+                }
             }
-            if !missing.is_empty() && store_behind {
-                // The store has not copied them yet: neither this manifest
-                // nor any later one lands before it does, and the WAL up to
-                // its replay point is still the replica's to copy.
-                self.waiting_for_store = Some((id, missing.len()));
-                return Ok(());
-            }
-            self.home_replay_after = self.home_replay_after.max(view.replay_after_wal_id);
             if !missing.is_empty() {
                 // The home garbage-collected what this manifest lists: it is
                 // no longer a state anyone can read, so it is not copied.
@@ -1156,8 +1300,9 @@ impl BranchCopier {
                 );
                 continue;
             }
+            let file = FileRef::Manifest(id);
             let _permit = Arc::clone(&self.permits).acquire_owned().await;
-            self.replica.write(&file, bytes.clone()).await?;
+            self.replica.write(&file, bytes).await?;
             self.record_copy(file, meta);
             self.cursor.manifest_id = id;
             self.replica_manifest = Some(view);
@@ -1166,6 +1311,38 @@ impl BranchCopier {
             self.cursor_saved = Instant::now() - self.opts.cursor_save_every;
         }
         Ok(())
+    }
+
+    /// Reads and decodes home manifest `id` (the bytes a look read, when it
+    /// did); `None`, and forgotten, when the home no longer holds it.
+    async fn read_home_manifest(&mut self, id: u64) -> Result<Option<HomeManifest>> {
+        let file = FileRef::Manifest(id);
+        let fetched = match self.take_fetched(&file) {
+            Some(fetched) => Some(fetched),
+            None => self.home.fetch(&file).await?,
+        };
+        let bytes = match fetched {
+            Some(Fetched {
+                bytes: Some(bytes), ..
+            }) => Some(bytes),
+            Some(Fetched { bytes: None, .. }) => self.home.read(&file).await?,
+            None => None,
+        };
+        let Some(bytes) = bytes else {
+            self.home_files.remove(&file);
+            return Ok(None);
+        };
+        let meta = FileMeta {
+            size: bytes.len() as u64,
+            ..self.home_files.get(&file).unwrap_or(FileMeta {
+                size: 0,
+                modified_us: now_us(),
+            })
+        };
+        let view = ManifestView::parse(id, bytes.clone())
+            .await
+            .map_err(|e| Error::Failed(format!("{}: the home's {e}", self.label())))?;
+        Ok(Some(HomeManifest { view, bytes, meta }))
     }
 
     /// With the store copying SSTs: looks (HEAD) at each of `missing` at
@@ -1224,39 +1401,22 @@ impl BranchCopier {
     /// After a full listing: removes replica files the home deleted that
     /// nothing in the replica's region needs any more.
     async fn delete_unneeded(&mut self) -> Result<()> {
-        let Some(newest) = self.replica_manifest.clone() else {
-            return Ok(());
-        };
         if self.moved() {
             return Ok(());
         }
-        let mut keep_manifests: BTreeSet<u64> = BTreeSet::from([newest.id]);
-        let mut keep_ssts = newest.ssts.clone();
-        let mut keep_wal: Vec<(u64, u64)> = vec![(newest.replay_after_wal_id + 1, u64::MAX)];
-        for &id in &newest.checkpoint_manifest_ids {
-            keep_manifests.insert(id);
-            if id == newest.id {
-                continue;
-            }
-            match self.read_replica_manifest(id).await? {
-                Some(view) => {
-                    keep_ssts.extend(view.ssts.iter().cloned());
-                    keep_wal.push((view.replay_after_wal_id + 1, view.next_wal_id));
-                }
-                // A checkpoint whose manifest never reached the replica: keep
-                // every WAL file, since its range is unknown.
-                None => keep_wal.push((0, u64::MAX)),
-            }
-        }
+        self.refresh_keep().await?;
+        let Some(keep) = self.keep.clone() else {
+            return Ok(());
+        };
         let doomed: Vec<FileRef> = self
             .replica_files
             .iter()
             .map(|(file, _)| file)
             .filter(|file| self.home_files.get(file).is_none())
             .filter(|file| match file {
-                FileRef::Manifest(id) => !keep_manifests.contains(id),
-                FileRef::Wal(id) => !keep_wal.iter().any(|(lo, hi)| (*lo..*hi).contains(id)),
-                FileRef::Sst(ulid) => !keep_ssts.contains(ulid),
+                FileRef::Manifest(id) => !keep.manifests.contains(id),
+                FileRef::Wal(id) => !keep.wal(*id),
+                FileRef::Sst(ulid) => !keep.ssts.contains(ulid),
                 FileRef::Compactions(_) => true,
             })
             .filter(|file| {
@@ -1448,15 +1608,16 @@ impl BranchCopier {
         heard.into_iter().chain(beyond).min()
     }
 
-    /// Home files the replica lacks: `(objects, bytes)`. Manifests older
-    /// than the replica's newest are not wanted.
+    /// Home files the replica lacks and wants: `(objects, bytes)`.
+    /// Manifests older than the replica's newest are not wanted, nor is
+    /// history.
     fn pending(&self) -> (u64, u64) {
         let newest = self.replica_manifest.as_ref().map_or(0, |m| m.id);
         self.home_files
             .iter()
             .filter(|(file, meta)| match file {
                 FileRef::Manifest(id) => *id > newest,
-                _ => self.lacks(file, meta),
+                _ => self.lacks(file, meta) && self.wanted(file),
             })
             .fold((0, 0), |(n, b), (_, meta)| (n + 1, b + meta.size))
     }
