@@ -1008,6 +1008,21 @@ async fn a_seed_copies_the_newest_state_and_its_checkpoints_not_the_history() {
         };
         let home_wal = ids(at_home.list(Dir::Wal, None).await.expect("list"));
         let home_manifests = ids(at_home.list(Dir::Manifest, None).await.expect("list"));
+        // The copier reads which SSTs compactions in flight wrote from the
+        // newest compactions file: SlateDB's own decoder takes it.
+        let compactions = at_home.list(Dir::Compactions, None).await.expect("list");
+        let Some((FileRef::Compactions(newest_compactions), _)) = compactions.last().cloned()
+        else {
+            panic!("{kind:?}: the writers' compactors wrote no compactions file");
+        };
+        let bytes = at_home
+            .read(&FileRef::Compactions(newest_compactions))
+            .await
+            .expect("read")
+            .expect("a compactions file");
+        lifeboat::storage::cut::compaction_outputs(newest_compactions, bytes)
+            .await
+            .expect("the compactions file decodes");
         // The oldest state the home keeps: its newest manifest's, or a
         // checkpoint's (ours, or the compactor's).
         let newest = manifest(*home_manifests.last().expect("manifests")).await;

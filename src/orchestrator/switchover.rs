@@ -200,10 +200,29 @@ pub async fn plan(
 
 /// Data files (and their bytes) of `db`/`branch` at `from` that `to`
 /// lacks: what the last copy has to move. Manifests are left out: a
-/// replica gets the newest ones, never those the home superseded.
+/// replica gets the newest ones, never those the home superseded. So is
+/// the history a replica never copies: WAL at or below the home's newest
+/// replay point, and SSTs its newest manifest does not name (an estimate:
+/// what the home's checkpoints keep besides is left out).
 async fn behind(from: &Region, to: &Region, db: &str, branch: &str) -> Result<(u64, u64)> {
     let path = crate::storage::branch_path(db, branch);
     let (home, replica) = (side(from, &path), side(to, &path));
+    let newest = match home.list(Dir::Manifest, None).await?.last() {
+        Some((file @ FileRef::Manifest(id), _)) => match home.read(file).await? {
+            Some(bytes) => Some(
+                crate::storage::cut::ManifestView::parse(*id, bytes)
+                    .await
+                    .map_err(Error::Failed)?,
+            ),
+            None => None,
+        },
+        _ => None,
+    };
+    let wanted = |file: &FileRef| match (file, &newest) {
+        (FileRef::Wal(id), Some(m)) => *id > m.replay_after_wal_id,
+        (FileRef::Sst(ulid), Some(m)) => m.ssts.contains(ulid),
+        _ => true,
+    };
     let (mut files, mut bytes) = (0, 0);
     for dir in [Dir::Wal, Dir::Compacted, Dir::Compactions] {
         let there: std::collections::BTreeSet<FileRef> = replica
@@ -213,7 +232,7 @@ async fn behind(from: &Region, to: &Region, db: &str, branch: &str) -> Result<(u
             .map(|(f, _)| f)
             .collect();
         for (file, meta) in home.list(dir, None).await? {
-            if !there.contains(&file) {
+            if !there.contains(&file) && wanted(&file) {
                 files += 1;
                 bytes += meta.size;
             }

@@ -56,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::region::meter::{RequestClass, Written};
 use crate::storage::branch_path;
 use crate::storage::cursor::{self, ReplicaCursor};
-use crate::storage::cut::{CutReport, ManifestView, contiguous_wal_end};
+use crate::storage::cut::{CutReport, ManifestView, compaction_outputs, contiguous_wal_end};
 use crate::storage::files::{
     BranchFiles, CopyError, Dir, Fetched, FileMeta, FileRef, RequestCounter, Side, copy_file,
 };
@@ -162,6 +162,11 @@ pub struct BranchCopier {
     keep: Option<Keep>,
     /// The newest home manifest decoded (what a seed copies toward).
     home_newest: Option<ManifestView>,
+    /// Checkpoints' manifests read at the replica, by id (immutable).
+    kept_views: HashMap<u64, ManifestView>,
+    /// The newest home compactions file decoded, and the SSTs its
+    /// compactions in flight wrote (not in a manifest yet).
+    compaction_outputs: Option<(u64, BTreeSet<String>)>,
 }
 
 /// A home manifest read for its copy.
@@ -279,6 +284,8 @@ impl BranchCopier {
             waiting_for_store: None,
             keep: None,
             home_newest: None,
+            kept_views: HashMap::new(),
+            compaction_outputs: None,
         }
     }
 
@@ -430,6 +437,13 @@ impl BranchCopier {
         let found = self.load_cursor().await?;
         self.list_everything().await?;
         self.refresh_keep().await?;
+        let replica_at = self.replica_manifest.as_ref().map_or(0, |m| m.id);
+        if let Some(&newest) = self.home_files.manifests.keys().next_back()
+            && newest > replica_at
+            && let Some(manifest) = self.read_home_manifest(newest).await?
+        {
+            self.home_newest = Some(manifest.view);
+        }
         self.refresh_status(true);
         let status = &mut self.status;
         match &found {
@@ -956,6 +970,7 @@ impl BranchCopier {
     async fn copy_unseen_data(&mut self) -> Result<()> {
         let floor = self.visible_floor();
         self.refresh_keep().await?;
+        self.note_compaction_outputs().await?;
         let keep = self.keep.as_ref();
         let kept_wal = |id: u64| keep.is_none_or(|k| id >= k.wal_from);
         let jobs: Vec<FileRef> = self
@@ -975,9 +990,12 @@ impl BranchCopier {
                 }
                 // SSTs come by name with the manifests that need them
                 // (`copy_manifests`); here only those a kept state lost (a
-                // repair), whoever copies the rest (Lifeboat or the store).
+                // repair), whoever copies the rest (Lifeboat or the store),
+                // and those a compaction in flight wrote (`Compactions`).
                 FileRef::Sst(ulid) => {
-                    (keep.is_some_and(|k| k.ssts.contains(ulid)) || self.suspect.contains(file))
+                    (keep.is_some_and(|k| k.ssts.contains(ulid))
+                        || self.compaction_output(ulid)
+                        || self.suspect.contains(file))
                         && self.lacks(file, meta)
                 }
                 FileRef::Compactions(_) => self.lacks(file, meta),
@@ -1011,13 +1029,30 @@ impl BranchCopier {
             wal: vec![(newest.replay_after_wal_id + 1, u64::MAX)],
             wal_from: newest.replay_after_wal_id + 1,
         };
+        self.kept_views
+            .retain(|id, _| newest.checkpoint_manifest_ids.contains(id));
         for &id in &newest.checkpoint_manifest_ids {
             keep.manifests.insert(id);
             if id == newest.id {
                 continue;
             }
-            match self.read_replica_manifest(id).await? {
+            let view = match self.kept_views.get(&id) {
+                Some(view) => Some(view.clone()),
+                None => match self.read_replica_manifest(id).await {
+                    Ok(view) => view,
+                    // Damaged: copied again from the home (`copy_manifests`
+                    // lands the kept manifests the replica lacks).
+                    Err(err @ Error::Failed(_)) => {
+                        tracing::warn!(flow = %self.label(), "{err}");
+                        self.replica_files.remove(&FileRef::Manifest(id));
+                        None
+                    }
+                    Err(unreachable) => return Err(unreachable),
+                },
+            };
+            match view {
                 Some(view) => {
+                    self.kept_views.insert(id, view.clone());
                     keep.ssts.extend(view.ssts.iter().cloned());
                     keep.wal
                         .push((view.replay_after_wal_id + 1, view.next_wal_id));
@@ -1055,6 +1090,7 @@ impl BranchCopier {
                 .home_newest
                 .as_ref()
                 .is_none_or(|h| *id > h.replay_after_wal_id),
+            (FileRef::Sst(ulid), _) if self.compaction_output(ulid) => true,
             (FileRef::Sst(ulid), Some(m)) => {
                 m.ssts.contains(ulid)
                     || keep.is_some_and(|k| k.ssts.contains(ulid))
@@ -1069,6 +1105,44 @@ impl BranchCopier {
                 .is_none_or(|h| h.ssts.contains(ulid)),
             (FileRef::Manifest(_) | FileRef::Compactions(_), _) => true,
         }
+    }
+
+    /// Whether a compaction in flight at the home wrote SST `ulid`.
+    fn compaction_output(&self, ulid: &str) -> bool {
+        self.compaction_outputs
+            .as_ref()
+            .is_some_and(|(_, outputs)| outputs.contains(ulid))
+    }
+
+    /// Decodes the home's newest compactions file when it is new (with the
+    /// bytes a look read, or one read): which SSTs its compactions in
+    /// flight wrote. One that does not decode counts as naming none.
+    async fn note_compaction_outputs(&mut self) -> Result<()> {
+        let Some(FileRef::Compactions(id)) = self.home_files.newest(Dir::Compactions) else {
+            return Ok(());
+        };
+        if self
+            .compaction_outputs
+            .as_ref()
+            .is_some_and(|(at, _)| *at == id)
+        {
+            return Ok(());
+        }
+        let file = FileRef::Compactions(id);
+        let held = self.fetched.get(&file).and_then(|f| f.bytes.clone());
+        let bytes = match held {
+            Some(bytes) => Some(bytes),
+            None => self.home.read(&file).await?,
+        };
+        let outputs = match bytes {
+            Some(bytes) => compaction_outputs(id, bytes).await.unwrap_or_else(|e| {
+                tracing::warn!(flow = %self.label(), "the home's {e}");
+                BTreeSet::new()
+            }),
+            None => BTreeSet::new(),
+        };
+        self.compaction_outputs = Some((id, outputs));
+        Ok(())
     }
 
     /// Copies `jobs` with the configured number in flight, recording each
@@ -1226,61 +1300,130 @@ impl BranchCopier {
         Ok(())
     }
 
-    /// Manifests newer than the replica's, ascending, each once its SSTs
-    /// are all at the replica (copied by name, all of them at once). A seed
-    /// lands only the home's newest manifest and those its checkpoints keep.
+    /// Lands the home's newest manifest, and the manifests its checkpoints
+    /// keep that the replica lacks, ascending, each once its SSTs are all
+    /// at the replica (copied by name, all at once). The manifests between
+    /// are history: no reader opens one once a newer one is there, and a
+    /// point-in-time restore starts from a checkpoint's. A seed also copies
+    /// the WAL past the newest's replay point with the SSTs, in parallel:
+    /// with no manifest at the replica, no reader reaches it yet.
+    ///
+    /// With the store copying SSTs, every manifest lands in turn, each once
+    /// the store has copied what it names: the newest alone may never be
+    /// complete while the home keeps writing ahead of the store.
     async fn copy_manifests(&mut self) -> Result<()> {
         self.waiting_for_store = None;
+        if self.pace.data_by_store() {
+            return self.copy_manifests_as_the_store_copies().await;
+        }
         let from = self.replica_manifest.as_ref().map_or(0, |m| m.id);
-        let mut candidates: Vec<u64> = self
+        let newest = self.home_files.manifests.keys().next_back().copied();
+        let mut read = Vec::new();
+        if let Some(newest) = newest.filter(|id| *id > from)
+            && let Some(manifest) = self.read_home_manifest(newest).await?
+        {
+            read.push(manifest);
+        }
+        let kept = match (read.first(), &self.replica_manifest) {
+            (Some(newest), _) => newest.view.checkpoint_manifest_ids.clone(),
+            (None, Some(at)) => at.checkpoint_manifest_ids.clone(),
+            (None, None) => Vec::new(),
+        };
+        for id in kept.into_iter().rev() {
+            let file = FileRef::Manifest(id);
+            let lacking = self.replica_files.get(&file).is_none()
+                && self.home_files.get(&file).is_some()
+                && read.iter().all(|m| m.view.id != id);
+            if lacking && let Some(manifest) = self.read_home_manifest(id).await? {
+                read.push(manifest);
+            }
+        }
+        read.reverse();
+        let Some(target) = read.last().map(|m| m.view.clone()) else {
+            return Ok(());
+        };
+        if self.home_newest.as_ref().is_none_or(|h| h.id < target.id) {
+            self.home_newest = Some(target.clone());
+        }
+        self.home_replay_after = self.home_replay_after.max(target.replay_after_wal_id);
+        // By name: the manifests say which SSTs they read.
+        let mut jobs: BTreeSet<FileRef> = read
+            .iter()
+            .flat_map(|m| m.view.missing_ssts(&self.replica_files, &self.home_files))
+            .map(FileRef::Sst)
+            .collect();
+        if self.replica_manifest.is_none() {
+            jobs.extend(
+                self.home_files
+                    .wals
+                    .range(target.replay_after_wal_id + 1..)
+                    .map(|(id, meta)| (FileRef::Wal(*id), *meta))
+                    .filter(|(file, meta)| self.lacks(file, meta))
+                    .map(|(file, _)| file),
+            );
+        }
+        self.copy_parallel(jobs.into_iter().collect()).await?;
+        for manifest in read {
+            self.land(manifest).await?;
+        }
+        Ok(())
+    }
+
+    /// Lands `manifest` at the replica when every SST it names is there;
+    /// one whose SSTs the home garbage-collected is no longer a state
+    /// anyone can read, and is skipped.
+    async fn land(&mut self, manifest: HomeManifest) -> Result<()> {
+        self.check_budget()?;
+        let HomeManifest { view, bytes, meta } = manifest;
+        let id = view.id;
+        let missing = view.missing_ssts(&self.replica_files, &self.home_files);
+        if !missing.is_empty() {
+            tracing::debug!(
+                flow = %self.label(),
+                manifest = id,
+                missing = missing.len(),
+                "skipping a manifest whose SSTs the home deleted"
+            );
+            return Ok(());
+        }
+        let file = FileRef::Manifest(id);
+        let _permit = Arc::clone(&self.permits).acquire_owned().await;
+        self.replica.write(&file, bytes).await?;
+        self.record_copy(file, meta);
+        if self.replica_manifest.as_ref().is_none_or(|m| m.id < id) {
+            self.cursor.manifest_id = id;
+            self.replica_manifest = Some(view);
+            // A new replica manifest is worth saving at once: a restart
+            // starts from it.
+            self.cursor_saved = Instant::now() - self.opts.cursor_save_every;
+        }
+        Ok(())
+    }
+
+    /// `copy_manifests` with the store copying SSTs: manifests newer than
+    /// the replica's, ascending, each once a HEAD at the replica finds
+    /// every SST it names; the first the store has not caught up with
+    /// waits, and every later one with it.
+    async fn copy_manifests_as_the_store_copies(&mut self) -> Result<()> {
+        let from = self.replica_manifest.as_ref().map_or(0, |m| m.id);
+        let candidates: Vec<u64> = self
             .home_files
             .manifests
             .range(from + 1..)
             .map(|(id, _)| *id)
             .collect();
-        let mut read = Vec::with_capacity(candidates.len());
-        if self.replica_manifest.is_none()
-            && let Some(&newest) = candidates.last()
-            && let Some(manifest) = self.read_home_manifest(newest).await?
-        {
-            // Older manifests are history a seed need not replay.
-            let kept = &manifest.view.checkpoint_manifest_ids;
-            candidates.retain(|id| *id == newest || kept.contains(id));
-            candidates.pop();
-            read.push(manifest);
-        }
-        for id in candidates.into_iter().rev() {
-            if let Some(manifest) = self.read_home_manifest(id).await? {
-                read.push(manifest);
-            }
-        }
-        read.reverse();
-        if let Some(newest) = read.last().map(|m| &m.view)
-            && self.home_newest.as_ref().is_none_or(|h| h.id < newest.id)
-        {
-            self.home_newest = Some(newest.clone());
-        }
-        self.home_replay_after = read
-            .iter()
-            .map(|m| m.view.replay_after_wal_id)
-            .fold(self.home_replay_after, u64::max);
-        if !self.pace.data_by_store() {
-            // By name: the manifests say which SSTs they read.
-            let missing: BTreeSet<String> = read
-                .iter()
-                .flat_map(|m| m.view.missing_ssts(&self.replica_files, &self.home_files))
-                .collect();
-            self.copy_parallel(missing.into_iter().map(FileRef::Sst).collect())
-                .await?;
-        }
-        for HomeManifest { view, bytes, meta } in read {
-            self.check_budget()?;
-            let id = view.id;
-            let mut missing = view.missing_ssts(&self.replica_files, &self.home_files);
-            if !missing.is_empty() && self.pace.data_by_store() {
-                let store_behind = self.look_for_store_copies(&missing).await?;
-                missing = view.missing_ssts(&self.replica_files, &self.home_files);
-                if !missing.is_empty() && store_behind {
+        for id in candidates {
+            let Some(manifest) = self.read_home_manifest(id).await? else {
+                continue;
+            };
+            let missing = manifest
+                .view
+                .missing_ssts(&self.replica_files, &self.home_files);
+            if !missing.is_empty() && self.look_for_store_copies(&missing).await? {
+                let missing = manifest
+                    .view
+                    .missing_ssts(&self.replica_files, &self.home_files);
+                if !missing.is_empty() {
                     // The store has not copied them yet: neither this
                     // manifest nor any later one lands before it does, and
                     // the WAL up to its replay point is still the replica's
@@ -1289,26 +1432,10 @@ impl BranchCopier {
                     return Ok(());
                 }
             }
-            if !missing.is_empty() {
-                // The home garbage-collected what this manifest lists: it is
-                // no longer a state anyone can read, so it is not copied.
-                tracing::debug!(
-                    flow = %self.label(),
-                    manifest = id,
-                    missing = missing.len(),
-                    "skipping a manifest whose SSTs the home deleted"
-                );
-                continue;
-            }
-            let file = FileRef::Manifest(id);
-            let _permit = Arc::clone(&self.permits).acquire_owned().await;
-            self.replica.write(&file, bytes).await?;
-            self.record_copy(file, meta);
-            self.cursor.manifest_id = id;
-            self.replica_manifest = Some(view);
-            // A new replica manifest is worth saving at once: a restart
-            // starts from it.
-            self.cursor_saved = Instant::now() - self.opts.cursor_save_every;
+            self.home_replay_after = self
+                .home_replay_after
+                .max(manifest.view.replay_after_wal_id);
+            self.land(manifest).await?;
         }
         Ok(())
     }

@@ -113,6 +113,41 @@ impl ManifestView {
     }
 }
 
+/// The SSTs the compactions in flight of a `compactions/` file have
+/// written so far (by ULID): not in any manifest yet, but a compactor that
+/// takes the job over (at a new home, after a switchover) resumes from
+/// them. Decoded with SlateDB's own decoder, as [`ManifestView::parse`].
+pub async fn compaction_outputs(id: u64, bytes: Bytes) -> Result<BTreeSet<String>, String> {
+    let store = Arc::new(InMemory::new());
+    let root = Path::from("m");
+    let file = FileRef::Compactions(id).path(&root);
+    store
+        .put(&file, PutPayload::from(bytes))
+        .await
+        .map_err(|e| e.to_string())?;
+    let store: Arc<dyn ObjectStore> = store;
+    let admin = slatedb::admin::AdminBuilder::new(root, store).build();
+    let compactions = admin
+        .read_compactions(Some(id))
+        .await
+        .map_err(|e| format!("compactions file {id} does not decode: {e}"))?
+        .ok_or_else(|| format!("compactions file {id} vanished while decoding"))?;
+    Ok(compactions
+        .recent_compactions()
+        .filter(|c| c.active())
+        .flat_map(|c| {
+            let done = c.output_ssts().into_iter();
+            let partial = c
+                .subcompactions()
+                .iter()
+                .flat_map(|s| s.output_ssts().clone())
+                .collect::<Vec<_>>();
+            done.chain(partial)
+        })
+        .map(|sst| sst.id.value().to_string())
+        .collect())
+}
+
 /// The newest WAL id a reader of `manifest` reaches in `files`: the end of
 /// the run of consecutive ids after the replay point (the replay point
 /// itself when the next id is absent). Ids up to `vouched` count as present
