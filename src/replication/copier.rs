@@ -81,6 +81,10 @@ const RECENT_DELAYS_KEPT: usize = 2_000;
 /// (in sync) would stand meanwhile.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// Manifests landed that a copier keeps decoded, for the checkpoints of
+/// later ones.
+const LANDED_VIEWS_KEPT: usize = 16;
+
 /// Per-WAL replication delays (home write to replica write), in milliseconds.
 pub type DelaySamples = Arc<Mutex<Vec<u32>>>;
 
@@ -164,6 +168,10 @@ pub struct BranchCopier {
     home_newest: Option<ManifestView>,
     /// Checkpoints' manifests read at the replica, by id (immutable).
     kept_views: HashMap<u64, ManifestView>,
+    /// The manifests this copier landed last, by id (at most
+    /// [`LANDED_VIEWS_KEPT`]): the ones checkpoints keep are most often
+    /// among them.
+    landed_views: std::collections::BTreeMap<u64, ManifestView>,
     /// The newest home compactions file decoded, and the SSTs its
     /// compactions in flight wrote (not in a manifest yet).
     compaction_outputs: Option<(u64, BTreeSet<String>)>,
@@ -285,6 +293,7 @@ impl BranchCopier {
             keep: None,
             home_newest: None,
             kept_views: HashMap::new(),
+            landed_views: std::collections::BTreeMap::new(),
             compaction_outputs: None,
         }
     }
@@ -1036,7 +1045,11 @@ impl BranchCopier {
             if id == newest.id {
                 continue;
             }
-            let view = match self.kept_views.get(&id) {
+            let known = self
+                .kept_views
+                .get(&id)
+                .or_else(|| self.landed_views.get(&id));
+            let view = match known {
                 Some(view) => Some(view.clone()),
                 None => match self.read_replica_manifest(id).await {
                     Ok(view) => view,
@@ -1059,12 +1072,13 @@ impl BranchCopier {
                     keep.wal_from = keep.wal_from.min(view.replay_after_wal_id + 1);
                 }
                 // A checkpoint whose manifest never reached the replica:
-                // every WAL file, since its range is unknown (and asked
-                // again next time).
+                // every WAL file, since its range is unknown. Asked again
+                // next time while the home holds it (`copy_manifests`
+                // lands it); else not until the replica's state moves.
                 None => {
                     keep.wal.push((0, u64::MAX));
                     keep.wal_from = 0;
-                    keep.complete = false;
+                    keep.complete &= self.home_files.get(&FileRef::Manifest(id)).is_none();
                 }
             }
         }
@@ -1179,7 +1193,15 @@ impl BranchCopier {
             let landed = tokio::select! {
                 landed = copies.next() => landed,
                 () = tokio::time::sleep(PROGRESS_EVERY) => {
-                    self.progress();
+                    // Nothing landed for a second. Only what this process's
+                    // writers announced is news: a status refreshed with
+                    // nothing observed would look fresh, "in sync", while a
+                    // request hangs (a partition), where a stale one shows
+                    // the lag since the last sync.
+                    self.hear();
+                    if !self.heard_files.is_empty() {
+                        self.progress();
+                    }
                     continue;
                 }
             };
@@ -1390,6 +1412,12 @@ impl BranchCopier {
         let _permit = Arc::clone(&self.permits).acquire_owned().await;
         self.replica.write(&file, bytes).await?;
         self.record_copy(file, meta);
+        // A checkpoint in a later manifest may keep this one: its view is
+        // then at hand, with no read at the replica.
+        self.landed_views.insert(id, view.clone());
+        while self.landed_views.len() > LANDED_VIEWS_KEPT {
+            self.landed_views.pop_first();
+        }
         if self.replica_manifest.as_ref().is_none_or(|m| m.id < id) {
             self.cursor.manifest_id = id;
             self.replica_manifest = Some(view);
