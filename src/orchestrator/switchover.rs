@@ -267,7 +267,10 @@ async fn holds_the_home(
     let home_wal = home.newest_wal_id.unwrap_or(0);
     // A gap the home has too is the home's state; any other is a lack.
     let gap = copy.wal_gaps.iter().find(|g| !home.wal_gaps.contains(g));
-    if copy.newest_wal_id.unwrap_or(0) < home_wal || gap.is_some() {
+    // WAL at or below the home's replay point is in its SSTs: history, which
+    // a replica does not copy (the new writer never reads it).
+    let wal_needed = home_wal > home.replay_after_wal_id;
+    if wal_needed && copy.newest_wal_id.unwrap_or(0) < home_wal || gap.is_some() {
         return Ok(Some(format!(
             "{} does not hold every WAL file up to the home's last ({home_wal}){}",
             to.name(),
