@@ -21,6 +21,7 @@ use lifeboat::replication::{
 };
 use lifeboat::storage::cut::ManifestView;
 use lifeboat::storage::files::{Dir, FileRef, RequestCounter, Side};
+use lifeboat::storage::fork::side;
 use lifeboat::storage::{DbLocation, branch_path};
 use lifeboat::workload::acks::AckLog;
 use lifeboat::workload::verify::{VerifyReport, verify};
@@ -310,12 +311,7 @@ async fn outages_of_either_region_pause_and_resume_losing_nothing() {
 /// The replica's newest manifest and whether every SST it lists is
 /// present, from one consistent look (`None`: it moved while we looked).
 async fn replica_cut_complete(replica: &Region, db: &str) -> Option<(u64, Vec<String>)> {
-    let side = Side {
-        region: replica.name().to_string(),
-        store: replica.store(),
-        base: branch_path(db, "main"),
-        requests: Arc::new(RequestCounter::default()),
-    };
+    let side = side(replica, &branch_path(db, "main"));
     let manifests = side
         .list(Dir::Manifest, None)
         .await
@@ -462,13 +458,8 @@ async fn needed_ssts_missing_from(replica: &Region, home: &Region, db: &str) -> 
     let (_, _) = replica_cut_complete(replica, db)
         .await
         .expect("a replica cut");
-    let side = |region: &Region| Side {
-        region: region.name().to_string(),
-        store: region.store(),
-        base: branch_path(db, "main"),
-        requests: Arc::new(RequestCounter::default()),
-    };
-    let r = side(replica);
+    let main = branch_path(db, "main");
+    let r = side(replica, &main);
     let manifests = r.list(Dir::Manifest, None).await.expect("list");
     let Some((FileRef::Manifest(newest), _)) = manifests.last().cloned() else {
         return vec![];
@@ -479,7 +470,7 @@ async fn needed_ssts_missing_from(replica: &Region, home: &Region, db: &str) -> 
         .expect("read")
         .expect("manifest");
     let view = ManifestView::parse(newest, bytes).await.expect("decodes");
-    let at_home: std::collections::BTreeSet<FileRef> = side(home)
+    let at_home: std::collections::BTreeSet<FileRef> = side(home, &main)
         .list(Dir::Compacted, None)
         .await
         .expect("list")
@@ -979,12 +970,8 @@ async fn a_seed_copies_the_newest_state_and_its_checkpoints_not_the_history() {
             .expect("a checkpoint");
         write_and_flush(&p.a, &home, &acks).await;
 
-        let files = |region: &Region| Side {
-            region: region.name().to_string(),
-            store: region.store(),
-            base: branch_path("orders", "main"),
-            requests: Arc::new(RequestCounter::default()),
-        };
+        let main = branch_path("orders", "main");
+        let files = |region: &Region| side(region, &main);
         let ids = |listed: Vec<(FileRef, _)>| -> Vec<u64> {
             listed
                 .into_iter()
@@ -1378,13 +1365,8 @@ async fn compacted(
     region: &Region,
     branch: &object_store::path::Path,
 ) -> std::collections::BTreeSet<String> {
-    let side = Side {
-        region: region.name().to_string(),
-        store: region.store(),
-        base: branch.clone(),
-        requests: Arc::new(RequestCounter::default()),
-    };
-    side.list(Dir::Compacted, None)
+    side(region, branch)
+        .list(Dir::Compacted, None)
         .await
         .expect("list compacted")
         .into_iter()

@@ -40,16 +40,8 @@ impl ManifestView {
     /// Decodes a manifest file with SlateDB's own decoder (through a
     /// throw-away in-memory store, so no network and no retries are involved).
     pub async fn parse(id: u64, bytes: Bytes) -> Result<ManifestView, String> {
-        let store = Arc::new(InMemory::new());
-        let root = Path::from("m");
-        let file = FileRef::Manifest(id).path(&root);
-        store
-            .put(&file, PutPayload::from(bytes))
-            .await
-            .map_err(|e| e.to_string())?;
-        let store: Arc<dyn ObjectStore> = store;
-        let admin = slatedb::admin::AdminBuilder::new(root, store).build();
-        let manifest = admin
+        let manifest = admin_holding(FileRef::Manifest(id), bytes)
+            .await?
             .read_manifest(Some(id))
             .await
             .map_err(|e| format!("manifest {id} does not decode: {e}"))?
@@ -113,21 +105,26 @@ impl ManifestView {
     }
 }
 
+/// A SlateDB admin over a throw-away in-memory store holding `file` alone
+/// (its `bytes`): SlateDB's own decoders, with no network and no retries.
+async fn admin_holding(file: FileRef, bytes: Bytes) -> Result<slatedb::admin::Admin, String> {
+    let store = Arc::new(InMemory::new());
+    let root = Path::from("m");
+    store
+        .put(&file.path(&root), PutPayload::from(bytes))
+        .await
+        .map_err(|e| e.to_string())?;
+    let store: Arc<dyn ObjectStore> = store;
+    Ok(slatedb::admin::AdminBuilder::new(root, store).build())
+}
+
 /// The SSTs the compactions in flight of a `compactions/` file have
 /// written so far (by ULID): not in any manifest yet, but a compactor that
 /// takes the job over (at a new home, after a switchover) resumes from
 /// them. Decoded with SlateDB's own decoder, as [`ManifestView::parse`].
 pub async fn compaction_outputs(id: u64, bytes: Bytes) -> Result<BTreeSet<String>, String> {
-    let store = Arc::new(InMemory::new());
-    let root = Path::from("m");
-    let file = FileRef::Compactions(id).path(&root);
-    store
-        .put(&file, PutPayload::from(bytes))
-        .await
-        .map_err(|e| e.to_string())?;
-    let store: Arc<dyn ObjectStore> = store;
-    let admin = slatedb::admin::AdminBuilder::new(root, store).build();
-    let compactions = admin
+    let compactions = admin_holding(FileRef::Compactions(id), bytes)
+        .await?
         .read_compactions(Some(id))
         .await
         .map_err(|e| format!("compactions file {id} does not decode: {e}"))?

@@ -441,7 +441,9 @@ pub fn branch_of(path: &Path) -> Option<String> {
     }
 }
 
-pub(crate) fn side(region: &Region, base: &Path) -> Side {
+/// The folder `base` in `region`, as one side of a copy (its calls
+/// counted apart).
+pub fn side(region: &Region, base: &Path) -> Side {
     Side {
         region: region.name().to_string(),
         store: region.store(),
