@@ -136,6 +136,11 @@ pub struct BranchCopier {
     /// A look of `wal/` stopped at its limit: the home holds WAL past what
     /// was read, so the replica lags even once all of that is copied.
     wal_beyond: bool,
+    /// The WAL name the last look asked for and did not find, and when
+    /// that look began (see [`Self::wal_written_us`]).
+    wal_missed: Option<(u64, u64)>,
+    /// The miss before, once its file was found.
+    wal_written_after: Option<(u64, u64)>,
     /// Look at every folder on every pass (`run_once`).
     eager: bool,
     pace: Arc<Pace>,
@@ -276,6 +281,8 @@ impl BranchCopier {
             heard_files: Vec::new(),
             more: false,
             wal_beyond: false,
+            wal_missed: None,
+            wal_written_after: None,
             eager: false,
             pace,
             scrubbed: None,
@@ -316,6 +323,12 @@ impl BranchCopier {
         let (tx, _rx) = watch::channel(FlowStatus::of(&flow));
         let pace = Pace::new(&opts);
         BranchCopier::paced(flow, opts, pins, permits, tx, DelaySamples::default(), pace)
+    }
+
+    /// The WAL delays recorded since the last drain, in milliseconds: for
+    /// each WAL file copied, from when the home wrote it to its copy.
+    pub fn drain_wal_delays_ms(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.delays_ms.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Makes every pass stop after `copies` successful copies in total (a
@@ -592,12 +605,14 @@ impl BranchCopier {
             (self.home.clone(), wal_after),
         ];
         let mut listed = Vec::with_capacity(2);
+        let mut home_wal_listed_us = 0;
         for (side, wal_after) in &sides {
             let mut files = BranchFiles::default();
             files.replace_dir(
                 Dir::Manifest,
                 side.list(Dir::Manifest, manifest_after.as_ref()).await?,
             );
+            home_wal_listed_us = now_us();
             files.replace_dir(Dir::Wal, side.list(Dir::Wal, wal_after.as_ref()).await?);
             files.replace_dir(Dir::Compacted, side.list(Dir::Compacted, None).await?);
             files.replace_dir(
@@ -609,6 +624,7 @@ impl BranchCopier {
         }
         self.home_files = listed.pop().unwrap_or_default();
         self.replica_files = listed.pop().unwrap_or_default();
+        self.missed_wal(self.next_id(Dir::Wal), home_wal_listed_us);
         if self.replica_manifest.is_none() {
             // Manifests can land after the cursor was last saved (a crash
             // between a copy and the save): readers open the newest, so
@@ -650,8 +666,12 @@ impl BranchCopier {
         self.looked = [Some(Instant::now()); 4];
         for dir in Dir::ALL {
             // Manifests are listed (noted) before the data they need.
+            let listed_us = now_us();
             let home = self.home.list(dir, None).await?;
             self.home_files.replace_dir(dir, home);
+            if dir == Dir::Wal {
+                self.missed_wal(self.next_id(Dir::Wal), listed_us);
+            }
         }
         let mut listed = BranchFiles::default();
         for dir in Dir::ALL {
@@ -788,6 +808,7 @@ impl BranchCopier {
     /// otherwise. Returns how many it found.
     async fn look(&mut self, dir: Dir) -> Result<usize> {
         let started = Instant::now();
+        let started_us = now_us();
         let fresh = self.looked[dir as usize].is_some_and(|at| at.elapsed() < self.opts.probe_gap);
         let found = if fresh {
             self.read_next(dir).await?
@@ -799,6 +820,10 @@ impl BranchCopier {
                     found += 1;
                 }
                 self.home_files.insert(file, meta);
+            }
+            if dir == Dir::Wal {
+                // The listing showed every WAL file there was then.
+                self.missed_wal(self.next_id(Dir::Wal), started_us);
             }
             found
         };
@@ -824,12 +849,16 @@ impl BranchCopier {
                 Dir::Compactions => FileRef::Compactions(next),
                 Dir::Compacted => break,
             };
+            let asked_us = now_us();
             if self.read_new(file).await? {
                 found += 1;
                 next += 1;
             } else if dir == Dir::Wal && next <= self.home_replay_after {
                 next = self.home_replay_after + 1;
             } else {
+                if dir == Dir::Wal {
+                    self.missed_wal(next, asked_us);
+                }
                 break;
             }
         }
@@ -850,6 +879,35 @@ impl BranchCopier {
             Dir::Compacted => 0,
         };
         newest.max(vouched) + 1
+    }
+
+    /// Notes that WAL `id` was not at the home when a look began at
+    /// `asked_us` (a read of its name, or a listing that ended before it).
+    fn missed_wal(&mut self, id: u64, asked_us: u64) {
+        if let Some((missed, _)) = self.wal_missed
+            && self.home_files.wals.contains_key(&missed)
+        {
+            self.wal_written_after = self.wal_missed;
+        }
+        self.wal_missed = Some((id, asked_us));
+    }
+
+    /// When the writes in home WAL `id` were acknowledged, at the earliest,
+    /// in microseconds since the epoch. S3 and most stores stamp a file in
+    /// whole seconds, which alone would add up to a second to every delay
+    /// and lag measured from it. A WAL file a look missed and a later one
+    /// found was written after that look began; so were the writes in the
+    /// files after it, which SlateDB acknowledges only once the ones
+    /// before are durable. (A missed name never found, one the home
+    /// collected, bounds nothing.)
+    fn wal_written_us(&self, id: u64, meta: &FileMeta) -> u64 {
+        [self.wal_missed, self.wal_written_after]
+            .into_iter()
+            .flatten()
+            .find(|(missed, _)| id >= *missed && self.home_files.wals.contains_key(missed))
+            .map_or(meta.modified_us, |(_, asked_us)| {
+                meta.modified_us.max(asked_us)
+            })
     }
 
     /// Reads a home file and keeps its bytes for the copy; whether it was
@@ -1255,9 +1313,9 @@ impl BranchCopier {
     fn record_copy(&mut self, file: FileRef, meta: FileMeta) {
         let now = now_us();
         let bytes = meta.size;
-        if let FileRef::Wal(_) = file {
-            let delay_ms =
-                (now.saturating_sub(meta.modified_us) / 1000).min(u32::MAX as u64) as u32;
+        if let FileRef::Wal(id) = file {
+            let written_us = self.wal_written_us(id, &meta);
+            let delay_ms = (now.saturating_sub(written_us) / 1000).min(u32::MAX as u64) as u32;
             let mut delays = self.delays_ms.lock().unwrap_or_else(|p| p.into_inner());
             if delays.len() < MAX_DELAY_SAMPLES {
                 delays.push(delay_ms);
@@ -1758,7 +1816,12 @@ impl BranchCopier {
             .min();
         let beyond = self
             .wal_beyond
-            .then(|| self.home_files.wals.get(&wal_end).map(|m| m.modified_us))
+            .then(|| {
+                self.home_files
+                    .wals
+                    .get(&wal_end)
+                    .map(|m| self.wal_written_us(wal_end, m))
+            })
             .flatten();
         heard.into_iter().chain(beyond).min()
     }
@@ -1797,6 +1860,20 @@ impl BranchCopier {
         let unread_since = cut
             .as_ref()
             .and_then(|cut| self.unread_wal_since(cut.wal_end));
+        // The home's commit time of the replica's newest state, and of the
+        // oldest write beyond it.
+        let cut_committed_us = cut.as_ref().and_then(|cut| {
+            let wals = &self.home_files.wals;
+            wals.get(&cut.wal_end)
+                .map(|m| self.wal_written_us(cut.wal_end, m))
+        });
+        let uncovered_since_us = cut.as_ref().and_then(|cut| {
+            let wals = &self.home_files.wals;
+            wals.range(cut.wal_end + 1..)
+                .next()
+                .map(|(id, m)| self.wal_written_us(*id, m))
+                .or(unread_since)
+        });
         let status = &mut self.status;
         status.observed_us = now;
         status.home_manifest_id = self.home_files.manifests.keys().next_back().copied();
@@ -1830,21 +1907,8 @@ impl BranchCopier {
         };
         status.replica_manifest_id = Some(manifest.id);
         status.replica_wal_id = Some(cut.wal_end);
-        // The home's commit time of the replica's newest state, and of the
-        // oldest write beyond it.
-        status.consistent_commit_us = self
-            .home_files
-            .wals
-            .get(&cut.wal_end)
-            .map(|m| m.modified_us)
-            .or(status.consistent_commit_us);
-        status.uncovered_since_us = self
-            .home_files
-            .wals
-            .range(cut.wal_end + 1..)
-            .next()
-            .map(|(_, m)| m.modified_us)
-            .or(unread_since);
+        status.consistent_commit_us = cut_committed_us.or(status.consistent_commit_us);
+        status.uncovered_since_us = uncovered_since_us;
         if cut.readable() && self.damaged.is_some() {
             // Whatever the scrub or list-diff found has been copied again.
             self.damaged = None;
