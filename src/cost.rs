@@ -410,6 +410,9 @@ impl GroupCost {
         let idle = idle_rates(group.rpo_target);
         let mut per_min = Rates::default();
         let mut forecast_rates = Rates::default();
+        // A thousand branches share a few regions: each region's row is
+        // found once (its URL parsed once) a publish, not once a branch.
+        let mut home_rows = std::collections::HashMap::new();
         let flows = group
             .flows
             .iter()
@@ -417,7 +420,9 @@ impl GroupCost {
                 let rates = Rates::over(&status.requests_last_min, 1.0);
                 per_min = per_min.plus(&rates);
                 forecast_rates = forecast_rates.plus(&rates.at_least(&idle));
-                let (row, what_if) = row_for_region(rows, group.regions, &status.home);
+                let (row, what_if) = *home_rows
+                    .entry(status.home.as_str())
+                    .or_insert_with(|| row_for_region(rows, group.regions, &status.home));
                 FlowCost {
                     db: status.db.clone(),
                     branch: status.branch.clone(),

@@ -158,16 +158,21 @@ impl App {
         });
     }
 
-    /// Clicks the widget labelled `label` once the layout has settled.
+    /// Clicks the widget labelled `label` as a screen reader does (by its
+    /// id, not its place): a snapshot arriving between the frame that laid
+    /// it out and the click moves it (the database list filling in under
+    /// load), and a pointer click there hit nothing (CI, stop 33).
     fn click(&mut self, label: &str) {
         self.settle();
-        self.harness.get_by_label(label).click();
+        self.harness.get_by_label(label).click_accesskit();
         self.settle();
     }
 
     fn click_role(&mut self, role: Role, label: &str) {
         self.settle();
-        self.harness.get_by_role_and_label(role, label).click();
+        self.harness
+            .get_by_role_and_label(role, label)
+            .click_accesskit();
         self.settle();
     }
 

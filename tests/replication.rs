@@ -387,9 +387,12 @@ async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
         }
         writer.await.expect("writer");
         converge(&replicator, Duration::from_secs(60)).await;
-        // Let list-diffs run past the grace period, so the replica drops
-        // what the home deleted.
-        tokio::time::sleep(Duration::from_millis(4500)).await;
+        // List-diffs past the grace period drop at the replica what the
+        // home deleted: two list-diffs at least the grace apart, which on
+        // moto under load take seconds each (a fixed wait saw none).
+        replicator
+            .wait_until(Duration::from_secs(60), |s| s.objects_deleted > 0)
+            .await;
         let status = replicator.stop().await.remove(0);
         assert!(looks >= 10, "{kind:?}: only {looks} looks");
         let home_info = home.describe().await.expect("describe home");
