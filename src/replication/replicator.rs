@@ -366,9 +366,14 @@ fn on_the_beat(wait: Duration) -> tokio::time::Instant {
         return due;
     }
     let start = *START.get_or_init(|| now);
+    // The grid is process-wide but a runtime's clock is its own (a paused
+    // test clock may run ahead): a grid that starts after `due` would
+    // hold this loop until then, so such a wait ends when it is due.
+    let Some(since) = due.checked_duration_since(start) else {
+        return due;
+    };
     let beat = BEAT.as_nanos();
-    let since = due.duration_since(start).as_nanos();
-    let beats = since.div_ceil(beat);
+    let beats = since.as_nanos().div_ceil(beat);
     start + Duration::from_nanos((beats * beat).min(u64::MAX as u128) as u64)
 }
 
