@@ -88,6 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         kind: ReplicationKind::StorageOnly,
         rpo_target_s: 1.0,
         data: Default::default(),
+        writes: Default::default(),
     });
     let (_, seeded) = runtime.block_on(engine.wait_for(Duration::from_secs(300), |s| {
         s.flows.len() == count && s.flows.iter().all(|f| f.state_label() == "In sync")

@@ -31,6 +31,7 @@ mod share;
 pub mod snapshot;
 #[cfg(unix)]
 pub mod socket;
+pub mod sync;
 pub mod workspaces;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -461,6 +462,8 @@ struct Core {
     /// Standing workspaces being started, and why the last start failed.
     standby_starting: BTreeSet<String>,
     standby_error: Option<String>,
+    /// The last zero-loss event reported, by region (`sync.rs`).
+    sync_seen: BTreeMap<String, u64>,
     /// Each group region's lease as its task last reported it.
     leases: BTreeMap<String, crate::control::lease::LeaseState>,
     lease_tasks: BTreeMap<String, leases::LeaseTask>,
@@ -561,6 +564,7 @@ impl Core {
             standby: BTreeMap::new(),
             standby_starting: BTreeSet::new(),
             standby_error: None,
+            sync_seen: BTreeMap::new(),
             leases: BTreeMap::new(),
             lease_tasks: BTreeMap::new(),
             unleased: Vec::new(),

@@ -72,6 +72,7 @@ async fn all_current_and_future_databases_includes_one_created_later_and_the_gro
         kind: ReplicationKind::StorageOnly,
         rpo_target_s: 2.0,
         data: Default::default(),
+        writes: Default::default(),
     });
     assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
     let (snapshot, ok) = engine
@@ -122,6 +123,7 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
                 kind: ReplicationKind::StorageOnly,
                 rpo_target_s: 1.0,
                 data: Default::default(),
+                writes: Default::default(),
             },
             "is the primary; choose another region",
         ),
@@ -166,6 +168,7 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
                 kind: ReplicationKind::StorageOnly,
                 rpo_target_s: 1.0,
                 data: Default::default(),
+                writes: Default::default(),
             },
             "database `nope` has no home in us-east-1",
         ),
@@ -359,4 +362,151 @@ fn rss_kib() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// `SET key 1` at `addr` on a new connection: the reply line, and how long
+/// it took.
+async fn set_once(addr: &str, key: &str) -> (String, Duration) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let started = std::time::Instant::now();
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the workspace listens");
+    let mut stream = BufReader::new(stream);
+    let request = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\n1\r\n", key.len());
+    stream
+        .get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .expect("send");
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_line(&mut line))
+        .await
+        .expect("a reply within 30 s")
+        .expect("read");
+    (line.trim().to_string(), started.elapsed())
+}
+
+fn activity_has(snapshot: &Snapshot, what: &str) -> bool {
+    snapshot.activity.iter().any(|e| e.what.starts_with(what))
+}
+
+/// A zero-loss group whose secondary stops answering: a write waits for
+/// the timeout and is acknowledged, the group says it runs asynchronously
+/// (its state, and an activity entry), the next writes do not wait; once
+/// the secondary answers and holds everything, zero loss is back by
+/// itself, with an entry that says so, and writes wait for it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_loss_group_runs_asynchronously_past_its_timeout_and_returns_by_itself() {
+    use lifeboat::control::event::{Attachment, Event};
+    use lifeboat::engine::group::WriteRules;
+    use lifeboat::engine::workspaces::ControlChange;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_home, regions, engine) = engine_in(dir.path());
+    let id = engine.send(Command::CreateDatabase {
+        region: "us-east-1".into(),
+        name: "orders".into(),
+    });
+    assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
+    let id = engine.send(Command::ConfigureReplication {
+        secondary: "eu-west-1".into(),
+        databases: Selection::All,
+        kind: ReplicationKind::ZeroLoss,
+        rpo_target_s: 1.0,
+        data: Default::default(),
+        writes: WriteRules {
+            zero_loss_timeout_s: 1.0,
+            rpo_guard: false,
+        },
+    });
+    assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
+    let id = engine.send(Command::Control {
+        change: ControlChange::Event(Event::WorkspaceSet {
+            name: "shop".into(),
+            databases: vec![Attachment {
+                index: 0,
+                db: "orders".into(),
+            }],
+            bind: "127.0.0.1".into(),
+            port: 0,
+            open: true,
+        }),
+    });
+    assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
+    let id = engine.send(Command::StartWorkspace {
+        name: "shop".into(),
+        region: "us-east-1".into(),
+        bind: None,
+        port: Some(0),
+    });
+    assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
+    let (snapshot, ok) = engine
+        .wait_for(Duration::from_secs(60), |s| {
+            in_sync(s, &["orders"])
+                && s.zero_loss
+                    .as_ref()
+                    .is_some_and(|z| z.promised > 0 && z.in_force())
+                && s.control
+                    .workspace("shop")
+                    .is_some_and(|w| w.running.is_some())
+        })
+        .await;
+    assert!(ok, "{:#?} {:#?}", snapshot.zero_loss, snapshot.flows);
+    let addr = snapshot
+        .control
+        .workspace("shop")
+        .and_then(|w| w.running.as_ref())
+        .map(|r| r.addr.clone())
+        .expect("served");
+
+    // In force: acknowledged once the secondary holds it.
+    let (reply, _) = set_once(&addr, "before").await;
+    assert_eq!(reply, "+OK");
+
+    // The secondary stops answering: the write waits out the timeout.
+    let secondary =
+        lifeboat::region::Region::open(regions.get("eu-west-1").expect("spec")).expect("opens");
+    secondary.faults().set_outage(true);
+    let (reply, took) = set_once(&addr, "during").await;
+    assert_eq!(reply, "+OK", "a write past the timeout is acknowledged");
+    assert!(
+        took >= Duration::from_millis(900),
+        "it did not wait for the secondary: {took:?}"
+    );
+    let (snapshot, ok) = engine
+        .wait_for(Duration::from_secs(10), |s| {
+            s.zero_loss.as_ref().is_some_and(|z| !z.in_force())
+                && activity_has(s, "zero loss suspended for writes us-east-1 → eu-west-1")
+        })
+        .await;
+    assert!(ok, "{:#?} {:#?}", snapshot.zero_loss, snapshot.activity);
+    let line = snapshot.zero_loss.as_ref().expect("a view").line();
+    assert!(
+        line.contains("SUSPENDED") && line.contains("eu-west-1"),
+        "{line}"
+    );
+    // Asynchronous now: the next write does not wait.
+    let (reply, took) = set_once(&addr, "async").await;
+    assert_eq!(reply, "+OK");
+    assert!(took < Duration::from_millis(900), "it waited: {took:?}");
+
+    // The secondary answers again and catches up: zero loss by itself.
+    secondary.faults().set_outage(false);
+    let (snapshot, ok) = engine
+        .wait_for(Duration::from_secs(60), |s| {
+            s.zero_loss.as_ref().is_some_and(|z| z.in_force())
+                && activity_has(s, "zero loss resumed for writes us-east-1 → eu-west-1")
+        })
+        .await;
+    assert!(ok, "{:#?} {:#?}", snapshot.zero_loss, snapshot.activity);
+    // And writes wait for it again: one made during an outage waits.
+    secondary.faults().set_outage(true);
+    let (reply, took) = set_once(&addr, "again").await;
+    assert_eq!(reply, "+OK");
+    assert!(
+        took >= Duration::from_millis(900),
+        "zero loss did not return: {took:?}"
+    );
+    secondary.faults().set_outage(false);
+    engine.shutdown().await;
 }

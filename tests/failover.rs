@@ -1174,3 +1174,222 @@ fn a_failover_and_merge_from_other_terminals_go_through_the_engine_which_recover
         common::stderr(&out)
     );
 }
+
+// Zero loss ---------------------------------------------------------------
+
+/// SETs `zl/<client>/<n>` at `addr`, one after another, until `stop`; the
+/// keys the workspace answered `+OK`. A write asked for before `stop` is
+/// waited for (up to 5 s): one acknowledged late counts too.
+async fn set_until(
+    addr: std::net::SocketAddr,
+    client: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut acked = Vec::new();
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+        return acked;
+    };
+    let mut stream = BufReader::new(stream);
+    for n in 0u64.. {
+        if *stop.borrow() {
+            break;
+        }
+        let key = format!("zl/{client}/{n}");
+        let value = n.to_string();
+        let request = format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        );
+        if stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(5), stream.read_line(&mut line)).await {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => break,
+        }
+        if line.starts_with("+OK") {
+            acked.push(key);
+        } else {
+            // The home's store is gone: the write failed, and says so.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    acked
+}
+
+/// Every key in `keys` read back through `redis-cli` at `port`: the ones
+/// whose value is not the number the key ends with.
+fn missing_through_redis_cli(port: u16, keys: &[String]) -> Vec<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli runs");
+    let mut input = String::new();
+    for key in keys {
+        input.push_str(&format!("GET {key}\n"));
+    }
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("redis-cli");
+    writer.join().expect("writer").expect("stdin written");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        answers.len(),
+        keys.len(),
+        "redis-cli answered {} lines for {} keys; stderr: {}",
+        answers.len(),
+        keys.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    keys.iter()
+        .zip(answers)
+        .filter(|(key, answer)| key.rsplit('/').next() != Some(answer.trim()))
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+/// A zero-loss group, four clients writing through the workspace in the
+/// primary; the primary's store is cut off for good at a random instant;
+/// failover. Every write a client saw acknowledged is in the new live
+/// branch, read back with `redis-cli` at the new connection string. Twenty
+/// times on local folders and on S3 (`LIFEBOAT_ZERO_LOSS_RUNS` to change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_loss_failover_loses_no_acknowledged_write_when_the_primary_is_gone_for_good() {
+    use lifeboat::workspace::{StartOptions, Workspace};
+    if !common::redis_cli_found() {
+        return;
+    }
+    let runs: usize = std::env::var("LIFEBOAT_ZERO_LOSS_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let kinds: Vec<_> = common::kinds()
+        .into_iter()
+        .filter(|k| matches!(k, common::Kind::File | common::Kind::S3))
+        .collect();
+    for kind in kinds {
+        let mut acked_total = 0;
+        for run in 0..runs {
+            let what = format!("{kind:?}, run {run}");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let a = common::region(kind, "us-east-1", dir.path());
+            let b = common::region(kind, "eu-west-1", dir.path());
+            let regions = vec![a.clone(), b.clone()];
+            shop(&regions).await;
+            DbLocation::in_region(&a, "orders")
+                .expect("names")
+                .create()
+                .await
+                .expect("create");
+            let pins = Arc::new(BranchPins::default());
+            let replicator = Replicator::start(
+                vec![Flow::new("orders", "main", &a, &b)],
+                fast(),
+                Arc::clone(&pins) as Arc<_>,
+            );
+            // A write the replica does not hold is acknowledged after 2 s
+            // (and the link suspended): a client waiting 5 s sees it, and
+            // the read-back finds it lost. One whose WAL never reached the
+            // home's store is never acknowledged (the clients give up).
+            replicator.set_promise(Some(Duration::from_secs(2)), false);
+            in_sync(&replicator).await;
+            let state = control::load(&a).await.expect("log");
+            let served = Workspace::start(
+                a.clone(),
+                &state,
+                "shop",
+                StartOptions {
+                    port: Some(0),
+                    ..StartOptions::default()
+                },
+            )
+            .await
+            .expect("the primary's workspace");
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let clients: Vec<_> = (0..4)
+                .map(|c| tokio::spawn(set_until(served.addr(), c, stop_rx.clone())))
+                .collect();
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(300..1500))).await;
+            a.faults()
+                .set(&"outage".parse::<FaultPlan>().expect("plan"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stop_tx.send(true).expect("clients listen");
+            let mut acked = Vec::new();
+            for client in clients {
+                acked.extend(client.await.expect("client"));
+            }
+            assert!(!acked.is_empty(), "{what}: no write was acknowledged");
+            acked_total += acked.len();
+
+            let state = control::load(&b).await.expect("log");
+            let preview = failover::preview(&a, &b, &state, &["orders".to_string()])
+                .await
+                .expect("preview");
+            assert!(!preview.primary_reachable, "{what}");
+            let outcome = failover::failover(
+                &regions,
+                &preview,
+                "00000000000000ee",
+                "test",
+                FailoverOptions {
+                    port: Some(0),
+                    serve: true,
+                    pins: Some(Arc::clone(&pins)),
+                    ..FailoverOptions::default()
+                },
+            )
+            .await
+            .expect("failover");
+            assert!(outcome.record.ok, "{what}: {:#?}", outcome.record);
+            let port = outcome.workspaces[0].addr().port();
+            let missing = tokio::task::spawn_blocking({
+                let acked = acked.clone();
+                move || missing_through_redis_cli(port, &acked)
+            })
+            .await
+            .expect("read back");
+            if !missing.is_empty() {
+                let tail: Vec<_> = snapshot(&b, "dbs/orders/main")
+                    .await
+                    .into_keys()
+                    .filter(|k| k.contains("/wal/"))
+                    .rev()
+                    .take(4)
+                    .collect();
+                eprintln!(
+                    "{what}: the replica's newest WAL files {tail:?}; the fork {:#?}",
+                    outcome.forks[0]
+                );
+            }
+            assert!(
+                missing.is_empty(),
+                "{what}: {} of {} acknowledged writes lost, e.g. {:?}",
+                missing.len(),
+                acked.len(),
+                &missing[..missing.len().min(5)]
+            );
+            replicator.stop().await;
+            for ws in outcome.workspaces {
+                ws.stop().await.expect("stop");
+            }
+            // The old writer cannot reach its store: its close fails.
+            if let Err(e) = served.stop().await {
+                eprintln!("{what}: the old workspace stopped with: {e}");
+            }
+        }
+        eprintln!("{kind:?}: {runs} runs, {acked_total} acknowledged writes, none lost");
+    }
+}

@@ -32,12 +32,31 @@ pub enum GroupCommand {
         /// Also stand the group's workspaces up in the secondary, following
         /// the replicas read-only, so a failover only forks and opens
         /// writers (the app's "storage + pre-provisioned"; `serve` runs them).
-        #[arg(long, conflicts_with = "storage_only")]
+        #[arg(long, conflicts_with_all = ["storage_only", "kind"])]
         pre_provisioned: bool,
         /// Copy the files only; compute is made at failover. Without either
-        /// flag a saved group keeps its type, and a new one is storage only.
-        #[arg(long)]
+        /// flag (or --type) a saved group keeps its type, and a new one is
+        /// storage only.
+        #[arg(long, conflicts_with = "kind")]
         storage_only: bool,
+        /// The replication type: `storage-only`, `pre-provisioned`, or
+        /// `zero-loss` (a workspace acknowledges a write only once the
+        /// secondary holds it; each write waits for one more copy across
+        /// regions).
+        #[arg(long = "type", value_enum, value_name = "TYPE")]
+        kind: Option<KindArg>,
+        /// With `--type zero-loss`: how long a write waits for the
+        /// secondary before the group runs asynchronously, with an alert,
+        /// until the secondary holds every write again (default 5s; a saved
+        /// group keeps its own).
+        #[arg(long, value_parser = parse_duration)]
+        zero_loss_timeout: Option<Duration>,
+        /// The RPO guard, `on` or `off`: slow, then refuse, writes while a
+        /// replica would fall behind the RPO target, so the target holds by
+        /// construction (clients see errors while the link is too slow).
+        /// Off by default; a saved group keeps its setting.
+        #[arg(long, value_enum, value_name = "on|off")]
+        rpo_guard: Option<Switch>,
         /// Who copies the SSTs (the bulk of the bytes): `lifeboat`, or
         /// `store` for a region pair that replicates each database's
         /// `compacted/` folder itself, without deletes (S3 Cross-Region
@@ -60,6 +79,21 @@ pub enum GroupCommand {
     },
     /// Stop replicating and forget the group (the replicas stay).
     Stop,
+}
+
+/// `--type` of `group configure`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum KindArg {
+    StorageOnly,
+    PreProvisioned,
+    ZeroLoss,
+}
+
+/// An option turned `on` or `off`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// `--data` of `group configure`.
@@ -183,6 +217,15 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                         g.data.label(),
                         g.rpo_target_s
                     );
+                    if let Some(timeout) = g.zero_loss_timeout() {
+                        text.push_str(&format!(
+                            "; a write waits up to {} s for the secondary",
+                            timeout.as_secs_f64()
+                        ));
+                    }
+                    if g.writes.rpo_guard {
+                        text.push_str("; RPO guard on (writes slow, then are refused, past the target)");
+                    }
                     if !g.held.is_empty() {
                         let held: Vec<_> = g.held.iter().cloned().collect();
                         text.push_str(&format!("; paused: {}", held.join(", ")));
@@ -203,27 +246,40 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
             rpo_target,
             pre_provisioned,
             storage_only,
+            kind,
+            zero_loss_timeout,
+            rpo_guard,
             data,
         } => {
             ctx.regions.get(&secondary)?;
+            let saved = group::load(&ctx.home.config_dir)?;
+            let kind = match kind {
+                Some(KindArg::StorageOnly) => ReplicationKind::StorageOnly,
+                Some(KindArg::PreProvisioned) => ReplicationKind::PreProvisioned,
+                Some(KindArg::ZeroLoss) => ReplicationKind::ZeroLoss,
+                None if pre_provisioned => ReplicationKind::PreProvisioned,
+                None if storage_only => ReplicationKind::StorageOnly,
+                None => saved
+                    .as_ref()
+                    .map_or(ReplicationKind::StorageOnly, |g| g.kind),
+            };
+            let mut writes = saved.as_ref().map(|g| g.writes).unwrap_or_default();
+            if let Some(timeout) = zero_loss_timeout {
+                writes.zero_loss_timeout_s = timeout.as_secs_f64();
+            }
+            if let Some(guard) = rpo_guard {
+                writes.rpo_guard = matches!(guard, Switch::On);
+            }
             if let Some(primary) = ctx.regions.names().first() {
                 // In the words of the command line.
                 let fixes = group::Fixes {
                     secondary: "give another region as --secondary",
                     rpo_target: "give --rpo-target above 0s, e.g. 1s",
+                    zero_loss_timeout: "give --zero-loss-timeout between 100ms and 600s, e.g. 5s",
                 };
                 group::check(primary, &secondary, rpo_target.as_secs_f64(), fixes)?;
+                group::check_writes(&writes, fixes)?;
             }
-            let saved = group::load(&ctx.home.config_dir)?;
-            let kind = if pre_provisioned {
-                ReplicationKind::PreProvisioned
-            } else if storage_only {
-                ReplicationKind::StorageOnly
-            } else {
-                saved
-                    .as_ref()
-                    .map_or(ReplicationKind::StorageOnly, |g| g.kind)
-            };
             let data = match data {
                 Some(DataArg::Lifeboat) => DataCopy::Lifeboat,
                 Some(DataArg::Store) => DataCopy::Store,
@@ -240,6 +296,7 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                 kind,
                 rpo_target_s: rpo_target.as_secs_f64(),
                 data,
+                writes,
             }
         }
         GroupCommand::Pause { db } => Command::Pause { db },

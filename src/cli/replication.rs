@@ -229,6 +229,9 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
             None
         }
     };
+    let zero_loss = published
+        .as_ref()
+        .and_then(|view| view.published.zero_loss.clone());
     let (engine, statuses, cost) = match published {
         Some(view) => {
             let statuses: Vec<_> = view
@@ -262,12 +265,19 @@ pub async fn status(ctx: &Ctx, json: bool, args: StatusArgs) -> Result<i32> {
     if json && let Some(engine) = &engine {
         // stdout stays one JSON array of statuses.
         eprintln!("engine: {engine}");
+        if let Some(view) = &zero_loss {
+            eprintln!("{}", view.line());
+        }
     }
     emit(json, &statuses, || {
-        let engine = engine
+        let mut engine = engine
             .as_ref()
             .map(|e| format!("engine: {e}\n"))
             .unwrap_or_default();
+        if let Some(view) = &zero_loss {
+            engine.push_str(&view.line());
+            engine.push('\n');
+        }
         if statuses.is_empty() {
             return format!("{engine}no databases yet; create one with `lifeboat db create NAME`");
         }

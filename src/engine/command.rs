@@ -6,7 +6,7 @@ use crate::control::event::OperationKind;
 use crate::orchestrator::merge::Pick;
 use crate::region::RegionSpec;
 
-use super::group::{DataCopy, ReplicationKind, Selection};
+use super::group::{DataCopy, ReplicationKind, Selection, WriteRules};
 use super::workspaces::ControlChange;
 
 /// Names a command, so its outcome can be found in the activity log.
@@ -58,6 +58,9 @@ pub enum Command {
         /// Who moves the SSTs (absent: Lifeboat).
         #[serde(default)]
         data: DataCopy,
+        /// Zero loss's timeout and the RPO guard.
+        #[serde(default)]
+        writes: WriteRules,
     },
     /// Stop every flow and forget the group (replicas stay where they are).
     StopReplication,

@@ -109,6 +109,7 @@ impl Core {
                     held: BTreeSet::new(),
                     smoke: Vec::new(),
                     data: DataCopy::default(),
+                    writes: Default::default(),
                 };
                 let describe = Command::ConfigureReplication {
                     secondary: group.secondary.clone(),
@@ -116,6 +117,7 @@ impl Core {
                     kind: group.kind,
                     rpo_target_s: group.rpo_target_s,
                     data: group.data,
+                    writes: group.writes,
                 }
                 .describe();
                 self.activity.begin(0, "engine", describe);

@@ -46,13 +46,15 @@ impl Core {
         secondary: String,
         databases: Selection,
         kind: ReplicationKind,
-        rpo_target_s: f64,
+        (rpo_target_s, writes): (f64, group::WriteRules),
         data: DataCopy,
     ) {
         let Some(primary) = self.primary() else {
             return self.fail(request, "no region is configured; add two in Settings");
         };
-        if let Err(e) = group::check(&primary, &secondary, rpo_target_s, group::IN_THE_APP) {
+        if let Err(e) = group::check(&primary, &secondary, rpo_target_s, group::IN_THE_APP)
+            .and_then(|()| group::check_writes(&writes, group::IN_THE_APP))
+        {
             return self.fail(request, e);
         }
         if let Err(e) = self.regions.get(&secondary) {
@@ -83,6 +85,7 @@ impl Core {
             held,
             smoke,
             data,
+            writes,
         };
         self.spawn_configure(request, group);
     }
@@ -148,6 +151,7 @@ impl Core {
         // Quiet homes are looked at once per RPO target, no more often.
         replicator.set_rpo_target(Duration::from_secs_f64(group.rpo_target_s));
         replicator.set_data_by_store(group.data == DataCopy::Store);
+        replicator.set_promise(group.zero_loss_timeout(), group.writes.rpo_guard);
         // Flows of databases no longer selected stop.
         let dropped: BTreeSet<String> = replicator
             .flows()

@@ -35,6 +35,11 @@ pub enum ReplicationKind {
     StorageOnly,
     /// Files, plus a standing read-only workspace (arrives with failover).
     PreProvisioned,
+    /// Files only, and a workspace acknowledges a write only once the
+    /// secondary holds the WAL file that makes it durable (up to
+    /// [`WriteRules::zero_loss_timeout_s`]; past it the group runs
+    /// asynchronously until the secondary holds everything again).
+    ZeroLoss,
 }
 
 impl ReplicationKind {
@@ -43,6 +48,31 @@ impl ReplicationKind {
         match self {
             ReplicationKind::StorageOnly => "storage only",
             ReplicationKind::PreProvisioned => "storage + pre-provisioned",
+            ReplicationKind::ZeroLoss => "storage, zero loss",
+        }
+    }
+}
+
+/// What a group asks of its workspaces' writes beyond their home.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WriteRules {
+    /// With the zero-loss type: how long a write waits for the secondary
+    /// before the group runs asynchronously (seconds).
+    pub zero_loss_timeout_s: f64,
+    /// The RPO guard: slow, then refuse, writes while a replica would lag
+    /// past the RPO target (off by default: availability first).
+    pub rpo_guard: bool,
+}
+
+/// A write waits this long for the secondary by default: long enough for
+/// a slow put across regions, short enough for a client's own timeout.
+pub const DEFAULT_ZERO_LOSS_TIMEOUT_S: f64 = 5.0;
+
+impl Default for WriteRules {
+    fn default() -> Self {
+        WriteRules {
+            zero_loss_timeout_s: DEFAULT_ZERO_LOSS_TIMEOUT_S,
+            rpo_guard: false,
         }
     }
 }
@@ -89,6 +119,17 @@ pub struct GroupConfig {
     /// Who moves the SSTs.
     #[serde(default)]
     pub data: DataCopy,
+    /// Zero loss's timeout and the RPO guard.
+    #[serde(default)]
+    pub writes: WriteRules,
+}
+
+impl GroupConfig {
+    /// What the group's flows promise the writers at their homes.
+    pub fn zero_loss_timeout(&self) -> Option<std::time::Duration> {
+        (self.kind == ReplicationKind::ZeroLoss)
+            .then(|| std::time::Duration::from_secs_f64(self.writes.zero_loss_timeout_s))
+    }
 }
 
 /// How the place a group is set in says to fix it.
@@ -96,12 +137,14 @@ pub struct GroupConfig {
 pub struct Fixes {
     pub secondary: &'static str,
     pub rpo_target: &'static str,
+    pub zero_loss_timeout: &'static str,
 }
 
 /// In the app's words (the wizard) and the engine's.
 pub const IN_THE_APP: Fixes = Fixes {
     secondary: "choose another region as the secondary",
     rpo_target: "give a number of seconds above 0",
+    zero_loss_timeout: "give the zero-loss timeout in seconds, from 0.1 to 600",
 };
 
 /// Whether a group of `primary` and `secondary` with an RPO target of
@@ -117,6 +160,18 @@ pub fn check(primary: &str, secondary: &str, rpo_target_s: f64, fixes: Fixes) ->
         return Err(Error::invalid(format!(
             "{primary} is the primary; {}",
             fixes.secondary
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `writes` makes sense; the error says what to change, in `fixes`.
+pub fn check_writes(writes: &WriteRules, fixes: Fixes) -> Result<()> {
+    let t = writes.zero_loss_timeout_s;
+    if !(t.is_finite() && (0.1..=600.0).contains(&t)) {
+        return Err(Error::invalid(format!(
+            "a zero-loss timeout of {t} s is outside 0.1 to 600 s; {}",
+            fixes.zero_loss_timeout
         )));
     }
     Ok(())
@@ -147,7 +202,9 @@ pub fn load(config_dir: &Path) -> Result<Option<GroupConfig>> {
             let fixes = Fixes {
                 secondary: FIX,
                 rpo_target: FIX,
+                zero_loss_timeout: FIX,
             };
+            check_writes(&group.writes, fixes)?;
             check(&group.primary, &group.secondary, group.rpo_target_s, fixes)
                 .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
             Ok(Some(group))
@@ -186,11 +243,15 @@ mod tests {
             primary: "us-east-1".into(),
             secondary: "eu-west-1".into(),
             databases: Selection::Only(["orders".to_string()].into()),
-            kind: ReplicationKind::StorageOnly,
+            kind: ReplicationKind::ZeroLoss,
             rpo_target_s: 2.5,
             held: ["orders".to_string()].into(),
             smoke: vec!["GET greeting".into()],
             data: DataCopy::Store,
+            writes: WriteRules {
+                zero_loss_timeout_s: 2.0,
+                rpo_guard: true,
+            },
         };
         save(dir.path(), Some(&group)).expect("save");
         assert_eq!(load(dir.path()).expect("load"), Some(group));
@@ -210,10 +271,19 @@ mod tests {
             held: BTreeSet::new(),
             smoke: Vec::new(),
             data: DataCopy::Lifeboat,
+            writes: WriteRules::default(),
+        };
+        let no_timeout = GroupConfig {
+            writes: WriteRules {
+                zero_loss_timeout_s: 0.0,
+                rpo_guard: false,
+            },
+            ..group("eu-west-1", 1.0)
         };
         for (bad, needle) in [
             (group("us-east-1", 1.0), "us-east-1 is the primary"),
             (group("eu-west-1", -1.0), "an RPO target of -1 s"),
+            (no_timeout, "a zero-loss timeout of 0 s"),
         ] {
             save(dir.path(), Some(&bad)).expect("save");
             let refused = load(dir.path()).expect_err("refused");

@@ -85,6 +85,9 @@ pub struct Published {
     /// engine that does not stop copying.
     #[serde(default)]
     pub sharing: bool,
+    /// Whether a zero-loss group's writes wait for the other region now.
+    #[serde(default)]
+    pub zero_loss: Option<super::sync::ZeroLossView>,
 }
 
 impl Published {
@@ -111,6 +114,7 @@ impl Published {
             standby: (*snapshot.standby).clone(),
             shares: snapshot.shares.clone(),
             sharing: snapshot.sharing,
+            zero_loss: snapshot.zero_loss.clone(),
         }
     }
 }
@@ -208,6 +212,7 @@ impl Overlay {
         snapshot.drill = Arc::clone(&self.drill);
         snapshot.standby = Arc::clone(&self.standby);
         snapshot.shares = p.shares.clone();
+        snapshot.zero_loss = p.zero_loss.clone();
         let mut activity: Vec<ActivityEntry> = p.activity.clone();
         for entry in snapshot.activity.iter() {
             if !activity

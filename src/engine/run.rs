@@ -70,6 +70,7 @@ impl Core {
                 _ = publish.tick() => self.publish(),
                 _ = sample.tick() => {
                     self.sample();
+                    self.read_sync_events();
                     self.fence_helper();
                     self.read_status_nearby();
                     self.reap_demo();
@@ -229,7 +230,15 @@ impl Core {
                 kind,
                 rpo_target_s,
                 data,
-            } => self.configure(request, secondary, databases, kind, rpo_target_s, data),
+                writes,
+            } => self.configure(
+                request,
+                secondary,
+                databases,
+                kind,
+                (rpo_target_s, writes),
+                data,
+            ),
             Command::StopReplication => self.stop_replication(request),
             Command::Pause { db } => self.hold(request, &db, true),
             Command::Resume { db } => self.hold(request, &db, false),

@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub helping: Vec<FlowStatus>,
     /// Whether this engine shares the flows with others (`serve --share`).
     pub sharing: bool,
+    /// Whether a zero-loss group's writes wait for the other region now.
+    pub zero_loss: Option<super::sync::ZeroLossView>,
 }
 
 /// What the engine is doing, for the status bar.

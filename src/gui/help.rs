@@ -29,10 +29,12 @@ pub enum Term {
     StrandedWrites,
     Fence,
     Workspace,
+    ZeroLoss,
+    RpoGuard,
 }
 
 impl Term {
-    pub const ALL: [Term; 18] = [
+    pub const ALL: [Term; 20] = [
         Term::Rpo,
         Term::Rto,
         Term::Region,
@@ -51,6 +53,8 @@ impl Term {
         Term::StrandedWrites,
         Term::Fence,
         Term::Workspace,
+        Term::ZeroLoss,
+        Term::RpoGuard,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +77,8 @@ impl Term {
             Term::StrandedWrites => "Stranded writes",
             Term::Fence => "Fence and epoch",
             Term::Workspace => "Workspace",
+            Term::ZeroLoss => "Zero loss",
+            Term::RpoGuard => "RPO guard",
         }
     }
 
@@ -131,6 +137,12 @@ impl Term {
             }
             Term::Workspace => {
                 "Compute that serves databases over the Redis protocol, with users, roles, firewall rules and pipelines."
+            }
+            Term::ZeroLoss => {
+                "Synchronous replication: a workspace acknowledges a write only once the secondary holds the WAL file that makes it durable, so a failover loses no acknowledged write even if the primary never returns. Each write waits for one more copy across regions. If the secondary stops answering, writes wait up to the zero-loss timeout, then the group runs asynchronously (red, with an alert) until the secondary holds everything again."
+            }
+            Term::RpoGuard => {
+                "Makes the RPO target a promise: while a replica would fall behind it (the age of what it lacks plus the time its link needs to copy that), writes are slowed, then refused with an error. Off by default: a slow link then costs RPO, not availability."
             }
         }
     }

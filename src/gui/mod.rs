@@ -364,6 +364,10 @@ impl LifeboatApp {
             };
             widgets::badge(ui, colour, format!("engine {}", engine.label()));
             lease_badge(ui, &snapshot.leases);
+            if let Some(view) = snapshot.zero_loss.as_ref().filter(|v| !v.in_force()) {
+                widgets::badge(ui, widgets::bad(ui), "zero loss suspended")
+                    .on_hover_text(view.line());
+            }
             // The engine runs in this window: replication stops with it
             // unless a service takes over.
             let runs_here =

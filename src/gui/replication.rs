@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use eframe::egui::{self, RichText};
 
 use super::widgets::{self, button_unless, feedback, human_bytes};
-use crate::engine::group::{DataCopy, ReplicationKind, Selection};
+use crate::engine::group::{DataCopy, ReplicationKind, Selection, WriteRules};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
 
 /// What the wizard holds while it is open.
@@ -19,6 +19,7 @@ struct Wizard {
     kind: ReplicationKind,
     rpo_target_s: f64,
     data: DataCopy,
+    writes: WriteRules,
     pending: Option<RequestId>,
 }
 
@@ -37,6 +38,7 @@ impl Wizard {
                 kind: group.kind,
                 rpo_target_s: group.rpo_target_s,
                 data: group.data,
+                writes: group.writes,
                 pending: None,
             },
             None => Wizard {
@@ -50,6 +52,7 @@ impl Wizard {
                 kind: ReplicationKind::StorageOnly,
                 rpo_target_s: crate::engine::group::DEFAULT_RPO_TARGET_S,
                 data: DataCopy::Lifeboat,
+                writes: WriteRules::default(),
                 pending: None,
             },
         }
@@ -199,7 +202,11 @@ impl ReplicationTab {
                         format!("· RPO target {} s", group.rpo_target_s),
                         super::help::Term::Rpo,
                     );
+                    if group.writes.rpo_guard {
+                        super::help::term_label(ui, "· RPO guard on", super::help::Term::RpoGuard);
+                    }
                 });
+                zero_loss_ui(ui, snapshot);
                 ui.horizontal_wrapped(|ui| {
                     let busy = self.wizard.is_some().then_some("the wizard is open above");
                     if button_unless(ui, "Edit replication", busy).clicked() {
@@ -221,7 +228,7 @@ impl ReplicationTab {
                     self.failover.button(ui, engine, snapshot);
                     self.drill.button(ui, snapshot);
                     match group.kind {
-                        ReplicationKind::StorageOnly => {
+                        ReplicationKind::StorageOnly | ReplicationKind::ZeroLoss => {
                             if ui
                                 .button("Start pre-provisioning")
                                 .on_hover_text(super::help::Term::PreProvisioning.tip())
@@ -603,8 +610,31 @@ fn wizard_ui(
                     "Storage + pre-provisioned",
                 )
                 .on_hover_text(super::help::Term::PreProvisioning.tip());
+                ui.radio_value(&mut wizard.kind, ReplicationKind::ZeroLoss, "Storage, zero loss")
+                    .on_hover_text(super::help::Term::ZeroLoss.tip());
             });
             ui.end_row();
+
+            if wizard.kind == ReplicationKind::ZeroLoss {
+                ui.label("Zero-loss timeout");
+                ui.vertical(|ui| {
+                    ui.add(
+                        egui::DragValue::new(&mut wizard.writes.zero_loss_timeout_s)
+                            .range(0.1..=600.0)
+                            .speed(0.1)
+                            .suffix(" s"),
+                    )
+                    .accessible_name("Zero-loss timeout in seconds");
+                    ui.label(
+                        RichText::new(
+                            "A write waits this long for the secondary; past it the group runs asynchronously (with an alert) until the secondary holds every write again.",
+                        )
+                        .small()
+                        .color(widgets::muted(ui)),
+                    );
+                });
+                ui.end_row();
+            }
 
             ui.label("Data files");
             ui.vertical(|ui| {
@@ -637,6 +667,22 @@ fn wizard_ui(
                     .color(widgets::muted(ui)),
             );
             ui.end_row();
+
+            super::help::term_label(ui, "RPO guard", super::help::Term::RpoGuard);
+            ui.vertical(|ui| {
+                ui.checkbox(
+                    &mut wizard.writes.rpo_guard,
+                    "Slow, then refuse, writes that would put a replica past the RPO target",
+                );
+                ui.label(
+                    RichText::new(
+                        "Off: writes always go on and the RPO target is a goal. On: the target holds by construction, and clients see errors while the link is too slow.",
+                    )
+                    .small()
+                    .color(widgets::muted(ui)),
+                );
+            });
+            ui.end_row();
         });
         ui.horizontal(|ui| {
             let reason = if wizard.secondary.is_none() {
@@ -660,6 +706,7 @@ fn wizard_ui(
                     kind: wizard.kind,
                     rpo_target_s: wizard.rpo_target_s,
                     data: wizard.data,
+                    writes: wizard.writes,
                 }));
             }
             if ui.button("Cancel").clicked() {
@@ -686,6 +733,28 @@ fn target_cost(snapshot: &Snapshot, primary: &str, target_s: f64) -> String {
     let (row, what_if) = crate::cost::row_for_spec(prices, &region.spec);
     let target = std::time::Duration::from_secs_f64(target_s.max(0.001));
     format!("Costs {}", crate::cost::target_line(target, row, what_if))
+}
+
+/// Whether a zero-loss group's writes wait for the other region now: red
+/// while a link is suspended.
+fn zero_loss_ui(ui: &mut egui::Ui, snapshot: &Snapshot) {
+    let Some(view) = &snapshot.zero_loss else {
+        return;
+    };
+    ui.horizontal_wrapped(|ui| {
+        if view.in_force() {
+            widgets::badge(ui, widgets::good(ui), "ZERO LOSS");
+        } else {
+            widgets::badge(ui, widgets::bad(ui), "ASYNCHRONOUS");
+        }
+        let colour = if view.in_force() {
+            widgets::muted(ui)
+        } else {
+            widgets::bad(ui)
+        };
+        ui.label(RichText::new(view.line()).color(colour))
+            .on_hover_text(super::help::Term::ZeroLoss.tip());
+    });
 }
 
 /// The workspaces pre-provisioning keeps standing in the secondary.

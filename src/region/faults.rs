@@ -165,6 +165,22 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// The switch of the region named `name` at `url`, shared by every
+    /// opening of it in this process (as its meter is): a fault set on one
+    /// opening, by a test or a bench, reaches an engine's opening too.
+    pub fn of(name: &str, url: &str) -> Arc<Faults> {
+        type BySpec = std::collections::HashMap<(String, String), Arc<Faults>>;
+        static ALL: std::sync::OnceLock<Mutex<BySpec>> = std::sync::OnceLock::new();
+        let mut all = ALL
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            all.entry((name.to_string(), url.to_string()))
+                .or_insert_with(|| Arc::new(Faults::new(name))),
+        )
+    }
+
     /// A switch with no fault set, for the region named `region`.
     pub fn new(region: &str) -> Self {
         Faults {

@@ -187,6 +187,9 @@ const NOTICES_KEPT: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Notices {
     branches: Mutex<HashMap<String, Branch>>,
+    /// What zero loss and the RPO guard need to know of this process's
+    /// WAL files and its copiers' replicas.
+    pub sync: Arc<super::sync::Sync>,
 }
 
 /// A file written under a branch folder, and when (µs since the epoch):
@@ -250,10 +253,27 @@ impl Notices {
         branches.get(base.as_ref()).is_some_and(|b| b.writers > 0)
     }
 
-    fn written(&self, path: &Path) {
+    /// Whether the store should keep the bytes of `path` for [`Self::sync`].
+    fn wants_wal_bytes(&self, path: &Path) -> bool {
+        match branch_of(path) {
+            Some(base) => {
+                super::sync::wal_id(path.as_ref()).is_some() && self.sync.wants_wal_bytes(base)
+            }
+            None => false,
+        }
+    }
+
+    fn written(&self, path: &Path, bytes: u64) {
+        self.written_with(path, bytes, None);
+    }
+
+    fn written_with(&self, path: &Path, bytes: u64, payload: Option<Bytes>) {
         let Some(base) = branch_of(path) else {
             return;
         };
+        if let Some(id) = super::sync::wal_id(path.as_ref()) {
+            self.sync.wal_written(base, id, bytes, payload);
+        }
         let branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(branch) = branches.get(base)
             && branch.written.receiver_count() > 0
@@ -367,8 +387,18 @@ impl ObjectStore for MeteredStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.count(location, RequestClass::Put);
+        let bytes = payload.content_length() as u64;
+        // A zero-loss copier puts a WAL file into its replica from these
+        // bytes, without reading the home.
+        let kept = self
+            .metering
+            .notices
+            .wants_wal_bytes(location)
+            .then(|| payload.clone());
         let put = self.inner.put_opts(location, payload, opts).await?;
-        self.metering.notices.written(location);
+        self.metering
+            .notices
+            .written_with(location, bytes, kept.map(Bytes::from));
         Ok(put)
     }
 
@@ -448,7 +478,7 @@ impl ObjectStore for MeteredStore {
     ) -> object_store::Result<()> {
         self.count(to, RequestClass::Put);
         self.inner.copy_opts(from, to, options).await?;
-        self.metering.notices.written(to);
+        self.metering.notices.written(to, 0);
         Ok(())
     }
 
@@ -462,7 +492,7 @@ impl ObjectStore for MeteredStore {
         self.count(to, RequestClass::Put);
         self.count(from, RequestClass::Delete);
         self.inner.rename_opts(from, to, options).await?;
-        self.metering.notices.written(to);
+        self.metering.notices.written(to, 0);
         Ok(())
     }
 }
@@ -490,7 +520,7 @@ impl MultipartUpload for MeteredUpload {
             .meter
             .count(Some(&self.location), RequestClass::Put, 1);
         let put = self.upload.complete().await?;
-        self.metering.notices.written(&self.location);
+        self.metering.notices.written(&self.location, 0);
         Ok(put)
     }
 

@@ -15,6 +15,7 @@ pub mod meter;
 pub mod objects;
 pub mod retry;
 pub mod shadow;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -532,7 +533,7 @@ impl Region {
     /// created if missing.
     pub fn open(spec: &RegionSpec) -> Result<Region> {
         let location = spec.validate()?;
-        let faults = Arc::new(Faults::new(&spec.name));
+        let faults = Faults::of(&spec.name, &spec.url);
         let metering = Metering::of(&spec.name, &spec.url);
         // The meter counts what reaches the store: a fault injected above
         // it costs nothing.

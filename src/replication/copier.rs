@@ -51,9 +51,10 @@ use tokio::sync::{Semaphore, broadcast, watch};
 
 use super::pins::Pins;
 use super::status::{FlowState, FlowStatus};
-use super::{Flow, Pace, ReplicationOptions};
+use super::{Flow, Pace, ReplicationOptions, promised};
 use crate::error::{Error, Result};
 use crate::region::meter::{RequestClass, Written};
+use crate::region::sync::{PromiseMark, Rule};
 use crate::storage::branch_path;
 use crate::storage::cursor::{self, ReplicaCursor};
 use crate::storage::cut::{CutReport, ManifestView, compaction_outputs, contiguous_wal_end};
@@ -180,6 +181,49 @@ pub struct BranchCopier {
     /// The newest home compactions file decoded, and the SSTs its
     /// compactions in flight wrote (not in a manifest yet).
     compaction_outputs: Option<(u64, BTreeSet<String>)>,
+    /// Zero loss or the RPO guard, while the group asks for either: the
+    /// home's writers in this process hear what the replica holds.
+    promise: Option<Promised>,
+}
+
+/// A copier's promise to its home's writers, and zero loss's own copier
+/// of the WAL they hand over (`promised.rs`).
+struct Promised {
+    rule: Rule,
+    mark: Arc<PromiseMark>,
+    handed_over: Option<(tokio_util::task::AbortOnDropHandle<()>, promised::Copied)>,
+}
+
+impl Promised {
+    fn new(flow: &Flow, replica: &Side, rule: Rule) -> Promised {
+        let sync = Arc::clone(&flow.home.notices().sync);
+        let mark = Arc::new(sync.promise(replica.base.as_ref(), flow.replica.name(), rule));
+        let mut promised = Promised {
+            rule,
+            mark,
+            handed_over: None,
+        };
+        promised.follow(flow, replica);
+        promised
+    }
+
+    /// Starts or stops the copier of handed-over WAL as the rule says.
+    fn follow(&mut self, flow: &Flow, replica: &Side) {
+        match (self.rule.zero_loss, &self.handed_over) {
+            (Some(_), None) => {
+                let copied = promised::Copied::default();
+                let task = tokio::spawn(promised::copy_handed_over(
+                    Arc::clone(&flow.home.notices().sync),
+                    Arc::clone(&self.mark),
+                    replica.clone(),
+                    Arc::clone(&copied),
+                ));
+                self.handed_over = Some((tokio_util::task::AbortOnDropHandle::new(task), copied));
+            }
+            (None, Some(_)) => self.handed_over = None,
+            _ => {}
+        }
+    }
 }
 
 /// A home manifest read for its copy.
@@ -254,6 +298,9 @@ impl BranchCopier {
         let heard = opts
             .hear_writers
             .then(|| flow.home.notices().listen(&home.base));
+        // Before the first pass: a write made meanwhile waits for it.
+        let rule = pace.rule();
+        let promise = (!rule.is_empty()).then(|| Promised::new(&flow, &replica, rule));
         BranchCopier {
             flow,
             opts,
@@ -302,6 +349,7 @@ impl BranchCopier {
             kept_views: HashMap::new(),
             landed_views: std::collections::BTreeMap::new(),
             compaction_outputs: None,
+            promise,
         }
     }
 
@@ -510,6 +558,7 @@ impl BranchCopier {
             self.check_cut().await?;
         }
         self.status.passes += 1;
+        self.keep_promise();
         self.refresh_status(true);
         self.maybe_save_cursor().await?;
         Ok(if self.more { Tick::Active } else { Tick::Idle })
@@ -738,10 +787,39 @@ impl BranchCopier {
         self.more = false;
         self.wal_beyond = false;
         self.hear();
+        self.absorb_handed_over();
         for (file, _) in std::mem::take(&mut self.heard_files) {
-            if self.home_files.get(&file).is_none() {
-                self.read_new(file).await?;
+            if self.home_files.get(&file).is_some() {
+                continue;
             }
+            // A WAL file a zero-loss writer handed over is not read again.
+            if let FileRef::Wal(id) = file
+                && let Some((bytes, at_us)) = self.promise.as_ref().and_then(|_| {
+                    self.flow
+                        .home
+                        .notices()
+                        .sync
+                        .wal_bytes(self.home.base.as_ref(), id)
+                })
+            {
+                let meta = FileMeta {
+                    size: bytes.len() as u64,
+                    modified_us: at_us,
+                };
+                self.home_files.insert(file.clone(), meta);
+                self.fetched_bytes += bytes.len() as u64;
+                if let Some(old) = self.fetched.insert(
+                    file,
+                    Fetched {
+                        meta,
+                        bytes: Some(bytes),
+                    },
+                ) {
+                    self.fetched_bytes -= old.bytes.map_or(0, |b| b.len() as u64);
+                }
+                continue;
+            }
+            self.read_new(file).await?;
         }
         if !due {
             return Ok(());
@@ -996,6 +1074,54 @@ impl BranchCopier {
             )
         });
         self.home_files.newest(dir).max(vouched)
+    }
+
+    /// Takes up the group's rule (zero loss, the RPO guard) and tells the
+    /// home's writers what the replica holds now.
+    fn keep_promise(&mut self) {
+        let rule = self.pace.rule();
+        if rule.is_empty() {
+            self.promise = None;
+            return;
+        }
+        self.absorb_handed_over();
+        let held = self.replica_manifest.as_ref().map(|m| self.wal_end(m));
+        let promised = match &mut self.promise {
+            Some(promised) => {
+                if promised.rule != rule {
+                    promised.mark.set_rule(rule);
+                    promised.rule = rule;
+                    promised.follow(&self.flow, &self.replica);
+                }
+                promised
+            }
+            None => self
+                .promise
+                .insert(Promised::new(&self.flow, &self.replica, rule)),
+        };
+        // Nothing is held before the replica has a manifest.
+        if let Some(held) = held {
+            promised.mark.held(held);
+        }
+    }
+
+    /// Counts the WAL files zero loss's own copier put into the replica
+    /// as copied (a pass then neither reads nor puts them again).
+    fn absorb_handed_over(&mut self) {
+        let Some((_, copied)) = self.promise.as_ref().and_then(|p| p.handed_over.as_ref()) else {
+            return;
+        };
+        let copied = std::mem::take(&mut *copied.lock().unwrap_or_else(|p| p.into_inner()));
+        for (id, meta) in copied {
+            let file = FileRef::Wal(id);
+            if self.replica_files.get(&file).is_none() {
+                self.record_copy(file, meta);
+            }
+        }
+        if let Some(manifest) = &self.replica_manifest {
+            let end = self.wal_end(manifest);
+            self.cursor.wal_id = self.cursor.wal_id.max(end);
+        }
     }
 
     /// The newest WAL id a reader of `manifest` at the replica reaches.
@@ -1356,6 +1482,7 @@ impl BranchCopier {
     /// The WAL files readers of the replica reach, one at a time from the
     /// end of what they reach now, stopping at the first the home lacks.
     async fn copy_wal_tail(&mut self) -> Result<()> {
+        self.absorb_handed_over();
         let Some(manifest) = &self.replica_manifest else {
             return Ok(());
         };
@@ -1366,7 +1493,14 @@ impl BranchCopier {
             let fetched = self.take_fetched(&file);
             let _permit = Arc::clone(&self.permits).acquire_owned().await;
             match copy_file(&self.home, &self.replica, &file, fetched).await {
-                Ok(meta) => self.record_copy(file, meta),
+                Ok(meta) => {
+                    self.record_copy(file, meta);
+                    // Readers of the replica reach it now: writes in it
+                    // may be acknowledged.
+                    if let Some(promised) = &self.promise {
+                        promised.mark.held(next);
+                    }
+                }
                 Err(CopyError::Vanished) => {
                     self.home_files.remove(&file);
                     break;

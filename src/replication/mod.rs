@@ -18,6 +18,7 @@
 pub mod check;
 pub mod copier;
 pub mod pins;
+pub mod promised;
 pub mod replicator;
 pub mod status;
 
@@ -172,6 +173,10 @@ pub struct Pace {
     look_ms: AtomicU64,
     in_sync_ms: AtomicU64,
     data_by_store: AtomicBool,
+    /// Zero loss's timeout (0: off).
+    zero_loss_ms: AtomicU64,
+    /// Whether the RPO guard holds writes to the RPO target.
+    guard: AtomicBool,
 }
 
 impl Pace {
@@ -180,7 +185,30 @@ impl Pace {
             look_ms: AtomicU64::new(opts.max_poll.as_millis() as u64),
             in_sync_ms: AtomicU64::new(opts.in_sync_lag.as_millis() as u64),
             data_by_store: AtomicBool::new(opts.data_by_store),
+            zero_loss_ms: AtomicU64::new(0),
+            guard: AtomicBool::new(false),
         })
+    }
+
+    /// Asks every flow's home writers of this process to wait for the
+    /// replica (zero loss, up to `timeout`) or to keep within the RPO
+    /// target (the guard); see [`crate::region::sync`].
+    pub fn set_promise(&self, zero_loss: Option<Duration>, guard: bool) {
+        let ms = zero_loss.map_or(0, |t| (t.as_millis() as u64).max(1));
+        self.zero_loss_ms.store(ms, Ordering::Relaxed);
+        self.guard.store(guard, Ordering::Relaxed);
+    }
+
+    /// What the flows promise their homes' writers now.
+    pub fn rule(&self) -> crate::region::sync::Rule {
+        let ms = self.zero_loss_ms.load(Ordering::Relaxed);
+        crate::region::sync::Rule {
+            zero_loss: (ms > 0).then(|| Duration::from_millis(ms)),
+            guard: self
+                .guard
+                .load(Ordering::Relaxed)
+                .then(|| self.in_sync_lag()),
+        }
     }
 
     /// See [`ReplicationOptions::data_by_store`].

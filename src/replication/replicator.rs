@@ -201,6 +201,12 @@ impl Replicator {
         self.pace.set_rpo_target(target, &self.opts);
     }
 
+    /// What the homes' writers in this process wait for from now on (see
+    /// [`super::Pace::set_promise`]); each flow takes it up at its next pass.
+    pub fn set_promise(&self, zero_loss: Option<Duration>, guard: bool) {
+        self.pace.set_promise(zero_loss, guard);
+    }
+
     /// Whether the region pair copies the SSTs by itself from now on (see
     /// [`ReplicationOptions::data_by_store`]).
     pub fn set_data_by_store(&self, by_store: bool) {

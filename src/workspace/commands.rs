@@ -30,6 +30,30 @@ const BEFORE_AUTH: &[&str] = &["AUTH", "HELLO", "QUIT"];
 /// A reply, and the write it waits for.
 pub type Outcome = (Reply, Option<WriteHandle>);
 
+/// A write the connection settles (durable, and replicated where the
+/// group promises zero loss) before it sends the reply.
+pub struct Pending {
+    pub db: Arc<AttachedDb>,
+    pub handle: WriteHandle,
+}
+
+/// A reply, and the write it waits for, with its database.
+pub type Answer = (Reply, Option<Pending>);
+
+/// `outcome`'s write, if any, belongs to `db`.
+fn of(db: &Arc<AttachedDb>, (reply, handle): Outcome) -> Answer {
+    let pending = handle.map(|handle| Pending {
+        db: Arc::clone(db),
+        handle,
+    });
+    (reply, pending)
+}
+
+fn answer((reply, handle): Outcome) -> Answer {
+    debug_assert!(handle.is_none(), "a write outside a database");
+    (reply, None)
+}
+
 fn done(reply: Reply) -> Outcome {
     (reply, None)
 }
@@ -81,7 +105,7 @@ fn probe_login(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> O
     Some(done(Reply::ok()))
 }
 
-async fn probe(shared: &Arc<Shared>, args: &[Bytes]) -> Option<Outcome> {
+async fn probe(shared: &Arc<Shared>, args: &[Bytes]) -> Option<Answer> {
     let expected = shared.probe_token.as_deref()?;
     let [token, index] = args else {
         return None;
@@ -91,21 +115,21 @@ async fn probe(shared: &Arc<Shared>, args: &[Bytes]) -> Option<Outcome> {
     }
     let db = match int(index).and_then(|i| shared.dbs().get(&u32::try_from(i).ok()?).cloned()) {
         Some(db) => db,
-        None => return Some(done(Reply::err("ERR no such database index"))),
+        None => return Some(answer(done(Reply::err("ERR no such database index")))),
     };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     Some(match db.probe(now_ms).await {
-        Ok(handle) => (Reply::ok(), Some(handle)),
-        Err(e) => done(Reply::err(e)),
+        Ok(handle) => of(&db, (Reply::ok(), Some(handle))),
+        Err(e) => answer(done(Reply::err(e))),
     })
 }
 
 /// Runs one request for `session`.
-pub async fn run(shared: &Arc<Shared>, session: &mut Session, words: Vec<Bytes>) -> Outcome {
+pub async fn run(shared: &Arc<Shared>, session: &mut Session, words: Vec<Bytes>) -> Answer {
     let Some(first) = words.first() else {
-        return done(Reply::err("ERR empty command"));
+        return answer(done(Reply::err("ERR empty command")));
     };
     let name = text(first).to_ascii_uppercase();
     let args = &words[1..];
@@ -117,23 +141,23 @@ pub async fn run(shared: &Arc<Shared>, session: &mut Session, words: Vec<Bytes>)
     if name == PROBE_LOGIN
         && let Some(outcome) = probe_login(shared, session, args)
     {
-        return outcome;
+        return answer(outcome);
     }
     // Before AUTH every command but these is refused alike: a stranger
     // learns nothing of what the server answers.
     if !BEFORE_AUTH.contains(&name.as_str())
         && let Err(reply) = session.check_auth(shared)
     {
-        return done(reply);
+        return answer(done(reply));
     }
     if !SUPPORTED.contains(&name.as_str()) {
-        return done(Reply::err(format!(
+        return answer(done(Reply::err(format!(
             "ERR unknown command '{}'; this workspace supports {}",
             text(first),
             SUPPORTED.join(", ")
-        )));
+        ))));
     }
-    match name.as_str() {
+    let outcome = match name.as_str() {
         "AUTH" => auth_command(shared, session, args).await,
         "HELLO" => hello(shared, session, args).await,
         "QUIT" => {
@@ -154,21 +178,30 @@ pub async fn run(shared: &Arc<Shared>, session: &mut Session, words: Vec<Bytes>)
         "COMMAND" => done(Reply::Array(Vec::new())),
         "CONFIG" => config(args),
         "INFO" => done(info(shared, session)),
-        _ => data(shared, session, &name, args).await,
-    }
+        _ => return data(shared, session, &name, args).await,
+    };
+    answer(outcome)
 }
 
 /// The commands that touch the selected database.
-async fn data(shared: &Arc<Shared>, session: &mut Session, name: &str, args: &[Bytes]) -> Outcome {
+async fn data(shared: &Arc<Shared>, session: &mut Session, name: &str, args: &[Bytes]) -> Answer {
     let db = match session.database(shared) {
         Ok(db) => db,
-        Err(reply) => return done(reply),
+        Err(reply) => return answer(done(reply)),
     };
-    if WRITES.contains(&name)
-        && let Err(reply) = session.check_write(shared, name, &db)
-    {
-        return done(reply);
+    if WRITES.contains(&name) {
+        if let Err(reply) = session.check_write(shared, name, &db) {
+            return answer(done(reply));
+        }
+        // The RPO guard may slow the write, or refuse it.
+        if let Err(e) = db.admit_write().await {
+            return answer(done(Reply::err(e)));
+        }
     }
+    of(&db, run_data(session, &db, name, args).await)
+}
+
+async fn run_data(session: &mut Session, db: &AttachedDb, name: &str, args: &[Bytes]) -> Outcome {
     let result = match name {
         "GET" => match args {
             [key] => db
@@ -177,7 +210,7 @@ async fn data(shared: &Arc<Shared>, session: &mut Session, name: &str, args: &[B
                 .map(|v| done(v.map_or(Reply::Nil, Reply::Bulk))),
             _ => return wrong_args(name),
         },
-        "SET" => return set(&db, args).await,
+        "SET" => return set(db, args).await,
         "DEL" if !args.is_empty() => db
             .del(args)
             .await
@@ -210,8 +243,8 @@ async fn data(shared: &Arc<Shared>, session: &mut Session, name: &str, args: &[B
                 .collect();
             db.mset(pairs).await.map(|h| (Reply::ok(), Some(h)))
         }
-        "INCR" | "DECR" | "INCRBY" | "DECRBY" => return incr(&db, name, args).await,
-        "SCAN" => return scan(session, &db, args).await,
+        "INCR" | "DECR" | "INCRBY" | "DECRBY" => return incr(db, name, args).await,
+        "SCAN" => return scan(session, db, args).await,
         "DBSIZE" if args.is_empty() => db.dbsize().await.map(|n| done(Reply::Int(n))),
         _ => return wrong_args(name),
     };

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::region::meter::WriterMark;
+use crate::region::sync::{GUARD_WAIT, Verdict};
 use crate::storage::DbLocation;
 use crate::storage::compactor::BesideCompactor;
 use crate::storage::cursor;
@@ -276,6 +277,70 @@ impl AttachedDb {
             .map_err(|e| self.fail("put", e))?;
         self.flush_wanted.notify_one();
         Ok((true, old, Some(handle)))
+    }
+
+    /// Waits until a write is acknowledgeable: durable at the home and, in
+    /// a group that promises zero loss, held by the replica (see
+    /// [`crate::region::sync`]; past the group's timeout the write is
+    /// acknowledged and the link suspended).
+    pub async fn settle(&self, handle: WriteHandle) -> OpResult<()> {
+        handle.await_durable().await.map_err(|e| {
+            format!(
+                "ERR the write was not made durable: {}",
+                crate::error::one_line(&e.to_string())
+            )
+        })?;
+        if let Some(notices) = &self.location.notices {
+            let what = format!("database `{}`", self.name);
+            notices
+                .sync
+                .wait_replicated(self.location.path.as_ref(), &what)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// The RPO guard: slows a write, then refuses it, while the replica
+    /// would fall further behind than the group's RPO target.
+    pub async fn admit_write(&self) -> OpResult<()> {
+        /// How often a write held by the guard looks again.
+        const GUARD_POLL: Duration = Duration::from_millis(25);
+        let Some(notices) = &self.location.notices else {
+            return Ok(());
+        };
+        let base = self.location.path.as_ref();
+        let started = std::time::Instant::now();
+        loop {
+            match notices.sync.guard(base) {
+                Verdict::Go => return Ok(()),
+                Verdict::Slow(pause) => {
+                    tokio::time::sleep(pause).await;
+                    return Ok(());
+                }
+                Verdict::Over { .. } if started.elapsed() < GUARD_WAIT => {
+                    tokio::time::sleep(GUARD_POLL).await;
+                }
+                Verdict::Over {
+                    replica,
+                    lag_s,
+                    projected_s,
+                    pending_bytes,
+                    target,
+                } => {
+                    let at_rate = if projected_s.is_finite() {
+                        format!("{projected_s:.1} s at the link's recent rate")
+                    } else {
+                        "the link copies nothing now".to_string()
+                    };
+                    return Err(format!(
+                        "NOREPLICAS RPO guard: the write to database `{}` was not made: its replica in {replica} is {lag_s:.1} s behind with {} to copy ({at_rate}), past the group's RPO target of {} s; retry once it catches up, or turn the guard off in the group's settings",
+                        self.name,
+                        crate::storage::human_bytes(pending_bytes),
+                        target.as_secs_f64()
+                    ));
+                }
+            }
+        }
     }
 
     /// Writes the reserved probe key (the time, in Unix milliseconds): the

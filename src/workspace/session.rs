@@ -223,9 +223,9 @@ pub async fn serve(
                         continue;
                     }
                     shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-                    let (reply, handle) = commands::run(&shared, &mut session, words).await;
-                    if let Some(handle) = handle {
-                        pending.push((replies.len(), handle));
+                    let (reply, write) = commands::run(&shared, &mut session, words).await;
+                    if let Some(write) = write {
+                        pending.push((replies.len(), write));
                     }
                     replies.push(reply);
                 }
@@ -239,13 +239,11 @@ pub async fn serve(
                 }
             }
         }
-        // Acknowledge only what is durable.
-        for (at, handle) in pending {
-            if let Err(e) = handle.await_durable().await {
-                replies[at] = Reply::err(format!(
-                    "ERR the write was not made durable: {}",
-                    crate::error::one_line(&e.to_string())
-                ));
+        // Acknowledge only what is durable (and, in a zero-loss group,
+        // held by the secondary).
+        for (at, write) in pending {
+            if let Err(e) = write.db.settle(write.handle).await {
+                replies[at] = Reply::err(e);
             }
         }
         if let Some(e) = &broken {
