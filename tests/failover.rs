@@ -1393,3 +1393,182 @@ async fn a_zero_loss_failover_loses_no_acknowledged_write_when_the_primary_is_go
         eprintln!("{kind:?}: {runs} runs, {acked_total} acknowledged writes, none lost");
     }
 }
+
+/// What the guard test's writers saw.
+#[derive(Debug, Default)]
+struct Writes {
+    acked: usize,
+    refused: usize,
+    /// One refusal's line.
+    refusal: Option<String>,
+    /// Milliseconds each acknowledged write took.
+    took_ms: Vec<u64>,
+}
+
+/// SETs 8 KiB values at `addr` as fast as the answers come, until `stop`.
+async fn heavy_writer(
+    addr: std::net::SocketAddr,
+    client: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Writes {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut seen = Writes::default();
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+        return seen;
+    };
+    let mut stream = BufReader::new(stream);
+    let value: String = (0..8192).map(|_| fastrand::alphanumeric()).collect();
+    for n in 0u64.. {
+        if *stop.borrow() {
+            break;
+        }
+        let key = format!("heavy/{client}/{n}");
+        let request = format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        );
+        let started = std::time::Instant::now();
+        if stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let mut line = String::new();
+        match stream.read_line(&mut line).await {
+            Ok(read) if read > 0 => {}
+            _ => break,
+        }
+        if line.starts_with("+OK") {
+            seen.acked += 1;
+            seen.took_ms.push(started.elapsed().as_millis() as u64);
+        } else {
+            seen.refused += 1;
+            seen.refusal.get_or_insert_with(|| line.trim().to_string());
+        }
+    }
+    seen
+}
+
+/// Eight heavy writers through the workspace for `secs`, the secondary
+/// behind a 1 MiB/s link, the RPO target 5 s, the guard `on` or off: what
+/// the writers saw, and the largest lag the flow showed (sampled every
+/// 100 ms).
+async fn guarded_run(on: bool, secs: u64) -> (Writes, f64) {
+    use lifeboat::workspace::{StartOptions, Workspace};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = common::region(common::Kind::File, "us-east-1", dir.path());
+    let b = common::region(common::Kind::File, "eu-west-1", dir.path());
+    let regions = vec![a.clone(), b.clone()];
+    shop(&regions).await;
+    DbLocation::in_region(&a, "orders")
+        .expect("names")
+        .create()
+        .await
+        .expect("create");
+    let target = Duration::from_secs(5);
+    // The link is slow from the start: the guard learns its rate.
+    b.faults()
+        .set(&"bandwidth=1MiB".parse::<FaultPlan>().expect("plan"));
+    let replicator = Replicator::start(
+        vec![Flow::new("orders", "main", &a, &b)],
+        ReplicationOptions::for_rpo_target(target),
+        Arc::new(NoPins),
+    );
+    replicator.set_rpo_target(target);
+    replicator.set_promise(None, on);
+    in_sync(&replicator).await;
+    let state = control::load(&a).await.expect("log");
+    let served = Workspace::start(
+        a.clone(),
+        &state,
+        "shop",
+        StartOptions {
+            port: Some(0),
+            ..StartOptions::default()
+        },
+    )
+    .await
+    .expect("workspace");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writers: Vec<_> = (0..8)
+        .map(|c| tokio::spawn(heavy_writer(served.addr(), c, stop_rx.clone())))
+        .collect();
+    let mut worst_lag: f64 = 0.0;
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        for status in replicator.statuses() {
+            worst_lag = worst_lag.max(status.lag_s.unwrap_or(0.0));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_tx.send(true).expect("writers listen");
+    let mut seen = Writes::default();
+    for writer in writers {
+        let w = writer.await.expect("writer");
+        seen.acked += w.acked;
+        seen.refused += w.refused;
+        seen.took_ms.extend(w.took_ms);
+        if seen.refusal.is_none() {
+            seen.refusal = w.refusal;
+        }
+    }
+    b.faults().set(&FaultPlan::default());
+    replicator.stop().await;
+    served.stop().await.expect("stop");
+    seen.took_ms.sort_unstable();
+    (seen, worst_lag)
+}
+
+/// The RPO guard keeps a replica behind a 1 MiB/s link within its 5 s
+/// target under eight heavy writers: writes are slowed, then refused with
+/// one line that says why and what to do; without the guard the same
+/// writers drive the lag past the target (the guard is what holds it).
+/// On local folders: the link is the fault injector's, the same for
+/// every kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rpo_guard_slows_then_refuses_writes_and_keeps_the_lag_under_the_target() {
+    let (off, off_lag) = guarded_run(false, 12).await;
+    let (on, on_lag) = guarded_run(true, 20).await;
+    let p90 = |w: &Writes| {
+        w.took_ms
+            .get(w.took_ms.len() * 9 / 10)
+            .copied()
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "guard off: {} acknowledged, p90 {} ms, worst lag {off_lag:.1} s; guard on: {} acknowledged, {} refused, p90 {} ms, worst lag {on_lag:.1} s; {:?}",
+        off.acked,
+        p90(&off),
+        on.acked,
+        on.refused,
+        p90(&on),
+        on.refusal
+    );
+    assert!(
+        off_lag > 5.0,
+        "without the guard the lag stayed at {off_lag:.1} s"
+    );
+    assert_eq!(
+        off.refused, 0,
+        "refused with the guard off: {:?}",
+        off.refusal
+    );
+    assert!(on_lag < 5.0, "with the guard the lag reached {on_lag:.1} s");
+    let refusal = on.refusal.clone().unwrap_or_default();
+    assert!(
+        refusal.starts_with("-NOREPLICAS RPO guard")
+            && refusal.contains("too close to the group's RPO target of 5 s")
+            && refusal.contains("turn the guard off"),
+        "{refusal}"
+    );
+    assert!(on.acked > 0, "the guard refused everything");
+    assert!(
+        p90(&on) >= 20,
+        "writes were not slowed: p90 {} ms",
+        p90(&on)
+    );
+}

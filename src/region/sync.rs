@@ -19,8 +19,13 @@
 //!   [`SyncEvent`]s the engine records.
 //! - **RPO guard**: before a write, [`Sync::guard`] projects the lag the
 //!   replica would reach: the age of the oldest WAL it lacks plus the time
-//!   the bytes it lacks take at the rate the link has copied them lately.
-//!   Past half the target writes are slowed, past the target refused.
+//!   the bytes still to cross take at the rate its copier has moved bytes
+//!   lately (while it had any to move). The bytes still to cross are what
+//!   the copier knows the replica lacks (WAL and SSTs), and the WAL bytes
+//!   of the last [`MEMTABLE_WINDOW`]: they cross a second time, in the L0
+//!   SST the writer's next memtable flush makes. Past 30% of the target
+//!   writes are slowed, past 60% refused: the writes in flight, and the
+//!   L0 SST that crosses in one piece, still add to the lag after that.
 //!
 //! The bytes of each WAL file a zero-loss replica lacks stay here too
 //! (within [`KEPT_BYTES_MAX`] a branch), so its copier puts them into the
@@ -72,14 +77,34 @@ const EVENTS_KEPT: usize = 256;
 
 /// How fast a link's recent copy rate forgets: half of it is the last
 /// this many seconds.
-const RATE_HALF_LIFE_S: f64 = 5.0;
+const RATE_HALF_LIFE_S: f64 = 2.0;
 
-/// A link's rate is trusted once it has been measured over this much busy
-/// time (µs).
-const RATE_MIN_BUSY_US: f64 = 200_000.0;
+/// A link's rate counts at least this much busy time (µs): until its copier
+/// has moved anything, a link is taken to move nothing (the guard holds
+/// writes until the first copy lands, instead of letting a burst through
+/// at an unknown rate).
+const RATE_MIN_BUSY_US: f64 = 50_000.0;
 
-/// The longest a write is slowed by the guard while the projected lag is
-/// between half the target and the target.
+/// The writes of this long ago and since are counted again, as the L0 SST
+/// they become: Lifeboat's writers ask for a memtable flush once it is
+/// 10 s old (`storage::MEMTABLE_AGE_BOUND`), and the flush holds what was
+/// written until it runs; half as much again covers that, and the SST's
+/// own index and filters.
+pub const MEMTABLE_WINDOW: Duration = Duration::from_secs(15);
+
+/// Entries of the recent-writes window a branch keeps at most (older ones
+/// merge into the newest).
+const RECENT_KEPT: usize = 1024;
+
+/// The guard slows writes once the projected lag passes this share of the
+/// target, more the closer it comes to [`GUARD_REFUSE_AT`]...
+pub const GUARD_SLOW_FROM: f64 = 0.3;
+
+/// ...and refuses them from this share on: the writes in flight, and an
+/// SST the writer flushes meanwhile, still add to the lag after it.
+pub const GUARD_REFUSE_AT: f64 = 0.6;
+
+/// The longest a write is slowed by the guard.
 pub const GUARD_MAX_SLOW: Duration = Duration::from_millis(200);
 
 /// How long a write waits for the projected lag to fall under the target
@@ -146,6 +171,8 @@ pub enum Verdict {
 struct Promise {
     token: u64,
     rule: Rule,
+    /// What the copier knows the replica lacks (bytes), as it last said.
+    pending_bytes: u64,
     /// The newest WAL id the replica holds with no gap before it.
     held: watch::Sender<u64>,
     /// Whether the copier has seen the replica's state (it has a manifest):
@@ -180,9 +207,9 @@ impl Rate {
         self.at_us = now;
     }
 
-    /// Bytes a second, once measured.
-    fn per_s(&self) -> Option<f64> {
-        (self.busy_us >= RATE_MIN_BUSY_US).then(|| self.bytes / (self.busy_us / 1e6))
+    /// Bytes a second.
+    fn per_s(&self) -> f64 {
+        self.bytes / (self.busy_us.max(RATE_MIN_BUSY_US) / 1e6)
     }
 }
 
@@ -206,6 +233,8 @@ struct Branch {
     unheld: VecDeque<Wal>,
     /// The bytes of the payloads in `unheld`.
     kept_bytes: u64,
+    /// WAL bytes written in the last [`MEMTABLE_WINDOW`], by when.
+    recent: VecDeque<(u64, u64)>,
     promises: BTreeMap<String, Promise>,
 }
 
@@ -216,6 +245,7 @@ impl Default for Branch {
             written: watch::channel(0).0,
             unheld: VecDeque::new(),
             kept_bytes: 0,
+            recent: VecDeque::new(),
             promises: BTreeMap::new(),
         }
     }
@@ -233,6 +263,15 @@ impl Branch {
                 self.kept_bytes -= payload.len() as u64;
             }
         }
+    }
+
+    /// WAL bytes written within [`MEMTABLE_WINDOW`] of `now`.
+    fn recent_bytes(&mut self, now: u64) -> u64 {
+        let since = now.saturating_sub(MEMTABLE_WINDOW.as_micros() as u64);
+        while self.recent.front().is_some_and(|(at, _)| *at < since) {
+            self.recent.pop_front();
+        }
+        self.recent.iter().map(|(_, b)| b).sum()
     }
 
     fn zero_loss(&self) -> bool {
@@ -380,6 +419,13 @@ impl Sync {
             promise.rate.decay(now);
             promise.rate.busy = true;
         }
+        if branch.recent.len() >= RECENT_KEPT
+            && let Some(last) = branch.recent.back_mut()
+        {
+            last.1 += bytes;
+        } else {
+            branch.recent.push_back((now, bytes));
+        }
         let payload = payload
             .filter(|p| branch.zero_loss() && branch.kept_bytes + p.len() as u64 <= KEPT_BYTES_MAX);
         let full = branch.unheld.len() >= UNHELD_KEPT;
@@ -442,6 +488,7 @@ impl Sync {
                 rule,
                 held: watch::channel(held).0,
                 ready: false,
+                pending_bytes: 0,
                 rate: Rate::default(),
             },
         );
@@ -518,22 +565,31 @@ impl Sync {
         };
         let mut worst = Verdict::Go;
         let mut worst_share = 0.0;
-        let looks: Vec<(String, u64, Duration, Option<f64>)> = branch
+        let looks: Vec<(String, u64, Duration, f64, u64)> = branch
             .promises
             .iter_mut()
             .filter_map(|(replica, p)| {
                 let target = p.rule.guard?;
                 p.rate.decay(now);
-                Some((replica.clone(), *p.held.borrow(), target, p.rate.per_s()))
+                Some((
+                    replica.clone(),
+                    *p.held.borrow(),
+                    target,
+                    p.rate.per_s(),
+                    p.pending_bytes,
+                ))
             })
             .collect();
-        for (replica, held, target, rate) in looks {
-            let (lag_s, pending_bytes) = branch.behind(held, now);
-            let projected_s = match rate {
-                _ if pending_bytes == 0 => lag_s,
-                Some(rate) if rate > 0.0 => lag_s + pending_bytes as f64 / rate,
-                Some(_) => f64::INFINITY,
-                None => lag_s,
+        let again_bytes = branch.recent_bytes(now);
+        for (replica, held, target, rate, known_bytes) in looks {
+            let (lag_s, wal_bytes) = branch.behind(held, now);
+            let pending_bytes = wal_bytes.max(known_bytes) + again_bytes;
+            let projected_s = if pending_bytes == 0 {
+                lag_s
+            } else if rate > 0.0 {
+                lag_s + pending_bytes as f64 / rate
+            } else {
+                f64::INFINITY
             };
             let target_s = target.as_secs_f64();
             let share = projected_s / target_s;
@@ -541,7 +597,7 @@ impl Sync {
                 continue;
             }
             worst_share = share;
-            worst = if share >= 1.0 {
+            worst = if share >= GUARD_REFUSE_AT {
                 Verdict::Over {
                     replica,
                     lag_s,
@@ -549,8 +605,9 @@ impl Sync {
                     pending_bytes,
                     target,
                 }
-            } else if share > 0.5 {
-                Verdict::Slow(GUARD_MAX_SLOW.mul_f64((share - 0.5) * 2.0))
+            } else if share > GUARD_SLOW_FROM {
+                let into = (share - GUARD_SLOW_FROM) / (GUARD_REFUSE_AT - GUARD_SLOW_FROM);
+                Verdict::Slow(GUARD_MAX_SLOW.mul_f64(into))
             } else {
                 Verdict::Go
             };
@@ -635,6 +692,37 @@ impl PromiseMark {
         (p.token == self.token && p.ready).then(|| *p.held.borrow())
     }
 
+    /// The copier put `bytes` into the replica (any file): what the
+    /// guard's rate is measured from.
+    pub fn copied(&self, bytes: u64) {
+        let now = now_us();
+        self.with_promise(|state| {
+            if let Some(p) = state
+                .branches
+                .get_mut(&self.base)
+                .and_then(|b| b.promises.get_mut(&self.replica))
+            {
+                p.rate.decay(now);
+                p.rate.bytes += bytes as f64;
+            }
+        });
+    }
+
+    /// The copier knows of `bytes` the replica lacks (WAL, SSTs, ...).
+    pub fn pending(&self, bytes: u64) {
+        let now = now_us();
+        self.with_promise(|state| {
+            if let Some(branch) = state.branches.get_mut(&self.base) {
+                let newest = branch.newest_wal;
+                if let Some(p) = branch.promises.get_mut(&self.replica) {
+                    p.rate.decay(now);
+                    p.pending_bytes = bytes;
+                    p.rate.busy = bytes > 0 || *p.held.borrow() < newest;
+                }
+            }
+        });
+    }
+
     /// The replica holds every WAL file up to `wal_id` with no gap before
     /// it (reported after each copy, and after each pass even when
     /// unchanged: a suspended link resumes on it). It only grows: two
@@ -644,23 +732,10 @@ impl PromiseMark {
         self.with_promise(|state| {
             if let Some(branch) = state.branches.get_mut(&self.base) {
                 let newest = branch.newest_wal;
-                let mut moved_bytes = 0;
-                let before = branch
-                    .promises
-                    .get(&self.replica)
-                    .map_or(0, |p| *p.held.borrow());
-                if wal_id > before {
-                    moved_bytes = branch
-                        .unheld
-                        .iter()
-                        .filter(|w| w.id > before && w.id <= wal_id)
-                        .map(|w| w.bytes)
-                        .sum();
-                }
                 if let Some(p) = branch.promises.get_mut(&self.replica) {
                     p.rate.decay(now);
-                    p.rate.bytes += moved_bytes as f64;
-                    p.rate.busy = wal_id.max(before) < newest;
+                    let before = *p.held.borrow();
+                    p.rate.busy = p.pending_bytes > 0 || wal_id.max(before) < newest;
                     p.ready = true;
                     p.held.send_if_modified(|h| {
                         let moved = wal_id > *h;
@@ -783,12 +858,13 @@ mod tests {
             "west",
             Rule {
                 zero_loss: None,
-                guard: Some(Duration::from_secs(2)),
+                guard: Some(Duration::from_secs(4)),
             },
         );
         assert_eq!(sync.guard(BASE), Verdict::Go);
         // A link that moved 1 MB in a second of busy time.
         sync.wal_written(BASE, 1, 1_000_000, None);
+        mark.copied(1_000_000);
         {
             let mut state = sync.state();
             let p = state
@@ -799,18 +875,24 @@ mod tests {
             p.rate.busy_us = 1e6;
         }
         mark.held(1);
+        mark.pending(0);
+        // The 1 MB crosses again as an L0 SST: 1 s, a quarter of the target.
         assert_eq!(sync.guard(BASE), Verdict::Go);
-        // 1.5 MB waiting: 1.5 s to cross, past half the target.
-        sync.wal_written(BASE, 2, 1_500_000, None);
-        assert!(
-            matches!(sync.guard(BASE), Verdict::Slow(_)),
-            "{:?}",
-            sync.guard(BASE)
-        );
-        // 3 MB: past the target.
-        sync.wal_written(BASE, 3, 1_500_000, None);
+        // 0.5 MB of WAL waiting, and 1.5 MB again: 2 s, half the target.
+        sync.wal_written(BASE, 2, 500_000, None);
+        let verdict = sync.guard(BASE);
+        assert!(matches!(verdict, Verdict::Slow(_)), "{verdict:?}");
+        // 1.5 MB of WAL and 2.5 MB again: past the target's 60%.
+        sync.wal_written(BASE, 3, 1_000_000, None);
         assert!(matches!(sync.guard(BASE), Verdict::Over { .. }));
+        // Held: 2.5 s, still too close...
         mark.held(3);
-        assert_eq!(sync.guard(BASE), Verdict::Go);
+        assert!(matches!(sync.guard(BASE), Verdict::Over { .. }));
+        // ... and an SST the copier knows of counts too.
+        mark.pending(5_000_000);
+        let Verdict::Over { pending_bytes, .. } = sync.guard(BASE) else {
+            panic!("{:?}", sync.guard(BASE));
+        };
+        assert_eq!(pending_bytes, 7_500_000);
     }
 }

@@ -1465,6 +1465,9 @@ impl BranchCopier {
         }
         self.status.bytes_copied += bytes;
         self.status.objects_copied += 1;
+        if let Some(promised) = &self.promise {
+            promised.mark.copied(bytes);
+        }
         self.home_files.insert(file.clone(), meta);
         self.replica_files.insert(
             file,
@@ -1985,6 +1988,9 @@ impl BranchCopier {
         self.hear();
         let now = now_us();
         let (objects_pending, bytes_pending) = self.pending();
+        if let Some(promised) = &self.promise {
+            promised.mark.pending(bytes_pending);
+        }
         let next_look_us = now + self.next_look_in().as_micros() as u64;
         let wal_delay_p99_ms = self.recent_wal_delay_p99_ms();
         let cut = self
@@ -2123,10 +2129,12 @@ impl BranchCopier {
     /// How long to wait before the next tick after `tick` (a notice of a
     /// file written here cuts the wait short).
     pub fn next_wait(&self, tick: Tick) -> Duration {
-        match tick {
-            Tick::Active => self.opts.min_poll,
-            Tick::Idle => self.next_look_in().max(self.opts.min_poll),
+        // A file heard of while the pass ran (its status took the notice)
+        // is not announced again: the next pass comes at once.
+        if tick == Tick::Active || !self.heard_files.is_empty() {
+            return self.opts.min_poll;
         }
+        self.next_look_in().max(self.opts.min_poll)
     }
 }
 

@@ -333,7 +333,7 @@ impl AttachedDb {
                         "the link copies nothing now".to_string()
                     };
                     return Err(format!(
-                        "NOREPLICAS RPO guard: the write to database `{}` was not made: its replica in {replica} is {lag_s:.1} s behind with {} to copy ({at_rate}), past the group's RPO target of {} s; retry once it catches up, or turn the guard off in the group's settings",
+                        "NOREPLICAS RPO guard: the write to database `{}` was not made: its replica in {replica} is {lag_s:.1} s behind with {} to copy ({at_rate}), too close to the group's RPO target of {} s; retry once it catches up, or turn the guard off in the group's settings",
                         self.name,
                         crate::storage::human_bytes(pending_bytes),
                         target.as_secs_f64()
