@@ -84,7 +84,7 @@ async fn stranded_writes_come_back_and_a_merge_loses_no_acknowledged_record() {
         let b = common::region(kind, "eu-west-1", dir.path());
         // The workload's own handle on the old primary: the engine's
         // handle loses the region, the writer keeps writing there.
-        let a_writer = Region::open(a.spec()).expect("second handle");
+        let a_writer = Region::open_apart(a.spec()).expect("second handle");
         let regions = vec![a.clone(), b.clone()];
         let home = DbLocation::in_region(&a_writer, "orders").expect("names");
         home.create().await.expect("create");

@@ -767,7 +767,7 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
         let home = p.create(&p.a, "orders").await;
         // The slow link is between the regions: readers inside the replica's
         // region open it without the fault.
-        let local_b = Region::open(p.b.spec()).expect("region");
+        let local_b = Region::open_apart(p.b.spec()).expect("region");
         let replica = DbLocation::in_region(&local_b, "orders").expect("names");
         let acks = p.acks("orders");
         // S3 servers take writes more slowly than a folder, and an HTTP

@@ -262,7 +262,9 @@ pub async fn run(ctx: &Ctx, json: bool, command: BenchCommand) -> Result<i32> {
                 .data_dir
                 .join("bench")
                 .join(format!("workspace-{}", workload::now_us()));
-            let result = bench_workspace::measure(&scratch, &args.knobs).await;
+            let s3 = S3Servers::from_env().map(|s3| s3.pair(&format!("ws-{}", workload::now_us())));
+            let result = bench_workspace::measure(&scratch, &args.knobs, s3.clone()).await;
+            wipe_specs(s3).await;
             let _ = std::fs::remove_dir_all(&scratch);
             let figures = result?;
             crate::emit(json, &figures, || bench_workspace::table(&figures))?;
@@ -396,6 +398,33 @@ impl S3Servers {
     }
 }
 
+impl S3Servers {
+    /// `us-east-1` on the first server and `eu-west-1` on the second,
+    /// under prefixes named after `run`.
+    fn pair(&self, run: &str) -> (RegionSpec, RegionSpec) {
+        (
+            s3_region_spec("us-east-1", &self.bucket, &format!("{run}-a"), &self.a),
+            s3_region_spec("eu-west-1", &self.bucket, &format!("{run}-b"), &self.b),
+        )
+    }
+}
+
+/// Deletes what a bench left in the S3 regions of `pair`.
+async fn wipe_specs(pair: Option<(RegionSpec, RegionSpec)>) {
+    let Some((a, b)) = pair else {
+        return;
+    };
+    for spec in [a, b] {
+        let wiped = match Region::open(&spec) {
+            Ok(region) => wipe(&region).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = wiped {
+            eprintln!("bench: could not clean up {}: {e}", spec.name);
+        }
+    }
+}
+
 /// Region `name` on the S3 server at `endpoint`, under `prefix` of
 /// `bucket` (credentials named by the servers' variables).
 fn s3_region_spec(name: &str, bucket: &str, prefix: &str, endpoint: &str) -> RegionSpec {
@@ -419,26 +448,15 @@ async fn scale(scratch: &Path, run: &str, knobs: &bench_scale::ScaleKnobs) -> Re
         .await?,
     ];
     if let Some(s3) = S3Servers::from_env() {
-        let specs = vec![
-            s3_region_spec("us-east-1", &s3.bucket, &format!("{run}-scale-a"), &s3.a),
-            s3_region_spec("eu-west-1", &s3.bucket, &format!("{run}-scale-b"), &s3.b),
-        ];
+        let (a, b) = s3.pair(&format!("{run}-scale"));
         let measured = bench_scale::measure(
             &scratch.join("s3"),
             knobs,
-            specs.clone(),
+            vec![a.clone(), b.clone()],
             "S3 (two SeaweedFS servers)",
         )
         .await;
-        for spec in &specs {
-            let wiped = match Region::open(spec) {
-                Ok(region) => wipe(&region).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = wiped {
-                eprintln!("bench: could not clean up {}: {e}", spec.name);
-            }
-        }
+        wipe_specs(Some((a, b))).await;
         runs.push(measured?);
     }
     Ok(ScaleRuns {
@@ -665,7 +683,14 @@ async fn all_in(scratch: &Path, run: &str, all: &AllBench) -> Result<AllFigures>
             skipped.push(format!("workspace: {missing}"));
             None
         }
-        None => Some(bench_workspace::measure(&scratch.join("workspace"), &all.workspace).await?),
+        None => {
+            let s3 = S3Servers::from_env().map(|s3| s3.pair(&format!("{run}-ws")));
+            let measured =
+                bench_workspace::measure(&scratch.join("workspace"), &all.workspace, s3.clone())
+                    .await;
+            wipe_specs(s3).await;
+            Some(measured?)
+        }
     };
     let failover = Some(bench_failover::measure(&scratch.join("failover"), &all.failover).await?);
     let recovery = Some(bench_recovery::measure(&scratch.join("recovery"), &all.recovery).await?);

@@ -268,7 +268,7 @@ async fn one(dir: &Path, case: Case, mode: Mode) -> Result<Run> {
     define_shop_at(&regions, port).await?;
     // The writer's own handle on the primary: the outage below is the
     // engine's view of it.
-    let home = DbLocation::in_region(&Region::open(a.spec())?, "orders")?;
+    let home = DbLocation::in_region(&Region::open_apart(a.spec())?, "orders")?;
     home.create().await?;
     let acks = AckLog::for_db(&dir.join("acks"), "orders");
     let replicator = Replicator::start(

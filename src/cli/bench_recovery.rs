@@ -383,7 +383,7 @@ async fn stranded(dir: &Path, rate: u64) -> Result<StrandedFigures> {
     let (a, b) = pair(dir)?;
     // The workload's own handle: it keeps writing while the engine's
     // handle on the region is cut off.
-    let a_writer = Region::open(a.spec())?;
+    let a_writer = Region::open_apart(a.spec())?;
     let regions = vec![a.clone(), b.clone()];
     let home = DbLocation::in_region(&a_writer, "orders")?;
     home.create().await?;

@@ -3,6 +3,12 @@
 //! on this machine, in the same run, with the ratio. Redis is measured twice:
 //! as it ships (no fsync before a reply) and with `appendfsync always`
 //! (every write on disk before its reply, as a workspace acknowledges).
+//!
+//! Then the zero-loss type: SET through a workspace whose database
+//! replicates to a second region, asynchronously and with zero loss, on
+//! local folders and (when `scripts/s3-servers` runs) on S3 with 40 ms
+//! added to every request at the secondary, a cross-region link. Target:
+//! zero-loss SET p99 under 3× asynchronous.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -23,6 +29,9 @@ use lifeboat::workspace::{StartOptions, Workspace, auth};
 /// The share of redis-server's GET throughput a workspace must reach.
 pub const GET_TARGET_RATIO: f64 = 0.30;
 
+/// Zero-loss SET p99 must stay under this many times asynchronous.
+pub const ZERO_LOSS_P99_TARGET: f64 = 3.0;
+
 #[derive(Args, Debug, Clone)]
 pub struct WorkspaceKnobs {
     /// Requests per test (`redis-benchmark -n`).
@@ -31,6 +40,26 @@ pub struct WorkspaceKnobs {
     /// Parallel connections (`redis-benchmark -c`).
     #[arg(long, default_value_t = 50)]
     pub clients: u32,
+    /// SETs per zero-loss comparison run (each SET waits for a put in the
+    /// other region).
+    #[arg(long, default_value_t = 20_000)]
+    pub zero_loss_requests: u64,
+}
+
+/// Asynchronous and zero-loss SET through one pair of regions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ZeroLossRun {
+    pub regions: String,
+    /// Added to every request at the secondary (ms).
+    pub secondary_latency_ms: u64,
+    pub asynchronous: TestFigures,
+    pub zero_loss: TestFigures,
+    /// Zero-loss SET p99 ÷ asynchronous SET p99.
+    pub p99_ratio: f64,
+    pub p99_target_ratio: f64,
+    pub p99_target_met: bool,
+    /// Whether the link stayed in force through the run (no timeout).
+    pub stayed_in_force: bool,
 }
 
 /// One `redis-benchmark` test's figures.
@@ -62,6 +91,8 @@ pub struct WorkspaceFigures {
     /// Workspace SET ÷ redis-server SET (no fsync), and ÷ with fsync always.
     pub set_ratio: f64,
     pub set_ratio_vs_fsync_always: f64,
+    /// The zero-loss type against asynchronous, per kind of region.
+    pub zero_loss: Vec<ZeroLossRun>,
 }
 
 /// Whether `redis-server` and `redis-benchmark` are installed.
@@ -145,6 +176,18 @@ async fn redis_benchmark(
     auth: Option<(&str, &str)>,
     knobs: &WorkspaceKnobs,
 ) -> Result<(TestFigures, TestFigures)> {
+    run_benchmark(port, auth, "set,get", knobs.requests, knobs.clients).await
+}
+
+/// `redis-benchmark -t tests -n requests -c clients` against `port`: the
+/// SET and GET figures (a test not run reads as zeros).
+async fn run_benchmark(
+    port: u16,
+    auth: Option<(&str, &str)>,
+    tests: &str,
+    requests: u64,
+    clients: u32,
+) -> Result<(TestFigures, TestFigures)> {
     let mut cmd = tokio::process::Command::new("redis-benchmark");
     cmd.args([
         "-h",
@@ -152,15 +195,10 @@ async fn redis_benchmark(
         "-p",
         &port.to_string(),
         "-t",
-        "set,get",
+        tests,
         "--csv",
     ])
-    .args([
-        "-n",
-        &knobs.requests.to_string(),
-        "-c",
-        &knobs.clients.to_string(),
-    ]);
+    .args(["-n", &requests.to_string(), "-c", &clients.to_string()]);
     if let Some((user, password)) = auth {
         cmd.args(["--user", user, "-a", password]);
     }
@@ -171,6 +209,13 @@ async fn redis_benchmark(
         .map_err(|e| Error::Failed(format!("cannot run redis-benchmark: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let test = |name: &str| -> Result<TestFigures> {
+        if !tests.contains(&name.to_lowercase()) {
+            return Ok(TestFigures {
+                requests_per_s: 0.0,
+                p50_ms: 0.0,
+                p99_ms: 0.0,
+            });
+        }
         let line = text
             .lines()
             .find(|l| l.starts_with(&format!("\"{name}\"")))
@@ -201,8 +246,16 @@ async fn redis_benchmark(
     Ok((test("SET")?, test("GET")?))
 }
 
-/// Measures a workspace and redis-server, each in turn, in `scratch`.
-pub async fn measure(scratch: &Path, knobs: &WorkspaceKnobs) -> Result<WorkspaceFigures> {
+const PASSWORD: &str = "bench-password";
+
+/// Measures a workspace and redis-server, each in turn, in `scratch`;
+/// then the zero-loss type on local folders, and on `s3` (two regions on
+/// the S3 servers) when given.
+pub async fn measure(
+    scratch: &Path,
+    knobs: &WorkspaceKnobs,
+    s3: Option<(RegionSpec, RegionSpec)>,
+) -> Result<WorkspaceFigures> {
     if let Some(missing) = tools_missing() {
         return Err(Error::invalid(missing));
     }
@@ -211,36 +264,9 @@ pub async fn measure(scratch: &Path, knobs: &WorkspaceKnobs) -> Result<Workspace
         &file_url(&scratch.join("region")),
     ))?;
     DbLocation::in_region(&region, "bench")?.create().await?;
-    // The workspace is configured as any other: through the region's
-    // control log, which it then follows.
-    let password = "bench-password";
-    let events = [
-        Event::WorkspaceSet {
-            name: "bench".into(),
-            databases: vec![Attachment {
-                index: 0,
-                db: "bench".into(),
-            }],
-            bind: "127.0.0.1".into(),
-            port: 0,
-            open: false,
-        },
-        Event::UserSet {
-            workspace: "bench".into(),
-            user: "bench".into(),
-            role: Role::ReadWrite,
-            databases: Databases::All,
-            password: auth::hash_password(password)?,
-        },
-    ];
-    let engine = format!("{:016x}", fastrand::u64(..));
-    for event in events {
-        control::append(std::slice::from_ref(&region), &engine, "bench", event).await?;
-    }
-    let state = control::load(&region).await?;
-    let ws = Workspace::start(region.clone(), &state, "bench", StartOptions::default()).await?;
+    let ws = serve_db(&region, "bench", "bench").await?;
     let port = ws.addr().port();
-    let measured = redis_benchmark(port, Some(("bench", password)), knobs).await;
+    let measured = redis_benchmark(port, Some(("bench", PASSWORD)), knobs).await;
     ws.stop().await?;
     let (ws_set, ws_get) = measured?;
 
@@ -251,9 +277,24 @@ pub async fn measure(scratch: &Path, knobs: &WorkspaceKnobs) -> Result<Workspace
     let (f_set, f_get) = redis_benchmark(durable.port, None, knobs).await?;
     drop(durable);
 
+    let mut zero_loss = vec![
+        zero_loss_run(
+            "local folders",
+            RegionSpec::new("us-east-1", &file_url(&scratch.join("zl-a"))),
+            RegionSpec::new("eu-west-1", &file_url(&scratch.join("zl-b"))),
+            0,
+            knobs,
+        )
+        .await?,
+    ];
+    if let Some((a, b)) = s3 {
+        zero_loss.push(zero_loss_run("S3 (two SeaweedFS servers)", a, b, 40, knobs).await?);
+    }
+
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let get_ratio = ratio(ws_get.requests_per_s, r_get.requests_per_s);
     Ok(WorkspaceFigures {
+        zero_loss,
         command: format!(
             "redis-benchmark -t set,get -n {} -c {}",
             knobs.requests, knobs.clients
@@ -279,6 +320,117 @@ pub async fn measure(scratch: &Path, knobs: &WorkspaceKnobs) -> Result<Workspace
             get: f_get,
         },
     })
+}
+
+/// SET through a workspace in `a` whose database replicates to `b` (each
+/// request at `b` delayed by `latency_ms`), asynchronously, then with zero
+/// loss, each with a fresh database and replicator.
+async fn zero_loss_run(
+    label: &str,
+    a: RegionSpec,
+    b: RegionSpec,
+    latency_ms: u64,
+    knobs: &WorkspaceKnobs,
+) -> Result<ZeroLossRun> {
+    use lifeboat::replication::pins::NoPins;
+    use lifeboat::replication::{Flow, ReplicationOptions, Replicator};
+    let (a, b) = (Region::open(&a)?, Region::open(&b)?);
+    if latency_ms > 0 {
+        let plan = format!("latency={latency_ms}ms")
+            .parse()
+            .map_err(Error::invalid)?;
+        b.faults().set(&plan);
+    }
+    let mut figures = Vec::new();
+    let mut stayed_in_force = true;
+    for (db, zero_loss) in [("async", false), ("zero-loss", true)] {
+        DbLocation::in_region(&a, db)?.create().await?;
+        let replicator = Replicator::start(
+            vec![Flow::new(db, "main", &a, &b)],
+            ReplicationOptions::default(),
+            std::sync::Arc::new(NoPins),
+        );
+        replicator.set_promise(zero_loss.then_some(Duration::from_secs(5)), false);
+        let seeded = replicator
+            .wait_until(Duration::from_secs(120), |s| {
+                s.state == lifeboat::replication::FlowState::InSync && s.objects_pending == 0
+            })
+            .await;
+        if !seeded {
+            replicator.stop().await;
+            return Err(Error::Failed(format!(
+                "{label}: the replica of `{db}` did not sync within 2 minutes"
+            )));
+        }
+        // The workspace serves this run's database at index 0.
+        let events_before = a.notices().sync.last_seq();
+        let ws = serve_db(&a, &format!("bench-{db}"), db).await?;
+        let measured = run_benchmark(
+            ws.addr().port(),
+            Some(("bench", PASSWORD)),
+            "set",
+            knobs.zero_loss_requests,
+            knobs.clients,
+        )
+        .await;
+        if zero_loss && a.notices().sync.last_seq() > events_before {
+            stayed_in_force = false;
+        }
+        if let Err(e) = ws.stop().await {
+            eprintln!("bench: stopping the workspace: {e}");
+        }
+        replicator.stop().await;
+        figures.push(measured?.0);
+    }
+    b.faults().set(&Default::default());
+    let (asynchronous, zero_loss) = (figures[0].clone(), figures[1].clone());
+    let p99_ratio = if asynchronous.p99_ms > 0.0 {
+        zero_loss.p99_ms / asynchronous.p99_ms
+    } else {
+        0.0
+    };
+    Ok(ZeroLossRun {
+        regions: label.to_string(),
+        secondary_latency_ms: latency_ms,
+        asynchronous,
+        zero_loss,
+        p99_ratio,
+        p99_target_ratio: ZERO_LOSS_P99_TARGET,
+        p99_target_met: p99_ratio > 0.0 && p99_ratio < ZERO_LOSS_P99_TARGET,
+        stayed_in_force,
+    })
+}
+
+/// Workspace `name` serving database `db` of `region` at index 0, with
+/// user `bench`, configured as any other (through the region's control
+/// log, which it then follows) and started.
+async fn serve_db(region: &Region, name: &str, db: &str) -> Result<Workspace> {
+    let name = name.to_string();
+    let events = [
+        Event::WorkspaceSet {
+            name: name.clone(),
+            databases: vec![Attachment {
+                index: 0,
+                db: db.into(),
+            }],
+            bind: "127.0.0.1".into(),
+            port: 0,
+            open: false,
+        },
+        Event::UserSet {
+            workspace: name.clone(),
+            user: "bench".into(),
+            role: Role::ReadWrite,
+            databases: Databases::All,
+            password: auth::hash_password(PASSWORD)?,
+        },
+    ];
+    let engine = format!("{:016x}", fastrand::u64(..));
+    for event in events {
+        control::append(std::slice::from_ref(region), &engine, "bench", event).await?;
+    }
+    let state = control::load(region).await?;
+    Workspace::start(region.clone(), &state, &name, StartOptions::default()).await
 }
 
 /// The figures as table rows.
@@ -313,5 +465,30 @@ pub fn table(figures: &WorkspaceFigures) -> String {
         figures.set_ratio,
         figures.set_ratio_vs_fsync_always
     ));
+    if !figures.zero_loss.is_empty() {
+        lines.push(String::new());
+        lines.push("| regions | secondary + | async SET req/s | async p50 / p99 (ms) | zero-loss SET req/s | zero-loss p50 / p99 (ms) | p99 ratio (target < 3) |".into());
+        lines.push("|---|---|---|---|---|---|---|".into());
+        for run in &figures.zero_loss {
+            lines.push(format!(
+                "| {} | {} ms | {:.0} | {:.2} / {:.2} | {:.0} | {:.2} / {:.2} | {:.2} {}{} |",
+                run.regions,
+                run.secondary_latency_ms,
+                run.asynchronous.requests_per_s,
+                run.asynchronous.p50_ms,
+                run.asynchronous.p99_ms,
+                run.zero_loss.requests_per_s,
+                run.zero_loss.p50_ms,
+                run.zero_loss.p99_ms,
+                run.p99_ratio,
+                if run.p99_target_met { "met" } else { "NOT met" },
+                if run.stayed_in_force {
+                    ""
+                } else {
+                    " (the link was suspended)"
+                }
+            ));
+        }
+    }
     lines.join("\n")
 }
