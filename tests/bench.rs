@@ -53,6 +53,12 @@ fn bench_all_runs_on_local_and_s3_regions() {
             "8s",
             "--scale-idle-for",
             "8s",
+            // Where redis-server is installed (the test command does not
+            // install it: the workspace bench is then skipped).
+            "--requests",
+            "5000",
+            "--zero-loss-requests",
+            "1000",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -196,4 +202,22 @@ fn bench_all_runs_on_local_and_s3_regions() {
         }
     }
     assert!(table.contains("One engine, 40 databases"), "{table}");
+    // The workspace bench (the test command installs redis-server): the
+    // zero-loss type against asynchronous, per kind of region, the link
+    // never suspended.
+    let ws = &figures["workspace"];
+    let zero_loss = ws["zero_loss"].as_array().expect("zero-loss runs");
+    assert_eq!(zero_loss.len(), if s3 { 2 } else { 1 }, "{ws:#}");
+    for run in zero_loss {
+        for mode in ["asynchronous", "zero_loss"] {
+            assert!(
+                run[mode]["requests_per_s"]
+                    .as_f64()
+                    .is_some_and(|r| r > 0.0),
+                "{run:#}"
+            );
+        }
+        assert_eq!(run["stayed_in_force"], true, "{run:#}");
+    }
+    assert!(table.contains("zero-loss SET req/s"), "{table}");
 }

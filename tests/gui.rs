@@ -1247,3 +1247,73 @@ fn the_app_beside_a_service_engine_shows_it_and_fails_over_through_it() {
         "the service still runs"
     );
 }
+
+/// Zero loss from the wizard: the type is a choice with its timeout and
+/// the RPO guard beside it; once configured the tab says zero loss holds;
+/// a write the secondary cannot take in time (it is in outage) suspends
+/// it, and the tab and the status bar turn red and say why.
+#[test]
+fn the_wizard_sets_up_zero_loss_and_a_suspension_shows_red() {
+    let mut app = App::open(&[("orders", 200)]);
+    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
+        h.query_by_label("Configure replication")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click("Configure replication");
+    app.click_role(Role::RadioButton, "Storage, zero loss");
+    app.until_shown(
+        "A write waits this long for the secondary",
+        Duration::from_secs(5),
+    );
+    assert!(
+        app.harness
+            .query_by_label("Zero-loss timeout in seconds")
+            .is_some(),
+        "the timeout is set where the type is chosen"
+    );
+    assert!(
+        app.harness
+            .query_by_label_contains("Slow, then refuse, writes")
+            .is_some(),
+        "the RPO guard is offered and explained"
+    );
+    app.click("Submit");
+    app.until("zero loss in force", Duration::from_secs(60), |h| {
+        h.state()
+            .snapshot()
+            .zero_loss
+            .as_ref()
+            .is_some_and(|z| z.in_force() && z.promised > 0)
+            && h.query_by_label("ZERO LOSS").is_some()
+    });
+    let group = app.harness.state().snapshot().group.clone().expect("group");
+    assert_eq!(
+        group.kind,
+        lifeboat::engine::group::ReplicationKind::ZeroLoss
+    );
+    assert_eq!(group.writes.zero_loss_timeout_s, 5.0);
+
+    // The secondary stops answering; a write made at the home waits for
+    // it (as a workspace's does) and times out.
+    let (us, eu) = (app.region("us-east-1"), app.region("eu-west-1"));
+    eu.faults().set_outage(true);
+    app.runtime.block_on(write(&app.home, &us, "orders", 10));
+    let settled = app.runtime.block_on(
+        us.notices()
+            .sync
+            .wait_replicated("dbs/orders/main", "database `orders`"),
+    );
+    assert!(
+        matches!(settled, lifeboat::region::sync::Settled::TimedOut { .. }),
+        "{settled:?}"
+    );
+    app.until("the red state", Duration::from_secs(10), |h| {
+        h.query_by_label("ASYNCHRONOUS").is_some()
+            && h.query_by_label("zero loss suspended").is_some()
+    });
+    app.until_shown("zero loss SUSPENDED since", Duration::from_secs(5));
+    eu.faults().set_outage(false);
+    app.until("zero loss back", Duration::from_secs(60), |h| {
+        h.query_by_label("ZERO LOSS").is_some() && h.query_by_label("ASYNCHRONOUS").is_none()
+    });
+}
