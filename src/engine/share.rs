@@ -192,8 +192,14 @@ impl Core {
             .as_ref()
             .map(|g| g.held.clone())
             .unwrap_or_default();
-        // An operation under way runs with every flow here.
-        let busy = self.moving.running || self.failover.running || self.drill.running;
+        // An operation under way runs with every flow here; so does a group
+        // whose workspaces' writes wait on their flows' copiers (zero loss,
+        // the RPO guard: `region::sync` is this process's).
+        let promised = self
+            .group
+            .as_ref()
+            .is_some_and(|g| g.zero_loss_timeout().is_some() || g.writes.rpo_guard);
+        let busy = promised || self.moving.running || self.failover.running || self.drill.running;
         let (Some(coordinating), Some(replicator)) =
             (self.coordinating.as_mut(), self.replicator.as_mut())
         else {

@@ -285,6 +285,13 @@ impl Core {
         let Some(group) = self.group.as_mut() else {
             return self.fail(request, "configure replication first: pre-provisioning stands workspaces up in its secondary");
         };
+        if on && group.kind == ReplicationKind::ZeroLoss {
+            // Not a silent switch to asynchronous.
+            return self.fail(
+                request,
+                "this group is zero loss, which stands no workspace in the secondary; choose Storage + pre-provisioned in Edit replication (or `group configure --type pre-provisioned`) to trade zero loss for it",
+            );
+        }
         group.kind = if on {
             ReplicationKind::PreProvisioned
         } else {

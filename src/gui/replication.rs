@@ -228,7 +228,14 @@ impl ReplicationTab {
                     self.failover.button(ui, engine, snapshot);
                     self.drill.button(ui, snapshot);
                     match group.kind {
-                        ReplicationKind::StorageOnly | ReplicationKind::ZeroLoss => {
+                        ReplicationKind::ZeroLoss => {
+                            button_unless(
+                                ui,
+                                "Start pre-provisioning",
+                                Some("a zero-loss group stands no workspace in the secondary; change the type in Edit replication"),
+                            );
+                        }
+                        ReplicationKind::StorageOnly => {
                             if ui
                                 .button("Start pre-provisioning")
                                 .on_hover_text(super::help::Term::PreProvisioning.tip())
