@@ -420,12 +420,6 @@ async fn a_zero_loss_group_runs_asynchronously_past_its_timeout_and_returns_by_i
         },
     });
     assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
-    // Pre-provisioning would make it asynchronous: refused, saying so.
-    let id = engine.send(Command::StartPreprovisioning);
-    match done(&engine, id).await {
-        Outcome::Failed(why) => assert!(why.contains("this group is zero loss"), "{why}"),
-        other => panic!("pre-provisioning a zero-loss group: {other:?}"),
-    }
     let id = engine.send(Command::Control {
         change: ControlChange::Event(Event::WorkspaceSet {
             name: "shop".into(),
@@ -458,6 +452,12 @@ async fn a_zero_loss_group_runs_asynchronously_past_its_timeout_and_returns_by_i
         })
         .await;
     assert!(ok, "{:#?} {:#?}", snapshot.zero_loss, snapshot.flows);
+    // Pre-provisioning would make it asynchronous: refused, saying so.
+    let id = engine.send(Command::StartPreprovisioning);
+    match done(&engine, id).await {
+        Outcome::Failed(why) => assert!(why.contains("this group is zero loss"), "{why}"),
+        other => panic!("pre-provisioning a zero-loss group: {other:?}"),
+    }
     let addr = snapshot
         .control
         .workspace("shop")
