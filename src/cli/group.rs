@@ -224,7 +224,9 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                         ));
                     }
                     if g.writes.rpo_guard {
-                        text.push_str("; RPO guard on (writes slow, then are refused, past the target)");
+                        text.push_str(
+                            "; RPO guard on (writes slow, then are refused, as a replica nears the target)",
+                        );
                     }
                     if !g.held.is_empty() {
                         let held: Vec<_> = g.held.iter().cloned().collect();
