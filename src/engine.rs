@@ -464,6 +464,8 @@ struct Core {
     standby_error: Option<String>,
     /// The last zero-loss event reported, by region (`sync.rs`).
     sync_seen: BTreeMap<String, u64>,
+    /// Whether zero loss holds, as of the last look (`sync.rs`).
+    zero_loss: Option<sync::ZeroLossView>,
     /// Each group region's lease as its task last reported it.
     leases: BTreeMap<String, crate::control::lease::LeaseState>,
     lease_tasks: BTreeMap<String, leases::LeaseTask>,
@@ -565,6 +567,7 @@ impl Core {
             standby_starting: BTreeSet::new(),
             standby_error: None,
             sync_seen: BTreeMap::new(),
+            zero_loss: None,
             leases: BTreeMap::new(),
             lease_tasks: BTreeMap::new(),
             unleased: Vec::new(),

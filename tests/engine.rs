@@ -1,6 +1,8 @@
 //! The engine facade without a window: commands in, snapshots out, against
 //! real local regions.
 
+mod common;
+
 use std::time::Duration;
 
 use lifeboat::config::Home;
@@ -398,7 +400,6 @@ fn activity_has(snapshot: &Snapshot, what: &str) -> bool {
 /// itself, with an entry that says so, and writes wait for it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_loss_group_runs_asynchronously_past_its_timeout_and_returns_by_itself() {
-    use lifeboat::control::event::{Attachment, Event};
     use lifeboat::engine::group::WriteRules;
     use lifeboat::engine::workspaces::ControlChange;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -421,16 +422,7 @@ async fn a_zero_loss_group_runs_asynchronously_past_its_timeout_and_returns_by_i
     });
     assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
     let id = engine.send(Command::Control {
-        change: ControlChange::Event(Event::WorkspaceSet {
-            name: "shop".into(),
-            databases: vec![Attachment {
-                index: 0,
-                db: "orders".into(),
-            }],
-            bind: "127.0.0.1".into(),
-            port: 0,
-            open: true,
-        }),
+        change: ControlChange::Event(common::flows::shop_event()),
     });
     assert!(matches!(done(&engine, id).await, Outcome::Done(_)));
     let id = engine.send(Command::StartWorkspace {

@@ -200,6 +200,31 @@ async fn a_fork_at_a_replica_short_of_the_wal_its_manifest_names_holds_what_a_re
     }
 }
 
+/// `us-east-1` and `eu-west-1` of `kind` (folders under `dir`), workspace
+/// `shop` in both logs, and `orders` created in us-east-1, its home.
+async fn shop_pair(kind: common::Kind, dir: &std::path::Path) -> (Region, Region, DbLocation) {
+    let a = common::region(kind, "us-east-1", dir);
+    let b = common::region(kind, "eu-west-1", dir);
+    shop(&[a.clone(), b.clone()]).await;
+    let home = DbLocation::in_region(&a, "orders").expect("names");
+    home.create().await.expect("create");
+    (a, b, home)
+}
+
+/// Workspace `shop` served from `region` as its log defines it, on any
+/// free port.
+async fn serve_shop(region: &Region) -> lifeboat::workspace::Workspace {
+    use lifeboat::workspace::{StartOptions, Workspace};
+    let state = control::load(region).await.expect("log");
+    let options = StartOptions {
+        port: Some(0),
+        ..StartOptions::default()
+    };
+    Workspace::start(region.clone(), &state, "shop", options)
+        .await
+        .expect("the workspace starts")
+}
+
 /// Defines workspace `shop` (open, serving orders at index 0) in both regions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_old_writer() {
@@ -210,12 +235,8 @@ async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_
                 if primary_down { "down" } else { "up" }
             );
             let dir = tempfile::tempdir().expect("tempdir");
-            let a = common::region(kind, "us-east-1", dir.path());
-            let b = common::region(kind, "eu-west-1", dir.path());
+            let (a, b, home) = shop_pair(kind, dir.path()).await;
             let regions = vec![a.clone(), b.clone()];
-            shop(&regions).await;
-            let home = DbLocation::in_region(&a, "orders").expect("names");
-            home.create().await.expect("create");
             let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
             let pins = Arc::new(BranchPins::default());
             let replicator = Replicator::start(
@@ -998,12 +1019,8 @@ async fn a_pre_provisioned_workspace_becomes_the_writer_at_failover() {
         for in_process in [true, false] {
             let what = format!("{kind:?}, in process {in_process}");
             let dir = tempfile::tempdir().expect("tempdir");
-            let a = common::region(kind, "us-east-1", dir.path());
-            let b = common::region(kind, "eu-west-1", dir.path());
+            let (a, b, home) = shop_pair(kind, dir.path()).await;
             let regions = vec![a.clone(), b.clone()];
-            shop(&regions).await;
-            let home = DbLocation::in_region(&a, "orders").expect("names");
-            home.create().await.expect("create");
             let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
             let replicator = Replicator::start(
                 vec![Flow::new("orders", "main", &a, &b)],
@@ -1268,7 +1285,6 @@ fn missing_through_redis_cli(port: u16, keys: &[String]) -> Vec<String> {
 /// times on local folders and on S3 (`LIFEBOAT_ZERO_LOSS_RUNS` to change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_loss_failover_loses_no_acknowledged_write_when_the_primary_is_gone_for_good() {
-    use lifeboat::workspace::{StartOptions, Workspace};
     if !common::redis_cli_found() {
         return;
     }
@@ -1285,15 +1301,8 @@ async fn a_zero_loss_failover_loses_no_acknowledged_write_when_the_primary_is_go
         for run in 0..runs {
             let what = format!("{kind:?}, run {run}");
             let dir = tempfile::tempdir().expect("tempdir");
-            let a = common::region(kind, "us-east-1", dir.path());
-            let b = common::region(kind, "eu-west-1", dir.path());
+            let (a, b, _) = shop_pair(kind, dir.path()).await;
             let regions = vec![a.clone(), b.clone()];
-            shop(&regions).await;
-            DbLocation::in_region(&a, "orders")
-                .expect("names")
-                .create()
-                .await
-                .expect("create");
             let pins = Arc::new(BranchPins::default());
             let replicator = Replicator::start(
                 vec![Flow::new("orders", "main", &a, &b)],
@@ -1306,18 +1315,7 @@ async fn a_zero_loss_failover_loses_no_acknowledged_write_when_the_primary_is_go
             // home's store is never acknowledged (the clients give up).
             replicator.set_promise(Some(Duration::from_secs(2)), false);
             in_sync(&replicator).await;
-            let state = control::load(&a).await.expect("log");
-            let served = Workspace::start(
-                a.clone(),
-                &state,
-                "shop",
-                StartOptions {
-                    port: Some(0),
-                    ..StartOptions::default()
-                },
-            )
-            .await
-            .expect("the primary's workspace");
+            let served = serve_shop(&a).await;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let clients: Vec<_> = (0..4)
                 .map(|c| tokio::spawn(set_until(served.addr(), c, stop_rx.clone())))
@@ -1458,17 +1456,8 @@ async fn heavy_writer(
 /// the writers saw, and the largest lag the flow showed (sampled every
 /// 100 ms).
 async fn guarded_run(on: bool, secs: u64) -> (Writes, f64) {
-    use lifeboat::workspace::{StartOptions, Workspace};
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = common::region(common::Kind::File, "us-east-1", dir.path());
-    let b = common::region(common::Kind::File, "eu-west-1", dir.path());
-    let regions = vec![a.clone(), b.clone()];
-    shop(&regions).await;
-    DbLocation::in_region(&a, "orders")
-        .expect("names")
-        .create()
-        .await
-        .expect("create");
+    let (a, b, _) = shop_pair(common::Kind::File, dir.path()).await;
     let target = Duration::from_secs(5);
     // The link is slow from the start: the guard learns its rate.
     b.faults()
@@ -1481,18 +1470,7 @@ async fn guarded_run(on: bool, secs: u64) -> (Writes, f64) {
     replicator.set_rpo_target(target);
     replicator.set_promise(None, on);
     in_sync(&replicator).await;
-    let state = control::load(&a).await.expect("log");
-    let served = Workspace::start(
-        a.clone(),
-        &state,
-        "shop",
-        StartOptions {
-            port: Some(0),
-            ..StartOptions::default()
-        },
-    )
-    .await
-    .expect("workspace");
+    let served = serve_shop(&a).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writers: Vec<_> = (0..8)
         .map(|c| tokio::spawn(heavy_writer(served.addr(), c, stop_rx.clone())))

@@ -100,7 +100,7 @@ impl Core {
             shares: self.shares.clone(),
             helping: self.helping_statuses(),
             sharing: self.opts.share_flows,
-            zero_loss: self.zero_loss_view(),
+            zero_loss: self.zero_loss.clone(),
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(

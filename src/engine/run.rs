@@ -70,7 +70,7 @@ impl Core {
                 _ = publish.tick() => self.publish(),
                 _ = sample.tick() => {
                     self.sample();
-                    self.read_sync_events();
+                    self.look_at_sync();
                     self.fence_helper();
                     self.read_status_nearby();
                     self.reap_demo();

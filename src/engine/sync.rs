@@ -69,9 +69,16 @@ impl Core {
             .collect()
     }
 
-    /// Records the links' suspensions and resumptions since the last look
-    /// as activity entries.
-    pub(super) fn read_sync_events(&mut self) {
+    /// Once a second (the sample tick): records the links' suspensions and
+    /// resumptions since the last look as activity entries, and keeps the
+    /// view the snapshots publish (not worked out per publish: it asks
+    /// every flow).
+    pub(super) fn look_at_sync(&mut self) {
+        self.read_sync_events();
+        self.zero_loss = self.zero_loss_view();
+    }
+
+    fn read_sync_events(&mut self) {
         let mut noted = false;
         for region in self.sync_regions() {
             let sync = &region.notices().sync;
@@ -111,7 +118,7 @@ impl Core {
     }
 
     /// The view of a zero-loss group's promise (`None` for another type).
-    pub(super) fn zero_loss_view(&self) -> Option<ZeroLossView> {
+    fn zero_loss_view(&self) -> Option<ZeroLossView> {
         let group = self.group.as_ref()?;
         let timeout = group.zero_loss_timeout()?;
         let mut view = ZeroLossView {

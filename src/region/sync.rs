@@ -181,6 +181,15 @@ struct Promise {
     rate: Rate,
 }
 
+impl Promise {
+    /// Whether its copier has anything to move from now on (the rate
+    /// counts busy time only): bytes it knows of, or WAL written here
+    /// past what the replica holds. Call after `rate.decay`.
+    fn note_busy(&mut self, newest_wal: u64) {
+        self.rate.busy = self.pending_bytes > 0 || *self.held.borrow() < newest_wal;
+    }
+}
+
 /// The recent copy rate of a link, in bytes per second of busy time (time
 /// with WAL waiting): an idle link is not a slow one.
 #[derive(Debug, Default, Clone)]
@@ -415,9 +424,10 @@ impl Sync {
         if branch.promises.is_empty() {
             return;
         }
+        let newest = branch.newest_wal;
         for promise in branch.promises.values_mut() {
             promise.rate.decay(now);
-            promise.rate.busy = true;
+            promise.note_busy(newest);
         }
         if branch.recent.len() >= RECENT_KEPT
             && let Some(last) = branch.recent.back_mut()
@@ -717,7 +727,7 @@ impl PromiseMark {
                 if let Some(p) = branch.promises.get_mut(&self.replica) {
                     p.rate.decay(now);
                     p.pending_bytes = bytes;
-                    p.rate.busy = bytes > 0 || *p.held.borrow() < newest;
+                    p.note_busy(newest);
                 }
             }
         });
@@ -734,14 +744,13 @@ impl PromiseMark {
                 let newest = branch.newest_wal;
                 if let Some(p) = branch.promises.get_mut(&self.replica) {
                     p.rate.decay(now);
-                    let before = *p.held.borrow();
-                    p.rate.busy = p.pending_bytes > 0 || wal_id.max(before) < newest;
                     p.ready = true;
                     p.held.send_if_modified(|h| {
                         let moved = wal_id > *h;
                         *h = (*h).max(wal_id);
                         moved
                     });
+                    p.note_busy(newest);
                 }
                 branch.trim();
             }
@@ -774,6 +783,12 @@ mod tests {
         }
     }
 
+    /// A write's wait for the replica, in a task of its own.
+    fn wait_in_a_task(sync: &Arc<Sync>) -> tokio::task::JoinHandle<Settled> {
+        let sync = Arc::clone(sync);
+        tokio::spawn(async move { sync.wait_replicated(BASE, "orders").await })
+    }
+
     #[test]
     fn a_wal_path_names_its_id() {
         assert_eq!(wal_id("dbs/a/b/wal/00000000000000000042.sst"), Some(42));
@@ -788,10 +803,7 @@ mod tests {
         let sync = Arc::new(Sync::default());
         let mark = sync.promise(BASE, "west", zero_loss(5_000));
         sync.wal_written(BASE, 7, 100, None);
-        let waiting = {
-            let sync = Arc::clone(&sync);
-            tokio::spawn(async move { sync.wait_replicated(BASE, "orders").await })
-        };
+        let waiting = wait_in_a_task(&sync);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             !waiting.is_finished(),
@@ -840,10 +852,7 @@ mod tests {
         let sync = Arc::new(Sync::default());
         let mark = sync.promise(BASE, "west", zero_loss(5_000));
         sync.wal_written(BASE, 1, 10, None);
-        let waiting = {
-            let sync = Arc::clone(&sync);
-            tokio::spawn(async move { sync.wait_replicated(BASE, "orders").await })
-        };
+        let waiting = wait_in_a_task(&sync);
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(mark);
         assert!(matches!(waiting.await, Ok(Settled::TimedOut { .. })));

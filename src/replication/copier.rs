@@ -794,29 +794,9 @@ impl BranchCopier {
             }
             // A WAL file a zero-loss writer handed over is not read again.
             if let FileRef::Wal(id) = file
-                && let Some((bytes, at_us)) = self.promise.as_ref().and_then(|_| {
-                    self.flow
-                        .home
-                        .notices()
-                        .sync
-                        .wal_bytes(self.home.base.as_ref(), id)
-                })
+                && let Some(fetched) = self.handed_over(id)
             {
-                let meta = FileMeta {
-                    size: bytes.len() as u64,
-                    modified_us: at_us,
-                };
-                self.home_files.insert(file.clone(), meta);
-                self.fetched_bytes += bytes.len() as u64;
-                if let Some(old) = self.fetched.insert(
-                    file,
-                    Fetched {
-                        meta,
-                        bytes: Some(bytes),
-                    },
-                ) {
-                    self.fetched_bytes -= old.bytes.map_or(0, |b| b.len() as u64);
-                }
+                self.keep_fetched(file, fetched);
                 continue;
             }
             self.read_new(file).await?;
@@ -994,12 +974,32 @@ impl BranchCopier {
         let Some(fetched) = self.home.fetch(&file).await? else {
             return Ok(false);
         };
+        self.keep_fetched(file, fetched);
+        Ok(true)
+    }
+
+    /// Holds what was read of home file `file` until its copy.
+    fn keep_fetched(&mut self, file: FileRef, fetched: Fetched) {
         self.home_files.insert(file.clone(), fetched.meta);
         self.fetched_bytes += fetched.bytes.as_ref().map_or(0, |b| b.len() as u64);
         if let Some(old) = self.fetched.insert(file, fetched) {
             self.fetched_bytes -= old.bytes.map_or(0, |b| b.len() as u64);
         }
-        Ok(true)
+    }
+
+    /// WAL file `id` as this process's zero-loss writer handed it over,
+    /// while the replica lacks it.
+    fn handed_over(&self, id: u64) -> Option<Fetched> {
+        self.promise.as_ref()?;
+        let sync = &self.flow.home.notices().sync;
+        let (bytes, at_us) = sync.wal_bytes(self.home.base.as_ref(), id)?;
+        Some(Fetched {
+            meta: FileMeta {
+                size: bytes.len() as u64,
+                modified_us: at_us,
+            },
+            bytes: Some(bytes),
+        })
     }
 
     /// The bytes a look read of `file`, if any (for its copy).

@@ -137,21 +137,22 @@ pub fn acked_by(acks: &AckLog, until_us: u64) -> BTreeSet<u64> {
 /// Defines workspace `shop` serving `orders` at index 0, open, on any free
 /// port, in the logs of `regions`.
 pub async fn shop(regions: &[Region]) {
-    control::append(
-        regions,
-        "00000000000000aa",
-        "test",
-        Event::WorkspaceSet {
-            name: "shop".into(),
-            databases: vec![Attachment {
-                index: 0,
-                db: "orders".into(),
-            }],
-            bind: "127.0.0.1".into(),
-            port: 0,
-            open: true,
-        },
-    )
-    .await
-    .expect("append");
+    control::append(regions, "00000000000000aa", "test", shop_event())
+        .await
+        .expect("append");
+}
+
+/// Workspace `shop`: open, on 127.0.0.1 and any free port, serving
+/// `orders` at index 0.
+pub fn shop_event() -> Event {
+    Event::WorkspaceSet {
+        name: "shop".into(),
+        databases: vec![Attachment {
+            index: 0,
+            db: "orders".into(),
+        }],
+        bind: "127.0.0.1".into(),
+        port: 0,
+        open: true,
+    }
 }
