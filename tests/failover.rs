@@ -1550,3 +1550,95 @@ async fn the_rpo_guard_slows_then_refuses_writes_and_keeps_the_lag_under_the_tar
         p90(&on)
     );
 }
+
+/// Hostile clients against writes the RPO guard holds: the secondary is
+/// out, so every write waits its second and is refused. Sixty-four
+/// connections each pipeline 1,000 SETs of 4 KiB; meanwhile a fresh
+/// client's PING and GET answer at once, and the process's memory stays
+/// within what the workspace's bounds allow (the held writes keep no more
+/// than their own requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_held_by_the_guard_cost_their_own_connections_only() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, _) = shop_pair(common::Kind::File, dir.path()).await;
+    let replicator = Replicator::start(
+        vec![Flow::new("orders", "main", &a, &b)],
+        fast(),
+        Arc::new(NoPins),
+    );
+    replicator.set_promise(None, true);
+    in_sync(&replicator).await;
+    b.faults().set_outage(true);
+    let served = serve_shop(&a).await;
+    let addr = served.addr();
+    let rss_before = rss_kib();
+    // One batch all the clients send (the test's own memory stays 4 MiB).
+    let value = "v".repeat(4096);
+    let mut batch = String::new();
+    for n in 0..1000 {
+        let key = format!("flood/{n}");
+        batch.push_str(&format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        ));
+    }
+    let batch = Arc::new(batch);
+    let mut flood = Vec::new();
+    for _ in 0..64 {
+        let batch = Arc::clone(&batch);
+        flood.push(tokio::spawn(async move {
+            let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                return;
+            };
+            // The server may stop reading; that is its right.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(20), stream.write_all(batch.as_bytes()))
+                    .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A fresh client is answered at once.
+    let started = std::time::Instant::now();
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut stream = BufReader::new(stream);
+    stream
+        .get_mut()
+        .write_all(b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$6\r\nabsent\r\n")
+        .await
+        .expect("send");
+    let mut pong = String::new();
+    let mut nil = String::new();
+    tokio::time::timeout(Duration::from_secs(2), async {
+        stream.read_line(&mut pong).await.expect("pong");
+        stream.read_line(&mut nil).await.expect("nil");
+    })
+    .await
+    .expect("PING and GET answered within 2 s");
+    assert_eq!((pong.trim(), nil.trim()), ("+PONG", "$-1"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // 64 × 4 MiB offered; the workspace holds at most its budget.
+    let grown_mib = rss_kib().saturating_sub(rss_before) / 1024;
+    eprintln!("64 flooding connections: memory grew by {grown_mib} MiB");
+    assert!(grown_mib < 200, "memory grew by {grown_mib} MiB");
+    for task in flood {
+        task.abort();
+    }
+    b.faults().set_outage(false);
+    replicator.stop().await;
+    served.stop().await.expect("stop");
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
