@@ -309,6 +309,7 @@ impl Step for Failover {
             &flow.replica,
             &state,
             std::slice::from_ref(&flow.db),
+            failover::Cut::Newest,
         )
         .await?;
         let outcome = failover::failover(

@@ -268,9 +268,15 @@ async fn a_failover_under_load_makes_an_acknowledged_prefix_live_and_fences_the_
                     .set(&"outage".parse::<FaultPlan>().expect("plan"));
             }
             let state = control::load(&b).await.expect("log");
-            let preview = failover::preview(&a, &b, &state, &["orders".to_string()])
-                .await
-                .expect("preview");
+            let preview = failover::preview(
+                &a,
+                &b,
+                &state,
+                &["orders".to_string()],
+                failover::Cut::Newest,
+            )
+            .await
+            .expect("preview");
             assert_eq!(preview.primary_reachable, !primary_down, "{what}");
             assert_eq!(preview.workspaces, vec!["shop".to_string()], "{what}");
             let replica_before = snapshot(&b, "dbs/orders/main").await;
@@ -961,6 +967,142 @@ async fn a_restore_at_a_time_holds_exactly_what_was_committed_by_then() {
     }
 }
 
+/// A common cut: three databases written at different rates, their home
+/// cut off at a random instant, failed over at one instant T, the newest
+/// every replica holds. Every record of each new branch was committed at or
+/// before T (by SlateDB's own stamps), and each holds every record the
+/// home committed by T (read back at the home once it answers again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_common_cut_fails_databases_over_at_one_instant_every_replica_holds() {
+    const DBS: [(&str, u64); 3] = [("orders", 300), ("carts", 200), ("users", 120)];
+    // Clocks: the acknowledgement log's and SlateDB's are this machine's,
+    // read a moment apart.
+    const SKEW_MS: u64 = 20;
+    let kinds: Vec<_> = common::kinds()
+        .into_iter()
+        .filter(|k| matches!(k, common::Kind::File | common::Kind::S3))
+        .collect();
+    let mut rows_written = 0;
+    for kind in kinds {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = common::region(kind, "us-east-1", dir.path());
+        let b = common::region(kind, "eu-west-1", dir.path());
+        let regions = vec![a.clone(), b.clone()];
+        let mut writers = Vec::new();
+        let mut flows = Vec::new();
+        let mut acks = BTreeMap::new();
+        for (db, rate) in DBS {
+            let home = DbLocation::in_region(&a, db).expect("names");
+            home.create().await.expect("create");
+            let log = AckLog::for_db(&dir.path().join("acks"), db);
+            writers.push(writing(&home, &log, rate, 60));
+            acks.insert(db.to_string(), log);
+            flows.push(Flow::new(db, "main", &a, &b));
+        }
+        let pins = Arc::new(BranchPins::default());
+        let replicator = Replicator::start(flows, fast(), Arc::clone(&pins) as Arc<_>);
+        in_sync(&replicator).await;
+        tokio::time::sleep(Duration::from_millis(1500 + fastrand::u64(..1500))).await;
+        a.faults()
+            .set(&"outage".parse::<FaultPlan>().expect("plan"));
+        let state = control::load(&b).await.expect("log");
+        let dbs: Vec<String> = DBS.iter().map(|(db, _)| db.to_string()).collect();
+        let preview = failover::preview(&a, &b, &state, &dbs, failover::Cut::Common)
+            .await
+            .expect("preview");
+        let what = format!("{kind:?}\n{}", preview.summary());
+        let t_ms = preview.cut_ms.expect("the common instant");
+        assert_eq!(preview.common_ms, Some(t_ms), "{what}");
+        let held: Vec<u64> = preview
+            .dbs
+            .iter()
+            .map(|db| db.held_through_ms.expect("held through"))
+            .collect();
+        assert_eq!(held.iter().min(), Some(&t_ms), "{what}");
+        let outcome = failover::failover(
+            &regions,
+            &preview,
+            "00000000000000bb",
+            "test",
+            FailoverOptions {
+                pins: Some(Arc::clone(&pins)),
+                ..FailoverOptions::default()
+            },
+        )
+        .await
+        .expect("failover");
+        assert!(outcome.record.ok, "{what}: {:#?}", outcome.record);
+        replicator.stop().await;
+        for writer in writers {
+            writer.abort();
+        }
+        a.faults().set(&FaultPlan::default());
+        // Every row as its reader sees it: key to (value, commit stamp).
+        async fn rows(loc: &DbLocation) -> BTreeMap<Vec<u8>, (Vec<u8>, i64)> {
+            let reader = loc.open_reader().await.expect("reader");
+            let mut rows = reader.scan(..).await.expect("scan");
+            let mut out = BTreeMap::new();
+            while let Some(row) = rows.next().await.expect("row") {
+                out.insert(row.key.to_vec(), (row.value.to_vec(), row.create_ts));
+            }
+            reader.close().await.expect("close");
+            out
+        }
+        for fork in &outcome.forks {
+            let what = format!("{what}\n{}: {fork:?}", fork.db);
+            rows_written += fork.rows_written;
+            let new = DbLocation::branch_in_region(&b, &fork.db, &fork.branch).expect("names");
+            // Nothing committed after T.
+            let forked = rows(&new).await;
+            let newest = forked.values().map(|(_, ts)| *ts).max().unwrap_or(0);
+            assert!(newest > 0, "{what}: the new branch holds nothing");
+            assert!(
+                newest <= t_ms as i64,
+                "{what}: a record committed at {newest}, {} ms after T",
+                newest - t_ms as i64
+            );
+            // Everything acknowledged before T.
+            let view = verify(&new, None).await.expect("verify");
+            assert!(view.consistent, "{what}: {}", view.summary());
+            let acked = acked_by(&acks[&fork.db], (t_ms - SKEW_MS) * 1000);
+            let lacking = acked
+                .iter()
+                .filter(|s| **s > view.highest_gap_free_seq)
+                .count();
+            assert_eq!(
+                lacking,
+                0,
+                "{what}: {lacking} records acknowledged before T are missing ({})",
+                view.summary()
+            );
+            assert!(
+                !acked.is_empty(),
+                "{what}: nothing was acknowledged before T"
+            );
+            // Everything the home committed by T and did not change since.
+            let home = DbLocation::in_region(&a, &fork.db).expect("names");
+            let by_t: Vec<_> = rows(&home)
+                .await
+                .into_iter()
+                .filter(|(_, (_, ts))| *ts <= t_ms as i64)
+                .collect();
+            let lacking = by_t
+                .iter()
+                .filter(|(key, row)| forked.get(key) != Some(row))
+                .count();
+            assert_eq!(
+                lacking,
+                0,
+                "{what}: {lacking} of the {} rows the home committed by T are not in the fork as committed",
+                by_t.len()
+            );
+        }
+    }
+    // T falls inside some database's WAL file (the others' are not cut
+    // at file ends): the rows by T of that file were written into its fork.
+    eprintln!("rows written into forks as of T: {rows_written}");
+}
+
 /// A failover opens the new writers while it records the epoch: a
 /// workspace held by that record serves nothing when it could not be
 /// written, and starts serving only once it stands.
@@ -1047,9 +1189,15 @@ async fn a_pre_provisioned_workspace_becomes_the_writer_at_failover() {
             .expect("a standing follower");
             assert_eq!(standing.status().endpoints[0].mode, "follower", "{what}");
             let standing = Arc::new(standing);
-            let preview = failover::preview(&a, &b, &state, &["orders".to_string()])
-                .await
-                .expect("preview");
+            let preview = failover::preview(
+                &a,
+                &b,
+                &state,
+                &["orders".to_string()],
+                failover::Cut::Newest,
+            )
+            .await
+            .expect("preview");
             let mut standby = BTreeMap::new();
             if in_process {
                 standby.insert("shop".to_string(), (Arc::clone(&standing), token.clone()));
@@ -1333,9 +1481,15 @@ async fn a_zero_loss_failover_loses_no_acknowledged_write_when_the_primary_is_go
             acked_total += acked.len();
 
             let state = control::load(&b).await.expect("log");
-            let preview = failover::preview(&a, &b, &state, &["orders".to_string()])
-                .await
-                .expect("preview");
+            let preview = failover::preview(
+                &a,
+                &b,
+                &state,
+                &["orders".to_string()],
+                failover::Cut::Newest,
+            )
+            .await
+            .expect("preview");
             assert!(!preview.primary_reachable, "{what}");
             let outcome = failover::failover(
                 &regions,

@@ -56,7 +56,7 @@ async fn holds_records(replica: &DbLocation) {
 /// Fails `orders` over from `a` to `b` without serving it.
 async fn fail_over(regions: &[Region], a: &Region, b: &Region, pins: &Arc<BranchPins>) -> String {
     let state = control::load(b).await.expect("log");
-    let preview = failover::preview(a, b, &state, &["orders".to_string()])
+    let preview = failover::preview(a, b, &state, &["orders".to_string()], failover::Cut::Newest)
         .await
         .expect("preview");
     let outcome = failover::failover(

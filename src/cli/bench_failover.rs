@@ -399,7 +399,8 @@ async fn fail_over_here(
 ) -> Result<failover::FailoverOutcome> {
     let (a, b) = (&regions[0], &regions[1]);
     let state = control::load(b).await?;
-    let preview = failover::preview(a, b, &state, &["orders".to_string()]).await?;
+    let preview =
+        failover::preview(a, b, &state, &["orders".to_string()], failover::Cut::Newest).await?;
     let mut acks_by_db = BTreeMap::new();
     if let Some(acks) = acks {
         acks_by_db.insert("orders".to_string(), acks.clone());

@@ -261,7 +261,8 @@ async fn fail_over(
     pins: &Arc<BranchPins>,
 ) -> Result<String> {
     let state = control::load(b).await?;
-    let preview = failover::preview(a, b, &state, &["orders".to_string()]).await?;
+    let preview =
+        failover::preview(a, b, &state, &["orders".to_string()], failover::Cut::Newest).await?;
     let outcome = failover::failover(
         regions,
         &preview,

@@ -29,11 +29,55 @@ pub struct FailoverArgs {
     /// A database to fail over; repeatable (default: the group's).
     #[arg(long = "db", value_name = "NAME")]
     dbs: Vec<String>,
+    /// Which state of each replica to take: `newest` (each its own) or
+    /// `common` (all as of the newest instant every replica holds).
+    #[arg(long, value_enum, default_value = "newest", conflicts_with = "at")]
+    cut: CutArg,
+    /// Take every database as of this time instead (RFC 3339, UTC when no
+    /// offset is given): undo a bad deploy while failing over.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
     /// Fail over. Without it, only show what a failover would do and lose.
     #[arg(long)]
     yes: bool,
     #[command(flatten)]
     serve: ServeArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CutArg {
+    Newest,
+    Common,
+}
+
+impl FailoverArgs {
+    /// The cut the flags ask for.
+    fn cut(&self) -> Result<failover::Cut> {
+        Ok(match (&self.at, self.cut) {
+            (Some(at), _) => failover::Cut::At(past_time_ms("--at", at)?),
+            (None, CutArg::Newest) => failover::Cut::Newest,
+            (None, CutArg::Common) => failover::Cut::Common,
+        })
+    }
+}
+
+/// A time typed as flag `flag`, in Unix milliseconds: RFC 3339, and past.
+fn past_time_ms(flag: &str, text: &str) -> Result<u64> {
+    let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
+        Error::invalid(format!(
+            "{flag} `{text}` is not a time ({e}); write it like 2026-11-26T14:05:00Z"
+        ))
+    })?;
+    let at_ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| Error::invalid(format!("{flag} lies before 1970")))?
+        .as_millis() as u64;
+    if at_ms > now_ms() {
+        return Err(Error::invalid(format!(
+            "{flag} {text} lies in the future; give a time that has passed"
+        )));
+    }
+    Ok(at_ms)
 }
 
 /// How an operation that starts workspaces serves them and reports.
@@ -101,11 +145,12 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
     let asked_ms = now_ms();
     let regions = super::workspace::regions(ctx)?;
     let (from, to, dbs) = scope(ctx, &regions, &args)?;
+    let cut = args.cut()?;
     if !args.yes {
         // The log as the new primary holds it (the old one may be gone).
         let state = control::load(&to).await?;
         let dbs = failover::to_fail_over(&from, &to, &state, &dbs).await?;
-        let preview = failover::preview(&from, &to, &state, &dbs).await?;
+        let preview = failover::preview(&from, &to, &state, &dbs, cut).await?;
         emit(json, &preview, || {
             format!(
                 "{}\nNothing was changed; run again with --yes to fail over.",
@@ -126,7 +171,7 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
         to: to.name().to_string(),
         dbs,
     };
-    let ran = fail_over_at(json, &client, &args.serve, scope, asked_ms).await;
+    let ran = fail_over_at(json, &client, &args.serve, (scope, cut), asked_ms).await;
     serve_on(client, &args.serve, ran).await
 }
 
@@ -136,11 +181,14 @@ async fn fail_over_at(
     json: bool,
     client: &Client,
     serve: &ServeArgs,
-    scope: Scope,
+    (scope, cut): (Scope, failover::Cut),
     asked_ms: u64,
 ) -> Result<i32> {
     let preview: failover::Preview = client
-        .look(Command::PreviewFailover { scope: Some(scope) })
+        .look(Command::PreviewFailover {
+            scope: Some(scope),
+            cut,
+        })
         .await?;
     if !json {
         println!("{}", preview.summary());
@@ -276,6 +324,8 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
         from: args.from.clone(),
         to: args.to.clone(),
         dbs: args.dbs.clone(),
+        cut: CutArg::Newest,
+        at: None,
         yes: false,
         serve: ServeArgs::default(),
     };
@@ -337,22 +387,7 @@ pub struct RestoreArgs {
 }
 
 pub async fn restore_command(ctx: &Ctx, json: bool, args: RestoreArgs) -> Result<i32> {
-    let at = humantime::parse_rfc3339_weak(args.at.trim()).map_err(|e| {
-        Error::invalid(format!(
-            "--at `{}` is not a time ({e}); write it like 2026-11-26T14:05:00Z",
-            args.at
-        ))
-    })?;
-    let at_ms = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| Error::invalid("--at lies before 1970"))?
-        .as_millis() as u64;
-    if at_ms > now_ms() {
-        return Err(Error::invalid(format!(
-            "--at {} lies in the future; restore to a time that has passed",
-            args.at
-        )));
-    }
+    let at_ms = past_time_ms("--at", &args.at)?;
     let region = ctx.open(&args.region)?;
     let client = super::route::client(
         ctx,

@@ -124,6 +124,10 @@ pub enum Command {
     PreviewFailover {
         #[serde(default)]
         scope: Option<Scope>,
+        /// Which state of each replica to take: each one's newest, or all
+        /// as of one instant (the newest every replica holds, or a time).
+        #[serde(default)]
+        cut: crate::orchestrator::failover::Cut,
     },
     /// Fails the group over as the preview of epoch `epoch` said: fences,
     /// forks, records, serves, measures. Refused if the preview is stale.

@@ -414,6 +414,7 @@ impl Core {
             wal_from: 0,
             wal_end: 0,
             wal_copied: 0,
+            rows_written: 0,
             pinned: Default::default(),
             took_ms: 0,
         };

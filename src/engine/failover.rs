@@ -182,7 +182,12 @@ impl Core {
         Ok((from, to, scope, selection))
     }
 
-    pub(super) fn preview_failover(&mut self, request: RequestId, scope: Option<Scope>) {
+    pub(super) fn preview_failover(
+        &mut self,
+        request: RequestId,
+        scope: Option<Scope>,
+        cut: crate::orchestrator::failover::Cut,
+    ) {
         if self.failover.running {
             return self.fail(request, "a failover is running; wait for it to finish");
         }
@@ -210,7 +215,7 @@ impl Core {
                         scope.from, scope.to
                     ))
                 })?;
-                crate::orchestrator::failover::preview(&from, &to, &state, &dbs).await
+                crate::orchestrator::failover::preview(&from, &to, &state, &dbs, cut).await
             }
             .await;
             Internal::FailoverPreviewed { request, result }

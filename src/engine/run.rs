@@ -314,7 +314,7 @@ impl Core {
                 port,
             } => self.start_workspace(request, name, region, bind, port),
             Command::StopWorkspace { name } => self.stop_workspace(request, &name),
-            Command::PreviewFailover { scope } => self.preview_failover(request, scope),
+            Command::PreviewFailover { scope, cut } => self.preview_failover(request, scope, cut),
             Command::Drill {
                 ttl_s,
                 smoke,

@@ -123,7 +123,10 @@ impl FailoverPanel {
     pub fn open(&mut self, engine: &Engine) {
         self.open = true;
         self.run_request = None;
-        self.preview_request = Some(engine.send(Command::PreviewFailover { scope: None }));
+        self.preview_request = Some(engine.send(Command::PreviewFailover {
+            scope: None,
+            cut: Default::default(),
+        }));
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {

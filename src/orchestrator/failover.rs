@@ -10,6 +10,13 @@
 //! configuration, and measure RTO to the first write acknowledged through a
 //! new connection string. RPO is measured exactly against the workload's
 //! acknowledgement log when there is one, else as the replica's lag.
+//!
+//! A failover may instead take every database as of one instant ([`Cut`]):
+//! the newest time every replica holds (a common cut, so no database is
+//! ahead of another), or a time the responder names (to undo a bad deploy
+//! while failing over). Each is then forked as of that time with the
+//! point-in-time machinery (`storage::pitr`), to the row; the preview says
+//! what the cut costs each database against its replica's newest state.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,7 +36,8 @@ use crate::region::Region;
 use crate::replication::pins::BranchPins;
 use crate::storage::DbLocation;
 use crate::storage::cursor;
-use crate::storage::fork::{Forked, fork_seen};
+use crate::storage::fork::{Forked, fork_at, fork_seen};
+use crate::storage::pitr::{self, PointInTime};
 use crate::workload::acks::AckLog;
 use crate::workload::verify::verify;
 use crate::workspace::{Recorded, StartOptions, Workspace, connection_string};
@@ -41,6 +49,57 @@ pub const REACH_TIMEOUT: Duration = Duration::from_secs(2);
 /// files past the manifest one by one, which a slow server under load
 /// (moto on two busy cores) took more than 10 s to answer.
 pub const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When a replica counts as holding everything up to its last full sync
+/// (its cursor's): that sync, less this. A write reaches the home's store a
+/// flush interval and a put after it commits, and a sync covers what the
+/// pass listed when it began: an idle database holds through its last sync
+/// less the time those take.
+const IDLE_SYNC_SLACK_MS: u64 = 2_000;
+
+/// WAL files read to count the rows a cut drops; past this only files
+/// and time are counted.
+const DROPPED_ROWS_READ: u64 = 64;
+
+/// Which state of each replica a failover takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cut {
+    /// Each database at its replica's newest consistent state.
+    #[default]
+    Newest,
+    /// Every database as of one instant: the newest every replica holds.
+    Common,
+    /// Every database as of this time (Unix milliseconds, the home's
+    /// commit time), inside the retention window.
+    At(u64),
+}
+
+impl Cut {
+    /// How the preview and the report name it.
+    pub fn describe(&self) -> String {
+        match self {
+            Cut::Newest => "each database at its replica's newest state".into(),
+            Cut::Common => "every database at the newest instant all replicas hold".into(),
+            Cut::At(ms) => format!(
+                "every database as of {}",
+                crate::workload::verify::format_us(ms.saturating_mul(1000))
+            ),
+        }
+    }
+}
+
+/// What a cut at one instant drops of a database, against its replica's
+/// newest state.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CutCost {
+    /// Writes of this span (ms) before the replica's newest are left out.
+    pub span_ms: u64,
+    /// WAL files past the cut, the one it splits included.
+    pub wal_files: u64,
+    /// Rows left out, when they were few enough to count.
+    pub rows: Option<u64>,
+}
 
 /// One database as a failover would find it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -60,6 +119,24 @@ pub struct DbPreview {
     pub lag_live: bool,
     /// The home's newest WAL file, when the home answers.
     pub home_wal_end: Option<u64>,
+    /// The commit time (the home's clock, Unix ms) through which the
+    /// replica holds every write: its newest row with nothing missing
+    /// before it, or for an idle database its last full sync (less
+    /// [`IDLE_SYNC_SLACK_MS`]). `None`: its rows could not be read (why is
+    /// in `held_error`).
+    #[serde(default)]
+    pub held_through_ms: Option<u64>,
+    #[serde(default)]
+    pub held_error: Option<String>,
+    /// What a common cut would drop of it, against its newest.
+    #[serde(default)]
+    pub common_cost: Option<CutCost>,
+    /// The state the failover takes under a cut at one instant, and what
+    /// that drops; `None`: its newest.
+    #[serde(default)]
+    pub point: Option<PointInTime>,
+    #[serde(default)]
+    pub cut_cost: Option<CutCost>,
 }
 
 impl DbPreview {
@@ -132,6 +209,15 @@ pub struct Preview {
     pub dbs: Vec<DbPreview>,
     /// Workspaces that will be started in the secondary.
     pub workspaces: Vec<String>,
+    /// Which state of each replica the failover takes.
+    #[serde(default)]
+    pub cut: Cut,
+    /// The newest instant every replica holds (Unix ms), when each said.
+    #[serde(default)]
+    pub common_ms: Option<u64>,
+    /// The instant the databases are taken at, under a cut at one instant.
+    #[serde(default)]
+    pub cut_ms: Option<u64>,
 }
 
 impl Preview {
@@ -168,11 +254,54 @@ impl Preview {
                 Some(n) => format!("{n} WAL file(s) behind the home at the look, {lag}"),
                 None => lag,
             };
+            let taken = match &db.point {
+                Some(p) => format!(
+                    "as of {}: manifest {}, WAL {}{}",
+                    at_ms(p.at_ms),
+                    p.manifest_id,
+                    p.wal_end,
+                    p.partial_wal.map_or(String::new(), |w| format!(
+                        " and the rows by then of WAL {w}"
+                    ))
+                ),
+                None => format!(
+                    "at manifest {}, WAL {}",
+                    db.replica_manifest, db.replica_wal_end
+                ),
+            };
             lines.push(format!(
-                "  {}: from {}/{} at manifest {}, WAL {} ({state})",
-                db.db, self.to, db.branch, db.replica_manifest, db.replica_wal_end
+                "  {}: from {}/{} {taken} ({state})",
+                db.db, self.to, db.branch
             ));
+            let held = match (db.held_through_ms, &db.held_error) {
+                (Some(ms), _) => format!("holds every write through {}", at_ms(ms)),
+                (None, Some(e)) => format!("what it holds is unknown: {e}"),
+                (None, None) => "what it holds is unknown".into(),
+            };
+            let cost = |label: &str, cost: &CutCost| {
+                format!(
+                    "; {label} drops {} of its writes ({} WAL file(s){})",
+                    span(cost.span_ms),
+                    cost.wal_files,
+                    cost.rows.map_or(String::new(), |r| format!(", {r} row(s)"))
+                )
+            };
+            let costs = match (&db.cut_cost, &db.common_cost) {
+                (Some(c), _) => cost("this cut", c),
+                (None, Some(c)) if self.cut == Cut::Newest => cost("a common cut", c),
+                _ => String::new(),
+            };
+            lines.push(format!("      {held}{costs}"));
         }
+        lines.push(match (self.cut, self.cut_ms, self.common_ms) {
+            (Cut::Newest, _, Some(common)) => format!(
+                "  cut: {}; a common cut would take them all as of {} (--cut common)",
+                self.cut.describe(),
+                at_ms(common)
+            ),
+            (_, Some(cut), _) => format!("  cut: every database as of {}", at_ms(cut)),
+            _ => format!("  cut: {}", self.cut.describe()),
+        });
         if self.workspaces.is_empty() {
             lines.push(
                 "  no workspace serves these databases: the branches are forked, nothing is served"
@@ -189,13 +318,29 @@ impl Preview {
     }
 }
 
+/// A time as the preview shows it.
+fn at_ms(ms: u64) -> String {
+    crate::workload::verify::format_us(ms.saturating_mul(1000))
+}
+
+/// A span of milliseconds as the preview shows it.
+fn span(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{ms} ms")
+    } else {
+        humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+    }
+}
+
 /// Looks at both regions: what a failover of `dbs` from `from` to `to`
-/// would do. Writes nothing but the reachability probe's small object.
+/// would do, taking each replica's state as `cut` says. Writes nothing
+/// but the reachability probe's small object.
 pub async fn preview(
     from: &Region,
     to: &Region,
     state: &ControlState,
     dbs: &[String],
+    cut: Cut,
 ) -> Result<Preview> {
     if from.name() == to.name() {
         return Err(Error::invalid(format!(
@@ -243,6 +388,50 @@ pub async fn preview(
         .filter(|ws| ws.databases.iter().any(|a| dbs.contains(&a.db)))
         .map(|ws| ws.name.clone())
         .collect();
+    let common_ms = out
+        .iter()
+        .map(|db| db.held_through_ms)
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|held| held.into_iter().min());
+    for db in &mut out {
+        db.common_cost = common_ms
+            .zip(db.held_through_ms)
+            .map(|(common, held)| CutCost {
+                span_ms: held.saturating_sub(common),
+                wal_files: 0,
+                rows: None,
+            });
+    }
+    let cut_ms = match cut {
+        Cut::Newest => None,
+        Cut::Common => Some(common_ms.ok_or_else(|| {
+            let why: Vec<String> = out
+                .iter()
+                .filter_map(|db| db.held_error.as_ref().map(|e| format!("{}: {e}", db.db)))
+                .collect();
+            Error::Failed(format!(
+                "no common instant: what each replica holds could not be read ({}); fail over each at its newest instead",
+                why.join("; ")
+            ))
+        })?),
+        Cut::At(ms) => {
+            if ms > now_ms() {
+                return Err(Error::invalid(format!(
+                    "{} lies in the future; fail over to a time that has passed",
+                    at_ms(ms)
+                )));
+            }
+            Some(ms)
+        }
+    };
+    if let Some(cut_ms) = cut_ms {
+        let points =
+            futures::future::try_join_all(out.iter().map(|db| cut_at(to, db, cut_ms))).await?;
+        for (db, (point, cost)) in out.iter_mut().zip(points) {
+            db.point = Some(point);
+            db.cut_cost = Some(cost);
+        }
+    }
     Ok(Preview {
         from: from.name().to_string(),
         to: to.name().to_string(),
@@ -251,7 +440,35 @@ pub async fn preview(
         primary_error,
         dbs: out,
         workspaces,
+        cut,
+        common_ms,
+        cut_ms,
     })
+}
+
+/// Where the replica of `db` in `to` stands as of `cut_ms`, and what that
+/// drops against its newest state.
+async fn cut_at(to: &Region, db: &DbPreview, cut_ms: u64) -> Result<(PointInTime, CutCost)> {
+    let point = pitr::locate(to, &db.db, &db.branch, cut_ms).await?;
+    let first_dropped = point.partial_wal.unwrap_or(point.wal_end + 1);
+    let wal_files = (db.replica_wal_end + 1).saturating_sub(first_dropped);
+    let rows = if wal_files <= DROPPED_ROWS_READ {
+        let location = DbLocation::branch_in_region(to, &db.db, &db.branch)?;
+        let side = crate::storage::fork::side(to, &location.path);
+        let mut rows = 0;
+        for id in first_dropped..=db.replica_wal_end {
+            rows += pitr::rows_after(&side, id, cut_ms).await?;
+        }
+        Some(rows)
+    } else {
+        None
+    };
+    let cost = CutCost {
+        span_ms: db.held_through_ms.unwrap_or(cut_ms).saturating_sub(cut_ms),
+        wal_files,
+        rows,
+    };
+    Ok((point, cost))
 }
 
 /// What the preview needs of one database's replica in `to`: its cursor
@@ -289,9 +506,21 @@ async fn look_at_replica(from: &Region, to: &Region, db: &str, branch: &str) -> 
         .first()
         .map_or(info.newest_wal_id.unwrap_or(0), |gap| gap - 1)
         .max(info.replay_after_wal_id);
-    let lag_ms = cursor
-        .and_then(|c| c.synced_us)
-        .map(|synced| crate::workload::now_us().saturating_sub(synced) / 1000);
+    let synced_us = cursor.and_then(|c| c.synced_us);
+    let lag_ms = synced_us.map(|synced| crate::workload::now_us().saturating_sub(synced) / 1000);
+    // Through when it holds every write: its newest row, or its last full
+    // sync when that came later (an idle database).
+    let (held_through_ms, held_error) =
+        match pitr::held_through_ms(to, db, branch, info.newest_manifest_id, replica_wal_end).await
+        {
+            Ok(row_ms) => {
+                let row_ms = row_ms.max(0) as u64;
+                let synced_ms =
+                    synced_us.map_or(0, |s| (s / 1000).saturating_sub(IDLE_SYNC_SLACK_MS));
+                (Some(row_ms.max(synced_ms)), None)
+            }
+            Err(e) => (None, Some(crate::error::one_line(&e.to_string()))),
+        };
     Ok(DbPreview {
         db: db.to_string(),
         branch: branch.to_string(),
@@ -300,6 +529,11 @@ async fn look_at_replica(from: &Region, to: &Region, db: &str, branch: &str) -> 
         lag_ms,
         lag_live: false,
         home_wal_end: None,
+        held_through_ms,
+        held_error,
+        common_cost: None,
+        point: None,
+        cut_cost: None,
     })
 }
 
@@ -394,7 +628,10 @@ pub async fn failover(
             let to = &to;
             let name = &name;
             async move {
-                let forked = fork_seen(to, &db.db, &db.branch, name, db.replica_manifest).await;
+                let forked = match &db.point {
+                    Some(point) => fork_at(to, &db.db, &db.branch, name, Some(point)).await,
+                    None => fork_seen(to, &db.db, &db.branch, name, db.replica_manifest).await,
+                };
                 drop(guard);
                 forked
             }
@@ -441,8 +678,12 @@ pub async fn failover(
     let fork_detail = forked
         .iter()
         .map(|f| {
+            let rows = match f.rows_written {
+                0 => String::new(),
+                n => format!(", {n} rows of the next written as of the cut"),
+            };
             format!(
-                "{}/{} off {} (manifest {}, WAL {}, {} WAL files copied, {} ms)",
+                "{}/{} off {} (manifest {}, WAL {}, {} WAL files copied{rows}, {} ms)",
                 f.db, f.branch, f.source, f.manifest_id, f.wal_end, f.wal_copied, f.took_ms
             )
         })

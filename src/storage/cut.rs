@@ -34,6 +34,9 @@ pub struct ManifestView {
     pub external: std::collections::BTreeMap<String, BTreeSet<String>>,
     /// Manifests that checkpoints in this one keep alive.
     pub checkpoint_manifest_ids: Vec<u64>,
+    /// The newest commit stamp of a row in its SSTs (the writer's clock,
+    /// Unix milliseconds): every row it holds was committed by then.
+    pub last_l0_tick_ms: i64,
 }
 
 impl ManifestView {
@@ -84,6 +87,7 @@ impl ManifestView {
             external_ssts,
             external: by_path,
             checkpoint_manifest_ids,
+            last_l0_tick_ms: manifest.last_l0_clock_tick(),
         })
     }
 
@@ -211,6 +215,7 @@ mod tests {
             external_ssts: 0,
             external: Default::default(),
             checkpoint_manifest_ids: vec![],
+            last_l0_tick_ms: 0,
         }
     }
 

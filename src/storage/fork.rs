@@ -61,6 +61,9 @@ pub struct Forked {
     pub wal_end: u64,
     /// WAL files the fork copied past its parent's manifest.
     pub wal_copied: u64,
+    /// Rows of the WAL file after `wal_end` the fork wrote itself: a point
+    /// in time inside that file holds its rows up to then.
+    pub rows_written: u64,
     /// Compacted SSTs the fork reads in place, by the branch they belong
     /// to (the source, and the sources of a forked source): they must
     /// outlive the fork in every region (invariant 3).
@@ -155,15 +158,27 @@ async fn fork_from(
     }
     let at_replica = cursor.is_some();
     let shadow = at_replica.then(|| shadow_path(db, source, branch));
-    let made = make(region, &target, &from, shadow.as_ref(), point, parent).await;
+    let made = async {
+        let made = make(region, &target, &from, shadow.as_ref(), point, parent).await?;
+        // The file that straddles a point in time: its rows by then.
+        let rows_written = match point.and_then(|p| p.partial_wal.map(|id| (id, p.at_ms))) {
+            Some((id, at_ms)) => write_rows_by(region, &from, &target, id, at_ms).await?,
+            None => 0,
+        };
+        Ok::<_, Error>((made, rows_written))
+    }
+    .await;
     match made {
-        Ok(Made {
-            manifest_id,
-            pinned,
-            wal_from,
-            wal_end,
-            wal_copied,
-        }) => Ok(Forked {
+        Ok((
+            Made {
+                manifest_id,
+                pinned,
+                wal_from,
+                wal_end,
+                wal_copied,
+            },
+            rows_written,
+        )) => Ok(Forked {
             region: region.name().to_string(),
             db: db.to_string(),
             source: source.to_string(),
@@ -174,6 +189,7 @@ async fn fork_from(
             wal_from,
             wal_end,
             wal_copied,
+            rows_written,
             pinned,
             took_ms: started.elapsed().as_millis() as u64,
         }),
@@ -254,7 +270,9 @@ async fn make(
             let mut files = BranchFiles::default();
             files.replace_dir(Dir::Wal, listed?);
             let held = contiguous_wal_end(&parent_view, &files, 0);
-            if held < named_end {
+            // A point in time names no WAL past its cut either.
+            let named = point.map_or(held, |p| held.min(p.wal_end));
+            if named < named_end {
                 if let Some(p) = point.filter(|p| held < p.wal_end) {
                     return Err(Error::Failed(format!(
                         "{} in region `{}` no longer holds WAL files {}..={} of this point in time; restore at another time",
@@ -264,11 +282,11 @@ async fn make(
                         p.wal_end
                     )));
                 }
-                let bytes = naming_wal_up_to(parent_id, &parent_bytes, held).await?;
+                let bytes = naming_wal_up_to(parent_id, &parent_bytes, named).await?;
                 put_manifest(region, shadow, parent_id, &bytes, PutMode::Overwrite).await?;
             }
             clone.await?;
-            (named_end.min(held), files)
+            (named_end.min(named), files)
         }
         None => {
             let after = FileRef::Wal(named_end);
@@ -323,6 +341,122 @@ async fn make(
         wal_end,
         wal_copied: wal_end - copied_to,
     })
+}
+
+/// Writes into the fork at `target` the rows of WAL file `id` of `from`
+/// committed by `at_ms`, each batch with the stamp it was committed with,
+/// through a writer of the fork (a WAL file cannot be cut in two: SlateDB
+/// keeps its SST encoder to itself). The fork then holds what its source
+/// held at `at_ms`, row for row. Returns the rows written.
+async fn write_rows_by(
+    region: &Region,
+    from: &DbLocation,
+    target: &DbLocation,
+    id: u64,
+    at_ms: u64,
+) -> Result<u64> {
+    use slatedb::config::{PutOptions, Ttl, WriteOptions};
+    let rows: Vec<slatedb::RowEntry> = super::pitr::wal_rows(&side(region, &from.path), id)
+        .await?
+        .into_iter()
+        .take_while(|r| r.create_ts.unwrap_or(0) <= at_ms as i64)
+        .collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // Pinned from the start: SlateDB's tickers fail on a clock that goes
+    // back, and the rows' stamps only go forward from the first.
+    let clock = Arc::new(StampClock::default());
+    clock.pin(rows[0].create_ts.unwrap_or(0));
+    let build = slatedb::Db::builder(target.path.clone(), region.store())
+        .with_settings(target.settings())
+        .with_system_clock(Arc::clone(&clock) as Arc<dyn slatedb_common::clock::SystemClock>)
+        .build();
+    let db = target
+        .bounded("open the fork's writer", ADMIN_TIMEOUT, build)
+        .await?;
+    let written = async {
+        // Rows of one commit share its sequence number.
+        for commit in rows.chunk_by(|a, b| a.seq == b.seq) {
+            let mut batch = slatedb::WriteBatch::new();
+            for row in commit {
+                match &row.value {
+                    slatedb::ValueDeletable::Value(value) => {
+                        let ttl = row.expire_ts.map_or(Ttl::NoExpiry, Ttl::ExpireAtMillis);
+                        batch.put_with_options(&row.key, value, &PutOptions { ttl });
+                    }
+                    slatedb::ValueDeletable::Tombstone => batch.delete(&row.key),
+                    slatedb::ValueDeletable::Merge(_) => {
+                        return Err(Error::Failed(format!(
+                            "WAL file {id} of {} holds a merge operand, which Lifeboat does not write; restore at a time outside that file",
+                            from.path
+                        )));
+                    }
+                }
+            }
+            clock.pin(commit[0].create_ts.unwrap_or(0));
+            // The commit's own sequence number too: the rows are as they were.
+            let options = WriteOptions {
+                seqnum: commit[0].seq,
+            };
+            db.write_with_options(batch, &options)
+                .await
+                .map_err(|e| Error::Failed(format!("writing into the fork {}: {e}", target.path)))?;
+        }
+        clock.unpin();
+        db.flush()
+            .await
+            .map_err(|e| Error::Failed(format!("flushing the fork {}: {e}", target.path)))
+    }
+    .await;
+    let closed = db
+        .close()
+        .await
+        .map_err(|e| Error::Failed(format!("closing the fork {}: {e}", target.path)));
+    written?;
+    closed?;
+    Ok(rows.len() as u64)
+}
+
+/// The wall clock, or the stamp a row was committed with while one is
+/// pinned: a writer stamps each row with its clock (`create_ts`), so rows
+/// written again into a fork keep the stamps they were committed with.
+#[derive(Debug, Default)]
+struct StampClock {
+    pinned_ms: std::sync::Mutex<Option<i64>>,
+}
+
+impl StampClock {
+    fn pin(&self, ms: i64) {
+        *self.pinned_ms.lock().unwrap_or_else(|p| p.into_inner()) = Some(ms);
+    }
+
+    fn unpin(&self) {
+        *self.pinned_ms.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl slatedb_common::clock::SystemClock for StampClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let pinned = *self.pinned_ms.lock().unwrap_or_else(|p| p.into_inner());
+        pinned
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .unwrap_or_else(chrono::Utc::now)
+    }
+
+    fn sleep<'a>(
+        &'a self,
+        duration: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+
+    fn ticker<'a>(
+        &'a self,
+        duration: std::time::Duration,
+    ) -> slatedb_common::clock::SystemClockTicker<'a> {
+        slatedb_common::clock::SystemClockTicker::new(self, duration)
+    }
 }
 
 /// Writes manifest `id` (`bytes`) of the shadow parent at `shadow`.
