@@ -732,10 +732,57 @@ fn failover_from_the_replication_tab_shows_the_loss_then_makes_the_replica_live(
     assert!(snapshot.branches.branches.is_empty());
     let preview = snapshot.failover.preview.clone().expect("a preview");
     assert_eq!(preview.dbs.len(), 2);
+    // Through when each replica holds every write, and so the instant a
+    // common cut would take.
+    assert!(
+        preview.dbs.iter().all(|d| d.held_through_ms.is_some()),
+        "{preview:#?}"
+    );
+    assert!(preview.common_ms.is_some(), "{preview:#?}");
     assert!(preview.primary_reachable);
     // The preview's lag is the table's (the running copier's), not the
     // replica cursor's last saved sync (finding, issue 17).
     assert!(preview.dbs.iter().all(|d| d.lag_live), "{preview:#?}");
+    // The cut: all at one instant, looked at again; a time that is not
+    // one is said so in the field's words, and nothing can be confirmed
+    // until the preview is of the cut picked.
+    app.click_role(Role::RadioButton, "all as of a time:");
+    app.type_into("Time to fail over to", "yesterday");
+    app.click("Look at that time");
+    app.until_shown("The time `yesterday` is not one", Duration::from_secs(10));
+    assert!(
+        !enabled(&app.harness, "Fail over now"),
+        "a cut not looked at"
+    );
+    app.click_role(
+        Role::RadioButton,
+        "all at one instant, the newest every replica holds",
+    );
+    app.until("the common cut's preview", Duration::from_secs(30), |h| {
+        h.state()
+            .snapshot()
+            .failover
+            .preview
+            .as_ref()
+            .is_some_and(|p| {
+                p.cut == lifeboat::orchestrator::failover::Cut::Common && p.cut_ms.is_some()
+            })
+            && h.query_by_label("Fail over now").is_some()
+    });
+    app.until_shown("cut: every database as of", Duration::from_secs(10));
+    // Back to each database's newest: what the rest of this test checks
+    // (nothing lost, nothing stranded) is that cut's. A common cut drops
+    // the writes of a database past the instant, for recovery.
+    app.click_role(Role::RadioButton, "each at its replica's newest state");
+    app.until("the newest cut's preview", Duration::from_secs(30), |h| {
+        h.state()
+            .snapshot()
+            .failover
+            .preview
+            .as_ref()
+            .is_some_and(|p| p.cut == lifeboat::orchestrator::failover::Cut::Newest)
+            && h.query_by_label("Fail over now").is_some()
+    });
     // Finding (issue 17): destructive actions started on one click. The
     // target region's name is typed first.
     assert!(

@@ -7,6 +7,7 @@ use eframe::egui::{self, RichText};
 use super::widgets::{self, button_unless};
 use crate::control::event::{OperationKind, OperationRecord};
 use crate::engine::{Command, Engine, RequestId, Snapshot};
+use crate::orchestrator::failover::Cut;
 
 /// Exports an operation's report through a save dialog.
 #[derive(Default)]
@@ -67,6 +68,20 @@ pub struct FailoverPanel {
     export: ReportExport,
     /// What the user typed to confirm.
     typed: String,
+    /// Which state of each replica to take, as picked.
+    cut: CutPick,
+    /// The time typed for [`CutPick::At`], and why it is not one.
+    at: String,
+    at_error: Option<String>,
+}
+
+/// The cuts the panel offers.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum CutPick {
+    #[default]
+    Newest,
+    Common,
+    At,
 }
 
 impl FailoverPanel {
@@ -123,10 +138,65 @@ impl FailoverPanel {
     pub fn open(&mut self, engine: &Engine) {
         self.open = true;
         self.run_request = None;
-        self.preview_request = Some(engine.send(Command::PreviewFailover {
-            scope: None,
-            cut: Default::default(),
-        }));
+        self.cut = CutPick::Newest;
+        self.look(engine, Cut::Newest);
+    }
+
+    /// A fresh preview taking the replicas' state as `cut` says.
+    fn look(&mut self, engine: &Engine, cut: Cut) {
+        self.at_error = None;
+        self.preview_request = Some(engine.send(Command::PreviewFailover { scope: None, cut }));
+    }
+
+    /// Which state of each replica to take: each one's newest, all at the
+    /// newest instant every replica holds, or all as of a typed time. A
+    /// change looks again.
+    fn cut_ui(&mut self, ui: &mut egui::Ui, engine: &Engine) {
+        ui.label(RichText::new("Take the databases:").strong());
+        let before = self.cut;
+        ui.radio_value(
+            &mut self.cut,
+            CutPick::Newest,
+            "each at its replica's newest state",
+        )
+        .on_hover_text(
+            "The least loss per database; the databases may stand at slightly different instants.",
+        );
+        ui.radio_value(&mut self.cut, CutPick::Common, "all at one instant, the newest every replica holds")
+            .on_hover_text("No database is ahead of another (orders without their payments, say); the preview says what it costs each.");
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut self.cut, CutPick::At, "all as of a time:")
+                .on_hover_text("Undo a bad deploy or a destructive migration while failing over: the state as the old primary committed it then, inside the retention window.");
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut self.at)
+                    .hint_text("2026-11-26T14:05:00Z")
+                    .desired_width(190.0),
+            )
+            .accessible_name("Time to fail over to");
+            if field.gained_focus() {
+                self.cut = CutPick::At;
+            }
+            let asked = ui.button("Look at that time").clicked()
+                || (field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)));
+            if asked {
+                self.cut = CutPick::At;
+                match at_ms(&self.at) {
+                    Ok(ms) => self.look(engine, Cut::At(ms)),
+                    Err(e) => self.at_error = Some(e),
+                }
+            }
+        });
+        if let Some(error) = &self.at_error {
+            ui.label(RichText::new(error).color(widgets::bad(ui)));
+        }
+        if self.cut != before {
+            match self.cut {
+                CutPick::Newest => self.look(engine, Cut::Newest),
+                CutPick::Common => self.look(engine, Cut::Common),
+                // Looked at once a time is typed and asked for.
+                CutPick::At => {}
+            }
+        }
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
@@ -150,6 +220,8 @@ impl FailoverPanel {
             }
             if let Some(error) = &view.preview_error {
                 ui.label(RichText::new(error).color(widgets::bad(ui)));
+                // A cut that cannot be taken: pick another.
+                self.cut_ui(ui, engine);
                 if ui.button("Close").clicked() {
                     self.open = false;
                 }
@@ -163,6 +235,7 @@ impl FailoverPanel {
             for line in preview.summary().lines() {
                 ui.monospace(line);
             }
+            self.cut_ui(ui, engine);
             ui.label(
                 RichText::new(
                     "The replicas are not written: new live branches are forked from them. Writes the replicas lack stay in the old primary for recovery.",
@@ -170,11 +243,27 @@ impl FailoverPanel {
                 .color(widgets::muted(ui)),
             );
             let confirmed = widgets::typed_confirmation(ui, &preview.to, &mut self.typed);
+            // The preview confirmed is the cut picked: a time picked and not
+            // looked at yet is not failed over to.
+            let shown = match preview.cut {
+                Cut::Newest => CutPick::Newest,
+                Cut::Common => CutPick::Common,
+                Cut::At(_) => CutPick::At,
+            };
             ui.horizontal(|ui| {
                 let label = format!("Fail over to {} now", preview.to);
-                if widgets::confirmed_button(ui, &label, "Fail over now", confirmed, &preview.to)
+                let clicked = if shown == self.cut {
+                    widgets::confirmed_button(ui, &label, "Fail over now", confirmed, &preview.to)
+                        .clicked()
+                } else {
+                    button_unless(
+                        ui,
+                        "Fail over now",
+                        Some("the preview above is not of the time picked; press Look at that time first"),
+                    )
                     .clicked()
-                {
+                };
+                if clicked {
                     self.typed.clear();
                     self.run_request = Some(engine.send(Command::Failover {
                         asked_ms: None,
@@ -210,6 +299,30 @@ impl FailoverPanel {
             self.run_request = None;
         }
     }
+}
+
+/// The time typed in the panel's time field, in Unix milliseconds: one
+/// line saying what is wrong with it otherwise, in the field's words.
+fn at_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(
+            "Type a time first, like 2026-11-26T14:05:00Z (UTC when no offset is given).".into(),
+        );
+    }
+    let at = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        format!("The time `{text}` is not one ({e}); write it like 2026-11-26T14:05:00Z.")
+    })?;
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "The time lies before 1970.".to_string())?
+        .as_millis() as u64;
+    if ms > crate::orchestrator::now_ms() {
+        return Err(format!(
+            "The time {text} lies in the future; give one that has passed."
+        ));
+    }
+    Ok(ms)
 }
 
 /// Where an operation run from a panel stands.

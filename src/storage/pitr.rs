@@ -128,9 +128,15 @@ pub async fn locate(region: &Region, db: &str, source: &str, at_ms: u64) -> Resu
             .then_some((*id, checkpoint))
     });
     let grain_ms = stamp_grain_ms(region);
-    // Nothing from before the oldest state the branch keeps a record of.
-    let oldest_us = manifests.first().map(|(_, m)| m.modified_us);
-    let too_early = oldest_us.is_none_or(|oldest| at_ms.saturating_mul(1000) < oldest);
+    // At a home, nothing from before the oldest state it keeps a record of
+    // (stamped when written there). A replica's stamps are copy times: a
+    // state there counts by its rows alone.
+    let oldest_us = manifests
+        .first()
+        .map(|(_, m)| m.modified_us)
+        .filter(|_| !at_replica);
+    let too_early =
+        oldest_us.is_some_and(|oldest| at_ms.saturating_mul(1000) < oldest) || manifests.is_empty();
     for (manifest_id, checkpoint) in bases.filter(|_| !too_early) {
         let Some(bytes) = side.read(&FileRef::Manifest(manifest_id)).await? else {
             continue; // collected since the listing
