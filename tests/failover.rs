@@ -1103,6 +1103,113 @@ async fn a_common_cut_fails_databases_over_at_one_instant_every_replica_holds() 
     eprintln!("rows written into forks as of T: {rows_written}");
 }
 
+/// Failover to a chosen time: a destructive migration deletes every
+/// record at the home and reaches the replica; a failover as of a time
+/// before it makes the records live again, exactly as they were then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_time_before_a_destructive_migration_undoes_it() {
+    let kinds: Vec<_> = common::kinds()
+        .into_iter()
+        .filter(|k| matches!(k, common::Kind::File | common::Kind::S3))
+        .collect();
+    for kind in kinds {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = common::region(kind, "us-east-1", dir.path());
+        let b = common::region(kind, "eu-west-1", dir.path());
+        let home = DbLocation::in_region(&a, "orders").expect("names");
+        home.create().await.expect("create");
+        let acks = AckLog::for_db(&dir.path().join("acks"), "orders");
+        let pins = Arc::new(BranchPins::default());
+        let replicator = Replicator::start(
+            vec![Flow::new("orders", "main", &a, &b)],
+            fast(),
+            Arc::clone(&pins) as Arc<_>,
+        );
+        let before = writing(&home, &acks, 300, 2).await.expect("writer");
+        let replica = DbLocation::in_region(&b, "orders").expect("names");
+        caught_up(&replica, &acks).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t_ms = workload::now_us() / 1000;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The migration: every record deleted, and the replica follows.
+        let writer = home.open_writer(false).await.expect("writer");
+        let reader = home.open_reader().await.expect("reader");
+        let mut rows = reader
+            .scan(lifeboat::workload::record::key_range())
+            .await
+            .expect("scan");
+        let mut keys = Vec::new();
+        while let Some(row) = rows.next().await.expect("row") {
+            keys.push(row.key);
+        }
+        reader.close().await.expect("close");
+        for key in &keys {
+            writer.delete(key).await.expect("delete");
+        }
+        writer.flush().await.expect("flush");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while verify(&replica, None).await.map_or(1, |v| v.records) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind:?}: the deletes never crossed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        writer.close().await.expect("close");
+
+        let state = control::load(&b).await.expect("log");
+        let dbs = ["orders".to_string()];
+        let future = failover::preview(&a, &b, &state, &dbs, failover::Cut::At(t_ms + 3_600_000))
+            .await
+            .err()
+            .expect("a time to come is refused");
+        assert!(
+            future.to_string().contains("lies in the future"),
+            "{future}"
+        );
+        let preview = failover::preview(&a, &b, &state, &dbs, failover::Cut::At(t_ms))
+            .await
+            .expect("preview");
+        let what = format!("{kind:?}\n{}", preview.summary());
+        let cost = preview.dbs[0].cut_cost.clone().expect("what the cut drops");
+        assert_eq!(
+            cost.rows,
+            Some(keys.len() as u64),
+            "{what}: the deletes are what it drops"
+        );
+        let outcome = failover::failover(
+            &[a.clone(), b.clone()],
+            &preview,
+            "00000000000000bb",
+            "test",
+            FailoverOptions {
+                pins: Some(Arc::clone(&pins)),
+                ..FailoverOptions::default()
+            },
+        )
+        .await
+        .expect("failover");
+        assert!(outcome.record.ok, "{what}: {:#?}", outcome.record);
+        replicator.stop().await;
+        let live =
+            DbLocation::branch_in_region(&b, "orders", &outcome.live[0].branch).expect("names");
+        let view = verify(&live, Some(&acks)).await.expect("verify");
+        assert!(view.consistent, "{what}: {}", view.summary());
+        assert_eq!(
+            view.records,
+            before.last_acked_seq,
+            "{what}: {}",
+            view.summary()
+        );
+        assert_eq!(
+            view.highest_gap_free_seq,
+            before.last_acked_seq,
+            "{what}: {}",
+            view.summary()
+        );
+    }
+}
+
 /// A failover opens the new writers while it records the epoch: a
 /// workspace held by that record serves nothing when it could not be
 /// written, and starts serving only once it stands.
