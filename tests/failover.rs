@@ -1161,8 +1161,7 @@ async fn a_failover_to_a_time_before_a_destructive_migration_undoes_it() {
         let dbs = ["orders".to_string()];
         let future = failover::preview(&a, &b, &state, &dbs, failover::Cut::At(t_ms + 3_600_000))
             .await
-            .err()
-            .expect("a time to come is refused");
+            .expect_err("a time to come is refused");
         assert!(
             future.to_string().contains("lies in the future"),
             "{future}"
