@@ -143,6 +143,7 @@ async fn bad_commands_fail_with_one_line_that_says_what_to_do() {
                 smoke: vec![],
                 scope: None,
                 port: None,
+                cut: Default::default(),
             },
             "configure replication first",
         ),
@@ -417,7 +418,7 @@ async fn a_zero_loss_group_runs_asynchronously_past_its_timeout_and_returns_by_i
         data: Default::default(),
         writes: WriteRules {
             zero_loss_timeout_s: 1.0,
-            rpo_guard: false,
+            ..WriteRules::default()
         },
     });
     assert!(matches!(done(&engine, id).await, Outcome::Done(_)));

@@ -1002,11 +1002,35 @@ async fn a_common_cut_fails_databases_over_at_one_instant_every_replica_holds() 
         let pins = Arc::new(BranchPins::default());
         let replicator = Replicator::start(flows, fast(), Arc::clone(&pins) as Arc<_>);
         in_sync(&replicator).await;
-        tokio::time::sleep(Duration::from_millis(1500 + fastrand::u64(..1500))).await;
+        let dbs: Vec<String> = DBS.iter().map(|(db, _)| db.to_string()).collect();
+        // A drill at one instant first, while they write: each drill branch
+        // matches its replica as of that instant (with the rows by then of
+        // the WAL file that straddles it).
+        let drilled = lifeboat::orchestrator::drill::drill(
+            a.name(),
+            &b,
+            &dbs,
+            "00000000000000bb",
+            "test",
+            lifeboat::orchestrator::drill::DrillOptions {
+                cut: failover::Cut::Common,
+                pins: Some(Arc::clone(&pins)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("drill");
+        assert!(drilled.record.ok, "{kind:?}: {:#?}", drilled.record);
+        if let Some(ws) = drilled.workspace {
+            ws.stop().await.expect("stop the drill workspace");
+        }
+        let drill_rows: u64 = drilled.forks.iter().map(|f| f.rows_written).sum();
+        eprintln!("{kind:?}: rows written into drill branches as of their instant: {drill_rows}");
+        rows_written += drill_rows;
+        tokio::time::sleep(Duration::from_millis(1000 + fastrand::u64(..1500))).await;
         a.faults()
             .set(&"outage".parse::<FaultPlan>().expect("plan"));
         let state = control::load(&b).await.expect("log");
-        let dbs: Vec<String> = DBS.iter().map(|(db, _)| db.to_string()).collect();
         let preview = failover::preview(&a, &b, &state, &dbs, failover::Cut::Common)
             .await
             .expect("preview");

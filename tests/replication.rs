@@ -366,7 +366,14 @@ async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
             acks,
             flow,
         } = p.orders().await;
-        let replicator = Replicator::start(vec![flow.clone()], fast(), Arc::new(NoPins));
+        // The home's writers keep nothing back for it: what is tested here is
+        // a replica whose home deleted what it needs (a writer elsewhere,
+        // or a hold past its bound).
+        let no_hold = ReplicationOptions {
+            gc_hold: Duration::ZERO,
+            ..fast()
+        };
+        let replicator = Replicator::start(vec![flow.clone()], no_hold.clone(), Arc::new(NoPins));
         let writer = writing(&home, acks.clone(), 3000, 6, true, 400);
         let mut looks = 0;
         // At least ten looks, even where a slow server (moto) allows fewer
@@ -431,7 +438,7 @@ async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
             flow.clone(),
             ReplicationOptions {
                 delete_grace: Duration::ZERO,
-                ..fast()
+                ..no_hold.clone()
             },
             Arc::new(NoPins),
         );
@@ -449,11 +456,126 @@ async fn home_gc_never_leaves_the_replica_missing_a_needed_file() {
         );
         assert_readable_prefix(&replica, &format!("{kind:?} after the list-diff")).await;
 
-        let replicator = Replicator::start(vec![flow], fast(), Arc::new(NoPins));
+        let replicator = Replicator::start(vec![flow], no_hold, Arc::new(NoPins));
         converge(&replicator, Duration::from_secs(60)).await;
         replicator.stop().await;
         assert_has_everything(&replica, &acks, &format!("{kind:?} after GC")).await;
     }
+}
+
+/// The GC hold: the replica's region is cut off for a minute while the
+/// home churns (garbage collection of anything a second old). The home
+/// keeps what the replica still needs, so on resume the replica lands
+/// every manifest the home wrote meanwhile, none skipped; then the home's
+/// garbage shrinks back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_replica_resumes_through_every_manifest_and_the_home_lets_go_after() {
+    let pause = Duration::from_secs(
+        std::env::var("LIFEBOAT_GC_HOLD_PAUSE_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let p = pair(Kind::File);
+    let Orders {
+        home,
+        replica,
+        acks,
+        flow,
+    } = p.orders().await;
+    let replicator = Replicator::start(vec![flow], fast(), Arc::new(NoPins));
+    // An RPO target the catch-up through every manifest fits in, on a
+    // loaded machine too (past it a saturated link lands the newest).
+    replicator.set_rpo_target(Duration::from_secs(30));
+    let writer = writing(&home, acks.clone(), 600, 3600, true, 400);
+    converge(&replicator, Duration::from_secs(60)).await;
+    let manifests = |region: &Region| {
+        let side = side(region, &branch_path("orders", "main"));
+        async move {
+            side.list(Dir::Manifest, None)
+                .await
+                .expect("list manifests")
+                .into_iter()
+                .filter_map(|(f, _)| match f {
+                    FileRef::Manifest(id) => Some(id),
+                    _ => None,
+                })
+                .collect::<std::collections::BTreeSet<u64>>()
+        }
+    };
+    // Garbage: what the home holds beyond its newest state's files.
+    let garbage = |region: &Region| {
+        let side = side(region, &branch_path("orders", "main"));
+        async move {
+            let mut files = 0;
+            for dir in [Dir::Manifest, Dir::Compacted, Dir::Wal] {
+                files += side.list(dir, None).await.expect("list").len();
+            }
+            files
+        }
+    };
+    let before = garbage(&p.a).await;
+
+    // The test looks at the replica's region past the outage.
+    let b = Region::open_apart(p.b.spec()).expect("region");
+    p.b.faults().set_outage(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held_at_pause = *manifests(&b).await.last().expect("a replica manifest");
+    tokio::time::sleep(pause).await;
+    let at_home = manifests(&p.a).await;
+    let newest = *at_home.last().expect("home manifests");
+    let written: Vec<u64> = (held_at_pause + 1..=newest).collect();
+    assert!(
+        written.len() >= 10,
+        "the home wrote {} manifests in the pause; the test proves nothing",
+        written.len()
+    );
+    // The home kept every one of them, though it collects anything a
+    // second old.
+    let dropped: Vec<_> = written.iter().filter(|id| !at_home.contains(id)).collect();
+    assert!(
+        dropped.is_empty(),
+        "the home deleted manifests {dropped:?} the replica needs"
+    );
+    let paused = garbage(&p.a).await;
+
+    // Resume: every manifest lands, in turn (each stays a few seconds at
+    // the replica, its delete grace, and is seen by a look every 20 ms).
+    p.b.faults().set_outage(false);
+    let mut landed = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while landed.last().is_none_or(|l| *l < newest) {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never caught up: {landed:?}"
+        );
+        landed.extend(manifests(&b).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let skipped: Vec<_> = written.iter().filter(|id| !landed.contains(id)).collect();
+    assert!(
+        skipped.is_empty(),
+        "the replica skipped manifests {skipped:?} of {}..={newest}",
+        held_at_pause + 1
+    );
+    assert_readable_prefix(&replica, "after the pause").await;
+
+    // And the home lets go of what it kept.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut after = garbage(&p.a).await;
+    while after * 2 > paused {
+        assert!(
+            Instant::now() < deadline,
+            "the home's garbage did not shrink: {before} files before the pause, {paused} after it, {after} now"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after = garbage(&p.a).await;
+    }
+    eprintln!(
+        "home files: {before} before the pause, {paused} after {pause:?} paused, {after} once caught up"
+    );
+    writer.abort();
+    replicator.stop().await;
 }
 
 /// SSTs the newest manifest in `replica` lists that `home` no longer has.

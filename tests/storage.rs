@@ -224,3 +224,53 @@ async fn an_outage_stops_the_workload_and_loses_nothing_acknowledged() {
         assert_eq!(ack_check.missing_acked, 0, "{}", verified.summary());
     }
 }
+
+/// A checksum with an overlay (a drill's reference under a cut: the
+/// replica as of its last whole WAL file, with the rows by then of the
+/// next one written over it) equals the checksum of the state it makes.
+#[tokio::test]
+async fn a_checksum_with_an_overlay_is_the_checksum_of_the_state_it_makes() {
+    use bytes::Bytes;
+    use lifeboat::storage::view::{checksum, checksum_with};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let region = region(Kind::Memory, "us-east-1", dir.path());
+    let write = |name: &'static str, pairs: Vec<(&'static str, &'static str)>| {
+        let region = region.clone();
+        async move {
+            let loc = DbLocation::in_region(&region, name).expect("names");
+            loc.create().await.expect("create");
+            let db = loc.open_writer(false).await.expect("writer");
+            for (k, v) in pairs {
+                db.put(k, v).await.expect("put");
+            }
+            db.flush().await.expect("flush");
+            db.close().await.expect("close");
+            loc
+        }
+    };
+    let base = write("base", vec![("a", "1"), ("c", "3"), ("e", "5")]).await;
+    let made = write(
+        "made",
+        vec![("a", "1"), ("b", "2"), ("d", "4"), ("e", "50"), ("f", "6")],
+    )
+    .await;
+    let overlay: std::collections::BTreeMap<Bytes, Option<Bytes>> = [
+        ("b", Some("2")),
+        ("c", None),
+        ("d", Some("4")),
+        ("e", Some("50")),
+        ("f", Some("6")),
+        ("g", None),
+    ]
+    .into_iter()
+    .map(|(k, v)| (Bytes::from(k), v.map(Bytes::from)))
+    .collect();
+    let over = checksum_with(&base, &overlay).await.expect("checksum");
+    let expected = checksum(&made).await.expect("checksum");
+    assert_eq!(over.keys, 5);
+    assert_eq!(over.digest, expected.digest);
+    assert_ne!(
+        checksum(&base).await.expect("checksum").digest,
+        expected.digest
+    );
+}

@@ -316,6 +316,13 @@ pub struct DrillArgs {
     /// The drill workspace's port (default: any free one).
     #[arg(long)]
     port: Option<u16>,
+    /// Which state of each replica to take, as for `failover`: `newest`
+    /// or `common` (all as of the newest instant every replica holds).
+    #[arg(long, value_enum, default_value = "newest", conflicts_with = "at")]
+    cut: CutArg,
+    /// Take every database as of this time instead (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
 }
 
 pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32> {
@@ -324,12 +331,13 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
         from: args.from.clone(),
         to: args.to.clone(),
         dbs: args.dbs.clone(),
-        cut: CutArg::Newest,
-        at: None,
+        cut: args.cut,
+        at: args.at.clone(),
         yes: false,
         serve: ServeArgs::default(),
     };
     let (from, to, dbs) = scope(ctx, &regions, &scope_args)?;
+    let cut = scope_args.cut()?;
     let client = super::route::client(
         ctx,
         std::slice::from_ref(&to),
@@ -352,6 +360,7 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
             dbs,
         }),
         port: Some(args.port.unwrap_or(0)),
+        cut,
     };
     let steps: StepsOf = |s| &s.drill.steps;
     let ran = client

@@ -57,6 +57,12 @@ pub enum GroupCommand {
         /// Off by default; a saved group keeps its setting.
         #[arg(long, value_enum, value_name = "on|off")]
         rpo_guard: Option<Switch>,
+        /// The GC hold: how long a home keeps a file a replica still needs
+        /// (a replica paused or slow then lands every state in turn instead
+        /// of reseeding), e.g. 6h, up to 720h; 0s turns it off. Default 6h;
+        /// a saved group keeps its own.
+        #[arg(long, value_parser = parse_duration)]
+        gc_hold: Option<Duration>,
         /// Who copies the SSTs (the bulk of the bytes): `lifeboat`, or
         /// `store` for a region pair that replicates each database's
         /// `compacted/` folder itself, without deletes (S3 Cross-Region
@@ -228,6 +234,14 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                             "; RPO guard on (writes slow, then are refused, as a replica nears the target)",
                         );
                     }
+                    text.push_str(&match g.writes.gc_hold_s {
+                        0 => "; GC hold off (a replica that falls behind may have to reseed)"
+                            .to_string(),
+                        s => format!(
+                            "; the homes keep what a replica still needs for up to {}",
+                            humantime::format_duration(Duration::from_secs(s))
+                        ),
+                    });
                     if !g.held.is_empty() {
                         let held: Vec<_> = g.held.iter().cloned().collect();
                         text.push_str(&format!("; paused: {}", held.join(", ")));
@@ -251,6 +265,7 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
             kind,
             zero_loss_timeout,
             rpo_guard,
+            gc_hold,
             data,
         } => {
             ctx.regions.get(&secondary)?;
@@ -272,12 +287,16 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
             if let Some(guard) = rpo_guard {
                 writes.rpo_guard = matches!(guard, Switch::On);
             }
+            if let Some(hold) = gc_hold {
+                writes.gc_hold_s = hold.as_secs();
+            }
             if let Some(primary) = ctx.regions.names().first() {
                 // In the words of the command line.
                 let fixes = group::Fixes {
                     secondary: "give another region as --secondary",
                     rpo_target: "give --rpo-target above 0s, e.g. 1s",
                     zero_loss_timeout: "give --zero-loss-timeout between 100ms and 600s, e.g. 5s",
+                    gc_hold: "give --gc-hold up to 720h, e.g. 6h (0s: off)",
                 };
                 group::check(primary, &secondary, rpo_target.as_secs_f64(), fixes)?;
                 group::check_writes(&writes, fixes)?;

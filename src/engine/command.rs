@@ -151,6 +151,9 @@ pub enum Command {
         /// The drill workspace's port (default: its own).
         #[serde(default)]
         port: Option<u16>,
+        /// Which state of each replica to take (as for `PreviewFailover`).
+        #[serde(default)]
+        cut: crate::orchestrator::failover::Cut,
     },
     /// Forks `db` as of `at_ms` (point-in-time recovery) in `region`, off
     /// its live branch (or branch `from`), as branch `name`.

@@ -327,7 +327,7 @@ impl Core {
         request: RequestId,
         ttl_s: u64,
         smoke: Vec<String>,
-        scope: Option<Scope>,
+        (scope, cut): (Option<Scope>, crate::orchestrator::failover::Cut),
         port: Option<u16>,
     ) {
         if self.drill.running {
@@ -354,6 +354,7 @@ impl Core {
             smoke,
             pins: Some(Arc::clone(&self.pins)),
             on_step: Some(self.steps_of(Op::Drill)),
+            cut,
             ..Default::default()
         };
         // The smoke commands are the group's: the next drill starts from them.

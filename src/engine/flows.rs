@@ -152,6 +152,7 @@ impl Core {
         replicator.set_rpo_target(Duration::from_secs_f64(group.rpo_target_s));
         replicator.set_data_by_store(group.data == DataCopy::Store);
         replicator.set_promise(group.zero_loss_timeout(), group.writes.rpo_guard);
+        replicator.set_gc_hold(Duration::from_secs(group.writes.gc_hold_s));
         // Flows of databases no longer selected stop.
         let dropped: BTreeSet<String> = replicator
             .flows()

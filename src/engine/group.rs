@@ -62,7 +62,18 @@ pub struct WriteRules {
     /// The RPO guard: slow, then refuse, writes while a replica would lag
     /// past the RPO target (off by default: availability first).
     pub rpo_guard: bool,
+    /// The GC hold: how long the homes' writers keep a file a replica still
+    /// needs (seconds; 0: off). See `storage::gc_hold`.
+    #[serde(default = "default_gc_hold_s")]
+    pub gc_hold_s: u64,
 }
+
+fn default_gc_hold_s() -> u64 {
+    crate::storage::gc_hold::DEFAULT_GC_HOLD.as_secs()
+}
+
+/// The GC hold's longest bound: 30 days of a home's garbage.
+pub const MAX_GC_HOLD_S: u64 = 30 * 24 * 3600;
 
 /// A write waits this long for the secondary by default: long enough for
 /// a slow put across regions, short enough for a client's own timeout.
@@ -73,6 +84,7 @@ impl Default for WriteRules {
         WriteRules {
             zero_loss_timeout_s: DEFAULT_ZERO_LOSS_TIMEOUT_S,
             rpo_guard: false,
+            gc_hold_s: default_gc_hold_s(),
         }
     }
 }
@@ -138,6 +150,7 @@ pub struct Fixes {
     pub secondary: &'static str,
     pub rpo_target: &'static str,
     pub zero_loss_timeout: &'static str,
+    pub gc_hold: &'static str,
 }
 
 /// In the app's words (the wizard) and the engine's.
@@ -145,6 +158,7 @@ pub const IN_THE_APP: Fixes = Fixes {
     secondary: "choose another region as the secondary",
     rpo_target: "give a number of seconds above 0",
     zero_loss_timeout: "give the zero-loss timeout in seconds, from 0.1 to 600",
+    gc_hold: "give the hold in hours, from 0 (off) to 720",
 };
 
 /// Whether a group of `primary` and `secondary` with an RPO target of
@@ -172,6 +186,13 @@ pub fn check_writes(writes: &WriteRules, fixes: Fixes) -> Result<()> {
         return Err(Error::invalid(format!(
             "a zero-loss timeout of {t} s is outside 0.1 to 600 s; {}",
             fixes.zero_loss_timeout
+        )));
+    }
+    if writes.gc_hold_s > MAX_GC_HOLD_S {
+        return Err(Error::invalid(format!(
+            "a GC hold of {} h is longer than 720 h (30 days); {}",
+            writes.gc_hold_s / 3600,
+            fixes.gc_hold
         )));
     }
     Ok(())
@@ -203,6 +224,7 @@ pub fn load(config_dir: &Path) -> Result<Option<GroupConfig>> {
                 secondary: FIX,
                 rpo_target: FIX,
                 zero_loss_timeout: FIX,
+                gc_hold: FIX,
             };
             check_writes(&group.writes, fixes)?;
             check(&group.primary, &group.secondary, group.rpo_target_s, fixes)
@@ -251,6 +273,7 @@ mod tests {
             writes: WriteRules {
                 zero_loss_timeout_s: 2.0,
                 rpo_guard: true,
+                gc_hold_s: 3600,
             },
         };
         save(dir.path(), Some(&group)).expect("save");
@@ -277,6 +300,7 @@ mod tests {
             writes: WriteRules {
                 zero_loss_timeout_s: 0.0,
                 rpo_guard: false,
+                gc_hold_s: 0,
             },
             ..group("eu-west-1", 1.0)
         };

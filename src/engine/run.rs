@@ -320,7 +320,8 @@ impl Core {
                 smoke,
                 scope,
                 port,
-            } => self.run_drill(request, ttl_s, smoke, scope, port),
+                cut,
+            } => self.run_drill(request, ttl_s, smoke, (scope, cut), port),
             Command::Restore {
                 db,
                 region,

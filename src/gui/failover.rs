@@ -522,6 +522,7 @@ impl DrillPanel {
                         smoke,
                         scope: None,
                         port: None,
+                        cut: Default::default(),
                     }));
                 }
                 if ui.button("Cancel").clicked() {

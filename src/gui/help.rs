@@ -31,10 +31,11 @@ pub enum Term {
     Workspace,
     ZeroLoss,
     RpoGuard,
+    GcHold,
 }
 
 impl Term {
-    pub const ALL: [Term; 20] = [
+    pub const ALL: [Term; 21] = [
         Term::Rpo,
         Term::Rto,
         Term::Region,
@@ -55,6 +56,7 @@ impl Term {
         Term::Workspace,
         Term::ZeroLoss,
         Term::RpoGuard,
+        Term::GcHold,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +81,7 @@ impl Term {
             Term::Workspace => "Workspace",
             Term::ZeroLoss => "Zero loss",
             Term::RpoGuard => "RPO guard",
+            Term::GcHold => "GC hold",
         }
     }
 
@@ -140,6 +143,9 @@ impl Term {
             }
             Term::ZeroLoss => {
                 "Synchronous replication: a workspace acknowledges a write only once the secondary holds the WAL file that makes it durable, so a failover loses no acknowledged write even if the primary never returns. Each write waits for one more copy across regions. If the secondary stops answering, writes wait up to the zero-loss timeout, then the group runs asynchronously (red, with an alert) until the secondary holds everything again."
+            }
+            Term::GcHold => {
+                "The primary's garbage collector keeps each file a replica still needs (the manifests past the one it holds, the data files they name, the WAL it has not copied) up to a bound: a paused or slow link then catches up through every state the primary had, instead of skipping states or reseeding. The primary's storage grows while it holds."
             }
             Term::RpoGuard => {
                 "Makes the RPO target a promise: while a replica would fall behind it (the age of what it lacks plus the time its link needs to copy that), writes are slowed, then refused with an error. Off by default: a slow link then costs RPO, not availability."

@@ -690,6 +690,31 @@ fn wizard_ui(
                 );
             });
             ui.end_row();
+
+            super::help::term_label(ui, "GC hold", super::help::Term::GcHold);
+            ui.vertical(|ui| {
+                let mut hours = wizard.writes.gc_hold_s as f64 / 3600.0;
+                let changed = ui
+                    .add(
+                        egui::DragValue::new(&mut hours)
+                            .range(0.0..=720.0)
+                            .speed(0.25)
+                            .suffix(" h"),
+                    )
+                    .accessible_name("GC hold in hours")
+                    .changed();
+                if changed {
+                    wizard.writes.gc_hold_s = (hours * 3600.0).round() as u64;
+                }
+                ui.label(
+                    RichText::new(
+                        "The primary keeps the files a replica still needs this long, so a paused or slow link catches up through every state instead of reseeding; its storage grows meanwhile. 0: off.",
+                    )
+                    .small()
+                    .color(widgets::muted(ui)),
+                );
+            });
+            ui.end_row();
         });
         ui.horizontal(|ui| {
             let reason = if wizard.secondary.is_none() {

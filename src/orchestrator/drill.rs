@@ -26,8 +26,9 @@ use crate::region::Region;
 use crate::replication::pins::BranchPins;
 use crate::storage::DbLocation;
 use crate::storage::cursor;
-use crate::storage::fork::{Forked, delete_branch, fork};
-use crate::storage::view::checksum;
+use crate::storage::fork::{Forked, delete_branch, fork_at};
+use crate::storage::pitr::PointInTime;
+use crate::storage::view::{checksum, checksum_with};
 use crate::workload::acks::AckLog;
 use crate::workload::verify::verify;
 use crate::workspace::{StartOptions, Workspace};
@@ -48,6 +49,8 @@ pub struct DrillOptions {
     pub acks: BTreeMap<String, AckLog>,
     pub pins: Option<std::sync::Arc<BranchPins>>,
     pub on_step: Option<OnStep>,
+    /// Which state of each replica the drill takes (as a failover would).
+    pub cut: super::failover::Cut,
 }
 
 impl Default for DrillOptions {
@@ -60,6 +63,7 @@ impl Default for DrillOptions {
             acks: BTreeMap::new(),
             pins: None,
             on_step: None,
+            cut: super::failover::Cut::Newest,
         }
     }
 }
@@ -129,7 +133,7 @@ pub async fn drill(
                 let lag_ms = c
                     .synced_us
                     .map(|s| crate::workload::now_us().saturating_sub(s) / 1000);
-                sources.push((db.clone(), branch, lag_ms));
+                sources.push((db.clone(), branch, lag_ms, c.synced_us));
             }
             _ => {
                 return Err(Error::invalid(format!(
@@ -141,15 +145,19 @@ pub async fn drill(
     }
 
     let since = Instant::now();
-    let made = futures::future::join_all(sources.iter().map(|(db, branch, _)| {
-        let guard = options.pins.as_ref().map(|p| p.forking(db, branch));
-        let id = &id;
-        async move {
-            let forked = fork(to, db, branch, id).await;
-            drop(guard);
-            forked
-        }
-    }))
+    // Under a cut at one instant, where each replica stood then.
+    let points = points_of(to, &sources, options.cut).await?;
+    let made = futures::future::join_all(sources.iter().zip(&points).map(
+        |((db, branch, _, _), point)| {
+            let guard = options.pins.as_ref().map(|p| p.forking(db, branch));
+            let id = &id;
+            async move {
+                let forked = fork_at(to, db, branch, id, point.as_ref()).await;
+                drop(guard);
+                forked
+            }
+        },
+    ))
     .await;
     let mut forks = Vec::new();
     let mut errors = Vec::new();
@@ -287,9 +295,9 @@ pub async fn drill(
     // against the acknowledgement log.
     let mut verdicts = Vec::new();
     let mut rpo = Vec::new();
-    for (f, (_, _, lag_ms)) in forks.iter().zip(&sources) {
+    for ((f, (_, _, lag_ms, _)), point) in forks.iter().zip(&sources).zip(&points) {
         let since = Instant::now();
-        let (ok, detail, count) = verify_fork(to, f, options.acks.get(&f.db)).await;
+        let (ok, detail, count) = verify_fork(to, f, point.as_ref(), options.acks.get(&f.db)).await;
         steps.done(
             format!("verify {}/{}", f.db, f.branch),
             since,
@@ -349,18 +357,70 @@ pub async fn drill(
     })
 }
 
-/// The drill branch against its replica as of the fork, and against the
-/// acknowledgement log: (ok, what was found, (missing, acknowledged)).
+/// Under `cut`, where each of `sources` stood at the cut's instant (`None`
+/// each: at its newest).
+async fn points_of(
+    to: &Region,
+    sources: &[(String, String, Option<u64>, Option<u64>)],
+    cut: super::failover::Cut,
+) -> Result<Vec<Option<PointInTime>>> {
+    if cut == super::failover::Cut::Newest {
+        return Ok(vec![None; sources.len()]);
+    }
+    let held =
+        futures::future::join_all(sources.iter().map(|(db, branch, _, synced)| async move {
+            let info = DbLocation::branch_in_region(to, db, branch)
+                .ok()?
+                .describe()
+                .await
+                .ok()?;
+            let held = (info.newest_manifest_id, info.reachable_wal_end(), *synced);
+            super::failover::held_through(to, db, branch, held)
+                .await
+                .ok()
+        }))
+        .await;
+    let at_ms = super::failover::cut_instant(cut, &held)?.unwrap_or_else(now_ms);
+    futures::future::try_join_all(sources.iter().map(|(db, branch, _, _)| async move {
+        crate::storage::pitr::locate(to, db, branch, at_ms)
+            .await
+            .map(Some)
+    }))
+    .await
+}
+
+/// The drill branch against its replica as of the fork (under a cut, with
+/// the rows by then of the WAL file that straddles it, read from the
+/// replica), and against the acknowledgement log: (ok, what was found,
+/// (missing, acknowledged)).
 async fn verify_fork(
     to: &Region,
     f: &Forked,
+    point: Option<&PointInTime>,
     acks: Option<&AckLog>,
 ) -> (bool, String, Option<(u64, u64)>) {
     let result = async {
         let branch = DbLocation::branch_in_region(to, &f.db, &f.branch)?;
         let replica = DbLocation::branch_in_region(to, &f.db, &f.source)?;
         let drill = checksum(&branch).await?;
-        let then = checksum(&replica.as_of(f.manifest_id, f.wal_end)).await?;
+        let mut overlay = std::collections::BTreeMap::new();
+        if let Some((wal, at_ms)) = point.and_then(|p| p.partial_wal.map(|w| (w, p.at_ms))) {
+            let side = crate::storage::fork::side(to, &replica.path);
+            let now = now_ms() as i64;
+            for row in crate::storage::pitr::wal_rows(&side, wal).await? {
+                if row.create_ts.unwrap_or(0) > at_ms as i64 {
+                    break;
+                }
+                let value = match row.value {
+                    slatedb::ValueDeletable::Value(v) if row.expire_ts.is_none_or(|e| e > now) => {
+                        Some(v)
+                    }
+                    _ => None,
+                };
+                overlay.insert(row.key, value);
+            }
+        }
+        let then = checksum_with(&replica.as_of(f.manifest_id, f.wal_end), &overlay).await?;
         let report = verify(&branch, acks).await?;
         Ok::<_, Error>((drill, then, report))
     }

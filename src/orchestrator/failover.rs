@@ -402,28 +402,18 @@ pub async fn preview(
                 rows: None,
             });
     }
-    let cut_ms = match cut {
-        Cut::Newest => None,
-        Cut::Common => Some(common_ms.ok_or_else(|| {
-            let why: Vec<String> = out
-                .iter()
-                .filter_map(|db| db.held_error.as_ref().map(|e| format!("{}: {e}", db.db)))
-                .collect();
-            Error::Failed(format!(
-                "no common instant: what each replica holds could not be read ({}); fail over each at its newest instead",
-                why.join("; ")
-            ))
-        })?),
-        Cut::At(ms) => {
-            if ms > now_ms() {
-                return Err(Error::invalid(format!(
-                    "{} lies in the future; fail over to a time that has passed",
-                    at_ms(ms)
-                )));
-            }
-            Some(ms)
+    let held: Vec<Option<u64>> = out.iter().map(|db| db.held_through_ms).collect();
+    let cut_ms = cut_instant(cut, &held).map_err(|e| {
+        let why: Vec<String> = out
+            .iter()
+            .filter_map(|db| db.held_error.as_ref().map(|e| format!("{}: {e}", db.db)))
+            .collect();
+        if why.is_empty() {
+            e
+        } else {
+            Error::Failed(format!("{e} ({})", why.join("; ")))
         }
-    };
+    })?;
     if let Some(cut_ms) = cut_ms {
         let points =
             futures::future::try_join_all(out.iter().map(|db| cut_at(to, db, cut_ms))).await?;
@@ -501,26 +491,14 @@ async fn look_at_replica(from: &Region, to: &Region, db: &str, branch: &str) -> 
         }
     }
     let info = info?;
-    let replica_wal_end = info
-        .wal_gaps
-        .first()
-        .map_or(info.newest_wal_id.unwrap_or(0), |gap| gap - 1)
-        .max(info.replay_after_wal_id);
+    let replica_wal_end = info.reachable_wal_end();
     let synced_us = cursor.and_then(|c| c.synced_us);
     let lag_ms = synced_us.map(|synced| crate::workload::now_us().saturating_sub(synced) / 1000);
-    // Through when it holds every write: its newest row, or its last full
-    // sync when that came later (an idle database).
-    let (held_through_ms, held_error) =
-        match pitr::held_through_ms(to, db, branch, info.newest_manifest_id, replica_wal_end).await
-        {
-            Ok(row_ms) => {
-                let row_ms = row_ms.max(0) as u64;
-                let synced_ms =
-                    synced_us.map_or(0, |s| (s / 1000).saturating_sub(IDLE_SYNC_SLACK_MS));
-                (Some(row_ms.max(synced_ms)), None)
-            }
-            Err(e) => (None, Some(crate::error::one_line(&e.to_string()))),
-        };
+    let held = (info.newest_manifest_id, replica_wal_end, synced_us);
+    let (held_through_ms, held_error) = match held_through(to, db, branch, held).await {
+        Ok(ms) => (Some(ms), None),
+        Err(e) => (None, Some(crate::error::one_line(&e.to_string()))),
+    };
     Ok(DbPreview {
         db: db.to_string(),
         branch: branch.to_string(),
@@ -535,6 +513,48 @@ async fn look_at_replica(from: &Region, to: &Region, db: &str, branch: &str) -> 
         point: None,
         cut_cost: None,
     })
+}
+
+/// Through when the replica `db`/`branch` in `to` holds every write (the
+/// home's clock, Unix ms), where it holds manifest and WAL run `(manifest,
+/// wal_end)` and its cursor last saw it in full sync at `synced_us`: its
+/// newest row, or its last full sync when that came later (an idle
+/// database), less [`IDLE_SYNC_SLACK_MS`].
+pub async fn held_through(
+    to: &Region,
+    db: &str,
+    branch: &str,
+    (manifest, wal_end, synced_us): (u64, u64, Option<u64>),
+) -> Result<u64> {
+    let row_ms = pitr::held_through_ms(to, db, branch, manifest, wal_end).await?;
+    let synced_ms = synced_us.map_or(0, |s| (s / 1000).saturating_sub(IDLE_SYNC_SLACK_MS));
+    Ok((row_ms.max(0) as u64).max(synced_ms))
+}
+
+/// The instant a cut takes every database at, from through when each
+/// replica holds every write (`held`): the earliest of them for a common
+/// cut, the time asked for otherwise (refused when it lies ahead).
+pub fn cut_instant(cut: Cut, held: &[Option<u64>]) -> Result<Option<u64>> {
+    match cut {
+        Cut::Newest => Ok(None),
+        Cut::Common => held
+            .iter()
+            .copied()
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|h| h.into_iter().min())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::Failed(
+                    "no common instant: what a replica holds could not be read; take each at its newest instead"
+                        .into(),
+                )
+            }),
+        Cut::At(ms) if ms > now_ms() => Err(Error::invalid(format!(
+            "{} lies in the future; take a time that has passed",
+            at_ms(ms)
+        ))),
+        Cut::At(ms) => Ok(Some(ms)),
+    }
 }
 
 /// How a failover runs.

@@ -190,6 +190,9 @@ pub struct Notices {
     /// What zero loss and the RPO guard need to know of this process's
     /// WAL files and its copiers' replicas.
     pub sync: Arc<super::sync::Sync>,
+    /// What the replicas of this process's copiers hold of each branch,
+    /// for the writers' garbage collectors (see `storage::gc_hold`).
+    pub holds: Arc<crate::storage::gc_hold::GcHolds>,
 }
 
 /// A file written under a branch folder, and when (µs since the epoch):

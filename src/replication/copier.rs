@@ -63,6 +63,13 @@ use crate::storage::files::{
 };
 use crate::workload::now_us;
 
+/// Most manifests a replica behind its home lands in one pass (the next
+/// pass goes on): each is read and held until its SSTs are copied.
+const MANIFESTS_A_PASS: usize = 64;
+
+/// Copies of fewer bytes than this say nothing of the link's rate.
+const RATE_SAMPLE_MIN_BYTES: u64 = 256 * 1024;
+
 /// Most new files one look at a folder reads before the pass copies them
 /// (the next pass goes on at once).
 const LOOK_MAX_FILES: usize = 1000;
@@ -120,6 +127,9 @@ pub struct BranchCopier {
     replica_looked: Option<Instant>,
     /// Whether the last scheduled look found new files.
     busy: bool,
+    /// The bytes a second the copies moved lately (`None`: not measured
+    /// yet): what landing every manifest would cost in link time.
+    copy_rate: Option<f64>,
     /// Home files read by a look, held until their copy.
     fetched: HashMap<FileRef, Fetched>,
     fetched_bytes: u64,
@@ -321,6 +331,7 @@ impl BranchCopier {
             last_look: None,
             replica_looked: None,
             busy: false,
+            copy_rate: None,
             fetched: HashMap::new(),
             fetched_bytes: 0,
             home_replay_after: 0,
@@ -1361,6 +1372,8 @@ impl BranchCopier {
         let home = self.home.clone();
         let replica = self.replica.clone();
         let permits = Arc::clone(&self.permits);
+        let started = Instant::now();
+        let mut bytes = 0;
         let mut copies = futures::stream::iter(jobs)
             .map(move |(file, fetched)| {
                 let home = home.clone();
@@ -1393,11 +1406,19 @@ impl BranchCopier {
                 break;
             };
             match copied {
-                Ok(meta) => self.record_copy(file, meta),
+                Ok(meta) => {
+                    bytes += meta.size;
+                    self.record_copy(file, meta);
+                }
                 Err(CopyError::Vanished) => self.home_files.remove(&file),
                 Err(CopyError::Failed(err)) => return Err(err),
             }
             self.progress();
+        }
+        // Enough bytes to say something of the link.
+        if bytes >= RATE_SAMPLE_MIN_BYTES {
+            let sample = bytes as f64 / started.elapsed().as_secs_f64().max(0.001);
+            self.copy_rate = Some(self.copy_rate.map_or(sample, |r| (r + sample) / 2.0));
         }
         self.check_budget()
     }
@@ -1517,13 +1538,16 @@ impl BranchCopier {
         Ok(())
     }
 
-    /// Lands the home's newest manifest, and the manifests its checkpoints
-    /// keep that the replica lacks, ascending, each once its SSTs are all
-    /// at the replica (copied by name, all at once). The manifests between
-    /// are history: no reader opens one once a newer one is there, and a
-    /// point-in-time restore starts from a checkpoint's. A seed also copies
-    /// the WAL past the newest's replay point with the SSTs, in parallel:
-    /// with no manifest at the replica, no reader reaches it yet.
+    /// Lands the manifests the replica lacks, ascending, each once its SSTs
+    /// are all at the replica (copied by name, all at once): every one the
+    /// home still holds past the replica's newest (the home's GC hold keeps
+    /// them, `storage::gc_hold`), so a replica that fell behind passes
+    /// through every state the home had, and a point in time there finds
+    /// a base close to it; and the manifests the newest one's checkpoints
+    /// keep. A seed lands the home's newest manifest and those its
+    /// checkpoints keep: what came before is history no reader opens. It
+    /// also copies the WAL past the newest's replay point with the SSTs, in
+    /// parallel: with no manifest at the replica, no reader reaches it yet.
     ///
     /// With the store copying SSTs, every manifest lands in turn, each once
     /// the store has copied what it names: the newest alone may never be
@@ -1535,11 +1559,29 @@ impl BranchCopier {
         }
         let from = self.replica_manifest.as_ref().map_or(0, |m| m.id);
         let newest = self.home_files.manifests.keys().next_back().copied();
+        // Behind its home: the manifests past its own, the oldest first and
+        // a bounded number a pass, with the newest.
+        let mut wanted: Vec<u64> = if self.replica_manifest.is_some() {
+            self.home_files
+                .manifests
+                .range(from + 1..)
+                .map(|(id, _)| *id)
+                .take(MANIFESTS_A_PASS)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Every manifest up to here is landed in turn, if any is.
+        let in_turn_to = wanted.last().copied().unwrap_or(from);
+        wanted.extend(newest.filter(|id| *id > from && !wanted.contains(id)));
         let mut read = Vec::new();
-        if let Some(newest) = newest.filter(|id| *id > from)
-            && let Some(manifest) = self.read_home_manifest(newest).await?
-        {
-            read.push(manifest);
+        for id in wanted.into_iter().rev() {
+            if let Some(manifest) = self.read_home_manifest(id).await? {
+                read.push(manifest);
+            }
+        }
+        if self.replica_manifest.is_some() {
+            self.every_manifest_or_the_newest(&mut read, from, in_turn_to);
         }
         let kept = match (read.first(), &self.replica_manifest) {
             (Some(newest), _) => newest.view.checkpoint_manifest_ids.clone(),
@@ -1555,7 +1597,7 @@ impl BranchCopier {
                 read.push(manifest);
             }
         }
-        read.reverse();
+        read.sort_by_key(|m| m.view.id);
         let Some(target) = read.last().map(|m| m.view.clone()) else {
             return Ok(());
         };
@@ -1584,6 +1626,54 @@ impl BranchCopier {
             self.land(manifest).await?;
         }
         Ok(())
+    }
+
+    /// Of the manifests `read` past the replica's (`from`), newest first,
+    /// keeps those to land this pass: every one the home holds in turn, up
+    /// to `in_turn_to` (the next pass goes on from there), while the SSTs
+    /// only they name cost the link less time than the RPO target with
+    /// what else is pending; else (a saturated link) the newest alone, as
+    /// a seed does: keeping the RPO comes before keeping every state.
+    fn every_manifest_or_the_newest(
+        &self,
+        read: &mut Vec<HomeManifest>,
+        from: u64,
+        in_turn_to: u64,
+    ) {
+        let Some(newest) = read.first().map(|m| m.view.clone()) else {
+            return;
+        };
+        let between: Vec<&HomeManifest> = read
+            .iter()
+            .filter(|m| m.view.id > from && m.view.id < newest.id)
+            .collect();
+        let size = |ulid: &String| {
+            self.home_files
+                .get(&FileRef::Sst(ulid.clone()))
+                .map_or(0, |m| m.size)
+        };
+        let history: BTreeSet<String> = between
+            .iter()
+            .flat_map(|m| m.view.missing_ssts(&self.replica_files, &self.home_files))
+            .filter(|ulid| !newest.ssts.contains(ulid))
+            .collect();
+        let history_bytes: u64 = history.iter().map(size).sum();
+        let (_, pending_bytes) = self.pending();
+        let affordable = self.copy_rate.is_none_or(|rate| {
+            (history_bytes + pending_bytes) as f64 / rate <= self.pace.in_sync_lag().as_secs_f64()
+        });
+        if affordable {
+            // In turn: nothing past the run lands before the run does.
+            read.retain(|m| m.view.id <= in_turn_to);
+        } else {
+            tracing::debug!(
+                flow = %self.label(),
+                history_bytes,
+                pending_bytes,
+                "the link is saturated: landing the newest manifest, not every one"
+            );
+            read.retain(|m| m.view.id == newest.id);
+        }
     }
 
     /// Lands `manifest` at the replica when every SST it names is there;
@@ -1991,6 +2081,17 @@ impl BranchCopier {
         if let Some(promised) = &self.promise {
             promised.mark.pending(bytes_pending);
         }
+        // The home's writers here keep what the replica still needs.
+        self.flow.home.notices().holds.report(
+            self.home.base.as_ref(),
+            self.flow.replica.name(),
+            crate::storage::gc_hold::Held {
+                manifest_id: self.cursor.manifest_id,
+                wal_id: self.cursor.wal_id,
+                compactions_id: self.cursor.compactions_id,
+                bound: self.pace.gc_hold(),
+            },
+        );
         let next_look_us = now + self.next_look_in().as_micros() as u64;
         let wal_delay_p99_ms = self.recent_wal_delay_p99_ms();
         let cut = self

@@ -101,6 +101,10 @@ pub struct ReplicationOptions {
     /// still copies the manifests, the WAL and the compactions files, in
     /// order. Changed at run time through [`Pace`].
     pub data_by_store: bool,
+    /// How long the homes' writers of this process keep a file a replica
+    /// still needs (`storage::gc_hold`; zero: nothing is kept). Changed at
+    /// run time through [`Pace`].
+    pub gc_hold: Duration,
 }
 
 impl Default for ReplicationOptions {
@@ -124,6 +128,7 @@ impl Default for ReplicationOptions {
             max_backoff: Duration::from_secs(15),
             delete_grace: Duration::from_secs(60),
             data_by_store: false,
+            gc_hold: crate::storage::gc_hold::DEFAULT_GC_HOLD,
         }
     }
 }
@@ -177,6 +182,8 @@ pub struct Pace {
     zero_loss_ms: AtomicU64,
     /// Whether the RPO guard holds writes to the RPO target.
     guard: AtomicBool,
+    /// How long a home keeps a file a replica still needs (0: nothing).
+    gc_hold_ms: AtomicU64,
 }
 
 impl Pace {
@@ -187,7 +194,18 @@ impl Pace {
             data_by_store: AtomicBool::new(opts.data_by_store),
             zero_loss_ms: AtomicU64::new(0),
             guard: AtomicBool::new(false),
+            gc_hold_ms: AtomicU64::new(opts.gc_hold.as_millis() as u64),
         })
+    }
+
+    /// See [`crate::storage::gc_hold`].
+    pub fn set_gc_hold(&self, bound: Duration) {
+        self.gc_hold_ms
+            .store(bound.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn gc_hold(&self) -> Duration {
+        Duration::from_millis(self.gc_hold_ms.load(Ordering::Relaxed))
     }
 
     /// Asks every flow's home writers of this process to wait for the

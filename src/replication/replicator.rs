@@ -207,6 +207,12 @@ impl Replicator {
         self.pace.set_promise(zero_loss, guard);
     }
 
+    /// How long a home keeps a file a replica still needs, from now on
+    /// (see `storage::gc_hold`; zero: nothing is kept).
+    pub fn set_gc_hold(&self, bound: Duration) {
+        self.pace.set_gc_hold(bound);
+    }
+
     /// Whether the region pair copies the SSTs by itself from now on (see
     /// [`ReplicationOptions::data_by_store`]).
     pub fn set_data_by_store(&self, by_store: bool) {
@@ -278,6 +284,12 @@ impl Replicator {
         self.running = kept;
         for running in &gone {
             running.stop.send_replace(true);
+            // A flow removed keeps nothing at its home any more.
+            let flow = &running.flow;
+            flow.home.notices().holds.forget(
+                crate::storage::branch_path(&flow.db, &flow.branch).as_ref(),
+                flow.replica.name(),
+            );
         }
         Stopping(gone.into_iter().map(|r| r.task).collect())
     }

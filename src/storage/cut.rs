@@ -37,6 +37,10 @@ pub struct ManifestView {
     /// The newest commit stamp of a row in its SSTs (the writer's clock,
     /// Unix milliseconds): every row it holds was committed by then.
     pub last_l0_tick_ms: i64,
+    /// The newest sequence number in its SSTs: a WAL row at or below it is
+    /// in them already (a memtable flushed to L0 may hold rows of WAL files
+    /// past its replay point).
+    pub last_l0_seq: u64,
 }
 
 impl ManifestView {
@@ -88,6 +92,7 @@ impl ManifestView {
             external: by_path,
             checkpoint_manifest_ids,
             last_l0_tick_ms: manifest.last_l0_clock_tick(),
+            last_l0_seq: manifest.last_l0_seq(),
         })
     }
 
@@ -216,6 +221,7 @@ mod tests {
             external: Default::default(),
             checkpoint_manifest_ids: vec![],
             last_l0_tick_ms: 0,
+            last_l0_seq: 0,
         }
     }
 

@@ -162,7 +162,10 @@ async fn fork_from(
         let made = make(region, &target, &from, shadow.as_ref(), point, parent).await?;
         // The file that straddles a point in time: its rows by then.
         let rows_written = match point.and_then(|p| p.partial_wal.map(|id| (id, p.at_ms))) {
-            Some((id, at_ms)) => write_rows_by(region, &from, &target, id, at_ms).await?,
+            Some((id, at_ms)) => {
+                let rows = (id, made.l0_seq, at_ms);
+                write_rows_by(region, &from, &target, rows).await?
+            }
             None => 0,
         };
         Ok::<_, Error>((made, rows_written))
@@ -172,6 +175,7 @@ async fn fork_from(
         Ok((
             Made {
                 manifest_id,
+                l0_seq: _,
                 pinned,
                 wal_from,
                 wal_end,
@@ -207,6 +211,8 @@ async fn fork_from(
 /// What [`make`] made: the fields of [`Forked`] it decides.
 struct Made {
     manifest_id: u64,
+    /// The newest sequence number in the parent manifest's SSTs.
+    l0_seq: u64,
     pinned: BTreeMap<String, Vec<String>>,
     wal_from: u64,
     wal_end: u64,
@@ -334,6 +340,7 @@ async fn make(
     }
     Ok(Made {
         manifest_id: parent_id,
+        l0_seq: parent_view.last_l0_seq,
         pinned,
         // The clone replays from its parent's replay point, as does a
         // reader of the fork point.
@@ -344,7 +351,8 @@ async fn make(
 }
 
 /// Writes into the fork at `target` the rows of WAL file `id` of `from`
-/// committed by `at_ms`, each batch with the stamp it was committed with,
+/// committed by `at_ms` and not in its SSTs already (sequence numbers at or
+/// below `l0_seq` are), each batch with the stamp it was committed with,
 /// through a writer of the fork (a WAL file cannot be cut in two: SlateDB
 /// keeps its SST encoder to itself). The fork then holds what its source
 /// held at `at_ms`, row for row. Returns the rows written.
@@ -352,14 +360,14 @@ async fn write_rows_by(
     region: &Region,
     from: &DbLocation,
     target: &DbLocation,
-    id: u64,
-    at_ms: u64,
+    (id, l0_seq, at_ms): (u64, u64, u64),
 ) -> Result<u64> {
     use slatedb::config::{PutOptions, Ttl, WriteOptions};
     let rows: Vec<slatedb::RowEntry> = super::pitr::wal_rows(&side(region, &from.path), id)
         .await?
         .into_iter()
         .take_while(|r| r.create_ts.unwrap_or(0) <= at_ms as i64)
+        .filter(|r| r.seq > l0_seq)
         .collect();
     if rows.is_empty() {
         return Ok(0);

@@ -16,6 +16,7 @@ pub mod cut;
 pub mod delete;
 pub mod files;
 pub mod fork;
+pub mod gc_hold;
 pub mod pitr;
 pub mod view;
 
@@ -293,10 +294,25 @@ impl DbLocation {
     /// Opens the writer of a branch the caller has just seen here and seen
     /// not to be a replica (what [`Self::open_writer_with`] checks first):
     /// no second look on a failover's path.
-    pub async fn open_checked_writer(&self, settings: Settings) -> Result<Db> {
-        let build = Db::builder(self.path.clone(), Arc::clone(&self.store))
-            .with_settings(settings)
-            .build();
+    pub async fn open_checked_writer(&self, mut settings: Settings) -> Result<Db> {
+        let mut builder = Db::builder(self.path.clone(), Arc::clone(&self.store));
+        // The collector keeps what this process's replicas still need.
+        if let (Some(notices), Some(options)) =
+            (&self.notices, settings.garbage_collector_options.take())
+        {
+            let filter = gc_hold::HoldFilter::new(
+                &self.label,
+                self.path.clone(),
+                Arc::clone(&self.store),
+                Arc::clone(&notices.holds),
+            );
+            builder = builder.with_gc_builder(
+                slatedb::GarbageCollectorBuilder::new(self.path.clone(), Arc::clone(&self.store))
+                    .with_options(options)
+                    .with_gc_filter(Arc::new(filter)),
+            );
+        }
+        let build = builder.with_settings(settings).build();
         self.bounded("open writer", OPEN_TIMEOUT, build).await
     }
 
@@ -575,6 +591,17 @@ pub struct BranchInfo {
     pub next_wal_id: u64,
     pub writer_epoch: u64,
     pub checkpoints: u64,
+}
+
+impl BranchInfo {
+    /// The last WAL file a reader of the newest manifest reaches: the
+    /// newest consistent state is that manifest and the WAL up to here.
+    pub fn reachable_wal_end(&self) -> u64 {
+        self.wal_gaps
+            .first()
+            .map_or(self.newest_wal_id.unwrap_or(0), |gap| gap - 1)
+            .max(self.replay_after_wal_id)
+    }
 }
 
 /// The ids missing from `wals` (ascending `(id, size)`) after `replay_after`.

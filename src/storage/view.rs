@@ -273,21 +273,45 @@ impl Default for FieldDigest {
 
 /// Reads every key of `location` through a read-only reader.
 pub async fn checksum(location: &DbLocation) -> Result<Checksum> {
+    checksum_with(location, &std::collections::BTreeMap::new()).await
+}
+
+/// [`checksum`] of what `location` holds with `overlay` written over it
+/// (a key to its value, or `None`: deleted).
+pub async fn checksum_with(
+    location: &DbLocation,
+    overlay: &std::collections::BTreeMap<Bytes, Option<Bytes>>,
+) -> Result<Checksum> {
     let reader = location.open_reader().await?;
     let read_error = |e: slatedb::Error| Error::database(&location.label, &location.db, "read", &e);
     let mut iter = reader.scan(..).await.map_err(read_error)?;
     let mut digest = FieldDigest::new();
     let mut keys = 0u64;
-    while let Some(kv) = iter.next().await.map_err(read_error)? {
-        if kv
-            .key
-            .starts_with(crate::workspace::keyspace::RESERVED_PREFIX)
-        {
-            continue;
+    let mut add = |key: &[u8], value: &[u8]| {
+        if !key.starts_with(crate::workspace::keyspace::RESERVED_PREFIX) {
+            keys += 1;
+            digest.field(key);
+            digest.field(value);
         }
-        keys += 1;
-        digest.field(&kv.key);
-        digest.field(&kv.value);
+    };
+    let mut over = overlay.iter().peekable();
+    while let Some(kv) = iter.next().await.map_err(read_error)? {
+        // The overlay's keys before this one, then this one or its overlay.
+        while let Some((key, value)) = over.next_if(|(k, _)| **k < kv.key) {
+            if let Some(value) = value {
+                add(key, value);
+            }
+        }
+        match over.next_if(|(k, _)| **k == kv.key) {
+            Some((key, Some(value))) => add(key, value),
+            Some((_, None)) => {}
+            None => add(&kv.key, &kv.value),
+        }
+    }
+    for (key, value) in over {
+        if let Some(value) = value {
+            add(key, value);
+        }
     }
     if let Err(e) = reader.close().await {
         tracing::warn!(db = %location.db, "closing the checksum reader: {e}");
