@@ -542,6 +542,7 @@ async fn a_paused_replica_resumes_through_every_manifest_and_the_home_lets_go_af
     // Resume: every manifest lands, in turn (each stays a few seconds at
     // the replica, its delete grace, and is seen by a look every 20 ms).
     p.b.faults().set_outage(false);
+    let resumed = Instant::now();
     let mut landed = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while landed.last().is_none_or(|l| *l < newest) {
@@ -552,6 +553,7 @@ async fn a_paused_replica_resumes_through_every_manifest_and_the_home_lets_go_af
         landed.extend(manifests(&b).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let caught_up_in = resumed.elapsed();
     let skipped: Vec<_> = written.iter().filter(|id| !landed.contains(id)).collect();
     assert!(
         skipped.is_empty(),
@@ -572,7 +574,8 @@ async fn a_paused_replica_resumes_through_every_manifest_and_the_home_lets_go_af
         after = garbage(&p.a).await;
     }
     eprintln!(
-        "home files: {before} before the pause, {paused} after {pause:?} paused, {after} once caught up"
+        "{} manifests written in a {pause:?} pause, all landed in {caught_up_in:?}; home files: {before} before the pause, {paused} after it, {after} once caught up",
+        written.len()
     );
     writer.abort();
     replicator.stop().await;
