@@ -420,6 +420,36 @@ fn bad_configuration_exits_2_and_a_fixed_group_starts() {
         ],
     );
     assert_one_error_line(&out, 2, &["RPO target of 0 s", "--rpo-target"]);
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "group",
+            "configure",
+            "--secondary",
+            "eu-west-1",
+            "--gc-hold",
+            "1000h",
+        ],
+    );
+    assert_one_error_line(&out, 2, &["GC hold of 1000 h", "--gc-hold"]);
+    // A failover to a time that is not one, or lies ahead.
+    let out = run(lifeboat(dir.path()), &["failover", "--at", "yesterday"]);
+    assert_one_error_line(
+        &out,
+        2,
+        &["--at `yesterday` is not a time", "2026-11-26T14:05:00Z"],
+    );
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "failover",
+            "--to",
+            "eu-west-1",
+            "--at",
+            "2999-01-01T00:00:00Z",
+        ],
+    );
+    assert_one_error_line(&out, 2, &["lies in the future"]);
     std::fs::write(dir.path().join("regions.ron"), "(regions: [").expect("write");
     let out = run(lifeboat(dir.path()), &["region", "list"]);
     assert_one_error_line(&out, 2, &["regions.ron", "not a valid regions file"]);

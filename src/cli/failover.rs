@@ -144,8 +144,10 @@ pub async fn failover_command(ctx: &Ctx, json: bool, args: FailoverArgs) -> Resu
     // RTO counts from here: the preview and the hand-over are part of it.
     let asked_ms = now_ms();
     let regions = super::workspace::regions(ctx)?;
-    let (from, to, dbs) = scope(ctx, &regions, &args)?;
+    // What was typed first: a time that is not one says so before anything
+    // is looked up.
     let cut = args.cut()?;
+    let (from, to, dbs) = scope(ctx, &regions, &args)?;
     if !args.yes {
         // The log as the new primary holds it (the old one may be gone).
         let state = control::load(&to).await?;
@@ -336,8 +338,8 @@ pub async fn drill_command(ctx: &Ctx, json: bool, args: DrillArgs) -> Result<i32
         yes: false,
         serve: ServeArgs::default(),
     };
-    let (from, to, dbs) = scope(ctx, &regions, &scope_args)?;
     let cut = scope_args.cut()?;
+    let (from, to, dbs) = scope(ctx, &regions, &scope_args)?;
     let client = super::route::client(
         ctx,
         std::slice::from_ref(&to),

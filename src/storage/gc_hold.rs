@@ -89,13 +89,6 @@ impl GcHolds {
     }
 }
 
-/// What the filter kept and let go, over its life (for a test or a log).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct HoldCounts {
-    pub kept: u64,
-    pub released: u64,
-}
-
 /// SlateDB's garbage collector asks it which candidates may go; see the
 /// module's doc.
 pub struct HoldFilter {
@@ -104,7 +97,6 @@ pub struct HoldFilter {
     region: String,
     holds: Arc<GcHolds>,
     views: Mutex<BTreeMap<u64, Arc<BTreeSet<String>>>>,
-    counts: Mutex<HoldCounts>,
 }
 
 /// A GC candidate, by what it is.
@@ -144,15 +136,7 @@ impl HoldFilter {
             region: region.to_string(),
             holds,
             views: Mutex::new(BTreeMap::new()),
-            counts: Mutex::new(HoldCounts::default()),
         }
-    }
-
-    pub fn counts(&self) -> HoldCounts {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// The SSTs named by the home's manifests newer than `after`; `None`
@@ -233,33 +217,24 @@ impl slatedb::GcFilter for HoldFilter {
             Candidate::Sst(ulid) => named.as_ref().is_none_or(|n| n.contains(ulid)),
             Candidate::Other => false,
         };
-        let mut counts = HoldCounts::default();
+        let asked = candidates.len();
         let allowed: HashSet<ObjectMetadata> = candidates
             .into_iter()
             .filter(|meta| {
                 let candidate = Candidate::of(&meta.location);
-                let kept = replicas
+                !replicas
                     .iter()
-                    .any(|held| age(meta) <= held.bound && needs(held, &candidate));
-                if kept {
-                    counts.kept += 1;
-                } else {
-                    counts.released += 1;
-                }
-                !kept
+                    .any(|held| age(meta) <= held.bound && needs(held, &candidate))
             })
             .collect();
-        if counts.kept > 0 {
+        if allowed.len() < asked {
             tracing::debug!(
                 branch = %self.base,
-                kept = counts.kept,
-                released = counts.released,
+                kept = asked - allowed.len(),
+                released = allowed.len(),
                 "the GC hold keeps files a replica still needs"
             );
         }
-        let mut total = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        total.kept += counts.kept;
-        total.released += counts.released;
         allowed
     }
 }
@@ -288,5 +263,69 @@ mod tests {
             Candidate::Sst("01J0000000000000000000000A".into())
         );
         assert_eq!(of("dbs/o/main/gc/boundary"), Candidate::Other);
+    }
+
+    #[tokio::test]
+    async fn it_keeps_what_a_replica_lacks_up_to_the_bound_and_nothing_without_one() {
+        use slatedb::GcFilter;
+        let holds = Arc::new(GcHolds::default());
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let filter = HoldFilter::new("r", Path::from("dbs/o/main"), store, Arc::clone(&holds));
+        let file = |p: &str, age_s: i64| ObjectMetadata {
+            location: Path::from(format!("dbs/o/main/{p}")),
+            last_modified: chrono::Utc::now() - chrono::Duration::seconds(age_s),
+            size: 1,
+            e_tag: None,
+            version: None,
+        };
+        let candidates: HashSet<ObjectMetadata> = [
+            file("manifest/00000000000000000004.manifest", 10),
+            file("manifest/00000000000000000005.manifest", 10),
+            file("wal/00000000000000000009.sst", 10),
+            file("wal/00000000000000000010.sst", 10),
+            file("compactions/00000000000000000002.compactions", 10),
+            // Older than the bound: let go though the replica lacks it.
+            file("manifest/00000000000000000006.manifest", 7200),
+        ]
+        .into_iter()
+        .collect();
+        let paths = |set: HashSet<ObjectMetadata>| {
+            let mut names: Vec<String> = set
+                .into_iter()
+                .map(|m| m.location.filename().unwrap_or_default().to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        // No copier here: everything may go.
+        assert_eq!(
+            filter.filter(candidates.clone()).await.len(),
+            candidates.len()
+        );
+        holds.report(
+            "dbs/o/main",
+            "eu-west-1",
+            Held {
+                manifest_id: 4,
+                wal_id: 9,
+                compactions_id: 2,
+                bound: Duration::from_secs(3600),
+            },
+        );
+        assert_eq!(
+            paths(filter.filter(candidates.clone()).await),
+            [
+                "00000000000000000002.compactions",
+                "00000000000000000004.manifest",
+                "00000000000000000006.manifest",
+                "00000000000000000009.sst",
+            ]
+        );
+        // A flow removed keeps nothing.
+        holds.forget("dbs/o/main", "eu-west-1");
+        assert_eq!(
+            filter.filter(candidates.clone()).await.len(),
+            candidates.len()
+        );
     }
 }
