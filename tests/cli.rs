@@ -432,6 +432,18 @@ fn bad_configuration_exits_2_and_a_fixed_group_starts() {
         ],
     );
     assert_one_error_line(&out, 2, &["GC hold of 1000 h", "--gc-hold"]);
+    let out = run(
+        lifeboat(dir.path()),
+        &[
+            "group",
+            "configure",
+            "--secondary",
+            "eu-west-1",
+            "--gc-hold",
+            "500ms",
+        ],
+    );
+    assert_one_error_line(&out, 2, &["too short", "--gc-hold from 1m"]);
     // A failover to a time that is not one, or lies ahead.
     let out = run(lifeboat(dir.path()), &["failover", "--at", "yesterday"]);
     assert_one_error_line(

@@ -288,7 +288,8 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                 writes.rpo_guard = matches!(guard, Switch::On);
             }
             if let Some(hold) = gc_hold {
-                writes.gc_hold_s = hold.as_secs();
+                // Less than a second is not off: it is refused as too short.
+                writes.gc_hold_s = hold.as_secs().max(u64::from(!hold.is_zero()));
             }
             if let Some(primary) = ctx.regions.names().first() {
                 // In the words of the command line.
@@ -296,7 +297,7 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                     secondary: "give another region as --secondary",
                     rpo_target: "give --rpo-target above 0s, e.g. 1s",
                     zero_loss_timeout: "give --zero-loss-timeout between 100ms and 600s, e.g. 5s",
-                    gc_hold: "give --gc-hold up to 720h, e.g. 6h (0s: off)",
+                    gc_hold: "give --gc-hold from 1m to 720h, e.g. 6h (0s: off)",
                 };
                 group::check(primary, &secondary, rpo_target.as_secs_f64(), fixes)?;
                 group::check_writes(&writes, fixes)?;

@@ -158,7 +158,7 @@ pub const IN_THE_APP: Fixes = Fixes {
     secondary: "choose another region as the secondary",
     rpo_target: "give a number of seconds above 0",
     zero_loss_timeout: "give the zero-loss timeout in seconds, from 0.1 to 600",
-    gc_hold: "give the hold in hours, from 0 (off) to 720",
+    gc_hold: "give the hold in hours, from 0.02 (a minute) to 720, or 0 (off)",
 };
 
 /// Whether a group of `primary` and `secondary` with an RPO target of
@@ -186,6 +186,12 @@ pub fn check_writes(writes: &WriteRules, fixes: Fixes) -> Result<()> {
         return Err(Error::invalid(format!(
             "a zero-loss timeout of {t} s is outside 0.1 to 600 s; {}",
             fixes.zero_loss_timeout
+        )));
+    }
+    if (1..60).contains(&writes.gc_hold_s) {
+        return Err(Error::invalid(format!(
+            "a GC hold of {} s is too short to outlast a paused link; give at least a minute, or 0 to turn it off; {}",
+            writes.gc_hold_s, fixes.gc_hold
         )));
     }
     if writes.gc_hold_s > MAX_GC_HOLD_S {

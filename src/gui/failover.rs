@@ -243,16 +243,16 @@ impl FailoverPanel {
                 .color(widgets::muted(ui)),
             );
             let confirmed = widgets::typed_confirmation(ui, &preview.to, &mut self.typed);
-            // The preview confirmed is the cut picked: a time picked and not
-            // looked at yet is not failed over to.
-            let shown = match preview.cut {
-                Cut::Newest => CutPick::Newest,
-                Cut::Common => CutPick::Common,
-                Cut::At(_) => CutPick::At,
+            // The preview confirmed is the cut picked: a time picked, or
+            // typed anew, and not looked at yet is not failed over to.
+            let picked = match self.cut {
+                CutPick::Newest => Some(Cut::Newest),
+                CutPick::Common => Some(Cut::Common),
+                CutPick::At => at_ms(&self.at).ok().map(Cut::At),
             };
             ui.horizontal(|ui| {
                 let label = format!("Fail over to {} now", preview.to);
-                let clicked = if shown == self.cut {
+                let clicked = if picked == Some(preview.cut) {
                     widgets::confirmed_button(ui, &label, "Fail over now", confirmed, &preview.to)
                         .clicked()
                 } else {

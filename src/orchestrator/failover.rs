@@ -274,6 +274,11 @@ impl Preview {
                 db.db, self.to, db.branch
             ));
             let held = match (db.held_through_ms, &db.held_error) {
+                // A time past what it holds: it is taken at its newest.
+                (Some(ms), _) if self.cut_ms.is_some_and(|cut| cut > ms) => format!(
+                    "holds every write only through {}: what came after, up to the cut, is not in it",
+                    at_ms(ms)
+                ),
                 (Some(ms), _) => format!("holds every write through {}", at_ms(ms)),
                 (None, Some(e)) => format!("what it holds is unknown: {e}"),
                 (None, None) => "what it holds is unknown".into(),

@@ -1657,11 +1657,19 @@ impl BranchCopier {
             .flat_map(|m| m.view.missing_ssts(&self.replica_files, &self.home_files))
             .filter(|ulid| !newest.ssts.contains(ulid))
             .collect();
+        // A state between whose SSTs the home collected (past the hold's
+        // bound, or a writer that holds nothing) can never land: going on
+        // in turn would stop at it for good.
+        let collected = history
+            .iter()
+            .any(|ulid| self.home_files.get(&FileRef::Sst(ulid.clone())).is_none());
         let history_bytes: u64 = history.iter().map(size).sum();
         let (_, pending_bytes) = self.pending();
-        let affordable = self.copy_rate.is_none_or(|rate| {
-            (history_bytes + pending_bytes) as f64 / rate <= self.pace.in_sync_lag().as_secs_f64()
-        });
+        let affordable = !collected
+            && self.copy_rate.is_none_or(|rate| {
+                (history_bytes + pending_bytes) as f64 / rate
+                    <= self.pace.in_sync_lag().as_secs_f64()
+            });
         if affordable {
             // In turn: nothing past the run lands before the run does.
             read.retain(|m| m.view.id <= in_turn_to);
@@ -1670,7 +1678,8 @@ impl BranchCopier {
                 flow = %self.label(),
                 history_bytes,
                 pending_bytes,
-                "the link is saturated: landing the newest manifest, not every one"
+                collected,
+                "landing the newest manifest, not every one: the link is saturated or the home collected states between"
             );
             read.retain(|m| m.view.id == newest.id);
         }

@@ -145,6 +145,7 @@ impl Replicator {
         };
         let running = self.running.remove(at);
         running.stop.send_replace(true);
+        forget_hold(&running.flow);
         let status = running.status.borrow().clone();
         self.parting.push((key.clone(), running.task));
         self.away.push(Away {
@@ -284,12 +285,7 @@ impl Replicator {
         self.running = kept;
         for running in &gone {
             running.stop.send_replace(true);
-            // A flow removed keeps nothing at its home any more.
-            let flow = &running.flow;
-            flow.home.notices().holds.forget(
-                crate::storage::branch_path(&flow.db, &flow.branch).as_ref(),
-                flow.replica.name(),
-            );
+            forget_hold(&running.flow);
         }
         Stopping(gone.into_iter().map(|r| r.task).collect())
     }
@@ -475,6 +471,15 @@ pub async fn once(
         }
     });
     futures::future::join_all(runs).await
+}
+
+/// A flow no longer copied here keeps nothing at its home through this
+/// process's writers (see `storage::gc_hold`).
+fn forget_hold(flow: &Flow) {
+    flow.home.notices().holds.forget(
+        crate::storage::branch_path(&flow.db, &flow.branch).as_ref(),
+        flow.replica.name(),
+    );
 }
 
 #[cfg(test)]

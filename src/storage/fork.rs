@@ -309,6 +309,17 @@ async fn make(
     };
     let mut wal_end = contiguous_wal_end(&start, &files, 0);
     if let Some(p) = point {
+        // The WAL of the point must all be there still: a file collected
+        // since the point was found would leave a state that never was.
+        if wal_end.max(clone_end) < p.wal_end {
+            return Err(Error::Failed(format!(
+                "{} in region `{}` no longer holds WAL files {}..={} of this point in time; look again, or take another time",
+                from.path,
+                region.name(),
+                wal_end.max(clone_end) + 1,
+                p.wal_end
+            )));
+        }
         wal_end = wal_end.min(p.wal_end).max(clone_end);
     }
     // The tail is copied while the fork's own manifest (the SSTs it reads
@@ -432,6 +443,10 @@ async fn write_rows_by(
 #[derive(Debug, Default)]
 struct StampClock {
     pinned_ms: std::sync::Mutex<Option<i64>>,
+    /// The latest time it told: it never tells an earlier one (SlateDB's
+    /// tickers panic on a clock that goes back, and a row stamped by a
+    /// primary whose clock runs ahead of this machine's may lie ahead).
+    told_ms: std::sync::atomic::AtomicI64,
 }
 
 impl StampClock {
@@ -447,9 +462,12 @@ impl StampClock {
 impl slatedb_common::clock::SystemClock for StampClock {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         let pinned = *self.pinned_ms.lock().unwrap_or_else(|p| p.into_inner());
-        pinned
-            .and_then(chrono::DateTime::from_timestamp_millis)
-            .unwrap_or_else(chrono::Utc::now)
+        let ms = pinned.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        let told = self
+            .told_ms
+            .fetch_max(ms, std::sync::atomic::Ordering::SeqCst)
+            .max(ms);
+        chrono::DateTime::from_timestamp_millis(told).unwrap_or_else(chrono::Utc::now)
     }
 
     fn sleep<'a>(

@@ -47,24 +47,36 @@ pub struct Held {
     pub wal_id: u64,
     /// The newest compactions file copied.
     pub compactions_id: u64,
-    /// Files older than this are not kept for it (0: nothing is).
+    /// Files older than this are not kept for it (0: nothing is), nor
+    /// anything for a report older than this (its copier stopped).
     pub bound: Duration,
+}
+
+/// A report, and when it came.
+#[derive(Debug, Clone)]
+struct Reported {
+    held: Held,
+    at: std::time::Instant,
 }
 
 /// What the replicas of this process's copiers hold, per home branch
 /// (its folder), per replica region.
 #[derive(Debug, Default)]
 pub struct GcHolds {
-    branches: Mutex<HashMap<String, BTreeMap<String, Held>>>,
+    branches: Mutex<HashMap<String, BTreeMap<String, Reported>>>,
 }
 
 impl GcHolds {
     /// The copier of `replica` says what it holds of the branch at `base`.
     pub fn report(&self, base: &str, replica: &str, held: Held) {
+        let reported = Reported {
+            held,
+            at: std::time::Instant::now(),
+        };
         self.lock()
             .entry(base.to_string())
             .or_default()
-            .insert(replica.to_string(), held);
+            .insert(replica.to_string(), reported);
     }
 
     /// The copier of `replica` for the branch at `base` is gone for good
@@ -79,12 +91,22 @@ impl GcHolds {
         }
     }
 
-    /// What each replica of the branch at `base` holds.
+    /// What each replica of the branch at `base` holds, as its copier said
+    /// within the bound.
     pub fn of(&self, base: &str) -> BTreeMap<String, Held> {
-        self.lock().get(base).cloned().unwrap_or_default()
+        self.lock()
+            .get(base)
+            .map(|replicas| {
+                replicas
+                    .iter()
+                    .filter(|(_, r)| r.at.elapsed() <= r.held.bound)
+                    .map(|(name, r)| (name.clone(), r.held.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, Held>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, Reported>>> {
         self.branches.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -152,6 +174,11 @@ impl HoldFilter {
             .list(Dir::Manifest, Some(&FileRef::Manifest(after)))
             .await
             .ok()?;
+        // Views of manifests no replica lands any more go first.
+        self.views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| *id > after);
         let mut named = BTreeSet::new();
         for (file, _) in listed {
             let FileRef::Manifest(id) = file else {
@@ -174,8 +201,10 @@ impl HoldFilter {
                     let ssts = Arc::new(view.ssts);
                     let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
                     views.insert(id, Arc::clone(&ssts));
+                    // Past the cap, the newest go (the oldest are read first
+                    // on every run).
                     while views.len() > VIEWS_KEPT {
-                        views.pop_first();
+                        views.pop_last();
                     }
                     ssts
                 }

@@ -304,14 +304,21 @@ async fn cut_wal(
     Ok(cut)
 }
 
-/// How coarse a region's store stamps are: whole seconds on cloud stores,
-/// so a stamp counts as "by T" only once its whole second is.
+/// How far a store's stamp may lie from the writer's clock: a file counts
+/// as whole by T unread only once its stamp is this far before T (the
+/// region check warns of clocks more than 2 s apart).
+const STAMP_MARGIN_MS: u64 = 2000;
+
+/// How coarse a region's store stamps are (whole seconds on cloud stores,
+/// so a stamp counts as "by T" only once its whole second is), with the
+/// margin for clocks apart.
 fn stamp_grain_ms(region: &Region) -> u64 {
-    if region.location().is_cloud() {
-        1000
-    } else {
-        0
-    }
+    STAMP_MARGIN_MS
+        + if region.location().is_cloud() {
+            1000
+        } else {
+            0
+        }
 }
 
 fn side_of(region: &Region, location: &DbLocation) -> Side {
