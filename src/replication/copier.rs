@@ -547,6 +547,9 @@ impl BranchCopier {
         if !self.loaded {
             self.load().await?;
         }
+        // Before the copies: a seed's first pass over a slow link takes
+        // long, and the home's collector must not take what it copies.
+        self.report_hold();
         let heal_due = self
             .healed
             .is_none_or(|at| at.elapsed() >= self.opts.heal_every);
@@ -2076,6 +2079,21 @@ impl BranchCopier {
             .fold((0, 0), |(n, b), (_, meta)| (n + 1, b + meta.size))
     }
 
+    /// Tells the home's writers in this process what the replica holds, so
+    /// their collector keeps what it still needs (`storage::gc_hold`).
+    fn report_hold(&self) {
+        self.flow.home.notices().holds.report(
+            self.home.base.as_ref(),
+            self.flow.replica.name(),
+            crate::storage::gc_hold::Held {
+                manifest_id: self.cursor.manifest_id,
+                wal_id: self.cursor.wal_id,
+                compactions_id: self.cursor.compactions_id,
+                bound: self.pace.gc_hold(),
+            },
+        );
+    }
+
     /// Recomputes the status from what is known and publishes it.
     /// `verified`: the pass behind it succeeded, so a replica that holds
     /// everything listed counts as synced now.
@@ -2090,17 +2108,7 @@ impl BranchCopier {
         if let Some(promised) = &self.promise {
             promised.mark.pending(bytes_pending);
         }
-        // The home's writers here keep what the replica still needs.
-        self.flow.home.notices().holds.report(
-            self.home.base.as_ref(),
-            self.flow.replica.name(),
-            crate::storage::gc_hold::Held {
-                manifest_id: self.cursor.manifest_id,
-                wal_id: self.cursor.wal_id,
-                compactions_id: self.cursor.compactions_id,
-                bound: self.pace.gc_hold(),
-            },
-        );
+        self.report_hold();
         let next_look_us = now + self.next_look_in().as_micros() as u64;
         let wal_delay_p99_ms = self.recent_wal_delay_p99_ms();
         let cut = self
