@@ -490,16 +490,14 @@ async fn a_paused_replica_resumes_through_every_manifest_and_the_home_lets_go_af
     let writer = writing(&home, acks.clone(), 600, 3600, true, 400);
     converge(&replicator, Duration::from_secs(60)).await;
     let manifests = |region: &Region| {
-        let side = side(region, &branch_path("orders", "main"));
+        let orders = DbLocation::in_region(region, "orders").expect("names");
         async move {
-            side.list(Dir::Manifest, None)
+            orders
+                .list_ids("manifest", "manifest")
                 .await
                 .expect("list manifests")
                 .into_iter()
-                .filter_map(|(f, _)| match f {
-                    FileRef::Manifest(id) => Some(id),
-                    _ => None,
-                })
+                .map(|(id, _)| id)
                 .collect::<std::collections::BTreeSet<u64>>()
         }
     };

@@ -404,13 +404,10 @@ async fn verify_fork(
         let replica = DbLocation::branch_in_region(to, &f.db, &f.source)?;
         let drill = checksum(&branch).await?;
         let mut overlay = std::collections::BTreeMap::new();
-        if let Some((wal, at_ms)) = point.and_then(|p| p.partial_wal.map(|w| (w, p.at_ms))) {
+        if let Some((wal, at_ms)) = point.and_then(PointInTime::straddling) {
             let side = crate::storage::fork::side(to, &replica.path);
             let now = now_ms() as i64;
-            for row in crate::storage::pitr::wal_rows(&side, wal).await? {
-                if row.create_ts.unwrap_or(0) > at_ms as i64 {
-                    break;
-                }
+            for row in crate::storage::pitr::rows_by(&side, wal, at_ms).await? {
                 let value = match row.value {
                     slatedb::ValueDeletable::Value(v) if row.expire_ts.is_none_or(|e| e > now) => {
                         Some(v)

@@ -161,7 +161,7 @@ async fn fork_from(
     let made = async {
         let made = make(region, &target, &from, shadow.as_ref(), point, parent).await?;
         // The file that straddles a point in time: its rows by then.
-        let rows_written = match point.and_then(|p| p.partial_wal.map(|id| (id, p.at_ms))) {
+        let rows_written = match point.and_then(PointInTime::straddling) {
             Some((id, at_ms)) => {
                 let rows = (id, made.l0_seq, at_ms);
                 write_rows_by(region, &from, &target, rows).await?
@@ -374,12 +374,8 @@ async fn write_rows_by(
     (id, l0_seq, at_ms): (u64, u64, u64),
 ) -> Result<u64> {
     use slatedb::config::{PutOptions, Ttl, WriteOptions};
-    let rows: Vec<slatedb::RowEntry> = super::pitr::wal_rows(&side(region, &from.path), id)
-        .await?
-        .into_iter()
-        .take_while(|r| r.create_ts.unwrap_or(0) <= at_ms as i64)
-        .filter(|r| r.seq > l0_seq)
-        .collect();
+    let mut rows = super::pitr::rows_by(&side(region, &from.path), id, at_ms).await?;
+    rows.retain(|r| r.seq > l0_seq);
     if rows.is_empty() {
         return Ok(0);
     }

@@ -31,7 +31,7 @@ use slatedb::config::CheckpointOptions;
 use super::{ADMIN_TIMEOUT, DbLocation};
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::storage::files::{Dir, FileRef, RequestCounter, Side};
+use crate::storage::files::{Dir, FileRef, Side};
 
 /// The name Lifeboat's scheduled checkpoints carry.
 pub const CHECKPOINT_NAME: &str = "lifeboat-pitr";
@@ -81,12 +81,20 @@ pub struct PointInTime {
     pub checkpoint: Option<slatedb::Checkpoint>,
 }
 
+impl PointInTime {
+    /// The WAL file that straddles the time, and the time: its rows by
+    /// then are part of the state.
+    pub fn straddling(&self) -> Option<(u64, u64)> {
+        self.partial_wal.map(|id| (id, self.at_ms))
+    }
+}
+
 /// Where branch `source` of `db` in `region` stood at `at_ms` (the home's
 /// commit time), to the row.
 pub async fn locate(region: &Region, db: &str, source: &str, at_ms: u64) -> Result<PointInTime> {
     let location = DbLocation::branch_in_region(region, db, source)?;
     location.require().await?;
-    let side = side_of(region, &location);
+    let side = crate::storage::fork::side(region, &location.path);
     let manifests = side.list(Dir::Manifest, None).await?;
     let admin =
         slatedb::admin::AdminBuilder::new(location.path.clone(), Arc::clone(&location.store))
@@ -200,7 +208,7 @@ pub async fn held_through_ms(
     wal_end: u64,
 ) -> Result<i64> {
     let location = DbLocation::branch_in_region(region, db, branch)?;
-    let side = side_of(region, &location);
+    let side = crate::storage::fork::side(region, &location.path);
     let bytes = side
         .read(&FileRef::Manifest(manifest_id))
         .await?
@@ -223,8 +231,23 @@ pub async fn rows_after(side: &Side, id: u64, after_ms: u64) -> Result<u64> {
     Ok(wal_rows(side, id)
         .await?
         .iter()
-        .filter(|r| r.create_ts.unwrap_or(0) > after_ms as i64)
+        .filter(|r| !committed_by(r, after_ms))
         .count() as u64)
+}
+
+/// The rows of WAL file `id` of the branch `side` reads committed by
+/// `at_ms`, in commit order: the part of a file that straddles `at_ms`
+/// that a state as of then holds.
+pub async fn rows_by(side: &Side, id: u64, at_ms: u64) -> Result<Vec<slatedb::RowEntry>> {
+    let mut rows = wal_rows(side, id).await?;
+    let by_then = rows.iter().take_while(|r| committed_by(r, at_ms)).count();
+    rows.truncate(by_then);
+    Ok(rows)
+}
+
+/// Whether `row` was committed at or before `at_ms` (by its writer's clock).
+fn committed_by(row: &slatedb::RowEntry, at_ms: u64) -> bool {
+    row.create_ts.unwrap_or(0) <= at_ms as i64
 }
 
 /// The rows of WAL file `id` of the branch `side` reads, in commit order.
@@ -287,10 +310,7 @@ async fn cut_wal(
             continue;
         }
         let rows = wal_rows(side, id).await?;
-        let by_then = rows
-            .iter()
-            .take_while(|r| r.create_ts.unwrap_or(0) <= at_ms as i64)
-            .count();
+        let by_then = rows.iter().take_while(|r| committed_by(r, at_ms)).count();
         if let Some(last) = rows[..by_then].last() {
             cut.state_ms = last.create_ts.unwrap_or(0);
         }
@@ -319,13 +339,4 @@ fn stamp_grain_ms(region: &Region) -> u64 {
         } else {
             0
         }
-}
-
-fn side_of(region: &Region, location: &DbLocation) -> Side {
-    Side {
-        region: region.name().to_string(),
-        store: region.store(),
-        base: location.path.clone(),
-        requests: Arc::new(RequestCounter::default()),
-    }
 }
