@@ -472,6 +472,10 @@ struct Core {
     /// Flows found while this engine did not hold their replica region's
     /// lease: they start as soon as it does.
     unleased: Vec<Flow>,
+    /// The last statuses of the flows stopped when this engine lost their
+    /// replica region's lease because the region stopped answering: shown
+    /// Paused, their lag growing, until they run again.
+    lapsed: Vec<crate::replication::FlowStatus>,
     /// Stranded writes this engine tried to recover by itself, and when.
     auto_recovery: BTreeMap<(String, String), Instant>,
     /// This engine's local socket, named in the leases it takes.
@@ -571,6 +575,7 @@ impl Core {
             leases: BTreeMap::new(),
             lease_tasks: BTreeMap::new(),
             unleased: Vec::new(),
+            lapsed: Vec::new(),
             socket: None,
             auto_recovery: BTreeMap::new(),
             remote: None,

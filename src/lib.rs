@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod gui;
 pub mod logging;
+pub mod metrics;
 pub mod orchestrator;
 pub mod region;
 pub mod replication;

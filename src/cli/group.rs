@@ -122,6 +122,15 @@ pub struct ServeArgs {
     /// hands each a part and takes back a dead one's (docs/sharing.md).
     #[arg(long)]
     share: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, e.g.
+    /// 127.0.0.1:9464; a bare port listens on loopback).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    metrics: Option<std::net::SocketAddr>,
+}
+
+fn parse_listen(text: &str) -> std::result::Result<std::net::SocketAddr, String> {
+    lifeboat::metrics::server::parse_listen(text)
+        .map_err(|e| e.replace("give HOST:PORT", "give --metrics HOST:PORT"))
 }
 
 /// How long a command may take before the CLI gives up on it.
@@ -367,6 +376,14 @@ pub async fn serve(ctx: &Ctx, json: bool, args: ServeArgs) -> Result<i32> {
         ..ctx.engine_options()
     };
     let engine = engine_with(ctx, options).await?;
+    let _metrics = match args.metrics {
+        Some(addr) => {
+            let server = lifeboat::metrics::server::serve(addr, engine.subscribe()).await?;
+            eprintln!("metrics at http://{}/metrics", server.addr);
+            Some(server)
+        }
+        None => None,
+    };
     let mut leases = Vec::new();
     super::report_until_stopped(args.duration, args.report_every, || {
         let snapshot = engine.snapshot();

@@ -363,7 +363,8 @@ impl Core {
         };
         self.last_copied = Some((now, copied));
         let t_s = now_us() as f64 / 1e6;
-        Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64);
+        let target = self.group.as_ref().map(|g| g.rpo_target_s);
+        Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64, target);
         self.cost = Arc::new(self.figure_cost(&statuses));
     }
 

@@ -19,6 +19,34 @@ pub struct History {
     pub copied_bytes_per_s: Series,
     /// Requests per minute to the regions, all flows together.
     pub requests_per_min: Series,
+    /// Per database, its time above the RPO target since the engine started.
+    #[serde(default)]
+    pub breaches: BTreeMap<String, Breaches>,
+}
+
+/// A database's lag above the RPO target: how often it went above, and
+/// for how long in all (counted between samples, so to about a second).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Breaches {
+    /// Times the lag went from at or under the target to above it.
+    pub episodes: u64,
+    /// Seconds spent above it.
+    pub seconds: f64,
+    /// Whether the newest sample was above, and when it was taken.
+    pub above: bool,
+    pub sampled_s: f64,
+}
+
+impl Breaches {
+    fn sample(&mut self, t_s: f64, above: bool) {
+        if above && self.above {
+            self.seconds += (t_s - self.sampled_s).max(0.0);
+        } else if above {
+            self.episodes += 1;
+        }
+        self.above = above;
+        self.sampled_s = t_s;
+    }
 }
 
 /// The samples of `series` within `window_s` of its newest (samples come
@@ -36,16 +64,25 @@ fn push(series: &mut Series, t_s: f64, value: f64) {
 }
 
 impl History {
-    /// Adds one second's samples.
+    /// Adds one second's samples; a lag above `target_s` counts as a
+    /// breach of the RPO target.
     pub fn record(
         &mut self,
         t_s: f64,
         lags: &BTreeMap<String, f64>,
         copied_bytes_per_s: f64,
         requests_per_min: f64,
+        target_s: Option<f64>,
     ) {
         for (db, lag) in lags {
             push(self.lag_s.entry(db.clone()).or_default(), t_s, *lag);
+            if let Some(target) = target_s {
+                let above = *lag > target;
+                self.breaches
+                    .entry(db.clone())
+                    .or_default()
+                    .sample(t_s, above);
+            }
         }
         push(&mut self.copied_bytes_per_s, t_s, copied_bytes_per_s);
         push(&mut self.requests_per_min, t_s, requests_per_min);
@@ -54,6 +91,7 @@ impl History {
     /// Forgets a database's series (it was deleted).
     pub fn forget(&mut self, db: &str) {
         self.lag_s.remove(db);
+        self.breaches.remove(db);
     }
 
     /// What is published for other machines: the totals' hour, and the
@@ -79,6 +117,7 @@ impl History {
                 .collect(),
             copied_bytes_per_s: self.copied_bytes_per_s.clone(),
             requests_per_min: self.requests_per_min.clone(),
+            breaches: self.breaches.clone(),
         }
     }
 
@@ -101,13 +140,17 @@ mod tests {
         for t in 0..(HISTORY_SAMPLES + 10) {
             let lag = if t % 100 == 0 { 5.0 } else { 0.1 };
             let lags = BTreeMap::from([("orders".to_string(), lag)]);
-            history.record(t as f64, &lags, 10.0, 60.0);
+            history.record(t as f64, &lags, 10.0, 60.0, Some(1.0));
         }
         assert_eq!(history.lag_s["orders"].len(), HISTORY_SAMPLES);
         assert_eq!(history.requests_per_min.len(), HISTORY_SAMPLES);
         let breaches = history.breaches("orders", 1.0);
         assert_eq!(breaches.len(), 36);
         assert!(breaches.iter().all(|p| p[1] == 5.0));
+        // Every breach was one sample long: 37 episodes in all, none lasting.
+        let counted = &history.breaches["orders"];
+        assert_eq!(counted.episodes, 37);
+        assert_eq!(counted.seconds, 0.0);
     }
 
     #[test]
@@ -126,7 +169,7 @@ mod tests {
                     )
                 })
                 .collect();
-            history.record(t as f64, &lags, 1.0, 60.0);
+            history.record(t as f64, &lags, 1.0, 60.0, None);
         }
         let published = history.published(60.0, 3);
         let dbs: Vec<&str> = published.lag_s.keys().map(String::as_str).collect();

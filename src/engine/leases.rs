@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::control::lease::{Holder, LeaseState, RegionLease};
 use crate::error::{Error, Result};
 use crate::region::Region;
+use crate::replication::Flow;
 
 use super::{Command, Core, Internal};
 
@@ -122,10 +123,40 @@ impl Core {
     pub(super) fn lease_changed(&mut self, region: String, state: LeaseState) {
         let was = self.holds_lease(&region);
         let now = state.is_held();
+        let unreachable = match &state {
+            LeaseState::Unreachable { error } => Some(error.clone()),
+            _ => None,
+        };
         self.leases.insert(region.clone(), state);
         if was && !now {
             tracing::warn!(region = %region, "the lease is lost: copies into {region} stop");
             if let Some(replicator) = self.replicator.as_mut() {
+                // A region that stopped answering: its replicas stay in
+                // view, Paused with their lag growing, and their flows
+                // start again once the lease is back (another engine's
+                // lease: that engine shows them).
+                if let Some(error) = &unreachable {
+                    for mut status in replicator.statuses() {
+                        if status.replica == region {
+                            status.state = crate::replication::FlowState::Paused;
+                            status.unreachable = Some(region.clone());
+                            status.detail = Some(format!(
+                                "the lease of {region} lapsed: the region does not answer ({error}); copies resume once it does"
+                            ));
+                            self.lapsed.push(status);
+                        }
+                    }
+                    let stopped: Vec<Flow> = replicator
+                        .flows()
+                        .filter(|f| f.replica.name() == region)
+                        .cloned()
+                        .collect();
+                    for flow in stopped {
+                        if !self.unleased.iter().any(|u| u.label() == flow.label()) {
+                            self.unleased.push(flow);
+                        }
+                    }
+                }
                 let stopping = replicator.remove_into(&region);
                 self.stop_off_loop(format!("stop the copies into {region}"), async move {
                     stopping.wait().await;
@@ -133,6 +164,7 @@ impl Core {
                 });
             }
         } else if now && !was {
+            self.lapsed.retain(|s| s.replica != region);
             let (ready, waiting) = std::mem::take(&mut self.unleased)
                 .into_iter()
                 .partition(|f| f.replica.name() == region);

@@ -16,18 +16,40 @@ impl Core {
     /// Every flow's row, read from the copiers at most once per
     /// [`FLOWS_FRESH_FOR`] (sooner when a flow came or went).
     fn flow_views(&mut self) -> Arc<Vec<FlowView>> {
-        let count = self.replicator.as_ref().map_or(0, |r| r.flows().count());
+        let count = self.replicator.as_ref().map_or(0, |r| r.flows().count()) + self.lapsed.len();
         if let Some((at, flows)) = &self.flows_cache
             && at.elapsed() < FLOWS_FRESH_FOR
             && flows.len() == count
         {
             return Arc::clone(flows);
         }
+        let running = self
+            .replicator
+            .as_ref()
+            .map(|r| r.statuses())
+            .unwrap_or_default();
+        // A lapsed flow shows until it runs again.
+        let now = crate::workload::now_us();
+        let group = self.group.as_ref();
+        let lapsed = self.lapsed.iter().filter(|l| {
+            group.is_some_and(|g| g.databases.includes(&l.db))
+                && !running
+                    .iter()
+                    .any(|r| r.db == l.db && r.branch == l.branch && r.replica == l.replica)
+        });
+        let lapsed: Vec<_> = lapsed
+            .map(|l| {
+                let mut status = l.clone();
+                status.lag_s = status.lag_s_at(now);
+                status
+            })
+            .collect();
         let flows: Arc<Vec<FlowView>> = Arc::new(
-            self.replicator
-                .as_ref()
-                .map(|r| r.statuses().into_iter().map(FlowView::of).collect())
-                .unwrap_or_default(),
+            running
+                .into_iter()
+                .chain(lapsed)
+                .map(FlowView::of)
+                .collect(),
         );
         self.flows_cache = Some((std::time::Instant::now(), Arc::clone(&flows)));
         flows

@@ -80,8 +80,13 @@ impl Access {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub accepted: AtomicU64,
+    /// Connections refused: by the firewall or a connection limit.
     pub denied: AtomicU64,
+    /// Of those, refused by the firewall's allow-list.
+    pub firewall_refused: AtomicU64,
     pub commands: AtomicU64,
+    /// Commands answered with an error.
+    pub errors: AtomicU64,
     pub auth_failures: AtomicU64,
 }
 
@@ -211,7 +216,11 @@ pub struct WorkspaceStatus {
     pub connected: u64,
     pub accepted: u64,
     pub denied: u64,
+    #[serde(default)]
+    pub firewall_refused: u64,
     pub commands: u64,
+    #[serde(default)]
+    pub errors: u64,
     pub auth_failures: u64,
     pub pipelines: Vec<PipelineStatus>,
     pub uptime_s: u64,
@@ -396,7 +405,9 @@ impl Workspace {
             connected: shared.clients.connected() as u64,
             accepted: shared.stats.accepted.load(relaxed),
             denied: shared.stats.denied.load(relaxed),
+            firewall_refused: shared.stats.firewall_refused.load(relaxed),
             commands: shared.stats.commands.load(relaxed),
+            errors: shared.stats.errors.load(relaxed),
             auth_failures: shared.stats.auth_failures.load(relaxed),
             pipelines: self.pipelines.statuses(),
             uptime_s: shared.started.elapsed().as_secs(),
@@ -492,6 +503,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let access = shared.access();
         if !access.firewall.admits(peer.ip()) {
             shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .firewall_refused
+                .fetch_add(1, Ordering::Relaxed);
             shared
                 .security
                 .note(security::Security::FirewallRefused, peer.ip());

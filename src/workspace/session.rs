@@ -249,6 +249,13 @@ pub async fn serve(
         if let Some(e) = &broken {
             replies.push(Reply::err(format!("ERR {e}")));
         }
+        let errors = replies.iter().filter(|r| r.is_error()).count();
+        if errors > 0 {
+            shared
+                .stats
+                .errors
+                .fetch_add(errors as u64, Ordering::Relaxed);
+        }
         for reply in &replies {
             if let Err(e) = reply.encode(session.resp3, &mut output) {
                 tracing::warn!(workspace = %shared.name, "cannot encode a reply: {e}");

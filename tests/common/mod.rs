@@ -230,7 +230,8 @@ impl Served {
         Served::serving(lifeboat(data), &["--share", "--duration", "240s"])
     }
 
-    fn serving(mut cmd: Command, extra: &[&str]) -> Served {
+    /// `cmd` running `serve --report-every 1s` with `extra` flags.
+    pub fn serving(mut cmd: Command, extra: &[&str]) -> Served {
         use std::io::BufRead as _;
         let mut child = cmd
             .args(["--json", "serve", "--report-every", "1s"])
