@@ -1,5 +1,5 @@
 //! What people who are not looking at the app use: a real Prometheus
-//! scraping the engine's `/metrics`.
+//! scraping the engine's `/metrics` with the alert rules Lifeboat ships.
 
 mod common;
 
@@ -63,11 +63,26 @@ impl Prometheus {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
+        // The alert rules Lifeboat ships, checked by Prometheus's own tool.
+        let rules = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/prometheus/lifeboat-alerts.yml"
+        );
+        let checked = Command::new("promtool")
+            .args(["check", "rules", rules])
+            .output()
+            .expect("promtool runs");
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stdout)
+        );
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 rule_files: ['{rules}']\n\
                  scrape_configs:\n  - job_name: lifeboat\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
@@ -112,6 +127,20 @@ impl Prometheus {
         reply["data"]["result"][0]["value"][1]
             .as_str()
             .and_then(|v| v.parse().ok())
+    }
+
+    /// The names of the alerts pending or firing now.
+    fn alerts(&self) -> Vec<String> {
+        let Ok((200, body)) = http_get(self.addr, "/api/v1/alerts") else {
+            return Vec::new();
+        };
+        let reply: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        reply["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_string))
+            .collect()
     }
 
     /// Waits up to `within` for `query` to have a value `wanted` accepts.
@@ -226,6 +255,20 @@ fn prometheus_sees_the_replica_lag_rise_in_an_outage_and_fall_after() {
     let paused = prometheus.value(
         r#"max(lifeboat_replica_state{db="orders",state="paused"}) + max(lifeboat_replica_state{db="orders",state="lagging"})"#,
     );
+    // The shipped rule sees the breach (it fires after a minute of it).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !prometheus
+        .alerts()
+        .iter()
+        .any(|a| a == "LifeboatRpoAboveTarget")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no LifeboatRpoAboveTarget alert: {:?}",
+            prometheus.alerts()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     server.heal();
     let after = prometheus.until(Duration::from_secs(90), lag, |v| v < 5.0);
     let peak = prometheus

@@ -339,11 +339,11 @@ impl Core {
     /// One sample a second for the Dashboard.
     pub(super) fn sample(&mut self) {
         self.sample_region_requests();
-        let Some(replicator) = &self.replicator else {
+        if self.replicator.is_none() {
             self.cost = Arc::new(self.figure_cost(&[]));
             return;
-        };
-        let statuses = replicator.statuses();
+        }
+        let statuses = self.statuses();
         let mut lags: BTreeMap<String, f64> = BTreeMap::new();
         for status in &statuses {
             if let Some(lag) = status.lag_s {

@@ -140,6 +140,9 @@ impl Core {
                         if status.replica == region {
                             status.state = crate::replication::FlowState::Paused;
                             status.unreachable = Some(region.clone());
+                            // Stopped, it asks nothing of the stores.
+                            status.requests_last_min = Default::default();
+                            status.requests_per_min = 0;
                             status.detail = Some(format!(
                                 "the lease of {region} lapsed: the region does not answer ({error}); copies resume once it does"
                             ));

@@ -23,36 +23,39 @@ impl Core {
         {
             return Arc::clone(flows);
         }
-        let running = self
+        let flows: Arc<Vec<FlowView>> =
+            Arc::new(self.statuses().into_iter().map(FlowView::of).collect());
+        self.flows_cache = Some((std::time::Instant::now(), Arc::clone(&flows)));
+        flows
+    }
+
+    /// Every flow's status: those running, then those whose replica
+    /// region's lease lapsed (shown until they run again).
+    pub(super) fn statuses(&self) -> Vec<crate::replication::FlowStatus> {
+        let mut statuses = self
             .replicator
             .as_ref()
             .map(|r| r.statuses())
             .unwrap_or_default();
-        // A lapsed flow shows until it runs again.
         let now = crate::workload::now_us();
         let group = self.group.as_ref();
-        let lapsed = self.lapsed.iter().filter(|l| {
-            group.is_some_and(|g| g.databases.includes(&l.db))
-                && !running
-                    .iter()
-                    .any(|r| r.db == l.db && r.branch == l.branch && r.replica == l.replica)
-        });
-        let lapsed: Vec<_> = lapsed
+        let lapsed: Vec<_> = self
+            .lapsed
+            .iter()
+            .filter(|l| {
+                group.is_some_and(|g| g.databases.includes(&l.db))
+                    && !statuses
+                        .iter()
+                        .any(|r| r.db == l.db && r.branch == l.branch && r.replica == l.replica)
+            })
             .map(|l| {
                 let mut status = l.clone();
                 status.lag_s = status.lag_s_at(now);
                 status
             })
             .collect();
-        let flows: Arc<Vec<FlowView>> = Arc::new(
-            running
-                .into_iter()
-                .chain(lapsed)
-                .map(FlowView::of)
-                .collect(),
-        );
-        self.flows_cache = Some((std::time::Instant::now(), Arc::clone(&flows)));
-        flows
+        statuses.extend(lapsed);
+        statuses
     }
 
     pub(super) fn publish(&mut self) {

@@ -606,6 +606,33 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_dashboard_and_alert_rules_name_only_metrics_that_exist() {
+        let shipped = [
+            include_str!("../../packaging/grafana/lifeboat-dashboard.json"),
+            include_str!("../../packaging/prometheus/lifeboat-alerts.yml"),
+        ];
+        let mut named = 0;
+        for text in shipped {
+            for (at, _) in text.match_indices("lifeboat_") {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                // `lifeboat_` also starts words that are not metrics
+                // (`lifeboat-alerts.yml`, a uid).
+                if name.len() > "lifeboat_".len() {
+                    assert!(
+                        CATALOGUE.iter().any(|m| m.name == name),
+                        "{name} is not a metric"
+                    );
+                    named += 1;
+                }
+            }
+        }
+        assert!(named > 20, "{named}");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let now_ms = 1_800_000_000_000;
         let snapshot = Snapshot {
