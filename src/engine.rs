@@ -12,6 +12,7 @@
 //! delays only its own answer, never the snapshots.
 
 pub mod activity;
+pub mod alerting;
 mod command;
 mod databases;
 mod demo;
@@ -476,6 +477,10 @@ struct Core {
     /// replica region's lease because the region stopped answering: shown
     /// Paused, their lag growing, until they run again.
     lapsed: Vec<crate::replication::FlowStatus>,
+    /// The alert rules' memory, their settings and what was sent.
+    alerting: alerting::Alerting,
+    /// When this engine started (Unix ms).
+    started_ms: u64,
     /// Stranded writes this engine tried to recover by itself, and when.
     auto_recovery: BTreeMap<(String, String), Instant>,
     /// This engine's local socket, named in the leases it takes.
@@ -576,6 +581,8 @@ impl Core {
             lease_tasks: BTreeMap::new(),
             unleased: Vec::new(),
             lapsed: Vec::new(),
+            alerting: alerting::Alerting::default(),
+            started_ms: crate::orchestrator::now_ms(),
             socket: None,
             auto_recovery: BTreeMap::new(),
             remote: None,

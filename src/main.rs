@@ -86,6 +86,10 @@ enum Command {
     /// Run the engine headless: replicate the saved group until Ctrl-C,
     /// printing every replica's status.
     Serve(cli::group::ServeArgs),
+    /// Alerts: where they go (webhooks, commands, the desktop), when they
+    /// fire, and a test of each sink.
+    #[command(subcommand)]
+    Alert(cli::alert::AlertCommand),
     /// Run the engine as a systemd user service (install, uninstall, status).
     #[command(subcommand)]
     Service(cli::service::ServiceCommand),
@@ -832,6 +836,7 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Soak(a) => cli::soak::soak(&ctx, json, a).await,
             Command::Group(c) => cli::group::group(&ctx, json, c).await,
             Command::Serve(a) => cli::group::serve(&ctx, json, a).await,
+            Command::Alert(c) => cli::alert::alert(&ctx, json, c).await,
             Command::Service(c) => cli::service::service(&ctx, json, c).await,
             Command::Workspace(c) => cli::workspace::workspace(&ctx, json, c).await,
             Command::Control(c) => cli::workspace::control_command(&ctx, json, c).await,

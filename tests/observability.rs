@@ -1,5 +1,6 @@
 //! What people who are not looking at the app use: a real Prometheus
-//! scraping the engine's `/metrics` with the alert rules Lifeboat ships.
+//! scraping the engine's `/metrics` with the alert rules Lifeboat ships,
+//! and the engine's own alerts through a signed webhook.
 
 mod common;
 
@@ -169,14 +170,104 @@ impl Drop for Prometheus {
     }
 }
 
-/// A real Prometheus scrapes `serve --metrics` while the replica's region
-/// (an S3 server in a network namespace) is cut off under a writer:
-/// Prometheus's own view of `lifeboat_replica_lag_seconds` rises past 10 s
-/// during the partition (the engine loses the region's lease, and the
-/// replica stays in view, paused) and falls back under 5 s once it heals;
-/// the breach of the 2 s RPO target is counted.
+/// A webhook receiver on loopback: each POST's body, kept with whether its
+/// `X-Lifeboat-Signature` is the HMAC-SHA256 of the body under `secret`
+/// (computed here, independently of Lifeboat).
+struct Receiver {
+    addr: SocketAddr,
+    got: std::sync::mpsc::Receiver<(serde_json::Value, bool)>,
+}
+
+impl Receiver {
+    fn start(secret: &'static str) -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                if let Some(posted) = read_post(&mut stream, secret) {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    if tx.send(posted).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Receiver { addr, got }
+    }
+
+    /// Every event received within `within`.
+    fn collect(&self, within: Duration) -> Vec<(serde_json::Value, bool)> {
+        let deadline = Instant::now() + within;
+        let mut events = Vec::new();
+        while let Ok(event) = self
+            .got
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            events.push(event);
+        }
+        events
+    }
+}
+
+/// One HTTP request's JSON body and whether its signature checks out.
+fn read_post(stream: &mut TcpStream, secret: &str) -> Option<(serde_json::Value, bool)> {
+    use hmac::{KeyInit, Mac};
+    use std::io::BufRead as _;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut reader = std::io::BufReader::new(stream.try_clone().ok()?);
+    let mut length = 0usize;
+    let mut signature = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().ok()?,
+                "x-lifeboat-signature" => signature = Some(value.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).ok()?;
+    mac.update(&body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let signed = signature == Some(format!("sha256={expected}"));
+    Some((serde_json::from_slice(&body).ok()?, signed))
+}
+
+const HOOK_SECRET: &str = "a test secret for the webhook";
+
+/// An outage of the replica's region (an S3 server in a network namespace,
+/// cut off with nftables) under a writer, watched by a real Prometheus
+/// scraping `serve --metrics` and by the engine's own alerts with a signed
+/// webhook:
+/// - Prometheus's view of `lifeboat_replica_lag_seconds` rises past 10 s in
+///   the outage (the engine loses the region's lease; the replica stays in
+///   view, paused) and falls under 5 s once it heals; the breach of the 2 s
+///   target is counted, and the shipped rule `LifeboatRpoAboveTarget` is
+///   pending;
+/// - the webhook gets nothing for a 3 s outage (shorter than the rule's
+///   15 s), exactly one firing and one resolved event for a longer one,
+///   each signed; `alert test` reaches it too.
 #[test]
-fn prometheus_sees_the_replica_lag_rise_in_an_outage_and_fall_after() {
+fn an_outage_is_seen_by_prometheus_and_alerted_once_through_a_signed_webhook() {
     if !common::s3_available() {
         return;
     }
@@ -186,6 +277,12 @@ fn prometheus_sees_the_replica_lag_rise_in_an_outage_and_fall_after() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // Waits until the namespaced server answers.
     drop(runtime.block_on(server.region("probe")));
+    let hook = Receiver::start(HOOK_SECRET);
+    let with_secret = |data: &std::path::Path| {
+        let mut cmd = lifeboat(data);
+        cmd.env("LIFEBOAT_TEST_HOOK_SECRET", HOOK_SECRET);
+        cmd
+    };
 
     // The embedded default's us-east-1 (a local folder) is the home.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -199,6 +296,7 @@ fn prometheus_sees_the_replica_lag_rise_in_an_outage_and_fall_after() {
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let url = format!("http://{}/hook", hook.addr);
     for args in [
         &["db", "create", "orders"][..],
         &[
@@ -209,10 +307,48 @@ fn prometheus_sees_the_replica_lag_rise_in_an_outage_and_fall_after() {
             "--rpo-target",
             "2s",
         ],
+        &[
+            "alert",
+            "add",
+            "hook",
+            "--webhook",
+            &url,
+            "--secret-env",
+            "LIFEBOAT_TEST_HOOK_SECRET",
+        ],
+        // Only the RPO rule within the test's time.
+        &[
+            "alert",
+            "rules",
+            "--rpo-for",
+            "15s",
+            "--unreachable-for",
+            "10m",
+            "--engine-lost-for",
+            "10m",
+            "--damaged-for",
+            "10m",
+            "--drill-overdue-days",
+            "0",
+            "--repeat",
+            "1h",
+        ],
     ] {
-        let out = run(lifeboat(data), args);
+        let out = run(with_secret(data), args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     }
+    let out = run(with_secret(data), &["alert", "test"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        stderr(&out)
+    );
+    let tested = hook.collect(Duration::from_secs(2));
+    assert_eq!(tested.len(), 1, "{tested:?}");
+    assert_eq!(tested[0].0["status"], "test", "{tested:?}");
+    assert!(tested[0].1, "the test event's signature is wrong");
+
     let mut writer = lifeboat(data)
         .args([
             "workload",
@@ -221,15 +357,15 @@ fn prometheus_sees_the_replica_lag_rise_in_an_outage_and_fall_after() {
             "--rate",
             "200",
             "--duration",
-            "150s",
+            "240s",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("lifeboat runs");
     let mut engine = common::Served::serving(
-        lifeboat(data),
-        &["--metrics", "127.0.0.1:0", "--duration", "150s"],
+        with_secret(data),
+        &["--metrics", "127.0.0.1:0", "--duration", "240s"],
     );
     let address = |line: &str| {
         line.strip_prefix("metrics at http://")
@@ -247,9 +383,18 @@ fn prometheus_sees_the_replica_lag_rise_in_an_outage_and_fall_after() {
         let _ = writer.wait();
         return;
     };
-
     let lag = r#"max(lifeboat_replica_lag_seconds{db="orders",branch="main",home="us-east-1",replica="west"})"#;
-    let before = prometheus.until(Duration::from_secs(90), lag, |v| v < 5.0);
+    let before = prometheus.until(Duration::from_secs(90), lag, |v| v < 2.0);
+
+    // A short outage: under the rule's 15 s, nothing is sent.
+    server.partition();
+    std::thread::sleep(Duration::from_secs(3));
+    server.heal();
+    prometheus.until(Duration::from_secs(60), lag, |v| v < 2.0);
+    let short = hook.collect(Duration::from_secs(20));
+    assert!(short.is_empty(), "a 3 s outage alerted: {short:?}");
+
+    // A long one: one firing, then one resolved.
     server.partition();
     let during = prometheus.until(Duration::from_secs(60), lag, |v| v >= 10.0);
     let paused = prometheus.value(
@@ -269,28 +414,50 @@ fn prometheus_sees_the_replica_lag_rise_in_an_outage_and_fall_after() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Held past the rule's 15 s.
+    let firing = hook.collect(Duration::from_secs(25));
     server.heal();
-    let after = prometheus.until(Duration::from_secs(90), lag, |v| v < 5.0);
+    let after = prometheus.until(Duration::from_secs(90), lag, |v| v < 2.0);
+    let resolved = hook.collect(Duration::from_secs(10));
     let peak = prometheus
         .value(&format!(
-            "max_over_time({}[5m])",
+            "max_over_time({}[10m])",
             lag.trim_start_matches("max(").trim_end_matches(')')
         ))
         .expect("the peak");
     eprintln!(
-        "lag seen by Prometheus: {before:.1} s before, {during:.1} s in the partition (peak {peak:.1} s), {after:.1} s after"
+        "lag seen by Prometheus: {before:.1} s before, {during:.1} s in the long outage (peak {peak:.1} s), {after:.1} s after"
     );
     assert!(peak >= during, "{peak} < {during}");
     assert_eq!(
         paused,
         Some(1.0),
-        "the replica was neither paused nor lagging in the partition"
+        "the replica was neither paused nor lagging in the outage"
     );
-    // The breach of the 2 s target was counted once the lag went above it.
     let breaches = prometheus
         .value(r#"max(lifeboat_rpo_breaches_total{db="orders"})"#)
         .expect("breaches");
     assert!(breaches >= 1.0, "{breaches}");
+
+    let said = |events: &[(serde_json::Value, bool)]| -> Vec<(String, String, String, bool)> {
+        events
+            .iter()
+            .map(|(e, signed)| {
+                let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (text("alert"), text("status"), text("subject"), *signed)
+            })
+            .collect()
+    };
+    let alert = |status: &str| {
+        (
+            "rpo_above_target".to_string(),
+            status.to_string(),
+            "orders".to_string(),
+            true,
+        )
+    };
+    assert_eq!(said(&firing), [alert("firing")], "{firing:?}");
+    assert_eq!(said(&resolved), [alert("resolved")], "{resolved:?}");
     let _ = writer.kill();
     let _ = writer.wait();
 }

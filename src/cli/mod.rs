@@ -1,5 +1,6 @@
 //! Subcommands that live in their own files (one per area).
 
+pub mod alert;
 pub mod bench;
 pub mod bench_cost;
 pub mod bench_engine;

@@ -515,7 +515,8 @@ fn parse(bytes: &[u8]) -> std::result::Result<Holder, String> {
     ron::from_str(text).map_err(|e| format!("not a lease: {e}"))
 }
 
-fn host_name() -> String {
+/// This machine's name (in leases and alerts).
+pub fn host_name() -> String {
     #[cfg(unix)]
     {
         let uname = rustix::system::uname();

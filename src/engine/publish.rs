@@ -126,6 +126,7 @@ impl Core {
             helping: self.helping_statuses(),
             sharing: self.opts.share_flows,
             zero_loss: self.zero_loss.clone(),
+            alerts: Arc::new(self.alerts_view()),
             branches: Arc::new(failover::BranchesView::of(&self.control_state)),
             control: Arc::new(ControlView {
                 workspaces: workspaces::view(

@@ -70,6 +70,7 @@ impl Core {
                 _ = publish.tick() => self.publish(),
                 _ = sample.tick() => {
                     self.sample();
+                    self.alert_tick();
                     self.look_at_sync();
                     self.fence_helper();
                     self.read_status_nearby();

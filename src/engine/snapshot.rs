@@ -71,6 +71,8 @@ pub struct Snapshot {
     pub sharing: bool,
     /// Whether a zero-loss group's writes wait for the other region now.
     pub zero_loss: Option<super::sync::ZeroLossView>,
+    /// Alerts firing, sent lately, and their settings.
+    pub alerts: Arc<super::alerting::AlertsView>,
 }
 
 /// What the engine is doing, for the status bar.

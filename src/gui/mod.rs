@@ -11,6 +11,7 @@ mod dashboard;
 mod databases;
 mod failover;
 pub mod help;
+pub mod notify;
 mod recovery;
 mod replication;
 mod settings;

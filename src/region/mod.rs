@@ -160,7 +160,7 @@ fn check_endpoint(region: &str, endpoint: &str) -> Result<()> {
 
 /// Loopback, or an address of a private network (an S3 server on the
 /// same LAN or in a network namespace): plain http stays off the internet.
-fn is_local(url: &url::Url) -> bool {
+pub(crate) fn is_local(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private(),

@@ -332,22 +332,48 @@ impl DbLocation {
             .await
     }
 
-    /// Opens a reader of a live home for one long read (a verification):
-    /// it holds a checkpoint on the manifest it opened and does not move
-    /// on, so the home's garbage collector cannot delete an SST under a
-    /// scan however long it takes (a following reader moves its checkpoint
-    /// every poll, and a scan still on the old state then loses files). It
-    /// writes the home's manifest: never use it on a replica or a copy.
-    pub async fn open_home_reader(&self) -> Result<DbReader> {
+    /// Opens a reader of a live home for one long read (a verification),
+    /// pinned to a checkpoint it makes first: a pinned reader never polls,
+    /// so it never moves off that state, and the home's garbage collector
+    /// cannot delete an SST under a scan however long it takes. (SlateDB's
+    /// managed-checkpoint reader polls once at open and may replace its
+    /// checkpoint with a newer state while a scan still reads the old one;
+    /// a soak under load lost a compacted L0 that way.) It writes the
+    /// home's manifest: never use it on a replica or a copy. Release it
+    /// with [`PinnedReader::release`]; its checkpoint expires by itself if
+    /// the process dies.
+    pub async fn open_home_reader(&self) -> Result<PinnedReader> {
         self.require().await?;
         self.require_home().await?;
-        let options = DbReaderOptions {
-            manifest_poll_interval: HOME_READ_HOLD,
-            checkpoint_lifetime: HOME_READ_HOLD * 5 / 2,
-            ..reader_options()
+        let admin =
+            slatedb::admin::AdminBuilder::new(self.path.clone(), Arc::clone(&self.store)).build();
+        let options = slatedb::config::CheckpointOptions {
+            lifetime: Some(HOME_READ_HOLD * 5 / 2),
+            source: None,
+            name: Some("lifeboat-read".into()),
         };
-        self.open_reader_as(DbReaderMode::ManagedCheckpoint, options)
+        let made = self
+            .bounded(
+                "pin the home for a read",
+                ADMIN_TIMEOUT,
+                admin.create_detached_checkpoint(&options),
+            )
+            .await?;
+        match self
+            .open_reader_as(DbReaderMode::Checkpoint(made.id), reader_options())
             .await
+        {
+            Ok(reader) => Ok(PinnedReader {
+                reader,
+                checkpoint: made.id,
+                admin,
+                label: self.label.clone(),
+            }),
+            Err(e) => {
+                unpin(&admin, made.id, &self.label).await;
+                Err(e)
+            }
+        }
     }
 
     async fn open_reader_as(
@@ -494,6 +520,42 @@ pub(crate) fn name_in(folder: &Path, location: &Path) -> Option<String> {
 /// `dbs/<db>/<branch>`.
 pub fn branch_path(db: &str, branch: &str) -> Path {
     Path::from(DBS_PREFIX).join(db).join(branch)
+}
+
+/// A reader pinned to a checkpoint it made at a live home
+/// ([`DbLocation::open_home_reader`]).
+pub struct PinnedReader {
+    pub reader: DbReader,
+    checkpoint: uuid::Uuid,
+    admin: slatedb::admin::Admin,
+    label: String,
+}
+
+impl PinnedReader {
+    /// Closes the reader and deletes its checkpoint (the home's collector
+    /// may then take what only it kept).
+    pub async fn release(self) {
+        if let Err(e) = self.reader.close().await {
+            tracing::debug!(region = %self.label, "closing a pinned reader: {e}");
+        }
+        unpin(&self.admin, self.checkpoint, &self.label).await;
+    }
+}
+
+/// Deletes a pinned reader's checkpoint; one that cannot be deleted now
+/// expires by itself.
+async fn unpin(admin: &slatedb::admin::Admin, id: uuid::Uuid, label: &str) {
+    match tokio::time::timeout(ADMIN_TIMEOUT, admin.delete_checkpoint(id)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(region = %label, "a read's checkpoint stays until it expires: {e}")
+        }
+        Err(_) => tracing::warn!(
+            region = %label,
+            "a read's checkpoint stays until it expires: its deletion took over {} s",
+            ADMIN_TIMEOUT.as_secs()
+        ),
+    }
 }
 
 /// SlateDB settings that work on local folders and on object stores:

@@ -127,21 +127,27 @@ impl VerifyReport {
 pub async fn verify(location: &DbLocation, ack_log: Option<&AckLog>) -> Result<VerifyReport> {
     let wal_gaps = location.describe().await?.wal_gaps;
     let reader = location.open_reader().await?;
-    verify_with(location, reader, wal_gaps, ack_log).await
+    let report = verify_with(location, &reader, wal_gaps, ack_log).await;
+    if let Err(e) = reader.close().await {
+        tracing::warn!(db = %location.db, "closing the verify reader: {e}");
+    }
+    report
 }
 
-/// Like [`verify`], for a live home: the reader holds a checkpoint at the
-/// home while it reads, so the home's garbage collector cannot delete
-/// what it reads, however long the scan takes.
+/// Like [`verify`], for a live home: the reader is pinned to a checkpoint
+/// at the home while it reads, so the home's garbage collector cannot
+/// delete what it reads, however long the scan takes.
 pub async fn verify_home(location: &DbLocation, ack_log: Option<&AckLog>) -> Result<VerifyReport> {
     let wal_gaps = location.describe().await?.wal_gaps;
-    let reader = location.open_home_reader().await?;
-    verify_with(location, reader, wal_gaps, ack_log).await
+    let pinned = location.open_home_reader().await?;
+    let report = verify_with(location, &pinned.reader, wal_gaps, ack_log).await;
+    pinned.release().await;
+    report
 }
 
 async fn verify_with(
     location: &DbLocation,
-    reader: slatedb::DbReader,
+    reader: &slatedb::DbReader,
     wal_gaps: Vec<u64>,
     ack_log: Option<&AckLog>,
 ) -> Result<VerifyReport> {
@@ -159,9 +165,7 @@ async fn verify_with(
             None => corrupt += 1,
         }
     }
-    if let Err(e) = reader.close().await {
-        tracing::warn!(db = %location.db, "closing the verify reader: {e}");
-    }
+    drop(iter);
 
     let highest_seq = present.max().unwrap_or(0);
     let holes = if highest_seq == 0 {
