@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_one_error_line, lifeboat, run, stdout};
+use common::{assert_one_error_line, lifeboat, run, stderr, stdout};
 use lifeboat::config::file_url;
 
 #[test]
@@ -560,4 +560,97 @@ fn a_torn_acknowledgement_line_is_cut_before_the_next_workload_appends() {
         common::stderr(&out)
     );
     assert!(stdout(&out).contains("400"), "{}", stdout(&out));
+}
+
+/// Alert sinks and rules as a hurried operator types them: each mistake
+/// gets one line in the flags' words, a secret typed where its variable's
+/// name goes is never echoed, the settings file is left as it was, and a
+/// broken settings file says how to fix it. `--metrics` is checked too.
+#[test]
+fn bad_alert_settings_get_one_line_each_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    let out = run(lifeboat(data), &["alert", "add", "ops", "--desktop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let settings = data.join("alerts.ron");
+    let saved = std::fs::read_to_string(&settings).expect("alerts.ron");
+    let cases: [(&[&str], &[&str]); 8] = [
+        (
+            &[
+                "alert",
+                "add",
+                "hook",
+                "--webhook",
+                "http://hooks.example.com/x",
+            ],
+            &["plain http", "--webhook", "https://"],
+        ),
+        (
+            &["alert", "add", "hook", "--webhook", "not a url"],
+            &["`not a url` is not a URL", "--webhook"],
+        ),
+        (
+            &[
+                "alert",
+                "add",
+                "hook",
+                "--webhook",
+                "https://hooks.example.com/x",
+                "--secret-env",
+                "hunter2 my secret",
+            ],
+            &["--secret-env", "NAME of the variable"],
+        ),
+        (
+            &["alert", "add", "bad name", "--desktop"],
+            &["not a sink name"],
+        ),
+        (
+            &["alert", "add", "x"],
+            &["--webhook URL, --command COMMAND or --desktop"],
+        ),
+        (
+            &["alert", "remove", "nope"],
+            &["no sink named `nope`", "alert list"],
+        ),
+        (
+            &["alert", "rules", "--repeat", "30d"],
+            &["--repeat", "7 days"],
+        ),
+        (
+            &["alert", "rules", "--drill-overdue-days", "1000"],
+            &["--drill-overdue-days", "366"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = run(lifeboat(data), args);
+        assert_one_error_line(&out, 2, needles);
+        assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+        assert_eq!(
+            std::fs::read_to_string(&settings).expect("alerts.ron"),
+            saved,
+            "{args:?} changed the settings"
+        );
+    }
+    // Clap's own refusals: two targets at once, a bad duration.
+    let out = run(
+        lifeboat(data),
+        &["alert", "add", "x", "--desktop", "--command", "true"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(lifeboat(data), &["serve", "--metrics", "localhost:port"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--metrics HOST:PORT"),
+        "{}",
+        stderr(&out)
+    );
+    // A broken file: one line naming it and what to do.
+    std::fs::write(&settings, "(sinks: [").expect("write");
+    let out = run(lifeboat(data), &["alert", "list"]);
+    assert_one_error_line(
+        &out,
+        2,
+        &["alerts.ron", "not valid alert settings", "delete it"],
+    );
 }

@@ -88,6 +88,9 @@ pub struct Published {
     /// Whether a zero-loss group's writes wait for the other region now.
     #[serde(default)]
     pub zero_loss: Option<super::sync::ZeroLossView>,
+    /// Alerts firing and sent lately (its settings are its machine's).
+    #[serde(default)]
+    pub alerts: super::alerting::AlertsView,
 }
 
 impl Published {
@@ -115,6 +118,7 @@ impl Published {
             shares: snapshot.shares.clone(),
             sharing: snapshot.sharing,
             zero_loss: snapshot.zero_loss.clone(),
+            alerts: (*snapshot.alerts).clone(),
         }
     }
 }
@@ -213,6 +217,14 @@ impl Overlay {
         snapshot.standby = Arc::clone(&self.standby);
         snapshot.shares = p.shares.clone();
         snapshot.zero_loss = p.zero_loss.clone();
+        // What fired is the group engine's; where it goes on this desktop
+        // is this machine's settings.
+        let local = Arc::clone(&snapshot.alerts);
+        snapshot.alerts = Arc::new(super::alerting::AlertsView {
+            settings: local.settings.clone(),
+            settings_error: local.settings_error.clone(),
+            ..p.alerts.clone()
+        });
         let mut activity: Vec<ActivityEntry> = p.activity.clone();
         for entry in snapshot.activity.iter() {
             if !activity

@@ -191,6 +191,9 @@ pub struct LifeboatApp {
     opening: Option<Panel>,
     /// The request that installs the engine as a service, once asked.
     service_request: Option<crate::engine::RequestId>,
+    /// Alert events up to this time (Unix ms) were shown on the desktop
+    /// (or came before the app started).
+    notified_ms: u64,
 }
 
 impl LifeboatApp {
@@ -234,7 +237,36 @@ impl LifeboatApp {
             tour,
             opening: start.open,
             service_request: None,
+            notified_ms: crate::orchestrator::now_ms(),
         }
+    }
+
+    /// Shows on the desktop the alerts fired or resolved since the last
+    /// frame, when a desktop sink is set up (`lifeboat alert add NAME
+    /// --desktop`). D-Bus is not the UI thread's to wait on: a thread of
+    /// its own shows them.
+    fn notify_alerts(&mut self) {
+        let alerts = &self.snapshot.alerts;
+        let new: Vec<_> = alerts
+            .recent
+            .iter()
+            .filter(|e| e.at_ms > self.notified_ms)
+            .cloned()
+            .collect();
+        let Some(newest) = new.iter().map(|e| e.at_ms).max() else {
+            return;
+        };
+        self.notified_ms = newest;
+        if !alerts.settings.has_desktop() {
+            return;
+        }
+        std::thread::spawn(move || {
+            for event in new {
+                if let Err(e) = notify::show(&event) {
+                    tracing::warn!("{e}");
+                }
+            }
+        });
     }
 
     /// Opens the panel asked for on start once the engine has listed the
@@ -449,6 +481,7 @@ impl LifeboatApp {
 impl eframe::App for LifeboatApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.snapshot = self.engine.snapshot();
+        self.notify_alerts();
         self.open_when_ready();
         self.shortcuts(ctx);
         let theme = if self.prefs.dark {
