@@ -27,6 +27,7 @@ pub mod published;
 pub mod recovery;
 mod regions;
 mod run;
+pub mod schedule;
 mod service;
 mod share;
 pub mod snapshot;
@@ -481,6 +482,8 @@ struct Core {
     alerting: alerting::Alerting,
     /// When this engine started (Unix ms).
     started_ms: u64,
+    /// When a scheduled drill last started here.
+    scheduling: schedule::Scheduling,
     /// Stranded writes this engine tried to recover by itself, and when.
     auto_recovery: BTreeMap<(String, String), Instant>,
     /// This engine's local socket, named in the leases it takes.
@@ -583,6 +586,7 @@ impl Core {
             lapsed: Vec::new(),
             alerting: alerting::Alerting::default(),
             started_ms: crate::orchestrator::now_ms(),
+            scheduling: schedule::Scheduling::default(),
             socket: None,
             auto_recovery: BTreeMap::new(),
             remote: None,

@@ -645,6 +645,14 @@ fn bad_alert_settings_get_one_line_each_and_change_nothing() {
         "{}",
         stderr(&out)
     );
+    // A drill schedule that is not one, or too often.
+    for (schedule, needle) in [
+        ("sometimes", "neither a period nor a cron expression"),
+        ("1s", "too often"),
+    ] {
+        let out = run(lifeboat(data), &["group", "drills", "--schedule", schedule]);
+        assert_one_error_line(&out, 2, &[needle, "--schedule"]);
+    }
     // A broken file: one line naming it and what to do.
     std::fs::write(&settings, "(sinks: [").expect("write");
     let out = run(lifeboat(data), &["alert", "list"]);

@@ -461,3 +461,138 @@ fn an_outage_is_seen_by_prometheus_and_alerted_once_through_a_signed_webhook() {
     let _ = writer.kill();
     let _ = writer.wait();
 }
+
+/// A schedule every 8 s: the engine drills by itself with the saved smoke
+/// command, keeps each drill's report in the data folder (Markdown and
+/// JSON), and once the smoke command fails, the failed drill raises the
+/// `operation_failed` alert through a command sink (the event as JSON on
+/// its stdin). Counted through the engine's `/metrics`.
+#[test]
+fn scheduled_drills_run_keep_their_reports_and_a_failed_one_alerts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    let events = data.join("alerts.jsonl");
+    let sink = format!("cat >> '{0}' && echo >> '{0}'", events.display());
+    for args in [
+        &["db", "create", "orders"][..],
+        &[
+            "workload",
+            "--db",
+            "orders",
+            "--rate",
+            "100",
+            "--duration",
+            "2s",
+        ],
+        &["group", "configure", "--secondary", "eu-west-1"],
+        &["alert", "add", "log", "--command", &sink],
+        &[
+            "group",
+            "drills",
+            "--schedule",
+            "8s",
+            "--smoke",
+            "SET scheduled yes",
+        ],
+    ] {
+        let out = run(lifeboat(data), args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let mut engine = common::Served::serving(
+        lifeboat(data),
+        &["--metrics", "127.0.0.1:0", "--duration", "180s"],
+    );
+    let address = |line: &str| {
+        line.strip_prefix("metrics at http://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .and_then(|addr| addr.parse::<SocketAddr>().ok())
+    };
+    engine.until(Duration::from_secs(60), |line| address(line).is_some());
+    let metrics = engine
+        .seen
+        .iter()
+        .find_map(|line| address(line))
+        .expect("the metrics address");
+    let drills = |outcome: &str| -> u64 {
+        let (_, body) = http_get(metrics, "/metrics").expect("scrape");
+        let series = format!("lifeboat_operations_total{{kind=\"drill\",outcome=\"{outcome}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let until = |what: &str, within: Duration, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + within;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} within {within:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    until(
+        "two scheduled drills passed",
+        Duration::from_secs(120),
+        &|| drills("ok") >= 2,
+    );
+    let reports = |ok: bool| -> usize {
+        std::fs::read_dir(data.join("drills"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .filter(|r| r["ok"] == ok && r["kind"] == "Drill")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    until("two passed reports kept", Duration::from_secs(10), &|| {
+        reports(true) >= 2
+    });
+    let markdown = std::fs::read_dir(data.join("drills"))
+        .expect("drills/")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+        .count();
+    assert!(markdown >= 2, "{markdown} Markdown reports");
+
+    // The smoke command fails from now on: the next scheduled drill fails
+    // and the alert fires, once.
+    let out = run(
+        lifeboat(data),
+        &[
+            "group",
+            "drills",
+            "--schedule",
+            "8s",
+            "--smoke",
+            "NOSUCHCOMMAND x",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let failed_alert = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["alert"] == "operation_failed" && e["subject"] == "drill")
+            .collect()
+    };
+    until("the failed drill's alert", Duration::from_secs(90), &|| {
+        !failed_alert().is_empty()
+    });
+    assert!(drills("failed") >= 1);
+    assert!(reports(false) >= 1, "no failed drill's report kept");
+    let alerted = failed_alert();
+    assert_eq!(alerted[0]["status"], "firing", "{alerted:?}");
+    assert!(
+        alerted[0]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("NOSUCHCOMMAND")),
+        "{alerted:?}"
+    );
+    // Later failed drills keep it firing: it is not sent again (the
+    // repeat is an hour).
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(failed_alert().len(), 1, "{:?}", failed_alert());
+}

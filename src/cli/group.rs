@@ -73,6 +73,17 @@ pub enum GroupCommand {
         #[arg(long, value_enum)]
         data: Option<DataArg>,
     },
+    /// Drill by itself on a schedule, with the smoke commands of the last
+    /// drill: `weekly`, `daily`, a period (`3d`, `12h`), a cron expression
+    /// (`"0 3 * * 1"`: Mondays at 03:00 local time), or `off`.
+    Drills {
+        #[arg(long, value_name = "SCHEDULE")]
+        schedule: String,
+        /// A command each drill runs through the drill's workspace (as
+        /// `drill --smoke`; repeatable; default: those of the last drill).
+        #[arg(long = "smoke", value_name = "COMMAND")]
+        smoke: Vec<String>,
+    },
     /// Stop copying a database until resumed.
     Pause {
         /// The database.
@@ -251,6 +262,10 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                             humantime::format_duration(Duration::from_secs(s))
                         ),
                     });
+                    text.push_str(&match &g.drill_schedule {
+                        Some(s) => format!("; drills by itself {}", s.describe()),
+                        None => "; drills only when asked".to_string(),
+                    });
                     if !g.held.is_empty() {
                         let held: Vec<_> = g.held.iter().cloned().collect();
                         text.push_str(&format!("; paused: {}", held.join(", ")));
@@ -328,6 +343,22 @@ pub async fn group(ctx: &Ctx, json: bool, command: GroupCommand) -> Result<i32> 
                 rpo_target_s: rpo_target.as_secs_f64(),
                 data,
                 writes,
+            }
+        }
+        GroupCommand::Drills { schedule, smoke } => {
+            let schedule = match schedule.trim() {
+                "off" => None,
+                text => Some(
+                    lifeboat::engine::schedule::DrillSchedule::parse(
+                        text,
+                        "give --schedule as weekly, daily, a period like 3d, a cron expression like \"0 3 * * 1\", or off",
+                    )
+                    .map_err(Error::invalid)?,
+                ),
+            };
+            Command::SetDrillSchedule {
+                schedule,
+                smoke: (!smoke.is_empty()).then_some(smoke),
             }
         }
         GroupCommand::Pause { db } => Command::Pause { db },

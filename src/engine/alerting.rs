@@ -235,15 +235,21 @@ impl Core {
                 .filter(|op| op.kind == kind)
                 .max_by_key(|op| op.started_ms);
             if let Some(op) = newest.filter(|op| !op.ok) {
+                let failed: Vec<String> = op
+                    .steps
+                    .iter()
+                    .filter(|s| !s.ok)
+                    .map(|s| format!("{}: {}", s.name, s.detail))
+                    .collect();
+                let why = if failed.is_empty() {
+                    op.outcome.clone()
+                } else {
+                    failed.join("; ")
+                };
                 holding.push(Condition {
                     rule: Rule::OperationFailed,
                     subject: kind.name().to_string(),
-                    summary: format!(
-                        "the last {} ({}) failed: {}",
-                        kind.name(),
-                        op.id,
-                        op.outcome
-                    ),
+                    summary: format!("the last {} ({}) failed: {why}", kind.name(), op.id),
                     value: None,
                 });
             }
@@ -263,9 +269,9 @@ impl Core {
                     subject: "drills".into(),
                     summary: match newest_passed {
                         Some(_) => format!(
-                            "no drill has passed for {age_days:.1} days (due every {days} days)"
+                            "no drill has passed for {age_days:.1} days (due every {days:.1} days)"
                         ),
-                        None => format!("no drill has passed yet; one is due every {days} days"),
+                        None => format!("no drill has passed yet; one is due every {days:.1} days"),
                     },
                     value: Some(age_days),
                 });
@@ -277,10 +283,15 @@ impl Core {
     /// After how many days without a passed drill it is overdue (`None`:
     /// never), from the settings.
     fn drill_overdue_after_days(&self) -> Option<f64> {
-        match self.alerting.settings.drill_overdue_days {
-            0 => None,
-            days => Some(days as f64),
+        if self.alerting.settings.drill_overdue_days == 0 {
+            return None;
         }
+        // A schedule: its period and a day.
+        let scheduled = self.group.as_ref().and_then(|g| g.drill_schedule.as_ref());
+        if let Some(period) = scheduled.and_then(|s| s.period(crate::orchestrator::now_ms())) {
+            return Some(period.as_secs_f64() / 86_400.0 + 1.0);
+        }
+        Some(self.alerting.settings.drill_overdue_days as f64)
     }
 
     /// Since when this engine watches (a group never drilled counts from here).

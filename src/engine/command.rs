@@ -70,6 +70,13 @@ pub enum Command {
     Resume { db: String },
     /// Lag above `seconds` counts as an RPO breach.
     SetRpoTarget { seconds: f64 },
+    /// The group drills by itself on `schedule` (`None`: only when asked).
+    SetDrillSchedule {
+        schedule: Option<super::schedule::DrillSchedule>,
+        /// The smoke commands the drills run (`None`: those saved).
+        #[serde(default)]
+        smoke: Option<Vec<String>>,
+    },
     /// Create an empty database at `region` (its home).
     CreateDatabase { region: String, name: String },
     /// Delete a database's files in `region`; `typed_name` must equal
@@ -244,6 +251,10 @@ impl Command {
             Command::Pause { db } => format!("pause replication of {db}"),
             Command::Resume { db } => format!("resume replication of {db}"),
             Command::SetRpoTarget { seconds } => format!("set the RPO target to {seconds} s"),
+            Command::SetDrillSchedule { schedule, .. } => match schedule {
+                Some(s) => format!("drill {}", s.describe()),
+                None => "stop the scheduled drills".into(),
+            },
             Command::CreateDatabase { region, name } => {
                 format!("create database {name} in {region}")
             }

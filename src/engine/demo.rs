@@ -110,6 +110,7 @@ impl Core {
                     smoke: Vec::new(),
                     data: DataCopy::default(),
                     writes: Default::default(),
+                    drill_schedule: None,
                 };
                 let describe = Command::ConfigureReplication {
                     secondary: group.secondary.clone(),

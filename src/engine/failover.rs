@@ -412,6 +412,7 @@ impl Core {
                 self.drill_workspaces.insert(record.id.clone(), ws);
             }
             let outcome = record_outcome(&record);
+            self.keep_scheduled_report(request, &record);
             self.drill.last = Some(record);
             self.finish(request, outcome);
             self.read_control();

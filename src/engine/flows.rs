@@ -76,6 +76,7 @@ impl Core {
             .as_ref()
             .map(|g| g.smoke.clone())
             .unwrap_or_default();
+        let drill_schedule = self.group.as_ref().and_then(|g| g.drill_schedule.clone());
         let group = GroupConfig {
             primary,
             secondary,
@@ -86,6 +87,7 @@ impl Core {
             smoke,
             data,
             writes,
+            drill_schedule,
         };
         self.spawn_configure(request, group);
     }

@@ -134,6 +134,9 @@ pub struct GroupConfig {
     /// Zero loss's timeout and the RPO guard.
     #[serde(default)]
     pub writes: WriteRules,
+    /// When the group's engine drills by itself (`None`: only when asked).
+    #[serde(default)]
+    pub drill_schedule: Option<super::schedule::DrillSchedule>,
 }
 
 impl GroupConfig {
@@ -281,6 +284,7 @@ mod tests {
                 rpo_guard: true,
                 gc_hold_s: 3600,
             },
+            drill_schedule: Some(super::super::schedule::DrillSchedule::Every { every_s: 604_800 }),
         };
         save(dir.path(), Some(&group)).expect("save");
         assert_eq!(load(dir.path()).expect("load"), Some(group));
@@ -301,6 +305,7 @@ mod tests {
             smoke: Vec::new(),
             data: DataCopy::Lifeboat,
             writes: WriteRules::default(),
+            drill_schedule: None,
         };
         let no_timeout = GroupConfig {
             writes: WriteRules {

@@ -216,6 +216,7 @@ impl Core {
             | Command::Pause { .. }
             | Command::Resume { .. }
             | Command::SetRpoTarget { .. }
+            | Command::SetDrillSchedule { .. }
             | Command::CompareRecovered { .. }
             | Command::StopWorkspace { .. } => both.clone(),
             Command::PreviewFailover { .. }
@@ -346,6 +347,7 @@ fn is_group_level(command: &Command) -> bool {
             | Command::Pause { .. }
             | Command::Resume { .. }
             | Command::SetRpoTarget { .. }
+            | Command::SetDrillSchedule { .. }
             | Command::PreviewFailover { .. }
             | Command::Failover { .. }
             | Command::Drill { .. }

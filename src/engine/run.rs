@@ -71,6 +71,7 @@ impl Core {
                 _ = sample.tick() => {
                     self.sample();
                     self.alert_tick();
+                    self.drill_by_schedule();
                     self.look_at_sync();
                     self.fence_helper();
                     self.read_status_nearby();
@@ -255,6 +256,20 @@ impl Core {
                 };
                 group.rpo_target_s = seconds;
                 self.save_group(request, format!("RPO target is {seconds} s"));
+            }
+            Command::SetDrillSchedule { schedule, smoke } => {
+                let Some(group) = self.group.as_mut() else {
+                    return self.fail(request, "configure replication first");
+                };
+                let said = match &schedule {
+                    Some(s) => format!("the group drills by itself {}", s.describe()),
+                    None => "the group drills only when asked".to_string(),
+                };
+                group.drill_schedule = schedule;
+                if let Some(smoke) = smoke {
+                    group.smoke = smoke;
+                }
+                self.save_group(request, said);
             }
             Command::CreateDatabase { region, name } => {
                 if let Err(e) = region::validate_name("database", &name) {
