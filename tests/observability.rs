@@ -39,6 +39,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `cmd` running `serve --metrics 127.0.0.1:0` for `duration`, and the
+/// address its metrics are served at (from the line it prints).
+fn serving_metrics(cmd: Command, duration: &str) -> (common::Served, SocketAddr) {
+    let mut engine =
+        common::Served::serving(cmd, &["--metrics", "127.0.0.1:0", "--duration", duration]);
+    let address = |line: &str| {
+        line.strip_prefix("metrics at http://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .and_then(|addr| addr.parse::<SocketAddr>().ok())
+    };
+    engine.until(Duration::from_secs(60), |line| address(line).is_some());
+    let metrics = engine
+        .seen
+        .iter()
+        .find_map(|line| address(line))
+        .expect("the metrics address");
+    (engine, metrics)
+}
+
 /// A Prometheus server scraping `target` every second, from the Debian
 /// package the test command installs; killed on drop.
 struct Prometheus {
@@ -363,21 +382,7 @@ fn an_outage_is_seen_by_prometheus_and_alerted_once_through_a_signed_webhook() {
         .stderr(Stdio::null())
         .spawn()
         .expect("lifeboat runs");
-    let mut engine = common::Served::serving(
-        with_secret(data),
-        &["--metrics", "127.0.0.1:0", "--duration", "240s"],
-    );
-    let address = |line: &str| {
-        line.strip_prefix("metrics at http://")
-            .and_then(|rest| rest.strip_suffix("/metrics"))
-            .and_then(|addr| addr.parse::<SocketAddr>().ok())
-    };
-    engine.until(Duration::from_secs(60), |line| address(line).is_some());
-    let metrics = engine
-        .seen
-        .iter()
-        .find_map(|line| address(line))
-        .expect("the metrics address");
+    let (_engine, metrics) = serving_metrics(with_secret(data), "240s");
     let Some(prometheus) = Prometheus::start(metrics) else {
         let _ = writer.kill();
         let _ = writer.wait();
@@ -498,21 +503,7 @@ fn scheduled_drills_run_keep_their_reports_and_a_failed_one_alerts() {
         let out = run(lifeboat(data), args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     }
-    let mut engine = common::Served::serving(
-        lifeboat(data),
-        &["--metrics", "127.0.0.1:0", "--duration", "180s"],
-    );
-    let address = |line: &str| {
-        line.strip_prefix("metrics at http://")
-            .and_then(|rest| rest.strip_suffix("/metrics"))
-            .and_then(|addr| addr.parse::<SocketAddr>().ok())
-    };
-    engine.until(Duration::from_secs(60), |line| address(line).is_some());
-    let metrics = engine
-        .seen
-        .iter()
-        .find_map(|line| address(line))
-        .expect("the metrics address");
+    let (_engine, metrics) = serving_metrics(lifeboat(data), "180s");
     let drills = |outcome: &str| -> u64 {
         let (_, body) = http_get(metrics, "/metrics").expect("scrape");
         let series = format!("lifeboat_operations_total{{kind=\"drill\",outcome=\"{outcome}\"}} ");
