@@ -1340,6 +1340,13 @@ fn the_wizard_sets_up_zero_loss_and_a_suspension_shows_red() {
     );
     assert_eq!(group.writes.zero_loss_timeout_s, 5.0);
 
+    // Alerts fire at once here, so the status bar's badge shows within
+    // the outage.
+    std::fs::write(
+        app.home.config_dir.join("alerts.ron"),
+        "(unreachable_for_s: 0, rpo_for_s: 0, drill_overdue_days: 0)",
+    )
+    .expect("alerts.ron");
     // The secondary stops answering; a write made at the home waits for
     // it (as a workspace's does) and times out.
     let (us, eu) = (app.region("us-east-1"), app.region("eu-west-1"));
@@ -1359,6 +1366,9 @@ fn the_wizard_sets_up_zero_loss_and_a_suspension_shows_red() {
             && h.query_by_label("zero loss suspended").is_some()
     });
     app.until_shown("zero loss SUSPENDED since", Duration::from_secs(5));
+    app.until("an alert in the status bar", Duration::from_secs(20), |h| {
+        h.query_by_label_contains("firing").is_some()
+    });
     eu.faults().set_outage(false);
     app.until("zero loss back", Duration::from_secs(60), |h| {
         h.query_by_label("ZERO LOSS").is_some() && h.query_by_label("ASYNCHRONOUS").is_none()

@@ -401,6 +401,15 @@ impl LifeboatApp {
                 widgets::badge(ui, widgets::bad(ui), "zero loss suspended")
                     .on_hover_text(view.line());
             }
+            let firing = &snapshot.alerts.firing;
+            if !firing.is_empty() {
+                let text = match firing.len() {
+                    1 => "1 alert firing".to_string(),
+                    n => format!("{n} alerts firing"),
+                };
+                let lines: Vec<&str> = firing.iter().map(|a| a.summary.as_str()).collect();
+                widgets::badge(ui, widgets::bad(ui), text).on_hover_text(lines.join("\n"));
+            }
             // The engine runs in this window: replication stops with it
             // unless a service takes over.
             let runs_here =
