@@ -158,6 +158,15 @@ struct GuiArgs {
     /// plans), recover. Nothing runs until you confirm in the window.
     #[arg(long, value_parser = parse_panel)]
     open: Option<lifeboat::gui::Panel>,
+    /// Serve Prometheus metrics from the app's engine at
+    /// http://ADDR/metrics while the window is open (as `serve --metrics`).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_listen)]
+    metrics: Option<std::net::SocketAddr>,
+}
+
+fn parse_metrics_listen(text: &str) -> std::result::Result<std::net::SocketAddr, String> {
+    lifeboat::metrics::server::parse_listen(text)
+        .map_err(|e| e.replace("give HOST:PORT", "give --metrics HOST:PORT"))
 }
 
 fn parse_tab(text: &str) -> std::result::Result<lifeboat::gui::Tab, String> {
@@ -802,6 +811,7 @@ fn open_gui(ctx: &Ctx, args: GuiArgs) -> Result<i32> {
         export_path: ctx.home.data_dir.join("activity.csv"),
         first_run: ctx.regions.embedded_default,
         open: args.open,
+        metrics: args.metrics,
     };
     lifeboat::gui::run(ctx.home.clone(), ctx.regions.clone(), start, args.demo).map_err(|e| {
         Error::Failed(format!(

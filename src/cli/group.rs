@@ -135,13 +135,8 @@ pub struct ServeArgs {
     share: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, e.g.
     /// 127.0.0.1:9464; a bare port listens on loopback).
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    #[arg(long, value_name = "ADDR", value_parser = crate::parse_metrics_listen)]
     metrics: Option<std::net::SocketAddr>,
-}
-
-fn parse_listen(text: &str) -> std::result::Result<std::net::SocketAddr, String> {
-    lifeboat::metrics::server::parse_listen(text)
-        .map_err(|e| e.replace("give HOST:PORT", "give --metrics HOST:PORT"))
 }
 
 /// How long a command may take before the CLI gives up on it.

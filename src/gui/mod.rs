@@ -171,6 +171,8 @@ pub struct StartOptions {
     /// Open this panel once the engine has read the regions and the group
     /// (a failover or switchover panel shows its preview; nothing runs).
     pub open: Option<Panel>,
+    /// Serve Prometheus metrics from this engine here while the window is open.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The window's contents.
@@ -568,6 +570,17 @@ pub fn run(home: Home, regions: Regions, start: StartOptions, demo: bool) -> Res
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let engine = Engine::start(runtime.handle(), home, regions, EngineOptions::default());
+    // Bound before the window opens: a taken port is said at once.
+    let _metrics = match start.metrics {
+        Some(addr) => {
+            let server = runtime
+                .block_on(crate::metrics::server::serve(addr, engine.subscribe()))
+                .map_err(|e| e.to_string())?;
+            tracing::info!("metrics at http://{}/metrics", server.addr);
+            Some(server)
+        }
+        None => None,
+    };
     if demo {
         engine.send(Command::StartDemo);
     }
