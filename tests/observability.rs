@@ -283,7 +283,7 @@ const HOOK_SECRET: &str = "a test secret for the webhook";
 ///   target is counted, and the shipped rule `LifeboatRpoAboveTarget` is
 ///   pending;
 /// - the webhook gets nothing for a 3 s outage (shorter than the rule's
-///   15 s), exactly one firing and one resolved event for a longer one,
+///   20 s), exactly one firing and one resolved event for a longer one,
 ///   each signed; `alert test` reaches it too.
 #[test]
 fn an_outage_is_seen_by_prometheus_and_alerted_once_through_a_signed_webhook() {
@@ -340,7 +340,7 @@ fn an_outage_is_seen_by_prometheus_and_alerted_once_through_a_signed_webhook() {
             "alert",
             "rules",
             "--rpo-for",
-            "15s",
+            "20s",
             "--unreachable-for",
             "10m",
             "--engine-lost-for",
@@ -391,7 +391,7 @@ fn an_outage_is_seen_by_prometheus_and_alerted_once_through_a_signed_webhook() {
     let lag = r#"max(lifeboat_replica_lag_seconds{db="orders",branch="main",home="us-east-1",replica="west"})"#;
     let before = prometheus.until(Duration::from_secs(90), lag, |v| v < 2.0);
 
-    // A short outage: under the rule's 15 s, nothing is sent.
+    // A short outage: under the rule's 20 s, nothing is sent.
     server.partition();
     std::thread::sleep(Duration::from_secs(3));
     server.heal();
@@ -419,8 +419,8 @@ fn an_outage_is_seen_by_prometheus_and_alerted_once_through_a_signed_webhook() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    // Held past the rule's 15 s.
-    let firing = hook.collect(Duration::from_secs(25));
+    // Held past the rule's 20 s.
+    let firing = hook.collect(Duration::from_secs(30));
     server.heal();
     let after = prometheus.until(Duration::from_secs(90), lag, |v| v < 2.0);
     let resolved = hook.collect(Duration::from_secs(10));
