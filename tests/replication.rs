@@ -483,7 +483,15 @@ async fn a_paused_replica_resumes_through_every_manifest_and_the_home_lets_go_af
         acks,
         flow,
     } = p.orders().await;
-    let replicator = Replicator::start(vec![flow], fast(), Arc::new(NoPins));
+    // The replica keeps what it no longer needs for the default minute: the
+    // read of the whole replica at the end, while the replica still moves
+    // under the writer, may take longer than `fast()`'s 3 s on a loaded
+    // machine (once it lost an SST it was reading that way).
+    let options = ReplicationOptions {
+        delete_grace: ReplicationOptions::default().delete_grace,
+        ..fast()
+    };
+    let replicator = Replicator::start(vec![flow], options, Arc::new(NoPins));
     // An RPO target the catch-up through every manifest fits in, on a
     // loaded machine too (past it a saturated link lands the newest).
     replicator.set_rpo_target(Duration::from_secs(30));

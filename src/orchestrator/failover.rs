@@ -653,9 +653,16 @@ pub async fn failover(
             let to = &to;
             let name = &name;
             async move {
+                // Boxed: a fork's futures (a SlateDB writer's open among
+                // them) are large, and a debug build's caller holds them
+                // on a thread's stack otherwise.
                 let forked = match &db.point {
-                    Some(point) => fork_at(to, &db.db, &db.branch, name, Some(point)).await,
-                    None => fork_seen(to, &db.db, &db.branch, name, db.replica_manifest).await,
+                    Some(point) => {
+                        Box::pin(fork_at(to, &db.db, &db.branch, name, Some(point))).await
+                    }
+                    None => {
+                        Box::pin(fork_seen(to, &db.db, &db.branch, name, db.replica_manifest)).await
+                    }
                 };
                 drop(guard);
                 forked

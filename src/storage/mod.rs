@@ -312,7 +312,8 @@ impl DbLocation {
                     .with_gc_filter(Arc::new(filter)),
             );
         }
-        let build = builder.with_settings(settings).build();
+        // Boxed: SlateDB's open is a large future.
+        let build = Box::pin(builder.with_settings(settings).build());
         self.bounded("open writer", OPEN_TIMEOUT, build).await
     }
 
