@@ -146,6 +146,96 @@ fn answer(request: &Request<Incoming>, snapshot: Arc<Snapshot>) -> Response<Full
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// One request on a connection of its own: the reply's status line.
+    async fn get(addr: SocketAddr, request: &[u8]) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("send");
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply));
+        read.await.expect("an answer within 10 s").expect("read");
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    const SCRAPE: &[u8] = b"GET /metrics HTTP/1.0\r\n\r\n";
+
+    /// A hostile client: an endless head, heads that never end, every
+    /// connection slot held open, other methods and paths. Each is refused
+    /// or dropped within its bound, and a scrape is still answered.
+    #[tokio::test]
+    async fn the_endpoint_bounds_what_a_hostile_client_sends_and_still_answers() {
+        let (_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        let server = serve(SocketAddr::from(([127, 0, 0, 1], 0)), snapshots)
+            .await
+            .expect("serve");
+        let addr = server.addr;
+        assert!(get(addr, SCRAPE).await.contains("200"));
+
+        // A head far past the limit: refused, not buffered.
+        let mut huge = b"GET /metrics HTTP/1.1\r\nX-Pad: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', 4 * MAX_HEAD_BYTES));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // The server may hang up mid-send: what matters is its answer.
+        let _sent = stream.write_all(&huge).await;
+        let mut reply = Vec::new();
+        let _read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
+        let status = String::from_utf8_lossy(&reply);
+        assert!(
+            status.is_empty()
+                || status.starts_with("HTTP/1.1 431")
+                || status.starts_with("HTTP/1.1 400"),
+            "{status}"
+        );
+
+        // Every slot held by a client that never finishes its head.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\n")
+                .await
+                .expect("send");
+            idle.push(stream);
+        }
+        // One more waits its turn: the slowloris clients are cut off after
+        // the head timeout, and it is answered.
+        let started = std::time::Instant::now();
+        assert!(get(addr, SCRAPE).await.contains("200"));
+        assert!(started.elapsed() < HEAD_TIMEOUT + Duration::from_secs(5));
+        for mut stream in idle {
+            let mut rest = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut rest)).await;
+            assert!(
+                closed.is_ok(),
+                "a client that never sent its head is still connected"
+            );
+        }
+
+        // Methods and paths other than GET /metrics.
+        assert!(
+            get(
+                addr,
+                b"POST /metrics HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc"
+            )
+            .await
+            .contains("405")
+        );
+        assert!(
+            get(addr, b"GET /../../etc/passwd HTTP/1.0\r\n\r\n")
+                .await
+                .contains("404")
+        );
+        let garbage = get(addr, b"\x00\x01garbage\r\n\r\n").await;
+        assert!(garbage.is_empty() || garbage.contains("400"), "{garbage}");
+        assert!(get(addr, SCRAPE).await.contains("200"));
+    }
 
     #[test]
     fn a_listen_address_is_host_and_port_or_a_port() {
