@@ -250,7 +250,7 @@ impl Step for Drill {
         if !record.ok {
             return Err(Error::Failed(format!(
                 "the drill failed: {}",
-                failed_steps(&record).join("; ")
+                record.failed_steps().join("; ")
             )));
         }
         Ok(format!(
@@ -371,7 +371,7 @@ impl Step for Failover {
 /// An operation that failed a step or lost an acknowledged record, with
 /// the steps that failed and why.
 fn went_wrong(what: &str, record: &crate::control::event::OperationRecord, lost: u64) -> Error {
-    let failed = failed_steps(record);
+    let failed = record.failed_steps();
     Error::Failed(format!(
         "the {what} went wrong: {} ({lost} acknowledged records lost; failed steps: {})",
         record.outcome,
@@ -381,16 +381,6 @@ fn went_wrong(what: &str, record: &crate::control::event::OperationRecord, lost:
             failed.join("; ")
         }
     ))
-}
-
-/// The steps of `record` that failed, each with why.
-fn failed_steps(record: &crate::control::event::OperationRecord) -> Vec<String> {
-    record
-        .steps
-        .iter()
-        .filter(|s| !s.ok)
-        .map(|s| format!("{}: {}", s.name, s.detail))
-        .collect()
 }
 
 /// A planned switchover (or a failback) of database `db` to its replica's

@@ -403,47 +403,32 @@ fn bad_configuration_exits_2_and_a_fixed_group_starts() {
         assert_one_error_line(&out, 2, &["replication.ron", needle]);
     }
     std::fs::remove_file(&group_file).expect("remove");
-    let out = run(
-        lifeboat(dir.path()),
-        &["group", "configure", "--secondary", "us-east-1"],
-    );
-    assert_one_error_line(&out, 2, &["us-east-1 is the primary", "--secondary"]);
-    let out = run(
-        lifeboat(dir.path()),
-        &[
-            "group",
-            "configure",
-            "--secondary",
-            "eu-west-1",
-            "--rpo-target",
-            "0s",
-        ],
-    );
-    assert_one_error_line(&out, 2, &["RPO target of 0 s", "--rpo-target"]);
-    let out = run(
-        lifeboat(dir.path()),
-        &[
-            "group",
-            "configure",
-            "--secondary",
-            "eu-west-1",
-            "--gc-hold",
-            "1000h",
-        ],
-    );
-    assert_one_error_line(&out, 2, &["GC hold of 1000 h", "--gc-hold"]);
-    let out = run(
-        lifeboat(dir.path()),
-        &[
-            "group",
-            "configure",
-            "--secondary",
-            "eu-west-1",
-            "--gc-hold",
-            "500ms",
-        ],
-    );
-    assert_one_error_line(&out, 2, &["too short", "--gc-hold from 1m"]);
+    let configure: [(&[&str], &[&str]); 4] = [
+        (
+            &["--secondary", "us-east-1"],
+            &["us-east-1 is the primary", "--secondary"],
+        ),
+        (
+            &["--secondary", "eu-west-1", "--rpo-target", "0s"],
+            &["RPO target of 0 s", "--rpo-target"],
+        ),
+        (
+            &["--secondary", "eu-west-1", "--gc-hold", "1000h"],
+            &["GC hold of 1000 h", "--gc-hold"],
+        ),
+        (
+            &["--secondary", "eu-west-1", "--gc-hold", "500ms"],
+            &["too short", "--gc-hold from 1m"],
+        ),
+    ];
+    for (flags, needles) in configure {
+        let args: Vec<&str> = ["group", "configure"]
+            .into_iter()
+            .chain(flags.iter().copied())
+            .collect();
+        let out = run(lifeboat(dir.path()), &args);
+        assert_one_error_line(&out, 2, needles);
+    }
     // A failover to a time that is not one, or lies ahead.
     let out = run(lifeboat(dir.path()), &["failover", "--at", "yesterday"]);
     assert_one_error_line(

@@ -276,6 +276,17 @@ pub struct OperationRecord {
     pub ok: bool,
 }
 
+impl OperationRecord {
+    /// The steps that failed, each as `name: why`.
+    pub fn failed_steps(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| !s.ok)
+            .map(|s| format!("{}: {}", s.name, s.detail))
+            .collect()
+    }
+}
+
 /// Everything the control log records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {

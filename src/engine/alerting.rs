@@ -64,8 +64,9 @@ pub struct AlertsView {
 }
 
 impl Core {
-    /// Evaluates the rules and sends what fired or resolved.
-    pub(super) fn alert_tick(&mut self) {
+    /// Evaluates the rules on this second's `statuses` (the sample's) and
+    /// sends what fired or resolved.
+    pub(super) fn alert_tick(&mut self, statuses: &[crate::replication::FlowStatus]) {
         self.reload_alert_settings();
         // The engine that runs the group alerts; a standby would say it twice.
         let Some(group) = self.group.clone() else {
@@ -74,7 +75,7 @@ impl Core {
         if self.remote.is_some() {
             return;
         }
-        let holding = self.conditions(&group);
+        let holding = self.conditions(&group, statuses);
         let now_ms = crate::orchestrator::now_ms();
         let label = format!("{} → {}", group.primary, group.secondary);
         let host = crate::control::lease::host_name();
@@ -151,16 +152,14 @@ impl Core {
     }
 
     /// What holds now.
-    fn conditions(&self, group: &super::group::GroupConfig) -> Vec<Condition> {
+    fn conditions(
+        &self,
+        group: &super::group::GroupConfig,
+        statuses: &[crate::replication::FlowStatus],
+    ) -> Vec<Condition> {
         let mut holding = Vec::new();
         let target = group.rpo_target_s;
-        let statuses = self.statuses();
-        let mut worst: std::collections::BTreeMap<&str, f64> = Default::default();
-        for status in &statuses {
-            if let Some(lag) = status.lag_s {
-                let w = worst.entry(status.db.as_str()).or_insert(0.0);
-                *w = w.max(lag);
-            }
+        for status in statuses {
             if status.state == FlowState::Damaged {
                 holding.push(Condition {
                     rule: Rule::ReplicaDamaged,
@@ -179,7 +178,7 @@ impl Core {
                 });
             }
         }
-        for (db, lag) in worst {
+        for (db, lag) in super::flows::worst_lags(statuses) {
             if lag > target {
                 holding.push(Condition {
                     rule: Rule::RpoAboveTarget,
@@ -235,12 +234,7 @@ impl Core {
                 .filter(|op| op.kind == kind)
                 .max_by_key(|op| op.started_ms);
             if let Some(op) = newest.filter(|op| !op.ok) {
-                let failed: Vec<String> = op
-                    .steps
-                    .iter()
-                    .filter(|s| !s.ok)
-                    .map(|s| format!("{}: {}", s.name, s.detail))
-                    .collect();
+                let failed = op.failed_steps();
                 let why = if failed.is_empty() {
                     op.outcome.clone()
                 } else {

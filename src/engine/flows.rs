@@ -338,21 +338,16 @@ impl Core {
         });
     }
 
-    /// One sample a second for the Dashboard.
-    pub(super) fn sample(&mut self) {
+    /// One sample a second for the Dashboard; returns the statuses it
+    /// sampled (the alerts look at the same).
+    pub(super) fn sample(&mut self) -> Vec<crate::replication::FlowStatus> {
         self.sample_region_requests();
         if self.replicator.is_none() {
             self.cost = Arc::new(self.figure_cost(&[]));
-            return;
+            return Vec::new();
         }
         let statuses = self.statuses();
-        let mut lags: BTreeMap<String, f64> = BTreeMap::new();
-        for status in &statuses {
-            if let Some(lag) = status.lag_s {
-                let worst = lags.entry(status.db.clone()).or_insert(0.0);
-                *worst = worst.max(lag);
-            }
-        }
+        let lags = worst_lags(&statuses);
         let copied: u64 = statuses.iter().map(|s| s.bytes_copied).sum();
         let requests: u64 = statuses.iter().map(|s| s.requests_per_min).sum();
         let now = Instant::now();
@@ -368,6 +363,7 @@ impl Core {
         let target = self.group.as_ref().map(|g| g.rpo_target_s);
         Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64, target);
         self.cost = Arc::new(self.figure_cost(&statuses));
+        statuses
     }
 
     /// Each opened region's request counts now, kept for a minute, so that
@@ -540,4 +536,15 @@ pub(super) fn failed_over(state: &ControlState, group: &GroupConfig) -> BTreeSet
         .filter(|l| l.region == group.secondary)
         .map(|l| (l.db.clone(), l.branch.clone()))
         .collect()
+}
+/// Each database's lag: the worst of its replicas' (those with a lag known).
+pub(super) fn worst_lags(statuses: &[crate::replication::FlowStatus]) -> BTreeMap<String, f64> {
+    let mut lags: BTreeMap<String, f64> = BTreeMap::new();
+    for status in statuses {
+        if let Some(lag) = status.lag_s {
+            let worst = lags.entry(status.db.clone()).or_insert(0.0);
+            *worst = worst.max(lag);
+        }
+    }
+    lags
 }

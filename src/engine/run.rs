@@ -69,8 +69,8 @@ impl Core {
                 }
                 _ = publish.tick() => self.publish(),
                 _ = sample.tick() => {
-                    self.sample();
-                    self.alert_tick();
+                    let statuses = self.sample();
+                    self.alert_tick(&statuses);
                     self.drill_by_schedule();
                     self.look_at_sync();
                     self.fence_helper();
