@@ -973,30 +973,6 @@ async fn a_restore_at_a_time_holds_exactly_what_was_committed_by_then() {
     }
 }
 
-/// Fails over as `preview` says, serving nothing, telling `pins` of the
-/// forks; the failover must succeed (`what` says which run failed).
-async fn fail_over_as_previewed(
-    regions: &[Region],
-    preview: &failover::Preview,
-    pins: &Arc<BranchPins>,
-    what: &str,
-) -> failover::FailoverOutcome {
-    let outcome = failover::failover(
-        regions,
-        preview,
-        "00000000000000bb",
-        "test",
-        FailoverOptions {
-            pins: Some(Arc::clone(pins)),
-            ..FailoverOptions::default()
-        },
-    )
-    .await
-    .expect("failover");
-    assert!(outcome.record.ok, "{what}: {:#?}", outcome.record);
-    outcome
-}
-
 /// A common cut: three databases written at different rates, their home
 /// cut off at a random instant, failed over at one instant T, the newest
 /// every replica holds. Every record of each new branch was committed at or
@@ -1073,7 +1049,9 @@ async fn a_common_cut_fails_databases_over_at_one_instant_every_replica_holds() 
             .map(|db| db.held_through_ms.expect("held through"))
             .collect();
         assert_eq!(held.iter().min(), Some(&t_ms), "{what}");
-        let outcome = fail_over_as_previewed(&regions, &preview, &pins, &what).await;
+        let outcome =
+            common::fail_over_as_previewed(&regions, &preview, "00000000000000bb", &pins, &what)
+                .await;
         eprintln!(
             "{what}\nforks made in {} ms",
             outcome.record.rto_ms.unwrap_or_default()
@@ -1222,7 +1200,14 @@ async fn a_failover_to_a_time_before_a_destructive_migration_undoes_it() {
             Some(keys.len() as u64),
             "{what}: the deletes are what it drops"
         );
-        let outcome = fail_over_as_previewed(&[a.clone(), b.clone()], &preview, &pins, &what).await;
+        let outcome = common::fail_over_as_previewed(
+            &[a.clone(), b.clone()],
+            &preview,
+            "00000000000000bb",
+            &pins,
+            &what,
+        )
+        .await;
         replicator.stop().await;
         let live =
             DbLocation::branch_in_region(&b, "orders", &outcome.live[0].branch).expect("names");

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lifeboat::control::event::OperationKind;
 use lifeboat::control::{self};
-use lifeboat::orchestrator::failover::{self, FailoverOptions};
+use lifeboat::orchestrator::failover;
 use lifeboat::orchestrator::merge::{self, MergeOptions, Pick};
 use lifeboat::orchestrator::recover::{self, RecoverOptions};
 use lifeboat::orchestrator::switchover::{self, SwitchOptions};
@@ -59,19 +59,7 @@ async fn fail_over(regions: &[Region], a: &Region, b: &Region, pins: &Arc<Branch
     let preview = failover::preview(a, b, &state, &["orders".to_string()], failover::Cut::Newest)
         .await
         .expect("preview");
-    let outcome = failover::failover(
-        regions,
-        &preview,
-        ENGINE,
-        "test",
-        FailoverOptions {
-            pins: Some(Arc::clone(pins)),
-            ..FailoverOptions::default()
-        },
-    )
-    .await
-    .expect("failover");
-    assert!(outcome.record.ok, "{:#?}", outcome.record);
+    let outcome = common::fail_over_as_previewed(regions, &preview, ENGINE, pins, "orders").await;
     outcome.live[0].branch.clone()
 }
 

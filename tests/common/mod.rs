@@ -324,3 +324,30 @@ pub fn redis_cli_found() -> bool {
     );
     found
 }
+
+/// Fails over as `preview` says as engine `engine`, serving nothing,
+/// telling `pins` of the forks; the failover must succeed (`what` says
+/// which run failed).
+pub async fn fail_over_as_previewed(
+    regions: &[Region],
+    preview: &lifeboat::orchestrator::failover::Preview,
+    engine: &str,
+    pins: &std::sync::Arc<lifeboat::replication::pins::BranchPins>,
+    what: &str,
+) -> lifeboat::orchestrator::failover::FailoverOutcome {
+    use lifeboat::orchestrator::failover::{self, FailoverOptions};
+    let outcome = failover::failover(
+        regions,
+        preview,
+        engine,
+        "test",
+        FailoverOptions {
+            pins: Some(std::sync::Arc::clone(pins)),
+            ..FailoverOptions::default()
+        },
+    )
+    .await
+    .expect("failover");
+    assert!(outcome.record.ok, "{what}: {:#?}", outcome.record);
+    outcome
+}
