@@ -407,6 +407,8 @@ struct Core {
     flows_cache: Option<(Instant, Arc<Vec<FlowView>>)>,
     listed_us: Option<u64>,
     history: Arc<History>,
+    /// Every sample, kept on disk (none when the writer could not start).
+    samples: Option<crate::metrics::samples::SampleLog>,
     /// The bill as of the last sample, with the prices it is figured at.
     cost: Arc<crate::cost::CostView>,
     /// Each opened region's request counts over the last minute.
@@ -519,6 +521,7 @@ impl Core {
     ) -> Core {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let activity = ActivityLog::load(home.data_dir.join("activity.jsonl"));
+        let samples_dir = crate::metrics::samples::dir(&home.data_dir);
         let activity_view = Arc::new(activity.entries());
         let (prices, prices_from, prices_error) = crate::cost::load_or_published(&home.config_dir);
         // The prices show before the first sample figures a bill (the
@@ -542,7 +545,13 @@ impl Core {
             databases: Arc::default(),
             flows_cache: None,
             listed_us: None,
-            history: Arc::default(),
+            history: Arc::new(History::kept(
+                &samples_dir,
+                crate::workload::now_us() as f64 / 1e6,
+            )),
+            samples: crate::metrics::samples::SampleLog::start(samples_dir)
+                .map_err(|e| tracing::warn!("the Dashboard's samples will not be kept: {e}"))
+                .ok(),
             cost,
             region_samples: BTreeMap::new(),
             activity,

@@ -90,6 +90,9 @@ enum Command {
     /// fire, and a test of each sink.
     #[command(subcommand)]
     Alert(cli::alert::AlertCommand),
+    /// Reports for people who do not open the app: the monthly DR report.
+    #[command(subcommand)]
+    Report(cli::report::ReportCommand),
     /// Run the engine as a systemd user service (install, uninstall, status).
     #[command(subcommand)]
     Service(cli::service::ServiceCommand),
@@ -847,6 +850,7 @@ fn run(cli: Cli, home: Result<Home>) -> Result<i32> {
             Command::Group(c) => cli::group::group(&ctx, json, c).await,
             Command::Serve(a) => cli::group::serve(&ctx, json, a).await,
             Command::Alert(c) => cli::alert::alert(&ctx, json, c).await,
+            Command::Report(c) => cli::report::report(&ctx, json, c).await,
             Command::Service(c) => cli::service::service(&ctx, json, c).await,
             Command::Workspace(c) => cli::workspace::workspace(&ctx, json, c).await,
             Command::Control(c) => cli::workspace::control_command(&ctx, json, c).await,

@@ -463,8 +463,134 @@ fn an_outage_is_seen_by_prometheus_and_alerted_once_through_a_signed_webhook() {
     };
     assert_eq!(said(&firing), [alert("firing")], "{firing:?}");
     assert_eq!(said(&resolved), [alert("resolved")], "{resolved:?}");
+
+    // A drill after the outage; then the month's report holds both.
+    let out = run(lifeboat(data), &["drill", "--smoke", "GET greeting"]);
+    assert!(out.status.success(), "drill: {}", stderr(&out));
     let _ = writer.kill();
     let _ = writer.wait();
+    drop(prometheus);
+    drop(_engine);
+    month_report_holds_the_outage_and_the_drill(data);
+}
+
+/// `lifeboat report month` after the outage test: the drill is there with
+/// its RTO, the long outage of `west` is there, and each database's share
+/// of time within the RPO target is the one this test computes itself
+/// from the engine's kept samples (each interval between two samples at
+/// most 10 s apart counts as the later sample saw it).
+fn month_report_holds_the_outage_and_the_drill(data: &std::path::Path) {
+    let out = run(
+        lifeboat(data),
+        &[
+            "report",
+            "month",
+            "--json",
+            "--out",
+            &data.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "report: {}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the report's JSON");
+    let month = report["month"].as_str().expect("month").to_string();
+    for ext in ["md", "json", "html"] {
+        let path = data.join(format!("lifeboat-dr-{month}.{ext}"));
+        let text = std::fs::read_to_string(&path).expect("a report file");
+        assert!(text.contains("orders"), "{}: no orders", path.display());
+    }
+    let html = std::fs::read_to_string(data.join(format!("lifeboat-dr-{month}.html")))
+        .expect("the HTML report");
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "two plots in the HTML page"
+    );
+
+    let drills: Vec<&serde_json::Value> = report["operations"]
+        .as_array()
+        .expect("operations")
+        .iter()
+        .filter(|o| o["kind"] == "drill")
+        .collect();
+    assert_eq!(drills.len(), 1, "{:?}", report["operations"]);
+    assert_eq!(drills[0]["ok"], true);
+    assert!(drills[0]["rto_ms"].as_u64().is_some(), "{:?}", drills[0]);
+    let outages: Vec<f64> = report["outages"]
+        .as_array()
+        .expect("outages")
+        .iter()
+        .filter(|o| o["region"] == "west")
+        .filter_map(|o| o["seconds"].as_f64())
+        .collect();
+    assert!(
+        outages.iter().any(|s| *s >= 20.0),
+        "the long outage of west is missing: {:?}",
+        report["outages"]
+    );
+
+    // The share within target, from the samples as kept on disk.
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(data.join("samples"))
+        .expect("samples/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    if files
+        .iter()
+        .any(|f| f.extension().is_some_and(|x| x == "gz"))
+    {
+        eprintln!("the run crossed midnight UTC; the share is not recomputed");
+        return;
+    }
+    let (mut sampled, mut within, mut worst) = (0.0_f64, 0.0_f64, 0.0_f64);
+    let mut lag: Option<f64> = None;
+    let mut previous: Option<f64> = None;
+    for file in files {
+        for line in std::fs::read_to_string(&file).expect("samples").lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let t = v["t"].as_f64().expect("t");
+            if v["full"] == true {
+                lag = None;
+            }
+            match v["lag"].get("orders") {
+                Some(serde_json::Value::Null) => lag = None,
+                Some(l) => lag = l.as_f64(),
+                None => {}
+            }
+            if let (Some(p), Some(l), Some(target)) = (previous, lag, v["target"].as_f64()) {
+                let dt = t - p;
+                if dt > 0.0 && dt <= 10.0 {
+                    sampled += dt;
+                    if l <= target {
+                        within += dt;
+                    }
+                }
+            }
+            worst = worst.max(lag.unwrap_or(0.0));
+            previous = Some(t);
+        }
+    }
+    let orders = report["databases"]
+        .as_array()
+        .expect("databases")
+        .iter()
+        .find(|d| d["db"] == "orders")
+        .expect("orders in the report");
+    let share = orders["within_share"].as_f64().expect("share");
+    eprintln!(
+        "report: {share:.4} of {sampled:.0} s within target (computed here: {:.4}); worst lag {}",
+        within / sampled,
+        orders["worst_lag_s"]
+    );
+    assert!(share < 0.95, "the outage was not counted: {share}");
+    assert!(
+        (share - within / sampled).abs() < 1e-6,
+        "the report's share {share} is not the samples' {}",
+        within / sampled
+    );
+    assert!(orders["worst_lag_s"].as_f64().expect("worst") >= 10.0);
+    assert!((orders["worst_lag_s"].as_f64().expect("worst") - worst).abs() < 1e-9);
 }
 
 /// A schedule every 8 s: the engine drills by itself with the saved smoke

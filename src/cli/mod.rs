@@ -13,6 +13,7 @@ pub mod failover;
 pub mod group;
 pub mod recovery;
 pub mod replication;
+pub mod report;
 pub mod route;
 pub mod service;
 pub mod soak;

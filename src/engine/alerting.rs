@@ -66,6 +66,20 @@ pub struct AlertsView {
 impl Core {
     /// Evaluates the rules on this second's `statuses` (the sample's) and
     /// sends what fired or resolved.
+    /// Whether `region` does not answer: its health check failed, or a
+    /// flow waits on it.
+    pub(super) fn region_down(
+        &self,
+        region: &str,
+        statuses: &[crate::replication::FlowStatus],
+    ) -> bool {
+        let unhealthy = self.health.get(region).is_some_and(|h| !h.reachable);
+        unhealthy
+            || statuses
+                .iter()
+                .any(|s| s.state == FlowState::Paused && s.unreachable.as_deref() == Some(region))
+    }
+
     pub(super) fn alert_tick(&mut self, statuses: &[crate::replication::FlowStatus]) {
         self.reload_alert_settings();
         // The engine that runs the group alerts; a standby would say it twice.
@@ -191,14 +205,7 @@ impl Core {
             }
         }
         for region in [&group.primary, &group.secondary] {
-            let unhealthy = self
-                .health
-                .get(region.as_str())
-                .is_some_and(|h| !h.reachable);
-            let paused = statuses.iter().any(|s| {
-                s.state == FlowState::Paused && s.unreachable.as_deref() == Some(region.as_str())
-            });
-            if unhealthy || paused {
+            if self.region_down(region, statuses) {
                 holding.push(Condition {
                     rule: Rule::RegionUnreachable,
                     subject: region.clone(),

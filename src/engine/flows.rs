@@ -363,7 +363,56 @@ impl Core {
         let target = self.group.as_ref().map(|g| g.rpo_target_s);
         Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64, target);
         self.cost = Arc::new(self.figure_cost(&statuses));
+        self.keep_sample(t_s, lags, rate, requests as f64, &statuses);
         statuses
+    }
+
+    /// Hands the sample just taken to the writer that keeps it on disk,
+    /// with the regions down and what this engine's requests cost.
+    fn keep_sample(
+        &mut self,
+        t_s: f64,
+        lag: BTreeMap<String, f64>,
+        bytes_per_s: f64,
+        requests_per_min: f64,
+        statuses: &[crate::replication::FlowStatus],
+    ) {
+        let Some(group) = self.group.as_ref() else {
+            return;
+        };
+        let down = [&group.primary, &group.secondary]
+            .into_iter()
+            .filter(|region| self.region_down(region, statuses))
+            .cloned()
+            .collect();
+        // What each region was asked since the sample before (its two
+        // newest request counts), at its prices.
+        let specs = self.regions.specs();
+        let mut requests = crate::region::meter::ClassCounts::default();
+        let mut dollars = 0.0;
+        for (name, counts) in &self.region_samples {
+            let mut newest = counts.iter().rev().map(|(_, c)| *c);
+            let (Some(now), before) = (newest.next(), newest.next()) else {
+                continue;
+            };
+            let asked = now.since(&before.unwrap_or_default());
+            let (row, _) = crate::cost::row_for_region(&self.cost.prices, specs, name);
+            dollars += row.requests(&asked);
+            requests = requests.plus(&asked);
+        }
+        let sample = crate::metrics::samples::Sample {
+            t: t_s,
+            lag,
+            target: Some(group.rpo_target_s),
+            down,
+            bytes_per_s,
+            requests_per_min,
+            requests,
+            dollars,
+        };
+        if let Some(samples) = self.samples.as_mut() {
+            samples.record(sample);
+        }
     }
 
     /// Each opened region's request counts now, kept for a minute, so that

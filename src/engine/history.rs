@@ -1,6 +1,7 @@
 //! Samples over time for the Dashboard: each database's lag (its RPO),
 //! bytes copied per second and requests per minute. Bounded: one sample
-//! per second per series, the last hour.
+//! per second per series, the last hour. The engine keeps every sample on
+//! disk too (`metrics::samples`), and starts from the last hour of them.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -39,7 +40,10 @@ pub struct Breaches {
 
 impl Breaches {
     fn sample(&mut self, t_s: f64, above: bool) {
-        if above && self.above {
+        // Across a gap (the engine stopped, the machine slept) nothing is
+        // known, so nothing is counted.
+        let continuous = t_s - self.sampled_s <= crate::metrics::samples::MAX_GAP_S;
+        if above && self.above && continuous {
             self.seconds += (t_s - self.sampled_s).max(0.0);
         } else if above {
             self.episodes += 1;
@@ -86,6 +90,24 @@ impl History {
         }
         push(&mut self.copied_bytes_per_s, t_s, copied_bytes_per_s);
         push(&mut self.requests_per_min, t_s, requests_per_min);
+    }
+
+    /// The last hour of the samples kept in `dir` before `now_s`: the
+    /// Dashboard's history as it was when the engine last stopped.
+    pub fn kept(dir: &std::path::Path, now_s: f64) -> History {
+        let mut history = History::default();
+        let window = HISTORY_SAMPLES as f64;
+        let notes = crate::metrics::samples::for_each(dir, now_s - window, now_s, |s| {
+            history.record(s.t, &s.lag, s.bytes_per_s, s.requests_per_min, s.target)
+        });
+        if notes.damaged_lines > 0 || !notes.unreadable.is_empty() {
+            tracing::warn!(
+                damaged_lines = notes.damaged_lines,
+                unreadable = ?notes.unreadable,
+                "some of the Dashboard's kept samples could not be read"
+            );
+        }
+        history
     }
 
     /// Forgets a database's series (it was deleted).
