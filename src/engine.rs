@@ -131,7 +131,7 @@ impl Default for EngineOptions {
     }
 }
 
-type Repaint = Arc<dyn Fn() + Send + Sync>;
+type Repaint = Arc<dyn Fn(snapshot::Change) + Send + Sync>;
 
 /// The handle the GUI holds: cheap to clone, never blocks.
 #[derive(Clone)]
@@ -239,9 +239,11 @@ impl Engine {
         self.snapshots.clone()
     }
 
-    /// Calls `repaint` after every published snapshot (the GUI passes
-    /// `ctx.request_repaint`).
-    pub fn on_publish(&self, repaint: impl Fn() + Send + Sync + 'static) {
+    /// Calls `repaint` after a published snapshot that differs from the
+    /// one before, saying how (the GUI repaints at once for an urgent
+    /// change, within a second for a passive one, and not at all for
+    /// none: an app left open costs nothing).
+    pub fn on_publish(&self, repaint: impl Fn(snapshot::Change) + Send + Sync + 'static) {
         *self.repaint.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(repaint));
     }
 
@@ -422,6 +424,8 @@ struct Core {
     state: EngineState,
     seq: u64,
     last_copied: Option<(Instant, u64)>,
+    /// When the bill was last figured, and over how many flows.
+    cost_figured: Option<(Instant, usize)>,
     listing: bool,
     /// Each region's database names at the last look, and whether one is
     /// under way.
@@ -561,6 +565,7 @@ impl Core {
             state: EngineState::Starting,
             seq: 0,
             last_copied: None,
+            cost_figured: None,
             listing: false,
             names: BTreeMap::new(),
             naming: false,

@@ -51,7 +51,7 @@ impl Default for Alerting {
 }
 
 /// Alerts as the snapshot carries them.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct AlertsView {
     pub firing: Vec<FiringAlert>,
     /// Events sent, newest last.

@@ -22,7 +22,7 @@ use super::operation::{Lifecycle, Op, record_outcome};
 use super::{Core, Internal, RequestId};
 
 /// Where the app's failover stands.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct FailoverView {
     /// Set while a preview is being taken.
     pub previewing: bool,
@@ -44,7 +44,7 @@ pub struct FailoverView {
 }
 
 /// Pre-provisioned workspaces standing in the secondary.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct StandbyView {
     pub workspaces: Vec<crate::workspace::WorkspaceStatus>,
     /// Names being started.
@@ -54,7 +54,7 @@ pub struct StandbyView {
 }
 
 /// The branch table and the measured operations, from the log.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct BranchesView {
     /// Forked branches, oldest first.
     pub branches: Vec<BranchRecord>,

@@ -18,6 +18,9 @@ use super::activity::Outcome;
 use super::group::{self, DataCopy, GroupConfig, ReplicationKind, Selection};
 use super::{Core, Internal, RequestId};
 
+/// How often the published bill is figured again.
+const COST_EVERY: Duration = Duration::from_secs(10);
+
 impl Core {
     /// Starts the group saved by an earlier run.
     pub(super) fn resume_group(&mut self) {
@@ -343,7 +346,7 @@ impl Core {
     pub(super) fn sample(&mut self) -> Vec<crate::replication::FlowStatus> {
         self.sample_region_requests();
         if self.replicator.is_none() {
-            self.cost = Arc::new(self.figure_cost(&[]));
+            self.refigure_cost(&[]);
             return Vec::new();
         }
         let statuses = self.statuses();
@@ -362,9 +365,24 @@ impl Core {
         let t_s = now_us() as f64 / 1e6;
         let target = self.group.as_ref().map(|g| g.rpo_target_s);
         Arc::make_mut(&mut self.history).record(t_s, &lags, rate, requests as f64, target);
-        self.cost = Arc::new(self.figure_cost(&statuses));
+        self.refigure_cost(&statuses);
         self.keep_sample(t_s, lags, rate, requests as f64, &statuses);
         statuses
+    }
+
+    /// Figures the bill again when its flows changed or every
+    /// [`COST_EVERY`]: its rates move each second, and a bill that changes
+    /// each second would repaint the app each second for nothing a person
+    /// reads at that pace.
+    fn refigure_cost(&mut self, statuses: &[crate::replication::FlowStatus]) {
+        let now = Instant::now();
+        let due = self.cost_figured.is_none_or(|(at, flows)| {
+            flows != statuses.len() || now.duration_since(at) >= COST_EVERY
+        });
+        if due {
+            self.cost = Arc::new(self.figure_cost(statuses));
+            self.cost_figured = Some((now, statuses.len()));
+        }
     }
 
     /// Hands the sample just taken to the writer that keeps it on disk,

@@ -12,7 +12,7 @@ pub const HISTORY_SAMPLES: usize = 3600;
 pub type Series = VecDeque<[f64; 2]>;
 
 /// Every series the Dashboard plots.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct History {
     /// Lag in seconds per database (the worst of its replicas).
     pub lag_s: BTreeMap<String, Series>,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::control::event::OperationKind;
 
-use super::snapshot::{EngineState, FlowView, RegionView, Snapshot};
+use super::snapshot::{Change, EngineState, FlowView, RegionView, Snapshot};
 use super::workspaces::{self, ControlView};
 use super::{Core, failover};
 
@@ -144,14 +144,18 @@ impl Core {
         {
             overlay.apply(&mut snapshot);
         }
-        self.snapshot_tx.send_replace(Arc::new(snapshot));
+        let snapshot = Arc::new(snapshot);
+        let change = snapshot.change_since(&self.snapshot_tx.borrow());
+        self.snapshot_tx.send_replace(snapshot);
         let repaint = self
             .repaint
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if let Some(repaint) = repaint {
-            repaint();
+        if let Some(repaint) = repaint
+            && change != Change::None
+        {
+            repaint(change);
         }
     }
 }

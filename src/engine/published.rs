@@ -57,7 +57,7 @@ pub const ACTIVITY_PUBLISHED: usize = 200;
 pub const STATUS_FORMAT: u32 = 1;
 
 /// What the holder publishes: what the app shows of a running engine.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Published {
     pub format: u32,
     pub holder: Holder,
@@ -124,7 +124,7 @@ impl Published {
 }
 
 /// Another engine's published view, as this one read it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RemoteView {
     pub published: Published,
     /// The region it was read from.

@@ -24,7 +24,7 @@ use super::{Core, Internal, RequestId, failover, recovery};
 pub const SHOWN_ROWS: usize = 500;
 
 /// Where the app's switchover or failback stands.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct MoveView {
     /// What is being planned or run.
     pub kind: Option<OperationKind>,
@@ -39,7 +39,7 @@ pub struct MoveView {
 }
 
 /// A recovered branch compared with the live one.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct ComparisonView {
     pub db: String,
     pub branch: String,
@@ -78,7 +78,7 @@ impl ComparisonView {
 }
 
 /// Where the app's recovery and merges stand.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct RecoveryView {
     /// Set while a recovery or a merge runs.
     pub running: bool,

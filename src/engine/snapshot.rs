@@ -13,7 +13,7 @@ use crate::replication::{FlowState, FlowStatus};
 use crate::storage::BranchInfo;
 
 /// The engine's state as of one moment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     /// Grows by one per published snapshot.
     pub seq: u64,
@@ -75,6 +75,44 @@ pub struct Snapshot {
     pub alerts: Arc<super::alerting::AlertsView>,
 }
 
+/// How a published snapshot differs from the one before, for whoever
+/// shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing but its number.
+    None,
+    /// Figures that move by themselves (lags, counters, samples, health):
+    /// showing them within a second is soon enough.
+    Passive,
+    /// What a person waits on: the engine's state, an action begun or
+    /// ended, an operation's progress, an alert.
+    Urgent,
+}
+
+impl Snapshot {
+    /// How `self` differs from `before`.
+    pub fn change_since(&self, before: &Snapshot) -> Change {
+        let urgent = self.engine != before.engine
+            || self.activity != before.activity
+            || self.failover != before.failover
+            || self.drill != before.drill
+            || self.moving != before.moving
+            || self.recovery != before.recovery
+            || self.alerts != before.alerts
+            || self.group != before.group;
+        if urgent {
+            return Change::Urgent;
+        }
+        let mut same = before.clone();
+        same.seq = self.seq;
+        if same == *self {
+            Change::None
+        } else {
+            Change::Passive
+        }
+    }
+}
+
 /// What the engine is doing, for the status bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub enum EngineState {
@@ -101,7 +139,7 @@ impl EngineState {
 }
 
 /// A configured region and how it answered the last health check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RegionView {
     pub spec: RegionSpec,
     /// `local folder`, `S3`, ... (or `invalid`).
@@ -110,7 +148,7 @@ pub struct RegionView {
 }
 
 /// One health check of a region: a small put, read and delete.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RegionHealth {
     /// When it was checked (µs since epoch).
     pub checked_us: u64,
@@ -124,7 +162,7 @@ pub struct RegionHealth {
 }
 
 /// A replicated branch, with what the Replication tab shows.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct FlowView {
     pub status: FlowStatus,
     /// Bytes of the first copy done, 0 to 1; 1 once the replica is readable
@@ -191,7 +229,7 @@ impl FlowView {
 }
 
 /// The databases of one region.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RegionDatabases {
     pub region: String,
     /// Why the listing failed, when it did.
@@ -200,7 +238,7 @@ pub struct RegionDatabases {
 }
 
 /// One branch in a region.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BranchRow {
     pub db: String,
     pub branch: String,

@@ -103,7 +103,7 @@ impl ControlChange {
 }
 
 /// One workspace as the app shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct WorkspaceView {
     pub config: WorkspaceConfig,
     /// Set while this engine serves it.
@@ -113,7 +113,7 @@ pub struct WorkspaceView {
 }
 
 /// The control plane as the snapshot carries it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ControlView {
     pub workspaces: Vec<WorkspaceView>,
     /// Events in the log (the union of the reachable regions).

@@ -101,7 +101,8 @@ impl DatabasesTab {
             .accessible_name("Filter databases");
             if let Some(at) = snapshot.databases_listed_us {
                 ui.label(
-                    RichText::new(format!("listed {}", widgets::ago(at))).color(widgets::muted(ui)),
+                    RichText::new(format!("listed {}", widgets::ago(ui, at)))
+                        .color(widgets::muted(ui)),
                 );
             }
         });

@@ -26,6 +26,7 @@ use eframe::egui::{self, RichText};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Home, Regions};
+use crate::engine::snapshot::Change;
 use crate::engine::{Command, Engine, EngineOptions, Snapshot};
 
 /// The app id: the `.desktop` file name, the Wayland app id and eframe's
@@ -217,7 +218,13 @@ impl LifeboatApp {
         }
         cc.egui_ctx.set_fonts(fonts);
         let ctx = cc.egui_ctx.clone();
-        engine.on_publish(move || ctx.request_repaint());
+        engine.on_publish(move |change| match change {
+            Change::Urgent => ctx.request_repaint(),
+            // Lags and counters show within a second: at most a repaint a
+            // second for them (the earliest repaint asked for wins).
+            Change::Passive => ctx.request_repaint_after(std::time::Duration::from_secs(1)),
+            Change::None => {}
+        });
         // The tour stays out of the way of a panel asked for on start.
         let mut tour = tour::Tour::default();
         tour.open = match start.open {
@@ -464,10 +471,14 @@ impl LifeboatApp {
                             colour,
                             format!("{name} {} ms", h.latency_ms.unwrap_or(0)),
                         );
-                        let hover = h.last_error.clone().unwrap_or_else(|| {
-                            format!("reachable; checked {}", widgets::ago(h.checked_us))
+                        // Drawn on hover only: the time since the check
+                        // ticks, and repaints, only while someone reads it.
+                        badge.on_hover_ui(|ui| {
+                            let text = h.last_error.clone().unwrap_or_else(|| {
+                                format!("reachable; checked {}", widgets::ago(ui, h.checked_us))
+                            });
+                            ui.label(text);
                         });
-                        badge.on_hover_text(hover);
                     }
                     Some(h) => {
                         widgets::badge(ui, widgets::bad(ui), format!("{name} unreachable"))
@@ -491,6 +502,8 @@ impl LifeboatApp {
 
 impl eframe::App for LifeboatApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        // Counted by scripts/gui-at-rest.sh (RUST_LOG=lifeboat::gui::frames=trace).
+        tracing::trace!(target: "lifeboat::gui::frames", frame = ctx.cumulative_frame_nr());
         self.snapshot = self.engine.snapshot();
         self.notify_alerts();
         self.open_when_ready();

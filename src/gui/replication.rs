@@ -451,7 +451,9 @@ impl ReplicationTab {
         };
         ui.label(lag_text);
         match status.last_sync_us {
-            Some(at) => ui.label(widgets::ago(at)).on_hover_text(widgets::clock(at)),
+            Some(at) => ui
+                .label(widgets::ago(ui, at))
+                .on_hover_text(widgets::clock(at)),
             None => ui.label("never"),
         };
         let held = status.state == crate::replication::FlowState::Held;

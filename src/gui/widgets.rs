@@ -105,10 +105,19 @@ pub fn confirmed_button(
     }
 }
 
-/// `3 s ago`, `5 min ago`, from µs since epoch.
-pub fn ago(us: u64) -> String {
+/// `3 s ago`, `5 min ago`, from µs since epoch; while it is shown, the
+/// window repaints when the text would change (each second, then each
+/// minute), and not otherwise.
+pub fn ago(ui: &egui::Ui, us: u64) -> String {
     let now = crate::workload::now_us();
     let s = now.saturating_sub(us) / 1_000_000;
+    let next = match s {
+        0..=119 => 1,
+        120..=7199 => 60,
+        _ => 3600,
+    };
+    ui.ctx()
+        .request_repaint_after(std::time::Duration::from_secs(next));
     match s {
         0..=1 => "just now".into(),
         2..=119 => format!("{s} s ago"),

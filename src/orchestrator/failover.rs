@@ -91,7 +91,7 @@ impl Cut {
 
 /// What a cut at one instant drops of a database, against its replica's
 /// newest state.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct CutCost {
     /// Writes of this span (ms) before the replica's newest are left out.
     pub span_ms: u64,
@@ -102,7 +102,7 @@ pub struct CutCost {
 }
 
 /// One database as a failover would find it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct DbPreview {
     pub db: String,
     /// The live branch now (at the old primary).
@@ -197,7 +197,7 @@ pub async fn to_fail_over(
 }
 
 /// What a failover would do and lose.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Preview {
     pub from: String,
     pub to: String,

@@ -211,7 +211,7 @@ impl Recovered {
 }
 
 /// One change as text.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct ChangeRow {
     pub key: String,
     pub base: Option<String>,

@@ -45,7 +45,7 @@ use crate::workload::verify::verify;
 use crate::workspace::{StartOptions, Workspace};
 
 /// One branch as a switchover would find it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct SwitchDb {
     pub db: String,
     pub branch: String,
@@ -61,7 +61,7 @@ pub struct SwitchDb {
 }
 
 /// What a switchover would do.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct SwitchPlan {
     pub kind: OperationKind,
     pub from: String,

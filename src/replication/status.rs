@@ -51,7 +51,7 @@ impl FlowState {
 pub const STALE_STATUS: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One branch flowing from its home to one replica region.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct FlowStatus {
     pub db: String,
     pub branch: String,

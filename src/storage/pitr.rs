@@ -63,7 +63,7 @@ const RECENT_BASES: usize = 32;
 
 /// A branch's state as of a time: a manifest, the WAL files after it, and
 /// the rows by then of the file that straddles the time.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct PointInTime {
     /// The time asked for (Unix milliseconds).
     pub at_ms: u64,

@@ -190,7 +190,7 @@ impl Recorded {
 }
 
 /// One database's endpoint.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Endpoint {
     pub index: u32,
     pub db: String,
@@ -204,7 +204,7 @@ pub struct Endpoint {
 }
 
 /// A running workspace's state, for the CLI and the GUI.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct WorkspaceStatus {
     pub name: String,
     pub region: String,

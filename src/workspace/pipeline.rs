@@ -57,7 +57,7 @@ pub struct Position {
 }
 
 /// A pipeline's progress, for the CLI and the GUI.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct PipelineStatus {
     pub name: String,
     pub db: String,
