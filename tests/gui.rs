@@ -56,7 +56,15 @@ impl App {
     }
 
     fn open_with(dbs: &[(&str, u64)], start: StartOptions) -> App {
-        let dir = tempfile::tempdir().expect("temp dir");
+        App::open_in(tempfile::tempdir().expect("temp dir"), dbs, start)
+    }
+
+    /// Opens the app again on the folders a closed one left.
+    fn reopen(dir: tempfile::TempDir) -> App {
+        App::open_in(dir, &[], StartOptions::default())
+    }
+
+    fn open_in(dir: tempfile::TempDir, dbs: &[(&str, u64)], start: StartOptions) -> App {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -338,6 +346,73 @@ fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
         "{cost:?}"
     );
     assert!(cost.regions.iter().all(|r| r.total.total() > 0), "{cost:?}");
+}
+
+/// What the Dashboard plotted is there again after the app restarts (the
+/// engine's samples are kept on disk), and its Monthly DR report button
+/// has the engine write the month's report, with a link to it.
+#[test]
+fn the_dashboard_keeps_its_history_over_a_restart_and_writes_the_monthly_report() {
+    let mut app = App::open(&[("orders", 100)]);
+    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
+        h.query_by_label("Configure replication")
+            .is_some_and(|b| !b.accesskit_node().is_disabled())
+    });
+    app.click("Configure replication");
+    app.click("Submit");
+    app.until("five samples of orders", Duration::from_secs(60), |h| {
+        h.state()
+            .snapshot()
+            .history
+            .lag_s
+            .get("orders")
+            .is_some_and(|s| s.len() >= 5)
+    });
+    let before: Vec<[f64; 2]> = app.harness.state().snapshot().history.lag_s["orders"]
+        .iter()
+        .copied()
+        .collect();
+    let closed_at = lifeboat::workload::now_us() as f64 / 1e6;
+    let dir = app.close();
+
+    let mut app = App::reopen(dir);
+    app.until(
+        "the history of before the restart",
+        Duration::from_secs(20),
+        |h| {
+            h.state()
+                .snapshot()
+                .history
+                .lag_s
+                .get("orders")
+                .is_some_and(|s| s.iter().filter(|p| p[0] <= closed_at).count() >= before.len())
+        },
+    );
+    let kept = app.harness.state().snapshot().history.lag_s["orders"].clone();
+    for point in &before {
+        assert!(
+            kept.iter().any(|p| (p[0] - point[0]).abs() < 0.002),
+            "the sample at {} is gone after the restart",
+            point[0]
+        );
+    }
+
+    app.click("Dashboard");
+    app.click("Monthly DR report");
+    app.until_shown("Open it", Duration::from_secs(30));
+    let reports = app.home.data_dir.join("reports");
+    let names: Vec<String> = std::fs::read_dir(&reports)
+        .expect("reports/")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    for ext in ["md", "json", "html"] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("lifeboat-dr-") && n.ends_with(ext)),
+            "no .{ext} report in {names:?}"
+        );
+    }
 }
 
 #[test]

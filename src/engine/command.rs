@@ -77,6 +77,9 @@ pub enum Command {
         #[serde(default)]
         smoke: Option<Vec<String>>,
     },
+    /// Write the monthly DR report of `month` (`YYYY-MM`; this month
+    /// when `None`) into the data folder's `reports/`.
+    ReportMonth { month: Option<String> },
     /// Create an empty database at `region` (its home).
     CreateDatabase { region: String, name: String },
     /// Delete a database's files in `region`; `typed_name` must equal
@@ -255,6 +258,10 @@ impl Command {
                 Some(s) => format!("drill {}", s.describe()),
                 None => "stop the scheduled drills".into(),
             },
+            Command::ReportMonth { month } => format!(
+                "write the DR report of {}",
+                month.as_deref().unwrap_or("this month")
+            ),
             Command::CreateDatabase { region, name } => {
                 format!("create database {name} in {region}")
             }

@@ -257,6 +257,7 @@ impl Core {
                 group.rpo_target_s = seconds;
                 self.save_group(request, format!("RPO target is {seconds} s"));
             }
+            Command::ReportMonth { month } => self.report_month(request, month),
             Command::SetDrillSchedule { schedule, smoke } => {
                 let Some(group) = self.group.as_mut() else {
                     return self.fail(request, "configure replication first");

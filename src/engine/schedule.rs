@@ -197,6 +197,57 @@ impl Core {
     }
 }
 
+/// Where the monthly DR reports the app asks for are written.
+pub fn month_reports_dir(home: &crate::config::Home) -> std::path::PathBuf {
+    home.data_dir.join("reports")
+}
+
+impl Core {
+    /// Writes the monthly DR report of `month` (this month when `None`)
+    /// into [`month_reports_dir`], off the loop: the month's samples from
+    /// the data folder and the operations of the control log as read.
+    pub(super) fn report_month(&mut self, request: super::RequestId, month: Option<String>) {
+        use crate::metrics::month;
+        let now_ms = crate::orchestrator::now_ms();
+        let first = match month
+            .as_deref()
+            .map(|m| month::parse_month(m, "give it as YYYY-MM, like 2026-12"))
+        {
+            None => month::this_month(now_ms),
+            Some(Ok(first)) => first,
+            Some(Err(e)) => return self.fail(request, &e),
+        };
+        let data_dir = self.home.data_dir.clone();
+        let out = month_reports_dir(&self.home);
+        let operations = self.control_state.operations.clone();
+        self.spawn(async move {
+            let made = tokio::task::spawn_blocking(move || {
+                let report = month::build(
+                    first,
+                    &month::Inputs {
+                        data_dir: &data_dir,
+                        operations: &operations,
+                        now_ms,
+                    },
+                )?;
+                let written = report.write(&out)?;
+                let html = written
+                    .iter()
+                    .find(|p| p.extension().is_some_and(|e| e == "html"))
+                    .map_or_else(|| out.display().to_string(), |p| p.display().to_string());
+                Ok(format!("wrote the {} report: {html}", report.title()))
+            })
+            .await
+            .unwrap_or_else(|e| Err(crate::Error::Failed(format!("the report stopped: {e}"))));
+            super::Internal::Finished {
+                request,
+                outcome: super::run::outcome(made),
+                relist: false,
+            }
+        });
+    }
+}
+
 /// Where scheduled drills' reports are kept.
 pub fn reports_dir(home: &crate::config::Home) -> std::path::PathBuf {
     home.data_dir.join("drills")

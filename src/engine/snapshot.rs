@@ -249,3 +249,35 @@ pub struct BranchRow {
     /// Why it could not be described.
     pub error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_differing_only_in_its_number_repaints_nothing() {
+        let before = Snapshot {
+            seq: 1,
+            ..Snapshot::default()
+        };
+        let same = Snapshot {
+            seq: 2,
+            ..before.clone()
+        };
+        assert_eq!(same.change_since(&before), Change::None);
+        let mut history = History::default();
+        history.record(1.0, &Default::default(), 10.0, 60.0, None);
+        let moved = Snapshot {
+            seq: 3,
+            history: Arc::new(history),
+            ..before.clone()
+        };
+        assert_eq!(moved.change_since(&before), Change::Passive);
+        let working = Snapshot {
+            seq: 4,
+            engine: EngineState::Stopping,
+            ..before.clone()
+        };
+        assert_eq!(working.change_since(&before), Change::Urgent);
+    }
+}

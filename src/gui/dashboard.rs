@@ -4,13 +4,16 @@
 //! their targets.
 
 use eframe::egui::{self, RichText};
-use egui_plot::{HLine, Legend, Line, MarkerShape, Plot, Points};
+use egui_plot::{HLine, HoverPosition, Line, LineStyle, MarkerShape, Plot, PlotPoint, Points};
 
 use super::help::Term;
 use super::widgets::{self, human_bytes};
+use crate::control::event::{OperationKind, OperationRecord};
 use crate::cost::dollars;
-use crate::engine::Snapshot;
+use crate::engine::activity::Outcome;
 use crate::engine::history::Series;
+use crate::engine::{Command, Engine, RequestId, Snapshot};
+use crate::metrics::month::{RPO_COLOUR, RTO_COLOUR, SERIES_COLOURS, TARGET_COLOUR};
 
 /// How far back the plots look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,28 +44,39 @@ impl Window {
 /// The tab's own state.
 pub struct DashboardTab {
     window: Window,
+    /// The operation whose report is open (clicked in the RTO plot).
+    report: Option<String>,
+    /// The monthly report asked for.
+    month_report: Option<RequestId>,
 }
 
 impl Default for DashboardTab {
     fn default() -> Self {
         DashboardTab {
             window: Window::FiveMinutes,
+            report: None,
+            month_report: None,
         }
     }
 }
 
-/// The points of `series` within the window, as seconds before `now_s`.
-fn recent(series: &Series, now_s: f64, window_s: f64) -> Vec<[f64; 2]> {
-    let from = now_s - window_s;
-    let start = series.partition_point(|p| p[0] < from);
-    series
-        .range(start..)
-        .map(|p| [p[0] - now_s, p[1]])
-        .collect()
+/// The points of `series` from `from_s` (Unix seconds) on.
+fn recent(series: &Series, from_s: f64) -> Vec<[f64; 2]> {
+    let start = series.partition_point(|p| p[0] < from_s);
+    series.range(start..).copied().collect()
 }
 
 impl DashboardTab {
-    pub fn ui(&mut self, ui: &mut egui::Ui, snapshot: &Snapshot) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        // The plots share the window's height; a small window scrolls.
+        let height = ui.available_height();
+        egui::ScrollArea::vertical()
+            .id_salt("dashboard")
+            .auto_shrink(false)
+            .show(ui, |ui| self.body(ui, engine, snapshot, height));
+    }
+
+    fn body(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot, available: f32) {
         widgets::section(
             ui,
             "Dashboard",
@@ -82,7 +96,7 @@ impl DashboardTab {
             .lag_s
             .iter()
             .map(|(db, series)| {
-                let points = recent(series, now_s, window_s);
+                let points = recent(series, now_s - window_s);
                 let marks: Vec<[f64; 2]> =
                     points.iter().filter(|p| p[1] > target).copied().collect();
                 (db, points, marks)
@@ -133,82 +147,321 @@ impl DashboardTab {
             for window in [Window::FiveMinutes, Window::FifteenMinutes, Window::Hour] {
                 ui.selectable_value(&mut self.window, window, window.label());
             }
+            ui.separator();
+            self.month_report_ui(ui, engine, snapshot);
         });
         if snapshot.group.is_none() {
             ui.label("Configure replication (Replication tab) to see lag here.");
         }
         let operations = &snapshot.branches.operations;
-        let rows = if operations.is_empty() { 2.0 } else { 2.6 };
-        let height = ((ui.available_height() - 60.0) / rows).max(110.0);
+        let rows = if operations.is_empty() { 2.0 } else { 3.0 };
+        let height = ((available - 330.0) / rows).max(150.0);
         if operations.is_empty() {
             ui.label(
                 "No drill or failover yet: run a drill (Replication tab, Test failover) and its RTO is plotted here.",
             );
         } else {
-            operations_ui(ui, operations, target, height * 0.6);
+            self.operations_ui(ui, operations, target, height);
         }
         let title = if plotted_of > PLOTTED_DATABASES {
             format!(
-                "Replication lag (RPO), seconds: the {PLOTTED_DATABASES} of {plotted_of} databases that lagged most"
+                "Replication lag (RPO): the {PLOTTED_DATABASES} of {plotted_of} databases that lagged most"
             )
         } else {
-            "Replication lag (RPO) per database, seconds".to_string()
+            "Replication lag (RPO) per database".to_string()
         };
         ui.label(RichText::new(title).strong());
-        let bad = widgets::bad(ui);
-        Plot::new("lag")
-            .height(height)
-            .legend(Legend::default())
-            .include_y(0.0)
-            .include_y(target * 1.5)
-            .include_x(-window_s)
-            .include_x(0.0)
-            .x_axis_label("seconds ago")
-            .allow_scroll(false)
-            .show(ui, |plot| {
-                for (db, points, marks) in lags {
-                    plot.line(Line::new(db.clone(), points));
-                    if !marks.is_empty() {
+        let (from_s, to_s) = (now_s - window_s, now_s);
+        let mut keys = Vec::new();
+        time_plot("lag", from_s, to_s, height, "lag (s)", |y| {
+            format!("{y:.2} s")
+        })
+        .include_y(target * 1.5)
+        .show(ui, |plot| {
+            for (i, (db, points, marks)) in lags.into_iter().enumerate() {
+                let rgb = colour(SERIES_COLOURS[i % SERIES_COLOURS.len()]);
+                plot.line(Line::new(db.clone(), points).color(rgb).width(2.0));
+                if !marks.is_empty() {
+                    plot.points(
+                        Points::new(format!("{db} above the target"), marks)
+                            .shape(MarkerShape::Circle)
+                            .radius(3.0)
+                            .color(colour(TARGET_COLOUR)),
+                    );
+                }
+                keys.push(Key::line(db, rgb));
+            }
+            plot.hline(
+                HLine::new("RPO target", target)
+                    .color(colour(TARGET_COLOUR))
+                    .style(LineStyle::dashed_loose()),
+            );
+        });
+        keys.push(Key::dashed(
+            &format!("RPO target {target} s"),
+            colour(TARGET_COLOUR),
+        ));
+        legend(ui, &keys);
+        ui.columns(2, |columns| {
+            columns[0].label(RichText::new("Bytes copied per second").strong());
+            let copied = recent(&history.copied_bytes_per_s, from_s);
+            time_plot("throughput", from_s, to_s, height * 0.8, "bytes/s", |y| {
+                format!("{}/s", human_bytes(y.max(0.0) as u64))
+            })
+            // Steps of whole powers of two: a scale of fractions read "0 B" twice.
+            .include_y(1024.0)
+            .y_grid_spacer(egui_plot::uniform_grid_spacer(|input| {
+                value_steps(input, true)
+            }))
+            .y_axis_formatter(|mark, _| {
+                if mark.value.fract() != 0.0 {
+                    String::new()
+                } else {
+                    human_bytes(mark.value.max(0.0) as u64)
+                }
+            })
+            .show(&mut columns[0], |plot| {
+                plot.line(Line::new("copied", copied).color(colour(SERIES_COLOURS[0])));
+            });
+            columns[1].label(RichText::new("Requests per minute to the regions").strong());
+            let requests = recent(&history.requests_per_min, from_s);
+            time_plot(
+                "requests",
+                from_s,
+                to_s,
+                height * 0.8,
+                "requests/min",
+                |y| format!("{y:.0} a minute"),
+            )
+            .show(&mut columns[1], |plot| {
+                plot.line(Line::new("requests", requests).color(colour(SERIES_COLOURS[0])));
+            });
+        });
+        self.report_window(ui.ctx(), operations);
+    }
+
+    /// The monthly DR report: a button that has the engine write it, then
+    /// where it is and a link that opens it.
+    fn month_report_ui(&mut self, ui: &mut egui::Ui, engine: &Engine, snapshot: &Snapshot) {
+        let running = self.month_report.is_some_and(|id| {
+            matches!(
+                widgets::outcome_of(snapshot, id),
+                None | Some(Outcome::Running)
+            )
+        });
+        let button = ui
+            .add_enabled(!running, egui::Button::new("Monthly DR report"))
+            .on_hover_text(
+                "This month so far: time within the RPO target per database, worst lag, every failover, switchover, failback and drill with RTO and RPO, outages and request costs; Markdown, JSON and a printable HTML page in the data folder's reports/ (or: lifeboat report month)",
+            );
+        if button.clicked() {
+            self.month_report = Some(engine.send(Command::ReportMonth { month: None }));
+        }
+        if let Some(Outcome::Done(message)) = widgets::feedback(ui, snapshot, self.month_report)
+            && let Some((_, path)) = message.rsplit_once(": ")
+        {
+            ui.hyperlink_to("Open it", format!("file://{path}"));
+        }
+    }
+
+    /// The report of the operation clicked in the RTO plot, in a window.
+    fn report_window(&mut self, ctx: &egui::Context, operations: &[OperationRecord]) {
+        let Some(id) = self.report.clone() else {
+            return;
+        };
+        let Some(record) = operations.iter().find(|r| r.id == id) else {
+            self.report = None;
+            return;
+        };
+        let mut open = true;
+        egui::Window::new(format!("Report of {id}"))
+            .open(&mut open)
+            .default_size([640.0, 480.0])
+            .show(ctx, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    ui.label(
+                        RichText::new(crate::orchestrator::report::markdown(record)).monospace(),
+                    );
+                });
+            });
+        if !open {
+            self.report = None;
+        }
+    }
+
+    /// RTO and RPO of every failover, drill, switchover and failback, each
+    /// at its time; a click on one opens its report.
+    fn operations_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        operations: &[OperationRecord],
+        rpo_target_s: f64,
+        height: f32,
+    ) {
+        let last = |kind: OperationKind| operations.iter().rev().find(|r| r.kind == kind);
+        let rto = |r: Option<&OperationRecord>| {
+            r.and_then(|r| r.rto_ms).map_or("—".to_string(), |ms| {
+                format!("{:.2} s", ms as f64 / 1000.0)
+            })
+        };
+        ui.horizontal_wrapped(|ui| {
+            stat(ui, "Last failover RTO", &rto(last(OperationKind::Failover)))
+                .on_hover_text(Term::Rto.tip());
+            stat(ui, "Last drill RTO", &rto(last(OperationKind::Drill)))
+                .on_hover_text(Term::Drill.tip());
+            let moved = operations
+                .iter()
+                .rev()
+                .find(|r| matches!(r.kind, OperationKind::Switchover | OperationKind::Failback));
+            stat(ui, "Last switchover or failback RTO", &rto(moved))
+                .on_hover_text(Term::Failback.tip());
+            let lost: u64 = last(OperationKind::Failover)
+                .map(|r| r.rpo.iter().filter_map(|d| d.missing_records).sum())
+                .unwrap_or(0);
+            stat(ui, "Records lost, last failover", &lost.to_string());
+            let passed = operations
+                .iter()
+                .filter(|r| r.kind == OperationKind::Drill && r.ok)
+                .count();
+            let drills = operations
+                .iter()
+                .filter(|r| r.kind == OperationKind::Drill)
+                .count();
+            stat(ui, "Drills passed", &format!("{passed} of {drills}"));
+        });
+        ui.label(
+            RichText::new("RTO and RPO of each failover, drill, switchover and failback (click one for its report)")
+                .strong(),
+        );
+        let shown: Vec<&OperationRecord> = operations
+            .iter()
+            .filter(|r| KINDS.iter().any(|(k, _, _)| *k == r.kind))
+            .collect();
+        let first_s = shown.first().map_or(0.0, |r| r.started_ms as f64 / 1000.0);
+        let now_s = crate::workload::now_us() as f64 / 1e6;
+        // A little room either side, so that the first and newest show whole.
+        let pad = ((now_s - first_s) * 0.05).max(60.0);
+        let dots: Vec<Dot> = shown
+            .iter()
+            .map(|r| {
+                let x = r.started_ms as f64 / 1000.0;
+                (
+                    *r,
+                    [x, 0.0],
+                    [r.rto_ms.map(|ms| ms as f64 / 1000.0), rpo_s(r)],
+                )
+            })
+            .collect();
+        let response = time_plot(
+            "operations",
+            first_s - pad,
+            now_s + pad,
+            height * 0.8,
+            "seconds",
+            |y| format!("{y:.2} s"),
+        )
+        .include_y(RTO_TARGET_S * 1.2)
+        .include_y(rpo_target_s * 1.2)
+        .show(ui, |plot| {
+            for (kind, name, shape) in KINDS {
+                for (measure, rgb, at) in [("RTO", RTO_COLOUR, 0), ("RPO", RPO_COLOUR, 1)] {
+                    let points: Vec<[f64; 2]> = dots
+                        .iter()
+                        .filter(|(r, _, _)| r.kind == kind)
+                        .filter_map(|(_, [x, _], values)| values[at].map(|y| [*x, y]))
+                        .collect();
+                    if !points.is_empty() {
                         plot.points(
-                            Points::new(format!("{db} breaches"), marks)
-                                .shape(MarkerShape::Circle)
-                                .radius(3.0)
-                                .color(bad),
+                            Points::new(format!("{name} {measure}"), points)
+                                .shape(shape)
+                                .filled(true)
+                                .radius(5.0)
+                                .color(colour(rgb)),
                         );
                     }
                 }
-                plot.hline(HLine::new("RPO target", target).color(bad));
-            });
-        ui.columns(2, |columns| {
-            columns[0].label(RichText::new("Bytes copied per second").strong());
-            Plot::new("throughput")
-                .height(height * 0.8)
-                .include_y(0.0)
-                .include_x(-window_s)
-                .include_x(0.0)
-                .allow_scroll(false)
-                .y_axis_formatter(|mark, _| human_bytes(mark.value.max(0.0) as u64))
-                .show(&mut columns[0], |plot| {
-                    plot.line(Line::new(
-                        "copied",
-                        recent(&history.copied_bytes_per_s, now_s, window_s),
-                    ));
-                });
-            columns[1].label(RichText::new("Requests per minute to the regions").strong());
-            Plot::new("requests")
-                .height(height * 0.8)
-                .include_y(0.0)
-                .include_x(-window_s)
-                .include_x(0.0)
-                .allow_scroll(false)
-                .show(&mut columns[1], |plot| {
-                    plot.line(Line::new(
-                        "requests/min",
-                        recent(&history.requests_per_min, now_s, window_s),
-                    ));
-                });
+            }
+            plot.hline(
+                HLine::new("RTO target", RTO_TARGET_S)
+                    .color(colour(RTO_COLOUR))
+                    .style(LineStyle::dashed_loose()),
+            );
+            plot.hline(
+                HLine::new("RPO target", rpo_target_s)
+                    .color(colour(TARGET_COLOUR))
+                    .style(LineStyle::dashed_loose()),
+            );
         });
+        if response.response.clicked()
+            && let Some(pointer) = response.response.interact_pointer_pos()
+        {
+            let nearest = dots
+                .iter()
+                .flat_map(|(r, [x, _], values)| values.iter().flatten().map(move |y| (r, *x, *y)))
+                .map(|(r, x, y)| {
+                    let at = response
+                        .transform
+                        .position_from_point(&PlotPoint::new(x, y));
+                    (r, at.distance(pointer))
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((record, distance)) = nearest
+                && distance <= 12.0
+            {
+                self.report = Some(record.id.clone());
+            }
+        }
+        let mut keys = vec![
+            Key::dot("RTO", colour(RTO_COLOUR)),
+            Key::dot("RPO", colour(RPO_COLOUR)),
+        ];
+        keys.extend(
+            KINDS
+                .iter()
+                .map(|(_, name, _)| Key::text(&format!("{} {name}", shape_glyph(name)))),
+        );
+        keys.push(Key::dashed(
+            &format!("RTO target {RTO_TARGET_S} s"),
+            colour(RTO_COLOUR),
+        ));
+        keys.push(Key::dashed(
+            &format!("RPO target {rpo_target_s} s"),
+            colour(TARGET_COLOUR),
+        ));
+        legend(ui, &keys);
     }
+}
+
+/// An operation in the RTO plot: its record, `[time, 0]`, and its RTO
+/// and RPO in seconds when measured.
+type Dot<'a> = (&'a OperationRecord, [f64; 2], [Option<f64>; 2]);
+
+/// The operations the RTO plot shows, each with its marker.
+const KINDS: [(OperationKind, &str, MarkerShape); 4] = [
+    (OperationKind::Failover, "failover", MarkerShape::Diamond),
+    (OperationKind::Drill, "drill", MarkerShape::Circle),
+    (OperationKind::Switchover, "switchover", MarkerShape::Square),
+    (OperationKind::Failback, "failback", MarkerShape::Up),
+];
+
+/// The legend's glyph of each marker.
+fn shape_glyph(kind: &str) -> &'static str {
+    match kind {
+        "failover" => "◆",
+        "drill" => "●",
+        "switchover" => "■",
+        _ => "▲",
+    }
+}
+
+/// An operation's RPO: the worst database's oldest missing write, else
+/// its replica's lag at the fork.
+fn rpo_s(r: &OperationRecord) -> Option<f64> {
+    r.rpo
+        .iter()
+        .filter_map(|d| d.missing_span_ms.or(d.lag_ms))
+        .max()
+        .map(|ms| ms as f64 / 1000.0)
 }
 
 /// Databases the lag plot draws at most.
@@ -218,101 +471,168 @@ const PLOTTED_DATABASES: usize = 20;
 /// demand, and with one pre-provisioned.
 pub const RTO_TARGET_S: f64 = 5.0;
 
-/// RTO and RPO of every failover and drill, oldest left.
-fn operations_ui(
-    ui: &mut egui::Ui,
-    operations: &[crate::control::event::OperationRecord],
-    rpo_target_s: f64,
+fn colour((r, g, b): (u8, u8, u8)) -> egui::Color32 {
+    egui::Color32::from_rgb(r, g, b)
+}
+
+/// The local time zone as an offset from UTC: `UTC+01:00`.
+fn zone() -> String {
+    chrono::Local::now().format("UTC%:z").to_string()
+}
+
+/// A clock time in local time from Unix seconds: `14:03:07`, or `14:03`
+/// on a grid of minutes, or `Dec 8 14:03` on a grid of hours or more.
+fn clock_label(t_s: f64, step_s: f64) -> String {
+    use chrono::TimeZone;
+    let Some(t) = chrono::Local.timestamp_opt(t_s.floor() as i64, 0).single() else {
+        return String::new();
+    };
+    let format = match step_s {
+        s if s < 60.0 => "%H:%M:%S",
+        s if s < 3600.0 => "%H:%M",
+        _ => "%b %-d %H:%M",
+    };
+    t.format(format).to_string()
+}
+
+/// Grid steps on round clock times for a span of `bounds` seconds: the
+/// coarsest showing about five lines, and the two finer ones under it.
+fn time_steps(input: egui_plot::GridInput) -> [f64; 3] {
+    const STEPS: [f64; 14] = [
+        1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 10_800.0, 21_600.0, 43_200.0,
+        86_400.0, 604_800.0,
+    ];
+    let span = (input.bounds.1 - input.bounds.0).abs();
+    let large = STEPS
+        .iter()
+        .position(|step| span / step <= 6.0)
+        .unwrap_or(STEPS.len() - 1);
+    [
+        STEPS[large.saturating_sub(2)],
+        STEPS[large.saturating_sub(1)],
+        STEPS[large],
+    ]
+}
+
+/// Grid steps for a value axis showing about four labelled lines: the
+/// step a round 1, 2 or 5 times a power of ten (of two for bytes, so that
+/// they read 64 KiB, 128 KiB).
+fn value_steps(input: egui_plot::GridInput, binary: bool) -> [f64; 3] {
+    let wanted = ((input.bounds.1 - input.bounds.0).abs() / 4.0).max(1e-9);
+    let step = if binary {
+        2f64.powf(wanted.log2().ceil()).max(1.0)
+    } else {
+        let power = 10f64.powf(wanted.log10().floor());
+        [1.0, 2.0, 5.0, 10.0]
+            .into_iter()
+            .map(|m| m * power)
+            .find(|s| *s >= wanted)
+            .unwrap_or(10.0 * power)
+    };
+    [step / 4.0, step / 2.0, step]
+}
+
+/// A grid line's value with the decimals its step needs (`0.5`, `1`,
+/// `1.5`; never `0` twice).
+fn axis_number(value: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10()).ceil().clamp(0.0, 6.0) as usize
+    };
+    format!("{value:.decimals$}")
+}
+
+/// A plot over clock time from `from_s` to `to_s` (Unix seconds): the
+/// axis in local time with its zone, the y axis labelled with its unit,
+/// and hovering a line shows its name, time and value (`value` formats it).
+fn time_plot<'a>(
+    id: &'a str,
+    from_s: f64,
+    to_s: f64,
     height: f32,
-) {
-    use crate::control::event::OperationKind;
-    let last = |kind: OperationKind| operations.iter().rev().find(|r| r.kind == kind);
-    let rto = |r: Option<&crate::control::event::OperationRecord>| {
-        r.and_then(|r| r.rto_ms).map_or("—".to_string(), |ms| {
-            format!("{:.2} s", ms as f64 / 1000.0)
-        })
-    };
-    let rpo_s = |r: &crate::control::event::OperationRecord| {
-        r.rpo
-            .iter()
-            .filter_map(|d| d.missing_span_ms.or(d.lag_ms))
-            .max()
-            .map(|ms| ms as f64 / 1000.0)
-    };
-    ui.horizontal_wrapped(|ui| {
-        stat(ui, "Last failover RTO", &rto(last(OperationKind::Failover)))
-            .on_hover_text(Term::Rto.tip());
-        stat(ui, "Last drill RTO", &rto(last(OperationKind::Drill)))
-            .on_hover_text(Term::Drill.tip());
-        let moved = operations
-            .iter()
-            .rev()
-            .find(|r| matches!(r.kind, OperationKind::Switchover | OperationKind::Failback));
-        stat(ui, "Last switchover or failback RTO", &rto(moved))
-            .on_hover_text(Term::Failback.tip());
-        let lost: u64 = last(OperationKind::Failover)
-            .map(|r| r.rpo.iter().filter_map(|d| d.missing_records).sum())
-            .unwrap_or(0);
-        stat(ui, "Records lost, last failover", &lost.to_string());
-        let passed = operations
-            .iter()
-            .filter(|r| r.kind == OperationKind::Drill && r.ok)
-            .count();
-        let drills = operations
-            .iter()
-            .filter(|r| r.kind == OperationKind::Drill)
-            .count();
-        stat(ui, "Drills passed", &format!("{passed} of {drills}"));
-    });
-    ui.label(
-        RichText::new(
-            "RTO (points) and RPO (crosses) per failover, drill, switchover and failback, seconds",
-        )
-        .strong(),
-    );
-    let bad = widgets::bad(ui);
-    let warn = widgets::warn(ui);
-    let series =
-        |kind: OperationKind,
-         f: &dyn Fn(&crate::control::event::OperationRecord) -> Option<f64>| {
-            operations
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.kind == kind)
-                .filter_map(|(i, r)| f(r).map(|y| [i as f64 + 1.0, y]))
-                .collect::<Vec<[f64; 2]>>()
-        };
-    let rto_s = |r: &crate::control::event::OperationRecord| r.rto_ms.map(|ms| ms as f64 / 1000.0);
-    Plot::new("operations")
+    y_label: &'a str,
+    value: impl Fn(f64) -> String + 'a,
+) -> Plot<'a> {
+    Plot::new(id)
         .height(height)
-        .legend(Legend::default())
+        .include_x(from_s)
+        .include_x(to_s)
         .include_y(0.0)
-        .include_y(RTO_TARGET_S * 1.2)
-        .include_x(0.0)
-        .include_x(operations.len() as f64 + 1.0)
-        .x_axis_label("operation, oldest first")
+        .x_axis_label(format!("local time ({})", zone()))
+        .y_axis_label(y_label)
+        .x_grid_spacer(egui_plot::uniform_grid_spacer(time_steps))
+        .y_grid_spacer(egui_plot::uniform_grid_spacer(|input| {
+            value_steps(input, false)
+        }))
+        .y_axis_formatter(|mark, _| axis_number(mark.value, mark.step_size))
+        .x_axis_formatter(|mark, _| clock_label(mark.value, mark.step_size))
+        .label_formatter(move |hover| match hover {
+            HoverPosition::NearDataPoint {
+                plot_name,
+                position,
+                ..
+            } => Some(format!(
+                "{plot_name}\n{}\n{}",
+                clock_label(position.x, 1.0),
+                value(position.y)
+            )),
+            HoverPosition::Elsewhere { .. } => None,
+        })
         .allow_scroll(false)
-        .show(ui, |plot| {
-            for (kind, name) in [
-                (OperationKind::Failover, "failover"),
-                (OperationKind::Drill, "drill"),
-                (OperationKind::Switchover, "switchover"),
-                (OperationKind::Failback, "failback"),
-            ] {
-                plot.points(
-                    Points::new(format!("{name} RTO"), series(kind, &rto_s))
-                        .shape(MarkerShape::Circle)
-                        .radius(4.0),
-                );
-                plot.points(
-                    Points::new(format!("{name} RPO"), series(kind, &rpo_s))
-                        .shape(MarkerShape::Cross)
-                        .radius(4.0),
-                );
+}
+
+/// One entry of a legend drawn under its plot (never over the data).
+struct Key {
+    mark: &'static str,
+    name: String,
+    colour: Option<egui::Color32>,
+}
+
+impl Key {
+    fn line(name: &str, colour: egui::Color32) -> Key {
+        Key {
+            mark: "━━",
+            name: name.into(),
+            colour: Some(colour),
+        }
+    }
+
+    fn dashed(name: &str, colour: egui::Color32) -> Key {
+        Key {
+            mark: "╍╍",
+            name: name.into(),
+            colour: Some(colour),
+        }
+    }
+
+    fn dot(name: &str, colour: egui::Color32) -> Key {
+        Key {
+            mark: "●",
+            name: name.into(),
+            colour: Some(colour),
+        }
+    }
+
+    fn text(name: &str) -> Key {
+        Key {
+            mark: "",
+            name: name.into(),
+            colour: None,
+        }
+    }
+}
+
+fn legend(ui: &mut egui::Ui, keys: &[Key]) {
+    ui.horizontal_wrapped(|ui| {
+        for key in keys {
+            if let Some(colour) = key.colour {
+                ui.label(RichText::new(key.mark).color(colour).strong());
             }
-            plot.hline(HLine::new("RTO target", RTO_TARGET_S).color(bad));
-            plot.hline(HLine::new("RPO target", rpo_target_s).color(warn));
-        });
+            ui.label(&key.name);
+            ui.add_space(12.0);
+        }
+    });
 }
 
 /// The forecast at the prices of the store the primary is in.

@@ -549,7 +549,7 @@ impl eframe::App for LifeboatApp {
             }
             Tab::Databases => self.databases.ui(ui, &self.engine, &snapshot),
             Tab::Workspaces => self.workspaces.ui(ui, &self.engine, &snapshot),
-            Tab::Dashboard => self.dashboard.ui(ui, &snapshot),
+            Tab::Dashboard => self.dashboard.ui(ui, &self.engine, &snapshot),
             Tab::Activity => self.activity.ui(ui, &self.engine, &snapshot),
             Tab::Settings => {
                 let folders = (self.folders.0.as_str(), self.folders.1.as_str());
