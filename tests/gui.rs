@@ -415,6 +415,51 @@ fn the_dashboard_keeps_its_history_over_a_restart_and_writes_the_monthly_report(
     }
 }
 
+/// Settings, Alerts: a webhook typed with plain http to a public name is
+/// refused in the form's words and nothing is saved; a command sink is
+/// saved (alerts.ron, as the CLI reads it), and Send a test alert runs it
+/// with the event on its stdin; a sink is removed again.
+#[test]
+fn alert_sinks_are_set_up_in_settings_and_tested() {
+    let mut app = App::open(&[]);
+    app.click("Settings");
+    app.click("Add sink");
+    app.type_into("Name", "oncall");
+    app.type_into("Webhook URL", "http://hooks.example.com/x");
+    app.click("Save sink");
+    app.until_shown("give Webhook URL with https://", Duration::from_secs(5));
+    assert!(
+        !lifeboat::metrics::alerts::AlertSettings::path(&app.home.config_dir).exists(),
+        "a refused sink saved nothing"
+    );
+    app.click("Cancel");
+
+    let out = app.home.data_dir.join("alert.json");
+    app.click("Add sink");
+    app.type_into("Name", "log");
+    app.click("Command");
+    app.type_into("Command", &format!("cat > '{}'", out.display()));
+    app.click("Save sink");
+    app.until_shown("alert settings saved (1 sinks)", Duration::from_secs(10));
+    let saved =
+        lifeboat::metrics::alerts::AlertSettings::load(&app.home.config_dir).expect("alerts.ron");
+    assert_eq!(saved.sinks.len(), 1, "{saved:?}");
+    app.click("Send a test alert");
+    app.until_shown("log: sent", Duration::from_secs(15));
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("the command ran"))
+            .expect("the event as JSON");
+    assert_eq!(event["status"], "test", "{event}");
+
+    app.click("Remove sink log");
+    app.until("the sink gone", Duration::from_secs(10), |h| {
+        h.state().snapshot().alerts.settings.sinks.is_empty()
+    });
+    let saved =
+        lifeboat::metrics::alerts::AlertSettings::load(&app.home.config_dir).expect("alerts.ron");
+    assert!(saved.sinks.is_empty(), "{saved:?}");
+}
+
 #[test]
 fn pause_stops_copying_and_resume_catches_up() {
     let mut app = App::open(&[("orders", 300)]);
@@ -1099,6 +1144,15 @@ fn a_drill_from_the_replication_tab_passes_and_leaves_production_alone() {
             .is_some(),
         "no Copy for the serving drill endpoint"
     );
+    // The Dashboard's Drills lists it with its verdict and RTO, and its
+    // report opens from there.
+    app.click("Dashboard");
+    app.click("Drills");
+    app.until_shown("records verified", Duration::from_secs(20));
+    app.click(&format!("Report of {}", record.id));
+    app.until_shown(&format!("Report of {}", record.id), Duration::from_secs(5));
+    app.until_shown("## RPO per database", Duration::from_secs(5));
+    app.click("Replication");
     // Production is as it was: main is still live, nothing failed over.
     assert_eq!(app.harness.state().snapshot().branches.epoch, 0);
     app.until(

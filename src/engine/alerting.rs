@@ -140,6 +140,81 @@ impl Core {
         }
     }
 
+    /// Saves `settings` (checked again here) off the loop; they take
+    /// effect at once, and `alerts.ron` holds them for the CLI and the
+    /// next start.
+    pub(super) fn set_alerts(&mut self, request: super::RequestId, settings: AlertSettings) {
+        if let Err(e) = settings.check(&crate::metrics::alerts::FORM_WORDS) {
+            return self.fail(request, e);
+        }
+        self.alerting.settings = settings.clone();
+        self.alerting.settings_error = None;
+        let dir = self.home.config_dir.clone();
+        self.spawn(async move {
+            let saved = tokio::task::spawn_blocking(move || {
+                settings
+                    .save(&dir)
+                    .map(|()| format!("alert settings saved ({} sinks)", settings.sinks.len()))
+            })
+            .await
+            .unwrap_or_else(|e| Err(crate::Error::Failed(format!("saving stopped: {e}"))));
+            super::Internal::Finished {
+                request,
+                outcome: super::run::outcome(saved),
+                relist: false,
+            }
+        });
+    }
+
+    /// Sends a sample event through each sink (or the one named), off the
+    /// loop; the outcome says which arrived.
+    pub(super) fn test_alerts(&mut self, request: super::RequestId, only: Option<String>) {
+        let sinks: Vec<crate::metrics::alerts::Sink> = self
+            .alerting
+            .settings
+            .sinks
+            .iter()
+            .filter(|s| only.as_ref().is_none_or(|n| &s.name == n))
+            .cloned()
+            .collect();
+        if sinks.is_empty() {
+            return self.fail(request, "no sinks to test; add one first");
+        }
+        let group = self.group.as_ref().map_or("no group".into(), |g| {
+            format!("{} → {}", g.primary, g.secondary)
+        });
+        let event = crate::metrics::alerts::sample(
+            &group,
+            &crate::control::lease::host_name(),
+            crate::orchestrator::now_ms(),
+        );
+        self.spawn(async move {
+            let mut said = Vec::new();
+            let mut failed = false;
+            for sink in &sinks {
+                let outcome = match sink.target {
+                    SinkTarget::Desktop => crate::gui::notify::show(&event),
+                    _ => crate::metrics::alerts::deliver(sink, &event).await,
+                };
+                failed |= outcome.is_err();
+                said.push(match outcome {
+                    Ok(()) => format!("{}: sent", sink.name),
+                    Err(why) => format!("{}: NOT sent: {why}", sink.name),
+                });
+            }
+            let message = said.join("; ");
+            super::Internal::Finished {
+                request,
+                outcome: if failed {
+                    super::Outcome::Failed(message)
+                } else {
+                    super::Outcome::Done(message)
+                },
+                relist: false,
+            }
+        });
+    }
+
     /// Reads `alerts.ron` again when it changed (looked at every 5 s).
     fn reload_alert_settings(&mut self) {
         if self

@@ -77,6 +77,13 @@ pub enum Command {
         #[serde(default)]
         smoke: Option<Vec<String>>,
     },
+    /// Save the alert settings (sinks and rules) the app's form made
+    /// whole; the engine uses them within seconds.
+    SetAlerts {
+        settings: crate::metrics::alerts::AlertSettings,
+    },
+    /// Send a sample event through each sink (or the one named).
+    TestAlerts { sink: Option<String> },
     /// Write the monthly DR report of `month` (`YYYY-MM`; this month
     /// when `None`) into the data folder's `reports/`.
     ReportMonth { month: Option<String> },
@@ -257,6 +264,13 @@ impl Command {
             Command::SetDrillSchedule { schedule, .. } => match schedule {
                 Some(s) => format!("drill {}", s.describe()),
                 None => "stop the scheduled drills".into(),
+            },
+            Command::SetAlerts { settings } => {
+                format!("save the alert settings ({} sinks)", settings.sinks.len())
+            }
+            Command::TestAlerts { sink } => match sink {
+                Some(name) => format!("send a test alert through {name}"),
+                None => "send a test alert through every sink".into(),
             },
             Command::ReportMonth { month } => format!(
                 "write the DR report of {}",

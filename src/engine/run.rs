@@ -258,6 +258,8 @@ impl Core {
                 self.save_group(request, format!("RPO target is {seconds} s"));
             }
             Command::ReportMonth { month } => self.report_month(request, month),
+            Command::SetAlerts { settings } => self.set_alerts(request, settings),
+            Command::TestAlerts { sink } => self.test_alerts(request, sink),
             Command::SetDrillSchedule { schedule, smoke } => {
                 let Some(group) = self.group.as_mut() else {
                     return self.fail(request, "configure replication first");

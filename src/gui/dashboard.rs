@@ -163,6 +163,9 @@ impl DashboardTab {
         } else {
             self.operations_ui(ui, operations, target, height);
         }
+        egui::CollapsingHeader::new("Drills")
+            .id_salt("drills")
+            .show(ui, |ui| self.drills_ui(ui, snapshot));
         let title = if plotted_of > PLOTTED_DATABASES {
             format!(
                 "Replication lag (RPO): the {PLOTTED_DATABASES} of {plotted_of} databases that lagged most"
@@ -262,6 +265,81 @@ impl DashboardTab {
         {
             ui.hyperlink_to("Open it", format!("file://{path}"));
         }
+    }
+
+    /// Every drill the control log records, newest first: when, its
+    /// verdict, RTO and the records it verified, and its report; with the
+    /// group's schedule.
+    fn drills_ui(&mut self, ui: &mut egui::Ui, snapshot: &Snapshot) {
+        let schedule = snapshot
+            .group
+            .as_ref()
+            .and_then(|g| g.drill_schedule.as_ref())
+            .map_or(
+                "The group drills only when asked (lifeboat group drills --schedule weekly)."
+                    .to_string(),
+                |s| format!("The group drills by itself {}.", s.describe()),
+            );
+        ui.label(schedule);
+        let drills: Vec<&OperationRecord> = snapshot
+            .branches
+            .operations
+            .iter()
+            .rev()
+            .filter(|r| r.kind == OperationKind::Drill)
+            .collect();
+        if drills.is_empty() {
+            ui.label("No drill yet.");
+            return;
+        }
+        let row_height = ui.text_style_height(&egui::TextStyle::Body) + 8.0;
+        egui::ScrollArea::vertical()
+            .id_salt("drills-rows")
+            .max_height(row_height * 8.0)
+            .auto_shrink([false, true])
+            .show_rows(ui, row_height, drills.len(), |ui, rows| {
+                egui::Grid::new("drills-grid")
+                    .num_columns(5)
+                    .striped(true)
+                    .spacing([16.0, 4.0])
+                    .start_row(rows.start)
+                    .show(ui, |ui| {
+                        for r in &drills[rows] {
+                            ui.label(widgets::clock(r.started_ms * 1000));
+                            if r.ok {
+                                ui.label(RichText::new("passed").color(widgets::good(ui)));
+                            } else {
+                                ui.label(RichText::new("FAILED").color(widgets::bad(ui)));
+                            }
+                            ui.label(r.rto_ms.map_or("RTO —".into(), |ms| {
+                                format!("RTO {:.2} s", ms as f64 / 1000.0)
+                            }));
+                            let verified: Option<u64> = r
+                                .rpo
+                                .iter()
+                                .map(|d| {
+                                    Some(
+                                        d.acknowledged?
+                                            .saturating_sub(d.missing_records.unwrap_or(0)),
+                                    )
+                                })
+                                .sum();
+                            ui.label(
+                                verified.map_or("records —".into(), |n| {
+                                    format!("{n} records verified")
+                                }),
+                            );
+                            if ui
+                                .button("Report")
+                                .accessible_name(format!("Report of {}", r.id))
+                                .clicked()
+                            {
+                                self.report = Some(r.id.clone());
+                            }
+                            ui.end_row();
+                        }
+                    });
+            });
     }
 
     /// The report of the operation clicked in the RTO plot, in a window.

@@ -7,6 +7,7 @@
 //! through a channel polled once per frame.
 
 mod activity;
+mod alerts;
 mod dashboard;
 mod databases;
 mod failover;

@@ -276,6 +276,7 @@ pub struct SettingsTab {
     picker: widgets::PathDialog,
     note: Option<String>,
     confirm_remove: Option<String>,
+    alerts: super::alerts::AlertsSection,
 }
 
 impl SettingsTab {
@@ -335,6 +336,8 @@ impl SettingsTab {
             if self.form.is_some() {
                 self.form_ui(ui, engine);
             }
+            ui.add_space(12.0);
+            self.alerts.ui(ui, engine, snapshot);
             ui.add_space(12.0);
             ui.label(RichText::new("Folders").strong());
             ui.label(format!("Data: {}", folders.0));

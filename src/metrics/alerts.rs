@@ -68,6 +68,11 @@ impl Default for AlertSettings {
     }
 }
 
+/// A rule's duration at most (and the repeat interval's).
+pub const MAX_RULE_S: u64 = 7 * 86_400;
+/// The drill rule's days at most.
+pub const MAX_OVERDUE_DAYS: u64 = 366;
+
 /// Where alerts go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sink {
@@ -109,6 +114,14 @@ pub struct SinkWords {
     pub secret_env: &'static str,
     pub command: &'static str,
 }
+
+/// The words of the app's alert form (Settings).
+pub const FORM_WORDS: SinkWords = SinkWords {
+    name: "Name",
+    url: "Webhook URL",
+    secret_env: "Secret's variable",
+    command: "Command",
+};
 
 impl Sink {
     /// Checks a sink as typed: one line per mistake, in `words`.
@@ -216,6 +229,47 @@ impl AlertSettings {
                 )));
             }
             None => self.sinks.push(sink),
+        }
+        Ok(())
+    }
+
+    /// Checks settings made whole (by the app's form): each sink in
+    /// `words`, no name twice, at most [`MAX_SINKS`], each rule's duration
+    /// up to [`MAX_RULE_S`] and the drill rule up to [`MAX_OVERDUE_DAYS`].
+    pub fn check(&self, words: &SinkWords) -> Result<()> {
+        for sink in &self.sinks {
+            sink.validate(words)?;
+        }
+        let mut names: Vec<&str> = self.sinks.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::invalid(format!(
+                "two sinks are named `{}`; give each its own name",
+                twice[0]
+            )));
+        }
+        if self.sinks.len() > MAX_SINKS {
+            return Err(Error::invalid(format!(
+                "at most {MAX_SINKS} sinks; remove one"
+            )));
+        }
+        for (seconds, what) in [
+            (self.rpo_for_s, "RPO above target for"),
+            (self.unreachable_for_s, "a region unreachable for"),
+            (self.engine_lost_for_s, "no engine for"),
+            (self.damaged_for_s, "a replica damaged for"),
+            (self.repeat_every_s, "repeat every"),
+        ] {
+            if seconds > MAX_RULE_S {
+                return Err(Error::invalid(format!(
+                    "give \"{what}\" up to 7 days (604800 s)"
+                )));
+            }
+        }
+        if self.drill_overdue_days > MAX_OVERDUE_DAYS {
+            return Err(Error::invalid(format!(
+                "give the drill-overdue days up to {MAX_OVERDUE_DAYS} (0: off)"
+            )));
         }
         Ok(())
     }
