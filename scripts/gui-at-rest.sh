@@ -21,23 +21,7 @@ settle=${SETTLE:-15}
 tabs=(${TABS:-dashboard})
 
 xvfb_install
-bin=${LIFEBOAT_BIN:-}
-if [[ -z $bin ]]; then
-    cargo build --locked --quiet
-    bin=target/debug/lifeboat
-fi
-work=$(mktemp -d)
-app_pid=""
-xvfb_pid=""
-cleanup() {
-    [[ -n $app_pid ]] && kill "$app_pid" 2>/dev/null || true
-    [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export XDG_DATA_HOME="$work/xdg"
-xvfb_start
+app_session
 
 # CPU ticks of the process, and of its drawing alone: the main thread (egui
 # and the GL calls) and Mesa's rasterizer threads (llvmpipe-N). The rest is

@@ -9,6 +9,7 @@
 #   failover    the failover preview: what a failover now would lose
 #   recovery    writes stranded in the old primary, recovered and compared
 #   failback    the failback plan
+#   report      the monthly DR report's HTML page (wkhtmltoimage)
 #
 #   scripts/screenshot.sh [OUT_DIR]        (default: docs/screenshots)
 #
@@ -22,27 +23,8 @@ source scripts/lib/xvfb.sh
 out=${1:-docs/screenshots}
 demo_seconds=${DEMO_SECONDS:-30}
 
-xvfb_install
-bin=${LIFEBOAT_BIN:-}
-if [[ -z $bin ]]; then
-    cargo build --locked --quiet
-    bin=target/debug/lifeboat
-fi
-
-work=$(mktemp -d)
-app_pid=""
-xvfb_pid=""
-cleanup() {
-    [[ -n $app_pid ]] && kill "$app_pid" 2>/dev/null || true
-    [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-# eframe keeps the window's state and the app's prefs under XDG_DATA_HOME:
-# a fresh one makes this a first run (the tour opens), whatever ran before.
-export XDG_DATA_HOME="$work/xdg"
-xvfb_start
+xvfb_install wkhtmltoimage=wkhtmltopdf
+app_session
 mkdir -p "$out"
 
 lifeboat() { "$bin" --data-dir "$work/data" "$@"; }
@@ -143,4 +125,11 @@ kill -0 "$serve_pid" 2>/dev/null ||
     { echo "error: closing the app stopped the service's engine; its log:" >&2; cat "$work/serve.log" >&2; exit 1; }
 kill "$serve_pid"
 wait "$serve_pid" 2>/dev/null || true
+# The month's DR report (the demo's samples, the drill, the failover and
+# the recoveries), its HTML page rendered under the same Xvfb.
+lifeboat report month --out "$work/report" >"$work/report.log" 2>&1 ||
+    { echo "error: the monthly report failed; its output:" >&2; cat "$work/report.log" >&2; exit 1; }
+wkhtmltoimage --width 1000 --quiet "$work"/report/lifeboat-dr-*.html "$out/report.png" 2>"$work/wkhtml.log" ||
+    { echo "error: rendering the report failed:" >&2; cat "$work/wkhtml.log" >&2; exit 1; }
+echo "$out/report.png"
 echo "{\"app_rss_mib\": $((rss_kib / 1024)), \"demo_seconds\": $demo_seconds}"

@@ -2,10 +2,15 @@
 # a wait for the app's window. Source it; the caller sets `work` (a temp dir)
 # and kills "$xvfb_pid" when done.
 #
-#   xvfb_install          installs Xvfb, xdotool and the run-time libraries
+#   xvfb_install [CMD=PKG...]  installs Xvfb, xdotool, the run-time libraries
+#                         and each CMD missing (from PKG)
 #   xvfb_start            starts Xvfb on a free display and exports DISPLAY
 #   window_of PID LOG     prints the id of PID's window named Lifeboat, or
 #                         fails with LOG (the app's output) after 60 s
+#   app_session           for a script that runs the app: sets `bin`
+#                         (LIFEBOAT_BIN, or a debug build), a fresh `work`
+#                         removed on exit with the app and Xvfb, a fresh
+#                         XDG_DATA_HOME (a first run), and starts Xvfb
 
 xvfb_install() {
     local need=() lib
@@ -15,6 +20,12 @@ xvfb_install() {
     # PATH that reads only PNG, and xwd's pictures are not PNG.
     convert -version 2>/dev/null | grep ImageMagick >/dev/null || need+=(imagemagick)
     command -v xdotool >/dev/null || need+=(xdotool)
+    # What else the caller needs (screenshot.sh: wkhtmltoimage for the
+    # monthly report's page), as COMMAND=PACKAGE words.
+    local extra
+    for extra in "$@"; do
+        command -v "${extra%%=*}" >/dev/null || need+=("${extra#*=}")
+    done
     # Mesa's software GL and the libraries winit and glow load at run time
     # (grep without -q: under pipefail an early exit would fail the pipe).
     for lib in libGL.so.1 libEGL.so.1 libxkbcommon-x11.so.0 libXcursor.so.1 libXi.so.6 libXrandr.so.2; do
@@ -75,4 +86,28 @@ window_of() {
     echo "error: no Lifeboat window appeared within 60 s; the app's log:" >&2
     cat "$log" >&2
     return 1
+}
+
+app_session() {
+    bin=${LIFEBOAT_BIN:-}
+    if [[ -z $bin ]]; then
+        cargo build --locked --quiet
+        bin=target/debug/lifeboat
+    fi
+    work=$(mktemp -d)
+    app_pid=""
+    xvfb_pid=""
+    trap app_session_end EXIT
+    # eframe keeps the window's state and the app's prefs under
+    # XDG_DATA_HOME: a fresh one makes this a first run (the tour opens),
+    # whatever ran before.
+    export XDG_DATA_HOME="$work/xdg"
+    xvfb_start
+}
+
+app_session_end() {
+    [[ -n $app_pid ]] && kill "$app_pid" 2>/dev/null || true
+    [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
 }
