@@ -430,7 +430,7 @@ fn percent(share: f64) -> String {
 }
 
 fn or_dash(ms: Option<u64>) -> String {
-    ms.map_or("–".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
+    ms.map_or("–".into(), |ms| format!("{:.2} s", ms as f64 / 1000.0))
 }
 
 impl MonthReport {
