@@ -384,15 +384,23 @@ pub fn for_each(dir: &Path, from_s: f64, to_s: f64, mut each: impl FnMut(&Sample
                 }
             }
         };
-        for text in BufReader::new(reader).lines() {
-            let text = match text {
-                Ok(text) => text,
+        let mut reader = BufReader::new(reader);
+        let mut text = Vec::new();
+        loop {
+            text.clear();
+            match read_line(&mut reader, &mut text) {
+                Ok(LineRead::End) => break,
+                Ok(LineRead::Line) => {}
+                Ok(LineRead::TooLong) => {
+                    notes.damaged_lines += 1;
+                    continue;
+                }
                 Err(e) => {
                     notes.unreadable.push(format!("{stem}: {e}"));
                     break;
                 }
-            };
-            let Ok(line) = serde_json::from_str::<Line>(&text) else {
+            }
+            let Ok(line) = serde_json::from_slice::<Line>(&text) else {
                 notes.damaged_lines += 1;
                 continue;
             };
@@ -406,6 +414,50 @@ pub fn for_each(dir: &Path, from_s: f64, to_s: f64, mut each: impl FnMut(&Sample
         }
     }
     notes
+}
+
+/// A line of a samples file at most: a full line with a hundred thousand
+/// databases is about 4 MiB.
+const MAX_LINE: u64 = 16 << 20;
+
+enum LineRead {
+    Line,
+    TooLong,
+    End,
+}
+
+/// Reads one line into `text` (without its newline), never holding more
+/// than [`MAX_LINE`] of it: a longer one is skipped to its end.
+fn read_line(reader: &mut impl BufRead, text: &mut Vec<u8>) -> std::io::Result<LineRead> {
+    let read = reader.by_ref().take(MAX_LINE + 1).read_until(b'\n', text)?;
+    if read == 0 {
+        return Ok(LineRead::End);
+    }
+    if text.last() == Some(&b'\n') {
+        text.pop();
+        return Ok(LineRead::Line);
+    }
+    if (text.len() as u64) <= MAX_LINE {
+        // The file's last line, without a newline.
+        return Ok(LineRead::Line);
+    }
+    // Past the bound: skip the rest of it, a buffer at a time.
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(LineRead::TooLong);
+        }
+        match buffer.iter().position(|b| *b == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                return Ok(LineRead::TooLong);
+            }
+            None => {
+                let n = buffer.len();
+                reader.consume(n);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -487,6 +539,36 @@ mod tests {
             read == written,
             "the samples read back differ from those written"
         );
+    }
+
+    #[test]
+    fn a_line_past_the_bound_is_skipped_without_being_held() {
+        let mut data = vec![b'x'; (MAX_LINE + 10) as usize];
+        data.extend_from_slice(b"\nnext\nlast");
+        let mut reader = BufReader::new(&data[..]);
+        let mut text = Vec::new();
+        assert!(matches!(
+            read_line(&mut reader, &mut text),
+            Ok(LineRead::TooLong)
+        ));
+        assert!(text.len() as u64 <= MAX_LINE + 1);
+        text.clear();
+        assert!(matches!(
+            read_line(&mut reader, &mut text),
+            Ok(LineRead::Line)
+        ));
+        assert_eq!(text, b"next");
+        text.clear();
+        assert!(matches!(
+            read_line(&mut reader, &mut text),
+            Ok(LineRead::Line)
+        ));
+        assert_eq!(text, b"last");
+        text.clear();
+        assert!(matches!(
+            read_line(&mut reader, &mut text),
+            Ok(LineRead::End)
+        ));
     }
 
     #[test]
