@@ -135,6 +135,17 @@ impl App {
         record
     }
 
+    /// Configures replication from the Replication tab as the wizard
+    /// offers it (once the engine has listed the databases).
+    fn configure_replication(&mut self) {
+        self.until("the unconfigured tab", Duration::from_secs(20), |h| {
+            h.query_by_label("Configure replication")
+                .is_some_and(|b| !b.accesskit_node().is_disabled())
+        });
+        self.click("Configure replication");
+        self.click("Submit");
+    }
+
     /// Steps frames until `ready` holds, failing after `timeout`.
     fn until(
         &mut self,
@@ -354,12 +365,7 @@ fn configuring_replication_in_the_wizard_seeds_every_database_to_in_sync() {
 #[test]
 fn the_dashboard_keeps_its_history_over_a_restart_and_writes_the_monthly_report() {
     let mut app = App::open(&[("orders", 100)]);
-    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
-        h.query_by_label("Configure replication")
-            .is_some_and(|b| !b.accesskit_node().is_disabled())
-    });
-    app.click("Configure replication");
-    app.click("Submit");
+    app.configure_replication();
     app.until("five samples of orders", Duration::from_secs(60), |h| {
         h.state()
             .snapshot()
@@ -463,12 +469,7 @@ fn alert_sinks_are_set_up_in_settings_and_tested() {
 #[test]
 fn pause_stops_copying_and_resume_catches_up() {
     let mut app = App::open(&[("orders", 300)]);
-    app.until("the unconfigured tab", Duration::from_secs(20), |h| {
-        h.query_by_label("Configure replication")
-            .is_some_and(|b| !b.accesskit_node().is_disabled())
-    });
-    app.click("Configure replication");
-    app.click("Submit");
+    app.configure_replication();
     app.until("orders in sync", Duration::from_secs(60), |h| {
         count_label(h, "In sync") == 1
     });
