@@ -106,8 +106,11 @@ app_session() {
 }
 
 app_session_end() {
-    [[ -n $app_pid ]] && kill "$app_pid" 2>/dev/null || true
-    [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null || true
+    # Every job the script started (the app, Xvfb, a `serve`), so that the
+    # wait below cannot hang on one left running by a failed step.
+    local jobs
+    jobs=$(jobs -p)
+    [[ -n $jobs ]] && kill $jobs 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$work"
 }

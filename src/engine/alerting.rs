@@ -193,7 +193,13 @@ impl Core {
             let mut failed = false;
             for sink in &sinks {
                 let outcome = match sink.target {
-                    SinkTarget::Desktop => crate::gui::notify::show(&event),
+                    // D-Bus blocks: off the runtime's workers.
+                    SinkTarget::Desktop => {
+                        let event = event.clone();
+                        tokio::task::spawn_blocking(move || crate::gui::notify::show(&event))
+                            .await
+                            .unwrap_or_else(|e| Err(format!("the notification stopped: {e}")))
+                    }
                     _ => crate::metrics::alerts::deliver(sink, &event).await,
                 };
                 failed |= outcome.is_err();

@@ -398,6 +398,12 @@ impl Core {
         let Some(group) = self.group.as_ref() else {
             return;
         };
+        // The engine that runs the group keeps the samples: a standby (the
+        // app beside `serve`) shows the holder's, and two writers of one
+        // file would interleave their changes.
+        if self.remote.is_some() || !self.leases.values().any(|l| l.is_held()) {
+            return;
+        }
         let down = [&group.primary, &group.secondary]
             .into_iter()
             .filter(|region| self.region_down(region, statuses))

@@ -175,6 +175,12 @@ impl DashboardTab {
         };
         ui.label(RichText::new(title).strong());
         let (from_s, to_s) = (now_s - window_s, now_s);
+        // The time axes slide with the clock while there is a line to show
+        // (samples also arrive each second while the group replicates).
+        if history.lag_s.values().any(|s| !s.is_empty()) {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_secs(1));
+        }
         let mut keys = Vec::new();
         time_plot("lag", from_s, to_s, height, "lag (s)", |y| {
             format!("{y:.2} s")

@@ -252,6 +252,9 @@ impl DatabasesTab {
                     ui.label(match f.expires_ms {
                         Some(t) => {
                             let left = t.saturating_sub(crate::orchestrator::now_ms()) / 1000;
+                            // The countdown ticks while it is on screen.
+                            ui.ctx()
+                                .request_repaint_after(std::time::Duration::from_secs(1));
                             format!("{} min {} s", left / 60, left % 60)
                         }
                         None => "kept".into(),

@@ -147,11 +147,12 @@ pub fn this_month(now_ms: u64) -> NaiveDate {
 }
 
 /// The Unix milliseconds of local midnight starting `day`.
+/// Where a clock jumps forward at midnight (a day that starts at 01:00),
+/// the day's first hour that exists.
 fn local_midnight_ms(day: NaiveDate) -> u64 {
-    let naive = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    Local
-        .from_local_datetime(&naive)
-        .earliest()
+    (0..=3)
+        .filter_map(|hour| day.and_hms_opt(hour, 0, 0))
+        .find_map(|naive| Local.from_local_datetime(&naive).earliest())
         .map_or(0, |t| t.timestamp_millis().max(0) as u64)
 }
 
@@ -200,7 +201,9 @@ pub fn build(first: NaiveDate, inputs: &Inputs) -> Result<MonthReport> {
             "{month} has not begun; give a month up to this one"
         )));
     }
-    let to_ms = local_midnight_ms(next_month(first)).min(inputs.now_ms);
+    let to_ms = local_midnight_ms(next_month(first))
+        .min(inputs.now_ms)
+        .max(from_ms);
     let mut tally = Tally::new(from_ms as f64 / 1000.0, to_ms as f64 / 1000.0);
     let notes = samples::for_each(
         &samples::dir(inputs.data_dir),
@@ -214,7 +217,8 @@ pub fn build(first: NaiveDate, inputs: &Inputs) -> Result<MonthReport> {
     report.from_ms = from_ms;
     report.to_ms = to_ms;
     report.made_ms = inputs.now_ms;
-    report.not_monitored_s = ((to_ms - from_ms) as f64 / 1000.0 - report.monitored_s).max(0.0);
+    report.not_monitored_s =
+        (to_ms.saturating_sub(from_ms) as f64 / 1000.0 - report.monitored_s).max(0.0);
     report.operations = inputs
         .operations
         .iter()

@@ -263,7 +263,6 @@ fn write_one(
                 .map_err(|e| Error::file(&path, format!("cannot write: {e}")))?;
         }
         *open = Some((day.clone(), file));
-        tidy(dir, &day, chrono::Utc::now().date_naive())?;
     }
     let line = encoder.line(sample, fresh);
     let mut text = serde_json::to_string(&line)
@@ -278,6 +277,13 @@ fn write_one(
                 format!("cannot write: {e}"),
             )
         })?;
+    }
+    if fresh {
+        // Yesterday's file gzipped, old days removed: after the line is
+        // written, so that a folder that cannot be tidied costs no sample.
+        if let Err(e) = tidy(dir, &day, chrono::Utc::now().date_naive()) {
+            tracing::warn!("tidying the Dashboard's samples: {e}");
+        }
     }
     Ok(())
 }
@@ -324,7 +330,7 @@ fn tidy(dir: &Path, today: &str, now: chrono::NaiveDate) -> Result<()> {
 /// readers take the gzipped one, and the next tidy removes the other.
 fn gzip(plain: &Path, gz: &Path) -> Result<()> {
     if !gz.exists() {
-        let partial = gz.with_extension("gz.partial");
+        let partial = gz.with_extension(format!("gz.{}.partial", std::process::id()));
         let mut input =
             File::open(plain).map_err(|e| Error::file(plain, format!("cannot open: {e}")))?;
         let output = File::create(&partial)
@@ -377,7 +383,11 @@ pub fn for_each(dir: &Path, from_s: f64, to_s: f64, mut each: impl FnMut(&Sample
         } else {
             match File::open(&plain) {
                 Ok(file) => Box::new(file),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // Gzipped between the two looks (the day just ended).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => match File::open(&gz) {
+                    Ok(file) => Box::new(flate2::read::GzDecoder::new(file)),
+                    Err(_) => continue,
+                },
                 Err(e) => {
                     notes.unreadable.push(format!("{}: {e}", plain.display()));
                     continue;
