@@ -549,10 +549,7 @@ impl Core {
             databases: Arc::default(),
             flows_cache: None,
             listed_us: None,
-            history: Arc::new(History::kept(
-                &samples_dir,
-                crate::workload::now_us() as f64 / 1e6,
-            )),
+            history: Arc::default(),
             samples: crate::metrics::samples::SampleLog::start(samples_dir)
                 .map_err(|e| tracing::warn!("the Dashboard's samples will not be kept: {e}"))
                 .ok(),

@@ -135,10 +135,11 @@ pub async fn alert(ctx: &Ctx, json: bool, command: AlertCommand) -> Result<i32> 
             })?;
         }
         AlertCommand::Test { name } => {
-            let sinks: Vec<&Sink> = settings
+            let sinks: Vec<Sink> = settings
                 .sinks
                 .iter()
                 .filter(|s| name.as_ref().is_none_or(|n| &s.name == n))
+                .cloned()
                 .collect();
             if sinks.is_empty() {
                 return Err(Error::invalid(match name {
@@ -152,19 +153,7 @@ pub async fn alert(ctx: &Ctx, json: bool, command: AlertCommand) -> Result<i32> 
             let group = lifeboat::engine::group::load(dir)?
                 .map(|g| format!("{} → {}", g.primary, g.secondary))
                 .unwrap_or_else(|| "no group".into());
-            let event = lifeboat::metrics::alerts::sample(
-                &group,
-                &lifeboat::control::lease::host_name(),
-                lifeboat::orchestrator::now_ms(),
-            );
-            let mut results = Vec::new();
-            for sink in sinks {
-                let outcome = match sink.target {
-                    SinkTarget::Desktop => lifeboat::gui::notify::show(&event),
-                    _ => lifeboat::metrics::alerts::deliver(sink, &event).await,
-                };
-                results.push((sink.name.clone(), outcome));
-            }
+            let results = lifeboat::metrics::alerts::send_test(&sinks, &group).await;
             let failed = results.iter().filter(|(_, r)| r.is_err()).count();
             let out: Vec<_> = results
                 .iter()

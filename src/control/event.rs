@@ -277,6 +277,16 @@ pub struct OperationRecord {
 }
 
 impl OperationRecord {
+    /// The operation's RPO: the worst database's oldest missing
+    /// acknowledged write before the fork, else its replica's lag at the
+    /// fork (milliseconds).
+    pub fn rpo_ms(&self) -> Option<u64> {
+        self.rpo
+            .iter()
+            .filter_map(|d| d.missing_span_ms.or(d.lag_ms))
+            .max()
+    }
+
     /// The steps that failed, each as `name: why`.
     pub fn failed_steps(&self) -> Vec<String> {
         self.steps

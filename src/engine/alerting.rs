@@ -64,8 +64,6 @@ pub struct AlertsView {
 }
 
 impl Core {
-    /// Evaluates the rules on this second's `statuses` (the sample's) and
-    /// sends what fired or resolved.
     /// Whether `region` does not answer: its health check failed, or a
     /// flow waits on it.
     pub(super) fn region_down(
@@ -80,6 +78,8 @@ impl Core {
                 .any(|s| s.state == FlowState::Paused && s.unreachable.as_deref() == Some(region))
     }
 
+    /// Evaluates the rules on this second's `statuses` (the sample's) and
+    /// sends what fired or resolved.
     pub(super) fn alert_tick(&mut self, statuses: &[crate::replication::FlowStatus]) {
         self.reload_alert_settings();
         // The engine that runs the group alerts; a standby would say it twice.
@@ -150,19 +150,10 @@ impl Core {
         self.alerting.settings = settings.clone();
         self.alerting.settings_error = None;
         let dir = self.home.config_dir.clone();
-        self.spawn(async move {
-            let saved = tokio::task::spawn_blocking(move || {
-                settings
-                    .save(&dir)
-                    .map(|()| format!("alert settings saved ({} sinks)", settings.sinks.len()))
-            })
-            .await
-            .unwrap_or_else(|e| Err(crate::Error::Failed(format!("saving stopped: {e}"))));
-            super::Internal::Finished {
-                request,
-                outcome: super::run::outcome(saved),
-                relist: false,
-            }
+        self.export(request, move || {
+            settings
+                .save(&dir)
+                .map(|()| format!("alert settings saved ({} sinks)", settings.sinks.len()))
         });
     }
 
@@ -183,32 +174,17 @@ impl Core {
         let group = self.group.as_ref().map_or("no group".into(), |g| {
             format!("{} → {}", g.primary, g.secondary)
         });
-        let event = crate::metrics::alerts::sample(
-            &group,
-            &crate::control::lease::host_name(),
-            crate::orchestrator::now_ms(),
-        );
         self.spawn(async move {
-            let mut said = Vec::new();
-            let mut failed = false;
-            for sink in &sinks {
-                let outcome = match sink.target {
-                    // D-Bus blocks: off the runtime's workers.
-                    SinkTarget::Desktop => {
-                        let event = event.clone();
-                        tokio::task::spawn_blocking(move || crate::gui::notify::show(&event))
-                            .await
-                            .unwrap_or_else(|e| Err(format!("the notification stopped: {e}")))
-                    }
-                    _ => crate::metrics::alerts::deliver(sink, &event).await,
-                };
-                failed |= outcome.is_err();
-                said.push(match outcome {
-                    Ok(()) => format!("{}: sent", sink.name),
-                    Err(why) => format!("{}: NOT sent: {why}", sink.name),
-                });
-            }
-            let message = said.join("; ");
+            let results = crate::metrics::alerts::send_test(&sinks, &group).await;
+            let failed = results.iter().any(|(_, r)| r.is_err());
+            let message = results
+                .iter()
+                .map(|(name, r)| match r {
+                    Ok(()) => format!("{name}: sent"),
+                    Err(why) => format!("{name}: NOT sent: {why}"),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
             super::Internal::Finished {
                 request,
                 outcome: if failed {

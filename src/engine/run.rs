@@ -27,6 +27,7 @@ impl Core {
         self.open_regions();
         self.resume_group();
         self.keep_leases();
+        self.load_kept_history().await;
         self.state = EngineState::Idle;
         self.publish();
         let mut publish = tokio::time::interval(self.opts.publish_every);
@@ -176,7 +177,20 @@ impl Core {
         });
     }
 
-    /// Writes a file (an export) off the loop; its message ends `request`.
+    /// The Dashboard's history as the samples kept on disk left it (the
+    /// last hour), read on the blocking pool before the first sample: never
+    /// on the thread that started the engine (the app's UI thread).
+    async fn load_kept_history(&mut self) {
+        let dir = crate::metrics::samples::dir(&self.home.data_dir);
+        let now_s = now_us() as f64 / 1e6;
+        match tokio::task::spawn_blocking(move || super::History::kept(&dir, now_s)).await {
+            Ok(kept) => self.history = Arc::new(kept),
+            Err(e) => tracing::warn!("reading the Dashboard's kept samples stopped: {e}"),
+        }
+    }
+
+    /// Writes files (an export, a report, settings) off the loop; its
+    /// message ends `request`.
     pub(super) fn export(
         &self,
         request: RequestId,

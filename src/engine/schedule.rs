@@ -220,30 +220,21 @@ impl Core {
         let data_dir = self.home.data_dir.clone();
         let out = month_reports_dir(&self.home);
         let operations = self.control_state.operations.clone();
-        self.spawn(async move {
-            let made = tokio::task::spawn_blocking(move || {
-                let report = month::build(
-                    first,
-                    &month::Inputs {
-                        data_dir: &data_dir,
-                        operations: &operations,
-                        now_ms,
-                    },
-                )?;
-                let written = report.write(&out)?;
-                let html = written
-                    .iter()
-                    .find(|p| p.extension().is_some_and(|e| e == "html"))
-                    .map_or_else(|| out.display().to_string(), |p| p.display().to_string());
-                Ok(format!("wrote the {} report: {html}", report.title()))
-            })
-            .await
-            .unwrap_or_else(|e| Err(crate::Error::Failed(format!("the report stopped: {e}"))));
-            super::Internal::Finished {
-                request,
-                outcome: super::run::outcome(made),
-                relist: false,
-            }
+        self.export(request, move || {
+            let report = month::build(
+                first,
+                &month::Inputs {
+                    data_dir: &data_dir,
+                    operations: &operations,
+                    now_ms,
+                },
+            )?;
+            let written = report.write(&out)?;
+            let html = written
+                .iter()
+                .find(|p| p.extension().is_some_and(|e| e == "html"))
+                .map_or_else(|| out.display().to_string(), |p| p.display().to_string());
+            Ok(format!("wrote the {} report: {html}", report.title()))
         });
     }
 }

@@ -298,54 +298,40 @@ impl DashboardTab {
             ui.label("No drill yet.");
             return;
         }
-        let row_height = ui.text_style_height(&egui::TextStyle::Body) + 8.0;
-        egui::ScrollArea::vertical()
-            .id_salt("drills-rows")
-            .max_height(row_height * 8.0)
-            .auto_shrink([false, true])
-            .show_rows(ui, row_height, drills.len(), |ui, rows| {
-                egui::Grid::new("drills-grid")
-                    .num_columns(5)
-                    .striped(true)
-                    .spacing([16.0, 4.0])
-                    .start_row(rows.start)
-                    .show(ui, |ui| {
-                        for r in &drills[rows] {
-                            ui.label(widgets::clock(r.started_ms * 1000));
-                            if r.ok {
-                                ui.label(RichText::new("passed").color(widgets::good(ui)));
-                            } else {
-                                ui.label(RichText::new("FAILED").color(widgets::bad(ui)));
-                            }
-                            ui.label(r.rto_ms.map_or("RTO —".into(), |ms| {
-                                format!("RTO {:.2} s", ms as f64 / 1000.0)
-                            }));
-                            let verified: Option<u64> = r
-                                .rpo
-                                .iter()
-                                .map(|d| {
-                                    Some(
-                                        d.acknowledged?
-                                            .saturating_sub(d.missing_records.unwrap_or(0)),
-                                    )
-                                })
-                                .sum();
-                            ui.label(
-                                verified.map_or("records —".into(), |n| {
-                                    format!("{n} records verified")
-                                }),
-                            );
-                            if ui
-                                .button("Report")
-                                .accessible_name(format!("Report of {}", r.id))
-                                .clicked()
-                            {
-                                self.report = Some(r.id.clone());
-                            }
-                            ui.end_row();
-                        }
-                    });
-            });
+        let mut open = None;
+        scrolled_grid(ui, "drills-rows", 8.0, 8.0, 5, drills.len(), |ui, at| {
+            let r = drills[at];
+            ui.label(widgets::clock(r.started_ms * 1000));
+            if r.ok {
+                ui.label(RichText::new("passed").color(widgets::good(ui)));
+            } else {
+                ui.label(RichText::new("FAILED").color(widgets::bad(ui)));
+            }
+            ui.label(r.rto_ms.map_or("RTO —".into(), |ms| {
+                format!("RTO {:.2} s", ms as f64 / 1000.0)
+            }));
+            let verified: Option<u64> = r
+                .rpo
+                .iter()
+                .map(|d| {
+                    Some(
+                        d.acknowledged?
+                            .saturating_sub(d.missing_records.unwrap_or(0)),
+                    )
+                })
+                .sum();
+            ui.label(verified.map_or("records —".into(), |n| format!("{n} records verified")));
+            if ui
+                .button("Report")
+                .accessible_name(format!("Report of {}", r.id))
+                .clicked()
+            {
+                open = Some(r.id.clone());
+            }
+        });
+        if open.is_some() {
+            self.report = open;
+        }
     }
 
     /// The report of the operation clicked in the RTO plot, in a window.
@@ -432,7 +418,10 @@ impl DashboardTab {
                 (
                     *r,
                     [x, 0.0],
-                    [r.rto_ms.map(|ms| ms as f64 / 1000.0), rpo_s(r)],
+                    [
+                        r.rto_ms.map(|ms| ms as f64 / 1000.0),
+                        r.rpo_ms().map(|ms| ms as f64 / 1000.0),
+                    ],
                 )
             })
             .collect();
@@ -536,16 +525,6 @@ fn shape_glyph(kind: &str) -> &'static str {
         "switchover" => "■",
         _ => "▲",
     }
-}
-
-/// An operation's RPO: the worst database's oldest missing write, else
-/// its replica's lag at the fork.
-fn rpo_s(r: &OperationRecord) -> Option<f64> {
-    r.rpo
-        .iter()
-        .filter_map(|d| d.missing_span_ms.or(d.lag_ms))
-        .max()
-        .map(|ms| ms as f64 / 1000.0)
 }
 
 /// Databases the lag plot draws at most.
@@ -806,27 +785,53 @@ fn cost_ui(ui: &mut egui::Ui, snapshot: &Snapshot) {
     }
     ui.add_space(4.0);
     ui.label(RichText::new("Each replicated branch, over the last minute").strong());
-    let row_height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
+    scrolled_grid(
+        ui,
+        "cost-flows",
+        COST_ROWS_SHOWN,
+        4.0,
+        4,
+        bill.flows.len(),
+        |ui, at| {
+            let f = &bill.flows[at];
+            ui.label(format!("{}/{}", f.db, f.branch));
+            ui.label(format!("{} → {}", f.home, f.replica));
+            let r = &f.per_min;
+            ui.label(format!(
+                "{:.0} LIST · {:.0} PUT · {:.0} GET · {:.0} DELETE",
+                r.list, r.put, r.get, r.delete
+            ));
+            ui.label(format!("{} a month at {}", dollars(f.month), f.store));
+        },
+    );
+}
+
+/// A striped grid of `len` rows of `columns` cells, at most `shown` rows
+/// on screen (the rest scroll) and only those drawn; `row` draws row
+/// `at`'s cells. `padding` is added to the text height for a row's.
+fn scrolled_grid(
+    ui: &mut egui::Ui,
+    id: &str,
+    shown: f32,
+    padding: f32,
+    columns: usize,
+    len: usize,
+    mut row: impl FnMut(&mut egui::Ui, usize),
+) {
+    let row_height = ui.text_style_height(&egui::TextStyle::Body) + padding;
     egui::ScrollArea::vertical()
-        .id_salt("cost-flows")
-        .max_height(row_height * COST_ROWS_SHOWN)
+        .id_salt(id)
+        .max_height(row_height * shown)
         .auto_shrink([false, true])
-        .show_rows(ui, row_height, bill.flows.len(), |ui, rows| {
-            egui::Grid::new("cost-flows-grid")
-                .num_columns(4)
+        .show_rows(ui, row_height, len, |ui, rows| {
+            egui::Grid::new(format!("{id}-grid"))
+                .num_columns(columns)
                 .striped(true)
                 .spacing([16.0, 4.0])
                 .start_row(rows.start)
                 .show(ui, |ui| {
-                    for f in &bill.flows[rows] {
-                        ui.label(format!("{}/{}", f.db, f.branch));
-                        ui.label(format!("{} → {}", f.home, f.replica));
-                        let r = &f.per_min;
-                        ui.label(format!(
-                            "{:.0} LIST · {:.0} PUT · {:.0} GET · {:.0} DELETE",
-                            r.list, r.put, r.get, r.delete
-                        ));
-                        ui.label(format!("{} a month at {}", dollars(f.month), f.store));
+                    for at in rows {
+                        row(ui, at);
                         ui.end_row();
                     }
                 });

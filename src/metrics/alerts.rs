@@ -486,6 +486,35 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "X-Lifeboat-Signature";
 
+/// `alert test` and the app's *Send a test alert*: a sample event through
+/// each of `sinks` (a desktop notification shown from here, off the
+/// runtime's workers: D-Bus blocks); each sink's name with whether it
+/// arrived.
+pub async fn send_test(
+    sinks: &[Sink],
+    group: &str,
+) -> Vec<(String, std::result::Result<(), String>)> {
+    let event = sample(
+        group,
+        &crate::control::lease::host_name(),
+        crate::orchestrator::now_ms(),
+    );
+    let mut results = Vec::new();
+    for sink in sinks {
+        let outcome = match sink.target {
+            SinkTarget::Desktop => {
+                let event = event.clone();
+                tokio::task::spawn_blocking(move || crate::gui::notify::show(&event))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the notification stopped: {e}")))
+            }
+            _ => deliver(sink, &event).await,
+        };
+        results.push((sink.name.clone(), outcome));
+    }
+    results
+}
+
 /// Sends `event` to `sink` (not the desktop: the app shows those); one
 /// line saying what went wrong when it could not.
 pub async fn deliver(sink: &Sink, event: &AlertEvent) -> std::result::Result<(), String> {

@@ -238,11 +238,7 @@ fn operation_row(r: &OperationRecord) -> OperationRow {
         from: r.from.clone(),
         to: r.to.clone(),
         rto_ms: r.rto_ms,
-        rpo_ms: r
-            .rpo
-            .iter()
-            .filter_map(|d| d.missing_span_ms.or(d.lag_ms))
-            .max(),
+        rpo_ms: r.rpo_ms(),
         ok: r.ok,
         outcome: r.outcome.clone(),
     }

@@ -585,16 +585,11 @@ mod tests {
     fn a_torn_line_is_skipped_and_counted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t0 = 1_796_000_000.0;
-        let mut encoder = Encoder::default();
-        let mut open = None;
-        write_one(
-            dir.path(),
-            &mut encoder,
-            &mut open,
-            &sample(t0, &[("a", 0.5)]),
-        )
-        .expect("written");
-        drop(open);
+        // One engine run writes one sample, and stops.
+        let one_run = |s: &Sample| {
+            write_one(dir.path(), &mut Encoder::default(), &mut None, s).expect("written")
+        };
+        one_run(&sample(t0, &[("a", 0.5)]));
         let path = dir.path().join(format!("{}.jsonl", day_of(t0)));
         let mut file = std::fs::OpenOptions::new()
             .append(true)
@@ -603,15 +598,7 @@ mod tests {
         file.write_all(b"{\"t\":17960000").expect("torn");
         drop(file);
         // The engine starts again: a full line on a fresh line.
-        let mut encoder = Encoder::default();
-        let mut open = None;
-        write_one(
-            dir.path(),
-            &mut encoder,
-            &mut open,
-            &sample(t0 + 5.0, &[("a", 0.25)]),
-        )
-        .expect("written");
+        one_run(&sample(t0 + 5.0, &[("a", 0.25)]));
         let mut read = Vec::new();
         let notes = for_each(dir.path(), t0 - 1.0, t0 + 10.0, |s| read.push(s.lag["a"]));
         assert_eq!(notes.damaged_lines, 1);
