@@ -584,9 +584,7 @@ impl MonthReport {
             self.lag_svg()?,
         ) + &figure("RTO and RPO of each operation", self.operations_svg()?);
         let mut body = String::new();
-        let markdown = self.markdown();
-        let parser = pulldown(&markdown);
-        body.push_str(&parser);
+        body.push_str(&markdown_to_html(&self.markdown()));
         // The plots go after the title and the monitoring line.
         let at = body.find("<h2>").unwrap_or(body.len());
         body.insert_str(at, &plots);
@@ -849,72 +847,11 @@ fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The report's Markdown as HTML: headings, paragraphs and tables (all
-/// the report writes).
-fn pulldown(markdown: &str) -> String {
+/// The report's Markdown as HTML (GitHub's tables; text escaped).
+fn markdown_to_html(markdown: &str) -> String {
+    let parser = pulldown_cmark::Parser::new_ext(markdown, pulldown_cmark::Options::ENABLE_TABLES);
     let mut html = String::new();
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let flush = |rows: &mut Vec<Vec<String>>, html: &mut String| {
-        if rows.is_empty() {
-            return;
-        }
-        html.push_str("<table>\n");
-        for (i, row) in rows.iter().enumerate() {
-            let cell = if i == 0 { "th" } else { "td" };
-            html.push_str("<tr>");
-            for c in row {
-                html.push_str(&format!("<{cell}>{c}</{cell}>"));
-            }
-            html.push_str("</tr>\n");
-        }
-        html.push_str("</table>\n");
-        rows.clear();
-    };
-    for line in markdown.lines() {
-        let inline = |text: &str| {
-            let escaped = html_escape(text).replace("\\|", "|");
-            let mut out = String::new();
-            for (i, part) in escaped.split('`').enumerate() {
-                if i % 2 == 1 {
-                    out.push_str(&format!("<code>{part}</code>"));
-                } else {
-                    out.push_str(part);
-                }
-            }
-            out
-        };
-        if let Some(cells) = line.strip_prefix('|') {
-            if cells.starts_with("---") {
-                continue;
-            }
-            let cells = cells.trim_end_matches('|');
-            let mut parts = Vec::new();
-            let mut current = String::new();
-            let mut chars = cells.chars().peekable();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' if chars.peek() == Some(&'|') => {
-                        current.push_str("\\|");
-                        chars.next();
-                    }
-                    '|' => parts.push(std::mem::take(&mut current)),
-                    c => current.push(c),
-                }
-            }
-            parts.push(current);
-            rows.push(parts.iter().map(|p| inline(p.trim())).collect());
-            continue;
-        }
-        flush(&mut rows, &mut html);
-        if let Some(h) = line.strip_prefix("## ") {
-            html.push_str(&format!("<h2>{}</h2>\n", inline(h)));
-        } else if let Some(h) = line.strip_prefix("# ") {
-            html.push_str(&format!("<h1>{}</h1>\n", inline(h)));
-        } else if !line.trim().is_empty() {
-            html.push_str(&format!("<p>{}</p>\n", inline(line)));
-        }
-    }
-    flush(&mut rows, &mut html);
+    pulldown_cmark::html::push_html(&mut html, parser);
     html
 }
 
