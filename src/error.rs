@@ -151,6 +151,14 @@ pub fn explain_store_error(err: &object_store::Error) -> String {
     if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
         return format!("the bucket does not exist; create it or fix the URL ({text})");
     }
+    if lower.contains("containernotfound") || lower.contains("container does not exist") {
+        return format!("the container does not exist; create it or fix the URL ({text})");
+    }
+    if lower.contains("501 not implemented") {
+        return format!(
+            "the server does not implement a request SlateDB makes; it is not a complete server of its kind ({text})"
+        );
+    }
     if lower.contains("connection refused")
         || lower.contains("dns error")
         || lower.contains("error sending request")
@@ -162,6 +170,10 @@ pub fn explain_store_error(err: &object_store::Error) -> String {
     if lower.contains("invalidaccesskeyid")
         || lower.contains("signaturedoesnotmatch")
         || lower.contains("accessdenied")
+        // Azure's words for a wrong account key or SAS token.
+        || lower.contains("authorizationfailure")
+        || lower.contains("authenticationfailed")
+        || lower.contains("authorizationpermissionmismatch")
         // A status, not "403" alone: object names and ports hold it too.
         || lower.contains("403 forbidden")
     {

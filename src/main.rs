@@ -191,7 +191,7 @@ enum RegionCommand {
         /// file:///dir, memory://name, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix.
         url: String,
         #[command(flatten)]
-        s3: S3Args,
+        cloud: CloudArgs,
         /// Save without probing the region first.
         #[arg(long)]
         no_check: bool,
@@ -209,30 +209,62 @@ enum RegionCommand {
     },
 }
 
+/// The options of a cloud region; each applies to the URL schemes it names.
+/// Secrets are never given here: only the names of the environment
+/// variables that hold them.
 #[derive(Args, Debug, Default)]
-struct S3Args {
-    /// S3: endpoint of an S3-compatible server (plain http only on loopback).
+struct CloudArgs {
+    /// s3, gs, az: the server to talk to instead of the cloud's own (an
+    /// S3-compatible server, a sovereign cloud's or Azurite's account URL,
+    /// a GCS-compatible server); plain http only on loopback.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
-    /// S3: the signing region (default us-east-1).
+    /// s3: the signing region (default: AWS_REGION, the profile's, us-east-1).
     #[arg(long, value_name = "NAME")]
     s3_region: Option<String>,
-    /// S3: NAME of the environment variable holding the access key id
-    /// (default: the AWS_* environment).
+    /// s3: NAME of the environment variable holding the access key id
+    /// (default: AWS_ACCESS_KEY_ID, then AWS_PROFILE or the default profile).
     #[arg(long, value_name = "VAR")]
     access_key_env: Option<String>,
-    /// S3: NAME of the environment variable holding the secret key.
+    /// s3: NAME of the environment variable holding the secret key.
     #[arg(long, value_name = "VAR")]
     secret_key_env: Option<String>,
+    /// s3: NAME of the environment variable holding a session token
+    /// (temporary keys).
+    #[arg(long, value_name = "VAR")]
+    session_token_env: Option<String>,
+    /// s3: a profile of ~/.aws/credentials and ~/.aws/config.
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
+    /// az: the storage account (default: AZURE_STORAGE_ACCOUNT_NAME).
+    #[arg(long, value_name = "NAME")]
+    account: Option<String>,
+    /// az: NAME of the environment variable holding the account key
+    /// (default: the AZURE_* environment).
+    #[arg(long, value_name = "VAR")]
+    account_key_env: Option<String>,
+    /// az: NAME of the environment variable holding a SAS token.
+    #[arg(long, value_name = "VAR")]
+    sas_token_env: Option<String>,
+    /// gs: NAME of the environment variable holding the path of a
+    /// credentials file (default: GOOGLE_APPLICATION_CREDENTIALS, gcloud's).
+    #[arg(long, value_name = "VAR")]
+    credentials_env: Option<String>,
 }
 
-impl S3Args {
+impl CloudArgs {
     fn spec(self, name: &str, url: &str) -> RegionSpec {
         RegionSpec {
             endpoint: self.endpoint,
             s3_region: self.s3_region,
             access_key_env: self.access_key_env,
             secret_key_env: self.secret_key_env,
+            session_token_env: self.session_token_env,
+            profile: self.profile,
+            account: self.account,
+            account_key_env: self.account_key_env,
+            sas_token_env: self.sas_token_env,
+            credentials_env: self.credentials_env,
             ..RegionSpec::new(name, url)
         }
     }
@@ -324,7 +356,7 @@ struct VerifyArgs {
     #[arg(long, value_name = "URL")]
     url: Option<String>,
     #[command(flatten)]
-    s3: S3Args,
+    cloud: CloudArgs,
     /// The acknowledgement log to check against (default: <data-dir>/acks/<db>.jsonl).
     #[arg(long, value_name = "FILE")]
     acks: Option<PathBuf>,
@@ -457,10 +489,10 @@ async fn region_command(ctx: &mut Ctx, json: bool, command: RegionCommand) -> Re
         RegionCommand::Add {
             name,
             url,
-            s3,
+            cloud,
             no_check,
         } => {
-            let spec = s3.spec(&name, &url);
+            let spec = cloud.spec(&name, &url);
             let mut regions = ctx.regions.clone();
             regions.add(spec.clone())?;
             let probe = if no_check {
@@ -773,7 +805,7 @@ async fn workload_command(ctx: &Ctx, json: bool, args: WorkloadArgs) -> Result<i
 async fn verify_command(ctx: &Ctx, json: bool, args: VerifyArgs) -> Result<i32> {
     let location = match &args.url {
         Some(url) => {
-            let spec = args.s3.spec("copy", url);
+            let spec = args.cloud.spec("copy", url);
             let region = ctx.open_spec(&spec)?;
             DbLocation::at_root(&region, args.db.as_deref().unwrap_or("copy"))
         }

@@ -524,7 +524,7 @@ fn of_two_engines_on_one_group_one_replicates_and_the_standby_takes_over_a_kille
                     name,
                     &lifeboat::config::file_url(&shared.path().join(name)),
                 ),
-                _ => common::s3_spec(kind, name),
+                _ => common::cloud_spec(kind, name),
             })
             .collect();
         // c runs no engine: it only reads what the group's engine publishes.

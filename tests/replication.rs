@@ -906,7 +906,7 @@ async fn over_a_slow_link_every_replica_state_reads_back() {
         // holds their replicas back (at 1 MiB/s an S3 replica once kept up
         // with 2 MB/s offered on a loaded machine).
         let link = match kind {
-            Kind::Moto | Kind::S3 => 512 << 10,
+            Kind::Moto | Kind::S3 | Kind::Azure => 512 << 10,
             Kind::File | Kind::Memory => 2 << 20,
         };
         p.b.faults().set(&FaultPlan {
@@ -1121,12 +1121,13 @@ async fn a_restart_resumes_from_the_cursor_with_a_few_requests() {
         assert_eq!(status.duplicate_copies, 0);
         // The history before the cursor is not listed again: a full
         // list-diff would list every file on both sides, the home's WAL up
-        // to the cursor among them.
+        // to the cursor among them. Azurite ignores the `startFrom` that
+        // Azure Blob Storage honours, so there every entry crosses.
         let after = replica.describe().await.expect("describe");
         let everything = before.object_count + after.object_count;
         let history = seeded.replica_wal_id.expect("the seed's WAL");
         assert!(
-            status.objects_listed + history <= everything,
+            kind == Kind::Azure || status.objects_listed + history <= everything,
             "{kind:?}: listed {} entries of {everything} with {history} WAL files before the cursor: {status:#?}",
             status.objects_listed
         );

@@ -8,6 +8,7 @@
 //! retries and timeouts take part), local stores through a
 //! [`faults::FaultyStore`] wrapper.
 
+mod cloud;
 pub mod faults;
 pub mod http_faults;
 pub mod local;
@@ -22,42 +23,34 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use faults::{Faults, FaultyStore};
-use http_faults::FaultyConnector;
 use meter::{Meter, MeteredStore, Metering, Notices};
-
-/// How many times the S3/GCS/Azure clients retry one request, and for how long.
-const CLOUD_MAX_RETRIES: usize = 3;
-const CLOUD_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
-const CLOUD_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const CLOUD_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A configured region, as written in the regions file: plain data, no
 /// secrets (credentials are named by environment variable, never stored).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Which options apply depends on the URL's scheme ([`RegionSpec::validate`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionSpec {
     /// The region's name (`us-east-1`), unique among configured regions.
     pub name: String,
     /// Where its objects live: `file:///dir`, `memory://name`,
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`.
     pub url: String,
-    /// S3: the endpoint URL of an S3-compatible server (`http://127.0.0.1:8333`).
+    /// The server to talk to instead of the cloud's own: an S3-compatible
+    /// server (`http://127.0.0.1:8333`), an Azure account's blob endpoint
+    /// (a sovereign cloud's, or Azurite's `http://127.0.0.1:10000/ACCOUNT`),
+    /// a GCS-compatible server's base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// S3: the signing region (defaults to `us-east-1`).
+    /// S3: the signing region (default: `AWS_REGION`, the profile's, `us-east-1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_region: Option<String>,
     /// S3: the name of the environment variable that holds the access key id.
@@ -66,6 +59,48 @@ pub struct RegionSpec {
     /// S3: the name of the environment variable that holds the secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_env: Option<String>,
+    /// S3: the name of the environment variable that holds a session token
+    /// (temporary credentials, with the two above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_env: Option<String>,
+    /// S3: a profile of `~/.aws/credentials` and `~/.aws/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Azure: the storage account (default: `AZURE_STORAGE_ACCOUNT_NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Azure: the name of the environment variable that holds the account key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key_env: Option<String>,
+    /// Azure: the name of the environment variable that holds a SAS token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token_env: Option<String>,
+    /// GCS: the name of the environment variable that holds the path of a
+    /// credentials file (a service-account key; default: the provider
+    /// chain, `GOOGLE_APPLICATION_CREDENTIALS` first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_env: Option<String>,
+}
+
+/// The options of a region that belong to one kind of store, by the
+/// flag that sets each (`region add --help`) and the field's value.
+fn kind_options(spec: &RegionSpec) -> [(&'static str, &'static str, bool); 10] {
+    [
+        ("--endpoint", "s3 gs az", spec.endpoint.is_some()),
+        ("--s3-region", "s3", spec.s3_region.is_some()),
+        ("--access-key-env", "s3", spec.access_key_env.is_some()),
+        ("--secret-key-env", "s3", spec.secret_key_env.is_some()),
+        (
+            "--session-token-env",
+            "s3",
+            spec.session_token_env.is_some(),
+        ),
+        ("--profile", "s3", spec.profile.is_some()),
+        ("--account", "az", spec.account.is_some()),
+        ("--account-key-env", "az", spec.account_key_env.is_some()),
+        ("--sas-token-env", "az", spec.sas_token_env.is_some()),
+        ("--credentials-env", "gs", spec.credentials_env.is_some()),
+    ]
 }
 
 impl RegionSpec {
@@ -74,10 +109,7 @@ impl RegionSpec {
         RegionSpec {
             name: name.to_string(),
             url: url.to_string(),
-            endpoint: None,
-            s3_region: None,
-            access_key_env: None,
-            secret_key_env: None,
+            ..RegionSpec::default()
         }
     }
 
@@ -86,22 +118,35 @@ impl RegionSpec {
     pub fn validate(&self) -> Result<RegionUrl> {
         validate_name("region", &self.name)?;
         let location = RegionUrl::parse(&self.name, &self.url)?;
-        let s3_only = self.endpoint.is_some()
-            || self.s3_region.is_some()
-            || self.access_key_env.is_some()
-            || self.secret_key_env.is_some();
-        if s3_only && !matches!(location, RegionUrl::S3 { .. }) {
+        let kind = location.kind();
+        if let Some((flag, kinds, _)) = kind_options(self)
+            .into_iter()
+            .find(|(_, kinds, set)| *set && !kinds.split(' ').any(|k| k == kind))
+        {
+            let urls = kinds
+                .split(' ')
+                .map(|k| format!("{k}://"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(Error::invalid(format!(
-                "region `{}`: endpoint, s3 region and key env vars apply to s3:// URLs only",
-                self.name
+                "region `{}`: {flag} applies to {urls} regions only, not to {kind}",
+                self.name,
+                kind = location.describe()
             )));
         }
         if let Some(endpoint) = &self.endpoint {
             check_endpoint(&self.name, endpoint)?;
         }
-        for var in [&self.access_key_env, &self.secret_key_env]
-            .into_iter()
-            .flatten()
+        for var in [
+            &self.access_key_env,
+            &self.secret_key_env,
+            &self.session_token_env,
+            &self.account_key_env,
+            &self.sas_token_env,
+            &self.credentials_env,
+        ]
+        .into_iter()
+        .flatten()
         {
             if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(Error::invalid(format!(
@@ -112,7 +157,44 @@ impl RegionSpec {
         }
         if self.access_key_env.is_some() != self.secret_key_env.is_some() {
             return Err(Error::invalid(format!(
-                "region `{}`: give both --access-key-env and --secret-key-env, or neither (then the AWS_* environment is used)",
+                "region `{}`: give both --access-key-env and --secret-key-env, or neither (then the AWS_* environment or a profile is used)",
+                self.name
+            )));
+        }
+        if self.session_token_env.is_some() && self.access_key_env.is_none() {
+            return Err(Error::invalid(format!(
+                "region `{}`: --session-token-env goes with --access-key-env and --secret-key-env (a session token belongs to a temporary key pair)",
+                self.name
+            )));
+        }
+        if self.profile.is_some() && self.access_key_env.is_some() {
+            return Err(Error::invalid(format!(
+                "region `{}`: give --profile or the key env vars, not both",
+                self.name
+            )));
+        }
+        if let Some(profile) = &self.profile
+            && (profile.is_empty() || profile.chars().any(|c| c.is_control() || "[]".contains(c)))
+        {
+            return Err(Error::invalid(format!(
+                "region `{}`: `{profile}` is not a profile name; give a name from ~/.aws/credentials, e.g. default",
+                self.name
+            )));
+        }
+        if self.account_key_env.is_some() && self.sas_token_env.is_some() {
+            return Err(Error::invalid(format!(
+                "region `{}`: give --account-key-env or --sas-token-env, not both",
+                self.name
+            )));
+        }
+        if let Some(account) = &self.account
+            && (!(3..=24).contains(&account.len())
+                || !account
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        {
+            return Err(Error::invalid(format!(
+                "region `{}`: `{account}` is not an Azure storage account name; it has 3 to 24 lowercase letters and digits",
                 self.name
             )));
         }
@@ -252,6 +334,18 @@ impl RegionUrl {
             }
             "az" => {
                 let (container, prefix) = bucket_and_prefix("container")?;
+                let ok = (3..=63).contains(&container.len())
+                    && container
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !container.starts_with('-')
+                    && !container.ends_with('-')
+                    && !container.contains("--");
+                if !ok {
+                    return Err(Error::invalid(format!(
+                        "region `{region}`: `{container}` is not an Azure container name; use 3 to 63 lowercase letters, digits and single hyphens, e.g. az://lifeboat/us-east-1"
+                    )));
+                }
                 Ok(RegionUrl::Azure { container, prefix })
             }
             other => Err(Error::invalid(format!(
@@ -268,6 +362,17 @@ impl RegionUrl {
             RegionUrl::S3 { .. } => "s3",
             RegionUrl::Gcs { .. } => "gs",
             RegionUrl::Azure { .. } => "az",
+        }
+    }
+
+    /// The kind of store in words, for messages (`an Azure container`).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            RegionUrl::File(_) => "a local folder",
+            RegionUrl::Memory(_) => "an in-memory store",
+            RegionUrl::S3 { .. } => "an S3 bucket",
+            RegionUrl::Gcs { .. } => "a GCS bucket",
+            RegionUrl::Azure { .. } => "an Azure container",
         }
     }
 
@@ -298,33 +403,6 @@ fn memory_store(name: &str) -> Arc<InMemory> {
             .entry(name.to_string())
             .or_insert_with(|| Arc::new(InMemory::new())),
     )
-}
-
-fn cloud_client_options(allow_http: bool) -> ClientOptions {
-    ClientOptions::new()
-        .with_allow_http(allow_http)
-        .with_connect_timeout(CLOUD_CONNECT_TIMEOUT)
-        .with_timeout(CLOUD_REQUEST_TIMEOUT)
-}
-
-fn cloud_retry() -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            base: 2.0,
-        },
-        max_retries: CLOUD_MAX_RETRIES,
-        retry_timeout: CLOUD_RETRY_TIMEOUT,
-    }
-}
-
-fn env_var(region: &str, var: &str, what: &str) -> Result<String> {
-    std::env::var(var).map_err(|_| {
-        Error::invalid(format!(
-            "region `{region}`: environment variable `{var}` ({what}) is not set; export it before starting lifeboat"
-        ))
-    })
 }
 
 /// Builds the backend store of a region. Cloud clients send their requests
@@ -362,49 +440,16 @@ fn backend(
         }
         RegionUrl::Memory(id) => Ok(memory_store(id)),
         RegionUrl::S3 { bucket, prefix } => {
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_conditional_put(S3ConditionalPut::ETagMatch)
-                .with_http_connector(FaultyConnector::new(Arc::clone(faults)))
-                .with_retry(cloud_retry());
-            let mut allow_http = false;
-            if let Some(endpoint) = &spec.endpoint {
-                check_endpoint(name, endpoint)?;
-                allow_http = endpoint.starts_with("http://");
-                builder = builder
-                    .with_endpoint(endpoint)
-                    .with_virtual_hosted_style_request(false);
-            }
-            builder = builder.with_client_options(cloud_client_options(allow_http));
-            builder = builder.with_region(spec.s3_region.as_deref().unwrap_or("us-east-1"));
-            if let (Some(key_var), Some(secret_var)) = (&spec.access_key_env, &spec.secret_key_env)
-            {
-                builder = builder
-                    .with_access_key_id(env_var(name, key_var, "access key id")?)
-                    .with_secret_access_key(env_var(name, secret_var, "secret key")?);
-            }
-            let store = builder.build().map_err(build_err)?;
-            Ok(with_prefix(Arc::new(store), prefix))
+            let store = cloud::s3(spec, bucket, faults)?;
+            Ok(with_prefix(store, prefix))
         }
         RegionUrl::Gcs { bucket, prefix } => {
-            let store = GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(bucket)
-                .with_http_connector(FaultyConnector::new(Arc::clone(faults)))
-                .with_retry(cloud_retry())
-                .with_client_options(cloud_client_options(false))
-                .build()
-                .map_err(build_err)?;
-            Ok(with_prefix(Arc::new(store), prefix))
+            let store = cloud::gcs(spec, bucket, faults)?;
+            Ok(with_prefix(store, prefix))
         }
         RegionUrl::Azure { container, prefix } => {
-            let store = MicrosoftAzureBuilder::from_env()
-                .with_container_name(container)
-                .with_http_connector(FaultyConnector::new(Arc::clone(faults)))
-                .with_retry(cloud_retry())
-                .with_client_options(cloud_client_options(false))
-                .build()
-                .map_err(build_err)?;
-            Ok(with_prefix(Arc::new(store), prefix))
+            let store = cloud::azure(spec, container, faults)?;
+            Ok(with_prefix(store, prefix))
         }
     }
 }
@@ -466,7 +511,11 @@ pub async fn preflight(regions: &[Region]) -> Result<Vec<String>> {
     for probe in probes {
         match probe {
             Ok(report) if !report.conditional_put => {
-                return Err(ignores_conditional_puts(&report.region));
+                let kind = regions
+                    .iter()
+                    .find(|r| r.name() == report.region)
+                    .map(|r| r.location());
+                return Err(ignores_conditional_puts(&report.region, kind));
             }
             Ok(report) => reports.push(report),
             Err(e) => warnings.push(format!("{e}; replication will retry until it answers")),
@@ -476,12 +525,27 @@ pub async fn preflight(regions: &[Region]) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
-fn ignores_conditional_puts(region: &str) -> Error {
+fn ignores_conditional_puts(region: &str, location: Option<&RegionUrl>) -> Error {
+    let servers = match location {
+        Some(RegionUrl::Gcs { .. }) => "Google Cloud Storage itself",
+        Some(RegionUrl::Azure { .. }) => "Azure Blob Storage, Azurite",
+        _ => "AWS S3, SeaweedFS, moto",
+    };
     Error::Store {
         region: region.to_string(),
         op: "probe".into(),
-        detail: "the server accepted a second create-only put of the same object, so it ignores conditional puts, which SlateDB needs (without them two writers corrupt a database silently); use a server that honours If-None-Match and If-Match (AWS S3, SeaweedFS, moto)".into(),
+        detail: format!(
+            "the server ignores conditional puts (it accepted a second create-only put of the same object, or gave a written object no version), which SlateDB needs (without them two writers corrupt a database silently); use a server that honours them ({servers})"
+        ),
     }
+}
+
+/// Whether a put failed only because the server gave the written object no
+/// version to make later puts conditional on.
+fn gives_no_version(err: &object_store::Error) -> bool {
+    crate::error::error_chain(err)
+        .to_lowercase()
+        .contains("etag header missing")
 }
 
 /// Warnings for clocks that disagree: each region against this machine, and
@@ -612,7 +676,7 @@ impl Region {
     pub async fn probe(&self) -> Result<ProbeReport> {
         let report = self.measure().await?;
         if !report.conditional_put {
-            return Err(ignores_conditional_puts(self.name()));
+            return Err(ignores_conditional_puts(self.name(), Some(&self.location)));
         }
         Ok(report)
     }
@@ -632,6 +696,41 @@ impl Region {
         }
     }
 
+    /// A failed probe step, in words that fit the region's kind of store.
+    fn probe_error(&self, op: &str, err: &object_store::Error) -> Error {
+        let (missing, creds) = match &self.location {
+            RegionUrl::Azure { .. } => (
+                "the container does not exist; create it or fix the URL",
+                "no credentials found: the region names no key env var, AZURE_STORAGE_ACCOUNT_KEY and AZURE_STORAGE_SAS_KEY are not set and no managed identity answers; give --account-key-env or --sas-token-env",
+            ),
+            RegionUrl::Gcs { .. } => (
+                "the bucket does not exist; create it or fix the URL",
+                "no credentials found: the region names no credentials file, GOOGLE_APPLICATION_CREDENTIALS is not set and no instance service account answers; give --credentials-env",
+            ),
+            _ => (
+                "the bucket does not exist; create it or fix the URL",
+                "no credentials found: the region names no key env vars, AWS_ACCESS_KEY_ID is not set, no AWS profile has keys and no cloud instance metadata answers; give --access-key-env and --secret-key-env, or --profile",
+            ),
+        };
+        let detail = match err {
+            // A put answered "not found" has nowhere to go.
+            object_store::Error::NotFound { .. } if op.ends_with("put") => missing.to_string(),
+            _ => {
+                let detail = crate::error::explain_store_error(err);
+                if detail.starts_with("no credentials found") {
+                    creds.to_string()
+                } else {
+                    detail
+                }
+            }
+        };
+        Error::Store {
+            region: self.name().to_string(),
+            op: op.to_string(),
+            detail,
+        }
+    }
+
     /// What [`Region::probe`] measures, without refusing anything.
     pub async fn measure(&self) -> Result<ProbeReport> {
         let name = self.name();
@@ -646,12 +745,31 @@ impl Region {
             ..PutOptions::default()
         };
         let before_ms = unix_ms_now();
-        retry::retrying(|| self.store.put_opts(&path, "probe".into(), create.clone()))
-            .await
-            .map_err(|e| Error::store(name, "probe put", &e))?;
+        let first =
+            retry::retrying(|| self.store.put_opts(&path, "probe".into(), create.clone())).await;
         let after_ms = unix_ms_now();
-        let again = self.store.put_opts(&path, "probe".into(), create).await;
-        let conditional_put = matches!(again, Err(object_store::Error::AlreadyExists { .. }));
+        let conditional_put = match first {
+            // A server that gives written objects no version (ETag) cannot
+            // make a put conditional on one: it wrote the object all the same.
+            Err(e) if gives_no_version(&e) => false,
+            Err(e) => return Err(self.probe_error("probe put", &e)),
+            Ok(_) => {
+                let again = self.store.put_opts(&path, "probe".into(), create).await;
+                matches!(again, Err(object_store::Error::AlreadyExists { .. }))
+            }
+        };
+        if !conditional_put {
+            // Refused whatever else it does; what it wrote is only cleared.
+            if let Err(e) = self.store.delete(&path).await {
+                tracing::debug!(region = %name, "probe object stays: {e}");
+            }
+            return Ok(ProbeReport {
+                region: name.to_string(),
+                latency_ms: started.elapsed().as_millis() as u64,
+                conditional_put,
+                clock_skew_ms: 0,
+            });
+        }
         let read = retry::retrying(|| async { self.store.get(&path).await }).await;
         let read = match read {
             Ok(got) => {
@@ -671,8 +789,8 @@ impl Region {
                 }
             }
         }
-        let (body, stamp_ms) = read.map_err(|e| Error::store(name, "probe get", &e))?;
-        deleted.map_err(|e| Error::store(name, "probe delete", &e))?;
+        let (body, stamp_ms) = read.map_err(|e| self.probe_error("probe get", &e))?;
+        deleted.map_err(|e| self.probe_error("probe delete", &e))?;
         if body.as_ref() != b"probe" {
             return Err(Error::Store {
                 region: name.to_string(),

@@ -360,6 +360,9 @@ impl Side {
         self.requests.record_listed(listing.len());
         let mut files: Vec<(FileRef, FileMeta)> = listing
             .iter()
+            // A server may ignore the offset (Azurite ignores Azure's
+            // `startFrom`): what lies before it is dropped here all the same.
+            .filter(|meta| offset.as_ref().is_none_or(|o| meta.location > *o))
             .filter_map(|meta| {
                 let name = name_in(&prefix, &meta.location)?;
                 Some((FileRef::parse(dir, &name)?, FileMeta::of(meta)))

@@ -21,13 +21,15 @@ pub enum Kind {
     S3,
     /// moto, a second S3 implementation.
     Moto,
+    /// Azurite, Azure Blob Storage's emulator (`scripts/emulators`).
+    Azure,
 }
 
 impl Kind {
     /// Whether regions of this kind are reached over HTTP (faults are then
     /// injected at the HTTP layer, under the client's own retries).
     pub fn is_cloud(self) -> bool {
-        matches!(self, Kind::S3 | Kind::Moto)
+        matches!(self, Kind::S3 | Kind::Moto | Kind::Azure)
     }
 }
 
@@ -42,6 +44,9 @@ pub fn kinds() -> Vec<Kind> {
     if s3_available() {
         kinds.extend([Kind::S3, Kind::Moto]);
     }
+    if azure_available() {
+        kinds.push(Kind::Azure);
+    }
     // LIFEBOAT_TEST_KINDS=moto,s3 narrows a run down while chasing a failure.
     if let Ok(only) = std::env::var("LIFEBOAT_TEST_KINDS") {
         let only = only.to_lowercase();
@@ -51,6 +56,18 @@ pub fn kinds() -> Vec<Kind> {
         });
     }
     kinds
+}
+
+/// The pairs of kinds (primary, secondary) a failover and failback run
+/// on: each kind with itself, and a mixed pair, S3 primary and Azure
+/// secondary, as a customer moving from one cloud to another has.
+pub fn pairs() -> Vec<(Kind, Kind)> {
+    let kinds = kinds();
+    let mut pairs: Vec<(Kind, Kind)> = kinds.iter().map(|&k| (k, k)).collect();
+    if kinds.contains(&Kind::S3) && kinds.contains(&Kind::Azure) {
+        pairs.push((Kind::S3, Kind::Azure));
+    }
+    pairs
 }
 
 /// Whether the S3 servers of `scripts/s3-servers` are up for this run.
@@ -66,6 +83,52 @@ pub fn s3_available() -> bool {
     up
 }
 
+/// Whether Azurite of `scripts/emulators` is up for this run (required
+/// under CI, as the S3 servers are).
+pub fn azure_available() -> bool {
+    emulator_up("LIFEBOAT_AZURITE", "Azure")
+}
+
+/// Whether the GCS emulator of `scripts/emulators` is up for this run.
+pub fn gcs_available() -> bool {
+    emulator_up("LIFEBOAT_GCS", "GCS")
+}
+
+fn emulator_up(var: &str, what: &str) -> bool {
+    let up = std::env::var_os(var).is_some();
+    if !up {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs need the emulators: run the tests through ./scripts/test"
+        );
+        eprintln!("note: {what} regions skipped; ./scripts/test starts the emulators");
+    }
+    up
+}
+
+/// A spec for region `name` in Azurite, under a fresh prefix of the test
+/// container, with the account key named by variable as a user would.
+pub fn azure_spec(name: &str) -> RegionSpec {
+    let url = format!(
+        "az://{}/{name}-{:016x}",
+        env("LIFEBOAT_AZURE_CONTAINER"),
+        fastrand::u64(..)
+    );
+    let mut spec = RegionSpec::new(name, &url);
+    spec.endpoint = Some(env("LIFEBOAT_AZURITE"));
+    spec.account = Some(env("LIFEBOAT_AZURE_ACCOUNT"));
+    spec.account_key_env = Some("LIFEBOAT_AZURE_KEY".into());
+    spec
+}
+
+/// A spec for a region of a cloud `kind` (S3 servers or Azurite).
+pub fn cloud_spec(kind: Kind, name: &str) -> RegionSpec {
+    match kind {
+        Kind::Azure => azure_spec(name),
+        _ => s3_spec(kind, name),
+    }
+}
+
 fn env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by scripts/s3-servers"))
 }
@@ -77,7 +140,7 @@ pub fn s3_spec(kind: Kind, name: &str) -> RegionSpec {
         Kind::S3 if name == "eu-west-1" => env("LIFEBOAT_S3_B"),
         Kind::S3 => env("LIFEBOAT_S3_A"),
         Kind::Moto => env("LIFEBOAT_S3_MOTO"),
-        Kind::File | Kind::Memory => panic!("{kind:?} is not an S3 kind"),
+        Kind::File | Kind::Memory | Kind::Azure => panic!("{kind:?} is not an S3 kind"),
     };
     let url = format!(
         "s3://{}/{name}-{:016x}",
@@ -98,7 +161,7 @@ pub fn region(kind: Kind, name: &str, dir: &Path) -> Region {
         Kind::Memory => {
             RegionSpec::new(name, &format!("memory://{name}-{:016x}", fastrand::u64(..)))
         }
-        Kind::S3 | Kind::Moto => s3_spec(kind, name),
+        Kind::S3 | Kind::Moto | Kind::Azure => cloud_spec(kind, name),
     };
     Region::open(&spec).expect("region opens")
 }
