@@ -8,10 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsCredential, S3ConditionalPut};
+use object_store::azure::{
+    AzureAccessKey, AzureConfigKey, AzureCredential, MicrosoftAzureBuilder, split_sas,
+};
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, RetryConfig, StaticCredentialProvider,
+};
 
 use super::RegionSpec;
 use super::faults::Faults;
@@ -93,15 +97,26 @@ pub(super) fn s3(
             .with_virtual_hosted_style_request(false);
     }
     let mut profile_region = None;
+    // Keys found here are given as the client's credentials, which take
+    // the place of whatever the AWS_* environment holds (a session token
+    // there belongs to other keys).
+    let static_keys = |key_id, secret_key, token| {
+        Arc::new(StaticCredentialProvider::new(AwsCredential {
+            key_id,
+            secret_key,
+            token,
+        }))
+    };
     if let (Some(key_var), Some(secret_var)) = (&spec.access_key_env, &spec.secret_key_env) {
-        builder = builder
-            .with_access_key_id(env_var(name, key_var, "access key id")?)
-            .with_secret_access_key(env_var(name, secret_var, "secret key")?);
-        builder = match &spec.session_token_env {
-            Some(var) => builder.with_token(env_var(name, var, "session token")?),
-            // A token from the environment belongs to other keys.
-            None => builder.with_config(AmazonS3ConfigKey::Token, ""),
+        let token = match &spec.session_token_env {
+            Some(var) => Some(env_var(name, var, "session token")?),
+            None => None,
         };
+        builder = builder.with_credentials(static_keys(
+            env_var(name, key_var, "access key id")?,
+            env_var(name, secret_var, "secret key")?,
+            token,
+        ));
     } else {
         let named = spec.profile.clone().map(|p| (p, "the region's profile"));
         let from_env = std::env::var("AWS_PROFILE")
@@ -118,13 +133,11 @@ pub(super) fn s3(
         if let Some(((profile, source), required)) = chosen
             && let Some(found) = aws_profile::load(name, &profile, source, required)?
         {
-            builder = builder
-                .with_access_key_id(found.access_key_id)
-                .with_secret_access_key(found.secret_access_key);
-            builder = builder.with_config(
-                AmazonS3ConfigKey::Token,
-                found.session_token.unwrap_or_default(),
-            );
+            builder = builder.with_credentials(static_keys(
+                found.access_key_id,
+                found.secret_access_key,
+                found.session_token,
+            ));
             profile_region = found.region;
         }
     }
@@ -180,9 +193,7 @@ pub(super) fn gcs(
         builder = match kind {
             // A key with the emulators' `disable_oauth` is read as a
             // service account: the application-default reader ignores it.
-            gcp_credentials::Kind::Emulator => builder
-                .with_config(GoogleConfigKey::ApplicationCredentials, "")
-                .with_service_account_path(path),
+            gcp_credentials::Kind::Emulator => builder.with_service_account_path(path),
             gcp_credentials::Kind::Other => builder.with_application_credentials(path),
         };
     }
@@ -219,36 +230,35 @@ pub(super) fn azure(
     if let Some(endpoint) = &spec.endpoint {
         builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_string());
     }
-    if let Some(var) = &spec.account_key_env {
+    // A key or token named here is given as the client's credentials,
+    // which take the place of whatever the AZURE_* environment holds.
+    let credential = if let Some(var) = &spec.account_key_env {
         let key = env_var(name, var, "the account key")?;
-        if base64_decodes(&key).is_none() {
-            return Err(Error::invalid(format!(
-                "region `{name}`: `{var}` does not hold an account key (it is not base64); copy the key from the storage account's Access keys"
-            )));
-        }
-        builder = builder
-            .with_config(AzureConfigKey::SasKey, "")
-            .with_access_key(key);
-    }
-    if let Some(var) = &spec.sas_token_env {
+        let key = AzureAccessKey::try_new(&key).map_err(|_| {
+            Error::invalid(format!(
+                "region `{name}`: `{var}` does not hold an account key (it is not base64); copy key1 or key2 from the storage account's Access keys"
+            ))
+        })?;
+        Some(AzureCredential::AccessKey(key))
+    } else if let Some(var) = &spec.sas_token_env {
         let token = env_var(name, var, "a SAS token")?;
-        let token = token.trim_start_matches('?');
-        if !token.contains("sig=") {
+        let pairs = split_sas(&token)
+            .ok()
+            .filter(|pairs| pairs.iter().any(|(k, _)| k == "sig"));
+        let Some(pairs) = pairs else {
             return Err(Error::invalid(format!(
-                "region `{name}`: `{var}` does not hold a SAS token (it has no `sig=`); copy the token from Shared access signature, without the URL before `?`"
+                "region `{name}`: `{var}` does not hold a SAS token (no `sig=`); copy the token from the container's Shared access tokens, without the URL before `?`"
             )));
-        }
-        builder = builder
-            .with_config(AzureConfigKey::AccessKey, "")
-            .with_config(AzureConfigKey::SasKey, token);
+        };
+        Some(AzureCredential::SASToken(pairs))
+    } else {
+        None
+    };
+    if let Some(credential) = credential {
+        builder = builder.with_credentials(Arc::new(StaticCredentialProvider::new(credential)));
     }
     let store = builder.build().map_err(|e| build_error(spec, e))?;
     Ok(Arc::new(store))
-}
-
-fn base64_decodes(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 /// The shared AWS files (`~/.aws/credentials`, `~/.aws/config`, or where
