@@ -703,6 +703,59 @@ fn settings_adds_an_s3_region_by_key_variable_names_and_refuses_unset_ones() {
     assert!(!saved.contains(&secret), "no secret in the regions file");
 }
 
+/// An Azure region from the form: the storage account, the container and
+/// the account key's variable; a container that is not there is said
+/// beside Container, in the form's words, and nothing is saved.
+#[test]
+fn settings_adds_an_azure_region_and_says_a_missing_container_beside_its_field() {
+    if !common::azure_available() {
+        return;
+    }
+    let spec = common::azure_spec("ap-south-1");
+    let (container, prefix) = spec
+        .url
+        .strip_prefix("az://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("az://container/prefix");
+    let endpoint = spec.endpoint.clone().expect("an endpoint");
+    let account = spec.account.clone().expect("an account");
+    let fill = |app: &mut App, container: &str| {
+        app.click("Add region");
+        app.type_into("Region name", "ap-south-1");
+        app.click_role(Role::RadioButton, "Azure Blob Storage");
+        app.type_into("Storage account", &account);
+        app.type_into("Container", container);
+        app.type_into("Prefix", prefix);
+        app.type_into("Endpoint", &endpoint);
+        app.type_into("Account key variable", "LIFEBOAT_AZURE_KEY");
+    };
+    let mut app = App::open(&[]);
+    app.click("Settings");
+    fill(&mut app, "no-such-container");
+    app.click("Save region");
+    app.until("the missing container said", Duration::from_secs(20), |h| {
+        h.query_by_label_contains("No such container in this storage account")
+            .is_some()
+    });
+    let saved = std::fs::read_to_string(app.home.regions_file()).unwrap_or_default();
+    assert!(!saved.contains("ap-south-1"), "nothing saved: {saved}");
+
+    app.click("Cancel");
+    fill(&mut app, container);
+    app.click("Save region");
+    app.until("the Azure region listed", Duration::from_secs(30), |h| {
+        h.query_by_label("Edit ap-south-1").is_some()
+    });
+    let saved = std::fs::read_to_string(app.home.regions_file()).expect("regions file");
+    assert!(
+        saved.contains(&format!("account: Some(\"{account}\")"))
+            && saved.contains("account_key_env: Some(\"LIFEBOAT_AZURE_KEY\")"),
+        "{saved}"
+    );
+    let key = std::env::var("LIFEBOAT_AZURE_KEY").expect("the key's variable");
+    assert!(!saved.contains(&key), "no key in the regions file");
+}
+
 /// Finding (issue 17): an S3 region the probe could not reach showed the
 /// HTTP client's raw report above the form. It shows one sentence in the
 /// form's words beside the field to fix.

@@ -1,7 +1,8 @@
 //! The Settings tab: add, edit and remove regions (a local folder through
-//! the folder picker; S3 endpoint, bucket, signing region and the names of
-//! the environment variables that hold the keys, never the keys), each
-//! probed before it is saved; the regions' health and clock warnings.
+//! the folder picker; an S3 bucket, a GCS bucket or an Azure container
+//! with the fields each cloud's users expect, and the names of the
+//! environment variables that hold the keys, never the keys), each probed
+//! before it is saved; the regions' health and clock warnings.
 
 use std::path::PathBuf;
 
@@ -48,6 +49,12 @@ struct Form {
     s3_region: String,
     access_key_env: String,
     secret_key_env: String,
+    session_token_env: String,
+    profile: String,
+    account: String,
+    account_key_env: String,
+    sas_token_env: String,
+    credentials_env: String,
     url: String,
     /// Why the last save failed, in the form's words, and beside which field.
     error: Option<(Field, String)>,
@@ -59,11 +66,37 @@ enum Field {
     Name,
     Folder,
     Bucket,
+    Account,
     Endpoint,
     Keys,
     Url,
     /// Under the form, when no field is to blame.
     Form,
+}
+
+/// The command line's flags for the region's options, and the form's
+/// labels for them (longest flag first, so none is read inside another).
+const FLAG_LABELS: [(&str, &str); 10] = [
+    ("--session-token-env", "Session token variable"),
+    ("--account-key-env", "Account key variable"),
+    ("--credentials-env", "Credentials file variable"),
+    ("--access-key-env", "Access key variable"),
+    ("--secret-key-env", "Secret key variable"),
+    ("--sas-token-env", "SAS token variable"),
+    ("--s3-region", "Signing region"),
+    ("--endpoint", "Endpoint"),
+    ("--account", "Storage account"),
+    ("--profile", "Profile"),
+];
+
+/// `text` with each command-line flag replaced by its field's label.
+fn form_labels(text: &str) -> String {
+    FLAG_LABELS
+        .iter()
+        .fold(text.to_string(), |text, (flag, label)| {
+            text.replace(&format!("{flag} NAME"), label)
+                .replace(flag, label)
+        })
 }
 
 /// A failed save's message (the engine's, which may name command-line
@@ -76,12 +109,22 @@ fn in_form_words(kind: Kind, message: &str) -> (Field, String) {
         Some((head, rest)) if head.starts_with("region `") => rest.to_string(),
         _ => message.to_string(),
     };
-    let keys = "Access key variable and Secret key variable";
+    let plain = form_labels(&plain);
+    let keys = match kind {
+        Kind::Gcs => "Credentials file variable",
+        Kind::Azure => "Account key variable or SAS token variable",
+        _ => "Access key variable and Secret key variable",
+    };
     if lower.contains("no credentials found") {
+        let env = match kind {
+            Kind::Gcs => "set GOOGLE_APPLICATION_CREDENTIALS",
+            Kind::Azure => "set AZURE_STORAGE_ACCOUNT_KEY",
+            _ => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give a Profile,",
+        };
         return (
             Field::Keys,
             format!(
-                "No credentials: give the names of the environment variables that hold the keys in {keys}, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY before starting Lifeboat."
+                "No credentials: give the names of the environment variables that hold them in {keys}, or {env} before starting Lifeboat."
             ),
         );
     }
@@ -91,7 +134,17 @@ fn in_form_words(kind: Kind, message: &str) -> (Field, String) {
             format!("Fill in both {keys}, or leave both empty."),
         );
     }
-    if lower.contains("environment variable `") {
+    if lower.contains("azure storage account") {
+        return (Field::Account, plain);
+    }
+    if lower.contains("environment variable `")
+        || lower.contains("profile")
+        || lower.contains("sas token")
+        || lower.contains("account key")
+        || lower.contains("credentials file")
+        || lower.contains("session token")
+        || lower.contains("-env")
+    {
         return (Field::Keys, plain);
     }
     // A status, not "403" alone: a probe's random object name holds that too.
@@ -99,7 +152,7 @@ fn in_form_words(kind: Kind, message: &str) -> (Field, String) {
         return (
             Field::Keys,
             format!(
-                "Access denied: the server does not accept the keys held by the variables named in {keys}."
+                "Access denied: the server does not accept the credentials held by the variables named in {keys}."
             ),
         );
     }
@@ -107,6 +160,12 @@ fn in_form_words(kind: Kind, message: &str) -> (Field, String) {
         return (
             Field::Bucket,
             "No such bucket on this server: create it, or correct Bucket.".into(),
+        );
+    }
+    if lower.contains("container does not exist") {
+        return (
+            Field::Bucket,
+            "No such container in this storage account: create it, or correct Container.".into(),
         );
     }
     if lower.contains("conditional") {
@@ -122,7 +181,7 @@ fn in_form_words(kind: Kind, message: &str) -> (Field, String) {
         || lower.contains("dns")
         || lower.contains("timed out")
     {
-        let field = if kind == Kind::S3 {
+        let field = if matches!(kind, Kind::S3 | Kind::Gcs | Kind::Azure) {
             Field::Endpoint
         } else {
             Field::Form
@@ -131,6 +190,9 @@ fn in_form_words(kind: Kind, message: &str) -> (Field, String) {
             field,
             "Cannot reach the server: check Endpoint (its scheme, host and port) and that the server is running.".into(),
         );
+    }
+    if lower.contains("endpoint") {
+        return (Field::Endpoint, plain);
     }
     if lower.contains("already exists") || lower.contains("region name") {
         return (Field::Name, plain);
@@ -187,6 +249,12 @@ impl Form {
             s3_region: String::new(),
             access_key_env: String::new(),
             secret_key_env: String::new(),
+            session_token_env: String::new(),
+            profile: String::new(),
+            account: String::new(),
+            account_key_env: String::new(),
+            sas_token_env: String::new(),
+            credentials_env: String::new(),
             url: String::new(),
             error: None,
         }
@@ -203,6 +271,12 @@ impl Form {
         form.s3_region = text(&spec.s3_region);
         form.access_key_env = text(&spec.access_key_env);
         form.secret_key_env = text(&spec.secret_key_env);
+        form.session_token_env = text(&spec.session_token_env);
+        form.profile = text(&spec.profile);
+        form.account = text(&spec.account);
+        form.account_key_env = text(&spec.account_key_env);
+        form.sas_token_env = text(&spec.sas_token_env);
+        form.credentials_env = text(&spec.credentials_env);
         match RegionUrl::parse(&spec.name, &spec.url) {
             Ok(RegionUrl::File(path)) => {
                 form.kind = Kind::Folder;
@@ -258,11 +332,28 @@ impl Form {
             Kind::Url => self.url.trim().to_string(),
         };
         let mut spec = RegionSpec::new(self.name.trim(), &url);
-        if self.kind == Kind::S3 {
-            spec.endpoint = some(&self.endpoint);
-            spec.s3_region = some(&self.s3_region);
-            spec.access_key_env = some(&self.access_key_env);
-            spec.secret_key_env = some(&self.secret_key_env);
+        // Only the fields the kind shows: a field left filled under
+        // another kind is not sent.
+        match self.kind {
+            Kind::S3 => {
+                spec.endpoint = some(&self.endpoint);
+                spec.s3_region = some(&self.s3_region);
+                spec.access_key_env = some(&self.access_key_env);
+                spec.secret_key_env = some(&self.secret_key_env);
+                spec.session_token_env = some(&self.session_token_env);
+                spec.profile = some(&self.profile);
+            }
+            Kind::Gcs => {
+                spec.endpoint = some(&self.endpoint);
+                spec.credentials_env = some(&self.credentials_env);
+            }
+            Kind::Azure => {
+                spec.endpoint = some(&self.endpoint);
+                spec.account = some(&self.account);
+                spec.account_key_env = some(&self.account_key_env);
+                spec.sas_token_env = some(&self.sas_token_env);
+            }
+            Kind::Folder | Kind::Url => {}
         }
         spec
     }
@@ -466,19 +557,46 @@ impl SettingsTab {
                         error_row(ui, form, Field::Endpoint);
                         text_field(ui, "Signing region", &mut form.s3_region, "us-east-1");
                         ui.end_row();
+                        text_field(ui, "Profile", &mut form.profile, "default (optional, from ~/.aws/credentials)");
+                        ui.end_row();
                         text_field(ui, "Access key variable", &mut form.access_key_env, "AWS_ACCESS_KEY_ID");
                         ui.end_row();
                         text_field(ui, "Secret key variable", &mut form.secret_key_env, "AWS_SECRET_ACCESS_KEY");
                         ui.end_row();
+                        text_field(ui, "Session token variable", &mut form.session_token_env, "AWS_SESSION_TOKEN (temporary keys only)");
+                        ui.end_row();
                         error_row(ui, form, Field::Keys);
                     }
-                    Kind::Gcs | Kind::Azure => {
-                        let what = if form.kind == Kind::Gcs { "Bucket" } else { "Container" };
-                        text_field(ui, what, &mut form.bucket, "my-bucket");
+                    Kind::Gcs => {
+                        text_field(ui, "Bucket", &mut form.bucket, "my-bucket");
                         ui.end_row();
                         error_row(ui, form, Field::Bucket);
                         text_field(ui, "Prefix", &mut form.prefix, "lifeboat (optional)");
                         ui.end_row();
+                        text_field(ui, "Endpoint", &mut form.endpoint, "empty for Google Cloud; an emulator's URL");
+                        ui.end_row();
+                        error_row(ui, form, Field::Endpoint);
+                        text_field(ui, "Credentials file variable", &mut form.credentials_env, "GOOGLE_APPLICATION_CREDENTIALS");
+                        ui.end_row();
+                        error_row(ui, form, Field::Keys);
+                    }
+                    Kind::Azure => {
+                        text_field(ui, "Storage account", &mut form.account, "mystorageaccount");
+                        ui.end_row();
+                        error_row(ui, form, Field::Account);
+                        text_field(ui, "Container", &mut form.bucket, "lifeboat");
+                        ui.end_row();
+                        error_row(ui, form, Field::Bucket);
+                        text_field(ui, "Prefix", &mut form.prefix, "us-east-1 (optional)");
+                        ui.end_row();
+                        text_field(ui, "Endpoint", &mut form.endpoint, "empty for Azure; a sovereign cloud's or Azurite's account URL");
+                        ui.end_row();
+                        error_row(ui, form, Field::Endpoint);
+                        text_field(ui, "Account key variable", &mut form.account_key_env, "AZURE_STORAGE_ACCOUNT_KEY");
+                        ui.end_row();
+                        text_field(ui, "SAS token variable", &mut form.sas_token_env, "AZURE_STORAGE_SAS_KEY (instead of a key)");
+                        ui.end_row();
+                        error_row(ui, form, Field::Keys);
                     }
                     Kind::Url => {
                         text_field(ui, "URL", &mut form.url, "s3://bucket/prefix");
@@ -487,12 +605,14 @@ impl SettingsTab {
                     }
                 }
             });
-            if form.kind == Kind::S3 {
-                ui.label(
-                    RichText::new("Give the NAMES of the environment variables that hold the keys; leave both empty to use the AWS_* variables. Keys are never saved.")
-                        .small()
-                        .color(widgets::muted(ui)),
-                );
+            let keys_note = match form.kind {
+                Kind::S3 => Some("Give a profile, or the NAMES of the environment variables that hold the keys; leave them empty to use the AWS_* variables, AWS_PROFILE or the default profile. Keys are never saved."),
+                Kind::Gcs => Some("Give the NAME of the environment variable that holds the path of a service-account key file; leave it empty to use GOOGLE_APPLICATION_CREDENTIALS or gcloud's login. Keys are never saved."),
+                Kind::Azure => Some("Give the NAME of the environment variable that holds the account key or a SAS token; leave both empty to use the AZURE_* variables or a managed identity. Keys are never saved."),
+                Kind::Folder | Kind::Url => None,
+            };
+            if let Some(note) = keys_note {
+                ui.label(RichText::new(note).small().color(widgets::muted(ui)));
             }
             ui.monospace(format!("URL: {}", form.spec().url));
             if let Some((Field::Form, message)) = &form.error {
@@ -618,6 +738,75 @@ mod tests {
         ];
         for (message, field, words) in cases {
             let (at, sentence) = in_form_words(Kind::S3, message);
+            assert_eq!(at, field, "{message}");
+            assert!(sentence.contains(words), "{sentence}");
+            assert!(
+                !sentence.contains("--") && !sentence.contains("retries"),
+                "{sentence}"
+            );
+        }
+    }
+
+    #[test]
+    fn azure_and_gcs_failures_name_their_own_fields() {
+        let cases = [
+            (
+                Kind::Azure,
+                "region `w`: no Azure storage account is named; give --account NAME, or set AZURE_STORAGE_ACCOUNT_NAME",
+                Field::Account,
+                "give Storage account, or set",
+            ),
+            (
+                Kind::Azure,
+                "region `w`: `K` does not hold an account key (it is not base64); copy key1 or key2 from the storage account's Access keys",
+                Field::Keys,
+                "does not hold an account key",
+            ),
+            (
+                Kind::Azure,
+                "region `w`: give --account-key-env or --sas-token-env, not both",
+                Field::Keys,
+                "give Account key variable or SAS token variable, not both",
+            ),
+            (
+                Kind::Azure,
+                "region `w`: probe put failed: the container does not exist; create it or fix the URL",
+                Field::Bucket,
+                "correct Container",
+            ),
+            (
+                Kind::Azure,
+                "region `w`: probe put failed: access denied; check the credentials the region's env vars hold (AuthorizationFailure: Server failed to authenticate the request.)",
+                Field::Keys,
+                "Account key variable or SAS token variable",
+            ),
+            (
+                Kind::Gcs,
+                "region `w`: the credentials file `/x` (named by G) cannot be opened: No such file or directory (os error 2)",
+                Field::Keys,
+                "cannot be opened",
+            ),
+            (
+                Kind::Gcs,
+                "region `w`: probe failed: the server ignores conditional puts (it accepted a second create-only put of the same object, or gave a written object no version), which SlateDB needs",
+                Field::Endpoint,
+                "ignores conditional writes",
+            ),
+            (
+                Kind::S3,
+                "region `w`: AWS profile `x` (the region's profile) is not in /root/.aws/credentials; run `aws configure --profile x` or name another profile",
+                Field::Keys,
+                "AWS profile `x`",
+            ),
+            (
+                Kind::S3,
+                "region `w`: give --profile or the key env vars, not both",
+                Field::Keys,
+                "give Profile or the key env vars",
+            ),
+        ];
+        for (kind, message, field, words) in cases {
+            let (at, sentence) = in_form_words(kind, message);
             assert_eq!(at, field, "{message}");
             assert!(sentence.contains(words), "{sentence}");
             assert!(
