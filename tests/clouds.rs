@@ -790,6 +790,14 @@ fn s3_keys_come_from_a_profile_as_aws_users_keep_them() {
     cmd.env("AWS_PROFILE", "lifeboat");
     let by_env = add_s3_bare(cmd, "by-env", &endpoint, &[]);
     assert!(by_env.status.success(), "{}", stderr(&by_env));
+    // The AWS_* variables come before AWS_PROFILE, as in AWS's own tools.
+    let mut cmd = bare(dir.path());
+    profiles(&mut cmd);
+    cmd.env("AWS_PROFILE", "nobody")
+        .env("AWS_ACCESS_KEY_ID", env("LIFEBOAT_S3_KEY"))
+        .env("AWS_SECRET_ACCESS_KEY", &secret);
+    let aws_vars = add_s3_bare(cmd, "aws-vars", &endpoint, &[]);
+    assert!(aws_vars.status.success(), "{}", stderr(&aws_vars));
     // ~/.aws/credentials itself, found through HOME.
     let home = dir.path().join("home");
     std::fs::create_dir_all(home.join(".aws")).expect("mkdir");

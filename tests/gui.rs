@@ -461,6 +461,9 @@ fn alert_sinks_are_set_up_in_settings_and_tested() {
     app.until("the sink gone", Duration::from_secs(10), |h| {
         h.state().snapshot().alerts.settings.sinks.is_empty()
     });
+    // The settings take effect at once; the file is written off the
+    // engine's loop, and the outcome says when.
+    app.until_shown("alert settings saved (0 sinks)", Duration::from_secs(10));
     let saved =
         lifeboat::metrics::alerts::AlertSettings::load(&app.home.config_dir).expect("alerts.ron");
     assert!(saved.sinks.is_empty(), "{saved:?}");
