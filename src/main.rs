@@ -216,10 +216,12 @@ enum RegionCommand {
 struct CloudArgs {
     /// s3, gs, az: the server to talk to instead of the cloud's own (an
     /// S3-compatible server, a sovereign cloud's or Azurite's account URL,
-    /// a GCS-compatible server); plain http only on loopback.
+    /// a GCS-compatible server); plain http only on loopback (S3: and
+    /// private networks).
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
-    /// s3: the signing region (default: AWS_REGION, the profile's, us-east-1).
+    /// s3: the signing region (default: us-east-1 with --endpoint, else
+    /// AWS_REGION, the profile's, us-east-1).
     #[arg(long, value_name = "NAME")]
     s3_region: Option<String>,
     /// s3: NAME of the environment variable holding the access key id
@@ -247,7 +249,8 @@ struct CloudArgs {
     #[arg(long, value_name = "VAR")]
     sas_token_env: Option<String>,
     /// gs: NAME of the environment variable holding the path of a
-    /// credentials file (default: GOOGLE_APPLICATION_CREDENTIALS, gcloud's).
+    /// credentials file (default: GOOGLE_SERVICE_ACCOUNT,
+    /// GOOGLE_APPLICATION_CREDENTIALS, gcloud's login).
     #[arg(long, value_name = "VAR")]
     credentials_env: Option<String>,
 }

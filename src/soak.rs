@@ -41,6 +41,8 @@ pub struct SoakOptions {
     pub settle_timeout: Duration,
     /// Leave the soak's databases in place afterwards.
     pub keep: bool,
+    /// Steps taken even past `duration`, on a machine too busy to fit them.
+    pub min_steps: usize,
 }
 
 impl Default for SoakOptions {
@@ -53,6 +55,7 @@ impl Default for SoakOptions {
             churn: true,
             settle_timeout: Duration::from_secs(120),
             keep: false,
+            min_steps: 0,
         }
     }
 }
@@ -774,7 +777,7 @@ pub async fn run(
     let mut next = 0;
     loop {
         let wake = Instant::now() + opts.step_every;
-        if wake + opts.outage_for >= deadline {
+        if next >= opts.min_steps && wake + opts.outage_for >= deadline {
             break;
         }
         tokio::time::sleep_until(wake.into()).await;

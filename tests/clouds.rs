@@ -346,7 +346,8 @@ fn a_region_whose_clock_is_off_gets_a_warning() {
 }
 
 /// `lifeboat` with none of the clouds' credential variables of this
-/// machine: each test sets only what it means to.
+/// machine, and a home of its own (no ~/.aws, no gcloud login): each test
+/// sets only what it means to.
 fn bare(data: &std::path::Path) -> Command {
     let mut cmd = lifeboat(data);
     for (var, _) in std::env::vars_os() {
@@ -355,6 +356,10 @@ fn bare(data: &std::path::Path) -> Command {
             cmd.env_remove(var);
         }
     }
+    cmd.env_remove("SERVICE_ACCOUNT").env_remove("MSI_ENDPOINT");
+    let home = data.join("empty-home");
+    std::fs::create_dir_all(&home).expect("home");
+    cmd.env("HOME", home);
     cmd
 }
 
@@ -422,6 +427,17 @@ fn an_azure_region_takes_an_account_key_a_sas_token_or_the_azure_variables() {
         .env("AZURE_STORAGE_SAS_KEY", &sas);
     let sas_env = add_azure(cmd, "sas-env", &container, &[]);
     assert!(sas_env.status.success(), "{}", stderr(&sas_env));
+    // The region's SAS token wins over a wrong key in the environment.
+    let mut cmd = bare(dir.path());
+    cmd.env("MY_AZURE_SAS", &sas)
+        .env("AZURE_STORAGE_ACCOUNT_KEY", "d3Jvbmcta2V5LXdyb25nLWtleQ==");
+    let over_env = add_azure(
+        cmd,
+        "over-env",
+        &container,
+        &["--account", &account, "--sas-token-env", "MY_AZURE_SAS"],
+    );
+    assert!(over_env.status.success(), "{}", stderr(&over_env));
     assert_no_secret_saved(dir.path(), &[&key, &sas]);
     let saved = regions_file(dir.path());
     assert!(
@@ -449,6 +465,14 @@ async fn azure_bad_input_gets_one_line_each() {
     let container = env("LIFEBOAT_AZURE_CONTAINER");
     let data = dir.path().to_path_buf();
     let wrong_key = "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWstOWY4ZQ==";
+    // The same token with its signature altered: refused by the server,
+    // and its URL (which holds the token) never printed.
+    let tampered_sas = env("LIFEBOAT_AZURE_SAS").replace("sig=", "sig=AAAA");
+    let signature = tampered_sas
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sig="))
+        .expect("a signature")
+        .to_string();
     let cases: Vec<(&str, Vec<(&str, String)>, String, Vec<&str>, Vec<&str>)> = vec![
         (
             "wrong key",
@@ -484,6 +508,13 @@ async fn azure_bad_input_gets_one_line_each() {
             container.clone(),
             vec!["--account-key-env", "K"],
             vec!["no Azure storage account", "--account"],
+        ),
+        (
+            "a SAS token that is wrong",
+            vec![("S", tampered_sas.clone())],
+            container.clone(),
+            vec!["--account", &account, "--sas-token-env", "S"],
+            vec!["access denied"],
         ),
         (
             "a SAS token without a signature",
@@ -533,18 +564,24 @@ async fn azure_bad_input_gets_one_line_each() {
         let mut expect = vec!["region `west`"];
         expect.extend(words);
         println!("{what}: {}", stderr(&out).trim());
+        let refused_by_server = [
+            "wrong key",
+            "missing container",
+            "a SAS token that is wrong",
+        ];
         assert_one_error_line(
             &out,
-            if what == "wrong key" || what == "missing container" {
+            if refused_by_server.contains(&what) {
                 1
             } else {
                 2
             },
             &expect,
         );
+        let printed = format!("{}{}", stderr(&out), stdout(&out));
         assert!(
-            !stderr(&out).contains(wrong_key) && !stdout(&out).contains(wrong_key),
-            "{what}: a secret was printed"
+            !printed.contains(wrong_key) && !printed.contains(&signature),
+            "{what}: a secret was printed: {printed}"
         );
         assert!(!regions_file(&data).contains("west"), "{what}: not saved");
     }
@@ -671,8 +708,9 @@ fn a_gcs_server_that_ignores_preconditions_is_refused_and_bad_input_gets_one_lin
     );
 }
 
-/// A service-account key found through GOOGLE_APPLICATION_CREDENTIALS signs
-/// the requests: each carries a bearer token issued by the key's account.
+/// A service-account key found through GOOGLE_APPLICATION_CREDENTIALS, or
+/// named by the region over another in the environment, signs the
+/// requests: each carries a bearer token issued by the key's account.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_account_key_signs_the_requests_to_gcs() {
     if !common::gcs_available() {
@@ -709,12 +747,25 @@ async fn a_service_account_key_signs_the_requests_to_gcs() {
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = bare(&data);
         cmd.env("GOOGLE_APPLICATION_CREDENTIALS", &key_file);
-        add_gcs(
+        let chained = add_gcs(
             cmd,
             "west",
             &env("LIFEBOAT_GCS_BUCKET"),
             &format!("http://{proxy}"),
             &[],
+        );
+        assert_one_error_line(&chained, 1, &["ignores conditional puts"]);
+        // The key the region names wins over a service account in the
+        // environment (the emulator's, which sends no token at all).
+        let mut cmd = bare(&data);
+        cmd.env("MY_GCS_KEY", &key_file)
+            .env("GOOGLE_SERVICE_ACCOUNT", env("LIFEBOAT_GCS_CREDENTIALS"));
+        add_gcs(
+            cmd,
+            "west",
+            &env("LIFEBOAT_GCS_BUCKET"),
+            &format!("http://{proxy}"),
+            &["--credentials-env", "MY_GCS_KEY"],
         )
     })
     .await
@@ -790,6 +841,13 @@ fn s3_keys_come_from_a_profile_as_aws_users_keep_them() {
     cmd.env("AWS_PROFILE", "lifeboat");
     let by_env = add_s3_bare(cmd, "by-env", &endpoint, &[]);
     assert!(by_env.status.success(), "{}", stderr(&by_env));
+    // A profile the region names wins over wrong keys in the environment.
+    let mut cmd = bare(dir.path());
+    profiles(&mut cmd);
+    cmd.env("AWS_ACCESS_KEY_ID", "lifeboat-nobody")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret");
+    let over_env = add_s3_bare(cmd, "over-env", &endpoint, &["--profile", "lifeboat"]);
+    assert!(over_env.status.success(), "{}", stderr(&over_env));
     // The AWS_* variables come before AWS_PROFILE, as in AWS's own tools.
     let mut cmd = bare(dir.path());
     profiles(&mut cmd);
@@ -890,13 +948,13 @@ async fn an_s3_session_token_goes_with_every_request() {
     );
     // moto takes any signed request; the proxy sees what was sent.
     let seen: Seen = Arc::default();
-    let proxy = proxy(
+    let recorder = proxy(
         socket_of(&env("LIFEBOAT_S3_MOTO")),
         &[],
         Some(Arc::clone(&seen)),
     )
     .await;
-    let endpoint = format!("http://{proxy}");
+    let endpoint = format!("http://{recorder}");
     let data = dir.path().to_path_buf();
     let session = token.clone();
     let (by_var, by_profile) = tokio::task::spawn_blocking(move || {
@@ -939,4 +997,117 @@ async fn an_s3_session_token_goes_with_every_request() {
         assert!(signed.contains("x-amz-security-token"), "{signed}");
     }
     assert_no_secret_saved(dir.path(), &[&token]);
+
+    // Keys named in the region are whole: a session token in the
+    // environment belongs to other keys and is not sent with them.
+    let seen: Seen = Arc::default();
+    let proxy = proxy(
+        socket_of(&env("LIFEBOAT_S3_MOTO")),
+        &[],
+        Some(Arc::clone(&seen)),
+    )
+    .await;
+    let data = dir.path().to_path_buf();
+    let plain = tokio::task::spawn_blocking(move || {
+        let mut cmd = bare(&data);
+        cmd.env("K", env("LIFEBOAT_S3_KEY"))
+            .env("S", env("LIFEBOAT_S3_SECRET"))
+            .env("AWS_SESSION_TOKEN", "a-token-of-other-keys");
+        add_s3_bare(
+            cmd,
+            "plain",
+            &format!("http://{proxy}"),
+            &["--access-key-env", "K", "--secret-key-env", "S"],
+        )
+    })
+    .await
+    .expect("join");
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let heads = seen.lock().expect("seen").clone();
+    assert!(!heads.is_empty());
+    for head in &heads {
+        assert_eq!(header(head, "x-amz-security-token"), None, "{head}");
+    }
+}
+
+/// What a hurried operator pastes where a variable's name belongs (the
+/// key itself, a key file's JSON, a URL with keys in it) is refused
+/// without being repeated.
+#[test]
+fn a_pasted_secret_is_refused_and_never_repeated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let aws_secret = "wJalrXUtnFEMI2K7MDENG2bPxRfiCYEXAMPLEKEY";
+    let azure_key = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MDEyMzQ1Ng==";
+    let json =
+        r#"{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----SECRETSECRET"}"#;
+    let cases: Vec<(Vec<&str>, Option<(&str, &str)>, &str, &str)> = vec![
+        (
+            vec![
+                "s3://b/p",
+                "--access-key-env",
+                aws_secret,
+                "--secret-key-env",
+                "S",
+            ],
+            None,
+            aws_secret,
+            "the value given for --access-key-env is not the name of an environment variable",
+        ),
+        (
+            vec![
+                "az://lifeboat/p",
+                "--account",
+                "acct",
+                "--account-key-env",
+                azure_key,
+            ],
+            None,
+            azure_key,
+            "the value given for --account-key-env",
+        ),
+        (
+            vec!["gs://b/p", "--credentials-env", "G"],
+            Some(("G", json)),
+            "SECRETSECRET",
+            "G holds a key (JSON, not repeated here)",
+        ),
+        (
+            vec!["s3://AKIDEXAMPLE:wJalrXUtnFEMI2K7MDENG@bucket/p"],
+            None,
+            "wJalrXUtnFEMI2K7MDENG",
+            "the URL carries credentials",
+        ),
+        (
+            vec![
+                "az://lifeboat/p?sv=2024&sig=c2VjcmV0c2ln",
+                "--account",
+                "acct",
+            ],
+            None,
+            "c2VjcmV0c2ln",
+            "the URL carries credentials",
+        ),
+        (
+            vec![
+                "s3://b/p",
+                "--endpoint",
+                "https://AKID:wJalrXUtnFEMI2K7MDENG@s3.example.com",
+            ],
+            None,
+            "wJalrXUtnFEMI2K7MDENG",
+            "the endpoint carries credentials",
+        ),
+    ];
+    for (args, var, secret, words) in cases {
+        let mut cmd = bare(dir.path());
+        if let Some((name, value)) = var {
+            cmd.env(name, value);
+        }
+        cmd.args(["region", "add", "west"]).args(&args);
+        let out = cmd.output().expect("runs");
+        assert_one_error_line(&out, 2, &["region `west`", words]);
+        let printed = format!("{}{}", stderr(&out), stdout(&out));
+        assert!(!printed.contains(secret), "{args:?}: repeated: {printed}");
+        assert_no_secret_saved(dir.path(), &[secret]);
+    }
 }

@@ -60,9 +60,14 @@ fn a_two_minute_soak_across_s3_and_azure_passes() {
             "--regions",
             "east,west",
             "--step-every",
-            "30s",
+            "15s",
             "--outage-for",
-            "8s",
+            "6s",
+            // An outage of the S3 region, a failover between the clouds and
+            // a drill, even when a loaded machine makes them outlast the
+            // minutes.
+            "--steps",
+            "3",
         ],
     );
     let report: serde_json::Value = serde_json::from_str(&stdout(&out))
@@ -111,6 +116,10 @@ fn a_two_minute_soak_on_local_regions_runs_every_operation() {
             "8s",
             "--outage-for",
             "3s",
+            // Every step, even when a loaded machine makes them outlast
+            // the minutes.
+            "--steps",
+            "6",
         ],
     );
     let report: serde_json::Value = serde_json::from_str(&stdout(&out))

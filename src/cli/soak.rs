@@ -31,6 +31,10 @@ pub struct SoakArgs {
     /// Leave the soak's databases in place afterwards.
     #[arg(long)]
     keep: bool,
+    /// Take at least this many steps, even past --minutes (a busy machine
+    /// may not fit them in time).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    steps: u64,
 }
 
 pub async fn soak(ctx: &Ctx, json: bool, args: SoakArgs) -> Result<i32> {
@@ -63,6 +67,7 @@ pub async fn soak(ctx: &Ctx, json: bool, args: SoakArgs) -> Result<i32> {
         outage_for: args.outage_for,
         rate: args.rate,
         keep: args.keep,
+        min_steps: args.steps as usize,
         ..SoakOptions::default()
     };
     if !json {

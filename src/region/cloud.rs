@@ -92,11 +92,12 @@ pub(super) fn s3(
         .with_retry(retry())
         .with_client_options(client_options(allow_http(spec)));
     if let Some(endpoint) = &spec.endpoint {
+        // AWS_ENDPOINT_URL_S3 would take the region's place.
         builder = builder
             .with_endpoint(endpoint)
+            .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint)
             .with_virtual_hosted_style_request(false);
     }
-    let mut profile_region = None;
     // Keys found here are given as the client's credentials, which take
     // the place of whatever the AWS_* environment holds (a session token
     // there belongs to other keys).
@@ -107,6 +108,9 @@ pub(super) fn s3(
             token,
         }))
     };
+    let env_profile = std::env::var("AWS_PROFILE")
+        .ok()
+        .filter(|p| !p.trim().is_empty());
     if let (Some(key_var), Some(secret_var)) = (&spec.access_key_env, &spec.secret_key_env) {
         let token = match &spec.session_token_env {
             Some(var) => Some(env_var(name, var, "session token")?),
@@ -118,35 +122,50 @@ pub(super) fn s3(
             token,
         ));
     } else {
-        let named = spec.profile.clone().map(|p| (p, "the region's profile"));
-        let from_env = std::env::var("AWS_PROFILE")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .map(|p| (p, "AWS_PROFILE"));
         let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-        let chosen = match (named, env_keys, from_env) {
-            (Some(named), _, _) => Some((named, true)),
+        let chosen = match (&spec.profile, env_keys, &env_profile) {
+            (Some(named), _, _) => Some((named.as_str(), "the region's profile", true)),
             (None, true, _) => None,
-            (None, false, Some(env)) => Some((env, true)),
-            (None, false, None) => Some((("default".to_string(), "default"), false)),
+            (None, false, Some(env)) => Some((env.as_str(), "AWS_PROFILE", true)),
+            (None, false, None) => Some(("default", "default", false)),
         };
-        if let Some(((profile, source), required)) = chosen
-            && let Some(found) = aws_profile::load(name, &profile, source, required)?
+        if let Some((profile, source, required)) = chosen
+            && let Some(found) = aws_profile::keys(name, profile, source, required)?
         {
             builder = builder.with_credentials(static_keys(
                 found.access_key_id,
                 found.secret_access_key,
                 found.session_token,
             ));
-            profile_region = found.region;
         }
     }
-    let region = spec
-        .s3_region
-        .clone()
-        .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Region))
-        .or(profile_region)
-        .unwrap_or_else(|| "us-east-1".to_string());
+    // The signing region, as AWS's own tools choose it; an S3-compatible
+    // server signs with us-east-1 unless the region says otherwise (the
+    // machine's AWS setup is not the server's).
+    let region = match (&spec.s3_region, &spec.endpoint) {
+        (Some(region), _) => region.clone(),
+        (None, Some(_)) => "us-east-1".to_string(),
+        (None, None) => {
+            let from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .into_iter()
+                .find_map(|var| std::env::var(var).ok().filter(|r| !r.trim().is_empty()));
+            let region = match from_env {
+                Some(region) => Some((region, "AWS_REGION")),
+                None => {
+                    let profile = spec.profile.as_deref().or(env_profile.as_deref());
+                    aws_profile::region(name, profile.unwrap_or("default"))?
+                        .map(|region| (region, "the profile's region"))
+                }
+            };
+            match region {
+                Some((region, from)) => {
+                    super::check_signing_region(name, region.trim(), from)?;
+                    region.trim().to_string()
+                }
+                None => "us-east-1".to_string(),
+            }
+        }
+    };
     let store = builder
         .with_region(region)
         .build()
@@ -164,7 +183,13 @@ pub(super) fn gcs(
     faults: &Arc<Faults>,
 ) -> Result<Arc<dyn ObjectStore>> {
     let name = spec.name.as_str();
-    let mut builder = GoogleCloudStorageBuilder::from_env()
+    // A credentials file the region names wins: the GOOGLE_* variables
+    // (service accounts, bearer tokens) are then not read at all.
+    let builder = match &spec.credentials_env {
+        Some(_) => GoogleCloudStorageBuilder::new(),
+        None => GoogleCloudStorageBuilder::from_env(),
+    };
+    let mut builder = builder
         .with_bucket_name(bucket)
         .with_http_connector(FaultyConnector::new(Arc::clone(faults)))
         .with_retry(retry())
@@ -180,6 +205,7 @@ pub(super) fn gcs(
         None => [
             "GOOGLE_SERVICE_ACCOUNT",
             "GOOGLE_SERVICE_ACCOUNT_PATH",
+            "SERVICE_ACCOUNT",
             "GOOGLE_APPLICATION_CREDENTIALS",
         ]
         .into_iter()
@@ -242,7 +268,9 @@ pub(super) fn azure(
         Some(AzureCredential::AccessKey(key))
     } else if let Some(var) = &spec.sas_token_env {
         let token = env_var(name, var, "a SAS token")?;
-        let pairs = split_sas(&token)
+        // A whole SAS URL, pasted: its token is what follows `?`.
+        let token = token.split_once('?').map_or(token.as_str(), |(_, t)| t);
+        let pairs = split_sas(token)
             .ok()
             .filter(|pairs| pairs.iter().any(|(k, _)| k == "sig"));
         let Some(pairs) = pairs else {
@@ -254,6 +282,11 @@ pub(super) fn azure(
     } else {
         None
     };
+    // AZURE_STORAGE_USE_EMULATOR would drop the region's endpoint and
+    // credentials for Azurite's defaults.
+    if spec.endpoint.is_some() || credential.is_some() {
+        builder = builder.with_use_emulator(false);
+    }
     if let Some(credential) = credential {
         builder = builder.with_credentials(Arc::new(StaticCredentialProvider::new(credential)));
     }
@@ -262,19 +295,24 @@ pub(super) fn azure(
 }
 
 /// The shared AWS files (`~/.aws/credentials`, `~/.aws/config`, or where
-/// `AWS_SHARED_CREDENTIALS_FILE` and `AWS_CONFIG_FILE` say) and the static
-/// keys of one profile in them.
+/// `AWS_SHARED_CREDENTIALS_FILE` and `AWS_CONFIG_FILE` say) and what one
+/// profile in them holds.
 pub(crate) mod aws_profile {
+    use std::collections::HashMap;
+    use std::io::Read as _;
+
     use super::*;
 
-    /// The keys (and region) a profile holds.
+    /// The keys a profile holds.
     #[derive(Debug)]
-    pub struct Found {
+    pub struct Keys {
         pub access_key_id: String,
         pub secret_access_key: String,
         pub session_token: Option<String>,
-        pub region: Option<String>,
     }
+
+    /// At most this much of each file is read.
+    const MAX_FILE: u64 = 1 << 20;
 
     fn home_file(var: &str, under_home: &str) -> Option<PathBuf> {
         if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
@@ -283,17 +321,84 @@ pub(crate) mod aws_profile {
         std::env::var_os("HOME").map(|home| PathBuf::from(home).join(under_home))
     }
 
-    fn read(path: &std::path::Path) -> Result<Option<ini::Ini>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => ini::Ini::load_from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::file(path, format!("cannot read the AWS profiles: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::file(
-                path,
-                format!("cannot read the AWS profiles: {e}"),
-            )),
+    /// One file's text, bounded; `None` when it is not there.
+    fn read(path: &std::path::Path) -> Result<Option<String>> {
+        let fail = |e: String| Error::file(path, format!("cannot read the AWS profiles: {e}"));
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        // A FIFO or a device would block or never end.
+        if !file.metadata().map_err(|e| fail(e.to_string()))?.is_file() {
+            return Err(fail("it is not a regular file".into()));
         }
+        let mut text = String::new();
+        file.take(MAX_FILE)
+            .read_to_string(&mut text)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Some(text))
+    }
+
+    /// The settings of `section` in `text`, read as the AWS tools read
+    /// them: names in any case, no quotes or escapes, comment lines
+    /// (indented or not) skipped.
+    fn section(
+        path: &std::path::Path,
+        text: &str,
+        section: &str,
+    ) -> Result<Option<HashMap<String, String>>> {
+        let text: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with(['#', ';']))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let options = ini::ParseOption {
+            enabled_quote: false,
+            enabled_escape: false,
+            ..ini::ParseOption::default()
+        };
+        let parsed = ini::Ini::load_from_str_opt(&text, options)
+            .map_err(|e| Error::file(path, format!("cannot read the AWS profiles: {e}")))?;
+        Ok(parsed
+            .iter()
+            .find(|(name, _)| name.is_some_and(|n| n.trim() == section))
+            .map(|(_, props)| {
+                props
+                    .iter()
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect()
+            }))
+    }
+
+    /// What `profile` holds, the credentials file's settings over the
+    /// config file's; `None` when neither has it. The paths read are
+    /// returned for messages.
+    fn find(profile: &str) -> Result<(Option<HashMap<String, String>>, Vec<PathBuf>)> {
+        let mut found: Option<HashMap<String, String>> = None;
+        let mut paths = Vec::new();
+        // The config file names a profile `profile NAME`, but for `default`.
+        let in_config = if profile == "default" {
+            "default".to_string()
+        } else {
+            format!("profile {profile}")
+        };
+        for (var, under_home, name) in [
+            ("AWS_CONFIG_FILE", ".aws/config", in_config.as_str()),
+            ("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials", profile),
+        ] {
+            let Some(path) = home_file(var, under_home) else {
+                continue;
+            };
+            if let Some(text) = read(&path)?
+                && let Some(settings) = section(&path, &text, name)?
+            {
+                found.get_or_insert_with(HashMap::new).extend(settings);
+            }
+            paths.push(path);
+        }
+        Ok((found, paths))
     }
 
     /// Settings that name a way of getting keys Lifeboat does not take.
@@ -307,73 +412,49 @@ pub(crate) mod aws_profile {
     ];
 
     /// The keys of `profile` (named by `source`, in words). `None` when the
-    /// profile is absent and not `required` (the `default` profile of a
-    /// machine that has none).
-    pub fn load(
-        region: &str,
-        profile: &str,
-        source: &str,
-        required: bool,
-    ) -> Result<Option<Found>> {
-        let credentials_path = home_file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
-        let config_path = home_file("AWS_CONFIG_FILE", ".aws/config");
-        let credentials = match &credentials_path {
-            Some(path) => read(path)?,
-            None => None,
-        };
-        let config = match &config_path {
-            Some(path) => read(path)?,
-            None => None,
-        };
-        // The credentials file names a profile plainly; the config file
-        // as `profile NAME`, but for `default`.
-        let in_config = if profile == "default" {
-            "default".to_string()
-        } else {
-            format!("profile {profile}")
-        };
-        let keys = credentials.as_ref().and_then(|c| c.section(Some(profile)));
-        let settings = config
-            .as_ref()
-            .and_then(|c| c.section(Some(in_config.as_str())));
-        if keys.is_none() && settings.is_none() {
+    /// profile has no keys and is not `required` (the `default` profile of
+    /// a machine that has none, or only a region).
+    pub fn keys(region: &str, profile: &str, source: &str, required: bool) -> Result<Option<Keys>> {
+        let (found, paths) = find(profile)?;
+        let Some(settings) = found else {
             if !required {
                 return Ok(None);
             }
-            let files = [&credentials_path, &config_path]
-                .into_iter()
-                .flatten()
+            let files = paths
+                .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(" or ");
             return Err(Error::invalid(format!(
-                "region `{region}`: AWS profile `{profile}` ({source}) is not in {files}; run `aws configure --profile {profile}` or name another profile"
+                "region `{region}`: AWS profile `{profile}` ({source}) is not in {files}; run `aws configure --profile '{profile}'` or name another profile"
             )));
-        }
-        let get = |key: &str| {
-            keys.and_then(|k| k.get(key))
-                .or_else(|| settings.and_then(|s| s.get(key)))
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
         };
-        if let Some(how) = UNSUPPORTED.iter().find(|key| get(key).is_some()) {
+        // A profile that would switch identity another way is refused, even
+        // the default one: falling back to other keys would be a surprise.
+        if let Some(how) = UNSUPPORTED.iter().find(|key| settings.contains_key(**key)) {
             return Err(Error::invalid(format!(
-                "region `{region}`: AWS profile `{profile}` gets its keys through `{how}`, which lifeboat does not follow; export the keys it gives (`aws configure export-credentials --profile {profile} --format env`) and name them with --access-key-env, --secret-key-env and --session-token-env"
+                "region `{region}`: AWS profile `{profile}` gets its keys through `{how}`, which lifeboat does not follow; export the keys it gives (`aws configure export-credentials --profile '{profile}' --format env`) and name them with --access-key-env, --secret-key-env and --session-token-env"
             )));
         }
-        match (get("aws_access_key_id"), get("aws_secret_access_key")) {
-            (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Found {
-                access_key_id,
-                secret_access_key,
-                session_token: get("aws_session_token"),
-                region: get("region"),
+        match (
+            settings.get("aws_access_key_id"),
+            settings.get("aws_secret_access_key"),
+        ) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Keys {
+                access_key_id: access_key_id.clone(),
+                secret_access_key: secret_access_key.clone(),
+                session_token: settings.get("aws_session_token").cloned(),
             })),
             _ if !required => Ok(None),
             _ => Err(Error::invalid(format!(
-                "region `{region}`: AWS profile `{profile}` ({source}) has no aws_access_key_id and aws_secret_access_key; run `aws configure --profile {profile}`"
+                "region `{region}`: AWS profile `{profile}` ({source}) has no aws_access_key_id and aws_secret_access_key; run `aws configure --profile '{profile}'`"
             ))),
         }
+    }
+
+    /// The region `profile` names, if it is there and names one.
+    pub fn region(_region: &str, profile: &str) -> Result<Option<String>> {
+        Ok(find(profile)?.0.and_then(|mut s| s.remove("region")))
     }
 }
 
@@ -402,6 +483,13 @@ mod gcp_credentials {
 
     pub fn check(region: &str, path: &str, var: &str) -> Result<Kind> {
         use std::io::Read as _;
+        // A variable that holds the key itself, not its path: said
+        // without repeating it.
+        if path.trim_start().starts_with('{') || path.contains('\n') || path.len() > 4096 {
+            return Err(Error::invalid(format!(
+                "region `{region}`: {var} holds a key (JSON, not repeated here), not a file's path; save the key in a file readable only by you and put its path in {var}"
+            )));
+        }
         let fail = |why: String| {
             Error::invalid(format!(
                 "region `{region}`: the credentials file `{path}` (named by {var}) {why}"

@@ -135,24 +135,21 @@ impl RegionSpec {
             )));
         }
         if let Some(endpoint) = &self.endpoint {
-            check_endpoint(&self.name, endpoint)?;
+            check_endpoint(&self.name, endpoint, &location)?;
         }
-        for var in [
-            &self.access_key_env,
-            &self.secret_key_env,
-            &self.session_token_env,
-            &self.account_key_env,
-            &self.sas_token_env,
-            &self.credentials_env,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(Error::invalid(format!(
-                    "region `{}`: `{var}` is not an environment variable name; give the NAME of the variable that holds the key, not the key",
-                    self.name
-                )));
+        if let Some(region) = &self.s3_region {
+            check_signing_region(&self.name, region, "--s3-region")?;
+        }
+        for (flag, var) in [
+            ("--access-key-env", &self.access_key_env),
+            ("--secret-key-env", &self.secret_key_env),
+            ("--session-token-env", &self.session_token_env),
+            ("--account-key-env", &self.account_key_env),
+            ("--sas-token-env", &self.sas_token_env),
+            ("--credentials-env", &self.credentials_env),
+        ] {
+            if let Some(var) = var {
+                check_var_name(&self.name, flag, var)?;
             }
         }
         if self.access_key_env.is_some() != self.secret_key_env.is_some() {
@@ -222,21 +219,83 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
-fn check_endpoint(region: &str, endpoint: &str) -> Result<()> {
+/// Checks the NAME of an environment variable given for `flag`. The value
+/// is never repeated: a value that is no name is most likely the secret
+/// itself, pasted where its variable's name belongs.
+fn check_var_name(region: &str, flag: &str, var: &str) -> Result<()> {
+    let name_like = !var.is_empty()
+        && var.len() <= 128
+        && !var.starts_with(|c: char| c.is_ascii_digit())
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    // Variables are named in capitals by habit; a long mix of cases and
+    // digits is how keys look.
+    let key_like = var.len() >= 16
+        && var.chars().any(|c| c.is_ascii_lowercase())
+        && var.chars().any(|c| c.is_ascii_uppercase())
+        && var.chars().any(|c| c.is_ascii_digit());
+    if name_like && !key_like {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "region `{region}`: the value given for {flag} is not the name of an environment variable (not repeated here, in case it is the secret); give the NAME of the variable that holds it, e.g. MY_KEY"
+    )))
+}
+
+/// Checks a signing region: it becomes part of a host name.
+pub(crate) fn check_signing_region(region: &str, value: &str, from: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "region `{region}`: `{value}` ({from}) is not an S3 signing region; write it like eu-west-1"
+        )))
+    }
+}
+
+fn check_endpoint(region: &str, endpoint: &str, location: &RegionUrl) -> Result<()> {
     let url = url::Url::parse(endpoint).map_err(|e| {
         Error::invalid(format!(
-            "region `{region}`: endpoint `{endpoint}` is not a URL ({e}); write it like http://127.0.0.1:8333"
+            "region `{region}`: the endpoint is not a URL ({e}); write it like http://127.0.0.1:8333"
         ))
     })?;
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+        return Err(Error::invalid(format!(
+            "region `{region}`: the endpoint carries credentials (user:password@ or a ?query; not repeated here); give the server's URL alone and name the variables that hold the keys"
+        )));
+    }
+    // A SAS token rides in the URL and a bearer token in a header, both
+    // readable by anyone on the network: plain http for those only on
+    // this machine. (An S3 signature never carries the secret.)
+    let tokens_in_clear = matches!(location, RegionUrl::Azure { .. } | RegionUrl::Gcs { .. });
     match url.scheme() {
         "https" => Ok(()),
+        "http" if tokens_in_clear && is_loopback(&url) => Ok(()),
+        "http" if tokens_in_clear => Err(Error::invalid(format!(
+            "region `{region}`: plain http in --endpoint to {} is allowed only on loopback (its tokens would cross the network in clear); use https for `{endpoint}`",
+            location.describe()
+        ))),
         "http" if is_local(&url) => Ok(()),
         "http" => Err(Error::invalid(format!(
-            "region `{region}`: plain http is allowed only for loopback and private-network addresses; use https for `{endpoint}`"
+            "region `{region}`: plain http in --endpoint is allowed only for loopback and private-network addresses; use https for `{endpoint}`"
         ))),
         other => Err(Error::invalid(format!(
             "region `{region}`: endpoint scheme `{other}` is not http or https"
         ))),
+    }
+}
+
+/// This machine only.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -278,6 +337,14 @@ impl RegionUrl {
         }) {
             return Err(Error::invalid(format!(
                 "region `{region}`: `{text}` has `.` or `..` in its path; write the folder or prefix itself, e.g. file:///srv/lifeboat/us-east-1"
+            )));
+        }
+        // Credentials in the URL would be saved and shown with it: refused
+        // before the text is repeated anywhere.
+        let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') || text.contains('?') || text.contains('#') {
+            return Err(Error::invalid(format!(
+                "region `{region}`: the URL carries credentials or options (user:password@, a ?query or a #fragment; not repeated here); write only the scheme, bucket and prefix, and name the variables that hold the keys"
             )));
         }
         let url = url::Url::parse(text).map_err(|e| {
@@ -871,6 +938,39 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_where_a_name_belongs_is_refused_unrepeated() {
+        for pasted in [
+            "wJalrXUtnFEMI2K7MDENG2bPxRfiCYEXAMPLEKEY",
+            "Zm9vYmFyYmF6cXV4MTIz+NDU2Nzg5MDEy/MzQ1Ng==",
+            "sv=2024&sig=abc",
+            "",
+            "1PASSWORD",
+        ] {
+            let err = check_var_name("r", "--account-key-env", pasted)
+                .expect_err(pasted)
+                .to_string();
+            assert!(pasted.is_empty() || !err.contains(pasted), "{err}");
+            assert!(err.contains("--account-key-env"), "{err}");
+        }
+        for name in [
+            "AWS_SECRET_ACCESS_KEY",
+            "MY_KEY",
+            "west_key",
+            "AZURE_STORAGE_KEY_2",
+        ] {
+            assert!(check_var_name("r", "--x", name).is_ok(), "{name}");
+        }
+        for url in [
+            "s3://AKID:SECRETSECRET@bucket/p",
+            "az://c1/p?sig=SECRETSECRET",
+            "gs://b/p#SECRETSECRET",
+        ] {
+            let err = RegionUrl::parse("r", url).expect_err(url).to_string();
+            assert!(!err.contains("SECRETSECRET"), "{err}");
+        }
+    }
+
+    #[test]
     fn plain_http_only_to_loopback_and_private_networks() {
         let mut spec = RegionSpec::new("r", "s3://b");
         for ok in [
@@ -884,6 +984,15 @@ mod tests {
         for public in ["http://8.8.8.8:9000", "http://s3.example.com"] {
             spec.endpoint = Some(public.into());
             assert!(spec.validate().is_err(), "{public}");
+        }
+        // Azure and GCS tokens would cross the network in clear.
+        for url in ["az://container/p", "gs://bucket/p"] {
+            let mut spec = RegionSpec::new("r", url);
+            spec.endpoint = Some("http://127.0.0.1:10000/acct".into());
+            assert!(spec.validate().is_ok(), "{url} on loopback");
+            spec.endpoint = Some("http://10.1.2.3:10000/acct".into());
+            let err = spec.validate().expect_err(url).to_string();
+            assert!(err.contains("only on loopback"), "{err}");
         }
     }
 }
