@@ -191,7 +191,7 @@ enum RegionCommand {
         /// file:///dir, memory://name, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix.
         url: String,
         #[command(flatten)]
-        cloud: CloudArgs,
+        cloud: Box<CloudArgs>,
         /// Save without probing the region first.
         #[arg(long)]
         no_check: bool,

@@ -473,7 +473,15 @@ async fn azure_bad_input_gets_one_line_each() {
         .find_map(|pair| pair.strip_prefix("sig="))
         .expect("a signature")
         .to_string();
-    let cases: Vec<(&str, Vec<(&str, String)>, String, Vec<&str>, Vec<&str>)> = vec![
+    // What, the variables set, the container, the flags, the words said.
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, String)>,
+        String,
+        Vec<&'a str>,
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "wrong key",
             vec![("K", wrong_key.to_string())],
@@ -1040,7 +1048,9 @@ fn a_pasted_secret_is_refused_and_never_repeated() {
     let azure_key = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MDEyMzQ1Ng==";
     let json =
         r#"{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----SECRETSECRET"}"#;
-    let cases: Vec<(Vec<&str>, Option<(&str, &str)>, &str, &str)> = vec![
+    // The arguments, a variable set, the secret, the words said.
+    type Case<'a> = (Vec<&'a str>, Option<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 "s3://b/p",

@@ -343,11 +343,7 @@ pub(crate) mod aws_profile {
     /// The settings of `section` in `text`, read as the AWS tools read
     /// them: names in any case, no quotes or escapes, comment lines
     /// (indented or not) skipped.
-    fn section(
-        path: &std::path::Path,
-        text: &str,
-        section: &str,
-    ) -> Result<Option<HashMap<String, String>>> {
+    fn section(path: &std::path::Path, text: &str, section: &str) -> Result<Option<Settings>> {
         let text: String = text
             .lines()
             .filter(|line| !line.trim_start().starts_with(['#', ';']))
@@ -372,11 +368,14 @@ pub(crate) mod aws_profile {
             }))
     }
 
+    /// A profile's settings, by lowercased name.
+    type Settings = HashMap<String, String>;
+
     /// What `profile` holds, the credentials file's settings over the
     /// config file's; `None` when neither has it. The paths read are
     /// returned for messages.
-    fn find(profile: &str) -> Result<(Option<HashMap<String, String>>, Vec<PathBuf>)> {
-        let mut found: Option<HashMap<String, String>> = None;
+    fn find(profile: &str) -> Result<(Option<Settings>, Vec<PathBuf>)> {
+        let mut found: Option<Settings> = None;
         let mut paths = Vec::new();
         // The config file names a profile `profile NAME`, but for `default`.
         let in_config = if profile == "default" {
