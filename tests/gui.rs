@@ -736,7 +736,8 @@ fn settings_adds_an_azure_region_and_says_a_missing_container_beside_its_field()
     app.click("Settings");
     fill(&mut app, "no-such-container");
     app.click("Save region");
-    app.until("the missing container said", Duration::from_secs(20), |h| {
+    // One Azurite serves many tests at once: its answers can take a while.
+    app.until("the missing container said", Duration::from_secs(90), |h| {
         h.query_by_label_contains("No such container in this storage account")
             .is_some()
     });
@@ -746,7 +747,7 @@ fn settings_adds_an_azure_region_and_says_a_missing_container_beside_its_field()
     app.click("Cancel");
     fill(&mut app, container);
     app.click("Save region");
-    app.until("the Azure region listed", Duration::from_secs(30), |h| {
+    app.until("the Azure region listed", Duration::from_secs(90), |h| {
         h.query_by_label("Edit ap-south-1").is_some()
     });
     let saved = std::fs::read_to_string(app.home.regions_file()).expect("regions file");

@@ -106,8 +106,9 @@ fn emulator_up(var: &str, what: &str) -> bool {
     up
 }
 
-/// A spec for region `name` in Azurite, under a fresh prefix of the test
-/// container, with the account key named by variable as a user would.
+/// A spec for region `name` in Azurite (`eu-west-1` on the second
+/// instance), under a fresh prefix of the test container, with the account
+/// key named by variable as a user would.
 pub fn azure_spec(name: &str) -> RegionSpec {
     let url = format!(
         "az://{}/{name}-{:016x}",
@@ -115,7 +116,10 @@ pub fn azure_spec(name: &str) -> RegionSpec {
         fastrand::u64(..)
     );
     let mut spec = RegionSpec::new(name, &url);
-    spec.endpoint = Some(env("LIFEBOAT_AZURITE"));
+    spec.endpoint = Some(match name {
+        "eu-west-1" => env("LIFEBOAT_AZURITE_B"),
+        _ => env("LIFEBOAT_AZURITE"),
+    });
     spec.account = Some(env("LIFEBOAT_AZURE_ACCOUNT"));
     spec.account_key_env = Some("LIFEBOAT_AZURE_KEY".into());
     spec
