@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{TEST_KEYS, add_s3_region, assert_one_error_line, lifeboat, run, stderr, stdout};
+use common::{TEST_KEYS, add_s3_region, assert_one_error_line, env, lifeboat, run, stderr, stdout};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -363,17 +363,19 @@ fn bare(data: &std::path::Path) -> Command {
     cmd
 }
 
-fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by the test command"))
+/// `region add NAME WHERE/NAME-RANDOM --endpoint ENDPOINT` and `extra`,
+/// `at` being a scheme and a bucket or container (`az://lifeboat-test`).
+fn add_cloud(mut cmd: Command, at: &str, name: &str, endpoint: &str, extra: &[&str]) -> Output {
+    let url = format!("{at}/{name}-{:08x}", fastrand::u32(..));
+    cmd.args(["region", "add", name, &url, "--endpoint", endpoint]);
+    cmd.args(extra);
+    cmd.output().expect("lifeboat runs")
 }
 
 /// `region add NAME az://CONTAINER/PREFIX --endpoint AZURITE` and `extra`.
-fn add_azure(mut cmd: Command, name: &str, container: &str, extra: &[&str]) -> Output {
-    let url = format!("az://{container}/{name}-{:08x}", fastrand::u32(..));
-    let endpoint = env("LIFEBOAT_AZURITE");
-    cmd.args(["region", "add", name, &url, "--endpoint", &endpoint]);
-    cmd.args(extra);
-    cmd.output().expect("lifeboat runs")
+fn add_azure(cmd: Command, name: &str, container: &str, extra: &[&str]) -> Output {
+    let at = format!("az://{container}");
+    add_cloud(cmd, &at, name, &env("LIFEBOAT_AZURITE"), extra)
 }
 
 /// The regions file holds where each secret comes from, never a secret.
@@ -603,10 +605,9 @@ async fn azure_bad_input_gets_one_line_each() {
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = bare(&data);
         cmd.env("S", &sas);
-        let url = format!("az://{container}/west-{:08x}", fastrand::u32(..));
-        cmd.args(["region", "add", "west", &url, "--endpoint", &endpoint]);
-        cmd.args(["--account", &account, "--sas-token-env", "S"]);
-        cmd.output().expect("runs")
+        let at = format!("az://{container}");
+        let flags = ["--account", &account, "--sas-token-env", "S"];
+        add_cloud(cmd, &at, "west", &endpoint, &flags)
     })
     .await
     .expect("join");
@@ -620,11 +621,8 @@ async fn azure_bad_input_gets_one_line_each() {
 
 /// `region add NAME gs://BUCKET/PREFIX --endpoint` the GCS emulator (or
 /// `endpoint`), and `extra`.
-fn add_gcs(mut cmd: Command, name: &str, bucket: &str, endpoint: &str, extra: &[&str]) -> Output {
-    let url = format!("gs://{bucket}/{name}-{:08x}", fastrand::u32(..));
-    cmd.args(["region", "add", name, &url, "--endpoint", endpoint]);
-    cmd.args(extra);
-    cmd.output().expect("lifeboat runs")
+fn add_gcs(cmd: Command, name: &str, bucket: &str, endpoint: &str, extra: &[&str]) -> Output {
+    add_cloud(cmd, &format!("gs://{bucket}"), name, endpoint, extra)
 }
 
 /// The only GCS emulator in the registries here ignores preconditions
@@ -816,11 +814,7 @@ fn aws_files(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
 /// `region add NAME s3://lifeboat-test/PREFIX --endpoint` the first S3
 /// server (or `endpoint`), and `extra`.
 fn add_s3_bare(cmd: Command, name: &str, endpoint: &str, extra: &[&str]) -> Output {
-    let mut cmd = cmd;
-    let url = format!("s3://lifeboat-test/{name}-{:08x}", fastrand::u32(..));
-    cmd.args(["region", "add", name, &url, "--endpoint", endpoint]);
-    cmd.args(extra);
-    cmd.output().expect("lifeboat runs")
+    add_cloud(cmd, "s3://lifeboat-test", name, endpoint, extra)
 }
 
 #[test]

@@ -737,14 +737,20 @@ mod tests {
             ),
         ];
         for (message, field, words) in cases {
-            let (at, sentence) = in_form_words(Kind::S3, message);
-            assert_eq!(at, field, "{message}");
-            assert!(sentence.contains(words), "{sentence}");
-            assert!(
-                !sentence.contains("--") && !sentence.contains("retries"),
-                "{sentence}"
-            );
+            assert_in_form_words(Kind::S3, message, field, words);
         }
+    }
+
+    /// `message` reads beside `field`, holds `words`, and names no flag
+    /// and no client report.
+    fn assert_in_form_words(kind: Kind, message: &str, field: Field, words: &str) {
+        let (at, sentence) = in_form_words(kind, message);
+        assert_eq!(at, field, "{message}");
+        assert!(sentence.contains(words), "{sentence}");
+        assert!(
+            !sentence.contains("--") && !sentence.contains("retries"),
+            "{sentence}"
+        );
     }
 
     #[test]
@@ -806,13 +812,7 @@ mod tests {
             ),
         ];
         for (kind, message, field, words) in cases {
-            let (at, sentence) = in_form_words(kind, message);
-            assert_eq!(at, field, "{message}");
-            assert!(sentence.contains(words), "{sentence}");
-            assert!(
-                !sentence.contains("--") && !sentence.contains("retries"),
-                "{sentence}"
-            );
+            assert_in_form_words(kind, message, field, words);
         }
     }
 }

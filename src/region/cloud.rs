@@ -108,9 +108,31 @@ pub(super) fn s3(
             token,
         }))
     };
+    // One profile serves both the keys and the signing region, as in
+    // AWS's own tools: the region's, else AWS_PROFILE, else `default`.
     let env_profile = std::env::var("AWS_PROFILE")
         .ok()
         .filter(|p| !p.trim().is_empty());
+    let (profile_name, source) = match (&spec.profile, &env_profile) {
+        (Some(named), _) => (named.as_str(), "the region's profile"),
+        (None, Some(env)) => (env.as_str(), "AWS_PROFILE"),
+        (None, None) => ("default", "default"),
+    };
+    // Only a profile someone named must be there.
+    let required = spec.profile.is_some() || env_profile.is_some();
+    let named_keys = spec.access_key_env.is_some();
+    let keys_from_profile =
+        !named_keys && (spec.profile.is_some() || std::env::var_os("AWS_ACCESS_KEY_ID").is_none());
+    let env_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().filter(|r| !r.trim().is_empty()));
+    let region_from_profile =
+        spec.s3_region.is_none() && spec.endpoint.is_none() && env_region.is_none();
+    let profile = if keys_from_profile || region_from_profile {
+        Some(aws_profile::Profile::load(profile_name)?)
+    } else {
+        None
+    };
     if let (Some(key_var), Some(secret_var)) = (&spec.access_key_env, &spec.secret_key_env) {
         let token = match &spec.session_token_env {
             Some(var) => Some(env_var(name, var, "session token")?),
@@ -121,23 +143,14 @@ pub(super) fn s3(
             env_var(name, secret_var, "secret key")?,
             token,
         ));
-    } else {
-        let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-        let chosen = match (&spec.profile, env_keys, &env_profile) {
-            (Some(named), _, _) => Some((named.as_str(), "the region's profile", true)),
-            (None, true, _) => None,
-            (None, false, Some(env)) => Some((env.as_str(), "AWS_PROFILE", true)),
-            (None, false, None) => Some(("default", "default", false)),
-        };
-        if let Some((profile, source, required)) = chosen
-            && let Some(found) = aws_profile::keys(name, profile, source, required)?
-        {
-            builder = builder.with_credentials(static_keys(
-                found.access_key_id,
-                found.secret_access_key,
-                found.session_token,
-            ));
-        }
+    } else if let Some(profile) = profile.as_ref().filter(|_| keys_from_profile)
+        && let Some(found) = profile.keys(name, source, required)?
+    {
+        builder = builder.with_credentials(static_keys(
+            found.access_key_id,
+            found.secret_access_key,
+            found.session_token,
+        ));
     }
     // The signing region, as AWS's own tools choose it; an S3-compatible
     // server signs with us-east-1 unless the region says otherwise (the
@@ -146,18 +159,14 @@ pub(super) fn s3(
         (Some(region), _) => region.clone(),
         (None, Some(_)) => "us-east-1".to_string(),
         (None, None) => {
-            let from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-                .into_iter()
-                .find_map(|var| std::env::var(var).ok().filter(|r| !r.trim().is_empty()));
-            let region = match from_env {
+            let found = match env_region {
                 Some(region) => Some((region, "AWS_REGION")),
-                None => {
-                    let profile = spec.profile.as_deref().or(env_profile.as_deref());
-                    aws_profile::region(name, profile.unwrap_or("default"))?
-                        .map(|region| (region, "the profile's region"))
-                }
+                None => profile
+                    .as_ref()
+                    .and_then(aws_profile::Profile::region)
+                    .map(|region| (region, "the profile's region")),
             };
-            match region {
+            match found {
                 Some((region, from)) => {
                     super::check_signing_region(name, region.trim(), from)?;
                     region.trim().to_string()
@@ -294,12 +303,30 @@ pub(super) fn azure(
     Ok(Arc::new(store))
 }
 
+/// At most this much of a credentials file is read.
+const MAX_CREDENTIALS_FILE: u64 = 1 << 20;
+
+/// The text of a credentials file, at most [`MAX_CREDENTIALS_FILE`] of it;
+/// a FIFO or a device (which would block or never end) is refused.
+fn read_credentials_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_CREDENTIALS_FILE).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// The shared AWS files (`~/.aws/credentials`, `~/.aws/config`, or where
 /// `AWS_SHARED_CREDENTIALS_FILE` and `AWS_CONFIG_FILE` say) and what one
 /// profile in them holds.
 pub(crate) mod aws_profile {
     use std::collections::HashMap;
-    use std::io::Read as _;
 
     use super::*;
 
@@ -311,9 +338,6 @@ pub(crate) mod aws_profile {
         pub session_token: Option<String>,
     }
 
-    /// At most this much of each file is read.
-    const MAX_FILE: u64 = 1 << 20;
-
     fn home_file(var: &str, under_home: &str) -> Option<PathBuf> {
         if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
             return Some(PathBuf::from(path));
@@ -323,21 +347,14 @@ pub(crate) mod aws_profile {
 
     /// One file's text, bounded; `None` when it is not there.
     fn read(path: &std::path::Path) -> Result<Option<String>> {
-        let fail = |e: String| Error::file(path, format!("cannot read the AWS profiles: {e}"));
-        let file = match std::fs::File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(fail(e.to_string())),
-        };
-        // A FIFO or a device would block or never end.
-        if !file.metadata().map_err(|e| fail(e.to_string()))?.is_file() {
-            return Err(fail("it is not a regular file".into()));
+        match read_credentials_file(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::file(
+                path,
+                format!("cannot read the AWS profiles: {e}"),
+            )),
         }
-        let mut text = String::new();
-        file.take(MAX_FILE)
-            .read_to_string(&mut text)
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(Some(text))
     }
 
     /// The settings of `section` in `text`, read as the AWS tools read
@@ -371,33 +388,13 @@ pub(crate) mod aws_profile {
     /// A profile's settings, by lowercased name.
     type Settings = HashMap<String, String>;
 
-    /// What `profile` holds, the credentials file's settings over the
-    /// config file's; `None` when neither has it. The paths read are
-    /// returned for messages.
-    fn find(profile: &str) -> Result<(Option<Settings>, Vec<PathBuf>)> {
-        let mut found: Option<Settings> = None;
-        let mut paths = Vec::new();
-        // The config file names a profile `profile NAME`, but for `default`.
-        let in_config = if profile == "default" {
-            "default".to_string()
-        } else {
-            format!("profile {profile}")
-        };
-        for (var, under_home, name) in [
-            ("AWS_CONFIG_FILE", ".aws/config", in_config.as_str()),
-            ("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials", profile),
-        ] {
-            let Some(path) = home_file(var, under_home) else {
-                continue;
-            };
-            if let Some(text) = read(&path)?
-                && let Some(settings) = section(&path, &text, name)?
-            {
-                found.get_or_insert_with(HashMap::new).extend(settings);
-            }
-            paths.push(path);
-        }
-        Ok((found, paths))
+    /// One profile of the shared files: what it holds, the credentials
+    /// file's settings over the config file's (`None` when neither has
+    /// it), and the files looked in, for messages.
+    pub struct Profile {
+        name: String,
+        settings: Option<Settings>,
+        paths: Vec<PathBuf>,
     }
 
     /// Settings that name a way of getting keys Lifeboat does not take.
@@ -410,50 +407,85 @@ pub(crate) mod aws_profile {
         "credential_source",
     ];
 
-    /// The keys of `profile` (named by `source`, in words). `None` when the
-    /// profile has no keys and is not `required` (the `default` profile of
-    /// a machine that has none, or only a region).
-    pub fn keys(region: &str, profile: &str, source: &str, required: bool) -> Result<Option<Keys>> {
-        let (found, paths) = find(profile)?;
-        let Some(settings) = found else {
-            if !required {
-                return Ok(None);
+    impl Profile {
+        /// Reads profile `name` from the shared files.
+        pub fn load(name: &str) -> Result<Profile> {
+            let mut settings: Option<Settings> = None;
+            let mut paths = Vec::new();
+            // The config file names a profile `profile NAME`, but for `default`.
+            let in_config = if name == "default" {
+                "default".to_string()
+            } else {
+                format!("profile {name}")
+            };
+            for (var, under_home, section_name) in [
+                ("AWS_CONFIG_FILE", ".aws/config", in_config.as_str()),
+                ("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials", name),
+            ] {
+                let Some(path) = home_file(var, under_home) else {
+                    continue;
+                };
+                if let Some(text) = read(&path)?
+                    && let Some(found) = section(&path, &text, section_name)?
+                {
+                    settings.get_or_insert_with(HashMap::new).extend(found);
+                }
+                paths.push(path);
             }
-            let files = paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" or ");
-            return Err(Error::invalid(format!(
-                "region `{region}`: AWS profile `{profile}` ({source}) is not in {files}; run `aws configure --profile '{profile}'` or name another profile"
-            )));
-        };
-        // A profile that would switch identity another way is refused, even
-        // the default one: falling back to other keys would be a surprise.
-        if let Some(how) = UNSUPPORTED.iter().find(|key| settings.contains_key(**key)) {
-            return Err(Error::invalid(format!(
-                "region `{region}`: AWS profile `{profile}` gets its keys through `{how}`, which lifeboat does not follow; export the keys it gives (`aws configure export-credentials --profile '{profile}' --format env`) and name them with --access-key-env, --secret-key-env and --session-token-env"
-            )));
+            Ok(Profile {
+                name: name.to_string(),
+                settings,
+                paths,
+            })
         }
-        match (
-            settings.get("aws_access_key_id"),
-            settings.get("aws_secret_access_key"),
-        ) {
-            (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Keys {
-                access_key_id: access_key_id.clone(),
-                secret_access_key: secret_access_key.clone(),
-                session_token: settings.get("aws_session_token").cloned(),
-            })),
-            _ if !required => Ok(None),
-            _ => Err(Error::invalid(format!(
-                "region `{region}`: AWS profile `{profile}` ({source}) has no aws_access_key_id and aws_secret_access_key; run `aws configure --profile '{profile}'`"
-            ))),
-        }
-    }
 
-    /// The region `profile` names, if it is there and names one.
-    pub fn region(_region: &str, profile: &str) -> Result<Option<String>> {
-        Ok(find(profile)?.0.and_then(|mut s| s.remove("region")))
+        /// The profile's keys (the profile named by `source`, in words).
+        /// `None` when it has no keys and is not `required` (the `default`
+        /// profile of a machine that has none, or only a region).
+        pub fn keys(&self, region: &str, source: &str, required: bool) -> Result<Option<Keys>> {
+            let profile = &self.name;
+            let Some(settings) = &self.settings else {
+                if !required {
+                    return Ok(None);
+                }
+                let files = self
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                return Err(Error::invalid(format!(
+                    "region `{region}`: AWS profile `{profile}` ({source}) is not in {files}; run `aws configure --profile '{profile}'` or name another profile"
+                )));
+            };
+            // A profile that would switch identity another way is refused,
+            // even the default one: falling back to other keys would be a
+            // surprise.
+            if let Some(how) = UNSUPPORTED.iter().find(|key| settings.contains_key(**key)) {
+                return Err(Error::invalid(format!(
+                    "region `{region}`: AWS profile `{profile}` gets its keys through `{how}`, which lifeboat does not follow; export the keys it gives (`aws configure export-credentials --profile '{profile}' --format env`) and name them with --access-key-env, --secret-key-env and --session-token-env"
+                )));
+            }
+            match (
+                settings.get("aws_access_key_id"),
+                settings.get("aws_secret_access_key"),
+            ) {
+                (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Keys {
+                    access_key_id: access_key_id.clone(),
+                    secret_access_key: secret_access_key.clone(),
+                    session_token: settings.get("aws_session_token").cloned(),
+                })),
+                _ if !required => Ok(None),
+                _ => Err(Error::invalid(format!(
+                    "region `{region}`: AWS profile `{profile}` ({source}) has no aws_access_key_id and aws_secret_access_key; run `aws configure --profile '{profile}'`"
+                ))),
+            }
+        }
+
+        /// The signing region the profile names, if any.
+        pub fn region(&self) -> Option<String> {
+            self.settings.as_ref()?.get("region").cloned()
+        }
     }
 }
 
@@ -477,11 +509,7 @@ mod gcp_credentials {
         disable_oauth: bool,
     }
 
-    /// At most this much of a credentials file is read.
-    const MAX_FILE: u64 = 1 << 20;
-
     pub fn check(region: &str, path: &str, var: &str) -> Result<Kind> {
-        use std::io::Read as _;
         // A variable that holds the key itself, not its path: said
         // without repeating it.
         if path.trim_start().starts_with('{') || path.contains('\n') || path.len() > 4096 {
@@ -494,11 +522,8 @@ mod gcp_credentials {
                 "region `{region}`: the credentials file `{path}` (named by {var}) {why}"
             ))
         };
-        let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot be opened: {e}")))?;
-        let mut text = String::new();
-        file.take(MAX_FILE)
-            .read_to_string(&mut text)
-            .map_err(|e| fail(format!("cannot be read: {e}")))?;
+        let text = read_credentials_file(std::path::Path::new(path))
+            .map_err(|e| fail(format!("cannot be opened: {e}")))?;
         let probe: Probe = serde_json::from_str(&text).map_err(|_| {
             fail("is not a JSON credentials file; download a service-account key, or run `gcloud auth application-default login`".into())
         })?;

@@ -82,24 +82,21 @@ pub struct RegionSpec {
     pub credentials_env: Option<String>,
 }
 
-/// The options of a region that belong to one kind of store, by the
-/// flag that sets each (`region add --help`) and the field's value.
-fn kind_options(spec: &RegionSpec) -> [(&'static str, &'static str, bool); 10] {
+/// The options of a region that belong to some kinds of store: the flag
+/// that sets each (`region add --help`; a `-env` flag names a variable),
+/// the URL schemes it applies to, and its value.
+fn kind_options(spec: &RegionSpec) -> [(&'static str, &'static str, &Option<String>); 10] {
     [
-        ("--endpoint", "s3 gs az", spec.endpoint.is_some()),
-        ("--s3-region", "s3", spec.s3_region.is_some()),
-        ("--access-key-env", "s3", spec.access_key_env.is_some()),
-        ("--secret-key-env", "s3", spec.secret_key_env.is_some()),
-        (
-            "--session-token-env",
-            "s3",
-            spec.session_token_env.is_some(),
-        ),
-        ("--profile", "s3", spec.profile.is_some()),
-        ("--account", "az", spec.account.is_some()),
-        ("--account-key-env", "az", spec.account_key_env.is_some()),
-        ("--sas-token-env", "az", spec.sas_token_env.is_some()),
-        ("--credentials-env", "gs", spec.credentials_env.is_some()),
+        ("--endpoint", "s3 gs az", &spec.endpoint),
+        ("--s3-region", "s3", &spec.s3_region),
+        ("--access-key-env", "s3", &spec.access_key_env),
+        ("--secret-key-env", "s3", &spec.secret_key_env),
+        ("--session-token-env", "s3", &spec.session_token_env),
+        ("--profile", "s3", &spec.profile),
+        ("--account", "az", &spec.account),
+        ("--account-key-env", "az", &spec.account_key_env),
+        ("--sas-token-env", "az", &spec.sas_token_env),
+        ("--credentials-env", "gs", &spec.credentials_env),
     ]
 }
 
@@ -121,7 +118,7 @@ impl RegionSpec {
         let kind = location.kind();
         if let Some((flag, kinds, _)) = kind_options(self)
             .into_iter()
-            .find(|(_, kinds, set)| *set && !kinds.split(' ').any(|k| k == kind))
+            .find(|(_, kinds, value)| value.is_some() && !kinds.split(' ').any(|k| k == kind))
         {
             let urls = kinds
                 .split(' ')
@@ -140,15 +137,10 @@ impl RegionSpec {
         if let Some(region) = &self.s3_region {
             check_signing_region(&self.name, region, "--s3-region")?;
         }
-        for (flag, var) in [
-            ("--access-key-env", &self.access_key_env),
-            ("--secret-key-env", &self.secret_key_env),
-            ("--session-token-env", &self.session_token_env),
-            ("--account-key-env", &self.account_key_env),
-            ("--sas-token-env", &self.sas_token_env),
-            ("--credentials-env", &self.credentials_env),
-        ] {
-            if let Some(var) = var {
+        for (flag, _, var) in kind_options(self) {
+            if let Some(var) = var
+                && flag.ends_with("-env")
+            {
                 check_var_name(&self.name, flag, var)?;
             }
         }
@@ -302,12 +294,12 @@ fn is_loopback(url: &url::Url) -> bool {
 /// Loopback, or an address of a private network (an S3 server on the
 /// same LAN or in a network namespace): plain http stays off the internet.
 pub(crate) fn is_local(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unique_local(),
-        None => false,
-    }
+    is_loopback(url)
+        || match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_private(),
+            Some(url::Host::Ipv6(ip)) => ip.is_unique_local(),
+            _ => false,
+        }
 }
 
 /// A region URL, parsed.

@@ -72,36 +72,30 @@ pub fn pairs() -> Vec<(Kind, Kind)> {
 
 /// Whether the S3 servers of `scripts/s3-servers` are up for this run.
 pub fn s3_available() -> bool {
-    let up = std::env::var_os("LIFEBOAT_S3_A").is_some();
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs need the S3 servers: run the tests through ./scripts/test"
-        );
-        eprintln!("note: S3 regions skipped; ./scripts/test starts the S3 servers");
-    }
-    up
+    servers_up("LIFEBOAT_S3_A", "S3", "the S3 servers")
 }
 
 /// Whether Azurite of `scripts/emulators` is up for this run (required
 /// under CI, as the S3 servers are).
 pub fn azure_available() -> bool {
-    emulator_up("LIFEBOAT_AZURITE", "Azure")
+    servers_up("LIFEBOAT_AZURITE", "Azure", "the emulators")
 }
 
 /// Whether the GCS emulator of `scripts/emulators` is up for this run.
 pub fn gcs_available() -> bool {
-    emulator_up("LIFEBOAT_GCS", "GCS")
+    servers_up("LIFEBOAT_GCS", "GCS", "the emulators")
 }
 
-fn emulator_up(var: &str, what: &str) -> bool {
+/// Whether `servers` of the test command are up (they export `var`):
+/// required under CI, so a broken start cannot pass silently.
+fn servers_up(var: &str, kind: &str, servers: &str) -> bool {
     let up = std::env::var_os(var).is_some();
     if !up {
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI runs need the emulators: run the tests through ./scripts/test"
+            "CI runs need {servers}: run the tests through ./scripts/test"
         );
-        eprintln!("note: {what} regions skipped; ./scripts/test starts the emulators");
+        eprintln!("note: {kind} regions skipped; ./scripts/test starts {servers}");
     }
     up
 }
@@ -133,8 +127,9 @@ pub fn cloud_spec(kind: Kind, name: &str) -> RegionSpec {
     }
 }
 
-fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by scripts/s3-servers"))
+/// A variable the test command's servers export.
+pub fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by the test command"))
 }
 
 /// A spec for region `name` on an S3 server of `kind`, under a fresh prefix
